@@ -1,0 +1,53 @@
+"""The ``geosr`` command: one click group, one module per subcommand.
+
+Only click is imported here, so ``geosr --help`` stays fast; each subcommand imports what it needs.
+Every error ends as one line on stderr and a non-zero exit code (2 for usage, 1 otherwise, 130 when
+interrupted); ``--verbose`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from geosr import __version__
+from geosr.cli.downscale import downscale
+from geosr.cli.models import models
+from geosr.cli.options import state
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="geosr")
+def cli() -> None:
+    """Super-resolve geospatial rasters (DEMs, climate grids, multiband GeoTIFFs) with a VDSR network."""
+
+
+cli.add_command(downscale)
+cli.add_command(models)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the group and report errors in one line."""
+    try:
+        cli.main(args=argv, prog_name="geosr", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("Error: interrupted; no output was written", err=True)
+        return 130
+    except Exception as exc:  # an unexpected failure still gets one line unless --verbose
+        if state["verbose"]:
+            traceback.print_exc()
+        else:
+            click.echo(f"Error: {type(exc).__name__}: {exc} (rerun with --verbose for details)", err=True)
+        return 1
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""``geosr models``: the shipped models and their cards."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import click
+
+from geosr.cli.options import reports_errors, verbose_option
+
+
+def _format_card(name: str, card: object) -> str:
+    data = asdict(card)  # type: ignore[call-overload]
+    lines = [f"{name}: {data['description'] or '(no description)'}"]
+    lines.append(
+        f"  network: {data['architecture']} depth {data['depth']} width {data['width']}, "
+        f"{data['in_channels']} channel(s): {', '.join(data['bands'])} [{', '.join(u or '-' for u in data['units'])}]"
+    )
+    lines.append(f"  scales: {', '.join(f'{s:g}' for s in data['scales'])}; degradation: {data['degradation']}")
+    lines.append(f"  normalisation: {data['normalisation']}; interpolation: {data['interpolation']}")
+    for section in ("training", "metrics"):
+        for key, value in data[section].items():
+            lines.append(f"  {section}.{key}: {value if isinstance(value, str) else json.dumps(value)}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model", required=False, metavar="[NAME|PATH]")
+@click.option("--json", "as_json", is_flag=True, help="Print the cards as JSON.")
+@verbose_option
+@reports_errors
+def models(model: str | None, as_json: bool) -> None:
+    """List the models shipped with geosr, or show the card of one model (by name or file)."""
+    from geosr.models import list_models, read_card, resolve_model
+
+    cards = {model: read_card(resolve_model(model))} if model else list_models()
+    if as_json:
+        click.echo(json.dumps({name: asdict(card) for name, card in cards.items()}, indent=2))
+        return
+    if not cards:
+        click.echo(
+            "No trained model ships with this version of geosr yet. Train one with your own rasters or "
+            "pass a model file to `geosr downscale --model PATH`."
+        )
+        return
+    click.echo("\n\n".join(_format_card(name, card) for name, card in cards.items()))

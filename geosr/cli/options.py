@@ -1,0 +1,80 @@
+"""Options shared by several subcommands, defined once, and the one-line error reporting."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+#: Set by ``--verbose``: errors then show their traceback.
+state = {"verbose": False}
+
+
+def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        state["verbose"] = True
+    return value
+
+
+verbose_option = click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_verbose,
+    help="Show details, and a traceback on error.",
+)
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+    help="Where the network runs: auto picks CUDA, then Apple MPS, then the CPU.",
+)
+model_option = click.option(
+    "--model",
+    "model",
+    default=None,
+    metavar="NAME|PATH",
+    help="A shipped model (see `geosr models`) or a .safetensors model file. Default: dem.",
+)
+overwrite_option = click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+
+
+def progress_bar(quiet: bool, unit: str) -> Callable[[int, int], None]:
+    """A callback ``(done, total)`` that drives a tqdm bar on stderr (or nothing when quiet)."""
+    if quiet:
+        return lambda done, total: None
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, unit=unit, file=click.get_text_stream("stderr"), leave=False)
+        bar["bar"].update(done - bar["bar"].n)
+        if done >= total:
+            bar["bar"].close()
+
+    return update
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn geosr's and the libraries' expected errors into a one-line :class:`click.ClickException`."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from geosr.errors import GeosrError
+
+        try:
+            return command(*args, **kwargs)
+        except GeosrError as exc:
+            if state["verbose"]:
+                raise
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper

@@ -1,0 +1,36 @@
+"""Exceptions raised by geosr.
+
+Every error geosr raises on purpose derives from :class:`GeosrError` and also from the builtin
+exception that matches it, so ``except ValueError`` keeps working for callers who do not know geosr.
+Messages say what is wrong, the offending value, and how to fix it, in one line.
+"""
+
+from __future__ import annotations
+
+
+class GeosrError(Exception):
+    """Root of every error geosr raises on purpose."""
+
+
+class InputError(GeosrError, ValueError):
+    """The input raster or array cannot be downscaled as given."""
+
+
+class ScaleError(GeosrError, ValueError):
+    """The requested scale or target resolution is invalid."""
+
+
+class ModelError(GeosrError, ValueError):
+    """The model is unknown, unreadable or does not fit the raster."""
+
+
+class OutputExistsError(GeosrError, FileExistsError):
+    """The destination exists and overwriting was not asked for."""
+
+
+class RasterIOError(GeosrError, OSError):
+    """A raster could not be opened, read or written."""
+
+
+class DeviceError(GeosrError, RuntimeError):
+    """The requested compute device is unknown or not available."""

@@ -1,0 +1,74 @@
+"""Pure georeferencing maths for a change of resolution.
+
+The fine grid covers exactly the same bounds as the coarse grid. For a scale ``s`` the fine grid has
+``round(h * s)`` rows and ``round(w * s)`` columns; the per-axis factors actually applied are
+``h_out / h`` and ``w_out / w`` (equal to ``s`` whenever ``h * s`` and ``w * s`` are whole numbers),
+so that the output bounds equal the input bounds exactly and the output transform is
+``transform * Affine.scale(w / w_out, h / h_out)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from affine import Affine
+
+from geosr.errors import InputError, ScaleError
+
+
+def check_scale(scale: float) -> float:
+    """Return ``scale`` as a float if it is a finite number greater than 1, else raise ScaleError."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise ScaleError(f"scale must be a number greater than 1, got {scale!r}") from None
+    if not math.isfinite(value) or value <= 1.0:
+        raise ScaleError(
+            f"scale must be greater than 1, got {scale!r}; geosr only refines rasters (use gdalwarp to coarsen one)"
+        )
+    return value
+
+
+def output_shape(height: int, width: int, scale: float) -> tuple[int, int]:
+    """Shape ``(round(height * scale), round(width * scale))`` of the fine grid."""
+    if height <= 0 or width <= 0:
+        raise InputError(f"raster has zero size ({height} x {width} pixels); nothing to downscale")
+    scale = check_scale(scale)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def output_transform(transform: Affine, in_shape: tuple[int, int], out_shape: tuple[int, int]) -> Affine:
+    """Transform of the fine grid: the coarse transform with pixels shrunk to fit the same bounds."""
+    (h, w), (h_out, w_out) = in_shape, out_shape
+    return transform * Affine.scale(w / w_out, h / h_out)
+
+
+def scale_for_resolution(transform: Affine, resolution: float) -> float:
+    """Scale that turns the raster's pixel size into ``resolution`` (in CRS units).
+
+    Needs square pixels, since one scale applies to both axes.
+    """
+    try:
+        target = float(resolution)
+    except (TypeError, ValueError):
+        raise ScaleError(f"resolution must be a positive number, got {resolution!r}") from None
+    if not math.isfinite(target) or target <= 0:
+        raise ScaleError(f"resolution must be a positive number, got {resolution!r}")
+    xres = math.hypot(transform.a, transform.d)
+    yres = math.hypot(transform.b, transform.e)
+    if not math.isclose(xres, yres, rel_tol=1e-6):
+        raise ScaleError(
+            f"--resolution needs square pixels but this raster's are {xres:g} x {yres:g}; use --scale instead"
+        )
+    scale = xres / target
+    if scale <= 1.0:
+        raise ScaleError(
+            f"resolution {target:g} is not finer than the raster's pixel size {xres:g}; choose a smaller resolution"
+        )
+    return scale
+
+
+def pixel_centres(n_out: int, n_in: int) -> list[float]:
+    """Positions of fine pixel centres in coarse pixel-index coordinates (centre of pixel i = i)."""
+    ratio = n_in / n_out
+    return [(j + 0.5) * ratio - 0.5 for j in range(n_out)]

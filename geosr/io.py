@@ -1,0 +1,270 @@
+"""Raster files: the only module that touches paths.
+
+Reading is by window (masked, so nodata values, NaN and GDAL masks all become NaN). Writing goes
+window by window to a tiled, compressed GeoTIFF under a temporary name in the destination folder,
+which is renamed onto the destination only once complete; a Cloud Optimized GeoTIFF is made from
+that temporary file with overviews before the rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geosr.errors import InputError, OutputExistsError, RasterIOError
+
+
+@dataclass
+class RasterInfo:
+    """What the pipeline needs to know about an input raster, and the metadata to carry over."""
+
+    path: Path
+    height: int
+    width: int
+    count: int
+    dtype: str
+    crs: Any
+    transform: Any
+    nodata: float | None
+    descriptions: tuple[str | None, ...] = ()
+    units: tuple[str | None, ...] = ()
+    scales: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+    colorinterp: tuple[Any, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    band_tags: list[dict[str, str]] = field(default_factory=list)
+
+
+def _open(path: Path) -> Any:
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    if not path.exists():
+        raise InputError(f"input file '{path}' does not exist; check the path")
+    if path.is_dir() and not (path / ".zarray").exists() and not (path / ".zgroup").exists():
+        raise InputError(f"input '{path}' is a folder, not a raster; pass a raster file such as a GeoTIFF")
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "unrecognised format"
+        raise InputError(
+            f"'{path}' is not a raster GDAL can read ({reason}); pass a GeoTIFF or another GDAL raster"
+        ) from None
+
+
+@contextlib.contextmanager
+def open_raster(path: str | Path) -> Iterator[Any]:
+    """Open a raster for reading, turning GDAL's errors into one clear :class:`InputError`."""
+    dataset = _open(Path(path))
+    try:
+        yield dataset
+    finally:
+        dataset.close()
+
+
+def raster_info(dataset: Any) -> RasterInfo:
+    """Shape, georeferencing and metadata of an open rasterio dataset."""
+    if dataset.width == 0 or dataset.height == 0 or dataset.count == 0:
+        raise InputError(
+            f"'{dataset.name}' has zero size ({dataset.count} bands of {dataset.height} x {dataset.width} "
+            "pixels); nothing to downscale"
+        )
+    return RasterInfo(
+        path=Path(dataset.name),
+        height=dataset.height,
+        width=dataset.width,
+        count=dataset.count,
+        dtype=dataset.dtypes[0],
+        crs=dataset.crs,
+        transform=dataset.transform,
+        nodata=dataset.nodata,
+        descriptions=tuple(dataset.descriptions),
+        units=tuple(dataset.units),
+        scales=tuple(dataset.scales),
+        offsets=tuple(dataset.offsets),
+        colorinterp=tuple(dataset.colorinterp),
+        tags=dict(dataset.tags()),
+        band_tags=[dict(dataset.tags(i)) for i in range(1, dataset.count + 1)],
+    )
+
+
+def read_window(dataset: Any, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """Read a (band, y, x) window as float64 with NaN wherever the raster holds no data."""
+    from rasterio.windows import Window
+
+    window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    masked = dataset.read(window=window, masked=True)
+    data = np.ma.getdata(masked).astype(np.float64)
+    data[np.ma.getmaskarray(masked) | ~np.isfinite(data)] = np.nan
+    return data
+
+
+def iter_blocks(dataset: Any, block_rows: int = 512) -> Iterator[np.ndarray]:
+    """Read the whole raster as consecutive strips of ``block_rows`` rows (bounded memory)."""
+    for start in range(0, dataset.height, block_rows):
+        yield read_window(dataset, (start, min(start + block_rows, dataset.height)), (0, dataset.width))
+
+
+def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse to clobber the input or an existing file (unless ``overwrite``), or to write nowhere."""
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise OutputExistsError(f"output '{dst}' is the input file; choose another name with -o")
+    if dst.exists() and not overwrite:
+        raise OutputExistsError(
+            f"output '{dst}' already exists; pass --overwrite to replace it or -o to choose another"
+        )
+    if dst.is_dir():
+        raise OutputExistsError(f"output '{dst}' is a folder; give a file name with -o")
+    if not dst.parent.is_dir():
+        raise InputError(f"output folder '{dst.parent}' does not exist; create it or choose another -o")
+
+
+def _block_size(tile_size: int) -> int:
+    """Largest GeoTIFF block side (16..512, a power of two) that divides the tile size."""
+    for size in (512, 256, 128, 64, 32, 16):
+        if tile_size % size == 0:
+            return size
+    return 256
+
+
+#: DEFLATE rather than ZSTD: every GDAL build (and so every QGIS) can read it.
+COMPRESSION = "DEFLATE"
+
+
+@dataclass
+class OutputSpec:
+    """How the output GeoTIFF is laid out and what it says about itself."""
+
+    height: int
+    width: int
+    count: int
+    dtype: str
+    crs: Any
+    transform: Any
+    nodata: float | None
+    tile_size: int
+    tags: dict[str, str]
+    info: RasterInfo
+
+
+class TileWriter:
+    """Writes fine tiles into a temporary GeoTIFF, then moves it onto the destination atomically."""
+
+    def __init__(self, dst: Path, spec: OutputSpec, *, cog: bool = False) -> None:
+        self.dst, self.spec, self.cog = dst, spec, cog
+        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".geosr-part", dir=dst.parent)
+        os.close(fd)
+        self.tmp = Path(name)
+        self._extra: list[Path] = [self.tmp]
+        self._dataset: Any = None
+
+    def __enter__(self) -> TileWriter:
+        import rasterio
+
+        spec = self.spec
+        integer = np.issubdtype(np.dtype(spec.dtype), np.integer)
+        block = _block_size(spec.tile_size)
+        profile = {
+            "driver": "GTiff",
+            "height": spec.height,
+            "width": spec.width,
+            "count": spec.count,
+            "dtype": spec.dtype,
+            "crs": spec.crs,
+            "transform": spec.transform,
+            "nodata": spec.nodata,
+            "tiled": True,
+            "blockxsize": block,
+            "blockysize": block,
+            "predictor": 2 if integer else 3,
+            "BIGTIFF": "IF_SAFER",
+            "compress": COMPRESSION,
+        }
+        try:
+            self._dataset = rasterio.open(self.tmp, "w", **profile)
+        except Exception as exc:
+            self.discard()
+            raise RasterIOError(f"cannot create output beside '{self.dst}' ({exc})") from None
+        return self
+
+    def write(self, rows: slice, cols: slice, values: np.ndarray) -> None:
+        """Write a (band, y, x) block of output values (NaN where no data) at ``rows``, ``cols``."""
+        from rasterio.windows import Window
+
+        spec = self.spec
+        out = values
+        dtype = np.dtype(spec.dtype)
+        missing = np.isnan(values)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            out = np.clip(np.rint(np.nan_to_num(values)), info.min, info.max)
+        if spec.nodata is not None:
+            out = np.where(missing, spec.nodata, out)
+        window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+        self._dataset.write(out.astype(dtype, copy=False), window=window)
+
+    def _write_metadata(self) -> None:
+        ds, info = self._dataset, self.spec.info
+        ds.update_tags(**info.tags, **self.spec.tags)
+        for i in range(1, ds.count + 1):
+            if info.band_tags[i - 1]:
+                ds.update_tags(i, **info.band_tags[i - 1])
+            if info.descriptions[i - 1]:
+                ds.set_band_description(i, info.descriptions[i - 1])
+            if info.units[i - 1]:
+                ds.set_band_unit(i, info.units[i - 1])
+        ds.scales, ds.offsets = info.scales, info.offsets
+        with contextlib.suppress(ValueError):
+            ds.colorinterp = info.colorinterp
+
+    def _make_cog(self) -> Path:
+        from rasterio.shutil import copy as gdal_copy
+
+        fd, name = tempfile.mkstemp(prefix=f".{self.dst.name}.", suffix=".geosr-cog", dir=self.dst.parent)
+        os.close(fd)
+        cog = Path(name)
+        self._extra.append(cog)
+        integer = np.issubdtype(np.dtype(self.spec.dtype), np.integer)
+        gdal_copy(
+            self.tmp,
+            cog,
+            driver="COG",
+            COMPRESS=COMPRESSION,
+            PREDICTOR="STANDARD" if integer else "FLOATING_POINT",
+            BLOCKSIZE=512,
+            OVERVIEWS="AUTO",
+            OVERVIEW_RESAMPLING="AVERAGE",
+            BIGTIFF="IF_SAFER",
+        )
+        return cog
+
+    def commit(self) -> Path:
+        """Finish the file and move it onto the destination."""
+        self._write_metadata()
+        self._dataset.close()
+        self._dataset = None
+        final = self._make_cog() if self.cog else self.tmp
+        os.replace(final, self.dst)
+        self.discard()
+        return self.dst
+
+    def discard(self) -> None:
+        """Close and delete the temporary files (the destination is left untouched)."""
+        if self._dataset is not None:
+            with contextlib.suppress(Exception):
+                self._dataset.close()
+            self._dataset = None
+        for path in self._extra:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.discard()

@@ -1,0 +1,38 @@
+"""The models shipped inside the package and how a model name or path is resolved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from geosr.errors import ModelError
+from geosr.models.card import ModelCard, read_card
+
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+#: Model used when none is named.
+DEFAULT_MODEL = "dem"
+
+
+def list_models() -> dict[str, ModelCard]:
+    """Cards of the models shipped with geosr, by name."""
+    return {path.stem: read_card(path) for path in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """Path of a model given by shipped name or by file path (``None`` means the default model)."""
+    name = DEFAULT_MODEL if model is None else str(model)
+    shipped = WEIGHTS_DIR / f"{name}.safetensors"
+    if shipped.is_file():
+        return shipped
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    if not available:
+        where = "no trained model ships with this version of geosr yet"
+        hint = "pass --model PATH to a .safetensors model file (see `geosr models`)"
+    else:
+        where = f"shipped models: {', '.join(available)}"
+        hint = "pass one of those names or --model PATH to a .safetensors model file"
+    if model is None:
+        raise ModelError(f"the default model {DEFAULT_MODEL!r} is not installed ({where}); {hint}")
+    raise ModelError(f"unknown model {name!r}: not a shipped model nor an existing file ({where}); {hint}")

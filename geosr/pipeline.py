@@ -1,0 +1,145 @@
+"""File to file: read a raster, downscale it tile by tile, write a GeoTIFF. Used by the CLI and QGIS.
+
+Memory is bounded by the tile size: the input is read twice by window (once for the whole-raster
+statistics, once per tile) and the output is written tile by tile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import geosr
+from geosr.errors import InputError, ScaleError
+from geosr.georef import check_scale, output_transform, scale_for_resolution
+from geosr.io import OutputSpec, TileWriter, check_destination, iter_blocks, open_raster, raster_info, read_window
+from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback
+from geosr.stats import BandStats
+
+
+def default_output(src: Path, scale: float | None, resolution: float | None) -> Path:
+    """``dem_x4.tif`` (or ``dem_r10.tif`` for ``--resolution 10``) beside the input."""
+    label = f"x{scale:g}" if resolution is None else f"r{resolution:g}"
+    return src.with_name(f"{src.stem}_{label}.tif")
+
+
+@dataclass
+class Result:
+    """What a run produced."""
+
+    path: Path
+    scale: tuple[float, float]
+    shape: tuple[int, int]
+    model: str
+    device: str
+    tiles: int
+
+
+def downscale_raster(
+    src: str | Path,
+    dst: str | Path | None = None,
+    *,
+    scale: float | None = None,
+    resolution: float | None = None,
+    model: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    tile_size: int = DEFAULT_TILE_SIZE,
+    batch_size: int = 1,
+    overwrite: bool = False,
+    cog: bool = False,
+    keep_dtype: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Result:
+    """Super-resolve the raster at ``src`` into a GeoTIFF at ``dst``.
+
+    Exactly one of ``scale`` and ``resolution`` (target pixel size in CRS units) is given. The
+    output has the input's CRS and bounds, ``round(n * scale)`` pixels along each axis, float32
+    values (or the input's dtype, rounded and clipped, with ``keep_dtype``), the input's nodata,
+    band descriptions, units, scales/offsets, colour interpretation and tags, plus ``GEOSR_*`` tags.
+    """
+    if (scale is None) == (resolution is None):
+        raise ScaleError("give exactly one of --scale and --resolution")
+    src = Path(src)
+    with open_raster(src) as dataset:
+        info = raster_info(dataset)
+        if scale is None:
+            scale = scale_for_resolution(info.transform, resolution)
+        scale = check_scale(scale)
+        out = Path(dst) if dst is not None else default_output(src, scale, resolution)
+        check_destination(src, out, overwrite)
+        downscaler = Downscaler(model, device=device, precision=precision, tile_size=tile_size, batch_size=batch_size)
+        downscaler.check_bands(info.count)
+        stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset))
+        if stats.empty_bands:
+            bands = ", ".join(str(i + 1) for i in stats.empty_bands)
+            raise InputError(
+                f"every pixel of band {bands} of '{src}' is nodata (nodata={info.nodata}); nothing to downscale"
+            )
+        plan = downscaler.plan((info.height, info.width), scale)
+        spec = _output_spec(info, plan.out_shape, stats, downscaler, scale, keep_dtype, tile_size)
+        sources = (
+            (
+                t,
+                read_window(
+                    dataset, (t.rows.source.start, t.rows.source.stop), (t.cols.source.start, t.cols.source.stop)
+                ),
+            )
+            for t in plan
+        )
+        with TileWriter(out, spec, cog=cog) as writer:
+            for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources), 1):
+                writer.write(tile.rows.core.as_slice(), tile.cols.core.as_slice(), core)
+                if progress is not None:
+                    progress(done, len(plan))
+            writer.commit()
+    factors = (plan.out_shape[0] / info.height, plan.out_shape[1] / info.width)
+    return Result(out, factors, plan.out_shape, downscaler.model.card.name, str(downscaler.device), len(plan))
+
+
+def _output_spec(
+    info: Any,
+    shape: tuple[int, int],
+    stats: BandStats,
+    downscaler: Downscaler,
+    scale: float,
+    keep_dtype: bool,
+    tile_size: int,
+) -> OutputSpec:
+    dtype = info.dtype if keep_dtype else "float32"
+    has_gaps = bool((stats.count < info.height * info.width).any())
+    nodata = info.nodata
+    if nodata is None and has_gaps:
+        if np.issubdtype(np.dtype(dtype), np.integer):
+            raise InputError(
+                f"'{info.path}' has masked pixels but no nodata value, which a {dtype} output cannot hold; "
+                "drop --keep-dtype to write float32 with NaN as nodata"
+            )
+        nodata = float("nan")
+    card = downscaler.model.card
+    tags = {
+        "GEOSR_VERSION": geosr.__version__,
+        "GEOSR_MODEL": f"{card.name} ({Path(downscaler.model.source).name}, sha256 {downscaler.model.digest})",
+        "GEOSR_SCALE": f"{scale:g}",
+        "GEOSR_SCALE_XY": f"{shape[1] / info.width:.12g},{shape[0] / info.height:.12g}",
+        "GEOSR_INTERPOLATION": card.interpolation,
+        "GEOSR_PRECISION": downscaler.precision,
+    }
+    return OutputSpec(
+        height=shape[0],
+        width=shape[1],
+        count=info.count,
+        dtype=dtype,
+        crs=info.crs,
+        transform=output_transform(info.transform, (info.height, info.width), shape),
+        nodata=nodata,
+        tile_size=tile_size,
+        tags=tags,
+        info=info,
+    )
+
+
+__all__ = ["Result", "default_output", "downscale_raster"]

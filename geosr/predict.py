@@ -1,0 +1,339 @@
+"""The inference core shared by the command line, the xarray accessor and the QGIS tool.
+
+Steps for every tile, all on the fine grid:
+
+1. normalise the coarse input window with whole-raster per-band statistics (nodata becomes the
+   band mean, i.e. 0 after normalisation, so valid output never depends on the stored nodata value);
+2. interpolate it to the tile's extended window with the bicubic kernel of :mod:`geosr.tiling`
+   (the "ILR");
+3. add the residual predicted by the network (skipped for a constant band);
+4. undo the normalisation, keep the core, and set to NaN every fine pixel whose footprint (the
+   coarse cell containing its centre) holds no data.
+
+Works on (band, y, x) or (y, x) numpy arrays (eager) and dask arrays (lazy, one task per tile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geosr.errors import DeviceError, InputError, ModelError
+from geosr.georef import output_shape
+from geosr.models.card import ModelCard
+from geosr.stats import BandStats, as_float
+from geosr.tiling import Tile, TilePlan, footprint_index
+
+if TYPE_CHECKING:
+    import torch
+
+    from geosr.models.files import LoadedModel
+
+#: Output pixels per tile side. Large enough that the halo costs little (about 8% for an interior
+#: tile of a 20-layer model), small enough that a tile's activations stay near 1 GB.
+DEFAULT_TILE_SIZE = 1024
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def check_bands(card: ModelCard, n_bands: int) -> None:
+    """Refuse a raster whose band count a model cannot take (a 1-band model takes any)."""
+    if card.in_channels not in (1, n_bands):
+        raise ModelError(
+            f"model {card.name!r} takes {card.in_channels} bands but the raster has {n_bands}; "
+            f"use a 1-band model (applied to each band) or a raster with {card.in_channels} bands"
+        )
+
+
+def select_device(device: str | None = "auto") -> torch.device:
+    """The torch device for a name: ``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    import torch
+
+    name = (device or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind not in DEVICES:
+        raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError("device 'mps' was asked for but Apple MPS is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _autocast_dtype(precision: str) -> Any:
+    import torch
+
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+@dataclass
+class _Pending:
+    tile: Tile
+    ilr: np.ndarray
+    valid: np.ndarray
+
+
+class Downscaler:
+    """A loaded model on a device, ready to downscale tiles.
+
+    Parameters
+    ----------
+    model
+        Shipped model name, path to a model file, an already loaded model, or ``None`` for the
+        default model.
+    device
+        ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    precision
+        ``fp32`` (default), ``bf16`` or ``fp16`` (autocast for the network; the rest stays float64).
+    tile_size
+        Output pixels per tile side, halo excluded.
+    batch_size
+        Tiles of equal shape run through the network together.
+    """
+
+    def __init__(
+        self,
+        model: str | Any | None = None,
+        *,
+        device: str | None = "auto",
+        precision: str = "fp32",
+        tile_size: int = DEFAULT_TILE_SIZE,
+        batch_size: int = 1,
+    ) -> None:
+        from geosr.models.files import LoadedModel, load_model
+
+        if int(tile_size) < 1:
+            raise InputError(f"tile size must be a positive number of pixels, got {tile_size}")
+        if int(batch_size) < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        self.device = select_device(device)
+        self.autocast = _autocast_dtype(precision)
+        self.precision = precision
+        self.tile_size = int(tile_size)
+        self.batch_size = int(batch_size)
+        self.model: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
+        self.network = self.model.network.to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            self.network = self.network.to(memory_format=_channels_last())
+
+    @property
+    def halo(self) -> int:
+        """Fine pixels added on each side of a tile: the network's receptive radius."""
+        return self.model.receptive_radius
+
+    def check_bands(self, n_bands: int) -> None:
+        """Refuse a raster whose band count the model cannot take."""
+        check_bands(self.model.card, n_bands)
+
+    def plan(self, in_shape: tuple[int, int], scale: float) -> TilePlan:
+        """Tiles covering the fine grid of a coarse raster of shape ``in_shape``."""
+        return TilePlan.build(in_shape, output_shape(in_shape[0], in_shape[1], scale), self.tile_size, self.halo)
+
+    def run(
+        self, plan: TilePlan, stats: BandStats, sources: Iterable[tuple[Tile, np.ndarray]]
+    ) -> Iterator[tuple[Tile, np.ndarray]]:
+        """Downscale tiles: for each ``(tile, coarse source window)`` yield ``(tile, fine core)``.
+
+        Source windows are (band, y, x) floats with NaN for nodata, cut at ``tile.rows.source`` and
+        ``tile.cols.source``. Cores are float32 with NaN for nodata. Tiles come out in input order.
+        """
+        self.check_bands(len(stats.count))
+        empty = stats.empty_bands
+        if empty:
+            bands = ", ".join(str(i + 1) for i in empty)
+            raise InputError(f"every pixel of band {bands} is nodata; there is nothing to downscale")
+        mean, std = stats.mean[:, None, None], stats.std[:, None, None]
+        active = (std > 0).astype(np.float64)
+        scale_by = np.where(std > 0, std, 1.0)
+        pending: list[_Pending] = []
+        for tile, source in sources:
+            valid = np.isfinite(source)
+            z = np.where(valid, (source - mean) / scale_by, 0.0)
+            rows, cols = plan.matrices(tile)
+            ilr = np.matmul(np.matmul(rows, z), cols.T)
+            if pending and (len(pending) == self.batch_size or pending[0].ilr.shape != ilr.shape):
+                yield from self._finish(plan, pending, mean, scale_by, active)
+                pending = []
+            pending.append(_Pending(tile, ilr, valid))
+        if pending:
+            yield from self._finish(plan, pending, mean, scale_by, active)
+
+    def _finish(
+        self, plan: TilePlan, pending: list[_Pending], mean: np.ndarray, scale_by: np.ndarray, active: np.ndarray
+    ) -> Iterator[tuple[Tile, np.ndarray]]:
+        residuals = self._residuals(np.stack([p.ilr for p in pending]))
+        (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
+        for item, residual in zip(pending, residuals):
+            tile = item.tile
+            rows, cols = tile.core_in_extended
+            fine = (item.ilr + residual * active)[:, rows, cols] * scale_by + mean
+            fr = footprint_index(h_in, h_out, tile.rows.core) - tile.rows.source.start
+            fc = footprint_index(w_in, w_out, tile.cols.core) - tile.cols.source.start
+            core = fine.astype(np.float32)
+            core[~item.valid[:, fr[:, None], fc[None, :]]] = np.nan
+            yield tile, core
+
+    def _residuals(self, ilr: np.ndarray) -> np.ndarray:
+        """Network residuals for a (tiles, bands, y, x) stack of normalised ILRs."""
+        import torch
+
+        n_tiles, n_bands = ilr.shape[:2]
+        channels = self.model.card.in_channels
+        batch = ilr.reshape(n_tiles * n_bands // channels, channels, *ilr.shape[2:])
+        x = torch.from_numpy(batch.astype(np.float32)).to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            x = x.contiguous(memory_format=_channels_last())
+        with torch.inference_mode():
+            if self.autocast is None:
+                residual = self.network.residual(x)
+            else:
+                with torch.autocast(self.device.type, dtype=self.autocast):
+                    residual = self.network.residual(x)
+        out = residual.float().cpu().contiguous().numpy().astype(np.float64)
+        return out.reshape(ilr.shape)
+
+
+def _channels_last() -> Any:
+    import torch
+
+    return torch.channels_last
+
+
+_CACHE: dict[tuple[Any, ...], Downscaler] = {}
+
+
+def cached_downscaler(model: str | Any | None, **options: Any) -> Downscaler:
+    """A :class:`Downscaler` built once per process for each model and set of options."""
+    from geosr.models.files import LoadedModel
+
+    key_model = ("loaded", id(model)) if isinstance(model, LoadedModel) else ("path", str(model))
+    key = (key_model, tuple(sorted(options.items())))
+    if key not in _CACHE:
+        _CACHE[key] = Downscaler(model, **options)
+    return _CACHE[key]
+
+
+def _as_bands(data: Any) -> tuple[Any, bool]:
+    if data.ndim == 2:
+        return data[None], True
+    if data.ndim != 3:
+        raise InputError(f"expected a (y, x) or (band, y, x) array, got {data.ndim} dimensions {data.shape}")
+    return data, False
+
+
+def downscale(
+    data: Any,
+    scale: float,
+    model: str | Any | None = None,
+    *,
+    nodata: float | None = None,
+    device: str | None = "auto",
+    precision: str = "fp32",
+    tile_size: int = DEFAULT_TILE_SIZE,
+    batch_size: int = 1,
+    progress: ProgressCallback | None = None,
+) -> Any:
+    """Super-resolve a (y, x) or (band, y, x) array by ``scale``.
+
+    Parameters
+    ----------
+    data
+        numpy or dask array. NaN and ``nodata`` cells are treated as missing.
+    scale
+        Refinement factor (> 1); the output has ``round(n * scale)`` pixels along each axis.
+    model
+        Shipped model name, model file path, loaded model, or ``None`` for the default model.
+    nodata
+        Value marking missing cells, besides NaN.
+    device, precision, tile_size, batch_size
+        See :class:`Downscaler`.
+    progress
+        Called as ``progress(done, total)`` after each tile (numpy input only).
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        float32, same number of dimensions as ``data``, NaN where the footprint has no data. A dask
+        input gives a lazy dask output chunked by tile.
+    """
+    bands, squeeze = _as_bands(data)
+    if 0 in bands.shape:
+        raise InputError(f"array has zero size {tuple(data.shape)}; nothing to downscale")
+    options = {"device": device, "precision": precision, "tile_size": tile_size, "batch_size": batch_size}
+    if _is_dask(bands):
+        out = _downscale_dask(bands, scale, model, nodata, options)
+    else:
+        filled = as_float(np.asarray(bands), nodata)
+        downscaler = Downscaler(model, **options)
+        plan = downscaler.plan(filled.shape[1:], scale)
+        out = np.empty((filled.shape[0], *plan.out_shape), dtype=np.float32)
+        sources = ((t, filled[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+        for done, (tile, core) in enumerate(downscaler.run(plan, BandStats.of_block(filled), sources), 1):
+            out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
+            if progress is not None:
+                progress(done, len(plan))
+    return out[0] if squeeze else out
+
+
+def _is_dask(data: Any) -> bool:
+    return type(data).__module__.startswith("dask")
+
+
+def _block_stats(block: np.ndarray, nodata: float | None) -> BandStats:
+    return BandStats.of_block(as_float(block, nodata))
+
+
+def _tile_task(
+    model: Any,
+    options: dict[str, Any],
+    plan: TilePlan,
+    tile: Tile,
+    source: np.ndarray,
+    stats: BandStats,
+    nodata: float | None,
+) -> np.ndarray:
+    downscaler = cached_downscaler(model, **options)
+    ((_, core),) = downscaler.run(plan, stats, [(tile, as_float(source, nodata))])
+    return core
+
+
+def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, options: dict[str, Any]) -> Any:
+    import dask
+    import dask.array as da
+
+    from geosr.models.files import LoadedModel, load_model
+
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
+    model_ref = loaded if isinstance(model, LoadedModel) else loaded.source
+    plan = TilePlan.build(
+        data.shape[1:],
+        output_shape(data.shape[1], data.shape[2], scale),
+        int(options["tile_size"]),
+        loaded.receptive_radius,
+    )
+    check_bands(loaded.card, data.shape[0])
+    parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
+    stats = dask.delayed(BandStats.combine, pure=True)(parts)
+    rows = []
+    for i in range(plan.grid_shape[0]):
+        row = []
+        for j in range(plan.grid_shape[1]):
+            tile = Tile((i, j), plan.row_tiles[i], plan.col_tiles[j])
+            source = data[:, tile.rows.source.as_slice(), tile.cols.source.as_slice()]
+            task = dask.delayed(_tile_task, pure=True)(model_ref, options, plan, tile, source, stats, nodata)
+            row.append(da.from_delayed(task, shape=(data.shape[0], *tile.core_shape), dtype=np.float32))
+        rows.append(row)
+    return da.block(rows)

@@ -1,0 +1,78 @@
+"""Whole-raster, per-band statistics used for normalisation.
+
+Normalising every tile with the statistics of the whole raster (never of the tile) is what makes
+tiled output equal whole-raster output, and what makes the pipeline equivariant: for ``a > 0``,
+``downscale(a * x + b) == a * downscale(x) + b``. Statistics are accumulated block by block with
+Chan's parallel update, so a raster larger than memory can be summarised in one streaming pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def valid_mask(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
+    """True where a pixel holds data: finite, and not equal to ``nodata``."""
+    valid = np.isfinite(block) if np.issubdtype(block.dtype, np.floating) else np.ones(block.shape, bool)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= block != nodata
+    return valid
+
+
+def as_float(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
+    """Copy of ``block`` as float64 with NaN wherever it holds no data."""
+    out = np.asarray(block, dtype=np.float64).copy()
+    out[~valid_mask(np.asarray(block), nodata)] = np.nan
+    return out
+
+
+@dataclass(frozen=True)
+class BandStats:
+    """Count, mean and sum of squared deviations (M2) of the valid pixels of each band."""
+
+    count: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def of_block(cls, block: np.ndarray) -> BandStats:
+        """Statistics of a (band, y, x) float block whose invalid pixels are NaN."""
+        flat = block.reshape(block.shape[0], -1)
+        valid = np.isfinite(flat)
+        count = valid.sum(axis=1).astype(np.float64)
+        total = np.where(valid, flat, 0.0).sum(axis=1)
+        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        dev = np.where(valid, flat - mean[:, None], 0.0)
+        return cls(count, mean, (dev * dev).sum(axis=1))
+
+    def merge(self, other: BandStats) -> BandStats:
+        """Statistics of the union of two disjoint sets of pixels (Chan et al.)."""
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        safe = np.where(n > 0, n, 1.0)
+        mean = self.mean + delta * other.count / safe
+        m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / safe
+        return BandStats(n, mean, m2)
+
+    @classmethod
+    def combine(cls, parts: Iterable[BandStats]) -> BandStats:
+        result: BandStats | None = None
+        for part in parts:
+            result = part if result is None else result.merge(part)
+        if result is None:
+            raise ValueError("no statistics to combine")
+        return result
+
+    @property
+    def std(self) -> np.ndarray:
+        """Population standard deviation of each band (0 for a constant or empty band)."""
+        safe = np.where(self.count > 0, self.count, 1.0)
+        return np.sqrt(np.maximum(self.m2, 0.0) / safe)
+
+    @property
+    def empty_bands(self) -> list[int]:
+        """Zero-based indices of bands without a single valid pixel."""
+        return [int(i) for i in np.flatnonzero(self.count == 0)]

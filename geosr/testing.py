@@ -1,0 +1,50 @@
+"""Synthetic data and small models for tests, examples and benchmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def fbm_surface(
+    shape: tuple[int, int], *, beta: float = 3.0, seed: int = 0, relief: float = 500.0, base: float = 300.0
+) -> np.ndarray:
+    """Fractional Brownian surface (power spectrum ~ k**-beta) scaled to ``relief`` metres above ``base``."""
+    rng = np.random.default_rng(seed)
+    ky = np.fft.fftfreq(shape[0])[:, None]
+    kx = np.fft.rfftfreq(shape[1])[None, :]
+    k = np.hypot(ky, kx)
+    k[0, 0] = 1.0
+    amplitude = k ** (-beta / 2)
+    amplitude[0, 0] = 0.0
+    phase = rng.uniform(0, 2 * np.pi, amplitude.shape)
+    field = np.fft.irfft2(amplitude * np.exp(1j * phase), s=shape)
+    field = (field - field.min()) / (np.ptp(field) or 1.0)
+    return (base + relief * field).astype(np.float32)
+
+
+def random_model(
+    path: str | Path, *, in_channels: int = 1, depth: int = 4, width: int = 8, seed: int = 0, name: str = "random-test"
+) -> Path:
+    """Save a randomly initialised (untrained) VDSR to ``path``; right for pipeline properties only."""
+    import torch
+
+    from geosr.models.card import ModelCard
+    from geosr.models.files import save_model
+    from geosr.models.vdsr import VDSR
+
+    torch.manual_seed(seed)
+    network = VDSR(in_channels, depth=depth, width=width)
+    with torch.no_grad():
+        network.body[-1].weight.mul_(10.0)
+    card = ModelCard(
+        name=name,
+        in_channels=in_channels,
+        depth=depth,
+        width=width,
+        bands=[f"band{i + 1}" for i in range(in_channels)],
+        units=[""] * in_channels,
+        description="Randomly initialised, untrained: for testing the pipeline, not for use.",
+    )
+    return save_model(network, card, path)
