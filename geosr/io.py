@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError, OutputExistsError, RasterIOError
+from geosr.tiling import Span
 
 
 @dataclass
@@ -95,11 +96,11 @@ def raster_info(dataset: Any) -> RasterInfo:
     )
 
 
-def read_window(dataset: Any, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+def read_window(dataset: Any, rows: Span, cols: Span) -> np.ndarray:
     """Read a (band, y, x) window as float64 with NaN wherever the raster holds no data."""
     from rasterio.windows import Window
 
-    window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    window = Window(cols.start, rows.start, cols.size, rows.size)
     masked = dataset.read(window=window, masked=True)
     data = np.ma.getdata(masked).astype(np.float64)
     data[np.ma.getmaskarray(masked) | ~np.isfinite(data)] = np.nan
@@ -109,7 +110,7 @@ def read_window(dataset: Any, rows: tuple[int, int], cols: tuple[int, int]) -> n
 def iter_blocks(dataset: Any, block_rows: int = 512) -> Iterator[np.ndarray]:
     """Read the whole raster as consecutive strips of ``block_rows`` rows (bounded memory)."""
     for start in range(0, dataset.height, block_rows):
-        yield read_window(dataset, (start, min(start + block_rows, dataset.height)), (0, dataset.width))
+        yield read_window(dataset, Span(start, min(start + block_rows, dataset.height)), Span(0, dataset.width))
 
 
 def check_destination(src: Path, dst: Path, overwrite: bool) -> None:

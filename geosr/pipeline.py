@@ -81,15 +81,7 @@ def downscale_raster(
             )
         plan = downscaler.plan((info.height, info.width), scale)
         spec = _output_spec(info, plan.out_shape, stats, downscaler, scale, keep_dtype, tile_size)
-        sources = (
-            (
-                t,
-                read_window(
-                    dataset, (t.rows.source.start, t.rows.source.stop), (t.cols.source.start, t.cols.source.stop)
-                ),
-            )
-            for t in plan
-        )
+        sources = ((t, read_window(dataset, t.rows.source, t.cols.source)) for t in plan)
         with TileWriter(out, spec, cog=cog) as writer:
             for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources), 1):
                 writer.write(tile.rows.core.as_slice(), tile.cols.core.as_slice(), core)

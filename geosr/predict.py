@@ -176,7 +176,7 @@ class Downscaler:
     ) -> Iterator[tuple[Tile, np.ndarray]]:
         residuals = self._residuals(np.stack([p.ilr for p in pending]))
         (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
-        for item, residual in zip(pending, residuals):
+        for item, residual in zip(pending, residuals, strict=True):
             tile = item.tile
             rows, cols = tile.core_in_extended
             fine = (item.ilr + residual * active)[:, rows, cols] * scale_by + mean
