@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,16 +45,25 @@ class RasterInfo:
     band_tags: list[dict[str, str]] = field(default_factory=list)
 
 
+def _gdal_name(name: str) -> bool:
+    """True for names GDAL resolves itself: ``/vsi...`` paths and ``DRIVER:...`` subdatasets."""
+    return name.startswith("/vsi") or re.match(r"^[A-Za-z][A-Za-z0-9_]+:", name) is not None
+
+
 def _open(path: Path) -> Any:
     import rasterio
-    from rasterio.errors import RasterioIOError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-    if not path.exists():
+    if not path.exists() and not _gdal_name(str(path)):
         raise InputError(f"input file '{path}' does not exist; check the path")
     if path.is_dir() and not (path / ".zarray").exists() and not (path / ".zgroup").exists():
         raise InputError(f"input '{path}' is a folder, not a raster; pass a raster file such as a GeoTIFF")
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            # A raster without georeferencing is still a raster; the warning would break the
+            # one-line error report of the command line.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
     except RasterioIOError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "unrecognised format"
         raise InputError(
@@ -72,6 +83,11 @@ def open_raster(path: str | Path) -> Iterator[Any]:
 
 def raster_info(dataset: Any) -> RasterInfo:
     """Shape, georeferencing and metadata of an open rasterio dataset."""
+    if dataset.count == 0 and dataset.subdatasets:
+        raise InputError(
+            f"'{dataset.name}' holds {len(dataset.subdatasets)} subdatasets but no band of its own; "
+            f"pass one of them with -o, for example '{dataset.subdatasets[0]}'"
+        )
     if dataset.width == 0 or dataset.height == 0 or dataset.count == 0:
         raise InputError(
             f"'{dataset.name}' has zero size ({dataset.count} bands of {dataset.height} x {dataset.width} "
@@ -133,6 +149,12 @@ def _block_size(tile_size: int) -> int:
         if tile_size % size == 0:
             return size
     return 256
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 #: DEFLATE rather than ZSTD: every GDAL build (and so every QGIS) can read it.
@@ -252,6 +274,7 @@ class TileWriter:
         self._dataset.close()
         self._dataset = None
         final = self._make_cog() if self.cog else self.tmp
+        os.chmod(final, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a normal mode
         os.replace(final, self.dst)
         self.discard()
         return self.dst

@@ -316,6 +316,9 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
 
     from geosr.models.files import LoadedModel, load_model
 
+    # Statistics are per band: every block must hold all the bands, or blocks of different bands
+    # would be merged into one band's statistics.
+    data = data.rechunk({0: -1})
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
     model_ref = loaded if isinstance(model, LoadedModel) else loaded.source
     plan = TilePlan.build(

@@ -30,6 +30,7 @@ cli.add_command(models)
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the group and report errors in one line."""
+    state["verbose"] = False  # set again by --verbose; not carried over from an earlier call in this process
     try:
         cli.main(args=argv, prog_name="geosr", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -1,0 +1,125 @@
+"""Throughput and memory of `geosr downscale` against the bare network.
+
+Prints, for one synthetic raster:
+  * end-to-end output megapixels/s of the `geosr downscale` command (a fresh process: imports,
+    model loading, statistics pass, halos, interpolation, reading and writing included);
+  * megapixels/s of the bare model forward pass over the same output pixels, in tiles of the same
+    size without halos (a fresh process too);
+  * their ratio (target >= 0.85) and the peak RSS of the command;
+and the peak RSS of `geosr downscale` on two rasters whose areas differ 16x (target: the larger
+within 1.5x of the smaller).
+
+The model is a randomly initialised VDSR of the shipped shape (speed does not depend on weights).
+
+Usage: python benchmarks/bench_downscale.py [--size 768] [--scale 4] [--tile-size 1024]
+       [--precision fp32] [--memory-sizes 256,1024] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from geosr.testing import fbm_surface, random_model
+
+BARE = r"""
+import sys, time, torch
+from geosr.models.files import load_model
+model, h, w, tile, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+net = load_model(model).network.to(memory_format=torch.channels_last)
+dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+def run(th, tw):
+    x = torch.randn(1, 1, th, tw).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        net.residual(x)
+run(64, 64)
+start = time.perf_counter()
+for r in range(0, h, tile):
+    for c in range(0, w, tile):
+        run(min(tile, h - r), min(tile, w - c))
+print(time.perf_counter() - start)
+"""
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float, str]:
+    """Run ``cmd``; return wall seconds, peak RSS in MiB and stdout."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"command failed: {' '.join(cmd)}\n{err}")
+    return seconds, usage.ru_maxrss / 1024, out
+
+
+def make_raster(path: Path, size: int, seed: int = 0) -> None:
+    data = fbm_surface((size, size), beta=3.0, seed=seed, relief=800.0)
+    profile = {"driver": "GTiff", "height": size, "width": size, "count": 1, "dtype": "float32",
+               "crs": "EPSG:32616", "transform": from_origin(500000, 4000000, 90, 90), "tiled": True,
+               "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE"}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+
+
+def downscale_cmd(src: Path, model: Path, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, "-m", "geosr", "downscale", str(src), "--scale", str(args.scale), "--model", str(model),
+            "-o", str(src.with_name(src.stem + "_out.tif")), "--overwrite", "--quiet", "--tile-size",
+            str(args.tile_size), "--precision", args.precision, "--device", "cpu"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=768, help="input raster side (pixels)")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--tile-size", type=int, default=1024)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--memory-sizes", default="256,1024", help="two input sides whose areas differ 16x")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
+          f"tile {args.tile_size}, {args.precision}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = random_model(folder / "vdsr20.safetensors", depth=20, width=64)
+        src = folder / "bench.tif"
+        make_raster(src, args.size)
+        out_h = out_w = round(args.size * args.scale)
+        mp = out_h * out_w / 1e6
+        seconds, rss, _ = run_measured(downscale_cmd(src, model, args))
+        _, _, bare_out = run_measured([sys.executable, "-c", BARE, str(model), str(out_h), str(out_w),
+                                       str(args.tile_size), args.precision])
+        bare = float(bare_out.strip().splitlines()[-1])
+        print(f"raster {args.size}x{args.size} -> {out_w}x{out_h} ({mp:.2f} MP output), scale {args.scale}")
+        print(f"end-to-end geosr downscale: {seconds:.1f} s, {mp / seconds:.4f} MP/s, peak RSS {rss:.0f} MiB")
+        print(f"bare model forward:         {bare:.1f} s, {mp / bare:.4f} MP/s")
+        print(f"ratio end-to-end / bare:    {bare / seconds:.3f} (target >= 0.85)")
+        if args.skip_memory:
+            return
+        sizes = [int(s) for s in args.memory_sizes.split(",")]
+        peaks = []
+        for i, size in enumerate(sizes):
+            path = folder / f"mem{i}.tif"
+            make_raster(path, size, seed=i + 1)
+            seconds, rss, _ = run_measured(downscale_cmd(path, model, args))
+            out = round(size * args.scale)
+            peaks.append(rss)
+            print(f"memory: input {size}x{size} -> {out}x{out} output: peak RSS {rss:.0f} MiB ({seconds:.0f} s)")
+        area = (sizes[1] / sizes[0]) ** 2
+        print(f"peak RSS ratio for {area:.0f}x the area: {peaks[1] / peaks[0]:.2f} (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

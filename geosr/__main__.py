@@ -1,0 +1,3 @@
+from geosr.cli import run
+
+run()

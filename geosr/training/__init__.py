@@ -1,0 +1,1 @@
+"""Training VDSR models on high-resolution rasters (self-supervised pairs by area-averaging)."""

@@ -1,0 +1,64 @@
+"""Regenerate the models shipped with geosr from sources available offline, seeded.
+
+Usage: ``python -m geosr.training.shipped dem [--minutes M] [--threads N] [--resume CKPT]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from geosr.models.card import ModelCard
+from geosr.models.registry import WEIGHTS_DIR
+from geosr.training.data import normalise
+from geosr.training.sources import dem_training_sets
+from geosr.training.train import TrainConfig, train
+
+
+def dem_card() -> ModelCard:
+    return ModelCard(
+        name="dem",
+        in_channels=1,
+        bands=["elevation"],
+        units=["m"],
+        description=(
+            "Digital elevation models. Trained on the western part of the real SRTM 3-arc-second Jacksboro "
+            "DEM (matplotlib sample data) and on synthetic fractional-Brownian and ridged terrain."
+        ),
+        training={
+            "data": "jacksboro columns [0, 190) + 48 synthetic 256x256 DEMs (geosr.training.sources); "
+            "validation: jacksboro columns [190, 262) + 8 synthetic; held out: jacksboro [262, 403), topobathy",
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", choices=["dem"])
+    parser.add_argument("--minutes", type=float, default=120.0)
+    parser.add_argument("--epochs", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--resume", default=None)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    train_sets, val_sets = dem_training_sets()
+    config = TrainConfig(
+        minutes=args.minutes, epochs=args.epochs, threads=args.threads, precision=args.precision, device=args.device,
+        optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
+    )
+    card = dem_card()
+    card.training["command"] = "python -m geosr.training.shipped " + shlex.join(argv or sys.argv[1:])
+    output = args.output or WEIGHTS_DIR / f"{args.model}.safetensors"
+    train([normalise(r) for r in train_sets], [normalise(r) for r in val_sets], config, output, card,
+          resume=args.resume, log=lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+    main()

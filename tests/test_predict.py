@@ -1,0 +1,315 @@
+"""Promises 2, 3, 4 and 10 on arrays: seam-free tiling, equivariance, nodata, determinism."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from conftest import DEPTH, data_tolerance
+
+from geosr.errors import InputError, ModelError
+from geosr.predict import Downscaler, downscale
+from geosr.stats import BandStats, as_float
+from geosr.testing import fbm_surface
+from geosr.tiling import TilePlan
+
+WHOLE = 10_000  # a tile size larger than any test raster: one tile, no seams possible
+
+
+def run(data, scale, model, **kwargs):
+    kwargs.setdefault("device", "cpu")
+    return downscale(data, scale, str(model), **kwargs)
+
+
+def assert_close(actual, expected, tol):
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    diff = np.abs(actual - expected)[~np.isnan(expected)]
+    assert diff.max() <= tol, f"max abs diff {diff.max()} > {tol}"
+
+
+def expected_nodata_mask(coarse_missing: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+    """Fine pixels whose centre falls in a coarse cell without data (computed without geosr)."""
+    (h, w), (ho, wo) = coarse_missing.shape, out_shape
+    rows = np.minimum(((np.arange(ho) + 0.5) * h / ho).astype(int), h - 1)
+    cols = np.minimum(((np.arange(wo) + 0.5) * w / wo).astype(int), w - 1)
+    return coarse_missing[rows[:, None], cols[None, :]]
+
+
+# --- seam-free tiling ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 2.5])
+@pytest.mark.parametrize("tile", [7, 16, 33])
+def test_tiled_equals_whole(dem, model1, scale, tile):
+    whole = run(dem, scale, model1, tile_size=WHOLE)
+    tiled = run(dem, scale, model1, tile_size=tile)
+    h, w = dem.shape
+    assert tiled.shape == whole.shape == (round(h * scale), round(w * scale))
+    assert len(Downscaler(str(model1), device="cpu", tile_size=tile).plan(dem.shape, scale)) > 1
+    assert np.isfinite(tiled).all()
+    assert_close(tiled, whole, data_tolerance(dem))
+
+
+def test_tiled_equals_whole_multiband_with_batches(bands3, model1, model3):
+    for model in (model1, model3):
+        whole = run(bands3, 3, model, tile_size=WHOLE)
+        for batch in (1, 4):
+            tiled = run(bands3, 3, model, tile_size=9, batch_size=batch)
+            for b in range(3):
+                assert_close(tiled[b], whole[b], data_tolerance(bands3[b]))
+
+
+def test_halo_zero_control_shows_seams(dem, model1):
+    """Without the halo, tiles see zero padding at their borders: the comparison above can fail."""
+    scale, tile = 4, 16
+    whole = run(dem, scale, model1, tile_size=WHOLE)
+    downscaler = Downscaler(str(model1), device="cpu", tile_size=tile)
+    assert downscaler.halo == DEPTH
+    filled = as_float(dem[None])
+    plan = TilePlan.build(dem.shape, whole.shape, tile, halo=0)
+    sources = ((t, filled[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+    seamy = np.empty((1, *whole.shape), dtype=np.float32)
+    for t, core in downscaler.run(plan, BandStats.of_block(filled), sources):
+        seamy[:, t.rows.core.as_slice(), t.cols.core.as_slice()] = core
+    assert np.abs(seamy[0] - whole).max() > 100 * data_tolerance(dem)
+    # ... and with the model's halo the same plan machinery matches
+    plan = TilePlan.build(dem.shape, whole.shape, tile, halo=downscaler.halo)
+    sources = ((t, filled[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+    for t, core in downscaler.run(plan, BandStats.of_block(filled), sources):
+        seamy[:, t.rows.core.as_slice(), t.cols.core.as_slice()] = core
+    assert_close(seamy[0], whole, data_tolerance(dem))
+
+
+def test_network_adds_real_detail(dem, model1):
+    """The test model's residual is far from zero, so the tolerances above are meaningful."""
+    from geosr.models.files import load_model
+
+    loaded = load_model(str(model1))
+    loaded.network.body[-1].weight.data.zero_()
+    loaded.network.body[-1].bias.data.zero_()
+    ilr_only = downscale(dem, 4, loaded, device="cpu")
+    assert np.abs(run(dem, 4, model1) - ilr_only).max() > 100 * data_tolerance(dem)
+
+
+@pytest.mark.parametrize("scale", [2, 2.5])
+def test_dask_equals_numpy(dem, model1, scale):
+    whole = run(dem, scale, model1, tile_size=WHOLE)
+    lazy = run(da.from_array(dem, chunks=(5, 6)), scale, model1, tile_size=16)
+    assert isinstance(lazy, da.Array)
+    assert lazy.shape == whole.shape and lazy.dtype == np.float32
+    assert_close(lazy.compute(), whole, data_tolerance(dem))
+
+
+@pytest.mark.parametrize("chunks", [(3, 5, 6), (1, 5, 6), (2, 12, 15)])
+def test_dask_multiband_equals_numpy(bands3, model1, model3, chunks):
+    # chunks that split the bands must not mix the bands' statistics
+    for model in (model1, model3):
+        whole = run(bands3, 2, model, tile_size=WHOLE)
+        with dask.config.set(scheduler="threads"):
+            lazy = run(da.from_array(bands3, chunks=chunks), 2, model, tile_size=8).compute()
+        for b in range(3):
+            assert_close(lazy[b], whole[b], data_tolerance(bands3[b]))
+
+
+def test_dask_with_nodata_equals_numpy(dem, model1):
+    data = dem.copy()
+    data[2:5, 3:9] = -9999
+    whole = run(data, 3, model1, nodata=-9999)
+    lazy = run(da.from_array(data, chunks=(4, 4)), 3, model1, nodata=-9999, tile_size=7).compute()
+    assert_close(lazy, whole, data_tolerance(dem))
+
+
+# --- equivariance ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("a", "b"), [(3.28084, 1000.0), (1.0, 1000.0), (0.001, -50.0)])
+@pytest.mark.parametrize("tile", [WHOLE, 9])
+def test_equivariance(dem, model1, a, b, tile):
+    base = run(dem, 3, model1, tile_size=tile)
+    moved = run(a * dem.astype(np.float64) + b, 3, model1, tile_size=tile)
+    assert_close(moved, a * base.astype(np.float64) + b, data_tolerance(a * dem))
+
+
+def test_equivariance_is_per_band(bands3, model1):
+    base = run(bands3, 2, model1)
+    changed = bands3.astype(np.float64)
+    changed[1] = 1e4 * changed[1] + 7.0
+    out = run(changed, 2, model1)
+    assert_close(out[0], base[0], data_tolerance(bands3[0]))
+    assert_close(out[2], base[2], data_tolerance(bands3[2]))
+    assert_close(out[1], 1e4 * base[1].astype(np.float64) + 7.0, data_tolerance(changed[1]))
+
+
+# --- nodata ------------------------------------------------------------------------------------
+
+
+def with_holes(dem: np.ndarray, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    data = dem.astype(np.float64).copy()
+    missing = np.zeros(dem.shape, bool)
+    missing[3:6, 4:8] = True  # a block
+    missing[0, :] = True  # a whole edge row
+    missing[10, 15] = True  # a lone cell
+    data[missing] = fill
+    return data, missing
+
+
+@pytest.mark.parametrize("scale", [2, 2.5, 4])
+def test_nodata_value_masks_footprint(dem, model1, scale):
+    data, missing = with_holes(dem, -9999.0)
+    out = run(data, scale, model1, nodata=-9999.0, tile_size=11)
+    mask = expected_nodata_mask(missing, out.shape)
+    np.testing.assert_array_equal(np.isnan(out), mask)
+    assert np.isfinite(out[~mask]).all()
+    # valid output stays in a plausible range: the stored -9999 did not leak in
+    assert out[~mask].min() > dem.min() - 0.5 * np.ptp(dem)
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_nan_nodata_masks_footprint(dem, model1, scale):
+    data, missing = with_holes(dem, np.nan)
+    out = run(data, scale, model1, tile_size=11)
+    mask = expected_nodata_mask(missing, out.shape)
+    np.testing.assert_array_equal(np.isnan(out), mask)
+
+
+def test_valid_output_does_not_depend_on_stored_nodata_value(dem, model1):
+    first, missing = with_holes(dem, -9999.0)
+    second, _ = with_holes(dem, 1e30)
+    out1 = run(first, 3, model1, nodata=-9999.0, tile_size=8)
+    out2 = run(second, 3, model1, nodata=1e30, tile_size=8)
+    as_nan, _ = with_holes(dem, np.nan)
+    out3 = run(as_nan, 3, model1, tile_size=8)
+    np.testing.assert_array_equal(out1, out2)  # NaN in the same places, identical elsewhere
+    np.testing.assert_array_equal(out1, out3)
+    # but the valid data does matter (the comparison can fail)
+    other = first.copy()
+    other[8, 8] += 100
+    assert not np.array_equal(run(other, 3, model1, nodata=-9999.0, tile_size=8), out1, equal_nan=True)
+
+
+def test_integer_input_with_nodata(dem, model1):
+    data, missing = with_holes(dem, -32768)
+    data = np.round(data).astype(np.int16)
+    out = run(data, 2, model1, nodata=-32768)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(out), expected_nodata_mask(missing, out.shape))
+
+
+def test_tiled_equals_whole_with_nodata(dem, model1):
+    rng = np.random.default_rng(3)
+    data = dem.astype(np.float64)
+    data[rng.random(dem.shape) < 0.15] = np.nan
+    whole = run(data, 4, model1, tile_size=WHOLE)
+    for tile in (7, 16):
+        assert_close(run(data, 4, model1, tile_size=tile), whole, data_tolerance(dem))
+
+
+def test_all_nodata_band_refused(bands3, model1):
+    data = bands3.astype(np.float64)
+    data[1] = np.nan
+    with pytest.raises(InputError, match="band 2"):
+        run(data, 2, model1)
+    with pytest.raises(InputError, match="nodata"):
+        run(np.full((6, 7), -1.0), 2, model1, nodata=-1.0)
+
+
+# --- special inputs ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [123.25, -4.0, 0.0])
+def test_constant_raster_gives_the_constant(model1, value):
+    out = run(np.full((9, 11), value, dtype=np.float32), 3, model1, tile_size=8)
+    assert out.shape == (27, 33)
+    np.testing.assert_allclose(out, value, rtol=1e-6, atol=1e-6)
+
+
+def test_constant_band_among_varying_bands(bands3, model1):
+    data = bands3.copy()
+    data[0] = 42.0
+    out = run(data, 2, model1)
+    np.testing.assert_allclose(out[0], 42.0, rtol=1e-6)
+    assert np.ptp(out[1]) > 0
+
+
+def test_one_channel_model_applies_to_each_band(bands3, model1):
+    out = run(bands3, 2, model1)
+    assert out.shape == (3, 24, 30) and out.dtype == np.float32
+    for b in range(3):
+        assert_close(out[b], run(bands3[b], 2, model1), data_tolerance(bands3[b]))
+
+
+def test_three_channel_model_mixes_three_bands(bands3, model3):
+    out = run(bands3, 2, model3)
+    assert out.shape == (3, 24, 30) and np.isfinite(out).all()
+    changed = bands3.copy()
+    changed[0] = np.flipud(changed[0])
+    out2 = run(changed, 2, model3)
+    # band 1 did not change, but the 3-channel model sees band 0 when predicting it
+    assert np.abs(out2[1] - out[1]).max() > data_tolerance(bands3[1])
+
+
+@pytest.mark.parametrize("n_bands", [2, 4])
+def test_three_channel_model_refuses_other_band_counts(bands3, model3, n_bands):
+    data = np.concatenate([bands3, bands3])[:n_bands]
+    with pytest.raises(ModelError, match=f"takes 3 bands but the raster has {n_bands}"):
+        run(data, 2, model3)
+    with pytest.raises(ModelError):
+        run(da.from_array(data), 2, model3)
+
+
+def test_cpu_runs_are_bit_identical(bands3, model1, model3):
+    for model in (model1, model3):
+        first = run(bands3, 2.5, model, tile_size=11)
+        second = run(bands3, 2.5, model, tile_size=11)
+        assert first.tobytes() == second.tobytes()
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (0, 0), (3, 0, 4), (0, 4, 4)])
+def test_zero_size_refused(model1, shape):
+    with pytest.raises(InputError, match="zero size"):
+        run(np.zeros(shape, dtype=np.float32), 2, model1)
+    with pytest.raises(InputError, match="zero size"):
+        run(da.zeros(shape, dtype=np.float32), 2, model1)
+
+
+@pytest.mark.parametrize("shape", [(5,), (1, 2, 5, 5)])
+def test_wrong_dimensions_refused(model1, shape):
+    with pytest.raises(InputError, match="dimensions"):
+        run(np.ones(shape), 2, model1)
+
+
+def test_dimensions_kept(dem, model1):
+    assert run(dem, 2, model1).shape == (26, 34)
+    assert run(dem[None], 2, model1).shape == (1, 26, 34)
+    assert run(da.from_array(dem), 2, model1).shape == (26, 34)
+    np.testing.assert_array_equal(run(dem, 2, model1), run(dem[None], 2, model1)[0])
+
+
+def test_progress_reports_every_tile(dem, model1):
+    calls = []
+    run(dem, 2, model1, tile_size=10, progress=lambda done, total: calls.append((done, total)))
+    total = len(Downscaler(str(model1), device="cpu", tile_size=10).plan(dem.shape, 2))
+    assert calls == [(i, total) for i in range(1, total + 1)]
+
+
+def test_bad_options_refused(dem, model1):
+    with pytest.raises(InputError, match="tile size"):
+        run(dem, 2, model1, tile_size=0)
+    with pytest.raises(InputError, match="precision"):
+        run(dem, 2, model1, precision="fp8")
+    with pytest.raises(ValueError, match="scale"):
+        run(dem, 1, model1)
+
+
+def test_top_level_downscale(dem, model1):
+    import geosr
+
+    np.testing.assert_array_equal(geosr.downscale(dem, 2, str(model1), device="cpu"), run(dem, 2, model1))
+
+
+def test_fbm_fixture_is_not_trivial():
+    surface = fbm_surface((13, 17), seed=1)
+    assert np.ptp(surface) == pytest.approx(500.0, rel=1e-5)
