@@ -20,6 +20,11 @@ from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback
 from geosr.stats import BandStats
 
 
+#: GDAL's block cache (MB). Bounded so that dirty output blocks are flushed as tiles complete instead
+#: of accumulating up to GDAL's default of 5% of RAM: peak memory then follows the tile size.
+GDAL_CACHE_MB = 64
+
+
 def default_output(src: Path, scale: float | None, resolution: float | None) -> Path:
     """``dem_x4.tif`` (or ``dem_r10.tif`` for ``--resolution 10``) beside the input."""
     label = f"x{scale:g}" if resolution is None else f"r{resolution:g}"
@@ -64,7 +69,9 @@ def downscale_raster(
     if (scale is None) == (resolution is None):
         raise ScaleError("give exactly one of --scale and --resolution")
     src = Path(src)
-    with open_raster(src) as dataset:
+    import rasterio
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(src) as dataset:
         info = raster_info(dataset)
         if scale is None:
             scale = scale_for_resolution(info.transform, resolution)

@@ -44,8 +44,14 @@ class Sample:
 
 
 def cut_sample(
-    raster: np.ndarray, scale: int, patch: int, rng: np.random.Generator, *, square_pixels: bool = True,
-    gain_range: tuple[float, float] = (0.3, 3.0), offset_range: float = 1.0,
+    raster: np.ndarray,
+    scale: int,
+    patch: int,
+    rng: np.random.Generator,
+    *,
+    square_pixels: bool = True,
+    gain_range: tuple[float, float] = (0.3, 3.0),
+    offset_range: float = 1.0,
 ) -> Sample | None:
     """A random training sample from a normalised (band, y, x) raster, or None if it has nodata only."""
     side = patch + 2 * MARGIN * scale

@@ -50,14 +50,27 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     train_sets, val_sets = dem_training_sets()
     config = TrainConfig(
-        minutes=args.minutes, epochs=args.epochs, threads=args.threads, precision=args.precision, device=args.device,
-        optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
+        minutes=args.minutes,
+        epochs=args.epochs,
+        threads=args.threads,
+        precision=args.precision,
+        device=args.device,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        batch_size=args.batch_size,
     )
     card = dem_card()
     card.training["command"] = "python -m geosr.training.shipped " + shlex.join(argv or sys.argv[1:])
     output = args.output or WEIGHTS_DIR / f"{args.model}.safetensors"
-    train([normalise(r) for r in train_sets], [normalise(r) for r in val_sets], config, output, card,
-          resume=args.resume, log=lambda line: print(line, flush=True))
+    train(
+        [normalise(r) for r in train_sets],
+        [normalise(r) for r in val_sets],
+        config,
+        output,
+        card,
+        resume=args.resume,
+        log=lambda line: print(line, flush=True),
+    )
 
 
 if __name__ == "__main__":

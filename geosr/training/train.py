@@ -174,12 +174,23 @@ def train(
             f"vs bicubic {bicubic:.5f} ({100 * (1 - rmse / bicubic):+.1f}%)"
         )
         torch.save(
-            {"model": network.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
-             "seconds": seconds},
+            {
+                "model": network.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "epoch": epoch,
+                "seconds": seconds,
+            },
             checkpoint,
         )
-        card.training.update({"steps": step, "epochs": epoch, "cpu_seconds" if device.type == "cpu" else "seconds":
-                              round(seconds), "config": {k: v for k, v in asdict(config).items() if k != "extra"}})
+        card.training.update(
+            {
+                "steps": step,
+                "epochs": epoch,
+                "cpu_seconds" if device.type == "cpu" else "seconds": round(seconds),
+                "config": {k: v for k, v in asdict(config).items() if k != "extra"},
+            }
+        )
         card.metrics.update({"val_rmse_normalised": round(rmse, 6), "val_bicubic_rmse_normalised": round(bicubic, 6)})
         save_model(network.cpu(), card, output)
         network.to(device)
