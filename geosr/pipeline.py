@@ -19,7 +19,6 @@ from geosr.io import OutputSpec, TileWriter, check_destination, iter_blocks, ope
 from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback
 from geosr.stats import BandStats
 
-
 #: GDAL's block cache (MB). Bounded so that dirty output blocks are flushed as tiles complete instead
 #: of accumulating up to GDAL's default of 5% of RAM: peak memory then follows the tile size.
 GDAL_CACHE_MB = 64

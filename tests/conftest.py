@@ -29,6 +29,14 @@ TRANSFORM = Affine(30.0, 0.0, 500_000.0, 0.0, -30.0, 4_200_000.0)
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The test networks are tiny: one intra-op thread is many times faster than several competing
+    # for a small, shared CPU (and keeps the run-to-run comparisons on one code path).
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
@@ -161,7 +169,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 def run_cli_subprocess(*args: Any, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m geosr ARGS`` in a fresh interpreter."""
-    env = dict(os.environ, PYTHONWARNINGS="default")
+    env = dict(os.environ, PYTHONWARNINGS="default", OMP_NUM_THREADS="1")
     return subprocess.run(
         [sys.executable, "-m", "geosr", *[str(a) for a in args]],
         capture_output=True,
