@@ -14,8 +14,10 @@ import click
 
 from geosr import __version__
 from geosr.cli.downscale import downscale
+from geosr.cli.evaluate import evaluate
 from geosr.cli.models import models
 from geosr.cli.options import state
+from geosr.cli.train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +28,8 @@ def cli() -> None:
 
 cli.add_command(downscale)
 cli.add_command(models)
+cli.add_command(evaluate)
+cli.add_command(train)
 
 
 def main(argv: list[str] | None = None) -> int:
