@@ -39,6 +39,8 @@ def ilr_of(coarse: np.ndarray, fine_shape: tuple[int, int]) -> np.ndarray:
 @dataclass
 class Sample:
     ilr: np.ndarray  # (band, p, p) normalised interpolated coarse input
+    coarse_up: np.ndarray  # (band, p, p) the coarse input repeated onto the fine grid
+    scale: int
     target: np.ndarray  # (band, p, p) normalised fine truth
     valid: np.ndarray  # (band, p, p) bool
 
@@ -77,4 +79,11 @@ def cut_sample(
     ilr = ilr_of(coarse, fine.shape[-2:])
     m = MARGIN * scale
     cut = (slice(None), slice(m, m + patch), slice(m, m + patch))
-    return Sample(ilr[cut].astype(np.float32), np.nan_to_num(fine[cut]).astype(np.float32), valid[cut])
+    coarse_up = np.repeat(np.repeat(coarse, scale, axis=-2), scale, axis=-1)
+    return Sample(
+        ilr[cut].astype(np.float32),
+        coarse_up[cut].astype(np.float32),
+        scale,
+        np.nan_to_num(fine[cut]).astype(np.float32),
+        valid[cut],
+    )

@@ -1,7 +1,9 @@
 """The training loop: VDSR on mixed-scale batches of area-averaged pairs, residual learning.
 
 Recipe (Kim et al. 2016, adapted): He initialisation, flips and rotations, several scales mixed in
-every batch, loss = mean squared error of the residual over valid pixels. Optimiser either the
+every batch, loss = mean squared error over valid pixels, averaged between the output itself and
+the output after mass conservation (:mod:`geosr.conserve`), so that the model is good both alone and
+with ``--conserve``. Optimiser either the
 paper's SGD (momentum 0.9, weight decay 1e-4, high learning rate with adjustable gradient clipping to
 [-theta/lr, theta/lr]) or Adam; the budget is a number of epochs or of minutes, whichever ends first.
 Checkpoints (model + optimiser + step) are written every epoch so a run can resume.
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from geosr.conserve import conserve_torch
 from geosr.models.card import ModelCard
 from geosr.models.files import save_model
 from geosr.models.vdsr import VDSR
@@ -68,12 +71,45 @@ class Batches:
             if sample is not None:
                 return sample
 
-    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, n: int) -> Batch:
         samples = [self.sample() for _ in range(n)]
-        return (
+        return Batch(
             torch.from_numpy(np.stack([s.ilr for s in samples])),
             torch.from_numpy(np.stack([s.target for s in samples])),
             torch.from_numpy(np.stack([s.valid for s in samples])),
+            torch.from_numpy(np.stack([s.coarse_up for s in samples])),
+            torch.tensor([s.scale for s in samples]),
+        )
+
+
+@dataclass
+class Batch:
+    ilr: torch.Tensor
+    target: torch.Tensor
+    valid: torch.Tensor
+    coarse_up: torch.Tensor
+    scales: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.ilr, self.target, self.valid, self.coarse_up, self.scales)))
+
+    def __getitem__(self, index: slice) -> Batch:
+        return Batch(self.ilr[index], self.target[index], self.valid[index], self.coarse_up[index], self.scales[index])
+
+    def conserved(self, out: torch.Tensor) -> torch.Tensor:
+        """``out`` with each sample's cell means set to its coarse input (see geosr.conserve)."""
+        result = out.clone()
+        for scale in self.scales.unique().tolist():
+            pick = self.scales == scale
+            if out.shape[-1] % scale == 0 and out.shape[-2] % scale == 0:
+                result[pick] = conserve_torch(out[pick], self.coarse_up[pick], int(scale))
+        return result
+
+    def loss(self, residual: torch.Tensor) -> torch.Tensor:
+        """Mean of the masked MSE of the output and of the conserved output (see module docstring)."""
+        out = self.ilr + residual.float()
+        return 0.5 * (
+            masked_mse(out, self.target, self.valid) + masked_mse(self.conserved(out), self.target, self.valid)
         )
 
 
@@ -88,24 +124,21 @@ def _autocast(device: torch.device, precision: str) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def evaluate_batches(
-    network: VDSR, val: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device, precision: str
-) -> tuple[float, float]:
-    """RMSE (normalised units) of the network and of bicubic on fixed validation samples."""
-    ilr, target, valid = val
+def evaluate_batches(network: VDSR, val: Batch, device: torch.device, precision: str) -> tuple[float, float, float]:
+    """RMSE (normalised units) of the network, the network + conservation, and bicubic on validation samples."""
     network.eval()
-    errs, base = [], []
+    errs, cons, base = [], [], []
     with torch.no_grad():
-        for i in range(0, len(ilr), 16):
-            x = ilr[i : i + 16].to(device)
+        for i in range(0, len(val.ilr), 16):
+            part = val[i : i + 16].to(device)
             with _autocast(device, precision):
-                residual = network.residual(x)
-            out = x + residual.float()
-            t, v = target[i : i + 16].to(device), valid[i : i + 16].to(device)
-            errs.append(masked_mse(out, t, v).item())
-            base.append(masked_mse(x, t, v).item())
+                residual = network.residual(part.ilr)
+            out = part.ilr + residual.float()
+            errs.append(masked_mse(out, part.target, part.valid).item())
+            cons.append(masked_mse(part.conserved(out), part.target, part.valid).item())
+            base.append(masked_mse(part.ilr, part.target, part.valid).item())
     network.train()
-    return math.sqrt(float(np.mean(errs))), math.sqrt(float(np.mean(base)))
+    return tuple(math.sqrt(float(np.mean(v))) for v in (errs, cons, base))  # type: ignore[return-value]
 
 
 def train(
@@ -146,7 +179,7 @@ def train(
     val = Batches(val_rasters, config, config.seed + 7).batch(config.val_samples)
     started = time.perf_counter()
     history = []
-    rmse, bicubic = evaluate_batches(network, val, device, config.precision)
+    rmse, conserved, bicubic = evaluate_batches(network, val, device, config.precision)
     log(f"epoch {epoch}: val RMSE {rmse:.5f} vs bicubic {bicubic:.5f} ({100 * (1 - rmse / bicubic):+.1f}%)")
     while epoch < config.epochs:
         lr = config.lr * (0.1 ** (epoch // config.lr_decay_epochs) if config.lr_decay_epochs else 1.0)
@@ -154,10 +187,10 @@ def train(
             group["lr"] = lr
         losses = []
         for _ in range(config.steps_per_epoch):
-            ilr, target, valid = (t.to(device) for t in batches.batch(config.batch_size))
+            batch = batches.batch(config.batch_size).to(device)
             with _autocast(device, config.precision):
-                residual = network.residual(ilr)
-            loss = masked_mse(ilr + residual.float(), target, valid)
+                residual = network.residual(batch.ilr)
+            loss = batch.loss(residual)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.optimizer == "sgd":
@@ -167,11 +200,19 @@ def train(
             step += 1
         epoch += 1
         seconds = elapsed_before + time.perf_counter() - started
-        rmse, bicubic = evaluate_batches(network, val, device, config.precision)
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_rmse": rmse, "val_bicubic": bicubic})
+        rmse, conserved, bicubic = evaluate_batches(network, val, device, config.precision)
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "val_rmse": rmse,
+                "val_rmse_conserved": conserved,
+                "val_bicubic": bicubic,
+            }
+        )
         log(
             f"epoch {epoch} step {step} {seconds / 60:.1f} min: loss {np.mean(losses):.5f}, val RMSE {rmse:.5f} "
-            f"vs bicubic {bicubic:.5f} ({100 * (1 - rmse / bicubic):+.1f}%)"
+            f"(conserved {conserved:.5f}) vs bicubic {bicubic:.5f} ({100 * (1 - rmse / bicubic):+.1f}%)"
         )
         torch.save(
             {
@@ -191,7 +232,13 @@ def train(
                 "config": {k: v for k, v in asdict(config).items() if k != "extra"},
             }
         )
-        card.metrics.update({"val_rmse_normalised": round(rmse, 6), "val_bicubic_rmse_normalised": round(bicubic, 6)})
+        card.metrics.update(
+            {
+                "val_rmse_normalised": round(rmse, 6),
+                "val_rmse_conserved_normalised": round(conserved, 6),
+                "val_bicubic_rmse_normalised": round(bicubic, 6),
+            }
+        )
         save_model(network.cpu(), card, output)
         network.to(device)
         if config.minutes is not None and seconds >= config.minutes * 60:
