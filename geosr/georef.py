@@ -4,7 +4,7 @@ The fine grid covers exactly the same bounds as the coarse grid. For a scale ``s
 ``round(h * s)`` rows and ``round(w * s)`` columns; the per-axis factors actually applied are
 ``h_out / h`` and ``w_out / w`` (equal to ``s`` whenever ``h * s`` and ``w * s`` are whole numbers),
 so that the output bounds equal the input bounds exactly and the output transform is
-``transform * Affine.scale(w / w_out, h / h_out)``.
+``transform @ Affine.scale(w / w_out, h / h_out)``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def output_shape(height: int, width: int, scale: float) -> tuple[int, int]:
 def output_transform(transform: Affine, in_shape: tuple[int, int], out_shape: tuple[int, int]) -> Affine:
     """Transform of the fine grid: the coarse transform with pixels shrunk to fit the same bounds."""
     (h, w), (h_out, w_out) = in_shape, out_shape
-    return transform * Affine.scale(w / w_out, h / h_out)
+    return transform @ Affine.scale(w / w_out, h / h_out)
 
 
 def scale_for_resolution(transform: Affine, resolution: float) -> float:

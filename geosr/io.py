@@ -228,6 +228,9 @@ class TileWriter:
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             out = np.clip(np.rint(np.nan_to_num(values)), info.min, info.max)
+            if spec.nodata is not None:  # a valid value rounded onto nodata moves one step towards the data
+                step = 1 if spec.nodata < info.max else -1
+                out = np.where(~missing & (out == spec.nodata), spec.nodata + step, out)
         if spec.nodata is not None:
             out = np.where(missing, spec.nodata, out)
         window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)

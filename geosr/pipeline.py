@@ -56,6 +56,7 @@ def downscale_raster(
     overwrite: bool = False,
     cog: bool = False,
     keep_dtype: bool = False,
+    conserve: bool = False,
     progress: ProgressCallback | None = None,
 ) -> Result:
     """Super-resolve the raster at ``src`` into a GeoTIFF at ``dst``.
@@ -64,6 +65,7 @@ def downscale_raster(
     output has the input's CRS and bounds, ``round(n * scale)`` pixels along each axis, float32
     values (or the input's dtype, rounded and clipped, with ``keep_dtype``), the input's nodata,
     band descriptions, units, scales/offsets, colour interpretation and tags, plus ``GEOSR_*`` tags.
+    With ``conserve`` every input cell's fine pixels average exactly to the input value.
     """
     if (scale is None) == (resolution is None):
         raise ScaleError("give exactly one of --scale and --resolution")
@@ -77,7 +79,9 @@ def downscale_raster(
         scale = check_scale(scale)
         out = Path(dst) if dst is not None else default_output(src, scale, resolution)
         check_destination(src, out, overwrite)
-        downscaler = Downscaler(model, device=device, precision=precision, tile_size=tile_size, batch_size=batch_size)
+        downscaler = Downscaler(
+            model, device=device, precision=precision, tile_size=tile_size, batch_size=batch_size, conserve=conserve
+        )
         downscaler.check_bands(info.count)
         stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset))
         if stats.empty_bands:
@@ -125,6 +129,7 @@ def _output_spec(
         "GEOSR_SCALE_XY": f"{shape[1] / info.width:.12g},{shape[0] / info.height:.12g}",
         "GEOSR_INTERPOLATION": card.interpolation,
         "GEOSR_PRECISION": downscaler.precision,
+        "GEOSR_CONSERVE": "yes" if downscaler.conserve else "no",
     }
     return OutputSpec(
         height=shape[0],

@@ -7,7 +7,9 @@ Steps for every tile, all on the fine grid:
 2. interpolate it to the tile's extended window with the bicubic kernel of :mod:`geosr.tiling`
    (the "ILR");
 3. add the residual predicted by the network (skipped for a constant band);
-4. undo the normalisation, keep the core, and set to NaN every fine pixel whose footprint (the
+4. with ``conserve``, correct every coarse cell touching the core so that its fine pixels average to
+   the coarse value (:mod:`geosr.conserve`; whole scales only, the halo grows by one cell);
+5. undo the normalisation, keep the core, and set to NaN every fine pixel whose footprint (the
    coarse cell containing its centre) holds no data.
 
 Works on (band, y, x) or (y, x) numpy arrays (eager) and dask arrays (lazy, one task per tile).
@@ -21,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geosr.errors import DeviceError, InputError, ModelError
+from geosr.conserve import conserve
+from geosr.errors import DeviceError, InputError, ModelError, ScaleError
 from geosr.georef import output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float
@@ -39,6 +42,19 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 ProgressCallback = Callable[[int, int], None]
+
+
+def plan_tiles(in_shape: tuple[int, int], scale: float, tile_size: int, radius: int, conserve: bool) -> TilePlan:
+    """Tile plan whose halo covers the receptive ``radius`` (plus one coarse cell when conserving)."""
+    out_shape = output_shape(in_shape[0], in_shape[1], scale)
+    halo = radius
+    if conserve:
+        if out_shape != (in_shape[0] * round(scale), in_shape[1] * round(scale)):
+            raise ScaleError(
+                f"conservation needs a whole scale (2, 3, 4...), got {scale:g}; drop --conserve or use a whole scale"
+            )
+        halo += round(scale)
+    return TilePlan.build(in_shape, out_shape, tile_size, halo)
 
 
 def check_bands(card: ModelCard, n_bands: int) -> None:
@@ -83,6 +99,7 @@ def _autocast_dtype(precision: str) -> Any:
 class _Pending:
     tile: Tile
     ilr: np.ndarray
+    z: np.ndarray
     valid: np.ndarray
 
 
@@ -102,6 +119,8 @@ class Downscaler:
         Output pixels per tile side, halo excluded.
     batch_size
         Tiles of equal shape run through the network together.
+    conserve
+        Make each coarse cell's fine pixels average exactly to the coarse value (whole scales only).
     """
 
     def __init__(
@@ -112,6 +131,7 @@ class Downscaler:
         precision: str = "fp32",
         tile_size: int = DEFAULT_TILE_SIZE,
         batch_size: int = 1,
+        conserve: bool = False,
     ) -> None:
         from geosr.models.files import LoadedModel, load_model
 
@@ -124,6 +144,7 @@ class Downscaler:
         self.precision = precision
         self.tile_size = int(tile_size)
         self.batch_size = int(batch_size)
+        self.conserve = bool(conserve)
         self.model: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
         self.network = self.model.network.to(self.device)
         if self.device.type in ("cpu", "cuda"):
@@ -140,7 +161,7 @@ class Downscaler:
 
     def plan(self, in_shape: tuple[int, int], scale: float) -> TilePlan:
         """Tiles covering the fine grid of a coarse raster of shape ``in_shape``."""
-        return TilePlan.build(in_shape, output_shape(in_shape[0], in_shape[1], scale), self.tile_size, self.halo)
+        return plan_tiles(in_shape, scale, self.tile_size, self.halo, self.conserve)
 
     def run(
         self, plan: TilePlan, stats: BandStats, sources: Iterable[tuple[Tile, np.ndarray]]
@@ -167,7 +188,7 @@ class Downscaler:
             if pending and (len(pending) == self.batch_size or pending[0].ilr.shape != ilr.shape):
                 yield from self._finish(plan, pending, mean, scale_by, active)
                 pending = []
-            pending.append(_Pending(tile, ilr, valid))
+            pending.append(_Pending(tile, ilr, z, valid))
         if pending:
             yield from self._finish(plan, pending, mean, scale_by, active)
 
@@ -178,8 +199,11 @@ class Downscaler:
         (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
         for item, residual in zip(pending, residuals, strict=True):
             tile = item.tile
+            fine_z = item.ilr + residual * active
+            if self.conserve:
+                _conserve_cells(fine_z, item.z, tile, h_out // h_in)
             rows, cols = tile.core_in_extended
-            fine = (item.ilr + residual * active)[:, rows, cols] * scale_by + mean
+            fine = fine_z[:, rows, cols] * scale_by + mean
             fr = footprint_index(h_in, h_out, tile.rows.core) - tile.rows.source.start
             fc = footprint_index(w_in, w_out, tile.cols.core) - tile.cols.source.start
             core = fine.astype(np.float32)
@@ -204,6 +228,18 @@ class Downscaler:
                     residual = self.network.residual(x)
         out = residual.float().cpu().contiguous().numpy().astype(np.float64)
         return out.reshape(ilr.shape)
+
+
+def _conserve_cells(fine: np.ndarray, coarse: np.ndarray, tile: Tile, scale: int) -> None:
+    """Conserve, in place, the cells of a tile's extended window that touch its core."""
+    spans = []
+    for axis in (tile.rows, tile.cols):
+        first, last = axis.core.start // scale, -(-axis.core.stop // scale)
+        spans.append((first, last, first * scale - axis.extended.start, first - axis.source.start))
+    (r0, r1, fr, cr), (c0, c1, fc, cc) = spans
+    fine_cells = (slice(None), slice(fr, fr + (r1 - r0) * scale), slice(fc, fc + (c1 - c0) * scale))
+    coarse_cells = (slice(None), slice(cr, cr + r1 - r0), slice(cc, cc + c1 - c0))
+    fine[fine_cells] = conserve(fine[fine_cells], coarse[coarse_cells], scale)
 
 
 def _channels_last() -> Any:
@@ -244,6 +280,7 @@ def downscale(
     precision: str = "fp32",
     tile_size: int = DEFAULT_TILE_SIZE,
     batch_size: int = 1,
+    conserve: bool = False,
     progress: ProgressCallback | None = None,
 ) -> Any:
     """Super-resolve a (y, x) or (band, y, x) array by ``scale``.
@@ -258,7 +295,7 @@ def downscale(
         Shipped model name, model file path, loaded model, or ``None`` for the default model.
     nodata
         Value marking missing cells, besides NaN.
-    device, precision, tile_size, batch_size
+    device, precision, tile_size, batch_size, conserve
         See :class:`Downscaler`.
     progress
         Called as ``progress(done, total)`` after each tile (numpy input only).
@@ -272,7 +309,13 @@ def downscale(
     bands, squeeze = _as_bands(data)
     if 0 in bands.shape:
         raise InputError(f"array has zero size {tuple(data.shape)}; nothing to downscale")
-    options = {"device": device, "precision": precision, "tile_size": tile_size, "batch_size": batch_size}
+    options = {
+        "device": device,
+        "precision": precision,
+        "tile_size": tile_size,
+        "batch_size": batch_size,
+        "conserve": conserve,
+    }
     if _is_dask(bands):
         out = _downscale_dask(bands, scale, model, nodata, options)
     else:
@@ -321,11 +364,8 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     data = data.rechunk({0: -1})
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
     model_ref = loaded if isinstance(model, LoadedModel) else loaded.source
-    plan = TilePlan.build(
-        data.shape[1:],
-        output_shape(data.shape[1], data.shape[2], scale),
-        int(options["tile_size"]),
-        loaded.receptive_radius,
+    plan = plan_tiles(
+        data.shape[1:], scale, int(options["tile_size"]), loaded.receptive_radius, bool(options["conserve"])
     )
     check_bands(loaded.card, data.shape[0])
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]

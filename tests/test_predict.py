@@ -313,3 +313,34 @@ def test_top_level_downscale(dem, model1):
 def test_fbm_fixture_is_not_trivial():
     surface = fbm_surface((13, 17), seed=1)
     assert np.ptp(surface) == pytest.approx(500.0, rel=1e-5)
+
+
+# --- device ------------------------------------------------------------------------------------
+
+
+def test_select_device():
+    import torch
+
+    from geosr.errors import DeviceError
+    from geosr.predict import select_device
+
+    assert select_device("cpu") == torch.device("cpu")
+    auto = select_device("auto")
+    assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
+    assert auto.type in ("cuda", "mps", "cpu")
+    with pytest.raises(DeviceError, match="unknown device"):
+        select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA"):
+            select_device("cuda")
+
+
+def test_cuda_matches_cpu(bands3, model1):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    cpu = run(bands3, 3, model1, device="cpu", tile_size=16)
+    gpu = run(bands3, 3, model1, device="cuda", tile_size=16)
+    for b in range(3):
+        assert_close(gpu[b], cpu[b], data_tolerance(bands3[b]))

@@ -76,7 +76,10 @@ def test_plan_covers_every_output_pixel_exactly_once(in_shape, scale, tile, halo
 def test_halo_and_source_spans(in_shape, scale, tile, halo):
     out_shape = output_shape(*in_shape, scale)
     plan = TilePlan.build(in_shape, out_shape, tile, halo)
-    for axis_tiles, n_in, n_out in ((plan.row_tiles, in_shape[0], out_shape[0]), (plan.col_tiles, in_shape[1], out_shape[1])):
+    for axis_tiles, n_in, n_out in (
+        (plan.row_tiles, in_shape[0], out_shape[0]),
+        (plan.col_tiles, in_shape[1], out_shape[1]),
+    ):
         for t in axis_tiles:
             core, ext, src = t.core, t.extended, t.source
             # the halo is the receptive radius on every side that is not a raster edge

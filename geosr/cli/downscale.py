@@ -57,6 +57,9 @@ from geosr.cli.options import (
 )
 @overwrite_option
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews.")
+@click.option(
+    "--conserve", is_flag=True, help="Make each input cell's output pixels average exactly to the input value."
+)
 @click.option("--keep-dtype", is_flag=True, help="Write the input's data type (rounded, clipped) instead of float32.")
 @quiet_option
 @verbose_option
@@ -73,6 +76,7 @@ def downscale(
     batch_size: int,
     overwrite: bool,
     cog: bool,
+    conserve: bool,
     keep_dtype: bool,
     quiet: bool,
 ) -> None:
@@ -104,6 +108,7 @@ def downscale(
         overwrite=overwrite,
         cog=cog,
         keep_dtype=keep_dtype,
+        conserve=conserve,
         progress=progress_bar(quiet, unit="tile"),
     )
     if not quiet:

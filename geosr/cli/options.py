@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +56,7 @@ def progress_bar(quiet: bool, unit: str) -> Callable[[int, int], None]:
 
     def update(done: int, total: int) -> None:
         if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, unit=unit, file=click.get_text_stream("stderr"), leave=False)
+            bar["bar"] = tqdm(total=total, unit=unit, file=sys.stderr, leave=False)
         bar["bar"].update(done - bar["bar"].n)
         if done >= total:
             bar["bar"].close()

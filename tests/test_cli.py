@@ -1,0 +1,287 @@
+"""The command line: one clear line per error (promise 8), fast help (no torch), models, quiet runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import REPO, assert_one_line_error, write_geotiff
+
+from geosr.errors import InputError
+from geosr.io import raster_info
+from geosr.models.registry import DEFAULT_MODEL, WEIGHTS_DIR
+from geosr.testing import fbm_surface
+
+
+def listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture
+def files(tmp_path, dem_tif, model1, model3):
+    """Paths every error case can draw on."""
+    text = tmp_path / "notes.tif"
+    text.write_text("this is not a raster\n")
+    zero = tmp_path / "zero.vrt"
+    zero.write_text(
+        '<VRTDataset rasterXSize="0" rasterYSize="0"><VRTRasterBand dataType="Float32" band="1"/></VRTDataset>'
+    )
+    empty = write_geotiff(tmp_path / "empty.tif", np.full((6, 7), -9999.0, np.float32), nodata=-9999.0)
+    nan = write_geotiff(tmp_path / "nan.tif", np.full((6, 7), np.nan, np.float32))
+    rect = write_geotiff(tmp_path / "rect.tif", fbm_surface((6, 7)), transform=rasterio.Affine(30, 0, 0, 0, -20, 0))
+    exists = tmp_path / "exists.tif"
+    exists.write_bytes(b"keep me")
+    return SimpleNamespace(
+        dem=dem_tif,
+        text=text,
+        zero=zero,
+        empty=empty,
+        nan=nan,
+        rect=rect,
+        exists=exists,
+        m1=model1,
+        m3=model3,
+        tmp=tmp_path,
+    )
+
+
+# (name, argv builder, expected exit code, words the message must contain)
+ERROR_CASES = [
+    ("missing file", lambda f: ["downscale", f.tmp / "nope.tif", "--scale", 2], 1, ["nope.tif", "does not exist"]),
+    ("not a raster", lambda f: ["downscale", f.text, "--scale", 2, "--model", f.m1], 1, ["notes.tif", "not a raster"]),
+    ("folder", lambda f: ["downscale", f.tmp, "--scale", 2, "--model", f.m1], 1, ["folder"]),
+    ("scale 0.5", lambda f: ["downscale", f.dem, "--scale", 0.5, "--model", f.m1], 1, ["scale", "greater than 1"]),
+    ("scale 1", lambda f: ["downscale", f.dem, "--scale", 1, "--model", f.m1], 1, ["scale", "greater than 1"]),
+    ("scale -3", lambda f: ["downscale", f.dem, "--scale", -3, "--model", f.m1], 1, ["greater than 1"]),
+    ("scale nan", lambda f: ["downscale", f.dem, "--scale", "nan", "--model", f.m1], 1, ["greater than 1"]),
+    ("scale word", lambda f: ["downscale", f.dem, "--scale", "four", "--model", f.m1], 2, ["--scale", "four"]),
+    ("both", lambda f: ["downscale", f.dem, "--scale", 2, "--resolution", 10, "--model", f.m1], 2, ["not both"]),
+    ("neither", lambda f: ["downscale", f.dem, "--model", f.m1], 2, ["--scale", "--resolution"]),
+    ("coarser resolution", lambda f: ["downscale", f.dem, "--resolution", 60, "--model", f.m1], 1, ["not finer"]),
+    (
+        "non-square pixels",
+        lambda f: ["downscale", f.rect, "--resolution", 5, "--model", f.m1],
+        1,
+        ["square pixels", "--scale"],
+    ),
+    ("zero size", lambda f: ["downscale", f.zero, "--scale", 2, "--model", f.m1], 1, ["zero.vrt"]),
+    ("all nodata", lambda f: ["downscale", f.empty, "--scale", 2, "--model", f.m1], 1, ["nodata", "band 1"]),
+    ("all NaN", lambda f: ["downscale", f.nan, "--scale", 2, "--model", f.m1], 1, ["nodata", "band 1"]),
+    (
+        "unknown model",
+        lambda f: ["downscale", f.dem, "--scale", 2, "--model", "no-such-model"],
+        1,
+        ["unknown model", "--model PATH"],
+    ),
+    ("not a model", lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.text], 1, ["not a geosr model"]),
+    ("band mismatch", lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m3], 1, ["takes 3 bands", "has 1"]),
+    (
+        "output exists",
+        lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m1, "-o", f.exists],
+        1,
+        ["exists", "--overwrite"],
+    ),
+    (
+        "output is input",
+        lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m1, "-o", f.dem, "--overwrite"],
+        1,
+        ["input"],
+    ),
+    (
+        "no output folder",
+        lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m1, "-o", f.tmp / "a" / "b.tif"],
+        1,
+        ["does not exist"],
+    ),
+    (
+        "tile too small",
+        lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m1, "--tile-size", 4],
+        2,
+        ["--tile-size"],
+    ),
+    ("bad device", lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m1, "--device", "tpu"], 2, ["--device"]),
+    ("unknown command", lambda f: ["upscale", f.dem], 2, ["upscale"]),
+    ("models unknown", lambda f: ["models", "no-such-model"], 1, ["unknown model"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "code", "words"), [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])
+def test_bad_input_gets_one_line(files, cli, argv, code, words):
+    before = listing(files.tmp)
+    exists_before = files.exists.read_bytes()
+    result = cli(*argv(files))
+    line = assert_one_line_error(result.err, result.code)
+    assert result.code == code
+    for word in words:
+        assert word in line, f"{word!r} not in {line!r}"
+    assert result.out == ""
+    assert listing(files.tmp) == before  # no output and no temporary file
+    assert files.exists.read_bytes() == exists_before
+
+
+def test_zero_size_refusal_is_one_clean_line(files, cli):
+    # GDAL refuses to open a zero-size raster itself; geosr turns that into one line naming the file
+    result = cli("downscale", files.zero, "--scale", 2, "--model", files.m1)
+    line = assert_one_line_error(result.err, result.code)
+    assert "not a raster GDAL can read" in line and "0 x 0" in line
+
+
+@pytest.mark.parametrize(("width", "height", "count"), [(0, 5, 1), (5, 0, 1), (0, 0, 1), (5, 5, 0)])
+def test_raster_info_refuses_zero_size(width, height, count):
+    dataset = SimpleNamespace(width=width, height=height, count=count, name="tiny.tif", subdatasets=[])
+    with pytest.raises(InputError, match="zero size"):
+        raster_info(dataset)
+
+
+def test_container_without_bands_names_its_subdatasets(tmp_path, cli, model1):
+    if "netCDF" not in rasterio.drivers.raster_driver_extensions().values():
+        pytest.skip("GDAL built without netCDF")
+    from scipy.io import netcdf_file
+
+    path = tmp_path / "multi.nc"
+    with netcdf_file(path, "w") as nc:
+        nc.createDimension("y", 5)
+        nc.createDimension("x", 6)
+        for name in ("tas", "pr"):
+            nc.createVariable(name, "f4", ("y", "x"))[:] = np.ones((5, 6))
+    result = cli("downscale", path, "--scale", 2, "--model", model1)
+    line = assert_one_line_error(result.err, result.code)
+    assert f"netcdf:{path}:tas" in line
+
+
+def test_errors_in_a_real_process(files, cli_subprocess):
+    missing = cli_subprocess("downscale", files.tmp / "nope.tif", "--scale", "2")
+    assert missing.returncode == 1
+    assert "does not exist" in assert_one_line_error(missing.stderr, missing.returncode)
+    usage = cli_subprocess("downscale", files.dem, "--scale", "x")
+    assert usage.returncode == 2
+    assert_one_line_error(usage.stderr, usage.returncode)
+    assert missing.stdout == usage.stdout == ""
+
+
+def test_verbose_shows_the_traceback(files, cli):
+    result = cli("downscale", files.tmp / "nope.tif", "--scale", 2, "--verbose")
+    assert result.code == 1
+    assert "Traceback" in result.err and "InputError" in result.err and "does not exist" in result.err
+    # the next run without --verbose is back to one line
+    again = cli("downscale", files.tmp / "nope.tif", "--scale", 2)
+    assert_one_line_error(again.err, again.code)
+
+
+def test_unexpected_error_is_one_line_and_verbose_shows_it(files, cli, monkeypatch):
+    import geosr.pipeline
+
+    def crash(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(geosr.pipeline, "downscale_raster", crash)
+    result = cli("downscale", files.dem, "--scale", 2)
+    line = assert_one_line_error(result.err, result.code)
+    assert "boom" in line and "--verbose" in line
+    verbose = cli("downscale", files.dem, "--scale", 2, "-v")
+    assert verbose.code == 1 and "Traceback" in verbose.err and "ZeroDivisionError" in verbose.err
+
+
+NO_TORCH = """
+import sys
+from geosr.cli import main
+codes = [main(["--help"]), main(["downscale", "--help"]), main(["models", "--help"]), main(["--version"])]
+assert codes == [0, 0, 0, 0], codes
+heavy = [name for name in ("torch", "rasterio", "dask", "safetensors") if name in sys.modules]
+assert "torch" not in heavy, heavy
+print("HEAVY", heavy)
+"""
+
+
+def test_help_does_not_import_torch():
+    done = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: geosr [OPTIONS] COMMAND" in done.stdout
+    assert "Usage: geosr downscale [OPTIONS] INPUT" in done.stdout
+    assert "--scale" in done.stdout and "--resolution" in done.stdout and "--overwrite" in done.stdout
+    loaded = next(line for line in done.stdout.splitlines() if line.startswith("HEAVY"))
+    assert "torch" not in loaded
+
+
+def test_import_geosr_is_light():
+    code = "import sys, geosr; print([m for m in ('torch', 'rasterio', 'dask') if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_help_in_a_real_process(cli_subprocess):
+    done = cli_subprocess("--help")
+    assert done.returncode == 0
+    assert "downscale" in done.stdout and "models" in done.stdout
+    assert done.stderr == ""
+
+
+def test_models_lists_shipped_models_or_says_there_are_none(cli):
+    shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    result = cli("models")
+    assert result.code == 0 and result.err == ""
+    if shipped:
+        for name in shipped:
+            assert f"{name}:" in result.out
+    else:
+        assert "No trained model ships" in result.out
+        assert "--model PATH" in result.out
+    listed = json.loads(cli("models", "--json").out)
+    assert sorted(listed) == shipped
+
+
+def test_default_model(files, cli):
+    result = cli("downscale", files.dem, "--scale", 2, "-o", files.tmp / "default.tif", "--device", "cpu", "-q")
+    if (WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").is_file():
+        assert result.code == 0, result.err
+        assert (files.tmp / "default.tif").is_file()
+    else:
+        line = assert_one_line_error(result.err, result.code)
+        assert f"default model {DEFAULT_MODEL!r} is not installed" in line and "--model PATH" in line
+        assert not (files.tmp / "default.tif").exists()
+
+
+def test_models_shows_one_card(cli, model3):
+    result = cli("models", model3)
+    assert result.code == 0
+    assert result.out.startswith(f"{model3}: Randomly initialised")
+    assert "depth 4 width 8" in result.out and "3 channel(s)" in result.out
+    card = json.loads(cli("models", model3, "--json").out)[str(model3)]
+    assert card["in_channels"] == 3 and card["name"] == "tiny3"
+
+
+def test_quiet_run_prints_nothing(files, cli):
+    out = files.tmp / "quiet.tif"
+    result = cli("downscale", files.dem, "--scale", 3, "--model", files.m1, "--device", "cpu", "-o", out, "--quiet")
+    assert result.code == 0, result.err
+    assert result.out == "" and result.err == ""
+    with rasterio.open(out) as dst:
+        assert (dst.height, dst.width) == (60, 72)
+
+
+def test_normal_run_reports_on_stderr_only(files, cli):
+    out = files.tmp / "loud.tif"
+    args = ["downscale", files.dem, "--scale", 2, "--model", files.m1, "--device", "cpu", "-o", out, "--tile-size", 16]
+    result = cli(*args)
+    assert result.code == 0, result.err
+    assert result.out == ""
+    assert f"wrote {out}" in result.err and "48 x 40 pixels" in result.err and "tiny1" in result.err
+    again = cli(*args, "--overwrite", "--cog", "--batch-size", 2)
+    assert again.code == 0, again.err
+
+
+def test_quiet_run_in_a_real_process(files, cli_subprocess):
+    out = files.tmp / "sub.tif"
+    done = cli_subprocess(
+        "downscale", files.dem, "--resolution", 15, "--model", files.m1, "--device", "cpu", "-o", out, "-q"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    with rasterio.open(out) as dst:
+        assert dst.res == pytest.approx((15.0, 15.0))

@@ -1,0 +1,218 @@
+"""Model files (safetensors + JSON card, never pickle) and the VDSR network."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+from conftest import REPO, WIDTH
+
+from geosr.errors import ModelError
+from geosr.models import list_models, read_card, resolve_model
+from geosr.models.card import CARD_KEY, ModelCard
+from geosr.models.files import load_model, save_model
+from geosr.models.registry import WEIGHTS_DIR
+from geosr.models.vdsr import VDSR
+
+
+def make_card(network: VDSR, **changes) -> ModelCard:
+    card = ModelCard(
+        name="roundtrip",
+        in_channels=network.in_channels,
+        depth=network.depth,
+        width=network.width,
+        bands=[f"b{i}" for i in range(network.in_channels)],
+        units=["m"] * network.in_channels,
+        scales=[2.0, 3.0],
+        training={"epochs": 3, "data": "synthetic"},
+        metrics={"psnr_gain_db": 0.5},
+        description="for the round-trip test",
+    )
+    return replace(card, **changes)
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_save_load_round_trip(tmp_path, in_channels):
+    torch.manual_seed(7)
+    network = VDSR(in_channels, depth=3, width=5)
+    card = make_card(network)
+    path = save_model(network, card, tmp_path / "sub" / "model.safetensors")
+    loaded = load_model(path)
+    assert loaded.card == card
+    assert loaded.source == str(path)
+    assert len(loaded.digest) == 16
+    original, restored = network.state_dict(), loaded.network.state_dict()
+    assert original.keys() == restored.keys()
+    for key in original:
+        assert torch.equal(original[key], restored[key]), key
+    assert not loaded.network.training
+    assert loaded.receptive_radius == 3
+    x = torch.randn(1, in_channels, 9, 9)
+    with torch.no_grad():
+        assert torch.equal(network.eval()(x), loaded.network(x))
+
+
+def test_read_card_reads_only_the_header(tmp_path, model3):
+    card = read_card(model3)
+    assert card.name == "tiny3" and card.in_channels == 3 and card.depth == 4 and card.width == WIDTH
+    # no torch needed to read a card (so `geosr models` stays fast)
+    code = (
+        "import sys; from geosr.models import read_card; "
+        f"card = read_card({str(model3)!r}); print(card.name, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["tiny3", "False"]
+
+
+def test_file_is_safetensors_with_the_card_in_its_header(model1):
+    raw = model1.read_bytes()
+    (header_size,) = struct.unpack("<Q", raw[:8])
+    assert 8 + header_size <= len(raw)
+    header = json.loads(raw[8 : 8 + header_size])
+    card = json.loads(header["__metadata__"][CARD_KEY])
+    assert card["name"] == "tiny1" and card["architecture"] == "vdsr"
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    assert tensors and all(v["dtype"] == "F32" for v in tensors.values())
+    assert not raw.startswith(b"\x80")  # not a pickle
+    assert not raw.startswith(b"PK")  # not a torch.save zip
+
+
+def test_safetensors_without_card_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "plain.safetensors"
+    save_file(VDSR(1, depth=2, width=2).state_dict(), str(path))
+    with pytest.raises(ModelError, match="no geosr model card"):
+        read_card(path)
+    with pytest.raises(ModelError, match="no geosr model card"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, world\n", b"\x00" * 64, b"\xff" * 8 + b"{}"])
+def test_non_model_file_refused(tmp_path, content):
+    path = tmp_path / "thing.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match="not a geosr model file"):
+        load_model(path)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (open, (str(_Payload.marker), "w"))
+
+
+def test_loading_never_unpickles(tmp_path):
+    marker = tmp_path / "pwned"
+    _Payload.marker = marker
+    for name, writer in (
+        ("model.pt", lambda p: torch.save({"x": _Payload()}, p)),
+        ("model.pkl", lambda p: p.write_bytes(pickle.dumps(_Payload()))),
+    ):
+        path = tmp_path / name
+        writer(path)
+        assert not marker.exists()
+        with pytest.raises(ModelError):
+            load_model(path)
+        with pytest.raises(ModelError):
+            read_card(path)
+        assert not marker.exists(), "a pickle was executed"
+
+
+def test_card_that_does_not_match_the_tensors_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    network = VDSR(1, depth=3, width=4)
+    path = tmp_path / "lies.safetensors"
+    card = make_card(network, depth=5)
+    save_file(network.state_dict(), str(path), metadata={CARD_KEY: card.to_json()})
+    assert read_card(path).depth == 5
+    with pytest.raises(ModelError, match="does not match its card"):
+        load_model(path)
+    with pytest.raises(ModelError, match="does not match"):
+        save_model(network, card, tmp_path / "other.safetensors")
+
+
+def test_unknown_architecture_and_bad_card_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    network = VDSR(1, depth=2, width=2)
+    weird = tmp_path / "weird.safetensors"
+    save_file(network.state_dict(), str(weird), metadata={CARD_KEY: make_card(network, architecture="srgan").to_json()})
+    with pytest.raises(ModelError, match="srgan"):
+        read_card(weird)
+    broken = tmp_path / "broken.safetensors"
+    save_file(network.state_dict(), str(broken), metadata={CARD_KEY: "{not json"})
+    with pytest.raises(ModelError, match="unreadable model card"):
+        read_card(broken)
+
+
+def test_card_json_keeps_every_field():
+    card = make_card(VDSR(2, depth=3, width=4))
+    assert ModelCard.from_json(card.to_json()) == card
+    # unknown keys written by a newer geosr are ignored
+    data = json.loads(card.to_json())
+    data["future_field"] = 1
+    assert ModelCard.from_json(json.dumps(data)) == card
+
+
+def test_resolve_model(model1, tmp_path):
+    assert resolve_model(str(model1)) == model1
+    assert resolve_model(model1) == model1
+    with pytest.raises(ModelError, match="unknown model 'nothing-here'"):
+        resolve_model("nothing-here")
+    shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    assert sorted(list_models()) == shipped
+    for name in shipped:
+        assert resolve_model(name) == WEIGHTS_DIR / f"{name}.safetensors"
+
+
+# --- network -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("in_channels", "depth"), [(1, 2), (1, 5), (3, 4)])
+def test_vdsr_shape_and_residual(in_channels, depth):
+    torch.manual_seed(0)
+    network = VDSR(in_channels, depth=depth, width=6).eval()
+    assert network.receptive_radius == depth
+    convs = [m for m in network.body if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == depth and all(c.kernel_size == (3, 3) for c in convs)
+    assert convs[0].in_channels == convs[-1].out_channels == in_channels
+    x = torch.randn(2, in_channels, 13, 17)
+    with torch.no_grad():
+        out = network(x)
+        residual = network.residual(x)
+    assert out.shape == x.shape
+    assert torch.allclose(out, x + residual)
+    assert residual.abs().max() > 0
+
+
+def test_vdsr_receptive_radius_is_exact():
+    """A change at one pixel moves the output exactly up to ``depth`` pixels away, not further."""
+    torch.manual_seed(1)
+    depth = 4
+    network = VDSR(1, depth=depth, width=8).eval()
+    with torch.no_grad():
+        network.body[-1].weight.mul_(10.0)
+        x = torch.randn(1, 1, 21, 21)
+        y = x.clone()
+        y[0, 0, 10, 10] += 5.0
+        changed = (network.residual(y) - network.residual(x)).abs()[0, 0] > 0
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    reach = max((rows - 10).abs().max().item(), (cols - 10).abs().max().item())
+    assert reach == depth == network.receptive_radius
+
+
+@pytest.mark.parametrize(("in_channels", "depth", "width"), [(0, 4, 8), (1, 1, 8), (1, 4, 0)])
+def test_vdsr_refuses_bad_shapes(in_channels, depth, width):
+    with pytest.raises(ValueError):
+        VDSR(in_channels, depth=depth, width=width)

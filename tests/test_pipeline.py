@@ -1,0 +1,423 @@
+"""File to file (geosr.pipeline.downscale_raster and the CLI): promises 1, 4, 8 and 9 on GeoTIFFs."""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from conftest import CRS, TRANSFORM, affine_mul, assert_one_line_error, data_tolerance
+from rasterio.enums import ColorInterp
+
+import geosr
+from geosr.errors import InputError, OutputExistsError
+from geosr.io import TileWriter
+from geosr.pipeline import downscale_raster
+from geosr.predict import downscale
+from geosr.testing import fbm_surface
+
+
+def run(src, dst=None, *, model, **kwargs):
+    kwargs.setdefault("device", "cpu")
+    return downscale_raster(src, dst, model=str(model), **kwargs)
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def assert_bounds_equal(a, b):
+    for x, y in zip(a, b, strict=True):
+        assert math.isclose(x, y, rel_tol=1e-9), (a, b)
+
+
+def assert_affine_close(a, b):
+    for x, y in zip(a, b, strict=True):
+        assert math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-9), (a, b)
+
+
+# --- georeferencing ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 2.5])
+def test_georeferencing_round_trip(dem_tif, tmp_path, model1, scale):
+    out = tmp_path / "out.tif"
+    result = run(dem_tif, out, scale=scale, model=model1, tile_size=16)
+    assert result.path == out
+    with rasterio.open(dem_tif) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs == rasterio.crs.CRS.from_string(CRS)
+        assert (dst.width, dst.height) == (round(src.width * scale), round(src.height * scale))
+        assert_affine_close(dst.transform, affine_mul(src.transform, Affine.scale(1 / scale)))
+        assert_bounds_equal(dst.bounds, src.bounds)
+        assert dst.res == pytest.approx((30.0 / scale, 30.0 / scale))
+        assert dst.count == src.count
+
+
+def test_non_integer_product_keeps_bounds(make_geotiff, tmp_path, model1):
+    src_path = make_geotiff("odd.tif", fbm_surface((21, 19), seed=8))
+    out = tmp_path / "out.tif"
+    run(src_path, out, scale=2.7, model=model1)
+    with rasterio.open(src_path) as src, rasterio.open(out) as dst:
+        assert (dst.height, dst.width) == (round(21 * 2.7), round(19 * 2.7)) == (57, 51)
+        expected = affine_mul(src.transform, Affine.scale(19 / 51, 21 / 57))
+        assert_affine_close(dst.transform, expected)
+        assert_bounds_equal(dst.bounds, src.bounds)
+        assert dst.tags()["GEOSR_SCALE"] == "2.7"
+        sx, sy = (float(v) for v in dst.tags()["GEOSR_SCALE_XY"].split(","))
+        assert (sx, sy) == pytest.approx((51 / 19, 57 / 21))
+
+
+@pytest.mark.parametrize(("resolution", "scale"), [(10, 3), (12, 2.5), (15, 2)])
+def test_resolution_round_trip(dem_tif, tmp_path, model1, resolution, scale):
+    out = tmp_path / "out.tif"
+    result = run(dem_tif, out, resolution=resolution, model=model1)
+    with rasterio.open(dem_tif) as src, rasterio.open(out) as dst:
+        assert dst.res == pytest.approx((resolution, resolution), rel=1e-12)
+        assert (dst.width, dst.height) == (round(src.width * scale), round(src.height * scale))
+        assert_affine_close(dst.transform, affine_mul(src.transform, Affine.scale(1 / scale)))
+        assert_bounds_equal(dst.bounds, src.bounds)
+    assert result.scale == pytest.approx((scale, scale))
+
+
+def test_rotated_raster_keeps_its_footprint(make_geotiff, tmp_path, model1):
+    rotated = affine_mul(
+        affine_mul(Affine.translation(500_000, 4_200_000), Affine.rotation(25.0)), Affine.scale(30, -30)
+    )
+    src_path = make_geotiff("rot.tif", fbm_surface((12, 14), seed=2), transform=rotated)
+    out = tmp_path / "out.tif"
+    run(src_path, out, resolution=10, model=model1)
+    with rasterio.open(out) as dst:
+        assert (dst.height, dst.width) == (36, 42)
+        assert_affine_close(dst.transform, affine_mul(rotated, Affine.scale(1 / 3)))
+        for corner_in, corner_out in (((0, 0), (0, 0)), ((14, 12), (42, 36)), ((14, 0), (42, 0))):
+            assert affine_mul(dst.transform, corner_out) == pytest.approx(affine_mul(rotated, corner_in))
+
+
+def test_file_output_equals_array_output(dem_tif, tmp_path, model1):
+    out = tmp_path / "out.tif"
+    run(dem_tif, out, scale=3, model=model1, tile_size=16)
+    with rasterio.open(dem_tif) as src, rasterio.open(out) as dst:
+        data = src.read(1)
+        written = dst.read(1)
+        assert dst.dtypes[0] == "float32"
+    expected = downscale(data, 3, str(model1), device="cpu")
+    assert np.abs(written - expected).max() <= data_tolerance(data)
+
+
+def test_multiband_geotiff_with_one_channel_model(make_geotiff, tmp_path, model1):
+    bands = np.stack([fbm_surface((14, 16), seed=s, relief=10.0**s) for s in range(3)])
+    src_path = make_geotiff("multi.tif", bands)
+    out = tmp_path / "out.tif"
+    run(src_path, out, scale=2, model=model1, tile_size=16)
+    with rasterio.open(out) as dst:
+        assert dst.count == 3 and (dst.height, dst.width) == (28, 32)
+        written = dst.read()
+    for b in range(3):
+        expected = downscale(bands[b], 2, str(model1), device="cpu")
+        assert np.abs(written[b] - expected).max() <= data_tolerance(bands[b])
+
+
+def test_three_channel_model_on_three_band_geotiff(make_geotiff, tmp_path, model3):
+    bands = np.stack([fbm_surface((14, 16), seed=s) for s in range(3)])
+    out = tmp_path / "out.tif"
+    run(make_geotiff("rgb.tif", bands), out, scale=2, model=model3)
+    with rasterio.open(out) as dst:
+        written = dst.read()
+    expected = downscale(bands, 2, str(model3), device="cpu")
+    assert np.abs(written - expected).max() <= data_tolerance(bands)
+
+
+# --- nodata and data types ---------------------------------------------------------------------
+
+
+def int16_dem(missing_value: int = -32768) -> tuple[np.ndarray, np.ndarray]:
+    # up to the int16 maximum, with a saturated plateau that the network overshoots
+    surface = fbm_surface((16, 18), seed=9, relief=3000.0, base=32000.0)
+    data = np.clip(np.round(surface), -32767, 32767).astype(np.int16)
+    missing = np.zeros(data.shape, bool)
+    missing[4:7, 5:9] = True
+    missing[:, 0] = True
+    data[missing] = missing_value
+    return data, missing
+
+
+def footprint_mask(missing: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+    (h, w), (ho, wo) = missing.shape, out_shape
+    rows = np.minimum(((np.arange(ho) + 0.5) * h / ho).astype(int), h - 1)
+    cols = np.minimum(((np.arange(wo) + 0.5) * w / wo).astype(int), w - 1)
+    return missing[rows[:, None], cols[None, :]]
+
+
+def test_int16_nodata_kept(make_geotiff, tmp_path, model1):
+    data, missing = int16_dem()
+    src_path = make_geotiff("dem16.tif", data, nodata=-32768)
+    out = tmp_path / "out.tif"
+    run(src_path, out, scale=3, model=model1, tile_size=16)
+    with rasterio.open(out) as dst:
+        assert dst.dtypes[0] == "float32"
+        assert dst.nodata == -32768
+        raw = dst.read(1)
+        masked = dst.read(1, masked=True)
+    expected = footprint_mask(missing, raw.shape)
+    np.testing.assert_array_equal(np.ma.getmaskarray(masked), expected)
+    assert (raw[expected] == -32768).all()
+    assert np.isfinite(raw).all() and (raw[~expected] != -32768).all()
+
+
+def test_nan_nodata_kept(make_geotiff, tmp_path, model1):
+    data = fbm_surface((16, 18), seed=3)
+    data[2:5, 2:5] = np.nan
+    src_path = make_geotiff("nan.tif", data, nodata=float("nan"))
+    out = tmp_path / "out.tif"
+    run(src_path, out, scale=2, model=model1)
+    with rasterio.open(out) as dst:
+        assert math.isnan(dst.nodata)
+        written = dst.read(1)
+    np.testing.assert_array_equal(np.isnan(written), footprint_mask(np.isnan(data), written.shape))
+
+
+def test_nan_without_declared_nodata_gets_nan_nodata(make_geotiff, tmp_path, model1):
+    data = fbm_surface((16, 18), seed=3)
+    data[7, 7] = np.nan
+    out = tmp_path / "out.tif"
+    run(make_geotiff("gaps.tif", data), out, scale=2, model=model1)
+    with rasterio.open(out) as dst:
+        assert dst.nodata is not None and math.isnan(dst.nodata)
+        assert np.isnan(dst.read(1)).sum() == 4  # one coarse cell = 2 x 2 fine pixels
+
+
+def test_keep_dtype_rounds_and_clips(make_geotiff, tmp_path, model1):
+    data, missing = int16_dem()
+    src_path = make_geotiff("dem16.tif", data, nodata=-32768)
+    as_float, as_int = tmp_path / "float.tif", tmp_path / "int.tif"
+    run(src_path, as_float, scale=2, model=model1, tile_size=16)
+    run(src_path, as_int, scale=2, model=model1, tile_size=16, keep_dtype=True)
+    with rasterio.open(as_float) as f, rasterio.open(as_int) as i:
+        reference = f.read(1, masked=True)
+        assert i.dtypes[0] == "int16" and i.nodata == -32768
+        assert i.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "2"
+        values = i.read(1, masked=True)
+    np.testing.assert_array_equal(np.ma.getmaskarray(values), np.ma.getmaskarray(reference))
+    valid = ~np.ma.getmaskarray(reference)
+    assert reference.data[valid].max() > 32767  # the network overshoots: clipping is exercised
+    expected = np.clip(np.rint(reference.data[valid].astype(np.float64)), -32768, 32767)
+    np.testing.assert_array_equal(values.data[valid], expected)
+
+
+# --- metadata and layout -----------------------------------------------------------------------
+
+
+def test_metadata_carried_over(make_geotiff, tmp_path, model1):
+    bands = np.stack([fbm_surface((12, 14), seed=1), fbm_surface((12, 14), seed=2, relief=30.0, base=0.0)])
+    src_path = make_geotiff(
+        "meta.tif",
+        bands,
+        descriptions=["elevation", "slope"],
+        units=["m", "degrees"],
+        scales=[0.5, 1.0],
+        offsets=[10.0, 0.0],
+        tags={"SOURCE": "lidar survey 2020", "PROJECT": "geosr tests"},
+        band_tags=[{"SENSOR": "lidar"}, {"DERIVED": "yes"}],
+        colorinterp=[ColorInterp.gray, ColorInterp.undefined],
+    )
+    out = tmp_path / "out.tif"
+    run(src_path, out, scale=2, model=model1)
+    with rasterio.open(src_path) as src, rasterio.open(out) as dst:
+        assert dst.descriptions == ("elevation", "slope")
+        assert dst.units == ("m", "degrees")
+        assert dst.scales == (0.5, 1.0)
+        assert dst.offsets == (10.0, 0.0)
+        assert dst.colorinterp == src.colorinterp
+        tags = dst.tags()
+        assert tags["SOURCE"] == "lidar survey 2020" and tags["PROJECT"] == "geosr tests"
+        assert dst.tags(1)["SENSOR"] == "lidar" and dst.tags(2)["DERIVED"] == "yes"
+        assert tags["GEOSR_VERSION"] == geosr.__version__
+        assert tags["GEOSR_SCALE"] == "2"
+        assert "tiny1" in tags["GEOSR_MODEL"] and model1.name in tags["GEOSR_MODEL"]
+        assert "bicubic" in tags["GEOSR_INTERPOLATION"]
+        assert tags["GEOSR_PRECISION"] == "fp32"
+
+
+def test_output_is_tiled_deflate_predictor_3(dem_tif, tmp_path, model1):
+    out = tmp_path / "out.tif"
+    run(dem_tif, out, scale=2, model=model1, tile_size=64)
+    with rasterio.open(out) as dst:
+        assert dst.profile["tiled"] is True
+        assert dst.block_shapes[0] == (64, 64)
+        assert dst.compression == rasterio.enums.Compression.deflate
+        structure = dst.tags(ns="IMAGE_STRUCTURE")
+        assert structure["COMPRESSION"] == "DEFLATE"
+        assert structure["PREDICTOR"] == "3"
+
+
+def test_cog_with_overviews(make_geotiff, tmp_path, model1):
+    # the COG driver adds overviews while the image is larger than one 512-pixel block
+    src_path = make_geotiff("big.tif", fbm_surface((140, 132), seed=4))
+    cog, plain = tmp_path / "cog.tif", tmp_path / "plain.tif"
+    run(src_path, cog, scale=4, model=model1, cog=True, tile_size=256)
+    run(src_path, plain, scale=4, model=model1, tile_size=256)
+    with rasterio.open(cog) as c, rasterio.open(plain) as p:
+        assert (c.height, c.width) == (560, 528)
+        assert c.overviews(1), "a COG of this size needs overviews"
+        assert c.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert c.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
+        assert c.transform == p.transform and c.crs == p.crs
+        assert c.tags()["GEOSR_SCALE"] == "4"
+        np.testing.assert_array_equal(c.read(1), p.read(1))
+    assert listing(tmp_path) == ["big.tif", "cog.tif", "plain.tif"]
+
+
+def test_output_has_an_ordinary_file_mode(dem_tif, tmp_path, model1):
+    out = tmp_path / "out.tif"
+    run(dem_tif, out, scale=2, model=model1)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+# --- nothing lost ------------------------------------------------------------------------------
+
+
+def test_overwrite_refused_without_flag(dem_tif, tmp_path, model1):
+    out = tmp_path / "out.tif"
+    out.write_bytes(b"precious data")
+    before = listing(tmp_path)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        run(dem_tif, out, scale=2, model=model1)
+    assert out.read_bytes() == b"precious data"
+    assert listing(tmp_path) == before
+    run(dem_tif, out, scale=2, model=model1, overwrite=True)
+    with rasterio.open(out) as dst:
+        assert (dst.height, dst.width) == (40, 48)
+
+
+def test_input_never_overwritten(dem_tif, model1):
+    original = dem_tif.read_bytes()
+    with pytest.raises(OutputExistsError, match="input"):
+        run(dem_tif, dem_tif, scale=2, model=model1, overwrite=True)
+    assert dem_tif.read_bytes() == original
+
+
+def test_bad_destinations(dem_tif, tmp_path, model1):
+    with pytest.raises(InputError, match="does not exist"):
+        run(dem_tif, tmp_path / "missing" / "out.tif", scale=2, model=model1)
+    (tmp_path / "folder.tif").mkdir()
+    with pytest.raises(OutputExistsError, match="folder"):
+        run(dem_tif, tmp_path / "folder.tif", scale=2, model=model1, overwrite=True)
+
+
+def fail_on_second_write(monkeypatch, exc=None):
+    """Make the output writer raise ``exc`` (a RuntimeError by default) when given its second tile."""
+    exc = exc if exc is not None else RuntimeError("disk full")
+    calls = []
+    original = TileWriter.write
+
+    def write(self, rows, cols, values):
+        calls.append(1)
+        if len(calls) == 2:
+            raise exc
+        return original(self, rows, cols, values)
+
+    monkeypatch.setattr(TileWriter, "write", write)
+    return calls
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_interrupted_write_leaves_nothing(dem_tif, tmp_path, model1, monkeypatch, cog):
+    calls = fail_on_second_write(monkeypatch)
+    before = listing(tmp_path)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(dem_tif, tmp_path / "out.tif", scale=2, model=model1, tile_size=8, cog=cog)
+    assert len(calls) == 2  # the run got past the first tile (several tiles)
+    assert listing(tmp_path) == before  # no output, no temporary file
+
+
+def test_interrupted_overwrite_keeps_the_old_file(dem_tif, tmp_path, model1, monkeypatch):
+    out = tmp_path / "out.tif"
+    run(dem_tif, out, scale=2, model=model1)
+    old = out.read_bytes()
+    before = listing(tmp_path)
+    fail_on_second_write(monkeypatch)
+    with pytest.raises(RuntimeError):
+        run(dem_tif, out, scale=4, model=model1, tile_size=8, overwrite=True)
+    assert out.read_bytes() == old
+    assert listing(tmp_path) == before
+
+
+def test_failure_while_making_the_cog_leaves_nothing(dem_tif, tmp_path, model1, monkeypatch):
+    import rasterio.shutil
+
+    def broken_copy(src, dst, **kwargs):
+        with open(dst, "wb") as handle:
+            handle.write(b"half a COG")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(rasterio.shutil, "copy", broken_copy)
+    before = listing(tmp_path)
+    with pytest.raises(OSError, match="no space"):
+        run(dem_tif, tmp_path / "out.tif", scale=2, model=model1, cog=True)
+    assert listing(tmp_path) == before
+
+
+def test_interrupted_cli_run_reports_and_leaves_nothing(dem_tif, tmp_path, model1, monkeypatch, cli):
+    fail_on_second_write(monkeypatch, KeyboardInterrupt())
+    before = listing(tmp_path)
+    result = cli("downscale", dem_tif, "--scale", 2, "--model", model1, "--tile-size", 16, "--device", "cpu", "-q")
+    assert result.code == 130
+    assert "no output" in assert_one_line_error(result.err, result.code)
+    assert listing(tmp_path) == before
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "name"),
+    [(("scale", 4), "dem_x4.tif"), (("scale", 2.5), "dem_x2.5.tif"), (("resolution", 10), "dem_r10.tif")],
+)
+def test_default_output_name_beside_input(dem_tif, tmp_path, model1, monkeypatch, option, name):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run(dem_tif, None, model=model1, **{option[0]: option[1]})
+    assert result.path == dem_tif.with_name(name)
+    assert result.path.is_file()
+    assert listing(elsewhere) == []
+
+
+def test_cli_default_output_name(dem_tif, model1, cli):
+    result = cli("downscale", dem_tif, "--scale", 4, "--model", model1, "--device", "cpu", "-q")
+    assert result.code == 0, result.err
+    with rasterio.open(dem_tif.with_name("dem_x4.tif")) as dst:
+        assert (dst.height, dst.width) == (80, 96)
+        assert dst.transform == affine_mul(TRANSFORM, Affine.scale(0.25))
+
+
+# --- other GDAL inputs -------------------------------------------------------------------------
+
+
+def netcdf_available() -> bool:
+    return "netCDF" in rasterio.drivers.raster_driver_extensions().values()
+
+
+@pytest.mark.skipif(not netcdf_available(), reason="GDAL built without netCDF")
+def test_netcdf_subdataset_input(tmp_path, model1):
+    from scipy.io import netcdf_file
+
+    path = tmp_path / "climate.nc"
+    with netcdf_file(path, "w") as nc:
+        nc.createDimension("y", 9)
+        nc.createDimension("x", 11)
+        for i, name in enumerate(("tas", "pr")):
+            nc.createVariable(name, "f4", ("y", "x"))[:] = fbm_surface((9, 11), seed=i)
+    with pytest.raises(InputError, match="subdatasets") as info:
+        run(path, tmp_path / "out.tif", scale=2, model=model1)
+    subdataset = f"netcdf:{path}:tas"
+    assert subdataset in str(info.value)
+    run(subdataset, tmp_path / "out.tif", scale=2, model=model1)
+    with rasterio.open(tmp_path / "out.tif") as dst:
+        assert (dst.height, dst.width) == (18, 22)
