@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 
 __all__ = ["__version__", "downscale"]
 
+from geosr import accessor as _accessor  # noqa: E402,F401  (registers the .geosr accessor)
+
 
 def downscale(data: Any, scale: float, model: Any = None, **options: Any) -> Any:
     """Super-resolve a numpy or dask array; see :func:`geosr.predict.downscale`."""

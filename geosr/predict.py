@@ -28,7 +28,7 @@ from geosr.errors import DeviceError, InputError, ModelError, ScaleError
 from geosr.georef import output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float
-from geosr.tiling import Tile, TilePlan, footprint_index
+from geosr.tiling import Tile, TilePlan, footprint_index, tile_pair
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +44,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 ProgressCallback = Callable[[int, int], None]
 
 
-def plan_tiles(in_shape: tuple[int, int], scale: float, tile_size: int, radius: int, conserve: bool) -> TilePlan:
+def plan_tiles(
+    in_shape: tuple[int, int], scale: float, tile_size: int | tuple[int, int], radius: int, conserve: bool
+) -> TilePlan:
     """Tile plan whose halo covers the receptive ``radius`` (plus one coarse cell when conserving)."""
     out_shape = output_shape(in_shape[0], in_shape[1], scale)
     halo = radius
@@ -129,20 +131,21 @@ class Downscaler:
         *,
         device: str | None = "auto",
         precision: str = "fp32",
-        tile_size: int = DEFAULT_TILE_SIZE,
+        tile_size: int | tuple[int, int] = DEFAULT_TILE_SIZE,
         batch_size: int = 1,
         conserve: bool = False,
     ) -> None:
         from geosr.models.files import LoadedModel, load_model
 
-        if int(tile_size) < 1:
-            raise InputError(f"tile size must be a positive number of pixels, got {tile_size}")
+        try:
+            self.tile_size = tile_pair(tile_size)
+        except (TypeError, ValueError):
+            raise InputError(f"tile size must be a positive number of pixels, got {tile_size}") from None
         if int(batch_size) < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         self.device = select_device(device)
         self.autocast = _autocast_dtype(precision)
         self.precision = precision
-        self.tile_size = int(tile_size)
         self.batch_size = int(batch_size)
         self.conserve = bool(conserve)
         self.model: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
@@ -278,7 +281,7 @@ def downscale(
     nodata: float | None = None,
     device: str | None = "auto",
     precision: str = "fp32",
-    tile_size: int = DEFAULT_TILE_SIZE,
+    tile_size: int | tuple[int, int] = DEFAULT_TILE_SIZE,
     batch_size: int = 1,
     conserve: bool = False,
     progress: ProgressCallback | None = None,
@@ -365,7 +368,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
     model_ref = loaded if isinstance(model, LoadedModel) else loaded.source
     plan = plan_tiles(
-        data.shape[1:], scale, int(options["tile_size"]), loaded.receptive_radius, bool(options["conserve"])
+        data.shape[1:], scale, tile_pair(options["tile_size"]), loaded.receptive_radius, bool(options["conserve"])
     )
     check_bands(loaded.card, data.shape[0])
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]

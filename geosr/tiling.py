@@ -124,22 +124,34 @@ def plan_axis(n_in: int, n_out: int, tile: int, halo: int) -> list[AxisTile]:
     return tiles
 
 
+def tile_pair(tile_size: int | tuple[int, int]) -> tuple[int, int]:
+    """(rows, columns) of a tile size given as one number or a pair; each must be positive."""
+    pair = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)
+    if len(pair) != 2 or min(int(v) for v in pair) < 1:
+        raise ValueError(f"tile size must be a positive number of pixels or a pair of them, got {tile_size}")
+    return int(pair[0]), int(pair[1])
+
+
 @dataclass(frozen=True)
 class TilePlan:
     """Every tile needed to cover an ``out_shape`` fine grid from an ``in_shape`` coarse grid."""
 
     in_shape: tuple[int, int]
     out_shape: tuple[int, int]
-    tile_size: int
+    tile_size: tuple[int, int]
     halo: int
     row_tiles: tuple[AxisTile, ...]
     col_tiles: tuple[AxisTile, ...]
 
     @classmethod
-    def build(cls, in_shape: tuple[int, int], out_shape: tuple[int, int], tile_size: int, halo: int) -> TilePlan:
-        rows = plan_axis(in_shape[0], out_shape[0], tile_size, halo)
-        cols = plan_axis(in_shape[1], out_shape[1], tile_size, halo)
-        return cls(tuple(in_shape), tuple(out_shape), tile_size, halo, tuple(rows), tuple(cols))
+    def build(
+        cls, in_shape: tuple[int, int], out_shape: tuple[int, int], tile_size: int | tuple[int, int], halo: int
+    ) -> TilePlan:
+        """Plan with square tiles of ``tile_size`` or (rows, columns) tiles of ``tile_size``."""
+        sizes = tile_pair(tile_size)
+        rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo)
+        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo)
+        return cls(tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols))
 
     @property
     def grid_shape(self) -> tuple[int, int]:

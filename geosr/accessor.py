@@ -1,0 +1,241 @@
+"""The ``.geosr`` accessor on xarray DataArrays and Datasets.
+
+``da.geosr.downscale(scale=4)`` super-resolves every 2-D (y, x) slice of a DataArray — extra
+dimensions such as time or band are carried along — and returns a DataArray on the fine grid:
+new x/y coordinates at the fine cell centres (same outer edges, so the same bounds), attributes
+kept, the CRS kept (a ``spatial_ref``-style grid-mapping coordinate gets its ``GeoTransform``
+updated, which is what rioxarray reads), NaN wherever the footprint has no data. Dask-backed input
+gives lazy output: nothing runs until ``.compute()`` or a write, and the model is loaded once per
+process (or dask worker). rioxarray is optional.
+
+Spatial dimensions are recognised by name (``y``/``x``, ``lat``/``lon``, ``latitude``/
+``longitude``, ``rlat``/``rlon``, ``northing``/``easting``), or given with ``y_dim``/``x_dim``.
+Coordinates must be regular (evenly spaced, ascending or descending; 0-360 longitudes are fine).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geosr.errors import InputError
+from geosr.georef import output_shape
+
+Y_NAMES = ("y", "lat", "latitude", "rlat", "northing", "south_north")
+X_NAMES = ("x", "lon", "longitude", "rlon", "easting", "west_east")
+
+
+def spatial_dims(obj: xr.DataArray | xr.Dataset, y_dim: str | None = None, x_dim: str | None = None) -> tuple[str, str]:
+    """Names of the (y, x) dimensions of ``obj``."""
+    dims = [str(d) for d in obj.dims]
+
+    def find(given: str | None, names: tuple[str, ...], axis: str) -> str:
+        if given is not None:
+            if given not in dims:
+                raise InputError(f"{axis}_dim={given!r} is not a dimension of the data (dimensions: {dims})")
+            return given
+        for name in names:
+            for dim in dims:
+                if dim.lower() == name:
+                    return dim
+        raise InputError(
+            f"no {axis} dimension found among {dims}; name it one of {', '.join(names)} or pass {axis}_dim=..."
+        )
+
+    return find(y_dim, Y_NAMES, "y"), find(x_dim, X_NAMES, "x")
+
+
+def _regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
+    if dim not in obj.coords:
+        raise InputError(f"dimension {dim!r} has no coordinate; assign cell-centre coordinates to it first")
+    values = np.asarray(obj[dim].values, dtype=np.float64)
+    if values.size < 2:
+        raise InputError(f"dimension {dim!r} has {values.size} cell(s); at least 2 are needed to know the spacing")
+    step = (values[-1] - values[0]) / (values.size - 1)
+    if step == 0 or not np.allclose(np.diff(values), step, rtol=1e-5, atol=abs(step) * 1e-5):
+        raise InputError(
+            f"coordinate {dim!r} is not regularly spaced; regrid it to a regular grid first (e.g. with xarray.interp)"
+        )
+    return float(step)
+
+
+def fine_coordinate(values: np.ndarray, n_out: int) -> np.ndarray:
+    """Cell centres of ``n_out`` cells spanning the same edges as the regular centres ``values``."""
+    n = values.size
+    step = (values[-1] - values[0]) / (n - 1)
+    edge = values[0] - step / 2
+    return edge + (np.arange(n_out) + 0.5) * step * n / n_out
+
+
+def _nodata(da: xr.DataArray) -> float | None:
+    try:
+        rio_nodata = da.rio.nodata  # rioxarray, when it is installed and imported
+    except AttributeError:
+        rio_nodata = None
+    if rio_nodata is not None:
+        return float(rio_nodata)
+    for source in (da.attrs, da.encoding):
+        for key in ("_FillValue", "nodata", "missing_value"):
+            if source.get(key) is not None:
+                return float(np.asarray(source[key]).ravel()[0])
+    return None
+
+
+def _grid_mapping(da: xr.DataArray) -> str | None:
+    name = da.encoding.get("grid_mapping") or da.attrs.get("grid_mapping")
+    if name and name in da.coords:
+        return str(name)
+    return "spatial_ref" if "spatial_ref" in da.coords else None
+
+
+def _spatial_chunks(data: Any) -> tuple[int, int] | None:
+    chunks = getattr(data, "chunks", None)
+    if chunks is None:
+        return None
+    return max(chunks[-2]), max(chunks[-1])
+
+
+def downscale_dataarray(
+    da: xr.DataArray,
+    scale: float,
+    *,
+    model: Any = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    tile_size: int | tuple[int, int] | None = None,
+    batch_size: int = 1,
+    conserve: bool = False,
+    nodata: float | None = None,
+    y_dim: str | None = None,
+    x_dim: str | None = None,
+) -> xr.DataArray:
+    """See :meth:`GeosrDataArrayAccessor.downscale`."""
+    import geosr
+    from geosr.models.files import load_model
+    from geosr.predict import DEFAULT_TILE_SIZE, downscale
+
+    ydim, xdim = spatial_dims(da, y_dim, x_dim)
+    for dim in (ydim, xdim):
+        _regular_step(da, dim)
+    others = [str(d) for d in da.dims if d not in (ydim, xdim)]
+    arranged = da.transpose(*others, ydim, xdim)
+    ny, nx = arranged.shape[-2:]
+    ny_out, nx_out = output_shape(ny, nx, scale)
+    loaded = load_model(model, "cpu")
+    model_ref: Any = loaded if model is None or not isinstance(model, str) else loaded.source
+    data = arranged.data
+    chunks = _spatial_chunks(data)
+    if tile_size is None:
+        tile_size = (
+            DEFAULT_TILE_SIZE if chunks is None else (round(chunks[0] * ny_out / ny), round(chunks[1] * nx_out / nx))
+        )
+    options = {
+        "nodata": nodata if nodata is not None else _nodata(da),
+        "device": device,
+        "precision": precision,
+        "tile_size": tile_size,
+        "batch_size": batch_size,
+        "conserve": conserve,
+    }
+    bands = data.reshape((-1, ny, nx))
+    if chunks is not None and loaded.card.in_channels == 1:
+        import dask.array as dsa
+
+        starts = np.cumsum((0, *bands.chunks[0]))
+        out = dsa.concatenate(
+            [downscale(bands[a:b], scale, model_ref, **options) for a, b in zip(starts[:-1], starts[1:], strict=True)],
+            axis=0,
+        )
+    else:
+        out = downscale(bands, scale, model_ref, **options)
+    out = out.reshape((*arranged.shape[:-2], ny_out, nx_out))
+    coords: dict[str, Any] = {}
+    for name, coord in da.coords.items():
+        if set(coord.dims) <= set(others):
+            coords[str(name)] = coord
+    coords[ydim] = (ydim, fine_coordinate(np.asarray(da[ydim].values, np.float64), ny_out), da[ydim].attrs)
+    coords[xdim] = (xdim, fine_coordinate(np.asarray(da[xdim].values, np.float64), nx_out), da[xdim].attrs)
+    mapping = _grid_mapping(da)
+    if mapping is not None and "GeoTransform" in da[mapping].attrs:
+        coords[mapping] = da[mapping].copy()
+        coords[mapping].attrs["GeoTransform"] = _geotransform(coords[ydim][1], coords[xdim][1])
+    attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value", "nodata")}
+    attrs.update(
+        geosr_version=geosr.__version__,
+        geosr_model=loaded.card.name,
+        geosr_scale=f"{scale:g}",
+        geosr_conserve="yes" if conserve else "no",
+    )
+    result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
+    result.encoding["_FillValue"] = np.float32(np.nan)
+    if mapping is not None:
+        result.encoding["grid_mapping"] = mapping
+    return result.transpose(*da.dims)
+
+
+def _geotransform(y: np.ndarray, x: np.ndarray) -> str:
+    dx, dy = x[1] - x[0], y[1] - y[0]
+    return " ".join(f"{v:.17g}" for v in (x[0] - dx / 2, dx, 0.0, y[0] - dy / 2, 0.0, dy))
+
+
+@xr.register_dataarray_accessor("geosr")
+class GeosrDataArrayAccessor:
+    """``DataArray.geosr``: super-resolution of gridded data."""
+
+    def __init__(self, obj: xr.DataArray) -> None:
+        self._obj = obj
+
+    def downscale(self, scale: float, **options: Any) -> xr.DataArray:
+        """Super-resolve every (y, x) slice by ``scale``.
+
+        Parameters
+        ----------
+        scale
+            Refinement factor (> 1); ``round(n * scale)`` cells along each spatial axis.
+        model
+            Shipped model name, model file path, loaded model, or None for the default.
+        device, precision, batch_size, conserve
+            As for :func:`geosr.predict.downscale`.
+        tile_size
+            Fine pixels per tile side; by default the input's spatial chunk size times the scale
+            (so output chunks line up with input chunks), or 1024 for numpy-backed data.
+        nodata
+            Missing-data value besides NaN (default: rioxarray's nodata, ``_FillValue`` or ``nodata``).
+        y_dim, x_dim
+            Names of the spatial dimensions when they are not recognised.
+
+        Returns
+        -------
+        xarray.DataArray
+            float32 on the fine grid, lazy when the input is dask-backed.
+        """
+        return downscale_dataarray(self._obj, scale, **options)
+
+
+@xr.register_dataset_accessor("geosr")
+class GeosrDatasetAccessor:
+    """``Dataset.geosr``: super-resolution of every gridded variable."""
+
+    def __init__(self, obj: xr.Dataset) -> None:
+        self._obj = obj
+
+    def downscale(self, scale: float, *, model: Any = None, **options: Any) -> xr.Dataset:
+        """Super-resolve every data variable that has both spatial dimensions.
+
+        ``model`` may be a dict mapping variable names to models (others get the default model).
+        Variables with only one spatial dimension (such as cell bounds) are dropped; variables with
+        none are kept as they are.
+        """
+        ds = self._obj
+        ydim, xdim = spatial_dims(ds, options.get("y_dim"), options.get("x_dim"))
+        out: dict[str, xr.DataArray] = {}
+        for name, var in ds.data_vars.items():
+            if ydim in var.dims and xdim in var.dims:
+                chosen = model.get(name) if isinstance(model, dict) else model
+                out[str(name)] = downscale_dataarray(var, scale, model=chosen, **options)
+            elif ydim not in var.dims and xdim not in var.dims:
+                out[str(name)] = var
+        result = xr.Dataset(out, attrs=dict(ds.attrs))
+        return result
