@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--cosine", action="store_true", help="cosine learning-rate decay to 0 over --epochs")
+    parser.add_argument(
+        "--real-share", type=float, default=0.3, help="share of training patches cut from the real DEM (the rest synthetic)"
+    )
     parser.add_argument("--resume", default=None)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -58,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         optimizer=args.optimizer,
         lr=args.lr,
         batch_size=args.batch_size,
+        cosine=args.cosine,
     )
     card = dem_card()
     card.training["command"] = "python -m geosr.training.shipped " + shlex.join(argv or sys.argv[1:])
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         output,
         card,
         resume=args.resume,
+        weights=[args.real_share] + [(1 - args.real_share) / (len(train_sets) - 1)] * (len(train_sets) - 1),
         log=lambda line: print(line, flush=True),
     )
 

@@ -39,6 +39,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 1e-4
     lr_decay_epochs: int = 0
+    cosine: bool = False
     clip_theta: float = 0.01
     weight_decay: float = 1e-4
     depth: int = 20
@@ -53,14 +54,25 @@ class TrainConfig:
 
 
 class Batches:
-    """Mixed-scale random batches from a list of normalised rasters (picked in proportion to area)."""
+    """Mixed-scale random batches from a list of normalised rasters.
 
-    def __init__(self, rasters: Sequence[np.ndarray], config: TrainConfig, seed: int) -> None:
+    Rasters are picked in proportion to ``weights`` (default: their area).
+    """
+
+    def __init__(
+        self,
+        rasters: Sequence[np.ndarray],
+        config: TrainConfig,
+        seed: int,
+        weights: Sequence[float] | None = None,
+    ) -> None:
         self.rasters = list(rasters)
         self.config = config
         self.rng = np.random.default_rng(seed)
-        areas = np.array([r.shape[1] * r.shape[2] for r in self.rasters], dtype=np.float64)
-        self.weights = areas / areas.sum()
+        if weights is None:
+            weights = [r.shape[1] * r.shape[2] for r in self.rasters]
+        chances = np.asarray(weights, dtype=np.float64)
+        self.weights = chances / chances.sum()
 
     def sample(self) -> Sample:
         cfg = self.config
@@ -113,6 +125,15 @@ class Batch:
         )
 
 
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """Learning rate of an epoch: constant, step decay (x0.1 every ``lr_decay_epochs``) or cosine to 0."""
+    if config.cosine:
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+    if config.lr_decay_epochs:
+        return config.lr * 0.1 ** (epoch // config.lr_decay_epochs)
+    return config.lr
+
+
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     weight = valid.to(pred.dtype)
     return ((pred - target) ** 2 * weight).sum() / weight.sum().clamp(min=1.0)
@@ -149,9 +170,12 @@ def train(
     card: ModelCard,
     *,
     resume: str | Path | None = None,
+    weights: Sequence[float] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train a VDSR on normalised (band, y, x) rasters and save it with ``card`` to ``output``.
+
+    ``weights`` sets how often each raster is sampled (default: in proportion to its area).
 
     Returns a summary: steps, seconds, final validation RMSE of the model and of bicubic.
     """
@@ -175,14 +199,14 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, elapsed_before = int(state["step"]), int(state["epoch"]), float(state["seconds"])
         log(f"resumed from {resume} at epoch {epoch}, step {step}")
-    batches = Batches(rasters, config, config.seed + 1000 * epoch + 1)
+    batches = Batches(rasters, config, config.seed + 1000 * epoch + 1, weights)
     val = Batches(val_rasters, config, config.seed + 7).batch(config.val_samples)
     started = time.perf_counter()
     history = []
     rmse, conserved, bicubic = evaluate_batches(network, val, device, config.precision)
     log(f"epoch {epoch}: val RMSE {rmse:.5f} vs bicubic {bicubic:.5f} ({100 * (1 - rmse / bicubic):+.1f}%)")
     while epoch < config.epochs:
-        lr = config.lr * (0.1 ** (epoch // config.lr_decay_epochs) if config.lr_decay_epochs else 1.0)
+        lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         losses = []
