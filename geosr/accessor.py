@@ -5,12 +5,14 @@ dimensions such as time or band are carried along — and returns a DataArray on
 new x/y coordinates at the fine cell centres (same outer edges, so the same bounds), attributes
 kept, the CRS kept (a ``spatial_ref``-style grid-mapping coordinate gets its ``GeoTransform``
 updated, which is what rioxarray reads), NaN wherever the footprint has no data. Dask-backed input
-gives lazy output: nothing runs until ``.compute()`` or a write, and the model is loaded once per
-process (or dask worker). rioxarray is optional.
+gives lazy output whose chunks line up with the input's: nothing runs until ``.compute()`` or a
+write, and the model is loaded once per process (or dask worker). With a ``dask.distributed``
+client the tiles run on its workers. rioxarray is optional.
 
 Spatial dimensions are recognised by name (``y``/``x``, ``lat``/``lon``, ``latitude``/
-``longitude``, ``rlat``/``rlon``, ``northing``/``easting``), or given with ``y_dim``/``x_dim``.
-Coordinates must be regular (evenly spaced, ascending or descending; 0-360 longitudes are fine).
+``longitude``, ``rlat``/``rlon``, ``northing``/``easting``, ``south_north``/``west_east``), or
+given with ``y_dim``/``x_dim``. Coordinates must be regular (evenly spaced, ascending or
+descending; 0-360 longitudes are fine).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ import numpy as np
 import xarray as xr
 
 from geosr.errors import InputError
-from geosr.georef import output_shape
+from geosr.georef import check_scale, output_shape
 
 Y_NAMES = ("y", "lat", "latitude", "rlat", "northing", "south_north")
 X_NAMES = ("x", "lon", "longitude", "rlon", "easting", "west_east")
 
 
 def spatial_dims(obj: xr.DataArray | xr.Dataset, y_dim: str | None = None, x_dim: str | None = None) -> tuple[str, str]:
-    """Names of the (y, x) dimensions of ``obj``."""
+    """Names of the (y, x) dimensions of ``obj``: ``y_dim``/``x_dim`` if given, else recognised by name."""
     dims = [str(d) for d in obj.dims]
 
     def find(given: str | None, names: tuple[str, ...], axis: str) -> str:
@@ -47,7 +49,8 @@ def spatial_dims(obj: xr.DataArray | xr.Dataset, y_dim: str | None = None, x_dim
     return find(y_dim, Y_NAMES, "y"), find(x_dim, X_NAMES, "x")
 
 
-def _regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
+def regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
+    """Spacing of the regular cell-centre coordinate ``dim`` (negative when descending)."""
     if dim not in obj.coords:
         raise InputError(f"dimension {dim!r} has no coordinate; assign cell-centre coordinates to it first")
     values = np.asarray(obj[dim].values, dtype=np.float64)
@@ -67,6 +70,19 @@ def fine_coordinate(values: np.ndarray, n_out: int) -> np.ndarray:
     step = (values[-1] - values[0]) / (n - 1)
     edge = values[0] - step / 2
     return edge + (np.arange(n_out) + 0.5) * step * n / n_out
+
+
+def fine_chunks(chunks: tuple[int, ...], n_in: int, n_out: int) -> tuple[int, ...]:
+    """Chunks of a fine axis whose boundaries are the coarse chunk boundaries mapped onto it."""
+    bounds = [round(b * n_out / n_in) for b in np.cumsum((0, *chunks))]
+    return tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _default_tile(chunk_out: int) -> int:
+    """Tile side for a fine chunk of ``chunk_out`` pixels: the chunk split evenly into tiles of at most the default."""
+    from geosr.predict import DEFAULT_TILE_SIZE
+
+    return -(-chunk_out // -(-chunk_out // DEFAULT_TILE_SIZE))
 
 
 def _nodata(da: xr.DataArray) -> float | None:
@@ -90,94 +106,19 @@ def _grid_mapping(da: xr.DataArray) -> str | None:
     return "spatial_ref" if "spatial_ref" in da.coords else None
 
 
-def _spatial_chunks(data: Any) -> tuple[int, int] | None:
-    chunks = getattr(data, "chunks", None)
-    if chunks is None:
-        return None
-    return max(chunks[-2]), max(chunks[-1])
-
-
-def downscale_dataarray(
-    da: xr.DataArray,
-    scale: float,
-    *,
-    model: Any = None,
-    device: str = "auto",
-    precision: str = "fp32",
-    tile_size: int | tuple[int, int] | None = None,
-    batch_size: int = 1,
-    conserve: bool = False,
-    nodata: float | None = None,
-    y_dim: str | None = None,
-    x_dim: str | None = None,
-) -> xr.DataArray:
-    """See :meth:`GeosrDataArrayAccessor.downscale`."""
-    import geosr
-    from geosr.models.files import load_model
-    from geosr.predict import DEFAULT_TILE_SIZE, downscale
-
-    ydim, xdim = spatial_dims(da, y_dim, x_dim)
-    for dim in (ydim, xdim):
-        _regular_step(da, dim)
-    others = [str(d) for d in da.dims if d not in (ydim, xdim)]
-    arranged = da.transpose(*others, ydim, xdim)
-    ny, nx = arranged.shape[-2:]
-    ny_out, nx_out = output_shape(ny, nx, scale)
-    loaded = load_model(model, "cpu")
-    model_ref: Any = loaded if model is None or not isinstance(model, str) else loaded.source
-    data = arranged.data
-    chunks = _spatial_chunks(data)
-    if tile_size is None:
-        tile_size = (
-            DEFAULT_TILE_SIZE if chunks is None else (round(chunks[0] * ny_out / ny), round(chunks[1] * nx_out / nx))
-        )
-    options = {
-        "nodata": nodata if nodata is not None else _nodata(da),
-        "device": device,
-        "precision": precision,
-        "tile_size": tile_size,
-        "batch_size": batch_size,
-        "conserve": conserve,
-    }
-    bands = data.reshape((-1, ny, nx))
-    if chunks is not None and loaded.card.in_channels == 1:
-        import dask.array as dsa
-
-        starts = np.cumsum((0, *bands.chunks[0]))
-        out = dsa.concatenate(
-            [downscale(bands[a:b], scale, model_ref, **options) for a, b in zip(starts[:-1], starts[1:], strict=True)],
-            axis=0,
-        )
-    else:
-        out = downscale(bands, scale, model_ref, **options)
-    out = out.reshape((*arranged.shape[:-2], ny_out, nx_out))
-    coords: dict[str, Any] = {}
-    for name, coord in da.coords.items():
-        if set(coord.dims) <= set(others):
-            coords[str(name)] = coord
-    coords[ydim] = (ydim, fine_coordinate(np.asarray(da[ydim].values, np.float64), ny_out), da[ydim].attrs)
-    coords[xdim] = (xdim, fine_coordinate(np.asarray(da[xdim].values, np.float64), nx_out), da[xdim].attrs)
-    mapping = _grid_mapping(da)
-    if mapping is not None and "GeoTransform" in da[mapping].attrs:
-        coords[mapping] = da[mapping].copy()
-        coords[mapping].attrs["GeoTransform"] = _geotransform(coords[ydim][1], coords[xdim][1])
-    attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value", "nodata")}
-    attrs.update(
-        geosr_version=geosr.__version__,
-        geosr_model=loaded.card.name,
-        geosr_scale=f"{scale:g}",
-        geosr_conserve="yes" if conserve else "no",
-    )
-    result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
-    result.encoding["_FillValue"] = np.float32(np.nan)
-    if mapping is not None:
-        result.encoding["grid_mapping"] = mapping
-    return result.transpose(*da.dims)
-
-
 def _geotransform(y: np.ndarray, x: np.ndarray) -> str:
     dx, dy = x[1] - x[0], y[1] - y[0]
     return " ".join(f"{v:.17g}" for v in (x[0] - dx / 2, dx, 0.0, y[0] - dy / 2, 0.0, dy))
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    from geosr.predict import is_dask
+
+    if is_dask(parts[0]):
+        import dask.array as dsa
+
+        return dsa.concatenate(parts, axis=0)
+    return np.concatenate(parts, axis=0)
 
 
 @xr.register_dataarray_accessor("geosr")
@@ -187,7 +128,20 @@ class GeosrDataArrayAccessor:
     def __init__(self, obj: xr.DataArray) -> None:
         self._obj = obj
 
-    def downscale(self, scale: float, **options: Any) -> xr.DataArray:
+    def downscale(
+        self,
+        scale: float,
+        *,
+        model: Any = None,
+        device: str = "auto",
+        precision: str = "fp32",
+        tile_size: int | tuple[int, int] | None = None,
+        batch_size: int = 1,
+        conserve: bool = False,
+        nodata: float | None = None,
+        y_dim: str | None = None,
+        x_dim: str | None = None,
+    ) -> xr.DataArray:
         """Super-resolve every (y, x) slice by ``scale``.
 
         Parameters
@@ -195,23 +149,95 @@ class GeosrDataArrayAccessor:
         scale
             Refinement factor (> 1); ``round(n * scale)`` cells along each spatial axis.
         model
-            Shipped model name, model file path, loaded model, or None for the default.
+            Shipped model name, model file path, loaded model, or None for the default. With a
+            dask.distributed cluster, workers load the model file from the same path.
         device, precision, batch_size, conserve
             As for :func:`geosr.predict.downscale`.
         tile_size
-            Fine pixels per tile side; by default the input's spatial chunk size times the scale
-            (so output chunks line up with input chunks), or 1024 for numpy-backed data.
+            Fine pixels per tile side. By default, for dask-backed data, each fine chunk (the input's
+            spatial chunk times the scale) split evenly into tiles of at most 1024; else 1024.
         nodata
-            Missing-data value besides NaN (default: rioxarray's nodata, ``_FillValue`` or ``nodata``).
+            Missing-data value besides NaN (default: rioxarray's nodata, ``_FillValue``, ``nodata``
+            or ``missing_value``).
         y_dim, x_dim
             Names of the spatial dimensions when they are not recognised.
 
         Returns
         -------
         xarray.DataArray
-            float32 on the fine grid, lazy when the input is dask-backed.
+            float32 on the fine grid, same dimension order, NaN where the footprint has no data.
+            Lazy when the input is dask-backed, with chunks whose boundaries are the input's chunk
+            boundaries on the fine grid.
+
+        Raises
+        ------
+        geosr.errors.InputError
+            Missing or irregular spatial dimensions, or data the model cannot take.
         """
-        return downscale_dataarray(self._obj, scale, **options)
+        import geosr
+        from geosr.models.files import LoadedModel, load_model
+        from geosr.predict import DEFAULT_TILE_SIZE, downscale, is_dask
+
+        da = self._obj
+        scale = check_scale(scale)
+        ydim, xdim = spatial_dims(da, y_dim, x_dim)
+        for dim in (ydim, xdim):
+            regular_step(da, dim)
+        others = [str(d) for d in da.dims if d not in (ydim, xdim)]
+        arranged = da.transpose(*others, ydim, xdim)
+        ny, nx = arranged.shape[-2:]
+        ny_out, nx_out = output_shape(ny, nx, scale)
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
+        data = arranged.data
+        lazy = is_dask(data)
+        if lazy:
+            out_chunks = (fine_chunks(data.chunks[-2], ny, ny_out), fine_chunks(data.chunks[-1], nx, nx_out))
+        if tile_size is None:
+            tile_size = (
+                (_default_tile(max(out_chunks[0])), _default_tile(max(out_chunks[1]))) if lazy else DEFAULT_TILE_SIZE
+            )
+        options = {
+            "nodata": nodata if nodata is not None else _nodata(da),
+            "device": device,
+            "precision": precision,
+            "tile_size": tile_size,
+            "batch_size": batch_size,
+            "conserve": conserve,
+        }
+        bands = data.reshape((-1, ny, nx))
+        if loaded.card.in_channels == 1:
+            # One slice (numpy) or one input chunk (dask) at a time: a 1-band model treats the
+            # bands independently, and a long time axis never enters one tile at once.
+            bounds = np.cumsum((0, *bands.chunks[0])) if lazy else np.arange(bands.shape[0] + 1)
+            out = _concatenate(
+                [downscale(bands[a:b], scale, loaded, **options) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            )
+        else:
+            out = downscale(bands, scale, loaded, **options)
+        out = out.reshape((*arranged.shape[:-2], ny_out, nx_out))
+        if lazy:
+            out = out.rechunk((*data.chunks[:-2], *out_chunks))
+        coords: dict[str, Any] = {
+            str(name): coord for name, coord in da.coords.items() if set(coord.dims) <= set(others)
+        }
+        coords[ydim] = (ydim, fine_coordinate(np.asarray(da[ydim].values, np.float64), ny_out), da[ydim].attrs)
+        coords[xdim] = (xdim, fine_coordinate(np.asarray(da[xdim].values, np.float64), nx_out), da[xdim].attrs)
+        mapping = _grid_mapping(da)
+        if mapping is not None and "GeoTransform" in da[mapping].attrs:
+            coords[mapping] = da[mapping].copy()
+            coords[mapping].attrs["GeoTransform"] = _geotransform(coords[ydim][1], coords[xdim][1])
+        attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value", "nodata")}
+        attrs.update(
+            geosr_version=geosr.__version__,
+            geosr_model=loaded.card.name,
+            geosr_scale=f"{scale:g}",
+            geosr_conserve="yes" if conserve else "no",
+        )
+        result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
+        result.encoding["_FillValue"] = np.float32(np.nan)
+        if mapping is not None:
+            result.encoding["grid_mapping"] = mapping
+        return result.transpose(*da.dims)
 
 
 @xr.register_dataset_accessor("geosr")
@@ -224,18 +250,35 @@ class GeosrDatasetAccessor:
     def downscale(self, scale: float, *, model: Any = None, **options: Any) -> xr.Dataset:
         """Super-resolve every data variable that has both spatial dimensions.
 
-        ``model`` may be a dict mapping variable names to models (others get the default model).
-        Variables with only one spatial dimension (such as cell bounds) are dropped; variables with
-        none are kept as they are.
+        Parameters
+        ----------
+        scale
+            Refinement factor (> 1).
+        model
+            A model for every variable (see :meth:`GeosrDataArrayAccessor.downscale`), or a dict
+            mapping variable names to models (the others get the default model).
+        **options
+            Passed on to :meth:`GeosrDataArrayAccessor.downscale` (``device``, ``tile_size``,
+            ``conserve``, ``y_dim``, ...).
+
+        Returns
+        -------
+        xarray.Dataset
+            The downscaled variables, the variables without spatial dimensions (such as time
+            bounds) unchanged, and the dataset's attributes. Variables with only one spatial
+            dimension (such as latitude bounds) are dropped, since they no longer fit the grid.
         """
         ds = self._obj
         ydim, xdim = spatial_dims(ds, options.get("y_dim"), options.get("x_dim"))
+        spatial = {ydim, xdim}
+        if not any(spatial <= set(var.dims) for var in ds.data_vars.values()):
+            raise InputError(f"no data variable of the dataset has both dimensions {ydim!r} and {xdim!r}")
         out: dict[str, xr.DataArray] = {}
         for name, var in ds.data_vars.items():
-            if ydim in var.dims and xdim in var.dims:
+            if spatial <= set(var.dims):
                 chosen = model.get(name) if isinstance(model, dict) else model
-                out[str(name)] = downscale_dataarray(var, scale, model=chosen, **options)
-            elif ydim not in var.dims and xdim not in var.dims:
+                out[str(name)] = var.geosr.downscale(scale, model=chosen, **options)
+            elif not spatial & set(var.dims):
                 out[str(name)] = var
-        result = xr.Dataset(out, attrs=dict(ds.attrs))
-        return result
+        kept = {name: coord for name, coord in ds.coords.items() if not spatial & set(coord.dims)}
+        return xr.Dataset(out, attrs=dict(ds.attrs)).assign_coords(kept)

@@ -17,8 +17,10 @@ Works on (band, y, x) or (y, x) numpy arrays (eager) and dask arrays (lazy, one 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -120,7 +122,8 @@ class Downscaler:
     tile_size
         Output pixels per tile side, halo excluded.
     batch_size
-        Tiles of equal shape run through the network together.
+        Images run through the network together: tiles of equal shape, or the bands of a tile when
+        a 1-band model runs on a multiband raster.
     conserve
         Make each coarse cell's fine pixels average exactly to the coarse value (whole scales only).
     """
@@ -223,14 +226,17 @@ class Downscaler:
         x = torch.from_numpy(batch.astype(np.float32)).to(self.device)
         if self.device.type in ("cpu", "cuda"):
             x = x.contiguous(memory_format=_channels_last())
-        with torch.inference_mode():
-            if self.autocast is None:
-                residual = self.network.residual(x)
-            else:
-                with torch.autocast(self.device.type, dtype=self.autocast):
-                    residual = self.network.residual(x)
-        out = residual.float().cpu().contiguous().numpy().astype(np.float64)
-        return out.reshape(ilr.shape)
+        # At most batch_size images per call: a 1-band model on a tile of many bands (a time series)
+        # runs band by band, so the activations follow the tile size, not the number of bands.
+        parts = []
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None),
+        ):
+            for start in range(0, len(x), self.batch_size):
+                residual = self.network.residual(x[start : start + self.batch_size])
+                parts.append(residual.float().cpu().contiguous().numpy())
+        return np.concatenate(parts).astype(np.float64).reshape(ilr.shape)
 
 
 def _conserve_cells(fine: np.ndarray, coarse: np.ndarray, tile: Tile, scale: int) -> None:
@@ -252,17 +258,26 @@ def _channels_last() -> Any:
 
 
 _CACHE: dict[tuple[Any, ...], Downscaler] = {}
+_CACHE_LOCK = threading.Lock()
 
 
-def cached_downscaler(model: str | Any | None, **options: Any) -> Downscaler:
-    """A :class:`Downscaler` built once per process for each model and set of options."""
-    from geosr.models.files import LoadedModel
+def cached_downscaler(model: str | Path | None, **options: Any) -> Downscaler:
+    """A :class:`Downscaler` built once per process (or dask worker) for each model file and options.
 
-    key_model = ("loaded", id(model)) if isinstance(model, LoadedModel) else ("path", str(model))
-    key = (key_model, tuple(sorted(options.items())))
-    if key not in _CACHE:
-        _CACHE[key] = Downscaler(model, **options)
-    return _CACHE[key]
+    ``model`` is a shipped model name or a model file path (``None`` for the default model): what
+    dask tasks carry, since a path pickles in a few bytes where the weights would not. The cache
+    key is the resolved file with its size and modification time, so a file rewritten in place
+    (a retrained model) is loaded afresh. Thread-safe: threads of one worker share one model.
+    """
+    from geosr.models.registry import resolve_model
+
+    path = resolve_model(model)
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size, tuple(sorted(options.items())))
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = Downscaler(str(path), **options)
+        return _CACHE[key]
 
 
 def _as_bands(data: Any) -> tuple[Any, bool]:
@@ -319,7 +334,7 @@ def downscale(
         "batch_size": batch_size,
         "conserve": conserve,
     }
-    if _is_dask(bands):
+    if is_dask(bands):
         out = _downscale_dask(bands, scale, model, nodata, options)
     else:
         filled = as_float(np.asarray(bands), nodata)
@@ -334,7 +349,8 @@ def downscale(
     return out[0] if squeeze else out
 
 
-def _is_dask(data: Any) -> bool:
+def is_dask(data: Any) -> bool:
+    """True for a dask array (checked without importing dask)."""
     return type(data).__module__.startswith("dask")
 
 
@@ -343,7 +359,7 @@ def _block_stats(block: np.ndarray, nodata: float | None) -> BandStats:
 
 
 def _tile_task(
-    model: Any,
+    model: str,
     options: dict[str, Any],
     plan: TilePlan,
     tile: Tile,
@@ -366,7 +382,6 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # would be merged into one band's statistics.
     data = data.rechunk({0: -1})
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
-    model_ref = loaded if isinstance(model, LoadedModel) else loaded.source
     plan = plan_tiles(
         data.shape[1:], scale, tile_pair(options["tile_size"]), loaded.receptive_radius, bool(options["conserve"])
     )
@@ -379,7 +394,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
         for j in range(plan.grid_shape[1]):
             tile = Tile((i, j), plan.row_tiles[i], plan.col_tiles[j])
             source = data[:, tile.rows.source.as_slice(), tile.cols.source.as_slice()]
-            task = dask.delayed(_tile_task, pure=True)(model_ref, options, plan, tile, source, stats, nodata)
+            task = dask.delayed(_tile_task, pure=True)(loaded.source, options, plan, tile, source, stats, nodata)
             row.append(da.from_delayed(task, shape=(data.shape[0], *tile.core_shape), dtype=np.float32))
         rows.append(row)
     return da.block(rows)
