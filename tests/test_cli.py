@@ -276,6 +276,16 @@ def test_normal_run_reports_on_stderr_only(files, cli):
     assert again.code == 0, again.err
 
 
+def test_progress_lines_go_to_stdout(files, cli):
+    # what the QGIS tool reads from the pipe: one flushed line per tile, and no bar on stderr
+    out = files.tmp / "lines.tif"
+    args = ["downscale", files.dem, "--scale", 2, "--model", files.m1, "--device", "cpu", "-o", out, "--tile-size", 16]
+    result = cli(*args, "--progress-lines", "--quiet")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [f"PROGRESS {done}/9" for done in range(1, 10)]  # 40 x 48 px in 16 px tiles
+    assert result.err == ""
+
+
 def test_quiet_run_in_a_real_process(files, cli_subprocess):
     out = files.tmp / "sub.tif"
     done = cli_subprocess(

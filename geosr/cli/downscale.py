@@ -18,6 +18,11 @@ from geosr.cli.options import (
 )
 
 
+def print_progress_line(done: int, total: int) -> None:
+    """Print ``PROGRESS done/total`` on stdout, flushed at once (the QGIS tool reads it from a pipe)."""
+    click.echo(f"PROGRESS {done}/{total}")
+
+
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option(
@@ -61,6 +66,11 @@ from geosr.cli.options import (
     "--conserve", is_flag=True, help="Make each input cell's output pixels average exactly to the input value."
 )
 @click.option("--keep-dtype", is_flag=True, help="Write the input's data type (rounded, clipped) instead of float32.")
+@click.option(
+    "--progress-lines",
+    is_flag=True,
+    help="Report progress as 'PROGRESS done/total' lines on stdout (for programs that run geosr) instead of a bar.",
+)
 @quiet_option
 @verbose_option
 @reports_errors
@@ -78,6 +88,7 @@ def downscale(
     cog: bool,
     conserve: bool,
     keep_dtype: bool,
+    progress_lines: bool,
     quiet: bool,
 ) -> None:
     """Super-resolve INPUT (any raster GDAL reads) into a GeoTIFF with the same CRS and bounds.
@@ -109,7 +120,7 @@ def downscale(
         cog=cog,
         keep_dtype=keep_dtype,
         conserve=conserve,
-        progress=progress_bar(quiet, unit="tile"),
+        progress=print_progress_line if progress_lines else progress_bar(quiet, unit="tile"),
     )
     if not quiet:
         rows, cols = result.shape
