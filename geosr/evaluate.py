@@ -147,7 +147,10 @@ def evaluate_array(
     methods: tuple[str, ...] = CLASSICAL,
     **options: object,
 ) -> dict[str, Metrics]:
-    """Metrics of every method (and the model, if given) on one (y, x) fine raster without nodata."""
+    """Metrics of every method on one (y, x) fine raster without nodata.
+
+    With a ``model``, adds ``model`` (its plain output) and ``model_conserved`` (with ``conserve``).
+    """
     from geosr.predict import downscale
 
     h, w = (fine.shape[0] // scale) * scale, (fine.shape[1] // scale) * scale
@@ -155,11 +158,12 @@ def evaluate_array(
     coarse = area_average(truth, scale)
     results = {m: measure(classical(coarse, scale, m), truth, coarse, scale, pixel_size=pixel_size) for m in methods}
     if model is not None:
-        estimate = downscale(coarse, scale, model, **options).astype(np.float64)
-        results["model"] = measure(estimate, truth, coarse, scale, pixel_size=pixel_size)
+        for name, conserve in (("model", False), ("model_conserved", True)):
+            estimate = downscale(coarse, scale, model, conserve=conserve, **options).astype(np.float64)
+            results[name] = measure(estimate, truth, coarse, scale, pixel_size=pixel_size)
     return results
 
 
 def best_classical(results: dict[str, Metrics]) -> str:
     """Name of the classical method with the lowest RMSE."""
-    return min((m for m in results if m != "model"), key=lambda m: results[m].rmse)
+    return min((m for m in results if not m.startswith("model")), key=lambda m: results[m].rmse)

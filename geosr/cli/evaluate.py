@@ -96,6 +96,9 @@ def evaluate(
                 f"  {name:<15}{m['rmse']:10.4f}{m['mae']:10.4f}{m['psnr']:8.2f}{m['ssim']:8.4f}"
                 f"{m['max_error']:10.3f}{slope}{m['consistency_rmse']:9.4f}"
             )
-        if "model" in entry["methods"]:
-            gain = 1 - entry["methods"]["model"]["rmse"] / entry["methods"][entry["best_classical"]]["rmse"]
-            click.echo(f"  model RMSE vs best classical: {100 * gain:+.1f}% lower")
+        best_rmse = entry["methods"][entry["best_classical"]]["rmse"]
+        for name in ("model", "model_conserved"):
+            if name in entry["methods"]:
+                gain = 1 - entry["methods"][name]["rmse"] / best_rmse
+                word = "lower" if gain >= 0 else "higher"
+                click.echo(f"  {name}: RMSE {100 * abs(gain):.1f}% {word} than {entry['best_classical']}")

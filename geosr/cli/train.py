@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from geosr.cli.options import overwrite_option, reports_errors, verbose_option
+from geosr.cli.options import overwrite_option, progress_bar, reports_errors, verbose_option
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -39,6 +39,13 @@ def _ints(text: str, what: str) -> list[int]:
 )
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--lr", type=float, default=None, help="Learning rate (default: 1e-4 for adam, 0.1 for sgd).")
+@click.option(
+    "--schedule",
+    type=click.Choice(["constant", "cosine"]),
+    default="constant",
+    show_default=True,
+    help="Learning rate over the epochs: constant, or cosine decay to 0 at --epochs.",
+)
 @click.option("--depth", type=click.IntRange(min=2), default=20, show_default=True)
 @click.option("--width", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
@@ -67,6 +74,7 @@ def train(
     patch_size: int,
     optimizer: str,
     lr: float | None,
+    schedule: str,
     depth: int,
     width: int,
     device: str,
@@ -133,6 +141,7 @@ def train(
         minutes=minutes,
         optimizer=optimizer,
         lr=lr if lr is not None else (0.1 if optimizer == "sgd" else 1e-4),
+        cosine=schedule == "cosine",
         depth=depth,
         width=width,
         precision=precision,
@@ -152,6 +161,8 @@ def train(
         training={"data": [str(p) for p in inputs], "command": "geosr train " + shlex.join(sys.argv[2:])},
     )
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    summary = run_training(train_sets, val_sets, config, output, card, resume=resume, log=log)
+    summary = run_training(
+        train_sets, val_sets, config, output, card, resume=resume, log=log, progress=progress_bar(quiet, "step")
+    )
     if not quiet:
         click.echo(f"wrote {output} after {summary['epochs']} epochs ({summary['steps']} steps)", err=True)

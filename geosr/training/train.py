@@ -172,12 +172,14 @@ def train(
     resume: str | Path | None = None,
     weights: Sequence[float] | None = None,
     log: Callable[[str], None] = print,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train a VDSR on normalised (band, y, x) rasters and save it with ``card`` to ``output``.
 
     ``weights`` sets how often each raster is sampled (default: in proportion to its area).
 
-    Returns a summary: steps, seconds, final validation RMSE of the model and of bicubic.
+    ``progress(step, total_steps)`` is called after every step. Returns a summary: steps, epochs,
+    the validation RMSE before training and a per-epoch history.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -204,6 +206,7 @@ def train(
     started = time.perf_counter()
     history = []
     rmse, conserved, bicubic = evaluate_batches(network, val, device, config.precision)
+    initial = rmse
     log(f"epoch {epoch}: val RMSE {rmse:.5f} vs bicubic {bicubic:.5f} ({100 * (1 - rmse / bicubic):+.1f}%)")
     while epoch < config.epochs:
         lr = learning_rate(config, epoch)
@@ -222,6 +225,8 @@ def train(
             optimizer.step()
             losses.append(loss.item())
             step += 1
+            if progress is not None:
+                progress(step, config.epochs * config.steps_per_epoch)
         epoch += 1
         seconds = elapsed_before + time.perf_counter() - started
         rmse, conserved, bicubic = evaluate_batches(network, val, device, config.precision)
@@ -268,4 +273,4 @@ def train(
         if config.minutes is not None and seconds >= config.minutes * 60:
             log(f"budget of {config.minutes} minutes reached")
             break
-    return {"steps": step, "epochs": epoch, "history": history}
+    return {"steps": step, "epochs": epoch, "initial_val_rmse": initial, "history": history}

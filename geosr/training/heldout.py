@@ -1,0 +1,148 @@
+"""Held-out quality of the shipped models: real rasters never used in training, every scale.
+
+Usage: ``python -m geosr.training.heldout {dem,climate} [--model PATH] [--scales 2,3,4] [--write-card]``
+
+For every held-out raster and scale the raster is area-averaged (:func:`geosr.degrade.area_average`),
+restored by the model (plain and with ``conserve``) and by every classical method of
+:mod:`geosr.evaluate`, and compared with the original over the interior (border of ``2 * scale``
+pixels cropped). Prints a Markdown table; ``--write-card`` stores it in the model file's card.
+
+Held-out rasters:
+
+* ``dem``: the eastern columns ``[262, 403)`` of the real SRTM Jacksboro DEM (the model trains on
+  columns ``[0, 190)`` and validates on ``[190, 262)``), and matplotlib's real ``topobathy`` sample.
+* ``climate``: real grids from the ``iris-sample-data`` package (none is used in training): HadCM3
+  near-surface air temperature over North America (E1 scenario, first and last year), UM air
+  potential temperature over the UK (lowest model level), and NEMO ORCA2 sea temperature (its
+  largest window without land).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from geosr.evaluate import best_classical, evaluate_array
+from geosr.training.sources import JACKSBORO_TEST, jacksboro, topobathy
+
+
+def dem_rasters() -> dict[str, np.ndarray]:
+    """Held-out real DEMs, (y, x) metres."""
+    return {"jacksboro east (SRTM, 344x141)": jacksboro()[:, JACKSBORO_TEST], "topobathy (91x120)": topobathy()}
+
+
+def _iris_sample(name: str) -> Path:
+    try:
+        import iris_sample_data
+    except ImportError:
+        raise SystemExit(
+            "the climate evaluation reads real grids from the iris-sample-data package; "
+            "install it with `pip install iris-sample-data`"
+        ) from None
+    return Path(iris_sample_data.__file__).with_name("sample_data") / name
+
+
+def _read_netcdf(name: str, variable: str) -> np.ndarray:
+    """All bands of one NetCDF variable as (band, y, x) float64 with NaN for missing values."""
+    import rasterio
+
+    with rasterio.open(f"netcdf:{_iris_sample(name)}:{variable}") as dataset:
+        return dataset.read(masked=True).astype(np.float64).filled(np.nan)
+
+
+def _largest_valid_window(field: np.ndarray) -> np.ndarray:
+    """The largest axis-aligned rectangle of ``field`` without NaN (largest rectangle in a histogram)."""
+    heights = np.zeros(field.shape[1] + 1, dtype=int)
+    best, where = 0, (0, 0, 0, 0)
+    for row, valid in enumerate(np.isfinite(field)):
+        heights[:-1] = np.where(valid, heights[:-1] + 1, 0)
+        stack: list[int] = []
+        for col, height in enumerate(heights):
+            while stack and heights[stack[-1]] >= height:
+                top = heights[stack.pop()]
+                left = stack[-1] + 1 if stack else 0
+                if top * (col - left) > best:
+                    best, where = top * (col - left), (row - top + 1, row + 1, left, col)
+            stack.append(col)
+    r0, r1, c0, c1 = where
+    return field[r0:r1, c0:c1]
+
+
+def climate_rasters() -> dict[str, np.ndarray]:
+    """Held-out real climate grids, (y, x) kelvin or degrees Celsius."""
+    e1 = _read_netcdf("E1_north_america.nc", "air_temperature")
+    theta = _read_netcdf("hybrid_height.nc", "air_potential_temperature")
+    sea = _read_netcdf("orca2_votemper.nc", "votemper")
+    window = _largest_valid_window(sea[0])
+    return {
+        "HadCM3 air temperature, E1 first year (37x49)": e1[0],
+        "HadCM3 air temperature, E1 last year (37x49)": e1[-1],
+        "UM potential temperature, level 1 (100x100)": theta[0],
+        f"ORCA2 sea temperature ({window.shape[0]}x{window.shape[1]} sea window)": window,
+    }
+
+
+RASTERS: dict[str, Callable[[], dict[str, np.ndarray]]] = {"dem": dem_rasters, "climate": climate_rasters}
+
+
+def quality_table(model: str | Path, rasters: dict[str, np.ndarray], scales: list[int]) -> tuple[str, list[dict]]:
+    """A Markdown table of model and classical RMSEs, and the same figures as records."""
+    lines = [
+        "| raster | scale | bicubic | best classical | model | model + conserve |",
+        "|---|---|---|---|---|---|",
+    ]
+    records = []
+    for name, raster in rasters.items():
+        for scale in scales:
+            if min(raster.shape) < 8 * scale:
+                continue
+            results = evaluate_array(raster, scale, model, device="cpu")
+            best = best_classical(results)
+            base = results[best].rmse
+
+            def cell(method: str, base: float = base, results: dict = results) -> str:
+                rmse = results[method].rmse
+                return f"{rmse:.4g} ({100 * (1 - rmse / base):+.1f}%)"
+
+            lines.append(
+                f"| {name} | x{scale} | {results['bicubic'].rmse:.4g} | {best} {base:.4g} | "
+                f"{cell('model')} | {cell('model_conserved')} |"
+            )
+            records.append(
+                {
+                    "raster": name,
+                    "scale": scale,
+                    "best_classical": best,
+                    **{f"rmse_{m}": round(r.rmse, 5) for m, r in results.items()},
+                }
+            )
+    lines.append("")
+    lines.append("RMSE over the interior (border of 2 x scale pixels cropped); in brackets: how much lower the RMSE")
+    lines.append("is than the best classical method's (negative: higher).")
+    return "\n".join(lines), records
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=sorted(RASTERS))
+    parser.add_argument("--model", default=None, help="model file (default: the shipped model of that kind)")
+    parser.add_argument("--scales", default="2,3,4")
+    parser.add_argument("--write-card", action="store_true", help="store the table in the model file's card")
+    args = parser.parse_args(argv)
+    model = args.model or args.kind
+    table, records = quality_table(model, RASTERS[args.kind](), [int(s) for s in args.scales.split(",")])
+    print(table)
+    if args.write_card:
+        from geosr.models.files import load_model, save_model
+
+        loaded = load_model(model)
+        loaded.card.metrics["heldout"] = records
+        loaded.card.metrics["heldout_command"] = f"python -m geosr.training.heldout {args.kind}"
+        save_model(loaded.network, loaded.card, loaded.source)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Training: area-averaged pairs, masked loss, a few steps that learn, models that load and run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from conftest import write_geotiff
+
+from geosr.degrade import area_average
+from geosr.models.card import read_card
+from geosr.models.files import load_model
+from geosr.predict import downscale
+from geosr.testing import fbm_surface
+from geosr.training.data import cut_sample, ilr_of, normalise
+from geosr.training.train import TrainConfig, learning_rate, masked_mse, train
+
+TINY = {"depth": 4, "width": 8, "patch": 16, "batch_size": 8, "steps_per_epoch": 15, "val_samples": 16}
+#: Enough capacity and steps that learning shows clearly (a few seconds on one core).
+SMALL = {**TINY, "width": 16, "patch": 24, "steps_per_epoch": 20, "scales": (2,)}
+
+
+def terrain(seed: int, size: int = 64) -> np.ndarray:
+    return normalise(fbm_surface((size, size), beta=2.6, seed=seed).astype(np.float64)[None])
+
+
+def test_sample_is_an_area_averaged_pair():
+    raster = terrain(0)
+    sample = cut_sample(raster, 2, 16, np.random.default_rng(0), gain_range=(1, 1), offset_range=0)
+    # the ILR is the bicubic interpolation of the block means of the target (plus its margin)
+    assert sample.ilr.shape == sample.target.shape == (1, 16, 16)
+    np.testing.assert_allclose(area_average(sample.coarse_up, 2), area_average(sample.target, 2), atol=1e-5)
+    assert sample.valid.all()
+    assert np.abs(sample.ilr - sample.target).max() > 0
+
+
+def test_ilr_of_a_constant_is_the_constant():
+    np.testing.assert_allclose(ilr_of(np.full((1, 5, 6), 3.5), (15, 18)), 3.5)
+
+
+def test_nodata_pixels_do_not_enter_the_loss():
+    pred, target = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    valid = torch.rand(2, 1, 8, 8) > 0.3
+    garbage = torch.where(valid, target, torch.full_like(target, 1e6))
+    assert masked_mse(pred, garbage, valid).item() == pytest.approx(masked_mse(pred, target, valid).item())
+    expected = ((pred - target)[valid] ** 2).mean().item()
+    assert masked_mse(pred, target, valid).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_samples_with_nodata_mark_it_invalid():
+    raster = terrain(1)
+    raster[:, 20:30, 20:30] = np.nan
+    rng = np.random.default_rng(3)
+    samples = [cut_sample(raster, 2, 24, rng) for _ in range(20)]
+    with_gaps = [s for s in samples if s is not None and not s.valid.all()]
+    assert with_gaps
+    for s in with_gaps:
+        assert np.isfinite(s.ilr).all() and np.isfinite(s.target).all()
+
+
+def test_learning_rate_schedules():
+    cosine = TrainConfig(lr=1.0, epochs=10, cosine=True)
+    assert learning_rate(cosine, 0) == pytest.approx(1.0)
+    assert learning_rate(cosine, 5) == pytest.approx(0.5)
+    assert learning_rate(TrainConfig(lr=1.0, lr_decay_epochs=3), 7) == pytest.approx(0.01)
+    assert learning_rate(TrainConfig(lr=0.5), 99) == 0.5
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 3e-3), ("sgd", 0.03)])
+def test_a_few_epochs_reduce_the_validation_error_and_write_a_model(tmp_path, optimizer, lr):
+    from geosr.models.card import ModelCard
+
+    config = TrainConfig(**SMALL, epochs=5, lr=lr, optimizer=optimizer, seed=1)
+    card = ModelCard(name="tiny", in_channels=1, depth=4, width=16, bands=["elevation"], units=["m"])
+    output = tmp_path / "tiny.safetensors"
+    summary = train([terrain(s) for s in range(3)], [terrain(9)], config, output, card, log=lambda line: None)
+    assert summary["steps"] == 5 * SMALL["steps_per_epoch"]
+    final = summary["history"][-1]["val_rmse"]
+    assert np.isfinite(final)
+    assert final < 0.99 * summary["initial_val_rmse"]
+    assert final < summary["history"][-1]["val_bicubic"]
+    loaded = load_model(output)
+    assert loaded.card.training["steps"] == summary["steps"]
+    out = downscale(fbm_surface((20, 20), seed=4), 2, loaded, device="cpu")
+    assert out.shape == (40, 40) and np.isfinite(out).all()
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    from geosr.models.card import ModelCard
+
+    card = ModelCard(name="tiny", in_channels=1, depth=4, width=8)
+    output = tmp_path / "m.safetensors"
+    config = TrainConfig(**TINY, epochs=1, lr=1e-3)
+    train([terrain(0)], [terrain(1)], config, output, card, log=lambda line: None)
+    config.epochs = 2
+    summary = train([terrain(0)], [terrain(1)], config, output, card, resume=str(output) + ".ckpt", log=print)
+    assert summary["epochs"] == 2 and summary["steps"] == 2 * TINY["steps_per_epoch"]
+
+
+def test_train_is_deterministic_on_cpu(tmp_path):
+    from geosr.models.card import ModelCard
+
+    config = TrainConfig(**TINY, epochs=1, lr=1e-3, seed=5)
+    outputs = []
+    for i in range(2):
+        card = ModelCard(name="tiny", in_channels=1, depth=4, width=8)
+        path = tmp_path / f"m{i}.safetensors"
+        train([terrain(0)], [terrain(1)], config, path, card, log=lambda line: None)
+        outputs.append(downscale(fbm_surface((16, 16), seed=2), 2, str(path), device="cpu"))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_cli_trains_a_multiband_model_that_downscales(tmp_path, cli):
+    bands = np.stack([fbm_surface((72, 80), seed=s, relief=100.0 * (s + 1)) for s in range(2)])
+    bands[1, :5, :5] = -9999
+    hr = write_geotiff(
+        tmp_path / "hr.tif", bands, nodata=-9999, descriptions=["elevation", "temperature"], units=["m", "K"]
+    )
+    model = tmp_path / "mine.safetensors"
+    args = ["train", hr, "-o", model, "--scales", "2,3", "--epochs", "2", "--steps-per-epoch", "3"]
+    args += ["--batch-size", "4", "--patch-size", "16", "--depth", "3", "--width", "4", "--device", "cpu", "-q"]
+    result = cli(*args)
+    assert result.code == 0, result.err
+    card = read_card(model)
+    assert (card.in_channels, card.depth, card.width) == (2, 3, 4)
+    assert card.bands == ["elevation", "temperature"] and card.units == ["m", "K"]
+    assert card.scales == [2.0, 3.0]
+    out = tmp_path / "out.tif"
+    result = cli("downscale", hr, "--scale", 2, "--model", model, "-o", out, "-q")
+    assert result.code == 0, result.err
+    with rasterio.open(out) as dst:
+        assert dst.count == 2 and dst.shape == (144, 160)
+    again = cli(*args)
+    assert again.code != 0 and "--overwrite" in again.err
+
+
+def test_cli_refuses_a_raster_too_small_for_the_patches(tmp_path, cli):
+    hr = write_geotiff(tmp_path / "small.tif", fbm_surface((30, 30), seed=1))
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--patch-size", "48")
+    assert result.code != 0
+    assert "too small" in result.err and "--patch-size" in result.err
+    assert not (tmp_path / "m.safetensors").exists()
+
