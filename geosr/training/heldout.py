@@ -136,12 +136,34 @@ def main(argv: list[str] | None = None) -> None:
     table, records = quality_table(model, RASTERS[args.kind](), [int(s) for s in args.scales.split(",")])
     print(table)
     if args.write_card:
-        from geosr.models.files import load_model, save_model
+        write_card(model, args.kind, table)
 
-        loaded = load_model(model)
-        loaded.card.metrics["heldout"] = records
-        loaded.card.metrics["heldout_command"] = f"python -m geosr.training.heldout {args.kind}"
-        save_model(loaded.network, loaded.card, loaded.source)
+
+def write_card(model: str | Path, kind: str, table: str) -> Path:
+    """Store the held-out table in the model file's card and write the card as ``NAME.md`` beside it."""
+    from dataclasses import asdict
+
+    from geosr.models.files import load_model, save_model
+
+    loaded = load_model(model)
+    card = loaded.card
+    card.metrics["heldout"] = table
+    card.metrics["heldout_command"] = f"python -m geosr.training.heldout {kind}"
+    save_model(loaded.network, card, loaded.source)
+    lines = [f"# Model card: `{card.name}`", "", card.description, ""]
+    fields = asdict(card)
+    for key in ("architecture", "depth", "width", "in_channels", "bands", "units", "scales"):
+        lines.append(f"- **{key}**: {fields[key]}")
+    for key in ("normalisation", "interpolation", "degradation"):
+        lines.append(f"- **{key}**: {fields[key]}")
+    lines += ["", "## Training", ""]
+    lines += [f"- **{key}**: {value}" for key, value in card.training.items()]
+    lines += ["", "## Held-out quality", "", f"Reproduce with `{card.metrics['heldout_command']}`.", "", table, ""]
+    other = {k: v for k, v in card.metrics.items() if k not in ("heldout", "heldout_command")}
+    lines += [f"- **{key}**: {value}" for key, value in other.items()]
+    path = Path(loaded.source).with_suffix(".md")
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 if __name__ == "__main__":
