@@ -34,3 +34,7 @@ class RasterIOError(GeosrError, OSError):
 
 class DeviceError(GeosrError, RuntimeError):
     """The requested compute device is unknown or not available."""
+
+
+class SchedulerError(GeosrError, ConnectionError):
+    """The dask.distributed scheduler cannot be reached or has no workers."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -84,9 +85,11 @@ def open_raster(path: str | Path) -> Iterator[Any]:
 def raster_info(dataset: Any) -> RasterInfo:
     """Shape, georeferencing and metadata of an open rasterio dataset."""
     if dataset.count == 0 and dataset.subdatasets:
+        names = ", ".join(sub.rsplit(":", 1)[-1] for sub in dataset.subdatasets)
         raise InputError(
-            f"'{dataset.name}' holds {len(dataset.subdatasets)} subdatasets but no band of its own; "
-            f"pass one of them with -o, for example '{dataset.subdatasets[0]}'"
+            f"'{dataset.name}' holds {len(dataset.subdatasets)} subdatasets ({names}) but no band of its own; "
+            f"pass --variable NAME to write NetCDF or Zarr, or one subdataset as INPUT for a GeoTIFF, "
+            f"for example '{dataset.subdatasets[0]}'"
         )
     if dataset.width == 0 or dataset.height == 0 or dataset.count == 0:
         raise InputError(
@@ -129,15 +132,18 @@ def iter_blocks(dataset: Any, block_rows: int = 512) -> Iterator[np.ndarray]:
         yield read_window(dataset, Span(start, min(start + block_rows, dataset.height)), Span(0, dataset.width))
 
 
-def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse to clobber the input or an existing file (unless ``overwrite``), or to write nowhere."""
+def check_destination(src: Path, dst: Path, overwrite: bool, *, store: bool = False) -> None:
+    """Refuse to clobber the input or an existing file (unless ``overwrite``), or to write nowhere.
+
+    ``store`` allows a folder as destination (a Zarr store).
+    """
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputExistsError(f"output '{dst}' is the input file; choose another name with -o")
     if dst.exists() and not overwrite:
         raise OutputExistsError(
             f"output '{dst}' already exists; pass --overwrite to replace it or -o to choose another"
         )
-    if dst.is_dir():
+    if dst.is_dir() and not store:
         raise OutputExistsError(f"output '{dst}' is a folder; give a file name with -o")
     if not dst.parent.is_dir():
         raise InputError(f"output folder '{dst.parent}' does not exist; create it or choose another -o")
@@ -182,9 +188,7 @@ class TileWriter:
 
     def __init__(self, dst: Path, spec: OutputSpec, *, cog: bool = False) -> None:
         self.dst, self.spec, self.cog = dst, spec, cog
-        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".geosr-part", dir=dst.parent)
-        os.close(fd)
-        self.tmp = Path(name)
+        self.tmp = Path(_temp_file(dst.parent, f".{dst.name}.", ".geosr-part"))
         self._extra: list[Path] = [self.tmp]
         self._dataset: Any = None
 
@@ -253,9 +257,7 @@ class TileWriter:
     def _make_cog(self) -> Path:
         from rasterio.shutil import copy as gdal_copy
 
-        fd, name = tempfile.mkstemp(prefix=f".{self.dst.name}.", suffix=".geosr-cog", dir=self.dst.parent)
-        os.close(fd)
-        cog = Path(name)
+        cog = Path(_temp_file(self.dst.parent, f".{self.dst.name}.", ".geosr-cog"))
         self._extra.append(cog)
         integer = np.issubdtype(np.dtype(self.spec.dtype), np.integer)
         gdal_copy(
@@ -295,3 +297,102 @@ class TileWriter:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             self.discard()
+
+
+#: Suffixes of the gridded formats read and written through xarray, by format.
+GRID_SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".cdf": "netcdf", ".zarr": "zarr"}
+
+
+def grid_format(path: Path) -> str | None:
+    """``"netcdf"`` or ``"zarr"`` for a NetCDF file or Zarr store name, else None."""
+    return GRID_SUFFIXES.get(path.suffix.lower())
+
+
+def open_grid(path: str | Path, variable: str) -> Any:
+    """Open a NetCDF file or Zarr store lazily (dask-backed, in the file's own chunks) as a Dataset.
+
+    Refuses a file that has no data variable ``variable``, naming those it has.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    kind = grid_format(path)
+    if kind is None:
+        raise InputError(
+            f"--variable selects a variable of a NetCDF file (.nc) or a Zarr store (.zarr), and '{path}' is "
+            "neither; drop --variable for a GeoTIFF or another GDAL raster"
+        )
+    if not path.exists():
+        raise InputError(f"input '{path}' does not exist; check the path")
+    try:
+        ds = xr.open_zarr(path) if kind == "zarr" else xr.open_dataset(path, chunks={})
+    except (OSError, ValueError, KeyError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"'{path}' is not a {kind} dataset xarray can read ({reason})") from None
+    if variable not in ds.data_vars:
+        ds.close()
+        names = ", ".join(str(v) for v in ds.data_vars) or "none"
+        raise InputError(f"'{path}' has no variable {variable!r} (its variables: {names}); pick one with --variable")
+    return ds
+
+
+def write_grid(ds: Any, dst: Path) -> Path:
+    """Write ``ds`` as NetCDF or Zarr (by the suffix of ``dst``) under a temporary name, then rename it.
+
+    Dask-backed variables are computed chunk by chunk as they are written (by the active dask
+    scheduler, a distributed client included). An existing ``dst`` is replaced only once the new
+    file is complete; an interrupted write leaves ``dst`` as it was.
+    """
+    kind = grid_format(dst)
+    if kind is None:
+        raise InputError(
+            f"output '{dst}' must be a NetCDF file (.nc) or a Zarr store (.zarr) for a --variable input; "
+            "for a GeoTIFF pass a GDAL subdataset such as 'NETCDF:\"file.nc\":NAME' as INPUT without --variable"
+        )
+    parent = dst.parent.resolve()
+    prefix, suffix = f".{dst.name}.", ".geosr-part"
+    tmp = Path(
+        tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent)
+        if kind == "zarr"
+        else _temp_file(parent, prefix, suffix)
+    )
+    try:
+        if kind == "zarr":
+            with warnings.catch_warnings():
+                # zarr-python 3 warns that consolidated metadata is not in the Zarr 3 specification;
+                # xarray and every Zarr reader use it, and without it xarray warns on every open.
+                warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+                ds.to_zarr(tmp, mode="w")
+        else:
+            ds.to_netcdf(tmp)
+        _replace(tmp, dst)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return dst
+
+
+def _temp_file(parent: Path, prefix: str, suffix: str) -> str:
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
+    os.close(fd)
+    return name
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _replace(new: Path, dst: Path) -> None:
+    """Move ``new`` onto ``dst``; an old folder (a Zarr store) or a file of the other kind goes only after."""
+    os.chmod(new, (0o777 if new.is_dir() else 0o666) & ~_umask())
+    if dst.exists() and (dst.is_dir() or new.is_dir()):
+        old = dst.with_name(f".{dst.name}.geosr-old")
+        os.replace(dst, old)
+        os.replace(new, dst)
+        _remove(old)
+    else:
+        os.replace(new, dst)

@@ -24,10 +24,10 @@ from geosr.stats import BandStats
 GDAL_CACHE_MB = 64
 
 
-def default_output(src: Path, scale: float | None, resolution: float | None) -> Path:
+def default_output(src: Path, scale: float | None, resolution: float | None, suffix: str = ".tif") -> Path:
     """``dem_x4.tif`` (or ``dem_r10.tif`` for ``--resolution 10``) beside the input."""
     label = f"x{scale:g}" if resolution is None else f"r{resolution:g}"
-    return src.with_name(f"{src.stem}_{label}.tif")
+    return src.with_name(f"{src.stem}_{label}{suffix}")
 
 
 @dataclass
@@ -57,6 +57,7 @@ def downscale_raster(
     cog: bool = False,
     keep_dtype: bool = False,
     conserve: bool = False,
+    scheduler: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> Result:
     """Super-resolve the raster at ``src`` into a GeoTIFF at ``dst``.
@@ -65,7 +66,9 @@ def downscale_raster(
     output has the input's CRS and bounds, ``round(n * scale)`` pixels along each axis, float32
     values (or the input's dtype, rounded and clipped, with ``keep_dtype``), the input's nodata,
     band descriptions, units, scales/offsets, colour interpretation and tags, plus ``GEOSR_*`` tags.
-    With ``conserve`` every input cell's fine pixels average exactly to the input value.
+    With ``conserve`` every input cell's fine pixels average exactly to the input value. With
+    ``scheduler`` (a dask.distributed address) the tiles run on that cluster's workers, which read
+    ``src`` and the model file from the same paths; the output is identical to a local run.
     """
     if (scale is None) == (resolution is None):
         raise ScaleError("give exactly one of --scale and --resolution")
@@ -79,9 +82,14 @@ def downscale_raster(
         scale = check_scale(scale)
         out = Path(dst) if dst is not None else default_output(src, scale, resolution)
         check_destination(src, out, overwrite)
-        downscaler = Downscaler(
-            model, device=device, precision=precision, tile_size=tile_size, batch_size=batch_size, conserve=conserve
-        )
+        options = {
+            "device": device,
+            "precision": precision,
+            "tile_size": tile_size,
+            "batch_size": batch_size,
+            "conserve": conserve,
+        }
+        downscaler = Downscaler(model, **options)
         downscaler.check_bands(info.count)
         stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset))
         if stats.empty_bands:
@@ -91,9 +99,15 @@ def downscale_raster(
             )
         plan = downscaler.plan((info.height, info.width), scale)
         spec = _output_spec(info, plan.out_shape, stats, downscaler, scale, keep_dtype, tile_size)
-        sources = ((t, read_window(dataset, t.rows.source, t.cols.source)) for t in plan)
+        if scheduler is None:
+            sources = ((t, read_window(dataset, t.rows.source, t.cols.source)) for t in plan)
+            results = downscaler.run(plan, stats, sources)
+        else:
+            from geosr.distributed import run_tiles
+
+            results = run_tiles(scheduler, src, downscaler.model.source, options, plan, stats)
         with TileWriter(out, spec, cog=cog) as writer:
-            for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources), 1):
+            for done, (tile, core) in enumerate(results, 1):
                 writer.write(tile.rows.core.as_slice(), tile.cols.core.as_slice(), core)
                 if progress is not None:
                     progress(done, len(plan))
@@ -145,4 +159,87 @@ def _output_spec(
     )
 
 
-__all__ = ["Result", "default_output", "downscale_raster"]
+def downscale_grid(
+    src: str | Path,
+    dst: str | Path | None = None,
+    *,
+    variable: str,
+    scale: float | None = None,
+    resolution: float | None = None,
+    model: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    tile_size: int = DEFAULT_TILE_SIZE,
+    batch_size: int = 1,
+    overwrite: bool = False,
+    conserve: bool = False,
+    scheduler: str | None = None,
+) -> Result:
+    """Super-resolve ``variable`` of a NetCDF file or Zarr store into NetCDF or Zarr (by ``dst``'s suffix).
+
+    The variable may have any dimensions besides its two spatial ones (such as time); it is read
+    lazily, one slice and about one tile at a time, through the xarray accessor, and written chunk
+    by chunk, so memory follows the tile size. ``resolution`` is a target cell size in the units
+    of the spatial coordinates. The output holds the downscaled variable on the fine grid, with
+    its attributes, the file's attributes and the variables without spatial dimensions (such as
+    time bounds). The default ``dst`` is ``<name>_x<scale>`` beside ``src``, in the same format.
+    With ``scheduler`` the chunks run on that dask.distributed cluster.
+    """
+    import dask
+    from affine import Affine
+
+    from geosr.accessor import regular_step, spatial_dims
+    from geosr.io import open_grid, write_grid
+    from geosr.predict import select_device
+    from geosr.tiling import tile_pair
+
+    if (scale is None) == (resolution is None):
+        raise ScaleError("give exactly one of --scale and --resolution")
+    src = Path(src)
+    with open_grid(src, variable) as ds:
+        var = ds[variable]
+        ydim, xdim = spatial_dims(var)
+        if scale is None:
+            steps = Affine(regular_step(var, xdim), 0.0, 0.0, 0.0, regular_step(var, ydim), 0.0)
+            scale = scale_for_resolution(steps, resolution)
+        scale = check_scale(scale)
+        out = Path(dst) if dst is not None else default_output(src, scale, resolution, suffix=src.suffix)
+        check_destination(src, out, overwrite, store=True)
+        rows, cols = tile_pair(tile_size)
+        chunks = {str(d): 1 for d in var.dims if d not in (ydim, xdim)}
+        chunks.update({ydim: max(1, round(rows / scale)), xdim: max(1, round(cols / scale))})
+        keep = [str(name) for name, v in ds.data_vars.items() if name == variable or not {ydim, xdim} & set(v.dims)]
+        fine = (
+            ds[keep]
+            .chunk(chunks)
+            .geosr.downscale(
+                scale,
+                model=model,
+                device=device,
+                precision=precision,
+                batch_size=batch_size,
+                conserve=conserve,
+                y_dim=ydim,
+                x_dim=xdim,
+            )
+        )
+        if scheduler is None:
+            write_grid(fine, out)
+        else:
+            from geosr.distributed import connect
+
+            with connect(scheduler) as client, client.as_current(), dask.config.set(scheduler=client):
+                write_grid(fine, out)
+    shape = fine[variable].shape[-2:]
+    factors = (shape[0] / var.shape[-2], shape[1] / var.shape[-1])
+    return Result(
+        out,
+        factors,
+        shape,
+        fine[variable].attrs["geosr_model"],
+        str(select_device(device)),
+        fine[variable].data.npartitions,
+    )
+
+
+__all__ = ["Result", "default_output", "downscale_grid", "downscale_raster"]

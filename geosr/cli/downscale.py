@@ -71,6 +71,20 @@ def print_progress_line(done: int, total: int) -> None:
     is_flag=True,
     help="Report progress as 'PROGRESS done/total' lines on stdout (for programs that run geosr) instead of a bar.",
 )
+@click.option(
+    "--variable",
+    default=None,
+    metavar="NAME",
+    help="Downscale variable NAME of a NetCDF file or Zarr store (extra dimensions such as time are kept) "
+    "into NetCDF or Zarr, by the suffix of -o. Default output: INPUT_x<scale>.nc (or .zarr).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the tiles on a dask.distributed cluster (e.g. tcp://127.0.0.1:8786); its workers read the input "
+    "and the model from the same paths.",
+)
 @quiet_option
 @verbose_option
 @reports_errors
@@ -89,39 +103,46 @@ def downscale(
     conserve: bool,
     keep_dtype: bool,
     progress_lines: bool,
+    variable: str | None,
+    scheduler: str | None,
     quiet: bool,
 ) -> None:
-    """Super-resolve INPUT (any raster GDAL reads) into a GeoTIFF with the same CRS and bounds.
+    """Super-resolve INPUT (any raster GDAL reads) into a GeoTIFF with the same CRS and bounds, or with
+    --variable one variable of a NetCDF file or Zarr store into NetCDF or Zarr.
 
     \b
     Example:
       geosr downscale dem.tif --scale 4            # writes dem_x4.tif
       geosr downscale dem.tif --resolution 10 -o dem_10m.tif --cog
+      geosr downscale tas.nc --variable tas --scale 4 -o tas_x4.zarr
     """
     if scale is None and resolution is None:
         raise click.UsageError("give --scale (for example --scale 4) or --resolution")
     if scale is not None and resolution is not None:
         raise click.UsageError("give either --scale or --resolution, not both")
-    from geosr.pipeline import downscale_raster
+    from geosr.pipeline import downscale_grid, downscale_raster
     from geosr.predict import DEFAULT_TILE_SIZE
 
     started = time.perf_counter()
-    result = downscale_raster(
-        input_path,
-        output,
-        scale=scale,
-        resolution=resolution,
-        model=model,
-        device=device,
-        precision=precision,
-        tile_size=tile_size or DEFAULT_TILE_SIZE,
-        batch_size=batch_size,
-        overwrite=overwrite,
-        cog=cog,
-        keep_dtype=keep_dtype,
-        conserve=conserve,
-        progress=print_progress_line if progress_lines else progress_bar(quiet, unit="tile"),
-    )
+    options = {
+        "scale": scale,
+        "resolution": resolution,
+        "model": model,
+        "device": device,
+        "precision": precision,
+        "tile_size": tile_size or DEFAULT_TILE_SIZE,
+        "batch_size": batch_size,
+        "overwrite": overwrite,
+        "conserve": conserve,
+        "scheduler": scheduler,
+    }
+    if variable is None:
+        progress = print_progress_line if progress_lines else progress_bar(quiet, unit="tile")
+        result = downscale_raster(input_path, output, cog=cog, keep_dtype=keep_dtype, progress=progress, **options)
+    elif cog or keep_dtype:
+        raise click.UsageError("--cog and --keep-dtype are for GeoTIFF output; drop them with --variable")
+    else:
+        result = downscale_grid(input_path, output, variable=variable, **options)
     if not quiet:
         rows, cols = result.shape
         click.echo(
