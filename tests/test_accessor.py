@@ -1,0 +1,311 @@
+"""The xarray accessor: grids, coordinates, CRS, nodata, laziness and chunks, on eager and dask data."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import data_tolerance
+
+import geosr
+from geosr import predict
+from geosr.accessor import fine_chunks
+from geosr.errors import InputError, ScaleError
+from geosr.testing import fbm_surface
+
+BACKENDS = ["numpy", "dask"]
+
+
+def grid(
+    shape=(3, 12, 15),
+    dims=("time", "lat", "lon"),
+    *,
+    y0=50.0,
+    dy=-0.25,
+    x0=350.0,
+    dx=0.25,
+    seed=0,
+):
+    """A DataArray of smooth fields on a regular grid, with a time coordinate when 3-D."""
+    fields = np.stack(
+        [fbm_surface(shape[-2:], seed=seed + i, relief=20.0, base=270.0) for i in range(np.prod(shape[:-2], dtype=int))]
+    )
+    data = fields.reshape(shape)
+    coords = {dims[-2]: y0 + dy * np.arange(shape[-2]), dims[-1]: x0 + dx * np.arange(shape[-1])}
+    if len(shape) == 3:
+        coords[dims[0]] = np.arange(shape[0])
+    return xr.DataArray(
+        data, dims=dims, coords=coords, name="tas", attrs={"units": "K", "long_name": "air temperature"}
+    )
+
+
+def backend(da, kind, chunks=None):
+    return da.chunk(chunks or {d: max(1, n // 2) for d, n in da.sizes.items()}) if kind == "dask" else da
+
+
+def per_slice(da, scale, model, **kwargs):
+    """What the accessor should give: the core downscale of each (y, x) slice (time first)."""
+    data = np.asarray(da.values).reshape(-1, *da.shape[-2:])
+    return np.stack([geosr.downscale(s, scale, str(model), device="cpu", **kwargs) for s in data])
+
+
+def assert_close(actual, expected, tol):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=tol, equal_nan=True)
+
+
+# --- values, shapes, coordinates -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+@pytest.mark.parametrize("scale", [2, 3, 2.5])
+def test_values_are_the_core_downscale_of_each_slice(model1, kind, scale):
+    da = grid()
+    out = backend(da, kind).geosr.downscale(scale, model=str(model1), device="cpu")
+    assert out.dtype == np.float32
+    assert out.shape == (3, round(12 * scale), round(15 * scale))
+    assert_close(out.values, per_slice(da, scale, model1), data_tolerance(da.values))
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_fine_coordinates_are_cell_centres_within_the_same_edges(model1, kind):
+    da = grid()
+    out = backend(da, kind).geosr.downscale(4, model=str(model1), device="cpu")
+    # coarse edges: lat 50.125 .. 47.125 (descending), lon 349.875 .. 353.625
+    np.testing.assert_allclose(out.lat.values, 50.125 - 0.0625 * (np.arange(48) + 0.5))
+    np.testing.assert_allclose(out.lon.values, 349.875 + 0.0625 * (np.arange(60) + 0.5))
+    np.testing.assert_array_equal(out.time.values, da.time.values)
+    np.testing.assert_allclose(out.lon.values.reshape(15, 4).mean(axis=1), da.lon.values)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_attrs_name_and_dimension_order_kept(model1, kind):
+    da = grid().transpose("lat", "time", "lon")
+    da.lat.attrs["units"] = "degrees_north"
+    out = backend(da, kind).geosr.downscale(2, model=str(model1), device="cpu")
+    assert out.dims == ("lat", "time", "lon")
+    assert out.name == "tas"
+    assert out.lat.attrs == {"units": "degrees_north"}
+    assert out.attrs["units"] == "K" and out.attrs["long_name"] == "air temperature"
+    assert out.attrs["geosr_model"] == "tiny1" and out.attrs["geosr_scale"] == "2"
+    assert_close(out.transpose("time", "lat", "lon").values, per_slice(grid(), 2, model1), data_tolerance(da.values))
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+@pytest.mark.parametrize(
+    "dims",
+    [("y", "x"), ("band", "y", "x"), ("time", "latitude", "longitude"), ("t", "rlat", "rlon"), ("t", "Lat", "Lon")],
+)
+def test_spatial_dimension_names_recognised(model1, kind, dims):
+    shape = (2, 8, 9)[-len(dims) :]
+    da = grid(shape, dims)
+    out = backend(da, kind).geosr.downscale(2, model=str(model1), device="cpu")
+    assert out.sizes[dims[-2]] == 16 and out.sizes[dims[-1]] == 18
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_other_dimension_names_with_y_dim_x_dim(model1, kind):
+    da = grid((2, 8, 9), ("time", "row", "col"))
+    with pytest.raises(InputError, match="no y dimension found among"):
+        da.geosr.downscale(2, model=str(model1))
+    out = backend(da, kind).geosr.downscale(2, model=str(model1), device="cpu", y_dim="row", x_dim="col")
+    assert out.sizes == {"time": 2, "row": 16, "col": 18}
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_ascending_latitude_and_0_360_longitudes_across_the_meridian(model1, kind):
+    da = grid(y0=-10.0, dy=0.5, x0=355.0, dx=0.5)  # lon 355 .. 362
+    out = backend(da, kind).geosr.downscale(2, model=str(model1), device="cpu")
+    assert np.all(np.diff(out.lat.values) > 0) and np.all(np.diff(out.lon.values) > 0)
+    np.testing.assert_allclose(out.lat.values[[0, -1]], [-10.125, -10.25 + 0.25 * 24 - 0.125])
+    np.testing.assert_allclose(out.lon.values[[0, -1]], [354.875, 354.75 + 0.25 * 30 - 0.125])
+    assert_close(out.values, per_slice(da, 2, model1), data_tolerance(da.values))
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_multichannel_model_mixes_the_band_dimension(model3, kind, bands3):
+    da = xr.DataArray(bands3, dims=("band", "y", "x"), coords={"y": np.arange(12.0), "x": np.arange(15.0)})
+    out = backend(da, kind, {"band": 1, "y": 6, "x": 8}).geosr.downscale(2, model=str(model3), device="cpu")
+    expected = geosr.downscale(bands3, 2, str(model3), device="cpu")
+    for b in range(3):
+        assert_close(out.values[b], expected[b], data_tolerance(bands3[b]))
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_conserve_keeps_every_cell_mean(model1, kind):
+    da = grid()
+    out = backend(da, kind).geosr.downscale(2, model=str(model1), device="cpu", conserve=True)
+    means = out.values.reshape(3, 12, 2, 15, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(means, da.values, atol=1e-3)
+    assert out.attrs["geosr_conserve"] == "yes"
+
+
+# --- nodata --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+@pytest.mark.parametrize("how", ["nan", "_FillValue", "missing_value", "argument"])
+def test_missing_cells_mask_their_footprint(model1, kind, how):
+    da = grid()
+    data = da.values.copy()
+    data[:, 3:5, 4:7] = np.nan if how == "nan" else -9999.0
+    da = da.copy(data=data)
+    kwargs = {"nodata": -9999.0} if how == "argument" else {}
+    if how in ("_FillValue", "missing_value"):
+        da.attrs[how] = -9999.0
+    out = backend(da, kind).geosr.downscale(2, model=str(model1), device="cpu", **kwargs)
+    expected = per_slice(da, 2, model1, nodata=-9999.0)
+    assert np.isnan(out.values[:, 6:10, 8:14]).all()
+    assert_close(out.values, expected, data_tolerance(grid().values))
+    assert "_FillValue" not in out.attrs and "missing_value" not in out.attrs
+    assert np.isnan(out.encoding["_FillValue"])
+
+
+def test_rioxarray_nodata_and_crs_kept(model1):
+    pytest.importorskip("rioxarray")
+    from affine import Affine
+
+    dem = fbm_surface((10, 12), seed=3)
+    dem[2:4, 2:4] = -32768
+    da = xr.DataArray(
+        dem.astype(np.int16),
+        dims=("y", "x"),
+        coords={"y": 4_200_000 - 30.0 * (np.arange(10) + 0.5), "x": 500_000 + 30.0 * (np.arange(12) + 0.5)},
+    )
+    da = (
+        da.rio.write_crs("EPSG:32633")
+        .rio.write_nodata(-32768)
+        .rio.write_transform(Affine(30, 0, 500_000, 0, -30, 4_200_000))
+    )
+    out = da.geosr.downscale(3, model=str(model1), device="cpu")
+    assert out.rio.crs == da.rio.crs
+    assert out.rio.transform() == Affine(10, 0, 500_000, 0, -10, 4_200_000)
+    assert out.rio.bounds() == da.rio.bounds()
+    assert np.isnan(out.rio.nodata)
+    assert np.isnan(out.values[6:12, 6:12]).all() and np.isfinite(out.values[12:]).all()
+
+
+def test_spatial_ref_geotransform_updated_without_rioxarray(model1):
+    da = grid((8, 10), ("y", "x"), y0=95.0, dy=-10.0, x0=5.0, dx=10.0)
+    da = da.assign_coords(
+        spatial_ref=xr.DataArray(0, attrs={"crs_wkt": "EPSG:32633 stand-in", "GeoTransform": "0 10 0 100 0 -10"})
+    )
+    out = da.geosr.downscale(2, model=str(model1), device="cpu")
+    assert out.spatial_ref.attrs["crs_wkt"] == "EPSG:32633 stand-in"
+    assert [float(v) for v in out.spatial_ref.attrs["GeoTransform"].split()] == [0, 5, 0, 100, 0, -5]
+    assert da.spatial_ref.attrs["GeoTransform"] == "0 10 0 100 0 -10"  # the input is untouched
+    assert out.encoding["grid_mapping"] == "spatial_ref"
+
+
+# --- laziness and chunks -------------------------------------------------------------------------
+
+
+def refuse_to_compute(dsk, keys, **kwargs):
+    raise AssertionError("something was computed while the graph was being built")
+
+
+def test_nothing_is_computed_until_asked(model1):
+    da = grid().chunk({"time": 1, "lat": 6, "lon": 8})
+    with dask.config.set(scheduler=refuse_to_compute):
+        out = da.geosr.downscale(2, model=str(model1), device="cpu")
+        ds_out = da.to_dataset().geosr.downscale(2, model=str(model1), device="cpu")
+    assert dask.is_dask_collection(out.data) and dask.is_dask_collection(ds_out.tas.data)
+    assert_close(out.compute().values, per_slice(grid(), 2, model1), data_tolerance(da.values))
+
+
+@pytest.mark.parametrize(
+    ("chunks", "scale"),
+    [
+        ({"time": 1, "lat": 6, "lon": 5}, 2),
+        ({"time": 2, "lat": 5, "lon": 15}, 3),
+        ({"time": 3, "lat": 12, "lon": 4}, 2.5),
+    ],
+)
+def test_output_chunks_line_up_with_input_chunks(model1, chunks, scale):
+    da = grid().chunk(chunks)
+    out = da.geosr.downscale(scale, model=str(model1), device="cpu")
+    assert out.chunks[0] == da.chunks[0]
+    assert out.chunks[1] == fine_chunks(da.chunks[1], 12, round(12 * scale))
+    assert out.chunks[2] == fine_chunks(da.chunks[2], 15, round(15 * scale))
+    if scale == 2:
+        assert out.chunks[1:] == tuple(tuple(2 * c for c in axis) for axis in da.chunks[1:])
+    assert_close(out.values, per_slice(grid(), scale, model1), data_tolerance(da.values))
+
+
+def test_model_loaded_once_per_process(model1, monkeypatch):
+    monkeypatch.setattr(predict, "_CACHE", {})
+    loads = []
+    original = predict.Downscaler.__init__
+
+    def counting(self, *args, **kwargs):
+        loads.append(args)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(predict.Downscaler, "__init__", counting)
+    out = grid((6, 12, 15)).chunk({"time": 1, "lat": 4, "lon": 5}).geosr.downscale(2, model=str(model1), device="cpu")
+    assert out.data.npartitions == 54
+    with dask.config.set(scheduler="threads", num_workers=2):
+        out.compute()
+    assert len(loads) == 1
+
+
+# --- Datasets ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_dataset_downscales_every_gridded_variable(model1, model_dir, kind):
+    from geosr.testing import random_model
+
+    other = random_model(model_dir / "other.safetensors", depth=2, width=4, seed=7, name="other")
+    tas = grid()
+    ds = xr.Dataset(
+        {
+            "tas": tas,
+            "pr": grid(seed=10).rename(None),
+            "time_bnds": (("time", "nv"), np.zeros((3, 2))),
+            "lat_bnds": (("lat", "nv"), np.zeros((12, 2))),
+            "crs": ((), 0),
+        },
+        coords={"member": "r1i1p1", "nv": [0, 1]},
+        attrs={"title": "test grid"},
+    )
+    out = backend(ds, kind).geosr.downscale(2, model={"tas": str(model1), "pr": str(other)}, device="cpu")
+    assert set(out.data_vars) == {"tas", "pr", "time_bnds", "crs"}
+    assert out.attrs == {"title": "test grid"}
+    assert str(out.member.values) == "r1i1p1" and list(out.nv.values) == [0, 1]
+    assert out.tas.attrs["geosr_model"] == "tiny1" and out.pr.attrs["geosr_model"] == "other"
+    assert out.tas.sizes == {"time": 3, "lat": 24, "lon": 30}
+    np.testing.assert_array_equal(out.time_bnds.values, ds.time_bnds.values)
+    assert_close(out.tas.values, per_slice(tas, 2, model1), data_tolerance(tas.values))
+    assert_close(out.pr.values, per_slice(ds.pr, 2, other), data_tolerance(ds.pr.values))
+
+
+def test_dataset_errors(model1):
+    ds = xr.Dataset({"v": ("time", np.arange(3.0))}, coords={"lat": [1.0, 2.0], "lon": [1.0, 2.0]})
+    with pytest.raises(InputError, match="no data variable of the dataset has both dimensions 'lat' and 'lon'"):
+        ds.geosr.downscale(2, model=str(model1))
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_clear_errors(model1):
+    da = grid()
+    irregular = da.assign_coords(lon=np.r_[0.0, 1.0, 3.0, np.arange(4.0, 16.0)])
+    with pytest.raises(InputError, match="coordinate 'lon' is not regularly spaced; regrid it"):
+        irregular.geosr.downscale(2, model=str(model1))
+    with pytest.raises(InputError, match="dimension 'lat' has no coordinate"):
+        da.drop_vars("lat").geosr.downscale(2, model=str(model1))
+    with pytest.raises(InputError, match="no x dimension found among"):
+        da.isel(lon=0).geosr.downscale(2, model=str(model1))
+    with pytest.raises(InputError, match="at least 2 are needed"):
+        da.isel(lon=[0]).geosr.downscale(2, model=str(model1))
+    with pytest.raises(InputError, match="y_dim='row' is not a dimension"):
+        da.geosr.downscale(2, model=str(model1), y_dim="row")
+    with pytest.raises(ScaleError, match="greater than 1"):
+        da.geosr.downscale(0.5, model=str(model1))
+    with pytest.raises(TypeError):
+        da.geosr.downscale(2, modle=str(model1))
