@@ -1,0 +1,108 @@
+"""dask.distributed: a LocalCluster of 2 worker processes runs the tiles of the accessor and of
+``geosr downscale --scheduler``, with output identical to the local run and the model loaded once
+per worker."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from conftest import assert_one_line_error
+
+from geosr.testing import fbm_surface
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    ) as local:
+        yield local
+
+
+@pytest.fixture
+def client(cluster):
+    with distributed.Client(cluster) as connected:
+        yield connected
+
+
+def grid(n_time=4, shape=(16, 20)):
+    data = np.stack([fbm_surface(shape, seed=i, relief=15.0, base=280.0) for i in range(n_time)])
+    coords = {
+        "time": np.arange(n_time),
+        "lat": 40.0 - 0.5 * np.arange(shape[0]),
+        "lon": 10.0 + 0.5 * np.arange(shape[1]),
+    }
+    return xr.DataArray(data, dims=("time", "lat", "lon"), coords=coords, name="tas", attrs={"units": "K"})
+
+
+def count_downscalers() -> None:
+    """On a worker: count the Downscalers built from now on in ``geosr.predict.BUILT``."""
+    from geosr import predict
+
+    predict.BUILT = 0
+    original = predict.Downscaler.__init__
+
+    def counting(self, *args, **kwargs):
+        predict.BUILT += 1
+        original(self, *args, **kwargs)
+
+    predict.Downscaler.__init__ = counting
+    predict._CACHE.clear()
+
+
+def built() -> int:
+    from geosr import predict
+
+    return predict.BUILT
+
+
+def test_accessor_runs_on_the_workers_identical_to_local(client, model1):
+    lazy = grid().chunk({"time": 1, "lat": 8, "lon": 10}).geosr.downscale(2, model=str(model1), device="cpu")
+    local = lazy.compute(scheduler="sync")
+    client.run(count_downscalers)
+    on_cluster = lazy.compute()  # the client is the default scheduler inside its context
+    np.testing.assert_array_equal(on_cluster.values, local.values)
+    counts = client.run(built)
+    assert len(counts) == 2 and sum(counts.values()) >= 1, counts
+    assert all(n <= 1 for n in counts.values()), f"the model was loaded more than once on a worker: {counts}"
+    assert lazy.data.npartitions == 16
+
+
+def test_cli_scheduler_geotiff_identical_to_local(cli, cluster, make_geotiff, model1, tmp_path):
+    src = make_geotiff("dem.tif", fbm_surface((30, 26), seed=9))
+    common = ("downscale", src, "--scale", 3, "--model", model1, "--tile-size", 24, "--device", "cpu", "-q")
+    assert cli(*common, "-o", tmp_path / "local.tif").code == 0
+    result = cli(*common, "-o", tmp_path / "cluster.tif", "--scheduler", cluster.scheduler_address)
+    assert result.code == 0, result.err
+    with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "cluster.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert (a.crs, a.transform, a.shape) == (b.crs, b.transform, b.shape) == (b.crs, b.transform, (90, 78))
+
+
+def test_cli_scheduler_netcdf_identical_to_local(cli, cluster, model1, tmp_path):
+    pytest.importorskip("netCDF4")
+    src = tmp_path / "tas.nc"
+    grid().to_dataset().to_netcdf(src)
+    common = ("downscale", src, "--variable", "tas", "--scale", 2, "--model", model1, "--tile-size", 16, "-q")
+    assert cli(*common, "-o", tmp_path / "local.nc").code == 0
+    result = cli(*common, "-o", tmp_path / "cluster.nc", "--scheduler", cluster.scheduler_address)
+    assert result.code == 0, result.err
+    with xr.open_dataset(tmp_path / "local.nc") as a, xr.open_dataset(tmp_path / "cluster.nc") as b:
+        np.testing.assert_array_equal(a.tas.values, b.tas.values)
+        assert b.tas.shape == (4, 32, 40)
+
+
+def test_unreachable_scheduler_is_one_clear_line(cli, dem_tif, model1, tmp_path, monkeypatch):
+    from geosr import distributed as geosr_distributed
+
+    monkeypatch.setattr(geosr_distributed, "CONNECT_TIMEOUT", "1s")
+    out = tmp_path / "out.tif"
+    result = cli("downscale", dem_tif, "--scale", 2, "--model", model1, "-o", out, "--scheduler", "tcp://127.0.0.1:9")
+    assert "cannot reach a dask scheduler at 'tcp://127.0.0.1:9'" in assert_one_line_error(result.err, result.code)
+    assert not out.exists()
