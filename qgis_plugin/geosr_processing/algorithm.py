@@ -1,0 +1,260 @@
+"""``geosr:downscale``: super-resolve a raster layer into a GeoTIFF, as ``geosr downscale`` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from processing.core.ProcessingConfig import ProcessingConfig
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from geosr_processing.runner import DEFAULT_TILE_SIZE, Canceled, GeosrNotFound, Job, RunError, find_geosr, run
+
+#: The Processing setting (Options > Processing > Providers > geosr) holding the geosr executable.
+EXECUTABLE_SETTING = "GEOSR_EXECUTABLE"
+
+HELP = """Super-resolves a raster layer (a DEM, a climate grid, any GDAL raster) with geosr's VDSR network and \
+writes a GeoTIFF with the same CRS and extent and finer pixels: the same result as \
+<code>geosr downscale</code> on the command line.
+
+<h3>Parameters</h3>
+<ul>
+<li><b>Input raster</b>: any raster layer stored in a file GDAL reads.</li>
+<li><b>Bands</b>: the bands to downscale, in this order (empty: all).</li>
+<li><b>Scale factor</b> or <b>Target resolution</b>: set exactly one. A scale of 4 makes each pixel 4 x 4 \
+pixels (it may be fractional, like 2.5); a target resolution is a pixel size in the layer's CRS units.</li>
+<li><b>Model</b>: the name of a model shipped with geosr (<code>geosr models</code> lists them) or a \
+<code>.safetensors</code> model file. Empty: geosr's default model, <i>dem</i>. A 1-band model \
+applies to every band; an N-band model needs N bands.</li>
+<li><b>Device</b>: where the network runs; <i>auto</i> picks CUDA, then Apple MPS, then the CPU.</li>
+<li><b>Tile size</b>: output pixels per tile side; memory grows with its square. Tiles are seam-free.</li>
+<li><b>Conserve</b>: make the output pixels of each input cell average exactly to its value.</li>
+</ul>
+<p>Nodata stays nodata; band descriptions, units and tags carry over. The output is float32 GeoTIFF.</p>
+
+<h3>Setup</h3>
+<p>geosr runs inside QGIS when it is installed in QGIS's Python. Otherwise install geosr anywhere \
+(<code>pip install geosr</code>, in a virtual environment or conda) and give the path of its \
+<code>geosr</code> executable in Processing &gt; Options &gt; Providers &gt; geosr, or in the \
+<code>GEOSR_EXECUTABLE</code> environment variable; a configured executable is used even when geosr \
+also imports in QGIS. Progress is shown per tile; Cancel stops geosr and leaves no output.</p>
+"""
+
+
+def _tr(text: str) -> str:
+    return QCoreApplication.translate("geosr", text)
+
+
+def _advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+    return parameter
+
+
+class DownscaleAlgorithm(QgsProcessingAlgorithm):
+    """Processing algorithm ``geosr:downscale``; parameter names are stable (scripts and models use them)."""
+
+    INPUT = "INPUT"
+    BANDS = "BANDS"
+    SCALE = "SCALE"
+    RESOLUTION = "RESOLUTION"
+    MODEL = "MODEL"
+    DEVICE = "DEVICE"
+    TILE_SIZE = "TILE_SIZE"
+    CONSERVE = "CONSERVE"
+    OUTPUT = "OUTPUT"
+    DEVICES = ["auto", "cpu", "cuda", "mps"]
+
+    def name(self) -> str:
+        return "downscale"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS's names)
+        return _tr("Downscale raster (super-resolution)")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return _tr(HELP)
+
+    def createInstance(self) -> DownscaleAlgorithm:  # noqa: N802
+        return DownscaleAlgorithm()
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        double = QgsProcessingParameterNumber.Type.Double
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input raster")))
+        self.addParameter(
+            QgsProcessingParameterBand(
+                self.BANDS, _tr("Bands (empty: all)"), None, self.INPUT, optional=True, allowMultiple=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.SCALE, _tr("Scale factor, > 1 (or set a target resolution)"), double, None, True, 1.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.RESOLUTION,
+                _tr("Target resolution, in the layer's CRS units (or set a scale)"),
+                double,
+                None,
+                True,
+                0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.MODEL,
+                _tr("Model: a shipped model's name or a .safetensors file (empty: dem)"),
+                QgsProcessingParameterFile.Behavior.File,
+                "",
+                None,
+                True,
+                _tr("geosr models (*.safetensors);;All files (*)"),
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.DEVICE, _tr("Device"), self.DEVICES, defaultValue="auto", usesStaticStrings=True
+            )
+        )
+        self.addParameter(
+            _advanced(
+                QgsProcessingParameterNumber(
+                    self.TILE_SIZE,
+                    _tr("Tile size (output pixels per side)"),
+                    defaultValue=DEFAULT_TILE_SIZE,
+                    minValue=16,
+                )
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.CONSERVE, _tr("Conserve: output pixels average to their input cell"), defaultValue=False
+            )
+        )
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, _tr("Downscaled raster")))
+
+    def canExecute(self) -> tuple[bool, str]:  # noqa: N802
+        try:
+            find_geosr(_configured_executable())
+        except GeosrNotFound as exc:
+            return False, str(exc)
+        return True, ""
+
+    def checkParameterValues(  # noqa: N802
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[bool, str]:
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        try:
+            self._scale_and_resolution(parameters, context)
+            self._output(parameters, context)
+        except QgsProcessingException as exc:
+            return False, str(exc)
+        return True, ""
+
+    def processAlgorithm(  # noqa: N802
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        scale, resolution = self._scale_and_resolution(parameters, context)
+        output = self._output(parameters, context)
+        job = Job(
+            source=self._source(parameters, context),
+            output=output,
+            scale=scale,
+            resolution=resolution,
+            model=self.parameterAsFile(parameters, self.MODEL, context).strip(),
+            device=self.parameterAsEnumString(parameters, self.DEVICE, context),
+            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
+            conserve=self.parameterAsBoolean(parameters, self.CONSERVE, context),
+        )
+        try:
+            run(job, feedback, find_geosr(_configured_executable()))
+        except (GeosrNotFound, RunError) as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        except Canceled as exc:
+            raise QgsProcessingException(_tr("Canceled: geosr stopped and wrote no output")) from exc
+        return {self.OUTPUT: output}
+
+    def _scale_and_resolution(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[float | None, float | None]:
+        """The scale factor and the target resolution, exactly one of them set."""
+        scale, resolution = (
+            self.parameterAsDouble(parameters, name, context) if _is_set(parameters.get(name)) else None
+            for name in (self.SCALE, self.RESOLUTION)
+        )
+        if scale is None and resolution is None:
+            raise QgsProcessingException(
+                _tr("Set the Scale factor (SCALE, for example 4) or the Target resolution (RESOLUTION)")
+            )
+        if scale is not None and resolution is not None:
+            raise QgsProcessingException(
+                _tr("Set either the Scale factor (SCALE) or the Target resolution (RESOLUTION), not both")
+            )
+        return scale, resolution
+
+    def _output(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if Path(output).suffix.lower() not in (".tif", ".tiff"):
+            raise QgsProcessingException(
+                _tr("geosr writes GeoTIFF: give the output a .tif name instead of '{}'").format(output)
+            )
+        return output
+
+    def _source(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        """The input as GDAL opens it: the layer's source, or a VRT of the chosen bands."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                _tr("'{}' is a {} layer; geosr reads files through GDAL: save it as a GeoTIFF first").format(
+                    layer.name(), layer.providerType()
+                )
+            )
+        bands = self.parameterAsInts(parameters, self.BANDS, context)
+        if not bands or bands == list(range(1, layer.bandCount() + 1)):
+            return layer.source()
+        return _band_subset(layer, bands)
+
+
+def _configured_executable() -> str:
+    return ProcessingConfig.getSetting(EXECUTABLE_SETTING) or ""
+
+
+def _is_set(value: Any) -> bool:
+    """Whether an optional parameter value was given (not None, NULL or an empty string)."""
+    return value is not None and value != "" and not (hasattr(value, "isNull") and value.isNull())
+
+
+def _band_subset(layer: QgsRasterLayer, bands: list[int]) -> str:
+    """A temporary VRT of ``layer`` holding ``bands`` in that order, with their metadata."""
+    from osgeo import gdal
+
+    missing = [band for band in bands if not 1 <= band <= layer.bandCount()]
+    if missing:
+        raise QgsProcessingException(
+            _tr("'{}' has {} band(s); there is no band {}").format(layer.name(), layer.bandCount(), missing[0])
+        )
+    path = QgsProcessingUtils.generateTempFilename("geosr_bands.vrt")
+    dataset = gdal.Translate(path, layer.source(), format="VRT", bandList=bands)
+    if dataset is None:
+        raise QgsProcessingException(_tr("GDAL could not select bands {} of '{}'").format(bands, layer.source()))
+    dataset = None  # closing the dataset writes the VRT
+    return path

@@ -1,0 +1,280 @@
+"""Run geosr for the QGIS tool: inside QGIS's Python when geosr imports there, else as a subprocess.
+
+This module does not import QGIS: it talks to a QGIS feedback object through :class:`Feedback`
+(which ``QgsProcessingFeedback`` satisfies) and reports failures as :class:`RunError` and
+:class:`Canceled`, which the algorithm turns into ``QgsProcessingException``. That keeps it testable
+from geosr's own environment, where geosr imports but QGIS does not.
+
+Which geosr runs, first match wins:
+
+1. the executable configured in the Processing settings (``configured``), else the one named by the
+   ``GEOSR_EXECUTABLE`` environment variable: a deliberate choice, for example an environment with
+   CUDA;
+2. geosr imported in this Python, when it and torch are installed there;
+3. ``geosr`` on the ``PATH``.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+#: Environment variable naming the geosr executable (used when the Processing setting is empty).
+EXECUTABLE_ENV = "GEOSR_EXECUTABLE"
+#: geosr's default tile size (``geosr.predict.DEFAULT_TILE_SIZE``, which may not import here).
+DEFAULT_TILE_SIZE = 1024
+#: How often (seconds) a subprocess run looks at the cancel button while waiting for output.
+POLL_SECONDS = 0.1
+#: How long (seconds) a cancelled geosr gets to delete its partial output before it is killed.
+STOP_SECONDS = 10.0
+#: Variables QGIS may set for its own Python, GDAL and PROJ (the Windows installers do); geosr's
+#: environment brings its own, and a mismatched ``proj.db`` or ``PYTHONHOME`` breaks it.
+FOREIGN_ENV = ("PYTHONHOME", "PYTHONPATH", "GDAL_DATA", "GDAL_DRIVER_PATH", "PROJ_LIB", "PROJ_DATA")
+INSTALL_HINT = (
+    "install geosr (pip install geosr) and give the path of its `geosr` executable in Processing > Options > "
+    f"Providers > geosr, or in the {EXECUTABLE_ENV} environment variable; or install geosr into QGIS's own Python"
+)
+
+_PROGRESS = re.compile(r"PROGRESS (\d+)/(\d+)")
+
+
+class Feedback(Protocol):
+    """The part of ``QgsProcessingFeedback`` that a run uses."""
+
+    def isCanceled(self) -> bool: ...  # noqa: N802 (QGIS's names)
+
+    def setProgress(self, progress: float) -> None: ...  # noqa: N802
+
+    def pushInfo(self, info: str) -> None: ...  # noqa: N802
+
+    def pushCommandInfo(self, info: str) -> None: ...  # noqa: N802
+
+    def pushConsoleInfo(self, info: str) -> None: ...  # noqa: N802
+
+
+class RunError(Exception):
+    """geosr refused the job or failed; the message is geosr's one-line explanation."""
+
+
+class Canceled(Exception):
+    """The user cancelled the run; no output was written."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One downscaling run, in the terms of ``geosr downscale``.
+
+    Parameters
+    ----------
+    source : str
+        The input raster, as GDAL opens it.
+    output : str
+        The GeoTIFF to write (replaced if it exists, as Processing outputs are).
+    scale, resolution : float or None
+        Exactly one is given: the refinement factor, or the target pixel size in CRS units.
+    model : str
+        A shipped model's name or a model file; empty for geosr's default model.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``mps``.
+    tile_size : int
+        Output pixels per tile side.
+    conserve : bool
+        Make each input cell's output pixels average exactly to the input value.
+    """
+
+    source: str
+    output: str
+    scale: float | None
+    resolution: float | None
+    model: str
+    device: str
+    tile_size: int
+    conserve: bool
+
+    def cli_arguments(self) -> list[str]:
+        """Arguments of ``geosr`` for this job, with progress as lines on stdout."""
+        arguments = ["downscale", self.source, "--output", self.output, "--overwrite", "--progress-lines"]
+        if self.scale is not None:
+            arguments += ["--scale", repr(self.scale)]
+        if self.resolution is not None:
+            arguments += ["--resolution", repr(self.resolution)]
+        if self.model:
+            arguments += ["--model", self.model]
+        arguments += ["--device", self.device, "--tile-size", str(self.tile_size)]
+        if self.conserve:
+            arguments.append("--conserve")
+        return arguments
+
+    def pipeline_keywords(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`geosr.pipeline.downscale_raster` for this job."""
+        return {
+            "scale": self.scale,
+            "resolution": self.resolution,
+            "model": self.model or None,
+            "device": self.device,
+            "tile_size": self.tile_size,
+            "conserve": self.conserve,
+            "overwrite": True,
+        }
+
+
+class GeosrNotFound(Exception):
+    """Neither a geosr executable nor an importable geosr is available; the message says how to fix it."""
+
+
+def find_geosr(configured: str = "") -> Path | None:
+    """The geosr executable to run, or ``None`` to run geosr inside this Python.
+
+    Parameters
+    ----------
+    configured : str
+        The Processing setting (a path, or empty when unset).
+
+    Raises
+    ------
+    GeosrNotFound
+        When the configured executable does not exist, or when no geosr is available at all.
+    """
+    for origin, value in (
+        ("Processing setting", configured),
+        (f"{EXECUTABLE_ENV} variable", os.environ.get(EXECUTABLE_ENV, "")),
+    ):
+        if value:
+            path = Path(value).expanduser()
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                raise GeosrNotFound(
+                    f"the geosr executable '{value}' named by the {origin} is not an executable file; {INSTALL_HINT}"
+                )
+            return path
+    if geosr_importable():
+        return None
+    found = shutil.which("geosr")
+    if found is None:
+        raise GeosrNotFound(f"geosr is not available; {INSTALL_HINT}")
+    return Path(found)
+
+
+def geosr_importable() -> bool:
+    """Whether geosr, torch and rasterio are installed in this Python (found, not imported)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("geosr", "torch", "rasterio"))
+
+
+def run(job: Job, feedback: Feedback, executable: Path | None) -> None:
+    """Run ``job`` with ``executable`` (see :func:`find_geosr`), or in this Python when it is ``None``.
+
+    Raises
+    ------
+    RunError
+        geosr refused the job or failed (the message is geosr's).
+    Canceled
+        ``feedback`` was cancelled; geosr stopped and left no output.
+    """
+    if executable is None:
+        _run_in_process(job, feedback)
+    else:
+        _run_executable(executable, job, feedback)
+
+
+def _run_in_process(job: Job, feedback: Feedback) -> None:
+    from geosr.errors import GeosrError
+    from geosr.pipeline import downscale_raster
+
+    def progress(done: int, total: int) -> None:
+        feedback.setProgress(100.0 * done / total)
+        if feedback.isCanceled():
+            raise Canceled  # the pipeline deletes its temporary file on the way out
+
+    feedback.pushInfo(f"Running geosr in QGIS's Python: downscale_raster({job.source!r}, {job.output!r})")
+    try:
+        result = downscale_raster(job.source, job.output, **job.pipeline_keywords(), progress=progress)
+    except GeosrError as exc:
+        raise RunError(str(exc)) from exc
+    rows, cols = result.shape
+    feedback.pushInfo(f"wrote {result.path}: {cols} x {rows} pixels, model {result.model}, {result.device}")
+
+
+def _run_executable(executable: Path, job: Job, feedback: Feedback) -> None:
+    command = [str(executable), *job.cli_arguments()]
+    feedback.pushCommandInfo(shlex.join(command))
+    env = {name: value for name, value in os.environ.items() if name not in FOREIGN_ENV}
+    env["PYTHONIOENCODING"] = "utf-8"
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        encoding="utf-8",
+        errors="replace",
+    )
+    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+    assert process.stdout is not None and process.stderr is not None
+    for name, stream in (("stdout", process.stdout), ("stderr", process.stderr)):
+        threading.Thread(target=_pump, args=(name, stream, lines), daemon=True).start()
+    errors: list[str] = []
+    open_streams = 2
+    while open_streams:
+        if feedback.isCanceled():
+            _stop(process, Path(job.output))
+            raise Canceled
+        try:
+            name, line = lines.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            continue
+        if line is None:
+            open_streams -= 1
+        elif name == "stdout" and (match := _PROGRESS.fullmatch(line)):
+            feedback.setProgress(100.0 * int(match[1]) / int(match[2]))
+        else:
+            feedback.pushConsoleInfo(line)
+            if name == "stderr":
+                errors.append(line)
+    code = process.wait()
+    if code != 0:
+        raise RunError(_error_message(errors, code))
+
+
+def _pump(name: str, stream: IO[str], lines: queue.Queue[tuple[str, str | None]]) -> None:
+    """Forward the lines of one pipe to ``lines``, then ``None`` when it closes."""
+    with stream:
+        for line in stream:
+            if line.strip():
+                lines.put((name, line.rstrip()))
+    lines.put((name, None))
+
+
+def _stop(process: subprocess.Popen[str], output: Path) -> None:
+    """Stop geosr as Ctrl+C does (it then deletes its temporary file); kill it if it does not stop."""
+    if os.name == "posix":
+        process.send_signal(signal.SIGINT)
+    else:
+        process.terminate()
+    try:
+        process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    # a killed geosr cannot clean up: remove its temporary files (".<name>.<random>.geosr-part" beside the output)
+    for leftover in output.parent.glob(f".{glob.escape(output.name)}.*.geosr-*"):
+        leftover.unlink(missing_ok=True)
+
+
+def _error_message(stderr: Sequence[str], code: int) -> str:
+    """geosr's one-line error (``Error: ...`` on stderr) without its prefix, else the last line and the code."""
+    for line in reversed(stderr):
+        if line.startswith("Error: "):
+            return line[len("Error: ") :]
+    last = stderr[-1] if stderr else "no message"
+    return f"geosr stopped with exit code {code}: {last}"

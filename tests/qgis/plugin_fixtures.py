@@ -1,0 +1,111 @@
+"""Fixtures for the QGIS plugin tests: a headless QGIS with the plugin loaded, geosr, tiny models.
+
+Test modules load them with ``pytest_plugins = ["plugin_fixtures"]``; this folder has no
+``conftest.py`` because pytest would import it under the same module name as ``tests/conftest.py``.
+
+The QGIS tests run in the Python that has QGIS (Debian: ``/usr/bin/python3`` with ``python3-qgis``),
+usually without torch or geosr: geosr runs as the executable in ``GEOSR_EXECUTABLE`` (default
+``.venv/bin/geosr``), and test models are made by the ``python`` beside it. ``make test-qgis`` runs
+them with ``--confcutdir=tests/qgis`` so that ``tests/conftest.py`` (which needs torch) is not
+loaded. QGIS is imported only inside fixtures, so ``test_runner.py`` also runs in geosr's own
+environment (``make test``), where the QGIS tests skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def jacksboro() -> Path:
+    """The bundled real DEM: SRTM 3 arc-seconds, 403 x 344 px, int16 metres, EPSG:4326."""
+    return REPO / "examples" / "jacksboro_fault_dem.tif"
+
+
+@pytest.fixture(scope="session")
+def plugin_folder() -> Path:
+    """The folder holding the plugin ``geosr_processing`` (what ``QGIS_PLUGINPATH`` names)."""
+    return REPO / "qgis_plugin"
+
+
+@pytest.fixture(scope="session")
+def geosr_executable() -> Path:
+    """The geosr command line the plugin runs: ``$GEOSR_EXECUTABLE``, else the dev venv's."""
+    path = Path(os.environ.get("GEOSR_EXECUTABLE") or REPO / ".venv" / "bin" / "geosr")
+    if not path.is_file():
+        pytest.fail(f"no geosr executable at {path}: run `make setup` or set GEOSR_EXECUTABLE")
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_model(geosr_executable: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``make_model(depth, width)``: a random VDSR file made by geosr's own Python (torch may not import here)."""
+    folder = tmp_path_factory.mktemp("models")
+    python = geosr_executable.with_name("python")
+
+    def make(depth: int, width: int) -> Path:
+        path = folder / f"random_d{depth}_w{width}.safetensors"
+        if not path.exists():
+            code = f"from geosr.testing import random_model; random_model({str(path)!r}, depth={depth}, width={width})"
+            subprocess.run([str(python), "-c", code], check=True, timeout=300)
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model(make_model: Any) -> Path:
+    """A 1-band random VDSR of depth 4 and width 8: fast, right for checking the plumbing."""
+    return make_model(4, 8)
+
+
+@pytest.fixture(scope="session")
+def qgis_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway QGIS profile for this process and the ``qgis_process`` it starts: no user setting leaks in."""
+    profile = tmp_path_factory.mktemp("qgis-profile")
+    os.environ["XDG_DATA_HOME"] = str(profile / "data")
+    os.environ["XDG_CONFIG_HOME"] = str(profile / "config")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    return profile
+
+
+@pytest.fixture(scope="session")
+def qgis_app(qgis_profile: Path) -> Iterator[Any]:
+    """A headless QGIS with Processing and the plugin (through its ``classFactory``) loaded."""
+    from qgis.core import QgsApplication
+
+    QgsApplication.setPrefixPath(os.environ.get("QGIS_PREFIX_PATH", "/usr"), True)
+    app = QgsApplication([], False)
+    app.initQgis()
+    sys.path.append(os.path.join(QgsApplication.pkgDataPath(), "python", "plugins"))
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    import geosr_processing
+
+    plugin = geosr_processing.classFactory(None)
+    plugin.initProcessing()
+    yield app
+    plugin.unload()
+    app.exitQgis()
+
+
+@pytest.fixture
+def processing(qgis_app: Any, geosr_executable: Path) -> Iterator[Any]:
+    """QGIS's ``processing`` module, with the geosr executable set in the provider's Processing setting."""
+    import processing as qgis_processing
+    from geosr_processing.algorithm import EXECUTABLE_SETTING
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    ProcessingConfig.setSettingValue(EXECUTABLE_SETTING, str(geosr_executable))
+    yield qgis_processing
+    ProcessingConfig.setSettingValue(EXECUTABLE_SETTING, "")

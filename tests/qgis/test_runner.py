@@ -1,0 +1,167 @@
+"""The plugin's runner without QGIS: choice of geosr, command line, subprocess and in-process runs, cancel.
+
+Runs in geosr's environment (``make test``: the in-process path) and in QGIS's Python
+(``make test-qgis``: the subprocess path; the in-process tests skip there, geosr not being installed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from geosr_processing import runner
+from geosr_processing.runner import EXECUTABLE_ENV, Canceled, GeosrNotFound, Job, RunError, find_geosr, run
+
+pytest_plugins = ["plugin_fixtures"]
+
+NO_GEOSR = "geosr is not installed in this Python; its in-process path is tested in geosr's environment (make test)"
+
+
+class Recorder:
+    """A stand-in for ``QgsProcessingFeedback`` that records progress and can cancel at the first report."""
+
+    def __init__(self, cancel_on_progress: bool = False) -> None:
+        self.cancel_on_progress = cancel_on_progress
+        self.canceled_at: float | None = None
+        self.progress: list[float] = []
+        self.messages: list[str] = []
+
+    def isCanceled(self) -> bool:  # noqa: N802
+        return self.canceled_at is not None
+
+    def setProgress(self, progress: float) -> None:  # noqa: N802
+        self.progress.append(progress)
+        if self.cancel_on_progress and self.canceled_at is None:
+            self.canceled_at = time.monotonic()
+
+    def pushInfo(self, info: str) -> None:  # noqa: N802
+        self.messages.append(info)
+
+    pushCommandInfo = pushConsoleInfo = pushInfo  # noqa: N815
+
+
+def make_job(jacksboro: Path, output: Path, model: Path, **changes: Any) -> Job:
+    options: dict[str, Any] = {
+        "source": str(jacksboro),
+        "output": str(output),
+        "scale": 2.0,
+        "resolution": None,
+        "model": str(model),
+        "device": "cpu",
+        "tile_size": 256,
+        "conserve": False,
+    }
+    return Job(**{**options, **changes})
+
+
+def test_cli_arguments_are_geosr_downscale_options(jacksboro, tmp_path):
+    job = make_job(jacksboro, tmp_path / "out.tif", Path("m.safetensors"), scale=None, resolution=0.0004, conserve=True)
+    assert job.cli_arguments() == [
+        "downscale",
+        str(jacksboro),
+        "--output",
+        str(tmp_path / "out.tif"),
+        "--overwrite",
+        "--progress-lines",
+        "--resolution",
+        "0.0004",
+        "--model",
+        "m.safetensors",
+        "--device",
+        "cpu",
+        "--tile-size",
+        "256",
+        "--conserve",
+    ]
+    assert "--model" not in dataclasses.replace(job, model="").cli_arguments()  # geosr's default model
+
+
+def test_configured_executable_comes_first(monkeypatch, tmp_path, geosr_executable):
+    monkeypatch.setenv(EXECUTABLE_ENV, str(geosr_executable))
+    assert find_geosr() == geosr_executable
+    other = tmp_path / "geosr"
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    assert find_geosr(str(other)) == other
+    with pytest.raises(GeosrNotFound, match="nope.*Processing setting.*pip install geosr"):
+        find_geosr(str(tmp_path / "nope"))
+    monkeypatch.setenv(EXECUTABLE_ENV, str(tmp_path / "missing"))
+    with pytest.raises(GeosrNotFound, match=f"missing.*{EXECUTABLE_ENV} variable"):
+        find_geosr()
+
+
+def test_unconfigured_uses_importable_geosr_then_path(monkeypatch, tmp_path):
+    monkeypatch.delenv(EXECUTABLE_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(runner, "geosr_importable", lambda: True)
+    assert find_geosr() is None
+    monkeypatch.setattr(runner, "geosr_importable", lambda: False)
+    with pytest.raises(GeosrNotFound, match=f"geosr is not available; install geosr .*{EXECUTABLE_ENV}"):
+        find_geosr()
+    on_path = tmp_path / "geosr"
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    assert find_geosr() == on_path
+
+
+def test_subprocess_run_streams_progress(jacksboro, tmp_path, geosr_executable, tiny_model):
+    feedback = Recorder()
+    run(make_job(jacksboro, tmp_path / "out.tif", tiny_model), feedback, geosr_executable)
+    assert (tmp_path / "out.tif").is_file()
+    assert len(feedback.progress) == 12 and feedback.progress[-1] == 100  # 806 x 688 px in 256 px tiles
+    assert feedback.messages[0].startswith(f"{geosr_executable} downscale")
+    assert any(message.startswith("wrote ") for message in feedback.messages)
+
+
+def test_subprocess_error_is_geosrs_line(jacksboro, tmp_path, geosr_executable, tiny_model):
+    with pytest.raises(RunError, match=r"^scale must be greater than 1, got 1\.0") as error:
+        run(make_job(jacksboro, tmp_path / "out.tif", tiny_model, scale=1.0), Recorder(), geosr_executable)
+    assert "Error:" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_subprocess_cancel_stops_promptly_and_leaves_nothing(jacksboro, tmp_path, geosr_executable, make_model):
+    slow = make_model(8, 32)
+    feedback = Recorder(cancel_on_progress=True)
+    out = tmp_path / "out" / "cancelled.tif"
+    out.parent.mkdir()
+    with pytest.raises(Canceled):
+        run(make_job(jacksboro, out, slow, scale=4.0, tile_size=64), feedback, geosr_executable)
+    assert feedback.canceled_at is not None
+    assert time.monotonic() - feedback.canceled_at < runner.STOP_SECONDS
+    assert len(feedback.progress) == 1
+    assert list(out.parent.iterdir()) == []
+
+
+def test_in_process_run_equals_subprocess_run(jacksboro, tmp_path, geosr_executable, tiny_model):
+    if not runner.geosr_importable():
+        pytest.skip(NO_GEOSR)
+    import numpy as np
+    import rasterio
+
+    from geosr.predict import DEFAULT_TILE_SIZE
+
+    assert runner.DEFAULT_TILE_SIZE == DEFAULT_TILE_SIZE
+    feedback = Recorder()
+    run(make_job(jacksboro, tmp_path / "in.tif", tiny_model, scale=2.5), feedback, None)
+    run(make_job(jacksboro, tmp_path / "sub.tif", tiny_model, scale=2.5), Recorder(), geosr_executable)
+    assert feedback.progress[-1] == 100 and any(m.startswith("wrote ") for m in feedback.messages)
+    with rasterio.open(tmp_path / "in.tif") as a, rasterio.open(tmp_path / "sub.tif") as b:
+        assert (a.shape, a.transform, a.crs, a.nodata) == (b.shape, b.transform, b.crs, b.nodata)
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_in_process_errors_and_cancel(jacksboro, tmp_path, tiny_model):
+    if not runner.geosr_importable():
+        pytest.skip(NO_GEOSR)
+    with pytest.raises(RunError, match="greater than 1"):
+        run(make_job(jacksboro, tmp_path / "bad.tif", tiny_model, scale=0.5), Recorder(), None)
+    feedback = Recorder(cancel_on_progress=True)
+    with pytest.raises(Canceled):
+        run(make_job(jacksboro, tmp_path / "cancelled.tif", tiny_model), feedback, None)
+    assert len(feedback.progress) == 1
+    assert os.listdir(tmp_path) == []
