@@ -14,8 +14,10 @@ environment (``make test``), where the QGIS tests skip.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,15 +28,23 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def jacksboro() -> Path:
-    """The bundled real DEM: SRTM 3 arc-seconds, 403 x 344 px, int16 metres, EPSG:4326."""
-    return REPO / "examples" / "jacksboro_fault_dem.tif"
+def jacksboro(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the bundled real DEM (SRTM 3 arc-seconds, 403 x 344 px, int16 metres, EPSG:4326).
+
+    A copy, because QGIS saves statistics in a ``.aux.xml`` file beside the rasters it opens.
+    """
+    return Path(shutil.copy(REPO / "examples" / "jacksboro_fault_dem.tif", tmp_path_factory.mktemp("input")))
 
 
 @pytest.fixture(scope="session")
-def plugin_folder() -> Path:
-    """The folder holding the plugin ``geosr_processing`` (what ``QGIS_PLUGINPATH`` names)."""
-    return REPO / "qgis_plugin"
+def plugin_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plugin as a user installs it: the zip ``make plugin`` builds, extracted (what ``QGIS_PLUGINPATH`` names)."""
+    from build_zip import build
+
+    folder = tmp_path_factory.mktemp("plugins")
+    with zipfile.ZipFile(build(tmp_path_factory.mktemp("dist"))) as archive:
+        archive.extractall(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,244 @@
+"""``geosr:downscale`` in a real, headless QGIS: processing.run end to end, same result as the CLI,
+band subsets, cancel, clear errors for bad parameters, and ``qgis_process``."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["plugin_fixtures"]
+pytest.importorskip(
+    "qgis.core",
+    reason="QGIS's Python bindings are not importable here: run `make test-qgis` (Debian: apt-get install "
+    "python3-qgis qgis-providers qgis)",
+)
+import numpy as np  # noqa: E402  (QGIS's Python has numpy when it has QGIS)
+from geosr_processing import runner  # noqa: E402
+from qgis.core import (  # noqa: E402
+    QgsApplication,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsRasterLayer,
+)
+
+PARAMETERS = ["INPUT", "BANDS", "SCALE", "RESOLUTION", "MODEL", "DEVICE", "TILE_SIZE", "CONSERVE", "OUTPUT"]
+
+
+def read_raster(path: Path) -> dict[str, Any]:
+    """Size, geotransform, CRS, nodata, band descriptions and values of a raster, read with GDAL."""
+    from osgeo import gdal
+
+    dataset = gdal.Open(str(path))
+    assert dataset is not None, path
+    bands = [dataset.GetRasterBand(i + 1) for i in range(dataset.RasterCount)]
+    return {
+        "size": (dataset.RasterXSize, dataset.RasterYSize, dataset.RasterCount),
+        "transform": dataset.GetGeoTransform(),
+        "crs": dataset.GetSpatialRef().ExportToWkt(),
+        "nodata": [band.GetNoDataValue() for band in bands],
+        "descriptions": [band.GetDescription() for band in bands],
+        "values": dataset.ReadAsArray(),
+    }
+
+
+def corners(layer: QgsRasterLayer) -> list[float]:
+    extent = layer.extent()
+    return [extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()]
+
+
+def assert_same_raster(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert {k: v for k, v in a.items() if k != "values"} == {k: v for k, v in b.items() if k != "values"}
+    np.testing.assert_array_equal(a["values"], b["values"])
+
+
+def write_bands(path: Path, values: np.ndarray, descriptions: list[str]) -> Path:
+    """A float32 GeoTIFF of ``values`` (band, y, x) in UTM 33N with 30 m pixels and band descriptions."""
+    from osgeo import gdal, osr
+
+    dataset = gdal.GetDriverByName("GTiff").Create(
+        str(path), values.shape[2], values.shape[1], values.shape[0], gdal.GDT_Float32
+    )
+    dataset.SetGeoTransform((500_000.0, 30.0, 0.0, 4_200_000.0, 0.0, -30.0))
+    crs = osr.SpatialReference()
+    crs.ImportFromEPSG(32633)
+    dataset.SetProjection(crs.ExportToWkt())
+    for i, description in enumerate(descriptions):
+        band = dataset.GetRasterBand(i + 1)
+        band.WriteArray(values[i])
+        band.SetDescription(description)
+    dataset = None  # closing writes the file
+    return path
+
+
+def test_plugin_registers_provider_and_algorithm(processing, plugin_folder):
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("geosr")
+    assert provider is not None and not provider.icon().isNull()
+    algorithm = registry.algorithmById("geosr:downscale")
+    assert algorithm is not None and algorithm.provider() is provider
+    assert [p.name() for p in algorithm.parameterDefinitions()] == PARAMETERS
+    assert algorithm.canExecute() == (True, "")
+    assert "GEOSR_EXECUTABLE" in algorithm.shortHelpString() and "Cancel" in algorithm.shortHelpString()
+    metadata = configparser.ConfigParser()
+    metadata.read(plugin_folder / "geosr_processing" / "metadata.txt", encoding="utf-8")
+    general = metadata["general"]
+    for field in ("name", "description", "about", "version", "author", "email", "icon"):
+        assert general[field], field
+    assert general["qgisMinimumVersion"] == "3.22" and general["hasProcessingProvider"] == "yes"
+    assert general["supportsQt6"] == "True"
+    assert (plugin_folder / "geosr_processing" / general["icon"]).is_file()
+
+
+def test_downscale_the_bundled_dem(processing, jacksboro, tiny_model, tmp_path):
+    feedback = QgsProcessingFeedback()
+    progress: list[float] = []
+    feedback.progressChanged.connect(progress.append)
+    out = tmp_path / "jacksboro_x2.tif"
+    parameters = {"INPUT": str(jacksboro), "SCALE": 2, "MODEL": str(tiny_model), "DEVICE": "cpu", "OUTPUT": str(out)}
+    result = processing.run("geosr:downscale", parameters, feedback=feedback)
+    assert result["OUTPUT"] == str(out)
+    layer, source = QgsRasterLayer(str(out), "out"), QgsRasterLayer(str(jacksboro), "in")
+    assert layer.isValid()
+    assert (layer.width(), layer.height(), layer.bandCount()) == (806, 688, 1)
+    assert layer.crs().authid() == source.crs().authid() == "EPSG:4326"
+    assert corners(layer) == pytest.approx(corners(source), abs=1e-9)
+    assert layer.rasterUnitsPerPixelX() == pytest.approx(source.rasterUnitsPerPixelX() / 2)
+    assert progress[-1] == 100
+
+
+@pytest.mark.parametrize(
+    ("options", "cli_options"),
+    [
+        ({"SCALE": 2.5}, ["--scale", "2.5"]),
+        (
+            {"RESOLUTION": 1 / 2400, "CONSERVE": True, "TILE_SIZE": 300},
+            ["--resolution", repr(1 / 2400), "--conserve", "--tile-size", "300"],
+        ),
+    ],
+    ids=["scale 2.5", "resolution, conserve, tiles"],
+)
+def test_same_result_as_the_cli(processing, jacksboro, tiny_model, geosr_executable, tmp_path, options, cli_options):
+    ours, theirs = tmp_path / "qgis.tif", tmp_path / "cli.tif"
+    common = {"INPUT": str(jacksboro), "MODEL": str(tiny_model), "DEVICE": "cpu"}
+    processing.run("geosr:downscale", {**common, **options, "OUTPUT": str(ours)})
+    cli = [str(geosr_executable), "downscale", str(jacksboro), "-o", str(theirs), "--model", str(tiny_model)]
+    subprocess.run([*cli, "--device", "cpu", "--quiet", *cli_options], check=True, timeout=300)
+    assert_same_raster(read_raster(ours), read_raster(theirs))
+
+
+def test_bands_are_chosen_and_ordered(processing, tiny_model, tmp_path):
+    rng = np.random.default_rng(0)
+    values = np.cumsum(np.cumsum(rng.normal(size=(3, 12, 15)), axis=1), axis=2).astype(np.float32)
+    source = write_bands(tmp_path / "three.tif", values * [[[1]], [[10]], [[100]]], ["red", "green", "blue"])
+    common = {"INPUT": str(source), "SCALE": 2, "MODEL": str(tiny_model), "DEVICE": "cpu"}
+    processing.run("geosr:downscale", {**common, "OUTPUT": str(tmp_path / "all.tif")})
+    processing.run("geosr:downscale", {**common, "BANDS": [3, 1], "OUTPUT": str(tmp_path / "some.tif")})
+    every, some = read_raster(tmp_path / "all.tif"), read_raster(tmp_path / "some.tif")
+    assert some["size"] == (30, 24, 2) and some["descriptions"] == ["blue", "red"]
+    assert some["transform"] == every["transform"]
+    np.testing.assert_array_equal(some["values"], every["values"][[2, 0]])
+
+
+def test_cancel_stops_geosr_promptly_and_leaves_no_output(processing, jacksboro, make_model, tmp_path):
+    feedback = QgsProcessingFeedback()
+    canceled_at: list[float] = []
+
+    def cancel_once_running(progress: float) -> None:
+        if progress > 0 and not canceled_at:
+            canceled_at.append(time.monotonic())
+            feedback.cancel()
+
+    feedback.progressChanged.connect(cancel_once_running)
+    out = tmp_path / "out" / "cancelled.tif"
+    out.parent.mkdir()
+    slow = {"SCALE": 4, "TILE_SIZE": 64, "MODEL": str(make_model(8, 32))}  # hundreds of tiles
+    with pytest.raises(QgsProcessingException, match="Canceled: geosr stopped and wrote no output"):
+        processing.run(
+            "geosr:downscale", {"INPUT": str(jacksboro), **slow, "DEVICE": "cpu", "OUTPUT": str(out)}, feedback=feedback
+        )
+    assert canceled_at and time.monotonic() - canceled_at[0] < runner.STOP_SECONDS
+    assert list(out.parent.iterdir()) == []
+
+
+# (parameters changed from a good run, words the message must contain)
+BAD_PARAMETERS = {
+    "neither scale nor resolution": ({"SCALE": None}, ["Set the Scale factor", "or the Target resolution"]),
+    "scale and resolution": ({"RESOLUTION": 0.0004}, ["either the Scale factor", "not both"]),
+    "scale 1 (from geosr)": ({"SCALE": 1}, ["scale must be greater than 1"]),
+    "coarser resolution (from geosr)": ({"SCALE": None, "RESOLUTION": 0.01}, ["resolution 0.01 is not finer"]),
+    "missing model file (from geosr)": ({"MODEL": "{tmp}/nope.safetensors"}, ["nope.safetensors"]),
+    "not a GeoTIFF": ({"OUTPUT": "{tmp}/out.png"}, ["geosr writes GeoTIFF", "out.png"]),
+    "no such band": ({"BANDS": [1, 2]}, ["has 1 band(s); there is no band 2"]),
+    "tile too small": ({"TILE_SIZE": 8}, ["TILE_SIZE"]),
+    "not a raster": ({"INPUT": "{tmp}/notes.txt"}, ["INPUT"]),
+}
+
+
+@pytest.mark.parametrize(("changes", "words"), BAD_PARAMETERS.values(), ids=BAD_PARAMETERS.keys())
+def test_bad_parameters_raise_a_clear_error(processing, jacksboro, tiny_model, tmp_path, changes, words):
+    (tmp_path / "notes.txt").write_text("not a raster\n")
+    parameters = {"INPUT": str(jacksboro), "SCALE": 2, "MODEL": str(tiny_model), "OUTPUT": str(tmp_path / "out.tif")}
+    for name, value in changes.items():
+        parameters[name] = value.format(tmp=tmp_path) if isinstance(value, str) else value
+    with pytest.raises(QgsProcessingException) as error:
+        processing.run("geosr:downscale", parameters)
+    for word in words:
+        assert word in str(error.value), f"{word!r} not in {error.value}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_can_execute_says_how_to_set_up_geosr(processing, monkeypatch, tmp_path, jacksboro):
+    from geosr_processing.algorithm import EXECUTABLE_SETTING
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    ProcessingConfig.setSettingValue(EXECUTABLE_SETTING, "")
+    monkeypatch.delenv(runner.EXECUTABLE_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(runner, "geosr_importable", lambda: False)
+    ok, message = QgsApplication.processingRegistry().algorithmById("geosr:downscale").canExecute()
+    assert not ok
+    assert "pip install geosr" in message and "Processing > Options > Providers > geosr" in message
+    assert runner.EXECUTABLE_ENV in message
+    with pytest.raises(QgsProcessingException, match="geosr is not available"):
+        processing.run("geosr:downscale", {"INPUT": str(jacksboro), "SCALE": 2, "OUTPUT": str(tmp_path / "o.tif")})
+
+
+def qgis_process() -> str:
+    """The qgis_process program. Debian's ``qgis_process`` wrapper passes ``--noversioncheck`` (from
+    /etc/default/qgis), which qgis_process 3.22 rejects, so its ``qgis_process.bin`` is called directly."""
+    found = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
+    if found is None:
+        pytest.fail("qgis_process is not installed (Debian: apt-get install qgis)")
+    return found
+
+
+def test_qgis_process_runs_downscale(qgis_profile, plugin_folder, geosr_executable, jacksboro, tiny_model, tmp_path):
+    env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_folder), GEOSR_EXECUTABLE=str(geosr_executable))
+
+    def call(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([qgis_process(), *arguments], capture_output=True, text=True, env=env, timeout=300)
+
+    enabled = call("plugins", "enable", "geosr_processing")
+    assert enabled.returncode == 0, enabled.stderr
+    helped = call("help", "geosr:downscale")
+    assert helped.returncode == 0, helped.stderr
+    for name in PARAMETERS:
+        assert name in helped.stdout
+    out = tmp_path / "out.tif"
+    options = [f"INPUT={jacksboro}", f"MODEL={tiny_model}", "DEVICE=cpu", f"OUTPUT={out}"]
+    done = call("--json", "run", "geosr:downscale", "--", "SCALE=2", *options)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["results"]["OUTPUT"] == str(out)
+    assert read_raster(out)["size"] == (806, 688, 1)
+    refused = call("run", "geosr:downscale", "--", "SCALE=1", *options)
+    assert refused.returncode != 0
+    assert "scale must be greater than 1" in refused.stdout + refused.stderr
