@@ -7,6 +7,7 @@ from typing import Any
 
 from processing.core.ProcessingConfig import ProcessingConfig
 from qgis.core import (
+    Qgis,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -61,8 +62,15 @@ def _tr(text: str) -> str:
     return QCoreApplication.translate("geosr", text)
 
 
+# QGIS 3.36 moved these enums to Qgis (the only spelling in Qt6 builds); 3.22 has only the old ones.
+if hasattr(Qgis, "ProcessingParameterFlag"):
+    ADVANCED, DOUBLE = Qgis.ProcessingParameterFlag.Advanced, Qgis.ProcessingNumberParameterType.Double
+else:
+    ADVANCED, DOUBLE = QgsProcessingParameterDefinition.FlagAdvanced, QgsProcessingParameterNumber.Double
+
+
 def _advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
-    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+    parameter.setFlags(parameter.flags() | ADVANCED)
     return parameter
 
 
@@ -93,7 +101,6 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         return DownscaleAlgorithm()
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
-        double = QgsProcessingParameterNumber.Type.Double
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input raster")))
         self.addParameter(
             QgsProcessingParameterBand(
@@ -102,14 +109,14 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.SCALE, _tr("Scale factor, > 1 (or set a target resolution)"), double, None, True, 1.0
+                self.SCALE, _tr("Scale factor, > 1 (or set a target resolution)"), DOUBLE, None, True, 1.0
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.RESOLUTION,
                 _tr("Target resolution, in the layer's CRS units (or set a scale)"),
-                double,
+                DOUBLE,
                 None,
                 True,
                 0.0,
@@ -119,11 +126,8 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterFile(
                 self.MODEL,
                 _tr("Model: a shipped model's name or a .safetensors file (empty: dem)"),
-                QgsProcessingParameterFile.Behavior.File,
-                "",
-                None,
-                True,
-                _tr("geosr models (*.safetensors);;All files (*)"),
+                optional=True,
+                fileFilter=_tr("geosr models (*.safetensors);;All files (*)"),
             )
         )
         self.addParameter(
