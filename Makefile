@@ -12,7 +12,7 @@ STAMP := $(VENV)/.geosr-installed
 QGIS_PYTHON ?= /usr/bin/python3
 QGIS_REQUIRED ?=
 
-.PHONY: setup demo test test-all test-qgis lint bench plugin clean
+.PHONY: setup demo test test-all test-qgis lint bench bench-distributed bench-memory notebooks plugin clean
 
 $(STAMP): pyproject.toml requirements/dev-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,15 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_downscale.py
+
+bench-distributed: setup
+	$(BIN)/python benchmarks/bench_distributed.py
+
+bench-memory: setup
+	$(BIN)/python benchmarks/bench_memory.py
+
+notebooks: setup
+	cd notebooks && $(abspath $(BIN))/jupyter execute --inplace *.ipynb
 
 plugin:
 	$(PYTHON) qgis_plugin/build_zip.py dist
