@@ -94,6 +94,9 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
     def displayName(self) -> str:  # noqa: N802 (QGIS's names)
         return _tr("Downscale raster (super-resolution)")
 
+    def tags(self) -> list[str]:
+        return ["super-resolution", "downscaling", "upsampling", "DEM", "elevation", "deep learning", "VDSR", "geosr"]
+
     def shortHelpString(self) -> str:  # noqa: N802
         return _tr(HELP)
 

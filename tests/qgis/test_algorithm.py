@@ -147,6 +147,40 @@ def test_bands_are_chosen_and_ordered(processing, tiny_model, tmp_path):
     np.testing.assert_array_equal(some["values"], every["values"][[2, 0]])
 
 
+def test_runs_in_a_processing_model(processing, jacksboro, tiny_model, tmp_path):
+    """geosr:downscale as a model builder step, its input raster and scale wired to the model's inputs."""
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+
+    model = QgsProcessingModelAlgorithm("refine a DEM", "tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("dem", "DEM"), QgsProcessingModelParameter("dem"))
+    model.addModelParameter(QgsProcessingParameterNumber("factor", "Factor"), QgsProcessingModelParameter("factor"))
+    child = QgsProcessingModelChildAlgorithm("geosr:downscale")
+    child.setChildId("geosr")
+    for name, source in (
+        ("INPUT", QgsProcessingModelChildParameterSource.fromModelParameter("dem")),
+        ("SCALE", QgsProcessingModelChildParameterSource.fromModelParameter("factor")),
+        ("MODEL", QgsProcessingModelChildParameterSource.fromStaticValue(str(tiny_model))),
+        ("DEVICE", QgsProcessingModelChildParameterSource.fromStaticValue("cpu")),
+    ):
+        child.addParameterSources(name, [source])
+    output = QgsProcessingModelOutput("fine", "Fine DEM")
+    output.setChildOutputName("OUTPUT")
+    child.setModelOutputs({"fine": output})
+    model.addChildAlgorithm(child)
+    out = tmp_path / "jacksboro_x3.tif"
+    result = processing.run(model, {"dem": str(jacksboro), "factor": 3, "geosr:fine": str(out)})
+    assert result["geosr:fine"] == str(out)
+    assert read_raster(out)["size"] == (1209, 1032, 1)
+
+
 def test_cancel_stops_geosr_promptly_and_leaves_no_output(processing, jacksboro, make_model, tmp_path):
     feedback = QgsProcessingFeedback()
     canceled_at: list[float] = []
