@@ -242,6 +242,15 @@ def test_metadata_carried_over(make_geotiff, tmp_path, model1):
         assert tags["GEOSR_PRECISION"] == "fp32"
 
 
+def test_a_geosr_output_downscales_again_with_fresh_processing_tags(dem_tif, tmp_path, model1):
+    once, twice = tmp_path / "x2.tif", tmp_path / "x4.tif"
+    run(dem_tif, once, scale=2, model=model1)
+    run(once, twice, scale=3, model=model1)
+    with rasterio.open(twice) as dst:
+        assert dst.tags()["GEOSR_SCALE"] == "3"
+        assert dst.shape == (20 * 6, 24 * 6)
+
+
 def test_output_is_tiled_deflate_predictor_3(dem_tif, tmp_path, model1):
     out = tmp_path / "out.tif"
     run(dem_tif, out, scale=2, model=model1, tile_size=64)

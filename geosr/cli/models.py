@@ -21,7 +21,8 @@ def _format_card(name: str, card: object) -> str:
     lines.append(f"  normalisation: {data['normalisation']}; interpolation: {data['interpolation']}")
     for section in ("training", "metrics"):
         for key, value in data[section].items():
-            lines.append(f"  {section}.{key}: {value if isinstance(value, str) else json.dumps(value)}")
+            text = value if isinstance(value, str) else json.dumps(value)
+            lines.append(f"  {section}.{key}: " + text.replace("\n", "\n    "))
     return "\n".join(lines)
 
 
