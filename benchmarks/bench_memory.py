@@ -13,9 +13,12 @@ Usage: python benchmarks/bench_memory.py [--size 8192] [--scale 4] [--tile-size 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench_downscale import downscale_cmd, make_raster, run_measured
 
@@ -23,6 +26,19 @@ from geosr.testing import random_model
 
 #: Peak resident memory the command must stay under, in MiB.
 TARGET_MIB = 2048
+
+
+def in_fresh_process(function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run ``function`` in a spawned process.
+
+    A child's ``ru_maxrss`` starts from its parent's peak (the memory it was forked from), so the
+    raster and the model are made elsewhere and this launcher stays small (no torch).
+    """
+    process = multiprocessing.get_context("spawn").Process(target=function, args=args, kwargs=kwargs)
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise SystemExit(f"{function.__name__} failed with exit code {process.exitcode}")
 
 
 def main() -> None:
@@ -36,9 +52,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="geosr-bench-memory-")) if args.keep is None else args.keep
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        model = random_model(folder / "tiny.safetensors", depth=2, width=4)
-        src = folder / "large.tif"
-        make_raster(src, args.size)
+        model, src = folder / "tiny.safetensors", folder / "large.tif"
+        in_fresh_process(random_model, model, depth=2, width=4)
+        in_fresh_process(make_raster, src, args.size)
         out_side = args.size * args.scale
         gigabytes = out_side**2 * 4 / 1e9
         print(

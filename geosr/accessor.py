@@ -111,14 +111,33 @@ def _geotransform(y: np.ndarray, x: np.ndarray) -> str:
     return " ".join(f"{v:.17g}" for v in (x[0] - dx / 2, dx, 0.0, y[0] - dy / 2, 0.0, dy))
 
 
-def _concatenate(parts: list[Any]) -> Any:
-    from geosr.predict import is_dask
+def _downscale_slices(data: Any, scale: float, loaded: Any, options: dict[str, Any]) -> Any:
+    """Downscale a (..., y, x) numpy or dask array into (slices, y_out, x_out).
 
-    if is_dask(parts[0]):
-        import dask.array as dsa
+    A 1-band model runs one slice (numpy) or one chunk of slices (dask) at a time: it treats the
+    slices independently, and a long time axis never enters a tile at once. A multiband model
+    takes all the slices together as its bands.
+    """
+    from geosr.predict import downscale, is_dask
 
-        return dsa.concatenate(parts, axis=0)
-    return np.concatenate(parts, axis=0)
+    bands = data.reshape((-1, *data.shape[-2:]))
+    if loaded.card.in_channels != 1:
+        return downscale(bands, scale, loaded, **options)
+    if not is_dask(bands):
+        return np.concatenate([downscale(band, scale, loaded, **options)[None] for band in bands])
+    import dask.array as dsa
+
+    bounds = np.cumsum((0, *bands.chunks[0]))
+    parts = [downscale(bands[a:b], scale, loaded, **options) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return dsa.concatenate(parts, axis=0)
+
+
+def _fine_coords(da: xr.DataArray, dims: tuple[str, str], shape: tuple[int, int]) -> dict[str, Any]:
+    """The coordinates of ``da`` that do not depend on the spatial ``dims``, and the fine spatial ones."""
+    coords: dict[str, Any] = {str(k): c for k, c in da.coords.items() if not set(dims) & set(c.dims)}
+    for dim, n_out in zip(dims, shape, strict=True):
+        coords[dim] = (dim, fine_coordinate(np.asarray(da[dim].values, np.float64), n_out), da[dim].attrs)
+    return coords
 
 
 @xr.register_dataarray_accessor("geosr")
@@ -176,7 +195,7 @@ class GeosrDataArrayAccessor:
         """
         import geosr
         from geosr.models.files import LoadedModel, load_model
-        from geosr.predict import DEFAULT_TILE_SIZE, downscale, is_dask
+        from geosr.predict import DEFAULT_TILE_SIZE, is_dask
 
         da = self._obj
         scale = check_scale(scale)
@@ -204,24 +223,10 @@ class GeosrDataArrayAccessor:
             "batch_size": batch_size,
             "conserve": conserve,
         }
-        bands = data.reshape((-1, ny, nx))
-        if loaded.card.in_channels == 1:
-            # One slice (numpy) or one input chunk (dask) at a time: a 1-band model treats the
-            # bands independently, and a long time axis never enters one tile at once.
-            bounds = np.cumsum((0, *bands.chunks[0])) if lazy else np.arange(bands.shape[0] + 1)
-            out = _concatenate(
-                [downscale(bands[a:b], scale, loaded, **options) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-            )
-        else:
-            out = downscale(bands, scale, loaded, **options)
-        out = out.reshape((*arranged.shape[:-2], ny_out, nx_out))
+        out = _downscale_slices(data, scale, loaded, options).reshape((*arranged.shape[:-2], ny_out, nx_out))
         if lazy:
             out = out.rechunk((*data.chunks[:-2], *out_chunks))
-        coords: dict[str, Any] = {
-            str(name): coord for name, coord in da.coords.items() if set(coord.dims) <= set(others)
-        }
-        coords[ydim] = (ydim, fine_coordinate(np.asarray(da[ydim].values, np.float64), ny_out), da[ydim].attrs)
-        coords[xdim] = (xdim, fine_coordinate(np.asarray(da[xdim].values, np.float64), nx_out), da[xdim].attrs)
+        coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))
         mapping = _grid_mapping(da)
         if mapping is not None and "GeoTransform" in da[mapping].attrs:
             coords[mapping] = da[mapping].copy()
