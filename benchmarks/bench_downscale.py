@@ -64,17 +64,45 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str]:
 
 def make_raster(path: Path, size: int, seed: int = 0) -> None:
     data = fbm_surface((size, size), beta=3.0, seed=seed, relief=800.0)
-    profile = {"driver": "GTiff", "height": size, "width": size, "count": 1, "dtype": "float32",
-               "crs": "EPSG:32616", "transform": from_origin(500000, 4000000, 90, 90), "tiled": True,
-               "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE"}
+    profile = {
+        "driver": "GTiff",
+        "height": size,
+        "width": size,
+        "count": 1,
+        "dtype": "float32",
+        "crs": "EPSG:32616",
+        "transform": from_origin(500000, 4000000, 90, 90),
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "DEFLATE",
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
 
 
 def downscale_cmd(src: Path, model: Path, args: argparse.Namespace) -> list[str]:
-    return [sys.executable, "-m", "geosr", "downscale", str(src), "--scale", str(args.scale), "--model", str(model),
-            "-o", str(src.with_name(src.stem + "_out.tif")), "--overwrite", "--quiet", "--tile-size",
-            str(args.tile_size), "--precision", args.precision, "--device", "cpu"]
+    return [
+        sys.executable,
+        "-m",
+        "geosr",
+        "downscale",
+        str(src),
+        "--scale",
+        str(args.scale),
+        "--model",
+        str(model),
+        "-o",
+        str(src.with_name(src.stem + "_out.tif")),
+        "--overwrite",
+        "--quiet",
+        "--tile-size",
+        str(args.tile_size),
+        "--precision",
+        args.precision,
+        "--device",
+        "cpu",
+    ]
 
 
 def main() -> None:
@@ -88,8 +116,10 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
-          f"tile {args.tile_size}, {args.precision}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
+        f"tile {args.tile_size}, {args.precision}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model = random_model(folder / "vdsr20.safetensors", depth=20, width=64)
@@ -98,8 +128,9 @@ def main() -> None:
         out_h = out_w = round(args.size * args.scale)
         mp = out_h * out_w / 1e6
         seconds, rss, _ = run_measured(downscale_cmd(src, model, args))
-        _, _, bare_out = run_measured([sys.executable, "-c", BARE, str(model), str(out_h), str(out_w),
-                                       str(args.tile_size), args.precision])
+        _, _, bare_out = run_measured(
+            [sys.executable, "-c", BARE, str(model), str(out_h), str(out_w), str(args.tile_size), args.precision]
+        )
         bare = float(bare_out.strip().splitlines()[-1])
         print(f"raster {args.size}x{args.size} -> {out_w}x{out_h} ({mp:.2f} MP output), scale {args.scale}")
         print(f"end-to-end geosr downscale: {seconds:.1f} s, {mp / seconds:.4f} MP/s, peak RSS {rss:.0f} MiB")

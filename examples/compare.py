@@ -48,8 +48,10 @@ def main(src_path: Path, out_path: Path, picture: Path) -> None:
         if out.width == src.width * scale and out.height == src.height * scale:
             back = area_average(fine, scale)
             diff = back - coarse
-            print(f"output averaged back onto the input grid vs input: RMSE {np.sqrt(np.nanmean(diff**2)):.3f}, "
-                  f"max |error| {np.nanmax(np.abs(diff)):.3f} (units of the raster)")
+            print(
+                f"output averaged back onto the input grid vs input: RMSE {np.sqrt(np.nanmean(diff**2)):.3f}, "
+                f"max |error| {np.nanmax(np.abs(diff)):.3f} (units of the raster)"
+            )
         cubic = bicubic(np.nan_to_num(coarse, nan=np.nanmean(coarse)), fine.shape)
         nearest = np.repeat(np.repeat(coarse, scale, 0), scale, 1)[: fine.shape[0], : fine.shape[1]]
         h, w = fine.shape

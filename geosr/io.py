@@ -242,7 +242,7 @@ class TileWriter:
 
     def _write_metadata(self) -> None:
         ds, info = self._dataset, self.spec.info
-        ds.update_tags(**info.tags, **self.spec.tags)
+        ds.update_tags(**{**info.tags, **self.spec.tags})
         for i in range(1, ds.count + 1):
             if info.band_tags[i - 1]:
                 ds.update_tags(i, **info.band_tags[i - 1])

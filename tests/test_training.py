@@ -59,6 +59,25 @@ def test_samples_with_nodata_mark_it_invalid():
         assert np.isfinite(s.ilr).all() and np.isfinite(s.target).all()
 
 
+def test_relative_loss_weighs_every_sample_alike():
+    from geosr.training.train import Batch
+
+    rng = torch.Generator().manual_seed(0)
+    ilr, target = torch.randn(2, 1, 12, 12, generator=rng), torch.randn(2, 1, 12, 12, generator=rng)
+    residual = torch.randn(2, 1, 12, 12, generator=rng)
+    coarse_up = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(target, 2), scale_factor=2)
+    batch = Batch(ilr, target, torch.ones(2, 1, 12, 12, dtype=torch.bool), coarse_up, torch.tensor([2, 2]))
+    # stretch the second sample (a steeper patch): its absolute error grows 100x, its relative error not
+    gain = torch.tensor([1.0, 10.0])[:, None, None, None]
+    stretched = Batch(ilr * gain, target * gain, batch.valid, coarse_up * gain, batch.scales)
+    assert stretched.loss(residual * gain, "mse").item() > 20 * batch.loss(residual, "mse").item()
+    assert stretched.loss(residual * gain, "relative").item() == pytest.approx(
+        batch.loss(residual, "relative").item(), rel=0.5
+    )
+    # a perfect residual has zero loss either way
+    assert batch.loss(target - ilr, "relative").item() == pytest.approx(0.0, abs=1e-10)
+
+
 def test_learning_rate_schedules():
     cosine = TrainConfig(lr=1.0, epochs=10, cosine=True)
     assert learning_rate(cosine, 0) == pytest.approx(1.0)
@@ -141,4 +160,3 @@ def test_cli_refuses_a_raster_too_small_for_the_patches(tmp_path, cli):
     assert result.code != 0
     assert "too small" in result.err and "--patch-size" in result.err
     assert not (tmp_path / "m.safetensors").exists()
-

@@ -46,6 +46,14 @@ def _ints(text: str, what: str) -> list[int]:
     show_default=True,
     help="Learning rate over the epochs: constant, or cosine decay to 0 at --epochs.",
 )
+@click.option(
+    "--loss",
+    type=click.Choice(["mse", "relative"]),
+    default="relative",
+    show_default=True,
+    help="mse: plain squared error; relative: each patch's error relative to its bicubic error (scales and "
+    "reliefs count alike).",
+)
 @click.option("--depth", type=click.IntRange(min=2), default=20, show_default=True)
 @click.option("--width", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
@@ -75,6 +83,7 @@ def train(
     optimizer: str,
     lr: float | None,
     schedule: str,
+    loss: str,
     depth: int,
     width: int,
     device: str,
@@ -142,6 +151,7 @@ def train(
         optimizer=optimizer,
         lr=lr if lr is not None else (0.1 if optimizer == "sgd" else 1e-4),
         cosine=schedule == "cosine",
+        loss=loss,
         depth=depth,
         width=width,
         precision=precision,

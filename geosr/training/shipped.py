@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--loss", choices=["mse", "relative"], default="mse", help="see geosr.training.train")
     parser.add_argument("--cosine", action="store_true", help="cosine learning-rate decay to 0 over --epochs")
     parser.add_argument(
         "--real-share",
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         lr=args.lr,
         batch_size=args.batch_size,
         cosine=args.cosine,
+        loss=args.loss,
     )
     card = CARDS[args.model]()
     card.training["command"] = "python -m geosr.training.shipped " + shlex.join(argv or sys.argv[1:])

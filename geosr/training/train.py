@@ -40,6 +40,7 @@ class TrainConfig:
     lr: float = 1e-4
     lr_decay_epochs: int = 0
     cosine: bool = False
+    loss: str = "mse"
     clip_theta: float = 0.01
     weight_decay: float = 1e-4
     depth: int = 20
@@ -117,12 +118,22 @@ class Batch:
                 result[pick] = conserve_torch(out[pick], self.coarse_up[pick], int(scale))
         return result
 
-    def loss(self, residual: torch.Tensor) -> torch.Tensor:
-        """Mean of the masked MSE of the output and of the conserved output (see module docstring)."""
+    def loss(self, residual: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+        """Mean of the masked MSE of the output and of the conserved output (see module docstring).
+
+        ``kind="relative"`` divides each sample's squared error by its bicubic error plus the batch's
+        mean bicubic error, so that every scale and every relief counts alike instead of the coarsest
+        scale and the steepest patches dominating the sum.
+        """
         out = self.ilr + residual.float()
-        return 0.5 * (
-            masked_mse(out, self.target, self.valid) + masked_mse(self.conserved(out), self.target, self.valid)
+        errors = 0.5 * (
+            sample_mse(out, self.target, self.valid) + sample_mse(self.conserved(out), self.target, self.valid)
         )
+        if kind == "mse":
+            weights = self.valid.flatten(1).sum(1).to(errors.dtype)
+            return (errors * weights).sum() / weights.sum().clamp(min=1.0)
+        baseline = sample_mse(self.ilr, self.target, self.valid).detach()
+        return (errors / (baseline + baseline.mean()).clamp(min=1e-12)).mean()
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -132,6 +143,12 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
     if config.lr_decay_epochs:
         return config.lr * 0.1 ** (epoch // config.lr_decay_epochs)
     return config.lr
+
+
+def sample_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Masked mean squared error of each sample of a (N, C, H, W) batch."""
+    weight = valid.to(pred.dtype)
+    return ((pred - target) ** 2 * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp(min=1.0)
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -217,7 +234,7 @@ def train(
             batch = batches.batch(config.batch_size).to(device)
             with _autocast(device, config.precision):
                 residual = network.residual(batch.ilr)
-            loss = batch.loss(residual)
+            loss = batch.loss(residual, config.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.optimizer == "sgd":
