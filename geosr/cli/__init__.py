@@ -7,6 +7,7 @@ interrupted); ``--verbose`` adds the traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
@@ -54,5 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run() -> None:
+    """Console script: ``kill`` (SIGTERM) stops a run like Ctrl+C, leaving no partial output.
+
+    SIGTERM is used by programs that run geosr (the QGIS tool) because SIGINT may be ignored in a
+    process started in the background of a non-interactive shell.
+    """
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     sys.exit(main())

@@ -23,7 +23,6 @@ import queue
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -256,11 +255,8 @@ def _pump(name: str, stream: IO[str], lines: queue.Queue[tuple[str, str | None]]
 
 
 def _stop(process: subprocess.Popen[str], output: Path) -> None:
-    """Stop geosr as Ctrl+C does (it then deletes its temporary file); kill it if it does not stop."""
-    if os.name == "posix":
-        process.send_signal(signal.SIGINT)
-    else:
-        process.terminate()
+    """Stop geosr (SIGTERM: it then deletes its temporary file itself); kill it if it does not stop."""
+    process.terminate()
     try:
         process.wait(timeout=STOP_SECONDS)
     except subprocess.TimeoutExpired:
