@@ -48,19 +48,3 @@ def random_model(
         description="Randomly initialised, untrained: for testing the pipeline, not for use.",
     )
     return save_model(network, card, path)
-
-
-def shipped_or_untrained(name: str, folder: str | Path) -> tuple[str, bool]:
-    """The shipped model ``name`` when this geosr has it, else an untrained stand-in of the same shape.
-
-    Returns the model to pass to geosr (a name or a path) and whether it is the trained one. The
-    stand-in (a random 20-layer VDSR saved in ``folder``) lets examples run on a checkout without
-    trained weights; its output shows how geosr is used, not how well it works.
-    """
-    from geosr.models.registry import list_models
-
-    if name in list_models():
-        return name, True
-    return str(
-        random_model(Path(folder) / f"untrained-{name}.safetensors", depth=20, width=64, name="untrained")
-    ), False

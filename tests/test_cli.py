@@ -222,29 +222,45 @@ def test_help_in_a_real_process(cli_subprocess):
     assert done.stderr == ""
 
 
-def test_models_lists_shipped_models_or_says_there_are_none(cli):
+def test_models_lists_the_shipped_models(cli):
     shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    assert DEFAULT_MODEL in shipped
     result = cli("models")
     assert result.code == 0 and result.err == ""
-    if shipped:
-        for name in shipped:
-            assert f"{name}:" in result.out
-    else:
-        assert "No trained model ships" in result.out
-        assert "--model PATH" in result.out
+    for name in shipped:
+        assert f"{name}:" in result.out
     listed = json.loads(cli("models", "--json").out)
     assert sorted(listed) == shipped
 
 
+@pytest.fixture
+def no_shipped_models(tmp_path, monkeypatch):
+    """A geosr installed without trained models."""
+    import geosr.models.registry
+
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    monkeypatch.setattr(geosr.models.registry, "WEIGHTS_DIR", empty)
+
+
+def test_models_says_when_none_ships(cli, no_shipped_models):
+    result = cli("models")
+    assert result.code == 0
+    assert "No trained model ships" in result.out and "--model PATH" in result.out
+
+
 def test_default_model(files, cli):
     result = cli("downscale", files.dem, "--scale", 2, "-o", files.tmp / "default.tif", "--device", "cpu", "-q")
-    if (WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors").is_file():
-        assert result.code == 0, result.err
-        assert (files.tmp / "default.tif").is_file()
-    else:
-        line = assert_one_line_error(result.err, result.code)
-        assert f"default model {DEFAULT_MODEL!r} is not installed" in line and "--model PATH" in line
-        assert not (files.tmp / "default.tif").exists()
+    assert result.code == 0, result.err
+    with rasterio.open(files.tmp / "default.tif") as dst:
+        assert dst.tags()["GEOSR_MODEL"].startswith(f"{DEFAULT_MODEL} ({DEFAULT_MODEL}.safetensors")
+
+
+def test_missing_default_model_is_one_clear_line(files, cli, no_shipped_models):
+    result = cli("downscale", files.dem, "--scale", 2, "-o", files.tmp / "default.tif", "--device", "cpu", "-q")
+    line = assert_one_line_error(result.err, result.code)
+    assert f"default model {DEFAULT_MODEL!r} is not installed" in line and "--model PATH" in line
+    assert not (files.tmp / "default.tif").exists()
 
 
 def test_models_shows_one_card(cli, model3):
@@ -284,6 +300,33 @@ def test_progress_lines_go_to_stdout(files, cli):
     assert result.code == 0, result.err
     assert result.out.splitlines() == [f"PROGRESS {done}/9" for done in range(1, 10)]  # 40 x 48 px in 16 px tiles
     assert result.err == ""
+
+
+def test_sigterm_stops_a_run_and_leaves_nothing(tmp_path, model1):
+    """``kill`` stops geosr like Ctrl+C, even where SIGINT is ignored (a background job of a script)."""
+    import signal
+    import time
+
+    src = write_geotiff(tmp_path / "big.tif", fbm_surface((120, 150), seed=3))
+    out = tmp_path / "out" / "big_x4.tif"
+    out.parent.mkdir()
+    command = [sys.executable, "-m", "geosr", "downscale", src, "--scale", 4, "--model", model1, "--tile-size", 16]
+    command += ["--device", "cpu", "--progress-lines", "-o", out]
+    process = subprocess.Popen(
+        [str(c) for c in command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert process.stdout.readline().startswith("PROGRESS 1/")
+    sent = time.monotonic()
+    process.terminate()
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert process.returncode == 130
+    assert assert_one_line_error(err, process.returncode) == "Error: interrupted; no output was written"
+    assert list(out.parent.iterdir()) == []
 
 
 def test_quiet_run_in_a_real_process(files, cli_subprocess):

@@ -1,0 +1,48 @@
+"""The trained models inside the package: cards, size, and quality on real data held out from training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import REPO
+
+from geosr.evaluate import evaluate_array
+from geosr.models import list_models
+from geosr.models.registry import DEFAULT_MODEL, WEIGHTS_DIR
+from geosr.training.sources import JACKSBORO_TEST
+
+SHIPPED = ("dem", "climate")
+
+
+def test_the_promised_models_ship():
+    assert set(SHIPPED) <= set(list_models())
+    assert DEFAULT_MODEL == "dem"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_records_data_recipe_time_and_quality(name):
+    card = list_models()[name]
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    assert path.stat().st_size <= 5 * 1024 * 1024
+    assert (card.in_channels, card.depth, card.width) == (1, 20, 64)
+    assert card.scales == [2.0, 3.0, 4.0]
+    assert card.training["command"].startswith("python -m geosr.training.shipped " + name)
+    assert card.training["cpu_seconds"] > 0 and card.training["steps"] > 0
+    assert "| raster | scale |" in card.metrics["heldout"]
+    assert (WEIGHTS_DIR / f"{name}.md").read_text().startswith(f"# Model card: `{name}`")
+
+
+@pytest.fixture(scope="module")
+def held_out_dem() -> np.ndarray:
+    """The eastern part of the bundled real DEM, never used in training or validation."""
+    with rasterio.open(REPO / "examples" / "jacksboro_fault_dem.tif") as src:
+        return src.read(1).astype(np.float64)[:, JACKSBORO_TEST]
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_dem_model_beats_bicubic_and_lanczos_on_held_out_real_dem(held_out_dem, scale):
+    results = evaluate_array(held_out_dem, scale, "dem", methods=("bicubic", "lanczos"), device="cpu")
+    for output in ("model", "model_conserved"):
+        assert results[output].rmse < results["bicubic"].rmse
+    assert results["model_conserved"].rmse < results["lanczos"].rmse
