@@ -58,7 +58,7 @@ def print_progress_line(done: int, total: int) -> None:
     show_default=True,
     type=click.IntRange(min=1),
     metavar="N",
-    help="Tiles per network call (more helps on a GPU).",
+    help="Tile images (one per band for a 1-band model) per network call; more helps on a GPU.",
 )
 @overwrite_option
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews.")
