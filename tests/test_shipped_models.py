@@ -42,7 +42,8 @@ def held_out_dem() -> np.ndarray:
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_dem_model_beats_bicubic_and_lanczos_on_held_out_real_dem(held_out_dem, scale):
+    """The default model must not lose to Lanczos on real data it never saw, with or without --conserve."""
     results = evaluate_array(held_out_dem, scale, "dem", methods=("bicubic", "lanczos"), device="cpu")
     for output in ("model", "model_conserved"):
-        assert results[output].rmse < results["bicubic"].rmse
-    assert results["model_conserved"].rmse < results["lanczos"].rmse
+        assert results[output].rmse < 0.85 * results["bicubic"].rmse
+        assert results[output].rmse < 0.95 * results["lanczos"].rmse
