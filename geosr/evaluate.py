@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geosr.conserve import conserve
 from geosr.degrade import area_average
 
 CLASSICAL = ("nearest", "bilinear", "bicubic", "cubic_spline", "lanczos", "backprojection")
@@ -158,9 +159,12 @@ def evaluate_array(
     coarse = area_average(truth, scale)
     results = {m: measure(classical(coarse, scale, m), truth, coarse, scale, pixel_size=pixel_size) for m in methods}
     if model is not None:
-        for name, conserve in (("model", False), ("model_conserved", True)):
-            estimate = downscale(coarse, scale, model, conserve=conserve, **options).astype(np.float64)
-            results[name] = measure(estimate, truth, coarse, scale, pixel_size=pixel_size)
+        # One network run: conservation is a per-cell correction of the output (geosr.conserve), the
+        # same whether applied to the whole raster here or tile by tile by ``downscale(conserve=True)``.
+        estimate = downscale(coarse, scale, model, **options).astype(np.float64)
+        results["model"] = measure(estimate, truth, coarse, scale, pixel_size=pixel_size)
+        conserved = conserve(estimate, coarse, scale)
+        results["model_conserved"] = measure(conserved, truth, coarse, scale, pixel_size=pixel_size)
     return results
 
 
