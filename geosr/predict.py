@@ -4,8 +4,8 @@ Steps for every tile, all on the fine grid:
 
 1. normalise the coarse input window with whole-raster per-band statistics (nodata becomes the
    band mean, i.e. 0 after normalisation, so valid output never depends on the stored nodata value);
-2. interpolate it to the tile's extended window with the bicubic kernel of :mod:`geosr.tiling`
-   (the "ILR");
+2. interpolate it to the tile's extended window with the model's kernel of :mod:`geosr.tiling`
+   (the "ILR": bicubic, or ``consistent``, the limit of back-projection);
 3. add the residual predicted by the network (skipped for a constant band);
 4. with ``conserve``, correct every coarse cell touching the core so that its fine pixels average to
    the coarse value (:mod:`geosr.conserve`; whole scales only, the halo grows by one cell);
@@ -30,7 +30,7 @@ from geosr.errors import DeviceError, InputError, ModelError, ScaleError
 from geosr.georef import output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float
-from geosr.tiling import Tile, TilePlan, footprint_index, tile_pair
+from geosr.tiling import BICUBIC, Kernel, Tile, TilePlan, footprint_index, tile_pair
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +47,12 @@ ProgressCallback = Callable[[int, int], None]
 
 
 def plan_tiles(
-    in_shape: tuple[int, int], scale: float, tile_size: int | tuple[int, int], radius: int, conserve: bool
+    in_shape: tuple[int, int],
+    scale: float,
+    tile_size: int | tuple[int, int],
+    radius: int,
+    conserve: bool,
+    kernel: Kernel = BICUBIC,
 ) -> TilePlan:
     """Tile plan whose halo covers the receptive ``radius`` (plus one coarse cell when conserving)."""
     out_shape = output_shape(in_shape[0], in_shape[1], scale)
@@ -58,7 +63,7 @@ def plan_tiles(
                 f"conservation needs a whole scale (2, 3, 4...), got {scale:g}; drop --conserve or use a whole scale"
             )
         halo += round(scale)
-    return TilePlan.build(in_shape, out_shape, tile_size, halo)
+    return TilePlan.build(in_shape, out_shape, tile_size, halo, kernel)
 
 
 def check_bands(card: ModelCard, n_bands: int) -> None:
@@ -167,7 +172,7 @@ class Downscaler:
 
     def plan(self, in_shape: tuple[int, int], scale: float) -> TilePlan:
         """Tiles covering the fine grid of a coarse raster of shape ``in_shape``."""
-        return plan_tiles(in_shape, scale, self.tile_size, self.halo, self.conserve)
+        return plan_tiles(in_shape, scale, self.tile_size, self.halo, self.conserve, self.model.card.kernel)
 
     def run(
         self, plan: TilePlan, stats: BandStats, sources: Iterable[tuple[Tile, np.ndarray]]
@@ -383,7 +388,12 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     data = data.rechunk({0: -1})
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
     plan = plan_tiles(
-        data.shape[1:], scale, tile_pair(options["tile_size"]), loaded.receptive_radius, bool(options["conserve"])
+        data.shape[1:],
+        scale,
+        tile_pair(options["tile_size"]),
+        loaded.receptive_radius,
+        bool(options["conserve"]),
+        loaded.card.kernel,
     )
     check_bands(loaded.card, data.shape[0])
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]

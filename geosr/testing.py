@@ -25,14 +25,25 @@ def fbm_surface(
 
 
 def random_model(
-    path: str | Path, *, in_channels: int = 1, depth: int = 4, width: int = 8, seed: int = 0, name: str = "random-test"
+    path: str | Path,
+    *,
+    in_channels: int = 1,
+    depth: int = 4,
+    width: int = 8,
+    seed: int = 0,
+    name: str = "random-test",
+    interpolation: str = "bicubic",
 ) -> Path:
-    """Save a randomly initialised (untrained) VDSR to ``path``; right for pipeline properties only."""
+    """Save a randomly initialised (untrained) VDSR to ``path``; right for pipeline properties only.
+
+    ``interpolation`` names the kernel of its input (see :data:`geosr.tiling.KERNELS`).
+    """
     import torch
 
     from geosr.models.card import ModelCard
     from geosr.models.files import save_model
     from geosr.models.vdsr import VDSR
+    from geosr.tiling import KERNELS
 
     torch.manual_seed(seed)
     network = VDSR(in_channels, depth=depth, width=width)
@@ -46,5 +57,6 @@ def random_model(
         bands=[f"band{i + 1}" for i in range(in_channels)],
         units=[""] * in_channels,
         description="Randomly initialised, untrained: for testing the pipeline, not for use.",
+        interpolation=KERNELS[interpolation].description,
     )
     return save_model(network, card, path)

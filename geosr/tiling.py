@@ -10,19 +10,31 @@ Interpolation weights are computed from global pixel indices (edges replicated a
 border, never at a tile's), so a tile sees exactly the values the whole raster would. The last tile
 of each axis is kept even when it is smaller than the others (no tile is ever dropped).
 
-Interpolation kernel: Keys' cubic convolution with a = -0.5 (the classical "bicubic"), support of
-two coarse pixels either side, fine pixel centre ``j`` sampled at coarse coordinate
-``(j + 0.5) * n_in / n_out - 0.5``, edge pixels replicated.
+Interpolation kernels (:data:`KERNELS`), all sampling fine pixel centre ``j`` at coarse coordinate
+``(j + 0.5) * n_in / n_out - 0.5`` with edge pixels replicated:
+
+* ``bicubic``: Keys' cubic convolution with a = -0.5, support of two coarse pixels either side;
+* ``consistent``: the limit of iterative back-projection (Lanczos-3 up, then repeatedly add the
+  Lanczos-upsampled error of the cell averages). With ``L`` the (row-normalised) Lanczos-3
+  interpolation and ``A`` the area average, back-projection converges to ``L (A L)^-1``; away from
+  the edges ``A L`` is a convolution of the coarse grid whose inverse ``h`` decays geometrically, so
+  the limit is the fixed kernel ``K(t) = sum_k h[k] L(t - k)``, truncated where ``|h| < 1e-8``
+  (:data:`CONSISTENT_RADIUS` coarse pixels). Its output's cell averages equal the input (to 1e-7)
+  away from the raster edges, and it is local, so tiles stay exact. For a fractional scale the cell
+  average is the continuous box average.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-#: Half-width of the interpolation kernel, in coarse pixels.
+#: Half-width of the bicubic interpolation kernel, in coarse pixels.
 KERNEL_SUPPORT = 2
+#: Coarse pixels of the inverse filter kept on each side by the ``consistent`` kernel.
+CONSISTENT_RADIUS = 14
 
 
 @dataclass(frozen=True)
@@ -84,26 +96,93 @@ def cubic_kernel(t: np.ndarray, a: float = -0.5) -> np.ndarray:
     return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
 
 
-def _taps(out_span: Span, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+def lanczos_kernel(t: np.ndarray) -> np.ndarray:
+    """Lanczos-3 kernel normalised so that its weights at any sampling phase sum to one."""
+    t = np.asarray(t, dtype=np.float64)
+    raw = np.where(np.abs(t) < 3, np.sinc(t) * np.sinc(t / 3), 0.0)
+    phase = t - np.floor(t)
+    total = sum(np.sinc(phase + m) * np.sinc((phase + m) / 3) for m in range(-3, 3))
+    return raw / total
+
+
+@functools.lru_cache(maxsize=64)
+def _inverse_filter(scale: float) -> np.ndarray:
+    """Taps ``h[-R..R]`` of the inverse of ``A L`` (area average after Lanczos-3) on the coarse grid."""
+    whole = float(scale).is_integer()
+    n = int(scale) if whole else 64
+    phases = (np.arange(n) + 0.5) / n - 0.5
+    d = np.arange(-3, 4)
+    g = lanczos_kernel(d[:, None] + phases[None, :]).mean(axis=1)
+    size = 256
+    spectrum = np.zeros(size)
+    spectrum[d % size] = g
+    h = np.real(np.fft.ifft(1.0 / np.fft.fft(spectrum)))
+    r = CONSISTENT_RADIUS
+    taps = np.concatenate([h[-r:], h[: r + 1]])
+    return taps / taps.sum()
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A separable interpolation kernel.
+
+    ``support``: half-width in coarse pixels; ``margin``: coarse pixels a training patch needs around
+    it so that the weights it misses are below 1e-5 in all; ``description``: the text model cards
+    store (it starts with ``name``).
+    """
+
+    name: str
+    support: int
+    margin: int
+    description: str
+
+    def weights(self, t: np.ndarray, scale: float) -> np.ndarray:
+        """Weights at distances ``t`` (coarse pixels) for a fine grid ``scale`` times finer."""
+        if self.name == "bicubic":
+            return cubic_kernel(t)
+        h = _inverse_filter(round(scale, 9))
+        r = CONSISTENT_RADIUS
+        return sum(h[k + r] * lanczos_kernel(t - k) for k in range(-r, r + 1))
+
+
+BICUBIC = Kernel("bicubic", KERNEL_SUPPORT, KERNEL_SUPPORT + 1, "bicubic (Keys a=-0.5), edges replicated")
+CONSISTENT = Kernel(
+    "consistent",
+    CONSISTENT_RADIUS + 3,
+    10,
+    "consistent (limit of Lanczos-3 iterative back-projection: cell averages equal the input), edges replicated",
+)
+KERNELS = {k.name: k for k in (BICUBIC, CONSISTENT)}
+
+
+def kernel_named(description: str) -> Kernel:
+    """The kernel a model card's ``interpolation`` text names (it starts with the kernel's name)."""
+    for name, kernel in KERNELS.items():
+        if description.split(" ", 1)[0].strip(",.:;").lower() == name:
+            return kernel
+    raise ValueError(f"unknown interpolation {description!r}; known: {', '.join(KERNELS)}")
+
+
+def _taps(out_span: Span, n_in: int, n_out: int, kernel: Kernel = BICUBIC) -> tuple[np.ndarray, np.ndarray]:
     """Global coarse indices (clamped to the raster) and weights for each fine pixel of a span."""
     j = np.arange(out_span.start, out_span.stop, dtype=np.float64)
     u = (j + 0.5) * (n_in / n_out) - 0.5
     base = np.floor(u).astype(np.int64)
-    offsets = np.arange(-KERNEL_SUPPORT + 1, KERNEL_SUPPORT + 1)
+    offsets = np.arange(-kernel.support + 1, kernel.support + 1)
     idx = base[:, None] + offsets[None, :]
-    weights = cubic_kernel(u[:, None] - idx)
+    weights = kernel.weights(u[:, None] - idx, n_out / n_in)
     return np.clip(idx, 0, n_in - 1), weights
 
 
-def source_span(out_span: Span, n_in: int, n_out: int) -> Span:
+def source_span(out_span: Span, n_in: int, n_out: int, kernel: Kernel = BICUBIC) -> Span:
     """Coarse pixels needed to interpolate the fine pixels of ``out_span``."""
-    idx, _ = _taps(out_span, n_in, n_out)
+    idx, _ = _taps(out_span, n_in, n_out, kernel)
     return Span(int(idx.min()), int(idx.max()) + 1)
 
 
-def interpolation_matrix(out_span: Span, in_span: Span, n_in: int, n_out: int) -> np.ndarray:
+def interpolation_matrix(out_span: Span, in_span: Span, n_in: int, n_out: int, kernel: Kernel = BICUBIC) -> np.ndarray:
     """Matrix ``M`` (fine pixels x coarse pixels) with ``fine = M @ coarse[in_span]`` along one axis."""
-    idx, weights = _taps(out_span, n_in, n_out)
+    idx, weights = _taps(out_span, n_in, n_out, kernel)
     if idx.min() < in_span.start or idx.max() >= in_span.stop:
         raise ValueError(f"input span {in_span} does not cover the kernel support of {out_span}")
     matrix = np.zeros((out_span.size, in_span.size), dtype=np.float64)
@@ -112,7 +191,7 @@ def interpolation_matrix(out_span: Span, in_span: Span, n_in: int, n_out: int) -
     return matrix
 
 
-def plan_axis(n_in: int, n_out: int, tile: int, halo: int) -> list[AxisTile]:
+def plan_axis(n_in: int, n_out: int, tile: int, halo: int, kernel: Kernel = BICUBIC) -> list[AxisTile]:
     """Split ``n_out`` fine pixels into cores of ``tile`` pixels (the last may be smaller)."""
     if tile <= 0:
         raise ValueError(f"tile size must be positive, got {tile}")
@@ -120,7 +199,7 @@ def plan_axis(n_in: int, n_out: int, tile: int, halo: int) -> list[AxisTile]:
     for start in range(0, n_out, tile):
         core = Span(start, min(start + tile, n_out))
         extended = Span(max(0, core.start - halo), min(n_out, core.stop + halo))
-        tiles.append(AxisTile(core, extended, source_span(extended, n_in, n_out)))
+        tiles.append(AxisTile(core, extended, source_span(extended, n_in, n_out, kernel)))
     return tiles
 
 
@@ -142,16 +221,22 @@ class TilePlan:
     halo: int
     row_tiles: tuple[AxisTile, ...]
     col_tiles: tuple[AxisTile, ...]
+    kernel: Kernel = BICUBIC
 
     @classmethod
     def build(
-        cls, in_shape: tuple[int, int], out_shape: tuple[int, int], tile_size: int | tuple[int, int], halo: int
+        cls,
+        in_shape: tuple[int, int],
+        out_shape: tuple[int, int],
+        tile_size: int | tuple[int, int],
+        halo: int,
+        kernel: Kernel = BICUBIC,
     ) -> TilePlan:
         """Plan with square tiles of ``tile_size`` or (rows, columns) tiles of ``tile_size``."""
         sizes = tile_pair(tile_size)
-        rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo)
-        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo)
-        return cls(tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols))
+        rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo, kernel)
+        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel)
+        return cls(tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols), kernel)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -169,8 +254,8 @@ class TilePlan:
         """Row and column interpolation matrices for a tile's extended window."""
         (h, w), (ho, wo) = self.in_shape, self.out_shape
         return (
-            interpolation_matrix(tile.rows.extended, tile.rows.source, h, ho),
-            interpolation_matrix(tile.cols.extended, tile.cols.source, w, wo),
+            interpolation_matrix(tile.rows.extended, tile.rows.source, h, ho, self.kernel),
+            interpolation_matrix(tile.cols.extended, tile.cols.source, w, wo, self.kernel),
         )
 
 
@@ -186,7 +271,12 @@ def halo_fraction(tile_size: int, halo: int) -> float:
 
 
 __all__ = [
+    "BICUBIC",
+    "CONSISTENT",
+    "CONSISTENT_RADIUS",
+    "KERNELS",
     "KERNEL_SUPPORT",
+    "Kernel",
     "AxisTile",
     "Span",
     "Tile",
@@ -195,6 +285,8 @@ __all__ = [
     "footprint_index",
     "halo_fraction",
     "interpolation_matrix",
+    "kernel_named",
+    "lanczos_kernel",
     "plan_axis",
     "source_span",
 ]

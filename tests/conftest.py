@@ -49,6 +49,13 @@ def model1(model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_consistent(model_dir: Path) -> Path:
+    """A random 1-channel VDSR of depth 4 whose input is the ``consistent`` (back-projection) kernel."""
+    path = model_dir / "tiny_consistent.safetensors"
+    return random_model(path, depth=DEPTH, width=WIDTH, seed=2, name="tinyc", interpolation="consistent")
+
+
+@pytest.fixture(scope="session")
 def model3(model_dir: Path) -> Path:
     """A random 3-channel VDSR of depth 4 (mixes the bands)."""
     return random_model(model_dir / "tiny3.safetensors", in_channels=3, depth=DEPTH, width=WIDTH, seed=1, name="tiny3")

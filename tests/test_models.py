@@ -216,3 +216,14 @@ def test_vdsr_receptive_radius_is_exact():
 def test_vdsr_refuses_bad_shapes(in_channels, depth, width):
     with pytest.raises(ValueError):
         VDSR(in_channels, depth=depth, width=width)
+
+
+def test_card_with_an_unknown_interpolation_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    network = VDSR(1, depth=3, width=4)
+    path = tmp_path / "future.safetensors"
+    card = make_card(network, interpolation="sinc-of-the-future")
+    save_file(network.state_dict(), str(path), metadata={CARD_KEY: card.to_json()})
+    with pytest.raises(ModelError, match="unknown interpolation 'sinc-of-the-future'.*upgrade geosr"):
+        read_card(path)

@@ -53,6 +53,34 @@ def test_tiled_equals_whole(dem, model1, scale, tile):
     assert_close(tiled, whole, data_tolerance(dem))
 
 
+@pytest.mark.parametrize("scale", [2, 3, 2.5])
+def test_tiled_equals_whole_with_the_consistent_kernel(dem, model_consistent, scale):
+    whole = run(dem, scale, model_consistent, tile_size=WHOLE)
+    for tile in (7, 16):
+        assert len(Downscaler(str(model_consistent), device="cpu", tile_size=tile).plan(dem.shape, scale)) > 1
+        assert_close(run(dem, scale, model_consistent, tile_size=tile), whole, data_tolerance(dem))
+    lazy = run(da.from_array(dem, chunks=(5, 6)), scale, model_consistent, tile_size=16)
+    assert_close(lazy.compute(), whole, data_tolerance(dem))
+
+
+def test_a_zero_residual_consistent_model_is_back_projection():
+    from geosr.degrade import area_average
+    from geosr.evaluate import back_project
+    from geosr.models.files import load_model
+
+    loaded = load_model(None)
+    if not loaded.card.interpolation.startswith("consistent"):
+        pytest.skip("the shipped default model uses another kernel")
+    loaded.network.body[-1].weight.data.zero_()
+    loaded.network.body[-1].bias.data.zero_()
+    terrain = fbm_surface((64, 72), seed=3).astype(np.float64)
+    out = downscale(terrain, 3, loaded, device="cpu", tile_size=50)
+    inner = (slice(60, -60), slice(60, -60))
+    reference = back_project(terrain, 3, iterations=60)
+    assert np.abs(out - reference)[inner].max() < 1e-4 * np.ptp(terrain)
+    assert np.abs(area_average(out, 3) - terrain)[20:-20, 20:-20].max() < 1e-4 * np.ptp(terrain)
+
+
 def test_tiled_equals_whole_multiband_with_batches(bands3, model1, model3):
     for model in (model1, model3):
         whole = run(bands3, 3, model, tile_size=WHOLE)

@@ -47,3 +47,23 @@ def test_dem_model_beats_bicubic_and_lanczos_on_held_out_real_dem(held_out_dem, 
     for output in ("model", "model_conserved"):
         assert results[output].rmse < 0.85 * results["bicubic"].rmse
         assert results[output].rmse < 0.95 * results["lanczos"].rmse
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_reproduce_runs_every_stage_of_the_recipe_in_order(name, tmp_path, monkeypatch):
+    from geosr.training import shipped
+
+    calls = []
+    monkeypatch.setattr(shipped, "main", lambda argv: calls.append(argv))
+    output = tmp_path / f"{name}.safetensors"
+    shipped.reproduce(name, output, threads=2)
+    assert len(calls) == len(shipped.RECIPES[name]) == 2
+    first, second = calls
+    stage1 = str(tmp_path / f"{name}.stage1.safetensors")
+    assert first[0] == name and first[first.index("--output") + 1] == stage1 and "--init" not in first
+    assert first[first.index("--interpolation") + 1] == "bicubic"
+    # the last stage fine-tunes the first stage's weights and writes the requested file
+    assert second[second.index("--init") + 1] == stage1
+    assert second[second.index("--output") + 1] == str(output)
+    assert second[second.index("--interpolation") + 1] == "consistent"
+    assert second[second.index("--threads") + 1] == "2"

@@ -11,6 +11,7 @@ import pytest
 
 from geosr.georef import output_shape
 from geosr.tiling import (
+    CONSISTENT,
     KERNEL_SUPPORT,
     Span,
     TilePlan,
@@ -18,6 +19,7 @@ from geosr.tiling import (
     footprint_index,
     halo_fraction,
     interpolation_matrix,
+    kernel_named,
     plan_axis,
     source_span,
 )
@@ -199,3 +201,65 @@ def test_halo_fraction():
     assert halo_fraction(100, 0) == 0
     assert halo_fraction(1024, 20) == pytest.approx(1 - 1024**2 / 1064**2)
     assert 0 < halo_fraction(16, 4) < 1
+
+
+# --- the consistent kernel (limit of back-projection) -----------------------------------------
+
+
+def _consistent(coarse: np.ndarray, scale: int) -> np.ndarray:
+    (h, w) = coarse.shape
+    rows = interpolation_matrix(Span(0, h * scale), Span(0, h), h, h * scale, CONSISTENT)
+    cols = interpolation_matrix(Span(0, w * scale), Span(0, w), w, w * scale, CONSISTENT)
+    return rows @ coarse @ cols.T
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_consistent_kernel_keeps_the_cell_averages_and_equals_back_projection(scale):
+    from geosr.degrade import area_average
+    from geosr.evaluate import back_project
+
+    rng = np.random.default_rng(scale)
+    coarse = rng.normal(size=(60, 64)).cumsum(axis=0).cumsum(axis=1)  # rough, like terrain
+    fine = _consistent(coarse, scale)
+    inner = (slice(20, -20), slice(20, -20))  # away from the replicated edges
+    error = area_average(fine, scale) - coarse
+    assert np.abs(error[inner]).max() < 1e-6 * np.ptp(coarse)
+    # bicubic does not keep them: the property is not trivial
+    bicubic = interpolation_matrix(Span(0, 60 * scale), Span(0, 60), 60, 60 * scale)
+    cols = interpolation_matrix(Span(0, 64 * scale), Span(0, 64), 64, 64 * scale)
+    assert np.abs((area_average(bicubic @ coarse @ cols.T, scale) - coarse)[inner]).max() > 1e-3 * np.ptp(coarse)
+    # iterative back-projection (Lanczos up, error fed back) converges to the same interpolation
+    reference = back_project(coarse, scale, iterations=60)
+    fine_inner = (slice(20 * scale, -20 * scale), slice(20 * scale, -20 * scale))
+    assert np.abs(fine - reference)[fine_inner].max() < 1e-5 * np.ptp(coarse)
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(30, 60), (30, 75), (9, 31), (1, 4)])
+def test_consistent_weights_sum_to_one_and_constants_stay(n_in, n_out):
+    matrix = interpolation_matrix(Span(0, n_out), Span(0, n_in), n_in, n_out, CONSISTENT)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-12)
+    assert source_span(Span(0, n_out), n_in, n_out, CONSISTENT) == Span(0, n_in)
+
+
+@pytest.mark.parametrize(("in_shape", "scale", "tile", "halo"), PLANS[:5])
+def test_consistent_tile_matrices_give_the_whole_raster_values(in_shape, scale, tile, halo):
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=in_shape)
+    out_shape = output_shape(*in_shape, scale)
+    rows_all = interpolation_matrix(Span(0, out_shape[0]), Span(0, in_shape[0]), in_shape[0], out_shape[0], CONSISTENT)
+    cols_all = interpolation_matrix(Span(0, out_shape[1]), Span(0, in_shape[1]), in_shape[1], out_shape[1], CONSISTENT)
+    whole = rows_all @ z @ cols_all.T
+    plan = TilePlan.build(in_shape, out_shape, tile, halo, CONSISTENT)
+    for t in plan:
+        rows, cols = plan.matrices(t)
+        window = z[t.rows.source.as_slice(), t.cols.source.as_slice()]
+        np.testing.assert_allclose(
+            rows @ window @ cols.T, whole[t.rows.extended.as_slice(), t.cols.extended.as_slice()], atol=1e-12
+        )
+
+
+def test_kernel_named_reads_card_descriptions():
+    assert kernel_named("bicubic (Keys a=-0.5), edges replicated").name == "bicubic"
+    assert kernel_named(CONSISTENT.description) is CONSISTENT
+    with pytest.raises(ValueError, match="unknown interpolation 'spline16'"):
+        kernel_named("spline16")

@@ -13,6 +13,7 @@ from geosr.models.card import read_card
 from geosr.models.files import load_model
 from geosr.predict import downscale
 from geosr.testing import fbm_surface
+from geosr.tiling import CONSISTENT
 from geosr.training.data import cut_sample, ilr_of, normalise
 from geosr.training.train import TrainConfig, learning_rate, masked_mse, train
 
@@ -37,6 +38,37 @@ def test_sample_is_an_area_averaged_pair():
 
 def test_ilr_of_a_constant_is_the_constant():
     np.testing.assert_allclose(ilr_of(np.full((1, 5, 6), 3.5), (15, 18)), 3.5)
+    np.testing.assert_allclose(ilr_of(np.full((1, 5, 6), 3.5), (15, 18), CONSISTENT), 3.5)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_consistent_samples_keep_the_cell_averages(scale):
+    # the consistent ILR of a sample averages back to its coarse cells (up to the margin's cut-off)
+    raster = terrain(2, size=160)
+    sample = cut_sample(raster, scale, 24, np.random.default_rng(0), kernel=CONSISTENT)
+    assert sample.ilr.shape == (1, 24, 24)
+    gap = np.abs(area_average(sample.ilr, scale) - area_average(sample.coarse_up, scale)).max()
+    assert gap < 1e-4 * np.ptp(sample.target)
+    assert np.abs(sample.ilr - sample.target).max() > 0.01 * np.ptp(sample.target)
+
+
+def test_fine_tuning_starts_from_the_given_model(tmp_path):
+    from geosr.errors import ModelError
+    from geosr.models.card import ModelCard
+
+    config = TrainConfig(**TINY, epochs=1, lr=1e-3, interpolation="consistent")
+    first = tmp_path / "first.safetensors"
+    card = ModelCard(name="tiny", in_channels=1, depth=4, width=8)
+    trained = train([terrain(0)], [terrain(1)], config, first, card, log=lambda line: None)
+    assert read_card(first).kernel.name == "consistent"
+    config.epochs = 0  # evaluate only: the starting point of each run
+    tuned = train([terrain(0)], [terrain(1)], config, tmp_path / "t.safetensors", card, init=first, log=print)
+    fresh = train([terrain(0)], [terrain(1)], config, tmp_path / "f.safetensors", card, log=print)
+    assert tuned["initial_val_rmse"] == pytest.approx(trained["history"][-1]["val_rmse"], rel=1e-6)
+    assert fresh["initial_val_rmse"] != pytest.approx(tuned["initial_val_rmse"], rel=1e-3)
+    wider = TrainConfig(**{**TINY, "width": 16}, epochs=1)
+    with pytest.raises(ModelError, match="width 8.*match them or drop --init"):
+        train([terrain(0)], [terrain(1)], wider, tmp_path / "w.safetensors", card, init=first, log=print)
 
 
 def test_nodata_pixels_do_not_enter_the_loss():
@@ -98,7 +130,7 @@ def test_a_few_epochs_reduce_the_validation_error_and_write_a_model(tmp_path, op
     final = summary["history"][-1]["val_rmse"]
     assert np.isfinite(final)
     assert final < 0.99 * summary["initial_val_rmse"]
-    assert final < summary["history"][-1]["val_bicubic"]
+    assert final < summary["history"][-1]["val_interpolation"]
     loaded = load_model(output)
     assert loaded.card.training["steps"] == summary["steps"]
     out = downscale(fbm_surface((20, 20), seed=4), 2, loaded, device="cpu")
@@ -131,7 +163,8 @@ def test_train_is_deterministic_on_cpu(tmp_path):
 
 
 def test_cli_trains_a_multiband_model_that_downscales(tmp_path, cli):
-    bands = np.stack([fbm_surface((72, 80), seed=s, relief=100.0 * (s + 1)) for s in range(2)])
+    # tall enough for 16-pixel patches with the consistent kernel's margin (10 coarse pixels) at x3
+    bands = np.stack([fbm_surface((160, 80), seed=s, relief=100.0 * (s + 1)) for s in range(2)])
     bands[1, :5, :5] = -9999
     hr = write_geotiff(
         tmp_path / "hr.tif", bands, nodata=-9999, descriptions=["elevation", "temperature"], units=["m", "K"]
@@ -145,11 +178,12 @@ def test_cli_trains_a_multiband_model_that_downscales(tmp_path, cli):
     assert (card.in_channels, card.depth, card.width) == (2, 3, 4)
     assert card.bands == ["elevation", "temperature"] and card.units == ["m", "K"]
     assert card.scales == [2.0, 3.0]
+    assert card.kernel.name == "consistent"  # the default network input
     out = tmp_path / "out.tif"
     result = cli("downscale", hr, "--scale", 2, "--model", model, "-o", out, "-q")
     assert result.code == 0, result.err
     with rasterio.open(out) as dst:
-        assert dst.count == 2 and dst.shape == (144, 160)
+        assert dst.count == 2 and dst.shape == (320, 160)
     again = cli(*args)
     assert again.code != 0 and "--overwrite" in again.err
 

@@ -51,8 +51,15 @@ def _ints(text: str, what: str) -> list[int]:
     type=click.Choice(["mse", "relative"]),
     default="relative",
     show_default=True,
-    help="mse: plain squared error; relative: each patch's error relative to its bicubic error (scales and "
-    "reliefs count alike).",
+    help="mse: plain squared error; relative: each patch's error relative to its interpolated input's error "
+    "(scales and reliefs count alike).",
+)
+@click.option(
+    "--interpolation",
+    type=click.Choice(["consistent", "bicubic"]),
+    default="consistent",
+    show_default=True,
+    help="Network input: consistent (the limit of back-projection: the input's cell averages are kept) or bicubic.",
 )
 @click.option("--depth", type=click.IntRange(min=2), default=20, show_default=True)
 @click.option("--width", type=click.IntRange(min=1), default=64, show_default=True)
@@ -65,6 +72,12 @@ def _ints(text: str, what: str) -> list[int]:
     type=click.Path(exists=True, path_type=Path),
     default=None,
     help="Checkpoint (OUTPUT.ckpt) to continue from.",
+)
+@click.option(
+    "--init",
+    "init_model",
+    default=None,
+    help="Start from the weights of this model (a shipped name such as dem, or a file) to fine-tune it.",
 )
 @overwrite_option
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
@@ -84,6 +97,7 @@ def train(
     lr: float | None,
     schedule: str,
     loss: str,
+    interpolation: str,
     depth: int,
     width: int,
     device: str,
@@ -91,6 +105,7 @@ def train(
     seed: int,
     name: str | None,
     resume: Path | None,
+    init_model: str | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -98,7 +113,7 @@ def train(
 
     Each raster is normalised with its own per-band statistics (as at inference). The last 15% (at
     least one patch) of every raster along its longer axis is held out for validation; each epoch
-    prints the validation RMSE of the model against bicubic. Nodata pixels are left out of the loss.
+    prints the validation RMSE of the model against its interpolated input. Nodata pixels are left out of the loss.
     A checkpoint OUTPUT.ckpt is written every epoch for --resume.
     """
     import numpy as np
@@ -107,7 +122,8 @@ def train(
     from geosr.io import iter_blocks, open_raster, raster_info
     from geosr.models.card import ModelCard
     from geosr.predict import select_device
-    from geosr.training.data import MARGIN, normalise
+    from geosr.tiling import KERNELS
+    from geosr.training.data import normalise
     from geosr.training.train import TrainConfig
     from geosr.training.train import train as run_training
 
@@ -116,7 +132,7 @@ def train(
         raise click.BadParameter(f"--scales must all be at least 2, got {scales!r}")
     if output.exists() and not overwrite and resume is None:
         raise OutputExistsError(f"output '{output}' already exists; pass --overwrite to replace it")
-    side = patch_size + 2 * MARGIN * max(scale_list)
+    side = patch_size + 2 * KERNELS[interpolation].margin * max(scale_list)
     train_sets, val_sets, square, units, names = [], [], True, None, None
     for path in inputs:
         with open_raster(path) as dataset:
@@ -158,6 +174,7 @@ def train(
         device=str(select_device(device)),
         seed=seed,
         square_pixels=square,
+        interpolation=interpolation,
     )
     card = ModelCard(
         name=name or output.stem,

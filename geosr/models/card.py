@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from geosr.errors import ModelError
+from geosr.tiling import Kernel, kernel_named
 
 CARD_KEY = "geosr"
 FORMAT_VERSION = 1
@@ -64,6 +65,11 @@ class ModelCard:
     description: str = ""
     format_version: int = FORMAT_VERSION
 
+    @property
+    def kernel(self) -> Kernel:
+        """The interpolation kernel named by ``interpolation``."""
+        return kernel_named(self.interpolation)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
@@ -77,6 +83,10 @@ class ModelCard:
             raise ModelError(f"{source} has an unreadable model card ({exc}); re-save it with geosr") from None
         if card.architecture != "vdsr":
             raise ModelError(f"{source} holds a {card.architecture!r} model; geosr only runs 'vdsr' models")
+        try:
+            kernel_named(card.interpolation)
+        except ValueError as exc:
+            raise ModelError(f"{source}: {exc}; this geosr cannot run it, upgrade geosr") from None
         return card
 
 

@@ -3,8 +3,10 @@
 A sample is cut from a fine raster that has already been normalised with its own whole-raster
 per-band statistics, exactly as inference does. For scale ``s`` a fine window of
 ``patch + 2 * margin * s`` pixels is area-averaged, interpolated back to the fine grid with the same
-bicubic kernel as inference, and the margin is cut off, so the ILR inside the patch never sees a
-patch edge. Augmentation: flips and 90-degree rotations (square pixels only), and a random gain and
+kernel as inference (:mod:`geosr.tiling`; the margin is the kernel's ``margin``), and the margin is
+cut off, so the ILR inside the patch (almost) never sees a patch edge.
+
+Augmentation: flips and 90-degree rotations (square pixels only), and a random gain and
 offset of the normalised values, so the network meets rasters whose relief differs from the mean.
 """
 
@@ -16,9 +18,10 @@ import numpy as np
 
 from geosr.degrade import area_average
 from geosr.stats import BandStats
-from geosr.tiling import Span, interpolation_matrix
+from geosr.tiling import BICUBIC, Kernel, Span, interpolation_matrix
 
-MARGIN = 3
+#: Coarse pixels around a patch for the bicubic kernel (see ``Kernel.margin`` for the others).
+MARGIN = BICUBIC.margin
 
 
 def normalise(raster: np.ndarray) -> np.ndarray:
@@ -28,11 +31,11 @@ def normalise(raster: np.ndarray) -> np.ndarray:
     return (raster - stats.mean[:, None, None]) / std[:, None, None]
 
 
-def ilr_of(coarse: np.ndarray, fine_shape: tuple[int, int]) -> np.ndarray:
-    """Bicubic interpolation of a (band, y, x) coarse array onto a fine grid of ``fine_shape``."""
+def ilr_of(coarse: np.ndarray, fine_shape: tuple[int, int], kernel: Kernel = BICUBIC) -> np.ndarray:
+    """Interpolation of a (band, y, x) coarse array onto a fine grid of ``fine_shape``."""
     (h, w), (ho, wo) = coarse.shape[-2:], fine_shape
-    rows = interpolation_matrix(Span(0, ho), Span(0, h), h, ho)
-    cols = interpolation_matrix(Span(0, wo), Span(0, w), w, wo)
+    rows = interpolation_matrix(Span(0, ho), Span(0, h), h, ho, kernel)
+    cols = interpolation_matrix(Span(0, wo), Span(0, w), w, wo, kernel)
     return np.matmul(np.matmul(rows, coarse), cols.T)
 
 
@@ -54,9 +57,10 @@ def cut_sample(
     square_pixels: bool = True,
     gain_range: tuple[float, float] = (0.3, 3.0),
     offset_range: float = 1.0,
+    kernel: Kernel = BICUBIC,
 ) -> Sample | None:
     """A random training sample from a normalised (band, y, x) raster, or None if it has nodata only."""
-    side = patch + 2 * MARGIN * scale
+    side = patch + 2 * kernel.margin * scale
     _, h, w = raster.shape
     if h < side or w < side:
         return None
@@ -76,8 +80,8 @@ def cut_sample(
         return None
     coarse = area_average(fine, scale)
     coarse = np.where(np.isfinite(coarse), coarse, 0.0)
-    ilr = ilr_of(coarse, fine.shape[-2:])
-    m = MARGIN * scale
+    ilr = ilr_of(coarse, fine.shape[-2:], kernel)
+    m = kernel.margin * scale
     cut = (slice(None), slice(m, m + patch), slice(m, m + patch))
     coarse_up = np.repeat(np.repeat(coarse, scale, axis=-2), scale, axis=-1)
     return Sample(

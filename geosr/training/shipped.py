@@ -1,6 +1,11 @@
 """Regenerate the models shipped with geosr from sources available offline, seeded.
 
 Usage: ``python -m geosr.training.shipped {dem,climate} [--epochs E] [--minutes M] [--threads N] [--resume CKPT]``
+
+``python -m geosr.training.shipped {dem,climate} --reproduce [--threads N]`` runs the whole recipe of
+the shipped model from scratch (:data:`RECIPES`): a first stage with the bicubic network input, then
+a fine-tuning stage with the ``consistent`` input (the limit of back-projection) started from the
+first stage's weights; the model card records both.
 """
 
 from __future__ import annotations
@@ -52,6 +57,35 @@ def climate_card() -> ModelCard:
 
 
 CARDS = {"dem": dem_card, "climate": climate_card}
+
+#: The stages of each shipped model's recipe (``{out}``: the output path without its suffix).
+RECIPES = {
+    "dem": [
+        "--interpolation bicubic --epochs 48 --cosine --lr 2e-4 --real-share 0.3 --loss relative",
+        "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --real-share 0.3 --loss relative",
+    ],
+    "climate": [
+        "--interpolation bicubic --epochs 30 --cosine --lr 2e-4 --loss relative",
+        "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --loss relative",
+    ],
+}
+
+
+def reproduce(model: str, output: Path, threads: int | None) -> None:
+    """Run every stage of ``model``'s recipe; the last writes ``output``."""
+    extra = ["--minutes", "100000"] + (["--threads", str(threads)] if threads else [])
+    previous = None
+    for number, stage in enumerate(RECIPES[model], start=1):
+        last = number == len(RECIPES[model])
+        target = output if last else output.with_name(f"{output.stem}.stage{number}{output.suffix}")
+        args = [model, *shlex.split(stage), *extra, "--output", str(target)]
+        if previous is not None:
+            args += ["--init", str(previous)]
+        print(f"stage {number}: python -m geosr.training.shipped {shlex.join(args)}", flush=True)
+        main(args)
+        previous = target
+
+
 SOURCES = {"dem": dem_training_sets, "climate": climate_training_sets}
 
 
@@ -74,9 +108,17 @@ def main(argv: list[str] | None = None) -> None:
         default=0.3,
         help="dem: share of training patches cut from the real DEM (the rest synthetic)",
     )
+    parser.add_argument(
+        "--interpolation", choices=["bicubic", "consistent"], default="consistent", help="network input kernel"
+    )
+    parser.add_argument("--init", default=None, help="start from this model file's weights (fine-tuning)")
     parser.add_argument("--resume", default=None)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--reproduce", action="store_true", help="run the shipped model's whole recipe (RECIPES)")
     args = parser.parse_args(argv)
+    if args.reproduce:
+        reproduce(args.model, args.output or WEIGHTS_DIR / f"{args.model}.safetensors", args.threads)
+        return
     train_sets, val_sets = SOURCES[args.model]()
     config = TrainConfig(
         minutes=args.minutes,
@@ -89,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size,
         cosine=args.cosine,
         loss=args.loss,
+        interpolation=args.interpolation,
     )
     card = CARDS[args.model]()
     card.training["command"] = "python -m geosr.training.shipped " + shlex.join(argv or sys.argv[1:])
@@ -100,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         output,
         card,
         resume=args.resume,
+        init=args.init,
         weights=_weights(args.model, args.real_share, len(train_sets)),
         log=lambda line: print(line, flush=True),
     )

@@ -25,6 +25,7 @@ from geosr.conserve import conserve_torch
 from geosr.models.card import ModelCard
 from geosr.models.files import save_model
 from geosr.models.vdsr import VDSR
+from geosr.tiling import KERNELS
 from geosr.training.data import Sample, cut_sample
 
 
@@ -50,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     val_samples: int = 64
     square_pixels: bool = True
+    interpolation: str = "bicubic"
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,7 +82,9 @@ class Batches:
         while True:
             raster = self.rasters[int(self.rng.choice(len(self.rasters), p=self.weights))]
             scale = int(self.rng.choice(cfg.scales))
-            sample = cut_sample(raster, scale, cfg.patch, self.rng, square_pixels=cfg.square_pixels)
+            sample = cut_sample(
+                raster, scale, cfg.patch, self.rng, square_pixels=cfg.square_pixels, kernel=KERNELS[cfg.interpolation]
+            )
             if sample is not None:
                 return sample
 
@@ -121,9 +125,9 @@ class Batch:
     def loss(self, residual: torch.Tensor, kind: str = "mse") -> torch.Tensor:
         """Mean of the masked MSE of the output and of the conserved output (see module docstring).
 
-        ``kind="relative"`` divides each sample's squared error by its bicubic error plus the batch's
-        mean bicubic error, so that every scale and every relief counts alike instead of the coarsest
-        scale and the steepest patches dominating the sum.
+        ``kind="relative"`` divides each sample's squared error by the error of its interpolated input
+        (the ILR) plus the batch's mean ILR error, so that every scale and every relief counts alike
+        instead of the coarsest scale and the steepest patches dominating the sum.
         """
         out = self.ilr + residual.float()
         errors = 0.5 * (
@@ -163,7 +167,7 @@ def _autocast(device: torch.device, precision: str) -> Any:
 
 
 def evaluate_batches(network: VDSR, val: Batch, device: torch.device, precision: str) -> tuple[float, float, float]:
-    """RMSE (normalised units) of the network, the network + conservation, and bicubic on validation samples."""
+    """RMSE (normalised units) of the network, the network + conservation, and the ILR on validation samples."""
     network.eval()
     errs, cons, base = [], [], []
     with torch.no_grad():
@@ -187,6 +191,7 @@ def train(
     card: ModelCard,
     *,
     resume: str | Path | None = None,
+    init: str | Path | None = None,
     weights: Sequence[float] | None = None,
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
@@ -194,6 +199,9 @@ def train(
     """Train a VDSR on normalised (band, y, x) rasters and save it with ``card`` to ``output``.
 
     ``weights`` sets how often each raster is sampled (default: in proportion to its area).
+    ``init`` starts from the weights of a model file of the same shape (fine-tuning, new optimiser);
+    ``resume`` continues a checkpoint (weights, optimiser, step). The card's ``interpolation`` is set
+    from ``config.interpolation``.
 
     ``progress(step, total_steps)`` is called after every step. Returns a summary: steps, epochs,
     the validation RMSE before training and a per-epoch history.
@@ -204,6 +212,22 @@ def train(
     device = torch.device(config.device)
     channels = rasters[0].shape[0]
     network = VDSR(channels, depth=config.depth, width=config.width).to(device)
+    card.interpolation = KERNELS[config.interpolation].description
+    if init:
+        from geosr.errors import ModelError
+        from geosr.models.files import load_model
+
+        start = load_model(init, "cpu")
+        have = (start.card.in_channels, start.card.depth, start.card.width)
+        if have != (channels, config.depth, config.width):
+            raise ModelError(
+                f"the model to start from ({init}) has {have[0]} channels, depth {have[1]} and width {have[2]}, "
+                f"but training asks for {channels}, {config.depth} and {config.width}; match them or drop --init"
+            )
+        network.load_state_dict(start.network.state_dict())
+        earlier = {k: v for k, v in start.card.training.items() if k not in ("started_from", "config")}
+        card.training["started_from"] = {"model": str(init), "interpolation": start.card.interpolation, **earlier}
+        log(f"starting from the weights of {init}")
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             network.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
@@ -222,9 +246,10 @@ def train(
     val = Batches(val_rasters, config, config.seed + 7).batch(config.val_samples)
     started = time.perf_counter()
     history = []
-    rmse, conserved, bicubic = evaluate_batches(network, val, device, config.precision)
+    rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
     initial = rmse
-    log(f"epoch {epoch}: val RMSE {rmse:.5f} vs bicubic {bicubic:.5f} ({100 * (1 - rmse / bicubic):+.1f}%)")
+    kernel = config.interpolation
+    log(f"epoch {epoch}: val RMSE {rmse:.5f} vs {kernel} {base:.5f} ({100 * (1 - rmse / base):+.1f}%)")
     while epoch < config.epochs:
         lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
@@ -246,19 +271,19 @@ def train(
                 progress(step, config.epochs * config.steps_per_epoch)
         epoch += 1
         seconds = elapsed_before + time.perf_counter() - started
-        rmse, conserved, bicubic = evaluate_batches(network, val, device, config.precision)
+        rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
         history.append(
             {
                 "epoch": epoch,
                 "loss": float(np.mean(losses)),
                 "val_rmse": rmse,
                 "val_rmse_conserved": conserved,
-                "val_bicubic": bicubic,
+                "val_interpolation": base,
             }
         )
         log(
             f"epoch {epoch} step {step} {seconds / 60:.1f} min: loss {np.mean(losses):.5f}, val RMSE {rmse:.5f} "
-            f"(conserved {conserved:.5f}) vs bicubic {bicubic:.5f} ({100 * (1 - rmse / bicubic):+.1f}%)"
+            f"(conserved {conserved:.5f}) vs {kernel} {base:.5f} ({100 * (1 - rmse / base):+.1f}%)"
         )
         torch.save(
             {
@@ -282,7 +307,7 @@ def train(
             {
                 "val_rmse_normalised": round(rmse, 6),
                 "val_rmse_conserved_normalised": round(conserved, 6),
-                "val_bicubic_rmse_normalised": round(bicubic, 6),
+                "val_interpolation_rmse_normalised": round(base, 6),
             }
         )
         save_model(network.cpu(), card, output)
