@@ -13,8 +13,8 @@ from geosr.models.card import read_card
 from geosr.models.files import load_model
 from geosr.predict import downscale
 from geosr.testing import fbm_surface
-from geosr.tiling import CONSISTENT
-from geosr.training.data import cut_sample, ilr_of, normalise
+from geosr.tiling import BICUBIC, CONSISTENT
+from geosr.training.data import Prepared, cut_sample, ilr_of, normalise
 from geosr.training.train import TrainConfig, learning_rate, masked_mse, train
 
 TINY = {"depth": 4, "width": 8, "patch": 16, "batch_size": 8, "steps_per_epoch": 15, "val_samples": 16}
@@ -29,7 +29,7 @@ def terrain(seed: int, size: int = 64) -> np.ndarray:
 def test_sample_is_an_area_averaged_pair():
     raster = terrain(0)
     sample = cut_sample(raster, 2, 16, np.random.default_rng(0), gain_range=(1, 1), offset_range=0)
-    # the ILR is the bicubic interpolation of the block means of the target (plus its margin)
+    # the coarse values are the block means of the target
     assert sample.ilr.shape == sample.target.shape == (1, 16, 16)
     np.testing.assert_allclose(area_average(sample.coarse_up, 2), area_average(sample.target, 2), atol=1e-5)
     assert sample.valid.all()
@@ -42,14 +42,32 @@ def test_ilr_of_a_constant_is_the_constant():
 
 
 @pytest.mark.parametrize("scale", [2, 4])
-def test_consistent_samples_keep_the_cell_averages(scale):
-    # the consistent ILR of a sample averages back to its coarse cells (up to the margin's cut-off)
+def test_consistent_ilr_keeps_the_cell_averages(scale):
     raster = terrain(2, size=160)
-    sample = cut_sample(raster, scale, 24, np.random.default_rng(0), kernel=CONSISTENT)
-    assert sample.ilr.shape == (1, 24, 24)
-    gap = np.abs(area_average(sample.ilr, scale) - area_average(sample.coarse_up, scale)).max()
-    assert gap < 1e-4 * np.ptp(sample.target)
-    assert np.abs(sample.ilr - sample.target).max() > 0.01 * np.ptp(sample.target)
+    prepared = Prepared(raster, scale, CONSISTENT)
+    inner = (slice(None), slice(15, -15), slice(15, -15))  # away from the replicated raster edges
+    gap = np.abs(area_average(prepared.ilr, scale) - prepared.coarse)[inner].max()
+    assert gap < 1e-5 * np.ptp(raster)
+    assert np.abs(prepared.ilr - prepared.fine).max() > 0.01 * np.ptp(raster)
+
+
+@pytest.mark.parametrize("kernel", [BICUBIC, CONSISTENT])
+def test_a_sample_is_a_window_of_the_whole_raster_ilr(kernel):
+    # the ILR of a patch is the whole-raster ILR there (what inference computes), flipped with the target
+    raster = terrain(3, size=40)
+    prepared = Prepared(raster, 2, kernel)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        sample = prepared.cut(12, rng, square_pixels=False, gain_range=(1, 1), offset_range=0)
+        found = False
+        for y0 in range(0, 40 - 12 + 1, 2):
+            for x0 in range(0, 40 - 12 + 1, 2):
+                window = (slice(None), slice(y0, y0 + 12), slice(x0, x0 + 12))
+                for flip in ((), (-1,), (-2,), (-2, -1)):
+                    if np.allclose(np.flip(prepared.fine[window], flip), sample.target, atol=1e-6):
+                        np.testing.assert_allclose(np.flip(prepared.ilr[window], flip), sample.ilr, atol=1e-6)
+                        found = True
+        assert found
 
 
 def test_fine_tuning_starts_from_the_given_model(tmp_path):

@@ -122,7 +122,6 @@ def train(
     from geosr.io import iter_blocks, open_raster, raster_info
     from geosr.models.card import ModelCard
     from geosr.predict import select_device
-    from geosr.tiling import KERNELS
     from geosr.training.data import normalise
     from geosr.training.train import TrainConfig
     from geosr.training.train import train as run_training
@@ -132,7 +131,7 @@ def train(
         raise click.BadParameter(f"--scales must all be at least 2, got {scales!r}")
     if output.exists() and not overwrite and resume is None:
         raise OutputExistsError(f"output '{output}' already exists; pass --overwrite to replace it")
-    side = patch_size + 2 * KERNELS[interpolation].margin * max(scale_list)
+    side = patch_size
     train_sets, val_sets, square, units, names = [], [], True, None, None
     for path in inputs:
         with open_raster(path) as dataset:
@@ -147,8 +146,8 @@ def train(
         held = max(int(round(0.15 * length)), side)
         if length - held < side or min(info.height, info.width) < side:
             raise InputError(
-                f"'{path}' ({info.width} x {info.height}) is too small for {patch_size}-pixel patches at "
-                f"x{max(scale_list)}: it needs {side} pixels across and {2 * side} along; use a smaller --patch-size"
+                f"'{path}' ({info.width} x {info.height}) is too small for {patch_size}-pixel patches: it needs "
+                f"{side} pixels across and {2 * side} along; use a smaller --patch-size"
             )
         train_sets.append(np.take(data, range(length - held), axis=axis))
         val_sets.append(np.take(data, range(length - held, length), axis=axis))

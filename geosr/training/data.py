@@ -1,13 +1,17 @@
 """Training samples: random fine patches, their area-averaged coarse versions, and the ILR.
 
 A sample is cut from a fine raster that has already been normalised with its own whole-raster
-per-band statistics, exactly as inference does. For scale ``s`` a fine window of
-``patch + 2 * margin * s`` pixels is area-averaged, interpolated back to the fine grid with the same
-kernel as inference (:mod:`geosr.tiling`; the margin is the kernel's ``margin``), and the margin is
-cut off, so the ILR inside the patch (almost) never sees a patch edge.
+per-band statistics, exactly as inference does. For each raster and scale ``s`` the whole raster is
+area-averaged once and interpolated back to the fine grid with the model's kernel
+(:mod:`geosr.tiling`), exactly as inference interpolates the whole raster (edges replicated at the
+raster's own border); patches are then cut at whole coarse cells from the fine raster, its ILR and
+its coarse values alike. So the ILR of a patch is what inference would compute there, whatever the
+kernel's support, and patches can come from any part of a raster at least one patch wide.
 
-Augmentation: flips and 90-degree rotations (square pixels only), and a random gain and
-offset of the normalised values, so the network meets rasters whose relief differs from the mean.
+Augmentation, applied to the fine patch, its ILR and its coarse values alike (every step commutes
+with interpolation and area averaging): flips and 90-degree rotations (square pixels only), and a
+random gain and offset of the normalised values, so the network meets rasters whose relief differs
+from the mean. Coarse cells without data enter as the (augmented) mean, as at inference.
 """
 
 from __future__ import annotations
@@ -19,9 +23,6 @@ import numpy as np
 from geosr.degrade import area_average
 from geosr.stats import BandStats
 from geosr.tiling import BICUBIC, Kernel, Span, interpolation_matrix
-
-#: Coarse pixels around a patch for the bicubic kernel (see ``Kernel.margin`` for the others).
-MARGIN = BICUBIC.margin
 
 
 def normalise(raster: np.ndarray) -> np.ndarray:
@@ -48,6 +49,61 @@ class Sample:
     valid: np.ndarray  # (band, p, p) bool
 
 
+class Prepared:
+    """A normalised (band, y, x) raster with its area average and ILR at one whole ``scale``."""
+
+    def __init__(self, raster: np.ndarray, scale: int, kernel: Kernel = BICUBIC) -> None:
+        _, h, w = raster.shape
+        h, w = (h // scale) * scale, (w // scale) * scale
+        self.scale = int(scale)
+        self.fine = np.asarray(raster[:, :h, :w], dtype=np.float32)
+        coarse = area_average(self.fine, scale) if h and w else np.zeros((raster.shape[0], 0, 0))
+        coarse = np.where(np.isfinite(coarse), coarse, 0.0)
+        self.coarse = coarse.astype(np.float32)
+        self.ilr = ilr_of(coarse, (h, w), kernel).astype(np.float32) if h and w else self.fine.copy()
+
+    def cut(
+        self,
+        patch: int,
+        rng: np.random.Generator,
+        *,
+        square_pixels: bool = True,
+        gain_range: tuple[float, float] = (0.3, 3.0),
+        offset_range: float = 1.0,
+    ) -> Sample | None:
+        """A random sample of ``patch`` x ``patch`` fine pixels, or None if it is too small or mostly nodata."""
+        s = self.scale
+        _, h, w = self.fine.shape
+        if h < patch or w < patch:
+            return None
+        y0 = s * int(rng.integers(0, (h - patch) // s + 1))
+        x0 = s * int(rng.integers(0, (w - patch) // s + 1))
+        cells = -(-patch // s)
+        coarse = self.coarse[:, y0 // s : y0 // s + cells, x0 // s : x0 // s + cells]
+        coarse_up = np.repeat(np.repeat(coarse, s, axis=-2), s, axis=-1)[:, :patch, :patch]
+        window = (slice(None), slice(y0, y0 + patch), slice(x0, x0 + patch))
+        stack = np.stack([self.fine[window], self.ilr[window], coarse_up])
+        if square_pixels:
+            stack = np.rot90(stack, int(rng.integers(0, 4)), axes=(2, 3))
+        if rng.random() < 0.5:
+            stack = stack[..., ::-1]
+        if rng.random() < 0.5:
+            stack = stack[..., ::-1, :]
+        gain = float(np.exp(rng.uniform(np.log(gain_range[0]), np.log(gain_range[1]))))
+        stack = np.ascontiguousarray(stack) * gain + rng.uniform(-offset_range, offset_range)
+        fine, ilr, coarse_up = stack
+        valid = np.isfinite(fine)
+        if valid.mean() < 0.5:
+            return None
+        return Sample(
+            ilr.astype(np.float32),
+            coarse_up.astype(np.float32),
+            s,
+            np.nan_to_num(fine).astype(np.float32),
+            valid,
+        )
+
+
 def cut_sample(
     raster: np.ndarray,
     scale: int,
@@ -59,35 +115,7 @@ def cut_sample(
     offset_range: float = 1.0,
     kernel: Kernel = BICUBIC,
 ) -> Sample | None:
-    """A random training sample from a normalised (band, y, x) raster, or None if it has nodata only."""
-    side = patch + 2 * kernel.margin * scale
-    _, h, w = raster.shape
-    if h < side or w < side:
-        return None
-    y0 = int(rng.integers(0, h - side + 1))
-    x0 = int(rng.integers(0, w - side + 1))
-    fine = raster[:, y0 : y0 + side, x0 : x0 + side]
-    if square_pixels:
-        fine = np.rot90(fine, int(rng.integers(0, 4)), axes=(1, 2))
-    if rng.random() < 0.5:
-        fine = fine[:, :, ::-1]
-    if rng.random() < 0.5:
-        fine = fine[:, ::-1, :]
-    gain = float(np.exp(rng.uniform(np.log(gain_range[0]), np.log(gain_range[1]))))
-    fine = np.ascontiguousarray(fine) * gain + rng.uniform(-offset_range, offset_range)
-    valid = np.isfinite(fine)
-    if valid.mean() < 0.5:
-        return None
-    coarse = area_average(fine, scale)
-    coarse = np.where(np.isfinite(coarse), coarse, 0.0)
-    ilr = ilr_of(coarse, fine.shape[-2:], kernel)
-    m = kernel.margin * scale
-    cut = (slice(None), slice(m, m + patch), slice(m, m + patch))
-    coarse_up = np.repeat(np.repeat(coarse, scale, axis=-2), scale, axis=-1)
-    return Sample(
-        ilr[cut].astype(np.float32),
-        coarse_up[cut].astype(np.float32),
-        scale,
-        np.nan_to_num(fine[cut]).astype(np.float32),
-        valid[cut],
+    """One random sample from a normalised (band, y, x) raster (see :class:`Prepared`)."""
+    return Prepared(raster, scale, kernel).cut(
+        patch, rng, square_pixels=square_pixels, gain_range=gain_range, offset_range=offset_range
     )

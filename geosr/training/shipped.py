@@ -62,7 +62,7 @@ CARDS = {"dem": dem_card, "climate": climate_card}
 RECIPES = {
     "dem": [
         "--interpolation bicubic --epochs 48 --cosine --lr 2e-4 --real-share 0.3 --loss relative",
-        "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --real-share 0.3 --loss relative",
+        "--interpolation consistent --epochs 25 --cosine --lr 1e-4 --real-share 0.5 --loss relative",
     ],
     "climate": [
         "--interpolation bicubic --epochs 30 --cosine --lr 2e-4 --loss relative",

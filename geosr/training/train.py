@@ -26,7 +26,7 @@ from geosr.models.card import ModelCard
 from geosr.models.files import save_model
 from geosr.models.vdsr import VDSR
 from geosr.tiling import KERNELS
-from geosr.training.data import Sample, cut_sample
+from geosr.training.data import Prepared, Sample
 
 
 @dataclass
@@ -76,15 +76,17 @@ class Batches:
             weights = [r.shape[1] * r.shape[2] for r in self.rasters]
         chances = np.asarray(weights, dtype=np.float64)
         self.weights = chances / chances.sum()
+        self.prepared: dict[tuple[int, int], Prepared] = {}
 
     def sample(self) -> Sample:
         cfg = self.config
         while True:
-            raster = self.rasters[int(self.rng.choice(len(self.rasters), p=self.weights))]
+            index = int(self.rng.choice(len(self.rasters), p=self.weights))
             scale = int(self.rng.choice(cfg.scales))
-            sample = cut_sample(
-                raster, scale, cfg.patch, self.rng, square_pixels=cfg.square_pixels, kernel=KERNELS[cfg.interpolation]
-            )
+            key = (index, scale)
+            if key not in self.prepared:
+                self.prepared[key] = Prepared(self.rasters[index], scale, KERNELS[cfg.interpolation])
+            sample = self.prepared[key].cut(cfg.patch, self.rng, square_pixels=cfg.square_pixels)
             if sample is not None:
                 return sample
 
