@@ -156,7 +156,7 @@ class GeosrDataArrayAccessor:
         precision: str = "fp32",
         tile_size: int | tuple[int, int] | None = None,
         batch_size: int = 1,
-        conserve: bool = False,
+        conserve: bool | None = None,
         nodata: float | None = None,
         y_dim: str | None = None,
         x_dim: str | None = None,
@@ -195,7 +195,7 @@ class GeosrDataArrayAccessor:
         """
         import geosr
         from geosr.models.files import LoadedModel, load_model
-        from geosr.predict import DEFAULT_TILE_SIZE, is_dask
+        from geosr.predict import DEFAULT_TILE_SIZE, conserves, is_dask
 
         da = self._obj
         scale = check_scale(scale)
@@ -236,7 +236,7 @@ class GeosrDataArrayAccessor:
             geosr_version=geosr.__version__,
             geosr_model=loaded.card.name,
             geosr_scale=f"{scale:g}",
-            geosr_conserve="yes" if conserve else "no",
+            geosr_conserve="yes" if conserves(loaded.card, conserve, (ny, nx), scale) else "no",
         )
         result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
         result.encoding["_FillValue"] = np.float32(np.nan)

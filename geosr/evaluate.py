@@ -150,7 +150,8 @@ def evaluate_array(
 ) -> dict[str, Metrics]:
     """Metrics of every method on one (y, x) fine raster without nodata.
 
-    With a ``model``, adds ``model`` (its plain output) and ``model_conserved`` (with ``conserve``).
+    With a ``model``, adds ``model`` (its plain output, ``conserve=False``) and ``model_conserved``
+    (with ``conserve``, the default output of a model whose card says ``conserve``).
     """
     from geosr.predict import downscale
 
@@ -161,7 +162,7 @@ def evaluate_array(
     if model is not None:
         # One network run: conservation is a per-cell correction of the output (geosr.conserve), the
         # same whether applied to the whole raster here or tile by tile by ``downscale(conserve=True)``.
-        estimate = downscale(coarse, scale, model, **options).astype(np.float64)
+        estimate = downscale(coarse, scale, model, **{**options, "conserve": False}).astype(np.float64)
         results["model"] = measure(estimate, truth, coarse, scale, pixel_size=pixel_size)
         conserved = conserve(estimate, coarse, scale)
         results["model_conserved"] = measure(conserved, truth, coarse, scale, pixel_size=pixel_size)

@@ -18,6 +18,7 @@ from geosr.georef import check_scale, output_transform, scale_for_resolution
 from geosr.io import OutputSpec, TileWriter, check_destination, iter_blocks, open_raster, raster_info, read_window
 from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback
 from geosr.stats import BandStats
+from geosr.tiling import TilePlan
 
 #: GDAL's block cache (MB). Bounded so that dirty output blocks are flushed as tiles complete instead
 #: of accumulating up to GDAL's default of 5% of RAM: peak memory then follows the tile size.
@@ -56,7 +57,7 @@ def downscale_raster(
     overwrite: bool = False,
     cog: bool = False,
     keep_dtype: bool = False,
-    conserve: bool = False,
+    conserve: bool | None = None,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> Result:
@@ -66,7 +67,8 @@ def downscale_raster(
     output has the input's CRS and bounds, ``round(n * scale)`` pixels along each axis, float32
     values (or the input's dtype, rounded and clipped, with ``keep_dtype``), the input's nodata,
     band descriptions, units, scales/offsets, colour interpretation and tags, plus ``GEOSR_*`` tags.
-    With ``conserve`` every input cell's fine pixels average exactly to the input value. With
+    With ``conserve`` every input cell's fine pixels average exactly to the input value (``None``:
+    as the model's card says, at whole scales; ``False``: never). With
     ``scheduler`` (a dask.distributed address) the tiles run on that cluster's workers, which read
     ``src`` and the model file from the same paths; the output is identical to a local run.
     """
@@ -98,7 +100,7 @@ def downscale_raster(
                 f"every pixel of band {bands} of '{src}' is nodata (nodata={info.nodata}); nothing to downscale"
             )
         plan = downscaler.plan((info.height, info.width), scale)
-        spec = _output_spec(info, plan.out_shape, stats, downscaler, scale, keep_dtype, tile_size)
+        spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size)
         if scheduler is None:
             sources = ((t, read_window(dataset, t.rows.source, t.cols.source)) for t in plan)
             results = downscaler.run(plan, stats, sources)
@@ -118,13 +120,14 @@ def downscale_raster(
 
 def _output_spec(
     info: Any,
-    shape: tuple[int, int],
+    plan: TilePlan,
     stats: BandStats,
     downscaler: Downscaler,
     scale: float,
     keep_dtype: bool,
     tile_size: int,
 ) -> OutputSpec:
+    shape = plan.out_shape
     dtype = info.dtype if keep_dtype else "float32"
     has_gaps = bool((stats.count < info.height * info.width).any())
     nodata = info.nodata
@@ -143,7 +146,7 @@ def _output_spec(
         "GEOSR_SCALE_XY": f"{shape[1] / info.width:.12g},{shape[0] / info.height:.12g}",
         "GEOSR_INTERPOLATION": card.interpolation,
         "GEOSR_PRECISION": downscaler.precision,
-        "GEOSR_CONSERVE": "yes" if downscaler.conserve else "no",
+        "GEOSR_CONSERVE": "yes" if plan.conserve else "no",
     }
     return OutputSpec(
         height=shape[0],
@@ -172,7 +175,7 @@ def downscale_grid(
     tile_size: int = DEFAULT_TILE_SIZE,
     batch_size: int = 1,
     overwrite: bool = False,
-    conserve: bool = False,
+    conserve: bool | None = None,
     scheduler: str | None = None,
 ) -> Result:
     """Super-resolve ``variable`` of a NetCDF file or Zarr store into NetCDF or Zarr (by ``dst``'s suffix).

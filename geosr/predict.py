@@ -7,8 +7,9 @@ Steps for every tile, all on the fine grid:
 2. interpolate it to the tile's extended window with the model's kernel of :mod:`geosr.tiling`
    (the "ILR": bicubic, or ``consistent``, the limit of back-projection);
 3. add the residual predicted by the network (skipped for a constant band);
-4. with ``conserve``, correct every coarse cell touching the core so that its fine pixels average to
-   the coarse value (:mod:`geosr.conserve`; whole scales only, the halo grows by one cell);
+4. when conserving (``conserve=True``, or by default for a model whose card says so, at whole
+   scales), correct every coarse cell touching the core so that its fine pixels average to the
+   coarse value (:mod:`geosr.conserve`; whole scales only, the halo grows by one cell);
 5. undo the normalisation, keep the core, and set to NaN every fine pixel whose footprint (the
    coarse cell containing its centre) holds no data.
 
@@ -63,7 +64,15 @@ def plan_tiles(
                 f"conservation needs a whole scale (2, 3, 4...), got {scale:g}; drop --conserve or use a whole scale"
             )
         halo += round(scale)
-    return TilePlan.build(in_shape, out_shape, tile_size, halo, kernel)
+    return TilePlan.build(in_shape, out_shape, tile_size, halo, kernel, conserve)
+
+
+def conserves(card: ModelCard, conserve: bool | None, in_shape: tuple[int, int], scale: float) -> bool:
+    """Whether a run conserves: as asked, or (``None``) as the card says where the scale is whole."""
+    if conserve is not None:
+        return bool(conserve)
+    whole = output_shape(in_shape[0], in_shape[1], scale) == (in_shape[0] * round(scale), in_shape[1] * round(scale))
+    return bool(card.conserve) and whole
 
 
 def check_bands(card: ModelCard, n_bands: int) -> None:
@@ -130,7 +139,9 @@ class Downscaler:
         Images run through the network together: tiles of equal shape, or the bands of a tile when
         a 1-band model runs on a multiband raster.
     conserve
-        Make each coarse cell's fine pixels average exactly to the coarse value (whole scales only).
+        ``True``: make each coarse cell's fine pixels average exactly to the coarse value (whole
+        scales only); ``False``: never; ``None`` (default): as the model's card says (``conserve``),
+        at whole scales.
     """
 
     def __init__(
@@ -141,7 +152,7 @@ class Downscaler:
         precision: str = "fp32",
         tile_size: int | tuple[int, int] = DEFAULT_TILE_SIZE,
         batch_size: int = 1,
-        conserve: bool = False,
+        conserve: bool | None = None,
     ) -> None:
         from geosr.models.files import LoadedModel, load_model
 
@@ -155,7 +166,7 @@ class Downscaler:
         self.autocast = _autocast_dtype(precision)
         self.precision = precision
         self.batch_size = int(batch_size)
-        self.conserve = bool(conserve)
+        self.conserve = None if conserve is None else bool(conserve)
         self.model: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
         self.network = self.model.network.to(self.device)
         if self.device.type in ("cpu", "cuda"):
@@ -172,7 +183,8 @@ class Downscaler:
 
     def plan(self, in_shape: tuple[int, int], scale: float) -> TilePlan:
         """Tiles covering the fine grid of a coarse raster of shape ``in_shape``."""
-        return plan_tiles(in_shape, scale, self.tile_size, self.halo, self.conserve, self.model.card.kernel)
+        conserve = conserves(self.model.card, self.conserve, in_shape, scale)
+        return plan_tiles(in_shape, scale, self.tile_size, self.halo, conserve, self.model.card.kernel)
 
     def run(
         self, plan: TilePlan, stats: BandStats, sources: Iterable[tuple[Tile, np.ndarray]]
@@ -211,7 +223,7 @@ class Downscaler:
         for item, residual in zip(pending, residuals, strict=True):
             tile = item.tile
             fine_z = item.ilr + residual * active
-            if self.conserve:
+            if plan.conserve:
                 _conserve_cells(fine_z, item.z, tile, h_out // h_in)
             rows, cols = tile.core_in_extended
             fine = fine_z[:, rows, cols] * scale_by + mean
@@ -303,7 +315,7 @@ def downscale(
     precision: str = "fp32",
     tile_size: int | tuple[int, int] = DEFAULT_TILE_SIZE,
     batch_size: int = 1,
-    conserve: bool = False,
+    conserve: bool | None = None,
     progress: ProgressCallback | None = None,
 ) -> Any:
     """Super-resolve a (y, x) or (band, y, x) array by ``scale``.
@@ -392,7 +404,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
         scale,
         tile_pair(options["tile_size"]),
         loaded.receptive_radius,
-        bool(options["conserve"]),
+        conserves(loaded.card, options["conserve"], data.shape[1:], scale),
         loaded.card.kernel,
     )
     check_bands(loaded.card, data.shape[0])

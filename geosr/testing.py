@@ -33,10 +33,12 @@ def random_model(
     seed: int = 0,
     name: str = "random-test",
     interpolation: str = "bicubic",
+    conserve: bool = False,
 ) -> Path:
     """Save a randomly initialised (untrained) VDSR to ``path``; right for pipeline properties only.
 
-    ``interpolation`` names the kernel of its input (see :data:`geosr.tiling.KERNELS`).
+    ``interpolation`` names the kernel of its input (see :data:`geosr.tiling.KERNELS`); ``conserve``
+    is the card's default for conservation.
     """
     import torch
 
@@ -58,5 +60,6 @@ def random_model(
         units=[""] * in_channels,
         description="Randomly initialised, untrained: for testing the pipeline, not for use.",
         interpolation=KERNELS[interpolation].description,
+        conserve=conserve,
     )
     return save_model(network, card, path)

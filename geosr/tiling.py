@@ -222,6 +222,7 @@ class TilePlan:
     row_tiles: tuple[AxisTile, ...]
     col_tiles: tuple[AxisTile, ...]
     kernel: Kernel = BICUBIC
+    conserve: bool = False
 
     @classmethod
     def build(
@@ -231,12 +232,16 @@ class TilePlan:
         tile_size: int | tuple[int, int],
         halo: int,
         kernel: Kernel = BICUBIC,
+        conserve: bool = False,
     ) -> TilePlan:
-        """Plan with square tiles of ``tile_size`` or (rows, columns) tiles of ``tile_size``."""
+        """Plan with square tiles of ``tile_size`` or (rows, columns) tiles of ``tile_size``.
+
+        ``conserve`` records that the tiles' cells are to be conserved (the caller's halo covers it).
+        """
         sizes = tile_pair(tile_size)
         rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo, kernel)
         cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel)
-        return cls(tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols), kernel)
+        return cls(tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols), kernel, conserve)
 
     @property
     def grid_shape(self) -> tuple[int, int]:

@@ -76,3 +76,44 @@ def test_cli_conserve_writes_a_consistent_geotiff(dem_tif, tmp_path, model1, cli
         coarse, fine = src.read(1).astype(np.float64), dst.read(1).astype(np.float64)
         assert dst.tags()["GEOSR_CONSERVE"] == "yes"
     assert np.abs(cell_means(fine, 3) - coarse).max() <= data_tolerance(coarse)
+
+
+@pytest.fixture(scope="module")
+def conserving_model(tmp_path_factory):
+    """A random consistent-kernel model whose card asks for conservation by default (like the shipped ones)."""
+    from geosr.testing import random_model
+
+    path = tmp_path_factory.mktemp("conserving") / "c.safetensors"
+    return random_model(path, seed=3, name="cons", interpolation="consistent", conserve=True)
+
+
+def test_a_model_whose_card_says_so_conserves_by_default_at_whole_scales(dem, conserving_model):
+    default = downscale(dem, 3, str(conserving_model), device="cpu", tile_size=16)
+    assert np.abs(cell_means(default.astype(np.float64), 3) - dem).max() <= data_tolerance(dem)
+    forced = downscale(dem, 3, str(conserving_model), device="cpu", tile_size=16, conserve=True)
+    np.testing.assert_array_equal(default, forced)
+    plain = downscale(dem, 3, str(conserving_model), device="cpu", tile_size=16, conserve=False)
+    assert np.abs(cell_means(plain.astype(np.float64), 3) - dem).max() > 100 * data_tolerance(dem)
+    # a fractional scale has no cells to conserve: the default runs without, an explicit request is refused
+    assert downscale(dem, 2.5, str(conserving_model), device="cpu").shape == (32, 42)
+    with pytest.raises(ScaleError, match="whole scale"):
+        downscale(dem, 2.5, str(conserving_model), device="cpu", conserve=True)
+
+
+def test_models_without_the_card_flag_do_not_conserve_by_default(dem, model1):
+    default = downscale(dem, 2, str(model1), device="cpu")
+    np.testing.assert_array_equal(default, downscale(dem, 2, str(model1), device="cpu", conserve=False))
+
+
+def test_cli_default_and_no_conserve_follow_the_card(dem_tif, tmp_path, conserving_model, cli):
+    tags = {}
+    for flag in ([], ["--no-conserve"]):
+        out = tmp_path / f"out{len(flag)}.tif"
+        result = cli("downscale", dem_tif, "--scale", 2, "--model", conserving_model, "-o", out, "--quiet", *flag)
+        assert result.code == 0, result.err
+        with rasterio.open(dem_tif) as src, rasterio.open(out) as dst:
+            coarse, fine = src.read(1).astype(np.float64), dst.read(1).astype(np.float64)
+            tags[len(flag)] = dst.tags()["GEOSR_CONSERVE"]
+        gap = np.abs(cell_means(fine, 2) - coarse).max()
+        assert (gap <= data_tolerance(coarse)) == (not flag)
+    assert tags == {0: "yes", 1: "no"}

@@ -63,7 +63,10 @@ def print_progress_line(done: int, total: int) -> None:
 @overwrite_option
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews.")
 @click.option(
-    "--conserve", is_flag=True, help="Make each input cell's output pixels average exactly to the input value."
+    "--conserve/--no-conserve",
+    default=None,
+    help="Make each input cell's output pixels average exactly to the input value, or never. Default: as the "
+    "model's card says (the shipped models conserve at whole scales).",
 )
 @click.option("--keep-dtype", is_flag=True, help="Write the input's data type (rounded, clipped) instead of float32.")
 @click.option(
@@ -100,7 +103,7 @@ def downscale(
     batch_size: int,
     overwrite: bool,
     cog: bool,
-    conserve: bool,
+    conserve: bool | None,
     keep_dtype: bool,
     progress_lines: bool,
     variable: str | None,

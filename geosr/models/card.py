@@ -41,6 +41,9 @@ class ModelCard:
         How coarse training pairs were made from fine rasters.
     interpolation
         Kernel used to bring the coarse raster to the fine grid before the network.
+    conserve
+        Conserve by default: unless told otherwise, runs at whole scales make each input cell's
+        output pixels average to the input value (the model was trained and measured so).
     training
         Free-form record of the training data, recipe, budget and command.
     metrics
@@ -60,6 +63,7 @@ class ModelCard:
     scales: list[float] = field(default_factory=lambda: [2.0, 3.0, 4.0])
     degradation: str = "area average over each coarse cell"
     interpolation: str = "bicubic (Keys a=-0.5), edges replicated"
+    conserve: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""

@@ -10,7 +10,9 @@ pixels cropped). Prints a Markdown table; ``--write-card`` stores it in the mode
 Held-out rasters:
 
 * ``dem``: the eastern columns ``[262, 403)`` of the real SRTM Jacksboro DEM (the model trains on
-  columns ``[0, 190)`` and validates on ``[190, 262)``), and matplotlib's real ``topobathy`` sample.
+  columns ``[0, 190)`` and validates on ``[190, 262)``), matplotlib's real ``topobathy`` sample, and
+  the surface altitude of the UM grid over the UK in ``iris-sample-data`` (real terrain, smoothed
+  to the model's 100 x 100 grid).
 * ``climate``: real grids from the ``iris-sample-data`` package (none is used in training): HadCM3
   near-surface air temperature over North America (E1 scenario, first and last year), UM air
   potential temperature over the UK (lowest model level), and NEMO ORCA2 sea temperature (its
@@ -31,7 +33,12 @@ from geosr.training.sources import JACKSBORO_TEST, jacksboro, topobathy
 
 def dem_rasters() -> dict[str, np.ndarray]:
     """Held-out real DEMs, (y, x) metres."""
-    return {"jacksboro east (SRTM, 344x141)": jacksboro()[:, JACKSBORO_TEST], "topobathy (91x120)": topobathy()}
+    orography = _read_netcdf("hybrid_height.nc", "surface_altitude")[0]
+    return {
+        "jacksboro east (SRTM, 344x141)": jacksboro()[:, JACKSBORO_TEST],
+        "topobathy (91x120)": topobathy(),
+        "UM orography, UK (100x100)": orography,
+    }
 
 
 def _iris_sample(name: str) -> Path:
@@ -95,8 +102,13 @@ def _versus(rmse: float, best: float) -> str:
 
 def quality_table(model: str | Path, rasters: dict[str, np.ndarray], scales: list[int]) -> str:
     """A Markdown table of the model's and the classical methods' RMSEs on every raster and scale."""
+    from geosr.models.files import load_model
+
+    default = "conserved" if load_model(model).card.conserve else "plain"
+    plain, conserved = ("model, plain", "model, conserved")
+    plain, conserved = (f"{c} (default)" if c.endswith(default) else c for c in (plain, conserved))
     lines = [
-        "| raster | scale | bicubic | best classical | model | model + conserve |",
+        f"| raster | scale | bicubic | best classical | {plain} | {conserved} |",
         "|---|---|---|---|---|---|",
     ]
     for name, raster in rasters.items():
@@ -112,7 +124,9 @@ def quality_table(model: str | Path, rasters: dict[str, np.ndarray], scales: lis
             )
     lines.append("")
     lines.append("RMSE over the interior (border of 2 x scale pixels cropped); in brackets: how much lower the RMSE")
-    lines.append("is than the best classical method's (negative: higher).")
+    lines.append("is than the best classical method's (negative: higher). Plain: `--no-conserve`; conserved: each")
+    lines.append("input cell's output pixels average to the input value (`--conserve`); (default): what")
+    lines.append("`geosr downscale` gives at whole scales without either flag.")
     return "\n".join(lines)
 
 

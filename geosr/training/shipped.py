@@ -26,6 +26,7 @@ def dem_card() -> ModelCard:
     return ModelCard(
         name="dem",
         in_channels=1,
+        conserve=True,
         bands=["elevation"],
         units=["m"],
         description=(
@@ -43,6 +44,7 @@ def climate_card() -> ModelCard:
     return ModelCard(
         name="climate",
         in_channels=1,
+        conserve=True,
         bands=["air_temperature"],
         units=["K"],
         description=(

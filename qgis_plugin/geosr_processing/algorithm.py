@@ -45,7 +45,8 @@ pixels (it may be fractional, like 2.5); a target resolution is a pixel size in 
 applies to every band; an N-band model needs N bands.</li>
 <li><b>Device</b>: where the network runs; <i>auto</i> picks CUDA, then Apple MPS, then the CPU.</li>
 <li><b>Tile size</b>: output pixels per tile side; memory grows with its square. Tiles are seam-free.</li>
-<li><b>Conserve</b>: make the output pixels of each input cell average exactly to its value.</li>
+<li><b>Conserve</b>: always make the output pixels of each input cell average exactly to its value \
+(whole scales only). Unchecked: as the model says; the shipped models conserve at whole scales.</li>
 </ul>
 <p>Nodata stays nodata; band descriptions, units and tags carry over. The output is float32 GeoTIFF.</p>
 
