@@ -42,11 +42,16 @@ def held_out_dem() -> np.ndarray:
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_dem_model_beats_bicubic_and_lanczos_on_held_out_real_dem(held_out_dem, scale):
-    """The default model must not lose to Lanczos on real data it never saw, with or without --conserve."""
-    results = evaluate_array(held_out_dem, scale, "dem", methods=("bicubic", "lanczos"), device="cpu")
+    """The default model must not lose to Lanczos or back-projection on real data it never saw, conserved or not."""
+    results = evaluate_array(held_out_dem, scale, "dem", methods=("bicubic", "lanczos", "backprojection"), device="cpu")
     for output in ("model", "model_conserved"):
         assert results[output].rmse < 0.85 * results["bicubic"].rmse
         assert results[output].rmse < 0.95 * results["lanczos"].rmse
+        # ... nor to the best classical method, iterative back-projection
+        assert results[output].rmse < results["backprojection"].rmse
+    # the default output (conserved, as the card says) is at least 1% below back-projection
+    assert list_models()["dem"].conserve
+    assert results["model_conserved"].rmse < 0.99 * results["backprojection"].rmse
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -31,7 +31,9 @@ def dem_card() -> ModelCard:
         units=["m"],
         description=(
             "Digital elevation models. Trained on the western part of the real SRTM 3-arc-second Jacksboro "
-            "DEM (matplotlib sample data) and on synthetic fractional-Brownian and ridged terrain."
+            "DEM (matplotlib sample data) and on synthetic fractional-Brownian and ridged terrain. Its input is "
+            "the consistent (back-projection) interpolation and its output is conserved by default at whole "
+            "scales, so it adds only detail that keeps every input cell's average."
         ),
         training={
             "data": "jacksboro columns [0, 190) + 48 synthetic 256x256 DEMs (geosr.training.sources); "
@@ -49,7 +51,9 @@ def climate_card() -> ModelCard:
         units=["K"],
         description=(
             "Smooth geophysical fields such as near-surface temperature. Trained on synthetic smooth fields "
-            "with north-south gradients and altitude (lapse-rate) detail; real climate grids are kept for evaluation."
+            "with north-south gradients and altitude (lapse-rate) detail; real climate grids are kept for evaluation. "
+            "Its input is the consistent (back-projection) interpolation and its output is conserved by default "
+            "at whole scales."
         ),
         training={
             "data": "48 synthetic 192x192 temperature fields (geosr.training.sources.synthetic_climate); "
