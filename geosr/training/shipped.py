@@ -37,7 +37,8 @@ def dem_card() -> ModelCard:
         ),
         training={
             "data": "jacksboro columns [0, 190) + 48 synthetic 256x256 DEMs (geosr.training.sources); "
-            "validation: jacksboro columns [190, 262) + 8 synthetic; held out: jacksboro [262, 403), topobathy",
+            "validation: jacksboro columns [190, 262) + 8 synthetic; held out: jacksboro [262, 403), topobathy, "
+            "UM orography (iris-sample-data)",
         },
     )
 
