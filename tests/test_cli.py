@@ -231,6 +231,10 @@ def test_models_lists_the_shipped_models(cli):
         assert f"{name}:" in result.out
     listed = json.loads(cli("models", "--json").out)
     assert sorted(listed) == shipped
+    # each card says what the model does by default about conservation
+    for name, card in listed.items():
+        expected = "yes, by default at whole scales" if card["conserve"] else "only with --conserve"
+        assert f"conserve: {expected}" in cli("models", name).out
 
 
 @pytest.fixture

@@ -159,7 +159,7 @@ def write_card(model: str | Path, kind: str, table: str) -> Path:
     fields = asdict(card)
     for key in ("architecture", "depth", "width", "in_channels", "bands", "units", "scales"):
         lines.append(f"- **{key}**: {fields[key]}")
-    for key in ("normalisation", "interpolation", "degradation"):
+    for key in ("normalisation", "interpolation", "degradation", "conserve"):
         lines.append(f"- **{key}**: {fields[key]}")
     lines += ["", "## Training", ""]
     lines += [f"- **{key}**: {value}" for key, value in card.training.items()]
