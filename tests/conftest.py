@@ -56,6 +56,13 @@ def model_consistent(model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_like_shipped(model_dir: Path) -> Path:
+    """A random VDSR configured like the shipped models: consistent kernel, conserving by default."""
+    path = model_dir / "tiny_like_shipped.safetensors"
+    return random_model(path, depth=DEPTH, width=WIDTH, seed=4, name="tinys", interpolation="consistent", conserve=True)
+
+
+@pytest.fixture(scope="session")
 def model3(model_dir: Path) -> Path:
     """A random 3-channel VDSR of depth 4 (mixes the bands)."""
     return random_model(model_dir / "tiny3.safetensors", in_channels=3, depth=DEPTH, width=WIDTH, seed=1, name="tiny3")

@@ -372,3 +372,25 @@ def test_cuda_matches_cpu(bands3, model1):
     gpu = run(bands3, 3, model1, device="cuda", tile_size=16)
     for b in range(3):
         assert_close(gpu[b], cpu[b], data_tolerance(bands3[b]))
+
+
+# --- the promises with the shipped models' configuration (consistent kernel, conserving) -------
+
+
+@pytest.mark.parametrize(("a", "b"), [(3.28084, 1000.0), (0.001, -50.0)])
+def test_equivariance_of_a_conserving_consistent_model(dem, model_like_shipped, a, b):
+    base = run(dem, 3, model_like_shipped, tile_size=9)
+    moved = run(a * dem.astype(np.float64) + b, 3, model_like_shipped, tile_size=9)
+    assert_close(moved, a * base.astype(np.float64) + b, data_tolerance(a * dem))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 2.5])
+def test_nodata_and_tiles_with_a_conserving_consistent_model(dem, model_like_shipped, scale):
+    data, missing = with_holes(dem, -9999.0)
+    whole = run(data, scale, model_like_shipped, nodata=-9999.0, tile_size=WHOLE)
+    np.testing.assert_array_equal(np.isnan(whole), expected_nodata_mask(missing, whole.shape))
+    assert np.isfinite(whole[~np.isnan(whole)]).all()
+    for tile in (7, 16):
+        assert_close(run(data, scale, model_like_shipped, nodata=-9999.0, tile_size=tile), whole, data_tolerance(dem))
+    as_nan, _ = with_holes(dem, np.nan)
+    np.testing.assert_array_equal(run(as_nan, scale, model_like_shipped, tile_size=WHOLE), whole)
