@@ -9,7 +9,8 @@ Prints, for one synthetic raster:
 and the peak RSS of `geosr downscale` on two rasters whose areas differ 16x (target: the larger
 within 1.5x of the smaller).
 
-The model is a randomly initialised VDSR of the shipped shape (speed does not depend on weights).
+The model is a randomly initialised VDSR of the shipped shape and configuration (consistent
+interpolation, conserving by default; speed does not depend on the weights).
 
 Usage: python benchmarks/bench_downscale.py [--size 768] [--scale 4] [--tile-size 1024]
        [--precision fp32] [--memory-sizes 256,1024] [--skip-memory]
@@ -122,7 +123,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = random_model(folder / "vdsr20.safetensors", depth=20, width=64)
+        model = random_model(
+            folder / "vdsr20.safetensors", depth=20, width=64, interpolation="consistent", conserve=True
+        )
         src = folder / "bench.tif"
         make_raster(src, args.size)
         out_h = out_w = round(args.size * args.scale)

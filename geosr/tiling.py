@@ -142,7 +142,10 @@ class Kernel:
             return cubic_kernel(t)
         h = _inverse_filter(round(scale, 9))
         r = CONSISTENT_RADIUS
-        return sum(h[k + r] * lanczos_kernel(t - k) for k in range(-r, r + 1))
+        # A whole scale has only ``scale`` sampling phases: evaluate each distinct distance once.
+        distances, where = np.unique(np.round(t, 10), return_inverse=True)
+        values = sum(h[k + r] * lanczos_kernel(distances - k) for k in range(-r, r + 1))
+        return values[where].reshape(np.shape(t))
 
 
 BICUBIC = Kernel("bicubic", KERNEL_SUPPORT, KERNEL_SUPPORT + 1, "bicubic (Keys a=-0.5), edges replicated")

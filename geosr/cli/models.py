@@ -19,9 +19,7 @@ def _format_card(name: str, card: object) -> str:
     )
     lines.append(f"  scales: {', '.join(f'{s:g}' for s in data['scales'])}; degradation: {data['degradation']}")
     lines.append(f"  normalisation: {data['normalisation']}; interpolation: {data['interpolation']}")
-    lines.append(
-        "  conserve: " + ("yes, by default at whole scales" if data["conserve"] else "only with --conserve")
-    )
+    lines.append("  conserve: " + ("yes, by default at whole scales" if data["conserve"] else "only with --conserve"))
     for section in ("training", "metrics"):
         for key, value in data[section].items():
             text = value if isinstance(value, str) else json.dumps(value)
