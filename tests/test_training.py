@@ -212,3 +212,18 @@ def test_cli_refuses_a_raster_too_small_for_the_patches(tmp_path, cli):
     assert result.code != 0
     assert "too small" in result.err and "--patch-size" in result.err
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_cli_fine_tunes_a_model_and_refuses_a_mismatched_one(tmp_path, cli, model_like_shipped):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((120, 64), seed=6))
+    common = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--patch-size", "16", "--device", "cpu"]
+    tuned = tmp_path / "tuned.safetensors"
+    result = cli("train", hr, "-o", tuned, "--init", model_like_shipped, "--depth", 4, "--width", 8, *common, "-q")
+    assert result.code == 0, result.err
+    card = read_card(tuned)
+    assert card.training["started_from"]["model"] == str(model_like_shipped)
+    assert card.conserve  # inherited from the model it started from
+    bad = cli("train", hr, "-o", tmp_path / "bad.safetensors", "--init", model_like_shipped, *common)
+    assert bad.code != 0
+    assert "width 8" in bad.err and "drop --init" in bad.err and "Traceback" not in bad.err
+    assert not (tmp_path / "bad.safetensors").exists()

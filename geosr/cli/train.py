@@ -188,7 +188,15 @@ def train(
     )
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     summary = run_training(
-        train_sets, val_sets, config, output, card, resume=resume, log=log, progress=progress_bar(quiet, "step")
+        train_sets,
+        val_sets,
+        config,
+        output,
+        card,
+        resume=resume,
+        init=init_model,
+        log=log,
+        progress=progress_bar(quiet, "step"),
     )
     if not quiet:
         click.echo(f"wrote {output} after {summary['epochs']} epochs ({summary['steps']} steps)", err=True)

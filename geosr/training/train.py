@@ -203,7 +203,7 @@ def train(
     ``weights`` sets how often each raster is sampled (default: in proportion to its area).
     ``init`` starts from the weights of a model file of the same shape (fine-tuning, new optimiser);
     ``resume`` continues a checkpoint (weights, optimiser, step). The card's ``interpolation`` is set
-    from ``config.interpolation``.
+    from ``config.interpolation``; a model fine-tuned from one that conserves by default does too.
 
     ``progress(step, total_steps)`` is called after every step. Returns a summary: steps, epochs,
     the validation RMSE before training and a per-epoch history.
@@ -229,6 +229,7 @@ def train(
         network.load_state_dict(start.network.state_dict())
         earlier = {k: v for k, v in start.card.training.items() if k not in ("started_from", "config")}
         card.training["started_from"] = {"model": str(init), "interpolation": start.card.interpolation, **earlier}
+        card.conserve = card.conserve or start.card.conserve
         log(f"starting from the weights of {init}")
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
