@@ -31,7 +31,7 @@ from geosr.errors import DeviceError, InputError, ModelError, ScaleError
 from geosr.georef import output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float
-from geosr.tiling import BICUBIC, Kernel, Tile, TilePlan, footprint_index, tile_pair
+from geosr.tiling import Tile, TilePlan, footprint_index, tile_pair
 
 if TYPE_CHECKING:
     import torch
@@ -47,32 +47,37 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 ProgressCallback = Callable[[int, int], None]
 
 
-def plan_tiles(
-    in_shape: tuple[int, int],
-    scale: float,
-    tile_size: int | tuple[int, int],
-    radius: int,
-    conserve: bool,
-    kernel: Kernel = BICUBIC,
-) -> TilePlan:
-    """Tile plan whose halo covers the receptive ``radius`` (plus one coarse cell when conserving)."""
-    out_shape = output_shape(in_shape[0], in_shape[1], scale)
-    halo = radius
-    if conserve:
-        if out_shape != (in_shape[0] * round(scale), in_shape[1] * round(scale)):
-            raise ScaleError(
-                f"conservation needs a whole scale (2, 3, 4...), got {scale:g}; drop --conserve or use a whole scale"
-            )
-        halo += round(scale)
-    return TilePlan.build(in_shape, out_shape, tile_size, halo, kernel, conserve)
+def _whole(in_shape: tuple[int, int], scale: float) -> bool:
+    """Whether every coarse cell becomes exactly ``round(scale)`` x ``round(scale)`` fine pixels."""
+    return output_shape(in_shape[0], in_shape[1], scale) == (in_shape[0] * round(scale), in_shape[1] * round(scale))
 
 
 def conserves(card: ModelCard, conserve: bool | None, in_shape: tuple[int, int], scale: float) -> bool:
     """Whether a run conserves: as asked, or (``None``) as the card says where the scale is whole."""
     if conserve is not None:
         return bool(conserve)
-    whole = output_shape(in_shape[0], in_shape[1], scale) == (in_shape[0] * round(scale), in_shape[1] * round(scale))
-    return bool(card.conserve) and whole
+    return bool(card.conserve) and _whole(in_shape, scale)
+
+
+def plan_tiles(
+    in_shape: tuple[int, int],
+    scale: float,
+    tile_size: int | tuple[int, int],
+    model: LoadedModel,
+    conserve: bool | None,
+) -> TilePlan:
+    """Tile plan for ``model``: its kernel, a halo covering its receptive radius (plus one coarse
+    cell when conserving), and conservation as asked or as its card says (:func:`conserves`)."""
+    halo = model.receptive_radius
+    conserve = conserves(model.card, conserve, in_shape, scale)
+    if conserve:
+        if not _whole(in_shape, scale):
+            raise ScaleError(
+                f"conservation needs a whole scale (2, 3, 4...), got {scale:g}; drop --conserve or use a whole scale"
+            )
+        halo += round(scale)
+    out_shape = output_shape(in_shape[0], in_shape[1], scale)
+    return TilePlan.build(in_shape, out_shape, tile_size, halo, model.card.kernel, conserve)
 
 
 def check_bands(card: ModelCard, n_bands: int) -> None:
@@ -183,8 +188,7 @@ class Downscaler:
 
     def plan(self, in_shape: tuple[int, int], scale: float) -> TilePlan:
         """Tiles covering the fine grid of a coarse raster of shape ``in_shape``."""
-        conserve = conserves(self.model.card, self.conserve, in_shape, scale)
-        return plan_tiles(in_shape, scale, self.tile_size, self.halo, conserve, self.model.card.kernel)
+        return plan_tiles(in_shape, scale, self.tile_size, self.model, self.conserve)
 
     def run(
         self, plan: TilePlan, stats: BandStats, sources: Iterable[tuple[Tile, np.ndarray]]
@@ -399,14 +403,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # would be merged into one band's statistics.
     data = data.rechunk({0: -1})
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
-    plan = plan_tiles(
-        data.shape[1:],
-        scale,
-        tile_pair(options["tile_size"]),
-        loaded.receptive_radius,
-        conserves(loaded.card, options["conserve"], data.shape[1:], scale),
-        loaded.card.kernel,
-    )
+    plan = plan_tiles(data.shape[1:], scale, tile_pair(options["tile_size"]), loaded, options["conserve"])
     check_bands(loaded.card, data.shape[0])
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
     stats = dask.delayed(BandStats.combine, pure=True)(parts)

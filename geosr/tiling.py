@@ -126,14 +126,12 @@ def _inverse_filter(scale: float) -> np.ndarray:
 class Kernel:
     """A separable interpolation kernel.
 
-    ``support``: half-width in coarse pixels; ``margin``: coarse pixels a training patch needs around
-    it so that the weights it misses are below 1e-5 in all; ``description``: the text model cards
-    store (it starts with ``name``).
+    ``support``: half-width in coarse pixels; ``description``: the text model cards store (it starts
+    with ``name``).
     """
 
     name: str
     support: int
-    margin: int
     description: str
 
     def weights(self, t: np.ndarray, scale: float) -> np.ndarray:
@@ -148,11 +146,10 @@ class Kernel:
         return values[where].reshape(np.shape(t))
 
 
-BICUBIC = Kernel("bicubic", KERNEL_SUPPORT, KERNEL_SUPPORT + 1, "bicubic (Keys a=-0.5), edges replicated")
+BICUBIC = Kernel("bicubic", KERNEL_SUPPORT, "bicubic (Keys a=-0.5), edges replicated")
 CONSISTENT = Kernel(
     "consistent",
     CONSISTENT_RADIUS + 3,
-    10,
     "consistent (limit of Lanczos-3 iterative back-projection: cell averages equal the input), edges replicated",
 )
 KERNELS = {k.name: k for k in (BICUBIC, CONSISTENT)}

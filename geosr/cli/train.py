@@ -131,7 +131,6 @@ def train(
         raise click.BadParameter(f"--scales must all be at least 2, got {scales!r}")
     if output.exists() and not overwrite and resume is None:
         raise OutputExistsError(f"output '{output}' already exists; pass --overwrite to replace it")
-    side = patch_size
     train_sets, val_sets, square, units, names = [], [], True, None, None
     for path in inputs:
         with open_raster(path) as dataset:
@@ -143,11 +142,11 @@ def train(
         data = normalise(data[[b - 1 for b in chosen]])
         axis = 1 if info.height >= info.width else 2
         length = data.shape[axis]
-        held = max(int(round(0.15 * length)), side)
-        if length - held < side or min(info.height, info.width) < side:
+        held = max(int(round(0.15 * length)), patch_size)
+        if length - held < patch_size or min(info.height, info.width) < patch_size:
             raise InputError(
                 f"'{path}' ({info.width} x {info.height}) is too small for {patch_size}-pixel patches: it needs "
-                f"{side} pixels across and {2 * side} along; use a smaller --patch-size"
+                f"{patch_size} pixels across and {2 * patch_size} along; use a smaller --patch-size"
             )
         train_sets.append(np.take(data, range(length - held), axis=axis))
         val_sets.append(np.take(data, range(length - held, length), axis=axis))
