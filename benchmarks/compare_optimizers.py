@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    train_sets, val_sets = dem_training_sets()
+    train_sets, val_sets, _ = dem_training_sets()
     rasters, val = [normalise(r) for r in train_sets], [normalise(r) for r in val_sets]
     weights = [0.3] + [0.7 / (len(rasters) - 1)] * (len(rasters) - 1)
     for optimizer, lr in (("sgd", 0.1), ("adam", 2e-4)):

@@ -62,13 +62,28 @@ def test_reproduce_runs_every_stage_of_the_recipe_in_order(name, tmp_path, monke
     monkeypatch.setattr(shipped, "main", lambda argv: calls.append(argv))
     output = tmp_path / f"{name}.safetensors"
     shipped.reproduce(name, output, threads=2)
-    assert len(calls) == len(shipped.RECIPES[name]) == 2
-    first, second = calls
+    assert len(calls) == len(shipped.RECIPES[name]) >= 2
+    first, last = calls[0], calls[-1]
     stage1 = str(tmp_path / f"{name}.stage1.safetensors")
     assert first[0] == name and first[first.index("--output") + 1] == stage1 and "--init" not in first
     assert first[first.index("--interpolation") + 1] == "bicubic"
-    # the last stage fine-tunes the first stage's weights and writes the requested file
-    assert second[second.index("--init") + 1] == stage1
-    assert second[second.index("--output") + 1] == str(output)
-    assert second[second.index("--interpolation") + 1] == "consistent"
-    assert second[second.index("--threads") + 1] == "2"
+    # every later stage fine-tunes the previous stage's weights; the last writes the requested file
+    for number, (before, after) in enumerate(zip(calls, calls[1:]), start=2):
+        assert after[after.index("--init") + 1] == before[before.index("--output") + 1]
+        assert after[after.index("--output") + 1] == (
+            str(output) if number == len(calls) else str(tmp_path / f"{name}.stage{number}.safetensors")
+        )
+        assert after[after.index("--interpolation") + 1] == "consistent"
+    assert last[last.index("--output") + 1] == str(output)
+    assert all(call[call.index("--threads") + 1] == "2" for call in calls)
+
+
+def test_training_weights_give_the_real_rasters_their_share():
+    from geosr.training.shipped import _weights
+
+    real = [np.zeros((1, 10, 10)), np.where(np.arange(100).reshape(1, 10, 10) < 25, np.nan, 0.0)]
+    synthetic = [np.zeros((1, 4, 4))] * 3
+    weights = _weights(real + synthetic, 2, 0.6)
+    # the real share split by valid area (100 : 75), the rest equally among the synthetic rasters
+    np.testing.assert_allclose(weights, [0.6 * 100 / 175, 0.6 * 75 / 175, 0.4 / 3, 0.4 / 3, 0.4 / 3])
+    assert _weights(synthetic, 0, 0.6) is None

@@ -227,3 +227,56 @@ def test_cli_fine_tunes_a_model_and_refuses_a_mismatched_one(tmp_path, cli, mode
     assert bad.code != 0
     assert "width 8" in bad.err and "drop --init" in bad.err and "Traceback" not in bad.err
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def _pp_record(rows: int, cols: int, data: np.ndarray, bdy: float, bmdi: float, stash: int) -> bytes:
+    """One unpacked PP field written from the PP format description (64-word header, Fortran records)."""
+    ints = np.zeros(45, dtype=">i4")
+    ints[17], ints[18], ints[20], ints[41] = rows, cols, 0, stash
+    reals = np.zeros(19, dtype=">f4")
+    reals[14], reals[16], reals[17] = bdy, 1.0, bmdi
+    header = ints.tobytes() + reals.tobytes()
+    body = data.astype(">f4").tobytes()
+    mark = lambda n: np.array([n], dtype=">i4").tobytes()  # noqa: E731
+    return mark(len(header)) + header + mark(len(header)) + mark(len(body)) + body + mark(len(body))
+
+
+def test_pp_reader_orients_rows_north_first_and_masks_missing(tmp_path):
+    from geosr.training.sources import read_pp_fields
+
+    south_first = np.arange(12, dtype=np.float64).reshape(3, 4)
+    south_first[1, 2] = -999.0
+    north_first = np.arange(6, dtype=np.float64).reshape(2, 3) + 100
+    path = tmp_path / "two.pp"
+    path.write_bytes(
+        _pp_record(3, 4, south_first, bdy=1.25, bmdi=-999.0, stash=24)
+        + _pp_record(2, 3, north_first, bdy=-0.5, bmdi=-1e30, stash=16)
+    )
+    (ints1, _, first), (ints2, _, second) = read_pp_fields(path)
+    assert (int(ints1[41]), int(ints2[41])) == (24, 16)
+    expected = south_first[::-1].copy()
+    expected[1, 2] = np.nan
+    np.testing.assert_array_equal(first, expected)
+    np.testing.assert_array_equal(second, north_first)
+
+
+def test_real_climate_training_grids_stay_clear_of_the_held_out_ones():
+    pytest.importorskip("iris_sample_data")
+    from geosr.training import sources
+
+    train, val = sources.real_climate_sets()
+    # GloSea4 members: the eastern hemisphere only (96 of 192 columns), so North America is never seen
+    glosea = [g for g in train + val if g.shape[-2:] == (145, 96)]
+    assert len(glosea) == 13 * 6
+    # no validation grid is also a training grid
+    assert not any(np.array_equal(v, t, equal_nan=True) for v in val for t in train)
+    # NEMO: the held-out ORCA2 window's region is nodata
+    import netCDF4
+
+    name = "NEMO/nemo_1m_20150101-20150201_grid-T.nc"
+    with netCDF4.Dataset(sources._iris_sample(name)) as dataset:
+        lat, lon = dataset["nav_lat"][:][::-1], dataset["nav_lon"][:][::-1] % 360
+    sst = sources.nemo_sea_surface_temperature(1)
+    inside = (lon > 180) & (lon < 278) & (lat > -72) & (lat < 6)
+    assert inside.sum() > 1000 and np.isnan(sst[inside]).all()
+    assert np.isfinite(sst[~inside]).mean() > 0.3

@@ -15,6 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from geosr.models.card import ModelCard
 from geosr.models.registry import WEIGHTS_DIR
 from geosr.training.data import normalise
@@ -72,8 +74,9 @@ RECIPES = {
         "--interpolation consistent --epochs 25 --cosine --lr 1e-4 --real-share 0.5 --loss relative",
     ],
     "climate": [
-        "--interpolation bicubic --epochs 30 --cosine --lr 2e-4 --loss relative",
-        "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --loss relative",
+        "--interpolation bicubic --epochs 30 --cosine --lr 2e-4 --real-share 0 --loss relative",
+        "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --real-share 0 --loss relative",
+        "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --real-share 0.7 --loss relative",
     ],
 }
 
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         "--real-share",
         type=float,
         default=0.3,
-        help="dem: share of training patches cut from the real DEM (the rest synthetic)",
+        help="share of training patches cut from the real rasters (the rest synthetic)",
     )
     parser.add_argument(
         "--interpolation", choices=["bicubic", "consistent"], default="consistent", help="network input kernel"
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.reproduce:
         reproduce(args.model, args.output or WEIGHTS_DIR / f"{args.model}.safetensors", args.threads)
         return
-    train_sets, val_sets = SOURCES[args.model]()
+    train_sets, val_sets, n_real = SOURCES[args.model]()
     config = TrainConfig(
         minutes=args.minutes,
         epochs=args.epochs,
@@ -151,16 +154,25 @@ def main(argv: list[str] | None = None) -> None:
         card,
         resume=args.resume,
         init=args.init,
-        weights=_weights(args.model, args.real_share, len(train_sets)),
+        weights=_weights(train_sets, n_real, args.real_share),
         log=lambda line: print(line, flush=True),
     )
 
 
-def _weights(model: str, real_share: float, n: int) -> list[float] | None:
-    """Sampling weights: for ``dem`` the real DEM (first raster) gets ``real_share``; else by area."""
-    if model != "dem":
+def _weights(rasters: list, n_real: int, real_share: float) -> list[float] | None:
+    """Sampling weights: the ``n_real`` real rasters at the head of ``rasters`` get ``real_share`` of the
+    patches between them, in proportion to their valid area; the synthetic rest share the remainder equally."""
+    n_synthetic = len(rasters) - n_real
+    if n_real == 0:
         return None
-    return [real_share] + [(1 - real_share) / (n - 1)] * (n - 1)
+    if n_synthetic == 0:
+        return _by_area(rasters, 1.0)
+    return _by_area(rasters[:n_real], real_share) + [(1 - real_share) / n_synthetic] * n_synthetic
+
+
+def _by_area(rasters: list, share: float) -> list[float]:
+    areas = np.array([np.isfinite(r).sum() for r in rasters], dtype=np.float64)
+    return list(share * areas / areas.sum())
 
 
 if __name__ == "__main__":

@@ -14,9 +14,19 @@ Synthetic climate fields (near-surface temperature in kelvin): a smooth large-sc
 beta in [3.5, 5.0]), a north-south gradient, and an altitude term (lapse rate 4-8 K/km) over a
 synthetic terrain or over the training part of the Jacksboro DEM, which puts terrain-shaped detail
 into a smooth field as in real near-surface temperature.
+
+Real climate grids for training (``iris-sample-data``; none overlaps a held-out grid of
+:mod:`geosr.training.heldout` in place and model): GloSea4 seasonal-forecast surface temperature
+(13 members x 6 months, N96 global) over the eastern hemisphere only, so North America (the held-out
+HadCM3 grids) is never seen, and NEMO eORCA1 sea-surface temperature (3 months) with the region of
+the held-out ORCA2 window (the south-east Pacific) set to nodata. Not used: the HadCM3 global files
+(the same model and grid as the held-out North American ones) and the COLPEX grids (they cover the
+held-out UM domain). Member ``ensemble_013`` and the NEMO March file are the validation set.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import matplotlib.cbook
 import numpy as np
@@ -54,12 +64,13 @@ def synthetic_terrain(n: int, size: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-def dem_training_sets(n_synthetic: int = 48, size: int = 256, seed: int = 0) -> tuple[list, list]:
-    """(train, validation) lists of (1, y, x) rasters for the ``dem`` model, not yet normalised."""
+def dem_training_sets(n_synthetic: int = 48, size: int = 256, seed: int = 0) -> tuple[list, list, int]:
+    """(train, validation, number of real rasters at the head of train) for the ``dem`` model, (1, y, x)
+    rasters not yet normalised."""
     real = jacksboro()
     train = [real[None, :, JACKSBORO_TRAIN]] + [s[None] for s in synthetic_terrain(n_synthetic, size, seed)]
     val = [real[None, :, JACKSBORO_VAL]] + [s[None] for s in synthetic_terrain(8, 128, seed + 1)]
-    return train, val
+    return train, val, 1
 
 
 def synthetic_climate(n: int, size: int, seed: int) -> list[np.ndarray]:
@@ -86,11 +97,82 @@ def synthetic_climate(n: int, size: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-def climate_training_sets(n_synthetic: int = 48, size: int = 192, seed: int = 10) -> tuple[list, list]:
-    """(train, validation) lists of (1, y, x) synthetic temperature fields for the ``climate`` model.
+def climate_training_sets(n_synthetic: int = 48, size: int = 192, seed: int = 10) -> tuple[list, list, int]:
+    """(train, validation, number of real rasters at the head of train) for the ``climate`` model, (1, y, x).
 
-    No real climate raster is used: the real ones are kept for evaluation (see ``climate_eval_rasters``).
+    Train: the real grids of :func:`real_climate_sets`, then ``n_synthetic`` synthetic temperature
+    fields; validation: real grids only (GloSea4 member 13, NEMO March). The held-out grids of
+    :mod:`geosr.training.heldout` are never used.
     """
-    train = [f[None] for f in synthetic_climate(n_synthetic, size, seed)]
-    val = [f[None] for f in synthetic_climate(8, 128, seed + 1)]
+    real_train, val = real_climate_sets()
+    train = real_train + [f[None] for f in synthetic_climate(n_synthetic, size, seed)]
+    return train, val, len(real_train)
+
+
+def _iris_sample(name: str) -> Path:
+    try:
+        import iris_sample_data
+    except ImportError:
+        raise SystemExit(
+            "the climate model trains on and is evaluated against real grids of the iris-sample-data package; "
+            "install it with `pip install iris-sample-data`"
+        ) from None
+    return Path(iris_sample_data.__file__).with_name("sample_data") / name
+
+
+def read_pp_fields(path: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every field of an unpacked Met Office PP file as (int header, real header, (y, x) float64).
+
+    Only what the sample files use: 64-word headers, unpacked 32-bit big-endian data (LBPACK 0)
+    on a regular grid, rows turned so that row 0 is north; missing values (BMDI) become NaN.
+    """
+    raw = Path(path).read_bytes()
+    fields, pos = [], 0
+    while pos < len(raw):
+        size = int(np.frombuffer(raw, ">i4", 1, pos)[0])
+        ints = np.frombuffer(raw, ">i4", 45, pos + 4)
+        reals = np.frombuffer(raw, ">f4", 19, pos + 4 + 45 * 4)
+        pos += size + 8
+        size = int(np.frombuffer(raw, ">i4", 1, pos)[0])
+        rows, cols, pack = int(ints[17]), int(ints[18]), int(ints[20])
+        if pack != 0:
+            raise ValueError(f"{path}: packed PP fields (LBPACK {pack}) are not supported")
+        data = np.frombuffer(raw, ">f4", rows * cols, pos + 4).reshape(rows, cols).astype(np.float64)
+        pos += size + 8
+        data[data == reals[17]] = np.nan
+        if reals[14] > 0:  # BDY > 0: rows run south to north
+            data = data[::-1]
+        fields.append((ints, reals, data))
+    return fields
+
+
+def glosea4_surface_temperature(member: int) -> list[np.ndarray]:
+    """The 6 monthly surface temperature fields (K) of one GloSea4 member, eastern hemisphere (145 x 96)."""
+    path = _iris_sample(f"GloSea4/ensemble_{member:03d}.pp")
+    return [data[:, :96] for ints, _, data in read_pp_fields(path) if int(ints[41]) == 24]
+
+
+#: The held-out ORCA2 window (geosr.training.heldout) spans longitudes 180-278 E, latitudes 73 S - 7 N.
+HELDOUT_SEA = {"lon": (175.0, 283.0), "lat": (-78.0, 12.0)}
+
+
+def nemo_sea_surface_temperature(month: int) -> np.ndarray:
+    """NEMO eORCA1 sea-surface temperature (deg C, 330 x 360, row 0 north) of 2015-``month``, land and
+    the held-out region as NaN."""
+    import netCDF4
+
+    name = f"NEMO/nemo_1m_2015{month:02d}01-2015{month + 1:02d}01_grid-T.nc"
+    with netCDF4.Dataset(_iris_sample(name)) as dataset:
+        sst = dataset["tos"][0].astype(np.float64).filled(np.nan)
+        lat, lon = dataset["nav_lat"][:], dataset["nav_lon"][:] % 360
+    (w, e), (s, n) = HELDOUT_SEA["lon"], HELDOUT_SEA["lat"]
+    sst[(lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)] = np.nan
+    return sst[::-1]
+
+
+def real_climate_sets() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(train, validation) real climate grids, (1, y, x); see the module docstring."""
+    train = [f[None] for m in range(13) if m != 6 for f in glosea4_surface_temperature(m)]
+    train += [nemo_sea_surface_temperature(m)[None] for m in (1, 2)]
+    val = [f[None] for f in glosea4_surface_temperature(13)] + [nemo_sea_surface_temperature(3)[None]]
     return train, val
