@@ -68,7 +68,7 @@ def test_reproduce_runs_every_stage_of_the_recipe_in_order(name, tmp_path, monke
     assert first[0] == name and first[first.index("--output") + 1] == stage1 and "--init" not in first
     assert first[first.index("--interpolation") + 1] == "bicubic"
     # every later stage fine-tunes the previous stage's weights; the last writes the requested file
-    for number, (before, after) in enumerate(zip(calls, calls[1:]), start=2):
+    for number, (before, after) in enumerate(zip(calls, calls[1:], strict=False), start=2):
         assert after[after.index("--init") + 1] == before[before.index("--output") + 1]
         assert after[after.index("--output") + 1] == (
             str(output) if number == len(calls) else str(tmp_path / f"{name}.stage{number}.safetensors")
