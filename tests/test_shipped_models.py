@@ -84,6 +84,7 @@ def test_training_weights_give_the_real_rasters_their_share():
     real = [np.zeros((1, 10, 10)), np.where(np.arange(100).reshape(1, 10, 10) < 25, np.nan, 0.0)]
     synthetic = [np.zeros((1, 4, 4))] * 3
     weights = _weights(real + synthetic, 2, 0.6)
-    # the real share split by valid area (100 : 75), the rest equally among the synthetic rasters
-    np.testing.assert_allclose(weights, [0.6 * 100 / 175, 0.6 * 75 / 175, 0.4 / 3, 0.4 / 3, 0.4 / 3])
+    # the real share split by the root of the valid area (10 : sqrt 75), the rest equally among the synthetic
+    root = np.sqrt(75)
+    np.testing.assert_allclose(weights, [0.6 * 10 / (10 + root), 0.6 * root / (10 + root), 0.4 / 3, 0.4 / 3, 0.4 / 3])
     assert _weights(synthetic, 0, 0.6) is None

