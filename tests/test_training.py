@@ -109,6 +109,24 @@ def test_samples_with_nodata_mark_it_invalid():
         assert np.isfinite(s.ilr).all() and np.isfinite(s.target).all()
 
 
+@pytest.mark.parametrize("scale", [2, 3])
+def test_a_coarse_cell_with_a_missing_pixel_is_no_target(scale):
+    # inference writes nodata over a whole nodata cell, so none of its fine pixels may be a target
+    raster = terrain(1, size=48)
+    raster[:, 10, 13] = np.nan  # one pixel: its whole coarse cell is missing after area averaging
+    prepared = Prepared(raster, scale, BICUBIC)
+    y, x = 10 // scale * scale, 13 // scale * scale
+    assert np.isnan(prepared.fine[:, y : y + scale, x : x + scale]).all()
+    assert np.isfinite(np.delete(prepared.fine.reshape(-1), np.flatnonzero(np.isnan(prepared.fine)))).all()
+    assert np.isnan(prepared.fine).sum() == scale * scale
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        sample = prepared.cut(12, rng, square_pixels=False, gain_range=(1, 1), offset_range=0)
+        cells = sample.valid[0].reshape(12 // scale, scale, 12 // scale, scale)
+        # validity is whole cells: every cell is all valid or all missing
+        assert np.all(cells.all(axis=(1, 3)) == cells.any(axis=(1, 3)))
+
+
 def test_relative_loss_weighs_every_sample_alike():
     from geosr.training.train import Batch
 

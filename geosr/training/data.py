@@ -11,7 +11,10 @@ kernel's support, and patches can come from any part of a raster at least one pa
 Augmentation, applied to the fine patch, its ILR and its coarse values alike (every step commutes
 with interpolation and area averaging): flips and 90-degree rotations (square pixels only), and a
 random gain and offset of the normalised values, so the network meets rasters whose relief differs
-from the mean. Coarse cells without data enter as the (augmented) mean, as at inference.
+from the mean. Coarse cells without data enter as the (augmented) mean, as at inference, and a
+coarse cell with any fine pixel missing is missing: none of its fine pixels is a target (inference
+writes nodata over the whole of such a cell, and conserving towards the filled mean would teach the
+network nothing but the filling).
 """
 
 from __future__ import annotations
@@ -58,7 +61,12 @@ class Prepared:
         self.scale = int(scale)
         self.fine = np.asarray(raster[:, :h, :w], dtype=np.float32)
         coarse = area_average(self.fine, scale) if h and w else np.zeros((raster.shape[0], 0, 0))
-        coarse = np.where(np.isfinite(coarse), coarse, 0.0)
+        missing = ~np.isfinite(coarse)
+        if missing.any():
+            # inference writes nodata over the whole of a coarse nodata cell: its fine pixels are no target
+            block = np.repeat(np.repeat(missing, scale, axis=-2), scale, axis=-1)
+            self.fine = np.where(block, np.float32(np.nan), self.fine)
+        coarse = np.where(missing, 0.0, coarse)
         self.coarse = coarse.astype(np.float32)
         self.ilr = ilr_of(coarse, (h, w), kernel).astype(np.float32) if h and w else self.fine.copy()
 
