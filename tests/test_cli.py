@@ -237,6 +237,26 @@ def test_models_lists_the_shipped_models(cli):
         assert f"conserve: {expected}" in cli("models", name).out
 
 
+def test_models_opens_up_the_chain_of_training_stages(cli, tmp_path):
+    from geosr.models.card import read_card
+    from geosr.models.files import load_model, save_model
+
+    loaded = load_model(DEFAULT_MODEL)
+    card = read_card(loaded.source)
+    card.training = {
+        "command": "stage 3",
+        "config": {"lr": 1e-4},
+        "started_from": {"command": "stage 2", "started_from": {"command": "stage 1", "cpu_seconds": 7}},
+    }
+    save_model(loaded.network, card, tmp_path / "chain.safetensors")
+    lines = cli("models", str(tmp_path / "chain.safetensors")).out.splitlines()
+    assert "  training.command: stage 3" in lines
+    assert '  training.config: {"lr": 0.0001}' in lines  # a stage's config stays one line
+    assert "  training.started_from.command: stage 2" in lines
+    assert "  training.started_from.started_from.command: stage 1" in lines
+    assert "  training.started_from.started_from.cpu_seconds: 7" in lines
+
+
 @pytest.fixture
 def no_shipped_models(tmp_path, monkeypatch):
     """A geosr installed without trained models."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import numpy as np
 import pytest
 import rasterio
@@ -31,6 +33,30 @@ def test_card_records_data_recipe_time_and_quality(name):
     assert card.training["cpu_seconds"] > 0 and card.training["steps"] > 0
     assert "| raster | scale |" in card.metrics["heldout"]
     assert (WEIGHTS_DIR / f"{name}.md").read_text().startswith(f"# Model card: `{name}`")
+
+
+def _options(command: str) -> dict[str, str | None]:
+    words = shlex.split(command)
+    return {
+        w: (words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else None)
+        for i, w in enumerate(words)
+        if w.startswith("--")
+    }
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_records_every_stage_of_the_recipe(name):
+    # the shipped file is what RECIPES (--reproduce) makes: one card level per stage, the last with its options
+    from geosr.training.shipped import RECIPES
+
+    stages, stage = [], list_models()[name].training
+    while stage:
+        stages.append(stage)
+        stage = stage.get("started_from")
+    assert len(stages) == len(RECIPES[name])
+    last = _options(stages[0]["command"])
+    for option, value in _options(RECIPES[name][-1]).items():
+        assert last.get(option, "absent") == value, option
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +114,23 @@ def test_training_weights_give_the_real_rasters_their_share():
     root = np.sqrt(75)
     np.testing.assert_allclose(weights, [0.6 * 10 / (10 + root), 0.6 * root / (10 + root), 0.4 / 3, 0.4 / 3, 0.4 / 3])
     assert _weights(synthetic, 0, 0.6) is None
+
+
+def test_write_card_stores_the_table_in_the_file_and_beside_it(tmp_path):
+    import shutil
+
+    from geosr.models.card import read_card
+    from geosr.training.heldout import write_card
+
+    model = tmp_path / "dem.safetensors"
+    shutil.copy(WEIGHTS_DIR / "dem.safetensors", model)
+    table = "| raster | scale |\n|---|---|\n| somewhere | x2 |"
+    path = write_card(model, "dem", table)
+    assert path == tmp_path / "dem.md"
+    card = read_card(model)
+    assert card.metrics["heldout"] == table
+    assert card.metrics["heldout_command"] == "python -m geosr.training.heldout dem"
+    text = path.read_text()
+    assert table in text and f"- **command**: {card.training['command']}" in text
+    # an earlier stage's fields are listed under their dotted key
+    assert f"- **started_from.command**: {card.training['started_from']['command']}" in text

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from geosr.cli.options import reports_errors, verbose_option
+from geosr.models.card import flat_items
 
 
 def _format_card(name: str, card: object) -> str:
@@ -21,7 +22,7 @@ def _format_card(name: str, card: object) -> str:
     lines.append(f"  normalisation: {data['normalisation']}; interpolation: {data['interpolation']}")
     lines.append("  conserve: " + ("yes, by default at whole scales" if data["conserve"] else "only with --conserve"))
     for section in ("training", "metrics"):
-        for key, value in data[section].items():
+        for key, value in flat_items(data[section]):
             text = value if isinstance(value, str) else json.dumps(value)
             lines.append(f"  {section}.{key}: " + text.replace("\n", "\n    "))
     return "\n".join(lines)

@@ -94,6 +94,18 @@ class ModelCard:
         return card
 
 
+def flat_items(section: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted.key, value)`` pairs of a card section, nested dicts (a fine-tuned model's
+    ``started_from`` chain) opened up, except a training ``config``, which stays one value."""
+    items: list[tuple[str, Any]] = []
+    for key, value in section.items():
+        if isinstance(value, dict) and key != "config":
+            items += flat_items(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
 def read_card(path: str | Path) -> ModelCard:
     """Read the model card of a weight file without loading its tensors."""
     from safetensors import SafetensorError, safe_open

@@ -142,6 +142,7 @@ def write_card(model: str | Path, kind: str, table: str) -> Path:
     """Store the held-out table in the model file's card and write the card as ``NAME.md`` beside it."""
     from dataclasses import asdict
 
+    from geosr.models.card import flat_items
     from geosr.models.files import load_model, save_model
 
     loaded = load_model(model)
@@ -156,7 +157,7 @@ def write_card(model: str | Path, kind: str, table: str) -> Path:
     for key in ("normalisation", "interpolation", "degradation", "conserve"):
         lines.append(f"- **{key}**: {fields[key]}")
     lines += ["", "## Training", ""]
-    lines += [f"- **{key}**: {value}" for key, value in card.training.items()]
+    lines += [f"- **{key}**: {value}" for key, value in flat_items(card.training)]
     lines += ["", "## Held-out quality", "", f"Reproduce with `{card.metrics['heldout_command']}`.", "", table, ""]
     other = {k: v for k, v in card.metrics.items() if k not in ("heldout", "heldout_command")}
     lines += [f"- **{key}**: {value}" for key, value in other.items()]
