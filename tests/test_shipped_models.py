@@ -140,6 +140,6 @@ def test_write_card_stores_the_table_in_the_file_and_beside_it(tmp_path):
 def test_the_readme_shows_each_shipped_model_s_held_out_table(name):
     # the quality the README claims is the quality measured for the file that ships
     readme = (REPO / "README.md").read_text()
-    rows = [line for line in list_models()[name].metrics["heldout"].splitlines() if line.startswith("| ")]
+    rows = [line for line in list_models()[name].metrics["heldout"].splitlines() if line.startswith("|")]
     assert len(rows) >= 10
     assert "\n".join(rows) in readme
