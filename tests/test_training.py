@@ -304,3 +304,36 @@ def test_real_climate_training_grids_stay_clear_of_the_held_out_ones():
     inside = (lon > 180) & (lon < 278) & (lat > -72) & (lat < 6)
     assert inside.sum() > 1000 and np.isnan(sst[inside]).all()
     assert np.isfinite(sst[~inside]).mean() > 0.3
+
+
+def test_weight_average_lies_between_the_start_and_the_fine_tuned_model(tmp_path, model_consistent, model_like_shipped):
+    import shutil
+
+    from geosr.errors import ModelError
+    from geosr.models.files import load_model
+    from geosr.training.train import average_weights
+
+    start, tuned = load_model(model_consistent, "cpu"), load_model(model_like_shipped, "cpu")
+    a, b = start.network.state_dict(), tuned.network.state_dict()
+    for alpha in (0.0, 0.5, 1.0):
+        out = average_weights(model_consistent, model_like_shipped, alpha, tmp_path / f"avg{alpha}.safetensors")
+        mixed = load_model(out, "cpu")
+        for key, value in mixed.network.state_dict().items():
+            torch.testing.assert_close(value, (1 - alpha) * a[key] + alpha * b[key])
+        # the card is the fine-tuned model's, with the average recorded
+        assert mixed.card.name == tuned.card.name and mixed.card.conserve == tuned.card.conserve
+        assert mixed.card.training["weight_average"]["alpha"] == alpha
+        assert not any(key.startswith("val_") for key in mixed.card.metrics)
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(model_like_shipped, copy)
+    assert average_weights(model_consistent, copy, 0.25) == copy  # in place by default
+    with pytest.raises(ModelError, match=r"\[0, 1\], got 1.5"):
+        average_weights(model_consistent, model_like_shipped, 1.5, tmp_path / "bad.safetensors")
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_shipped_wise_needs_the_model_it_started_from():
+    from geosr.training import shipped
+
+    with pytest.raises(SystemExit):
+        shipped.main(["climate", "--wise", "0.5", "--epochs", "1"])

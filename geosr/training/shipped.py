@@ -23,7 +23,7 @@ from geosr.models.card import ModelCard
 from geosr.models.registry import WEIGHTS_DIR
 from geosr.training.data import normalise
 from geosr.training.sources import climate_training_sets, dem_training_sets
-from geosr.training.train import TrainConfig, train
+from geosr.training.train import TrainConfig, average_weights, train
 
 
 def dem_card() -> ModelCard:
@@ -86,7 +86,7 @@ RECIPES = {
     "climate": [
         "--interpolation bicubic --epochs 30 --cosine --lr 2e-4 --real-share 0 --loss relative",
         "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --real-share 0 --loss relative",
-        "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --real-share 0.7 --loss relative",
+        "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --real-share 0.7 --loss relative --wise 0.5",
     ],
 }
 
@@ -139,6 +139,14 @@ def main(argv: list[str] | None = None) -> None:
         "--interpolation", choices=["bicubic", "consistent"], default="consistent", help="network input kernel"
     )
     parser.add_argument("--init", default=None, help="start from this model file's weights (fine-tuning)")
+    parser.add_argument(
+        "--wise",
+        type=float,
+        default=None,
+        metavar="ALPHA",
+        help="after fine-tuning, average the weights: (1 - ALPHA) x the --init model's + ALPHA x the fine-tuned "
+        "(WiSE-FT; keeps what the starting model did well on grids unlike the training data)",
+    )
     parser.add_argument("--resume", default=None)
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--reproduce", action="store_true", help="run the shipped model's whole recipe (RECIPES)")
@@ -146,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.reproduce:
         reproduce(args.model, args.output or WEIGHTS_DIR / f"{args.model}.safetensors", args.threads)
         return
+    if args.wise is not None and not args.init:
+        parser.error("--wise averages with the --init model's weights: give --init")
     train_sets, val_sets, n_real = SOURCES[args.model]()
     if args.real_rasters is not None and args.real_rasters < n_real:
         train_sets, n_real = train_sets[: args.real_rasters] + train_sets[n_real:], args.real_rasters
@@ -176,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
         weights=_weights(train_sets, n_real, args.real_share),
         log=lambda line: print(line, flush=True),
     )
+    if args.wise is not None:
+        average_weights(args.init, output, args.wise)
+        print(f"weights averaged: (1 - {args.wise:g}) x {args.init} + {args.wise:g} x fine-tuned", flush=True)
 
 
 def _weights(rasters: list, n_real: int, real_share: float) -> list[float] | None:

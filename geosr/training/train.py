@@ -320,3 +320,38 @@ def train(
             log(f"budget of {config.minutes} minutes reached")
             break
     return {"steps": step, "epochs": epoch, "initial_val_rmse": initial, "history": history}
+
+
+def average_weights(start: str | Path, tuned: str | Path, alpha: float, output: str | Path | None = None) -> Path:
+    """Replace a fine-tuned model's weights by ``(1 - alpha) * start + alpha * tuned`` (WiSE-FT).
+
+    Averaging the weights of a model and of its fine-tuned version (Wortsman et al., "Robust
+    fine-tuning of zero-shot models", CVPR 2022) keeps most of what fine-tuning gained on its data and
+    much of what the starting model did well elsewhere. ``start`` must be the model ``tuned`` was
+    fine-tuned from (same shape). Writes ``output`` (default: ``tuned`` itself) with ``tuned``'s card,
+    which records the average in ``training.weight_average`` (its validation figures, which describe
+    the weights before the average, move to ``metrics.fine_tuned_before_weight_average``).
+    """
+    from geosr.errors import ModelError
+    from geosr.models.files import load_model, save_model
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ModelError(f"the weight-average share of the fine-tuned model must be in [0, 1], got {alpha}")
+    first, second = load_model(start, "cpu"), load_model(tuned, "cpu")
+    a, b = first.network.state_dict(), second.network.state_dict()
+    if {k: v.shape for k, v in a.items()} != {k: v.shape for k, v in b.items()}:
+        raise ModelError(f"{start} and {tuned} have different networks; average a model with its own fine-tuning")
+    second.network.load_state_dict({k: (1.0 - alpha) * a[k] + alpha * b[k] for k in a})
+    second.card.training["weight_average"] = {
+        "alpha": alpha,
+        "start": str(start),
+        "how": f"(1 - {alpha:g}) x the weights of the model it started from + {alpha:g} x the fine-tuned weights "
+        "(WiSE-FT, Wortsman et al. 2022)",
+    }
+    # the validation figures of training describe the weights before the average
+    before = {k: second.card.metrics.pop(k) for k in list(second.card.metrics) if k.startswith("val_")}
+    if before:
+        second.card.metrics["fine_tuned_before_weight_average"] = before
+    output = Path(output if output is not None else tuned)
+    save_model(second.network, second.card, output)
+    return output
