@@ -13,7 +13,7 @@ The model is a randomly initialised VDSR of the shipped shape and configuration 
 interpolation, conserving by default; speed does not depend on the weights).
 
 Usage: python benchmarks/bench_downscale.py [--size 768] [--scale 4] [--tile-size 1024]
-       [--precision fp32] [--memory-sizes 256,1024] [--skip-memory]
+       [--precision fp32] [--memory-sizes 256,1024] [--skip-memory] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -35,18 +35,24 @@ from geosr.testing import fbm_surface, random_model
 BARE = r"""
 import sys, time, torch
 from geosr.models.files import load_model
-model, h, w, tile, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-net = load_model(model).network.to(memory_format=torch.channels_last)
+model, precision, device = sys.argv[1], sys.argv[5], sys.argv[6]
+h, w, tile = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+net = load_model(model).network.to(device=device, memory_format=torch.channels_last)
 dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 def run(th, tw):
-    x = torch.randn(1, 1, th, tw).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+    x = torch.randn(1, 1, th, tw, device=device).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
         net.residual(x)
 run(64, 64)
+run(min(tile, h), min(tile, w))
+if device.startswith("cuda"):
+    torch.cuda.synchronize()
 start = time.perf_counter()
 for r in range(0, h, tile):
     for c in range(0, w, tile):
         run(min(tile, h - r), min(tile, w - c))
+if device.startswith("cuda"):
+    torch.cuda.synchronize()
 print(time.perf_counter() - start)
 """
 
@@ -102,7 +108,7 @@ def downscale_cmd(src: Path, model: Path, args: argparse.Namespace) -> list[str]
         "--precision",
         args.precision,
         "--device",
-        "cpu",
+        args.device,
     ]
 
 
@@ -114,12 +120,14 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--memory-sizes", default="256,1024", help="two input sides whose areas differ 16x")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the command and the bare pass alike)")
     args = parser.parse_args()
     import torch
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
-        f"tile {args.tile_size}, {args.precision}"
+        f"tile {args.tile_size}, {args.precision}, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -132,7 +140,17 @@ def main() -> None:
         mp = out_h * out_w / 1e6
         seconds, rss, _ = run_measured(downscale_cmd(src, model, args))
         _, _, bare_out = run_measured(
-            [sys.executable, "-c", BARE, str(model), str(out_h), str(out_w), str(args.tile_size), args.precision]
+            [
+                sys.executable,
+                "-c",
+                BARE,
+                str(model),
+                str(out_h),
+                str(out_w),
+                str(args.tile_size),
+                args.precision,
+                args.device,
+            ]
         )
         bare = float(bare_out.strip().splitlines()[-1])
         print(f"raster {args.size}x{args.size} -> {out_w}x{out_h} ({mp:.2f} MP output), scale {args.scale}")

@@ -1,0 +1,110 @@
+"""The CUDA path, checked on a machine with an NVIDIA GPU (never needed by the tests or CI).
+
+Usage: python benchmarks/cuda_check.py
+
+Prints, for the shipped ``dem`` model on a real DEM (the held-out Jacksboro columns, area-averaged
+by 4 and restored):
+  * the largest difference between the CUDA and the CPU output (fp32), and the CUDA bf16 output;
+  * the largest difference between the CUDA output in one tile and in 64-pixel tiles (seams);
+  * the conservation error on CUDA (each input cell's output average against the input value);
+  * the RMSE of the CUDA output against the true DEM, with back-projection's for reference;
+then runs ``geosr train --device cuda`` for a few steps on a small GeoTIFF and loads the model it
+wrote on the CPU. Exits non-zero if a check fails.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geosr.degrade import area_average
+from geosr.evaluate import classical
+from geosr.predict import downscale
+from geosr.training.sources import JACKSBORO_TEST, jacksboro
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to check")
+        return 1
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
+    failures = []
+    s = 4
+    truth = jacksboro()[:, JACKSBORO_TEST]
+    truth = truth[: truth.shape[0] // s * s, : truth.shape[1] // s * s]
+    coarse = area_average(truth, s)
+    span = float(np.ptp(truth))
+    timed = {}
+    outputs = {}
+    for device, precision, tile in (
+        ("cpu", "fp32", 1024),
+        ("cuda", "fp32", 1024),
+        ("cuda", "bf16", 1024),
+        ("cuda", "fp32", 64),
+    ):
+        start = time.perf_counter()
+        outputs[device, precision, tile] = downscale(
+            coarse, s, "dem", device=device, precision=precision, tile_size=tile
+        )
+        timed[device, precision, tile] = time.perf_counter() - start
+    cpu, gpu = outputs["cpu", "fp32", 1024], outputs["cuda", "fp32", 1024]
+    checks = {
+        "max |cuda - cpu| fp32 (m)": (np.abs(gpu - cpu).max(), 1e-4 * span),
+        "max |cuda bf16 - cpu fp32| (m)": (np.abs(outputs["cuda", "bf16", 1024] - cpu).max(), 1e-2 * span),
+        "max |64-pixel tiles - one tile| cuda (m)": (
+            np.abs(outputs["cuda", "fp32", 64] - gpu).max(),
+            1e-4 * span,
+        ),
+        "max |cell average - input| cuda (m)": (np.abs(area_average(gpu, s) - coarse).max(), 1e-4 * span),
+    }
+    for name, (value, limit) in checks.items():
+        ok = value <= limit
+        print(f"{name:42s} {value:.3g} (limit {limit:.3g}) {'ok' if ok else 'FAILED'}")
+        if not ok:
+            failures.append(name)
+    rmse = float(np.sqrt(np.mean((gpu - truth)[2 * s : -2 * s, 2 * s : -2 * s] ** 2)))
+    bp = classical(coarse, s, "backprojection")
+    bp_rmse = float(np.sqrt(np.mean((bp - truth)[2 * s : -2 * s, 2 * s : -2 * s] ** 2)))
+    print(f"RMSE against the true DEM, x{s}: cuda {rmse:.3f} m, back-projection {bp_rmse:.3f} m")
+    for key, seconds in timed.items():
+        print(f"downscale {coarse.shape} x{s} on {key[0]} {key[1]} tile {key[2]}: {seconds:.2f} s (first call)")
+
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from geosr.models.files import load_model
+    from geosr.testing import fbm_surface
+
+    with tempfile.TemporaryDirectory() as tmp:
+        hr = Path(tmp) / "hr.tif"
+        data = fbm_surface((160, 160), seed=3, relief=500.0)
+        profile = {"driver": "GTiff", "height": 160, "width": 160, "count": 1, "dtype": "float32"}
+        with rasterio.open(hr, "w", crs="EPSG:32616", transform=from_origin(0, 0, 30, 30), **profile) as dst:
+            dst.write(data, 1)
+        model = Path(tmp) / "m.safetensors"
+        command = [sys.executable, "-m", "geosr", "train", str(hr), "-o", str(model), "--device", "cuda"]
+        command += ["--epochs", "3", "--steps-per-epoch", "20", "--batch-size", "8", "--patch-size", "32", "--quiet"]
+        command += ["--depth", "6", "--width", "16"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        print(f"geosr train --device cuda: exit {done.returncode}")
+        print("\n".join(done.stdout.strip().splitlines()[-4:]), done.stderr.strip()[-2000:])
+        if done.returncode != 0 or not model.exists():
+            failures.append("geosr train --device cuda")
+        else:
+            loaded = load_model(model, "cpu")
+            print(f"the model trained on cuda loads on the CPU: {loaded.card.training.get('config', {}).get('device')}")
+            out = downscale(data[::4, ::4], 4, loaded, device="cpu")
+            if not np.isfinite(out).all():
+                failures.append("model trained on cuda runs on the CPU")
+    print("all CUDA checks passed" if not failures else f"FAILED: {', '.join(failures)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
