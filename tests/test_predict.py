@@ -394,3 +394,26 @@ def test_nodata_and_tiles_with_a_conserving_consistent_model(dem, model_like_shi
         assert_close(run(data, scale, model_like_shipped, nodata=-9999.0, tile_size=tile), whole, data_tolerance(dem))
     as_nan, _ = with_holes(dem, np.nan)
     np.testing.assert_array_equal(run(as_nan, scale, model_like_shipped, tile_size=WHOLE), whole)
+
+
+def test_fp32_turns_tf32_off_on_cuda_only_while_the_network_runs():
+    # cuDNN's default TF32 moved the output on an H200 by 2.6e-4 of the relief (benchmarks/cuda_check.py)
+    import torch
+
+    from geosr.predict import _ieee_fp32
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        cuda = torch.device("cuda")
+        with _ieee_fp32(cuda, True):
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+            with _ieee_fp32(cuda, True):  # a second, concurrent run
+                pass
+            assert not torch.backends.cudnn.allow_tf32  # still off while the first runs
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        for device, enabled in ((torch.device("cpu"), True), (cuda, False)):  # CPU, or bf16/fp16: untouched
+            with _ieee_fp32(device, enabled):
+                assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
