@@ -108,7 +108,7 @@ def downscale_cmd(src: Path, model: Path, args: argparse.Namespace) -> list[str]
         "--precision",
         args.precision,
         "--device",
-        args.device,
+        getattr(args, "device", "cpu"),
     ]
 
 
