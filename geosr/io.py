@@ -213,6 +213,9 @@ class TileWriter:
             "predictor": 2 if integer else 3,
             "BIGTIFF": "IF_SAFER",
             "compress": COMPRESSION,
+            # compress blocks on every core: single-threaded DEFLATE took 1.0 s of every 16.8 MP written
+            # (0.53 s on two cores), a large part of the run once the network is on a GPU
+            "num_threads": "ALL_CPUS",
         }
         try:
             self._dataset = rasterio.open(self.tmp, "w", **profile)
@@ -270,6 +273,7 @@ class TileWriter:
             OVERVIEWS="AUTO",
             OVERVIEW_RESAMPLING="AVERAGE",
             BIGTIFF="IF_SAFER",
+            NUM_THREADS="ALL_CPUS",
         )
         return cog
 
