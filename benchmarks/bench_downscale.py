@@ -88,7 +88,7 @@ def make_raster(path: Path, size: int, seed: int = 0) -> None:
         dst.write(data, 1)
 
 
-def downscale_cmd(src: Path, model: Path, args: argparse.Namespace) -> list[str]:
+def downscale_cmd(src: Path, model: Path, args: argparse.Namespace, device: str = "cpu") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -108,7 +108,7 @@ def downscale_cmd(src: Path, model: Path, args: argparse.Namespace) -> list[str]
         "--precision",
         args.precision,
         "--device",
-        getattr(args, "device", "cpu"),
+        device,
     ]
 
 
@@ -138,7 +138,7 @@ def main() -> None:
         make_raster(src, args.size)
         out_h = out_w = round(args.size * args.scale)
         mp = out_h * out_w / 1e6
-        seconds, rss, _ = run_measured(downscale_cmd(src, model, args))
+        seconds, rss, _ = run_measured(downscale_cmd(src, model, args, args.device))
         _, _, bare_out = run_measured(
             [
                 sys.executable,

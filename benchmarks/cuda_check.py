@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from geosr.degrade import area_average
-from geosr.evaluate import classical
+from geosr.evaluate import classical, measure
 from geosr.predict import downscale
 from geosr.training.sources import JACKSBORO_TEST, jacksboro
 
@@ -68,9 +68,8 @@ def main() -> int:
         print(f"{name:42s} {value:.3g} (limit {limit:.3g}) {'ok' if ok else 'FAILED'}")
         if not ok:
             failures.append(name)
-    rmse = float(np.sqrt(np.mean((gpu - truth)[2 * s : -2 * s, 2 * s : -2 * s] ** 2)))
-    bp = classical(coarse, s, "backprojection")
-    bp_rmse = float(np.sqrt(np.mean((bp - truth)[2 * s : -2 * s, 2 * s : -2 * s] ** 2)))
+    rmse = measure(gpu, truth, coarse, s).rmse
+    bp_rmse = measure(classical(coarse, s, "backprojection"), truth, coarse, s).rmse
     print(f"RMSE against the true DEM, x{s}: cuda {rmse:.3f} m, back-projection {bp_rmse:.3f} m")
     for key, seconds in timed.items():
         print(f"downscale {coarse.shape} x{s} on {key[0]} {key[1]} tile {key[2]}: {seconds:.2f} s (first call)")

@@ -11,15 +11,13 @@ border of 2 x scale pixels cropped). 1 means no trace of the grid; the true DEM 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
-import rasterio
 
 from geosr.degrade import area_average
 from geosr.evaluate import classical
 from geosr.predict import downscale
-from geosr.training.sources import JACKSBORO_TEST
+from geosr.training.sources import JACKSBORO_TEST, jacksboro
 
 
 def edge_ratio(z: np.ndarray, scale: int) -> float:
@@ -35,15 +33,14 @@ def main() -> None:
     parser.add_argument("--model", default="dem")
     args = parser.parse_args()
     s = args.scale
-    with rasterio.open(Path(__file__).parent.parent / "examples" / "jacksboro_fault_dem.tif") as src:
-        truth = src.read(1).astype(np.float64)[:, JACKSBORO_TEST]
+    truth = jacksboro()[:, JACKSBORO_TEST]
     truth = truth[: truth.shape[0] // s * s, : truth.shape[1] // s * s]
     coarse = area_average(truth, s)
     outputs = {
         "true DEM": truth,
         "back-projection": classical(coarse, s, "backprojection"),
-        "model, plain": np.asarray(downscale(coarse, s, args.model, conserve=False, device="cpu")).squeeze(),
-        "model, conserved": np.asarray(downscale(coarse, s, args.model, conserve=True, device="cpu")).squeeze(),
+        "model, plain": downscale(coarse, s, args.model, conserve=False, device="cpu"),
+        "model, conserved": downscale(coarse, s, args.model, conserve=True, device="cpu"),
     }
     print(f"jacksboro columns [262, 403) at x{s}, model {args.model}: |east-west step| across cell edges / inside")
     for name, z in outputs.items():

@@ -133,23 +133,27 @@ def _ieee_fp32(device: Any, enabled: bool) -> Iterator[None]:
         yield
         return
     # the flags are global: the first of concurrent runs (dask threads) turns TF32 off, the last restores it
-    with _TF32_LOCK:
-        if _TF32_USERS[0] == 0:
-            _TF32_SAVED[:] = [torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32]
+    with _TF32.lock:
+        if _TF32.users == 0:
+            _TF32.saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
             torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        _TF32_USERS[0] += 1
+        _TF32.users += 1
     try:
         yield
     finally:
-        with _TF32_LOCK:
-            _TF32_USERS[0] -= 1
-            if _TF32_USERS[0] == 0:
-                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = _TF32_SAVED
+        with _TF32.lock:
+            _TF32.users -= 1
+            if _TF32.users == 0:
+                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = _TF32.saved
 
 
-_TF32_LOCK = threading.Lock()
-_TF32_USERS = [0]
-_TF32_SAVED: list[bool] = []
+class _Tf32State:
+    lock = threading.Lock()
+    users = 0
+    saved = (True, True)
+
+
+_TF32 = _Tf32State()
 
 
 @dataclass

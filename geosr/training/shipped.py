@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.wise is not None and not args.init:
         parser.error("--wise averages with the --init model's weights: give --init")
+    if args.wise is not None and not 0.0 <= args.wise <= 1.0:
+        parser.error(f"--wise is the fine-tuned model's share of the average, in [0, 1]; got {args.wise}")
     train_sets, val_sets, n_real = SOURCES[args.model]()
     if args.real_rasters is not None and args.real_rasters < n_real:
         train_sets, n_real = train_sets[: args.real_rasters] + train_sets[n_real:], args.real_rasters
