@@ -40,6 +40,32 @@ def make_card(network: VDSR, **changes) -> ModelCard:
 # --- files -------------------------------------------------------------------------------------
 
 
+def test_saved_model_has_a_normal_mode_and_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    import os
+    import stat
+    from pathlib import Path
+
+    from geosr.models import files
+
+    network = VDSR(1, depth=3, width=5)
+    path = save_model(network, make_card(network), tmp_path / "model.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    # readable by whoever may read the user's other files, as a model file written by hand would be
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    before = path.read_bytes()
+
+    def broken(tensors, name, metadata):
+        Path(name).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(files, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(VDSR(1, depth=3, width=5), make_card(network), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temporary file left
+
+
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_save_load_round_trip(tmp_path, in_channels):
     torch.manual_seed(7)

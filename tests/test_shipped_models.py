@@ -114,6 +114,22 @@ def test_training_weights_give_the_real_rasters_their_share():
     root = np.sqrt(75)
     np.testing.assert_allclose(weights, [0.6 * 10 / (10 + root), 0.6 * root / (10 + root), 0.4 / 3, 0.4 / 3, 0.4 / 3])
     assert _weights(synthetic, 0, 0.6) is None
+    # real rasters added in a later stage get their own share; with no synthetic rasters the real get all
+    later = _weights(real + synthetic, 2, 0.6, later=(1, 0.2))
+    np.testing.assert_allclose(later, [0.4, 0.2, 0.4 / 3, 0.4 / 3, 0.4 / 3])
+    np.testing.assert_allclose(_weights(real, 2, 0.6), [10 / (10 + root), root / (10 + root)])
+    np.testing.assert_allclose(_weights(real, 2, 0.6, later=(1, 0.2)), [0.8, 0.2])
+
+
+@pytest.mark.parametrize("value", ["74", "x:0.3", "0:0.3", "74:0.9", "74:0"])
+def test_a_bad_later_share_is_one_line_naming_it(value, capsys):
+    from geosr.training.shipped import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["climate", "--real-share", "0.7", "--later-share", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--later-share" in err and repr(value) in err
 
 
 def test_write_card_stores_the_table_in_the_file_and_beside_it(tmp_path):

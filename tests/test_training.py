@@ -288,7 +288,8 @@ def test_real_climate_training_grids_stay_clear_of_the_held_out_ones():
     pytest.importorskip("iris_sample_data")
     from geosr.training import sources
 
-    train, val = sources.real_climate_sets()
+    train, val = sources.iris_climate_sets()
+    assert len(train) == sources.IRIS_CLIMATE_RASTERS
     # GloSea4 members: the eastern hemisphere only (96 of 192 columns), so North America is never seen
     glosea = [g for g in train + val if g.shape[-2:] == (145, 96)]
     assert len(glosea) == 13 * 6
@@ -304,6 +305,30 @@ def test_real_climate_training_grids_stay_clear_of_the_held_out_ones():
     inside = (lon > 180) & (lon < 278) & (lat > -72) & (lat < 6)
     assert inside.sum() > 1000 and np.isnan(sst[inside]).all()
     assert np.isfinite(sst[~inside]).mean() > 0.3
+
+
+def test_observed_ocean_grids_leave_out_the_held_out_and_validation_regions(monkeypatch):
+    from geosr.training import sources
+
+    grids = {name: np.random.default_rng(i).normal(size=(90, 180)) for i, name in enumerate(sources.OBSERVED_OCEAN)}
+    monkeypatch.setattr(sources, "fetched", grids.__getitem__)
+    train, val = sources.observed_ocean_sets()
+    assert len(train) == len(sources.OBSERVED_OCEAN) and len(val) == 2
+    for name, grid in zip(sources.OBSERVED_OCEAN, train, strict=True):
+        held_out = sources.region_mask(name, (90, 180), **sources.HELDOUT_SEA)
+        validation = sources.region_mask(name, (90, 180), **sources.OCEAN_VALIDATION)
+        assert held_out.sum() > 1000 and validation.sum() > 2000 and not (held_out & validation).any()
+        assert np.isnan(grid[0][held_out | validation]).all()
+        np.testing.assert_array_equal(grid[0][~(held_out | validation)], grids[name][~(held_out | validation)])
+    # validation: the surface grids cut to the region (20-120 E, 70 S-30 N), room for 48-pixel patches
+    for name, grid in zip(("oisst", "woa_oxygen_saturation"), val, strict=True):
+        mask = sources.region_mask(name, (90, 180), **sources.OCEAN_VALIDATION)
+        assert grid.shape[0] == 1 and min(grid.shape[1:]) >= 50
+        assert grid[0].size == mask.sum()
+        np.testing.assert_array_equal(grid[0].ravel(), grids[name][mask])
+    # WOA's columns start at 179.5 W: 20-120 E are columns 100-149 (centres 20.5 .. 118.5 E)
+    lon0, _, step = sources.GLOBAL_GRIDS["woa_oxygen_saturation"]
+    assert (lon0 + step * 100) % 360 == 20.5
 
 
 def test_weight_average_lies_between_the_start_and_the_fine_tuned_model(tmp_path, model_consistent, model_like_shipped):

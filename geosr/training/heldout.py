@@ -36,32 +36,27 @@ from pathlib import Path
 import numpy as np
 
 from geosr.evaluate import best_classical, evaluate_array
-from geosr.training.sources import HELDOUT_SEA, JACKSBORO_TEST, _iris_sample, fetched, jacksboro, topobathy
+from geosr.training.sources import (
+    HELDOUT_SEA,
+    JACKSBORO_TEST,
+    _iris_sample,
+    fetched,
+    jacksboro,
+    region_mask,
+    topobathy,
+)
 
 #: Longitudes (degrees east, 0-360) of the held-out window of the 1-degree Hypsometry grid: clear of
 #: PRISM (USA), the UK orography, Castilla-La Mancha, Olinda, Barro Colorado (west of 15 E), Kagwene
 #: (9.7 E) and Maunga Whau (174.8 E).
 EARTH_RELIEF_LON = (15.0, 170.0)
 
-#: Centre longitude (degrees east) of column 0 and latitude of row 0, and the spacing, of fetched
-#: global grids (see :data:`geosr.training.fetch.RASTERS`).
-_GLOBAL_GRIDS = {
-    "hypsometry": (-179.5416667, 89.45834, 1.0),
-    "oisst": (0.0, 89.0, 2.0),
-    "woa_oxygen_saturation": (-179.5, 88.5, 2.0),
-}
-
 
 def _region(name: str, lon: tuple[float, float], lat: tuple[float, float] = (-90.0, 90.0)) -> np.ndarray:
     """The largest window without NaN of the fetched global grid ``name`` inside a longitude range
     (degrees east, 0-360) and latitude range."""
-    grid = fetched(name).copy()
-    lon0, lat0, step = _GLOBAL_GRIDS[name]
-    lons = (lon0 + step * np.arange(grid.shape[1])) % 360
-    lats = lat0 - step * np.arange(grid.shape[0])
-    inside = ((lats >= lat[0]) & (lats <= lat[1]))[:, None] & ((lons >= lon[0]) & (lons <= lon[1]))[None, :]
-    grid[~inside] = np.nan
-    return _largest_valid_window(grid)
+    grid = fetched(name)
+    return _largest_valid_window(np.where(region_mask(name, grid.shape, lon, lat), grid, np.nan))
 
 
 def _shape(grid: np.ndarray) -> str:

@@ -138,6 +138,13 @@ def main(argv: list[str] | None = None) -> None:
         "the dem recipe were trained on the Jacksboro columns alone)",
     )
     parser.add_argument(
+        "--later-share",
+        default=None,
+        metavar="N:SHARE",
+        help="give SHARE of the patches to the real rasters from the N-th on (counting from 0 in the sources' "
+        "order: rasters added in a later stage) and the rest of --real-share to the first N",
+    )
+    parser.add_argument(
         "--interpolation", choices=["bicubic", "consistent"], default="consistent", help="network input kernel"
     )
     parser.add_argument("--init", default=None, help="start from this model file's weights (fine-tuning)")
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--wise averages with the --init model's weights: give --init")
     if args.wise is not None and not 0.0 <= args.wise <= 1.0:
         parser.error(f"--wise is the fine-tuned model's share of the average, in [0, 1]; got {args.wise}")
+    later = _later_share(parser, args.later_share, args.real_share)
     train_sets, val_sets, n_real = SOURCES[args.model]()
     if args.real_rasters is not None and args.real_rasters < n_real:
         train_sets, n_real = train_sets[: args.real_rasters] + train_sets[n_real:], args.real_rasters
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         card,
         resume=args.resume,
         init=args.init,
-        weights=_weights(train_sets, n_real, args.real_share),
+        weights=_weights(train_sets, n_real, args.real_share, later),
         log=lambda line: print(line, flush=True),
     )
     if args.wise is not None:
@@ -195,16 +203,38 @@ def main(argv: list[str] | None = None) -> None:
         print(f"weights averaged: (1 - {args.wise:g}) x {args.init} + {args.wise:g} x fine-tuned", flush=True)
 
 
-def _weights(rasters: list, n_real: int, real_share: float) -> list[float] | None:
+def _later_share(parser: argparse.ArgumentParser, value: str | None, real_share: float) -> tuple[int, float] | None:
+    """``--later-share N:SHARE`` as (N, SHARE), or a parser error naming the bad value."""
+    if value is None:
+        return None
+    try:
+        first, share = value.split(":")
+        later = (int(first), float(share))
+    except ValueError:
+        parser.error(f"--later-share takes N:SHARE, e.g. 74:0.3; got {value!r}")
+    if later[0] < 1 or not 0.0 < later[1] < real_share:
+        parser.error(f"--later-share needs N >= 1 and 0 < SHARE < --real-share ({real_share:g}); got {value!r}")
+    return later
+
+
+def _weights(
+    rasters: list, n_real: int, real_share: float, later: tuple[int, float] | None = None
+) -> list[float] | None:
     """Sampling weights: the ``n_real`` real rasters at the head of ``rasters`` get ``real_share`` of the
     patches between them, in proportion to the square root of their valid area (so that one large grid
-    does not drown the small ones); the synthetic rest share the remainder equally."""
+    does not drown the small ones); the synthetic rest share the remainder equally. With ``later``
+    ``(N, SHARE)``, the real rasters from the N-th on get SHARE between them and the first N the rest
+    of ``real_share``."""
     n_synthetic = len(rasters) - n_real
     if n_real == 0:
         return None
-    if n_synthetic == 0:
-        return _by_area(rasters, 1.0)
-    return _by_area(rasters[:n_real], real_share) + [(1 - real_share) / n_synthetic] * n_synthetic
+    real_share = 1.0 if n_synthetic == 0 else real_share
+    if later is not None and later[0] < n_real:
+        first, share = later
+        real = _by_area(rasters[:first], real_share - share) + _by_area(rasters[first:n_real], share)
+    else:
+        real = _by_area(rasters[:n_real], real_share)
+    return real + ([(1 - real_share) / n_synthetic] * n_synthetic if n_synthetic else [])
 
 
 def _by_area(rasters: list, share: float) -> list[float]:

@@ -30,6 +30,12 @@ HadCM3 grids) is never seen, and NEMO eORCA1 sea-surface temperature (3 months) 
 the held-out ORCA2 window (the south-east Pacific) set to nodata. Not used: the HadCM3 global files
 (the same model and grid as the held-out North American ones) and the COLPEX grids (they cover the
 held-out UM domain). Member ``ensemble_013`` and the NEMO March file are the validation set.
+
+Observed ocean grids for training (fetched from R packages by :mod:`geosr.training.fetch`, 2 degrees):
+NOAA OISST sea-surface temperature and World Ocean Atlas 2005 oxygen saturation at 0, 100, 500 and
+1000 m, without the held-out south-east Pacific (where :mod:`geosr.training.heldout` takes its windows
+of the OISST and surface oxygen grids) and without the Indian Ocean, whose surface grids are the
+validation set (:func:`observed_ocean_sets`).
 """
 
 from __future__ import annotations
@@ -223,8 +229,72 @@ def nemo_sea_surface_temperature(month: int) -> np.ndarray:
 
 
 def real_climate_sets() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(train, validation) real climate grids, (1, y, x); see the module docstring."""
+    """(train, validation) real climate grids, (1, y, x); see the module docstring. Training: the
+    :data:`IRIS_CLIMATE_RASTERS` iris-sample-data grids first (``--real-rasters 74`` keeps them alone),
+    then :func:`observed_ocean_sets`'s."""
+    train, val = iris_climate_sets()
+    ocean_train, ocean_val = observed_ocean_sets()
+    return train + ocean_train, val + ocean_val
+
+
+def iris_climate_sets() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(train, validation) grids of iris-sample-data: GloSea4 members 0-12 but 6 and NEMO January and
+    February; validation GloSea4 member 13 and NEMO March."""
     train = [f[None] for m in range(13) if m != 6 for f in glosea4_surface_temperature(m)]
     train += [nemo_sea_surface_temperature(m)[None] for m in (1, 2)]
     val = [f[None] for f in glosea4_surface_temperature(13)] + [nemo_sea_surface_temperature(3)[None]]
+    return train, val
+
+
+#: Number of iris-sample-data grids at the head of :func:`real_climate_sets`'s training list.
+IRIS_CLIMATE_RASTERS = 74
+
+#: Centre longitude (degrees east) of column 0, latitude of row 0, and the spacing in degrees of the
+#: fetched global grids (:data:`geosr.training.fetch.RASTERS`).
+GLOBAL_GRIDS = {
+    "hypsometry": (-179.5416667, 89.45834, 1.0),
+    "oisst": (0.0, 89.0, 2.0),
+    "woa_oxygen_saturation": (-179.5, 88.5, 2.0),
+    "woa_oxygen_saturation_100m": (-179.5, 88.5, 2.0),
+    "woa_oxygen_saturation_500m": (-179.5, 88.5, 2.0),
+    "woa_oxygen_saturation_1000m": (-179.5, 88.5, 2.0),
+}
+
+
+def region_mask(name: str, shape: tuple[int, int], lon: tuple[float, float], lat: tuple[float, float]) -> np.ndarray:
+    """True where a pixel centre of the fetched global grid ``name`` lies inside a longitude range
+    (degrees east, 0-360) and a latitude range."""
+    lon0, lat0, step = GLOBAL_GRIDS[name]
+    lons = (lon0 + step * np.arange(shape[1])) % 360
+    lats = lat0 - step * np.arange(shape[0])
+    return ((lats >= lat[0]) & (lats <= lat[1]))[:, None] & ((lons >= lon[0]) & (lons <= lon[1]))[None, :]
+
+
+#: Observed ocean grids fetched from R packages (2 degrees): NOAA OISST sea-surface temperature and
+#: World Ocean Atlas 2005 oxygen saturation at four depths.
+OBSERVED_OCEAN = (
+    "oisst",
+    "woa_oxygen_saturation",
+    "woa_oxygen_saturation_100m",
+    "woa_oxygen_saturation_500m",
+    "woa_oxygen_saturation_1000m",
+)
+#: Their validation region, the Indian Ocean (large enough for 48-pixel patches at 2 degrees).
+OCEAN_VALIDATION = {"lon": (20.0, 120.0), "lat": (-70.0, 30.0)}
+
+
+def observed_ocean_sets() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(train, validation) observed ocean grids, (1, y, x): training without the held-out region
+    (:data:`HELDOUT_SEA`, where :mod:`geosr.training.heldout` takes its OISST and oxygen windows) and
+    without the validation region (:data:`OCEAN_VALIDATION`); validation: the surface grids (OISST,
+    oxygen at 0 m) cut to the validation region."""
+    train, val = [], []
+    for name in OBSERVED_OCEAN:
+        grid = fetched(name)
+        held_out = region_mask(name, grid.shape, **HELDOUT_SEA)
+        validation = region_mask(name, grid.shape, **OCEAN_VALIDATION)
+        train.append(np.where(held_out | validation, np.nan, grid)[None])
+        if name in ("oisst", "woa_oxygen_saturation"):
+            rows, cols = validation.any(axis=1), validation.any(axis=0)
+            val.append(grid[np.ix_(rows, cols)][None])
     return train, val
