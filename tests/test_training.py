@@ -331,6 +331,27 @@ def test_observed_ocean_grids_leave_out_the_held_out_and_validation_regions(monk
     assert (lon0 + step * 100) % 360 == 20.5
 
 
+def test_relief_validation_leaves_out_the_held_out_window_and_the_usa(monkeypatch):
+    from geosr.training import heldout, sources
+
+    grid = np.random.default_rng(3).normal(size=(180, 359))
+    monkeypatch.setattr(sources, "fetched", lambda name: grid)
+    monkeypatch.setattr(heldout, "fetched", lambda name: grid)
+    relief = sources.relief_validation()[0]
+    lon0, lat0, _ = sources.GLOBAL_GRIDS["hypsometry"]
+    lons, lats = (lon0 + np.arange(359)) % 360, lat0 - np.arange(180)
+    held = heldout._region("hypsometry", sources.EARTH_RELIEF_HELD_OUT)
+    # the held-out window is every row of the columns 15-170 E, and none of them is validation
+    columns = (lons >= 15) & (lons <= 170)
+    np.testing.assert_array_equal(held, grid[:, columns])
+    assert np.isnan(relief[:, (lons >= 10) & (lons <= 175)]).all()
+    usa = ((lats >= 24) & (lats <= 50))[:, None] & ((lons >= 235) & (lons <= 293.5))[None, :]
+    assert usa.sum() > 1000 and np.isnan(relief[usa]).all()
+    rest = ~usa & ~((lons >= 10) & (lons <= 175))[None, :]
+    np.testing.assert_array_equal(relief[rest], grid[rest])
+    assert rest.sum() > 30000
+
+
 def test_weight_average_lies_between_the_start_and_the_fine_tuned_model(tmp_path, model_consistent, model_like_shipped):
     import shutil
 

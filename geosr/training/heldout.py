@@ -37,6 +37,7 @@ import numpy as np
 
 from geosr.evaluate import best_classical, evaluate_array
 from geosr.training.sources import (
+    EARTH_RELIEF_HELD_OUT,
     HELDOUT_SEA,
     JACKSBORO_TEST,
     _iris_sample,
@@ -45,11 +46,6 @@ from geosr.training.sources import (
     region_mask,
     topobathy,
 )
-
-#: Longitudes (degrees east, 0-360) of the held-out window of the 1-degree Hypsometry grid: clear of
-#: PRISM (USA), the UK orography, Castilla-La Mancha, Olinda, Barro Colorado (west of 15 E), Kagwene
-#: (9.7 E) and Maunga Whau (174.8 E).
-EARTH_RELIEF_LON = (15.0, 170.0)
 
 
 def _region(name: str, lon: tuple[float, float], lat: tuple[float, float] = (-90.0, 90.0)) -> np.ndarray:
@@ -67,7 +63,7 @@ def dem_rasters() -> dict[str, np.ndarray]:
     """Held-out real DEMs, (y, x) metres (NaN: nodata)."""
     orography = _read_netcdf("hybrid_height.nc", "surface_altitude")[0]
     luxembourg = _largest_valid_window(fetched("luxembourg"))
-    relief = _region("hypsometry", EARTH_RELIEF_LON)
+    relief = _region("hypsometry", EARTH_RELIEF_HELD_OUT)
     return {
         "jacksboro east (SRTM, 344x141)": jacksboro()[:, JACKSBORO_TEST],
         "topobathy (91x120)": topobathy(),

@@ -60,18 +60,22 @@ def climate_card() -> ModelCard:
         description=(
             "Smooth geophysical fields such as near-surface temperature. Trained on real grids of "
             "iris-sample-data that do not overlap the held-out ones (GloSea4 surface temperature, eastern "
-            "hemisphere; NEMO eORCA1 sea-surface temperature without the held-out region) and on synthetic smooth "
-            "fields with north-south gradients and altitude (lapse-rate) detail; its weights are the average "
-            "of the network fine-tuned on the real grids and the one before it, trained on synthetic fields "
-            "alone (WiSE-FT), which keeps it ahead of back-projection on grids of other climate models. "
-            "Its input is the consistent (back-projection) interpolation and its output is conserved by default "
-            "at whole scales."
+            "hemisphere; NEMO eORCA1 sea-surface temperature without the held-out region), on observed ocean "
+            "grids (NOAA OISST sea-surface temperature, World Ocean Atlas oxygen saturation at four depths; "
+            "without the held-out south-east Pacific and the Indian-Ocean validation region) and on synthetic "
+            "smooth fields with north-south gradients and altitude (lapse-rate) detail. Each fine-tuning on "
+            "real grids ends with a weight average with the network it started from (WiSE-FT), which keeps "
+            "it ahead of back-projection on grids unlike its training data. Its input is the consistent "
+            "(back-projection) interpolation and its output is conserved by default at whole scales."
         ),
         training={
-            "data": "real: 72 GloSea4 monthly surface temperature fields (12 members, eastern hemisphere) and 2 "
-            "months of NEMO eORCA1 SST (geosr.training.sources.real_climate_sets); 48 synthetic 192x192 "
-            "temperature fields (synthetic_climate); validation: GloSea4 member 13 and NEMO March; held out: "
-            "HadCM3, UM and ORCA2 grids of iris-sample-data (see the metrics)",
+            "data": "real: 72 GloSea4 monthly surface temperature fields (12 members, eastern hemisphere), 2 "
+            "months of NEMO eORCA1 SST, and (from stage 4) NOAA OISST and World Ocean Atlas 2005 oxygen "
+            "saturation at 0, 100, 500 and 1000 m, 2 degrees (geosr.training.sources.real_climate_sets); 48 "
+            "synthetic 192x192 temperature fields (synthetic_climate); validation: GloSea4 member 13, NEMO "
+            "March, and the Indian Ocean of the OISST and surface oxygen grids; held out: HadCM3, UM and "
+            "ORCA2 grids of iris-sample-data, BCSD observed air temperature, OISST and surface oxygen in the "
+            "south-east Pacific (see the metrics)",
         },
     )
 

@@ -13,7 +13,9 @@ for training, PRISM elevation of the contiguous USA (4 km; the Jacksboro and Roc
 Park areas set to nodata), Castilla-La Mancha (2 km), Kagwene (30 m), Olinda (90 m SRTM), Barro
 Colorado (5 m), Maunga Whau (10 m), and the UM orography of ``iris-sample-data``'s ``uk_hires.pp``
 (1.5 km; a domain north of the held-out UM grid); held out for evaluation, Rocky Mountain National
-Park (230 m) and Luxembourg (1 km SRTM).
+Park (230 m) and Luxembourg (1 km SRTM). The Earth's relief at 1 degree (R plot3D's Hypsometry) is
+held out from 15 E to 170 E and, without the USA and 5 degrees either side of that window, is the
+second ``dem`` validation raster (:func:`relief_validation`); it is not trained on.
 
 Synthetic terrain: fractional Brownian surfaces (spectral slope beta in [2.0, 3.6]) and ridged
 surfaces (1 - |fBm|), rounded to whole metres like SRTM.
@@ -124,11 +126,31 @@ REAL_DEMS_HELD_OUT = ("rmnp", "luxembourg")
 
 def dem_training_sets(n_synthetic: int = 48, size: int = 256, seed: int = 0) -> tuple[list, list, int]:
     """(train, validation, number of real rasters at the head of train) for the ``dem`` model, (1, y, x)
-    rasters not yet normalised. Validation: the Jacksboro columns ``[190, 262)`` only (real)."""
+    rasters not yet normalised. Validation (real): the Jacksboro columns ``[190, 262)`` and
+    :func:`relief_validation`."""
     real = jacksboro()
     reals = [real[:, JACKSBORO_TRAIN], prism_training(), uk_orography()] + [fetched(n) for n in REAL_DEMS_TRAINING]
     train = [r[None] for r in reals] + [s[None] for s in synthetic_terrain(n_synthetic, size, seed)]
-    return train, [real[None, :, JACKSBORO_VAL]], len(reals)
+    return train, [real[None, :, JACKSBORO_VAL], relief_validation()], len(reals)
+
+
+#: Longitudes (degrees east) of the window of the 1-degree Earth relief (``hypsometry``) held out for
+#: evaluation (:mod:`geosr.training.heldout`): clear of PRISM (USA), the UK orography, Castilla-La
+#: Mancha, Olinda, Barro Colorado (west of 15 E), Kagwene (9.7 E) and Maunga Whau (174.8 E).
+EARTH_RELIEF_HELD_OUT = (15.0, 170.0)
+#: The contiguous USA (PRISM, a training DEM), left out of the relief validation.
+PRISM_AREA = {"lon": (235.0, 293.5), "lat": (24.0, 50.0)}
+
+
+def relief_validation() -> np.ndarray:
+    """The 1-degree Earth relief without the held-out window (and 5 degrees either side of it) and
+    without the contiguous USA: the Americas, the Atlantic, western Europe and Africa, the eastern
+    Pacific; (1, y, x) metres. The other training DEMs are single pixels or less at this spacing."""
+    grid = fetched("hypsometry")
+    west, east = EARTH_RELIEF_HELD_OUT
+    held_out = region_mask("hypsometry", grid.shape, lon=(west - 5.0, east + 5.0), lat=(-90.0, 90.0))
+    usa = region_mask("hypsometry", grid.shape, **PRISM_AREA)
+    return np.where(held_out | usa, np.nan, grid)[None]
 
 
 def synthetic_climate(n: int, size: int, seed: int) -> list[np.ndarray]:
