@@ -132,6 +132,15 @@ def test_a_bad_later_share_is_one_line_naming_it(value, capsys):
     assert "--later-share" in err and repr(value) in err
 
 
+def test_observed_ocean_is_for_the_climate_model_only(capsys):
+    from geosr.training.shipped import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["dem", "--observed-ocean"])
+    assert exc.value.code == 2
+    assert "for the climate model only" in capsys.readouterr().err
+
+
 def test_write_card_stores_the_table_in_the_file_and_beside_it(tmp_path):
     import shutil
 

@@ -60,22 +60,21 @@ def climate_card() -> ModelCard:
         description=(
             "Smooth geophysical fields such as near-surface temperature. Trained on real grids of "
             "iris-sample-data that do not overlap the held-out ones (GloSea4 surface temperature, eastern "
-            "hemisphere; NEMO eORCA1 sea-surface temperature without the held-out region), on observed ocean "
-            "grids (NOAA OISST sea-surface temperature, World Ocean Atlas oxygen saturation at four depths; "
-            "without the held-out south-east Pacific and the Indian-Ocean validation region) and on synthetic "
-            "smooth fields with north-south gradients and altitude (lapse-rate) detail. Each fine-tuning on "
-            "real grids ends with a weight average with the network it started from (WiSE-FT), which keeps "
-            "it ahead of back-projection on grids unlike its training data. Its input is the consistent "
-            "(back-projection) interpolation and its output is conserved by default at whole scales."
+            "hemisphere; NEMO eORCA1 sea-surface temperature without the held-out region) and on synthetic smooth "
+            "fields with north-south gradients and altitude (lapse-rate) detail; its weights are the average "
+            "of the network fine-tuned on the real grids and the one before it, trained on synthetic fields "
+            "alone (WiSE-FT), which keeps it ahead of back-projection on grids of other climate models. "
+            "Its input is the consistent (back-projection) interpolation and its output is conserved by default "
+            "at whole scales."
         ),
         training={
-            "data": "real: 72 GloSea4 monthly surface temperature fields (12 members, eastern hemisphere), 2 "
-            "months of NEMO eORCA1 SST, and (from stage 4) NOAA OISST and World Ocean Atlas 2005 oxygen "
-            "saturation at 0, 100, 500 and 1000 m, 2 degrees (geosr.training.sources.real_climate_sets); 48 "
-            "synthetic 192x192 temperature fields (synthetic_climate); validation: GloSea4 member 13, NEMO "
-            "March, and the Indian Ocean of the OISST and surface oxygen grids; held out: HadCM3, UM and "
-            "ORCA2 grids of iris-sample-data, BCSD observed air temperature, OISST and surface oxygen in the "
-            "south-east Pacific (see the metrics)",
+            "data": "real: 72 GloSea4 monthly surface temperature fields (12 members, eastern hemisphere) and 2 "
+            "months of NEMO eORCA1 SST (geosr.training.sources.real_climate_sets; with --observed-ocean also "
+            "NOAA OISST and World Ocean Atlas 2005 oxygen saturation at 0-1000 m); 48 synthetic 192x192 "
+            "temperature fields (synthetic_climate); validation: GloSea4 member 13, NEMO March, and the Indian "
+            "Ocean of the OISST and surface oxygen grids; held out: HadCM3, UM and ORCA2 grids of "
+            "iris-sample-data, BCSD observed air temperature, OISST and surface oxygen in the south-east "
+            "Pacific (see the metrics)",
         },
     )
 
@@ -142,6 +141,12 @@ def main(argv: list[str] | None = None) -> None:
         "the dem recipe were trained on the Jacksboro columns alone)",
     )
     parser.add_argument(
+        "--observed-ocean",
+        action="store_true",
+        help="climate: train also on the observed ocean grids (OISST, World Ocean Atlas oxygen; "
+        "geosr.training.sources.observed_ocean_sets), after the iris-sample-data ones",
+    )
+    parser.add_argument(
         "--later-share",
         default=None,
         metavar="N:SHARE",
@@ -172,7 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.wise is not None and not 0.0 <= args.wise <= 1.0:
         parser.error(f"--wise is the fine-tuned model's share of the average, in [0, 1]; got {args.wise}")
     later = _later_share(parser, args.later_share, args.real_share)
-    train_sets, val_sets, n_real = SOURCES[args.model]()
+    if args.observed_ocean and args.model != "climate":
+        parser.error("--observed-ocean adds climate grids: it is for the climate model only")
+    options = {"observed_ocean": True} if args.observed_ocean else {}
+    train_sets, val_sets, n_real = SOURCES[args.model](**options)
     if args.real_rasters is not None and args.real_rasters < n_real:
         train_sets, n_real = train_sets[: args.real_rasters] + train_sets[n_real:], args.real_rasters
     config = TrainConfig(

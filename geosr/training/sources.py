@@ -33,11 +33,12 @@ the held-out ORCA2 window (the south-east Pacific) set to nodata. Not used: the 
 (the same model and grid as the held-out North American ones) and the COLPEX grids (they cover the
 held-out UM domain). Member ``ensemble_013`` and the NEMO March file are the validation set.
 
-Observed ocean grids for training (fetched from R packages by :mod:`geosr.training.fetch`, 2 degrees):
-NOAA OISST sea-surface temperature and World Ocean Atlas 2005 oxygen saturation at 0, 100, 500 and
-1000 m, without the held-out south-east Pacific (where :mod:`geosr.training.heldout` takes its windows
-of the OISST and surface oxygen grids) and without the Indian Ocean, whose surface grids are the
-validation set (:func:`observed_ocean_sets`).
+Observed ocean grids (fetched from R packages by :mod:`geosr.training.fetch`, 2 degrees): NOAA OISST
+sea-surface temperature and World Ocean Atlas 2005 oxygen saturation at 0, 100, 500 and 1000 m. The
+Indian Ocean of the surface grids is part of the ``climate`` validation set; the rest, without the
+held-out south-east Pacific (where :mod:`geosr.training.heldout` takes its windows of the OISST and
+surface oxygen grids), is training data only with ``--observed-ocean``, an experiment (stage 4) that
+was not adopted (:func:`observed_ocean_sets`).
 """
 
 from __future__ import annotations
@@ -177,14 +178,21 @@ def synthetic_climate(n: int, size: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-def climate_training_sets(n_synthetic: int = 48, size: int = 192, seed: int = 10) -> tuple[list, list, int]:
+def climate_training_sets(
+    n_synthetic: int = 48, size: int = 192, seed: int = 10, observed_ocean: bool = False
+) -> tuple[list, list, int]:
     """(train, validation, number of real rasters at the head of train) for the ``climate`` model, (1, y, x).
 
-    Train: the real grids of :func:`real_climate_sets`, then ``n_synthetic`` synthetic temperature
-    fields; validation: real grids only (GloSea4 member 13, NEMO March). The held-out grids of
-    :mod:`geosr.training.heldout` are never used.
+    Train: the iris-sample-data grids of :func:`iris_climate_sets` (with ``observed_ocean``, then the
+    training grids of :func:`observed_ocean_sets`: an experiment the shipped model does not include),
+    then ``n_synthetic`` synthetic temperature fields; validation: real grids only, GloSea4 member 13,
+    NEMO March and the Indian Ocean of the observed OISST and surface oxygen grids (run
+    ``python -m geosr.training.fetch`` first). The held-out grids of :mod:`geosr.training.heldout` are
+    never used.
     """
     real_train, val = real_climate_sets()
+    if not observed_ocean:
+        real_train = real_train[:IRIS_CLIMATE_RASTERS]
     train = real_train + [f[None] for f in synthetic_climate(n_synthetic, size, seed)]
     return train, val, len(real_train)
 
@@ -252,8 +260,7 @@ def nemo_sea_surface_temperature(month: int) -> np.ndarray:
 
 def real_climate_sets() -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(train, validation) real climate grids, (1, y, x); see the module docstring. Training: the
-    :data:`IRIS_CLIMATE_RASTERS` iris-sample-data grids first (``--real-rasters 74`` keeps them alone),
-    then :func:`observed_ocean_sets`'s."""
+    :data:`IRIS_CLIMATE_RASTERS` iris-sample-data grids first, then :func:`observed_ocean_sets`'s."""
     train, val = iris_climate_sets()
     ocean_train, ocean_val = observed_ocean_sets()
     return train + ocean_train, val + ocean_val
