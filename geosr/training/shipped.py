@@ -44,8 +44,9 @@ def dem_card() -> ModelCard:
             "data": "real: jacksboro columns [0, 190), PRISM USA 4 km without the held-out areas, UM orography "
             "of uk_hires.pp, Castilla-La Mancha, Kagwene, Olinda, Barro Colorado, Maunga Whau (geosr.training."
             "sources, fetched by geosr.training.fetch); 48 synthetic 256x256 DEMs; validation: jacksboro columns "
-            "[190, 262); held out: jacksboro [262, 403), topobathy, UM orography of hybrid_height.nc, Rocky "
-            "Mountain NP, Luxembourg",
+            "[190, 262) and the 1-degree Earth relief outside the held-out window and the USA; held out: "
+            "jacksboro [262, 403), topobathy, UM orography of hybrid_height.nc, Rocky Mountain NP, Luxembourg, "
+            "Earth relief 15-170 E",
         },
     )
 
