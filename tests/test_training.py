@@ -352,6 +352,29 @@ def test_relief_validation_leaves_out_the_held_out_window_and_the_usa(monkeypatc
     assert rest.sum() > 30000
 
 
+def test_more_dems_split_into_training_and_validation_without_luxembourg(monkeypatch):
+    from geosr.training import sources
+
+    shapes = {"srtm_erzurum": (1000, 1000), "copernicus_grenoble": (500, 500), "gironde": (1142, 1093)}
+    shapes["rhine"] = (682, 997)
+    grids = {name: np.random.default_rng(i).normal(size=shape) for i, (name, shape) in enumerate(shapes.items())}
+    monkeypatch.setattr(sources, "fetched", grids.__getitem__)
+    train, val = sources.more_dem_sets()
+    erzurum, grenoble, gironde, rhine = train
+    # the southern rows of the SRTM and Gironde DEMs are validation, the rest training, nothing shared
+    np.testing.assert_array_equal(np.vstack([erzurum, val[0]]), grids["srtm_erzurum"])
+    np.testing.assert_array_equal(np.vstack([gironde, val[1]]), grids["gironde"])
+    assert val[0].shape == (250, 1000) and val[1].shape == (285, 1093)
+    np.testing.assert_array_equal(grenoble, grids["copernicus_grenoble"])
+    # Luxembourg (5.73-6.53 E, 49.45-50.18 N), a held-out DEM, is nodata in the Rhine basin: 30
+    # arc-second pixels from 3.5667 E and 52.0083 N
+    rows = slice(int((52.00833333 - 50.18) * 120), int((52.00833333 - 49.45) * 120) + 1)
+    cols = slice(int((5.73 - 3.56666667) * 120), int((6.53 - 3.56666667) * 120) + 1)
+    assert np.isnan(rhine[rows, cols]).all()
+    assert 0 < np.isnan(rhine).sum() < 0.05 * rhine.size  # the margined box only
+    assert not np.isnan(grids["rhine"]).any()  # the fetched grid itself is left alone
+
+
 def test_weight_average_lies_between_the_start_and_the_fine_tuned_model(tmp_path, model_consistent, model_like_shipped):
     import shutil
 

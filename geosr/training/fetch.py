@@ -181,6 +181,60 @@ RASTERS: dict[str, Raster] = {
         shape=(61, 87),
         sha256="ab30a6fb322491c3fee4fe1040c37c807c40f1732dc9318c757395319be77bd1",
     ),
+    "srtm_erzurum": Raster(
+        registry="pypi",
+        package="demcompare",
+        version="0.6.1",
+        member="data_samples/srtm_ref.tif",
+        place="eastern Turkey near Erzurum, lon 40 to 40.83, lat 39.17 to 40 (EPSG:4326)",
+        spacing="3 arc-seconds (about 90 m)",
+        licence="Apache-2.0 (demcompare); SRTM data are in the public domain",
+        description="SRTM DEM, demcompare's sample reference DEM, whole metres",
+        kind="geotiff",
+        shape=(1000, 1000),
+        sha256="13baee90589f8220386c5b8aa99f9b3dc5e7c75b27d6b47a6792f7c80f503bc7",
+    ),
+    "copernicus_grenoble": Raster(
+        registry="pypi",
+        package="demcompare",
+        version="0.6.1",
+        member="notebooks/data/grenoble/Copernicus_DSM_10_N45_00_E005_00_DEM.tif",
+        place="the Alps and the Rhone valley around Grenoble, France, lon 5 to 6, lat 45 to 46 (EPSG:4326)",
+        spacing="7.2 arc-seconds (about 160 x 220 m)",
+        licence="Apache-2.0 (demcompare); Copernicus DEM licence (DLR, Airbus, ESA/EU: free use)",
+        description="Copernicus DSM tile N45 E005, resampled to 500 x 500 in demcompare's notebooks, "
+        "whole metres; a surface model (forest and buildings included)",
+        kind="geotiff",
+        shape=(500, 500),
+        sha256="37b9169ad02eaf01da875ae96a0ffc241879927a0d8e7e79c5ea715a1665181f",
+    ),
+    "gironde": Raster(
+        registry="pypi",
+        package="demcompare",
+        version="0.6.1",
+        member="notebooks/data/gironde/Gironde.tif",
+        place="the Gironde estuary and the Atlantic coast of the Medoc, France (EPSG:4326)",
+        spacing="3.75 arc-seconds (about 80 x 115 m)",
+        licence="Apache-2.0 (demcompare)",
+        description="land elevation and sea-floor depth of demcompare's Gironde test, where it is the "
+        "reference that a satellite-derived bathymetry is compared with",
+        kind="geotiff",
+        shape=(1142, 1093),
+        sha256="8997073eead2a4e5edaf585fc5e1883fd6d5cafe8c46e16c27f328b386cc4128",
+    ),
+    "rhine": Raster(
+        registry="pypi",
+        package="pyflwdir",
+        version="0.5.12",
+        member="examples/rhine_elv0.tif",
+        place="the Rhine basin, lon 3.6 to 11.9, lat 46.3 to 52 (EPSG:4326); NaN outside the basin",
+        spacing="30 arc-seconds (about 1 km)",
+        licence="MIT (pyflwdir); the examples take it from MERIT Hydro (CC-BY-NC 4.0 or ODbL 1.0)",
+        description="elevation of pyflwdir's Rhine example",
+        kind="geotiff",
+        shape=(682, 997),
+        sha256="706bc4e130df9ff5f8e883dcc2d23ded7a4567724af3b2a4bb588db161fa0983",
+    ),
     "hypsometry": Raster(
         registry="debian",
         package="r-cran-plot3d",
@@ -385,11 +439,17 @@ def _download_package(registry: str, package: str, version: str, workdir: Path) 
         return root
     if registry == "pypi":
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        if importlib.util.find_spec("setuptools") is not None:
-            # pip prepares the sdist's metadata; with the setuptools at hand it needs no build environment
-            command.append("--no-build-isolation")
         command += ["--disable-pip-version-check", "-d", str(workdir), f"{package}=={version}"]
-        _run(command, workdir, f"pip download {package}=={version}")
+        what = f"pip download {package}=={version}"
+        if importlib.util.find_spec("setuptools") is None:
+            _run(command, workdir, what)
+        else:
+            # pip prepares the sdist's metadata; with the setuptools at hand it needs no build environment,
+            # unless the sdist takes its version from a build plugin (demcompare: setuptools-scm)
+            try:
+                _run(command[:4] + ["--no-build-isolation"] + command[4:], workdir, what)
+            except FetchError:
+                _run(command, workdir, what)
         sdists = sorted(workdir.glob("*.tar.gz"))
         if len(sdists) != 1:
             raise FetchError(f"pip download {package}=={version} left {len(sdists)} sdists in {workdir}")

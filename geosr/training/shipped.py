@@ -148,6 +148,12 @@ def main(argv: list[str] | None = None) -> None:
         "geosr.training.sources.observed_ocean_sets), after the iris-sample-data ones",
     )
     parser.add_argument(
+        "--more-dems",
+        action="store_true",
+        help="dem: train also on the DEMs of geosr.training.sources.more_dem_sets (SRTM near Erzurum, "
+        "Copernicus around Grenoble, Gironde, the Rhine basin), after the other real DEMs",
+    )
+    parser.add_argument(
         "--later-share",
         default=None,
         metavar="N:SHARE",
@@ -180,7 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     later = _later_share(parser, args.later_share, args.real_share)
     if args.observed_ocean and args.model != "climate":
         parser.error("--observed-ocean adds climate grids: it is for the climate model only")
-    options = {"observed_ocean": True} if args.observed_ocean else {}
+    if args.more_dems and args.model != "dem":
+        parser.error("--more-dems adds DEMs: it is for the dem model only")
+    options = {"observed_ocean": True} if args.observed_ocean else {"more_dems": True} if args.more_dems else {}
     train_sets, val_sets, n_real = SOURCES[args.model](**options)
     if args.real_rasters is not None and args.real_rasters < n_real:
         train_sets, n_real = train_sets[: args.real_rasters] + train_sets[n_real:], args.real_rasters

@@ -125,14 +125,50 @@ REAL_DEMS_TRAINING = ("castilla_lamancha", "kagwene", "olinda", "barro_colorado"
 REAL_DEMS_HELD_OUT = ("rmnp", "luxembourg")
 
 
-def dem_training_sets(n_synthetic: int = 48, size: int = 256, seed: int = 0) -> tuple[list, list, int]:
+def dem_training_sets(
+    n_synthetic: int = 48, size: int = 256, seed: int = 0, more_dems: bool = False
+) -> tuple[list, list, int]:
     """(train, validation, number of real rasters at the head of train) for the ``dem`` model, (1, y, x)
-    rasters not yet normalised. Validation (real): the Jacksboro columns ``[190, 262)`` and
-    :func:`relief_validation`."""
+    rasters not yet normalised. Real training rasters: the Jacksboro columns ``[0, 190)``, PRISM, the UM
+    orography and :data:`REAL_DEMS_TRAINING` (8), then with ``more_dems`` the training parts of
+    :func:`more_dem_sets` (4). Validation (real): the Jacksboro columns ``[190, 262)``,
+    :func:`relief_validation` and the validation parts of :func:`more_dem_sets`."""
     real = jacksboro()
     reals = [real[:, JACKSBORO_TRAIN], prism_training(), uk_orography()] + [fetched(n) for n in REAL_DEMS_TRAINING]
+    more_train, more_val = more_dem_sets()
+    if more_dems:
+        reals += more_train
     train = [r[None] for r in reals] + [s[None] for s in synthetic_terrain(n_synthetic, size, seed)]
-    return train, [real[None, :, JACKSBORO_VAL], relief_validation()], len(reals)
+    val = [real[None, :, JACKSBORO_VAL], relief_validation()] + [v[None] for v in more_val]
+    return train, val, len(reals)
+
+
+#: Real DEMs of demcompare and pyflwdir (fetched), added to the ``dem`` training by ``--more-dems``.
+MORE_DEMS = ("srtm_erzurum", "copernicus_grenoble", "gironde", "rhine")
+#: Rows from which the SRTM Erzurum and Gironde DEMs are validation rather than training (their south).
+MORE_DEMS_VALIDATION_ROW = {"srtm_erzurum": 750, "gironde": 857}
+#: Luxembourg (a held-out DEM) with a margin of 0.25 degrees: (west, south, east, north), cut out of
+#: the Rhine basin.
+LUXEMBOURG_AREA = (5.48, 49.2, 6.78, 50.43)
+
+
+def more_dem_sets() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(train, validation) parts of :data:`MORE_DEMS`, (y, x) metres: the SRTM DEM near Erzurum and the
+    Gironde DEM split by rows (north: training, the southern quarter: validation), the Copernicus DSM
+    around Grenoble (training), the Rhine basin (training) with Luxembourg set to nodata."""
+    rhine = fetched("rhine").copy()
+    lat = 52.00833333 - (np.arange(rhine.shape[0]) + 0.5) / 120.0
+    lon = 3.56666667 + (np.arange(rhine.shape[1]) + 0.5) / 120.0
+    west, south, east, north = LUXEMBOURG_AREA
+    rhine[np.ix_((lat >= south) & (lat <= north), (lon >= west) & (lon <= east))] = np.nan
+    train, val = [], []
+    for name in MORE_DEMS:
+        grid = rhine if name == "rhine" else fetched(name)
+        row = MORE_DEMS_VALIDATION_ROW.get(name)
+        train.append(grid if row is None else grid[:row])
+        if row is not None:
+            val.append(grid[row:])
+    return train, val
 
 
 #: Longitudes (degrees east) of the window of the 1-degree Earth relief (``hypsometry``) held out for
