@@ -15,7 +15,11 @@ Colorado (5 m), Maunga Whau (10 m), and the UM orography of ``iris-sample-data``
 (1.5 km; a domain north of the held-out UM grid); held out for evaluation, Rocky Mountain National
 Park (230 m) and Luxembourg (1 km SRTM). The Earth's relief at 1 degree (R plot3D's Hypsometry) is
 held out from 15 E to 170 E and, without the USA and 5 degrees either side of that window, is the
-second ``dem`` validation raster (:func:`relief_validation`); it is not trained on.
+second ``dem`` validation raster (:func:`relief_validation`); it is not trained on. Four more real
+DEMs from PyPI sdists (:func:`more_dem_sets`): SRTM near Erzurum (90 m) and the Gironde coast with its
+sea floor (about 100 m), whose southern quarters are ``dem`` validation rasters, and the Copernicus
+DSM around Grenoble (about 200 m) and the Rhine basin (1 km, Luxembourg cut out); their other parts
+are trained on only with ``--more-dems``.
 
 Synthetic terrain: fractional Brownian surfaces (spectral slope beta in [2.0, 3.6]) and ridged
 surfaces (1 - |fBm|), rounded to whole metres like SRTM.
