@@ -35,18 +35,21 @@ def dem_card() -> ModelCard:
         units=["m"],
         description=(
             "Digital elevation models. Trained on real DEMs (the western part of the SRTM Jacksboro DEM of "
-            "matplotlib's sample data, PRISM elevation of the USA, and six more from 5 m to 2 km, see "
+            "matplotlib's sample data, PRISM elevation of the USA, and ten more from 5 m to 2 km, among them "
+            "SRTM near Erzurum, the Copernicus DSM around Grenoble and the Rhine basin, see "
             "geosr.training.sources) and on synthetic fractional-Brownian and ridged terrain. Its input is "
             "the consistent (back-projection) interpolation and its output is conserved by default at whole "
             "scales, so it adds only detail that keeps every input cell's average."
         ),
         training={
             "data": "real: jacksboro columns [0, 190), PRISM USA 4 km without the held-out areas, UM orography "
-            "of uk_hires.pp, Castilla-La Mancha, Kagwene, Olinda, Barro Colorado, Maunga Whau (geosr.training."
-            "sources, fetched by geosr.training.fetch); 48 synthetic 256x256 DEMs; validation: jacksboro columns "
-            "[190, 262) and the 1-degree Earth relief outside the held-out window and the USA; held out: "
-            "jacksboro [262, 403), topobathy, UM orography of hybrid_height.nc, Rocky Mountain NP, Luxembourg, "
-            "Earth relief 15-170 E",
+            "of uk_hires.pp, Castilla-La Mancha, Kagwene, Olinda, Barro Colorado, Maunga Whau, and (from stage 4, "
+            "--more-dems) SRTM near Erzurum and Gironde without their southern quarters, the Copernicus DSM "
+            "around Grenoble and the Rhine basin without Luxembourg (geosr.training.sources, fetched by "
+            "geosr.training.fetch); 48 synthetic 256x256 DEMs; validation: jacksboro columns [190, 262), the "
+            "1-degree Earth relief outside the held-out window and the USA, and the southern quarters of SRTM "
+            "Erzurum and Gironde; held out: jacksboro [262, 403), topobathy, UM orography of hybrid_height.nc, "
+            "Rocky Mountain NP, Luxembourg, Earth relief 15-170 E",
         },
     )
 
@@ -88,6 +91,8 @@ RECIPES = {
         "--interpolation bicubic --epochs 48 --cosine --lr 2e-4 --real-share 0.3 --real-rasters 1 --loss relative",
         "--interpolation consistent --epochs 25 --cosine --lr 1e-4 --real-share 0.5 --real-rasters 1 --loss relative",
         "--interpolation consistent --epochs 45 --cosine --lr 1e-4 --real-share 0.8 --loss relative",
+        "--interpolation consistent --epochs 25 --cosine --lr 1e-4 --real-share 0.8 --more-dems --later-share 8:0.4 "
+        "--loss relative",
     ],
     "climate": [
         "--interpolation bicubic --epochs 30 --cosine --lr 2e-4 --real-share 0 --loss relative",
