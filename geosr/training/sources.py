@@ -19,7 +19,7 @@ second ``dem`` validation raster (:func:`relief_validation`); it is not trained 
 DEMs from PyPI sdists (:func:`more_dem_sets`): SRTM near Erzurum (90 m) and the Gironde coast with its
 sea floor (about 100 m), whose southern quarters are ``dem`` validation rasters, and the Copernicus
 DSM around Grenoble (about 200 m) and the Rhine basin (1 km, Luxembourg cut out); their other parts
-are trained on only with ``--more-dems``.
+are trained on with ``--more-dems`` (the shipped ``dem``'s stage 4).
 
 Synthetic terrain: fractional Brownian surfaces (spectral slope beta in [2.0, 3.6]) and ridged
 surfaces (1 - |fBm|), rounded to whole metres like SRTM.
@@ -177,7 +177,8 @@ def more_dem_sets() -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 #: Longitudes (degrees east) of the window of the 1-degree Earth relief (``hypsometry``) held out for
 #: evaluation (:mod:`geosr.training.heldout`): clear of PRISM (USA), the UK orography, Castilla-La
-#: Mancha, Olinda, Barro Colorado (west of 15 E), Kagwene (9.7 E) and Maunga Whau (174.8 E).
+#: Mancha, Olinda, Barro Colorado, Gironde, Grenoble, the Rhine (west of 15 E), Kagwene (9.7 E) and
+#: Maunga Whau (174.8 E); the SRTM tile near Erzurum (40 E; stage 4) is about one of its pixels.
 EARTH_RELIEF_HELD_OUT = (15.0, 170.0)
 #: The contiguous USA (PRISM, a training DEM), left out of the relief validation.
 PRISM_AREA = {"lon": (235.0, 293.5), "lat": (24.0, 50.0)}
@@ -186,7 +187,8 @@ PRISM_AREA = {"lon": (235.0, 293.5), "lat": (24.0, 50.0)}
 def relief_validation() -> np.ndarray:
     """The 1-degree Earth relief without the held-out window (and 5 degrees either side of it) and
     without the contiguous USA: the Americas, the Atlantic, western Europe and Africa, the eastern
-    Pacific; (1, y, x) metres. The other training DEMs are single pixels or less at this spacing."""
+    Pacific; (1, y, x) metres. The training DEMs in it are single pixels or less at this spacing, but
+    the Rhine basin (stage 4), which covers a few dozen of its 33,000 valid pixels."""
     grid = fetched("hypsometry")
     west, east = EARTH_RELIEF_HELD_OUT
     held_out = region_mask("hypsometry", grid.shape, lon=(west - 5.0, east + 5.0), lat=(-90.0, 90.0))
