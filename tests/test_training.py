@@ -185,6 +185,39 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert summary["epochs"] == 2 and summary["steps"] == 2 * TINY["steps_per_epoch"]
 
 
+def test_a_run_stopped_while_writing_its_checkpoint_can_still_resume(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import torch
+
+    from geosr.models.card import ModelCard
+    from geosr.training import train as train_module
+
+    card = ModelCard(name="tiny", in_channels=1, depth=4, width=8)
+    output = tmp_path / "m.safetensors"
+    checkpoint = tmp_path / "m.safetensors.ckpt"
+    config = TrainConfig(**TINY, epochs=1, lr=1e-3)
+    train([terrain(0)], [terrain(1)], config, output, card, log=lambda line: None)
+    first = checkpoint.read_bytes()
+
+    real_save = torch.save
+
+    def interrupted(state, path):
+        real_save(state, path)
+        Path(path).write_bytes(Path(path).read_bytes()[:100])  # half written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.torch, "save", interrupted)
+    config.epochs = 2
+    with pytest.raises(KeyboardInterrupt):
+        train([terrain(0)], [terrain(1)], config, output, card, resume=str(checkpoint), log=lambda line: None)
+    assert checkpoint.read_bytes() == first  # the epoch-1 checkpoint is whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "m.safetensors.ckpt"]
+    monkeypatch.setattr(train_module.torch, "save", real_save)
+    summary = train([terrain(0)], [terrain(1)], config, output, card, resume=str(checkpoint), log=lambda line: None)
+    assert summary["epochs"] == 2
+
+
 def test_train_is_deterministic_on_cpu(tmp_path):
     from geosr.models.card import ModelCard
 

@@ -289,16 +289,14 @@ def train(
             f"epoch {epoch} step {step} {seconds / 60:.1f} min: loss {np.mean(losses):.5f}, val RMSE {rmse:.5f} "
             f"(conserved {conserved:.5f}) vs {kernel} {base:.5f} ({100 * (1 - rmse / base):+.1f}%)"
         )
-        torch.save(
-            {
-                "model": network.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "step": step,
-                "epoch": epoch,
-                "seconds": seconds,
-            },
-            checkpoint,
-        )
+        state = {
+            "model": network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "seconds": seconds,
+        }
+        _save_checkpoint(state, checkpoint)
         card.training.update(
             {
                 "steps": step,
@@ -320,6 +318,20 @@ def train(
             log(f"budget of {config.minutes} minutes reached")
             break
     return {"steps": step, "epochs": epoch, "initial_val_rmse": initial, "history": history}
+
+
+def _save_checkpoint(state: dict[str, Any], checkpoint: Path) -> None:
+    """Write a training checkpoint beside its destination and move it there, so that a run stopped
+    while writing (Ctrl-C, a killed job) leaves the previous epoch's checkpoint whole for --resume."""
+    from geosr.io import _remove, _replace, _temp_file
+
+    tmp = Path(_temp_file(checkpoint.parent, f".{checkpoint.name}.", ".part"))
+    try:
+        torch.save(state, tmp)
+        _replace(tmp, checkpoint)
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def average_weights(start: str | Path, tuned: str | Path, alpha: float, output: str | Path | None = None) -> Path:
