@@ -38,3 +38,7 @@ class DeviceError(GeosrError, RuntimeError):
 
 class SchedulerError(GeosrError, ConnectionError):
     """The dask.distributed scheduler cannot be reached or has no workers."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C or ``kill`` stopped a run; the message says what it left behind."""

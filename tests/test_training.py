@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import write_geotiff
+from conftest import assert_one_line_error, write_geotiff
 
 from geosr.degrade import area_average
 from geosr.models.card import read_card
@@ -255,6 +255,42 @@ def test_cli_trains_a_multiband_model_that_downscales(tmp_path, cli):
         assert dst.count == 2 and dst.shape == (320, 160)
     again = cli(*args)
     assert again.code != 0 and "--overwrite" in again.err
+
+
+def test_an_interrupted_cli_training_says_what_it_left_and_how_to_resume(tmp_path, cli, monkeypatch):
+    from geosr.training import train as train_module
+
+    real_train = train_module.train
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((80, 60), seed=2, relief=100.0))
+    model = tmp_path / "mine.safetensors"
+    args = ["train", hr, "-o", model, "--epochs", "3", "--steps-per-epoch", "2", "--batch-size", "2"]
+    args += ["--patch-size", "16", "--depth", "3", "--width", "4", "--device", "cpu", "-q"]
+
+    def stopped_at_once(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", stopped_at_once)
+    result = cli(*args)
+    assert result.code == 130
+    assert assert_one_line_error(result.err, result.code).endswith("no epoch finished, so nothing was written")
+    assert not model.exists()
+
+    def stopped_in_epoch_two(rasters, val, config, output, card, **options):
+        config.epochs = 1
+        real_train(rasters, val, config, output, card, **options)  # one epoch: model and checkpoint written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", stopped_in_epoch_two)
+    result = cli(*args)
+    message = assert_one_line_error(result.err, result.code)
+    assert result.code == 130
+    assert f"{model} holds the model of the last finished epoch" in message
+    assert message.endswith(f"--resume {model}.ckpt")
+    assert read_card(model).training["epochs"] == 1
+    monkeypatch.setattr(train_module, "train", real_train)
+    resumed = cli(*args, "--resume", f"{model}.ckpt")
+    assert resumed.code == 0, resumed.err
+    assert read_card(model).training["epochs"] == 3
 
 
 def test_cli_refuses_a_raster_too_small_for_the_patches(tmp_path, cli):

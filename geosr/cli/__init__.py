@@ -19,6 +19,7 @@ from geosr.cli.evaluate import evaluate
 from geosr.cli.models import models
 from geosr.cli.options import state
 from geosr.cli.train import train
+from geosr.errors import Interrupted
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,8 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         return exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("Error: interrupted; no output was written", err=True)
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+        # click turns KeyboardInterrupt into Abort; an Interrupted says what the run left behind
+        cause = exc if isinstance(exc, Interrupted) else exc.__cause__
+        left = str(cause) if isinstance(cause, Interrupted) else "no output was written"
+        click.echo(f"Error: interrupted; {left}", err=True)
         return 130
     except Exception as exc:  # an unexpected failure still gets one line unless --verbose
         if state["verbose"]:

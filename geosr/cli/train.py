@@ -118,7 +118,7 @@ def train(
     """
     import numpy as np
 
-    from geosr.errors import InputError, OutputExistsError
+    from geosr.errors import InputError, Interrupted, OutputExistsError
     from geosr.io import iter_blocks, open_raster, raster_info
     from geosr.models.card import ModelCard
     from geosr.predict import select_device
@@ -186,16 +186,27 @@ def train(
         training={"data": [str(p) for p in inputs], "command": "geosr train " + shlex.join(sys.argv[2:])},
     )
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    summary = run_training(
-        train_sets,
-        val_sets,
-        config,
-        output,
-        card,
-        resume=resume,
-        init=init_model,
-        log=log,
-        progress=progress_bar(quiet, "step"),
-    )
+    checkpoint = Path(str(output) + ".ckpt")
+    before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+    try:
+        summary = run_training(
+            train_sets,
+            val_sets,
+            config,
+            output,
+            card,
+            resume=resume,
+            init=init_model,
+            log=log,
+            progress=progress_bar(quiet, "step"),
+        )
+    except KeyboardInterrupt:
+        after = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+        if after is None or after == before:
+            raise Interrupted("no epoch finished, so nothing was written") from None
+        raise Interrupted(
+            f"{output} holds the model of the last finished epoch; continue with the same command and "
+            f"--resume {checkpoint}"
+        ) from None
     if not quiet:
         click.echo(f"wrote {output} after {summary['epochs']} epochs ({summary['steps']} steps)", err=True)
