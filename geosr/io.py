@@ -376,6 +376,21 @@ def write_grid(ds: Any, dst: Path) -> Path:
     return dst
 
 
+@contextlib.contextmanager
+def replaced_atomically(dst: Path) -> Iterator[Path]:
+    """A temporary file beside ``dst`` to write; moved onto ``dst`` when the block ends without error
+    (with the mode of any new file: mkstemp and safetensors make it private), deleted otherwise, so
+    that an interrupted write leaves ``dst`` as it was."""
+    dst = Path(dst)
+    tmp = Path(_temp_file(dst.parent, f".{dst.name}.", ".part"))
+    try:
+        yield tmp
+        _replace(tmp, dst)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
 def _temp_file(parent: Path, prefix: str, suffix: str) -> str:
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
     os.close(fd)

@@ -38,20 +38,13 @@ def save_model(network: VDSR, card: ModelCard, path: str | Path) -> Path:
     """Write ``network``'s weights and ``card`` to a safetensors file."""
     if (card.in_channels, card.depth, card.width) != (network.in_channels, network.depth, network.width):
         raise ModelError("model card does not match the network's shape")
-    from geosr.io import _remove, _replace, _temp_file
+    from geosr.io import replaced_atomically
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in network.state_dict().items()}
-    # written beside the destination and moved onto it, so that an interrupted save leaves the old file
-    # whole; _replace gives it the mode of any new file (safetensors and mkstemp make it private, 0600)
-    tmp = Path(_temp_file(path.parent, f".{path.name}.", ".part"))
-    try:
+    with replaced_atomically(path) as tmp:  # an interrupted save leaves the old file whole
         save_file(tensors, str(tmp), metadata={CARD_KEY: card.to_json()})
-        _replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
     return path
 
 

@@ -27,7 +27,6 @@ import hashlib
 import importlib.util
 import io
 import lzma
-import os
 import shutil
 import struct
 import subprocess
@@ -717,10 +716,10 @@ def source_text(dem: Raster) -> str:
 
 
 def _save(grid: np.ndarray, path: Path) -> None:
-    part = path.with_name(path.name + ".part")
-    with open(part, "wb") as f:
+    from geosr.io import replaced_atomically
+
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
         np.save(f, grid)
-    os.replace(part, path)
 
 
 def fetch(dest: Path, names: Sequence[str], force: bool = False, echo: Callable[[str], None] = print) -> list[Path]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from geosr.conserve import conserve_torch
+from geosr.io import replaced_atomically
 from geosr.models.card import ModelCard
 from geosr.models.files import save_model
 from geosr.models.vdsr import VDSR
@@ -296,7 +297,9 @@ def train(
             "epoch": epoch,
             "seconds": seconds,
         }
-        _save_checkpoint(state, checkpoint)
+        # a run stopped while writing (Ctrl-C, a killed job) keeps the previous epoch's checkpoint whole
+        with replaced_atomically(checkpoint) as tmp:
+            torch.save(state, tmp)
         card.training.update(
             {
                 "steps": step,
@@ -318,20 +321,6 @@ def train(
             log(f"budget of {config.minutes} minutes reached")
             break
     return {"steps": step, "epochs": epoch, "initial_val_rmse": initial, "history": history}
-
-
-def _save_checkpoint(state: dict[str, Any], checkpoint: Path) -> None:
-    """Write a training checkpoint beside its destination and move it there, so that a run stopped
-    while writing (Ctrl-C, a killed job) leaves the previous epoch's checkpoint whole for --resume."""
-    from geosr.io import _remove, _replace, _temp_file
-
-    tmp = Path(_temp_file(checkpoint.parent, f".{checkpoint.name}.", ".part"))
-    try:
-        torch.save(state, tmp)
-        _replace(tmp, checkpoint)
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 def average_weights(start: str | Path, tuned: str | Path, alpha: float, output: str | Path | None = None) -> Path:
