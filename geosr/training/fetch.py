@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import bz2
 import csv
+import dataclasses
 import hashlib
 import importlib.util
 import io
@@ -264,48 +265,6 @@ RASTERS: dict[str, Raster] = {
         shape=(90, 180),
         sha256="4d63f3d534742fd3d481ae33d6c696d144dd1c7aec69d13d569ff5e3db32932e",
     ),
-    "woa_oxygen_saturation_100m": Raster(
-        registry="debian",
-        package="r-cran-plot3d",
-        version="1.4-2",
-        member=f"{_R_LIBRARY}/plot3D/data/Rdata.rdb",
-        place="the world ocean, lon -180 to 180, lat -90 to 90; land and shallower sea are NaN",
-        spacing="2 degrees",
-        licence="GPL (>= 3)",
-        description="as woa_oxygen_saturation, at 100 m depth",
-        kind="rdb_xyz",
-        item=("Oxsat", "lon", "lat", "val", "6"),
-        shape=(90, 180),
-        sha256="4d63f3d534742fd3d481ae33d6c696d144dd1c7aec69d13d569ff5e3db32932e",
-    ),
-    "woa_oxygen_saturation_500m": Raster(
-        registry="debian",
-        package="r-cran-plot3d",
-        version="1.4-2",
-        member=f"{_R_LIBRARY}/plot3D/data/Rdata.rdb",
-        place="the world ocean, lon -180 to 180, lat -90 to 90; land and shallower sea are NaN",
-        spacing="2 degrees",
-        licence="GPL (>= 3)",
-        description="as woa_oxygen_saturation, at 500 m depth",
-        kind="rdb_xyz",
-        item=("Oxsat", "lon", "lat", "val", "13"),
-        shape=(90, 180),
-        sha256="4d63f3d534742fd3d481ae33d6c696d144dd1c7aec69d13d569ff5e3db32932e",
-    ),
-    "woa_oxygen_saturation_1000m": Raster(
-        registry="debian",
-        package="r-cran-plot3d",
-        version="1.4-2",
-        member=f"{_R_LIBRARY}/plot3D/data/Rdata.rdb",
-        place="the world ocean, lon -180 to 180, lat -90 to 90; land and shallower sea are NaN",
-        spacing="2 degrees",
-        licence="GPL (>= 3)",
-        description="as woa_oxygen_saturation, at 1000 m depth",
-        kind="rdb_xyz",
-        item=("Oxsat", "lon", "lat", "val", "18"),
-        shape=(90, 180),
-        sha256="4d63f3d534742fd3d481ae33d6c696d144dd1c7aec69d13d569ff5e3db32932e",
-    ),
     "bcsd_tas_jan": Raster(
         registry="debian",
         package="r-cran-stars",
@@ -318,20 +277,6 @@ RASTERS: dict[str, Raster] = {
         "observations behind the BCSD downscaled CMIP projections (Maurer et al. 2002)",
         kind="netcdf",
         item=("tas", "0"),
-        shape=(33, 81),
-        sha256="4457324cd44816c3674e8d7a1a243a4af84f77175962730dc716c705e2e44b2c",
-    ),
-    "bcsd_tas_jul": Raster(
-        registry="debian",
-        package="r-cran-stars",
-        version="0.6-0-4",
-        member=f"{_R_LIBRARY}/stars/nc/bcsd_obs_1999.nc",
-        place="south-eastern USA, lon -85 to -74.9, lat 33 to 37.1; the Atlantic is NaN",
-        spacing="1/8 degree (about 12 km)",
-        licence="Apache-2.0 (stars); the data are freely available (USGS CIDA)",
-        description="as bcsd_tas_jan, for July 1999",
-        kind="netcdf",
-        item=("tas", "6"),
         shape=(33, 81),
         sha256="4457324cd44816c3674e8d7a1a243a4af84f77175962730dc716c705e2e44b2c",
     ),
@@ -351,6 +296,18 @@ RASTERS: dict[str, Raster] = {
         sha256="43936981b7d58962918cb4c92232ce58cdc06e6e539dde6e3e8908a1b4f5e705",
     ),
 }
+
+# Rasters that differ from one above only in the item taken from the same file.
+for _depth, _level in ((100, 6), (500, 13), (1000, 18)):
+    RASTERS[f"woa_oxygen_saturation_{_depth}m"] = dataclasses.replace(
+        RASTERS["woa_oxygen_saturation"],
+        place="the world ocean, lon -180 to 180, lat -90 to 90; land and shallower sea are NaN",
+        description=f"as woa_oxygen_saturation, at {_depth} m depth",
+        item=("Oxsat", "lon", "lat", "val", str(_level)),
+    )
+RASTERS["bcsd_tas_jul"] = dataclasses.replace(
+    RASTERS["bcsd_tas_jan"], description="as bcsd_tas_jan, for July 1999", item=("tas", "6")
+)
 
 _REGISTRY_NAMES = {"debian": "Debian", "pypi": "PyPI"}
 _NEEDS_RDATA = {"rda_xyz", "rdb_xyz", "rdb_im"}

@@ -232,9 +232,9 @@ def climate_training_sets(
     ``python -m geosr.training.fetch`` first). The held-out grids of :mod:`geosr.training.heldout` are
     never used.
     """
-    real_train, val = real_climate_sets()
-    if not observed_ocean:
-        real_train = real_train[:IRIS_CLIMATE_RASTERS]
+    real_train, val = iris_climate_sets()
+    ocean_train, ocean_val = observed_ocean_sets()
+    real_train, val = real_train + (ocean_train if observed_ocean else []), val + ocean_val
     train = real_train + [f[None] for f in synthetic_climate(n_synthetic, size, seed)]
     return train, val, len(real_train)
 
@@ -320,15 +320,22 @@ def iris_climate_sets() -> tuple[list[np.ndarray], list[np.ndarray]]:
 #: Number of iris-sample-data grids at the head of :func:`real_climate_sets`'s training list.
 IRIS_CLIMATE_RASTERS = 74
 
+#: Observed ocean grids fetched from R packages (2 degrees): NOAA OISST sea-surface temperature and
+#: World Ocean Atlas 2005 oxygen saturation at four depths.
+OBSERVED_OCEAN = (
+    "oisst",
+    "woa_oxygen_saturation",
+    "woa_oxygen_saturation_100m",
+    "woa_oxygen_saturation_500m",
+    "woa_oxygen_saturation_1000m",
+)
+
 #: Centre longitude (degrees east) of column 0, latitude of row 0, and the spacing in degrees of the
-#: fetched global grids (:data:`geosr.training.fetch.RASTERS`).
+#: fetched global grids (:data:`geosr.training.fetch.RASTERS`); the oxygen grids share one layout.
 GLOBAL_GRIDS = {
     "hypsometry": (-179.5416667, 89.45834, 1.0),
     "oisst": (0.0, 89.0, 2.0),
-    "woa_oxygen_saturation": (-179.5, 88.5, 2.0),
-    "woa_oxygen_saturation_100m": (-179.5, 88.5, 2.0),
-    "woa_oxygen_saturation_500m": (-179.5, 88.5, 2.0),
-    "woa_oxygen_saturation_1000m": (-179.5, 88.5, 2.0),
+    **{name: (-179.5, 88.5, 2.0) for name in OBSERVED_OCEAN if name.startswith("woa_")},
 }
 
 
@@ -341,16 +348,7 @@ def region_mask(name: str, shape: tuple[int, int], lon: tuple[float, float], lat
     return ((lats >= lat[0]) & (lats <= lat[1]))[:, None] & ((lons >= lon[0]) & (lons <= lon[1]))[None, :]
 
 
-#: Observed ocean grids fetched from R packages (2 degrees): NOAA OISST sea-surface temperature and
-#: World Ocean Atlas 2005 oxygen saturation at four depths.
-OBSERVED_OCEAN = (
-    "oisst",
-    "woa_oxygen_saturation",
-    "woa_oxygen_saturation_100m",
-    "woa_oxygen_saturation_500m",
-    "woa_oxygen_saturation_1000m",
-)
-#: Their validation region, the Indian Ocean (large enough for 48-pixel patches at 2 degrees).
+#: Validation region of the observed ocean grids, the Indian Ocean (large enough for 48-pixel patches at 2 degrees).
 OCEAN_VALIDATION = {"lon": (20.0, 120.0), "lat": (-70.0, 30.0)}
 
 
