@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from geosr.conserve import conserve_torch
+from geosr.errors import ModelError
 from geosr.io import replaced_atomically
 from geosr.models.card import ModelCard
-from geosr.models.files import save_model
+from geosr.models.files import load_model, save_model
 from geosr.models.vdsr import VDSR
 from geosr.tiling import KERNELS
 from geosr.training.data import Prepared, Sample
@@ -217,9 +218,6 @@ def train(
     network = VDSR(channels, depth=config.depth, width=config.width).to(device)
     card.interpolation = KERNELS[config.interpolation].description
     if init:
-        from geosr.errors import ModelError
-        from geosr.models.files import load_model
-
         start = load_model(init, "cpu")
         have = (start.card.in_channels, start.card.depth, start.card.width)
         if have != (channels, config.depth, config.width):
@@ -333,9 +331,6 @@ def average_weights(start: str | Path, tuned: str | Path, alpha: float, output: 
     which records the average in ``training.weight_average`` (its validation figures, which describe
     the weights before the average, move to ``metrics.fine_tuned_before_weight_average``).
     """
-    from geosr.errors import ModelError
-    from geosr.models.files import load_model, save_model
-
     if not 0.0 <= alpha <= 1.0:
         raise ModelError(f"the weight-average share of the fine-tuned model must be in [0, 1], got {alpha}")
     first, second = load_model(start, "cpu"), load_model(tuned, "cpu")
