@@ -18,14 +18,9 @@ import warnings
 import numpy as np
 
 from geosr.degrade import area_average
-from geosr.evaluate import classical, conserve, evaluate_array
+from geosr.evaluate import classical, conserve, evaluate_array, measure
 from geosr.predict import downscale
 from geosr.training.heldout import climate_rasters, dem_rasters
-
-
-def _rmse(estimate: np.ndarray, truth: np.ndarray, border: int) -> float:
-    inner = (slice(border, -border), slice(border, -border))
-    return float(np.sqrt(np.mean((estimate - truth)[inner] ** 2)))
 
 
 def self_check_gain(coarse: np.ndarray, scale: int, model: str) -> float | None:
@@ -37,7 +32,7 @@ def self_check_gain(coarse: np.ndarray, scale: int, model: str) -> float | None:
     coarser = area_average(truth, scale)
     back = classical(coarser, scale, "backprojection")
     restored = conserve(downscale(coarser, scale, model, conserve=False).astype(np.float64), coarser, scale)
-    return 1 - _rmse(restored, truth, 2 * scale) / _rmse(back, truth, 2 * scale)
+    return 1 - measure(restored, truth, coarser, scale).rmse / measure(back, truth, coarser, scale).rmse
 
 
 def main() -> None:
