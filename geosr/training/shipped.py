@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--observed-ocean adds climate grids: it is for the climate model only")
     if args.more_dems and args.model != "dem":
         parser.error("--more-dems adds DEMs: it is for the dem model only")
-    options = {"observed_ocean": True} if args.observed_ocean else {"more_dems": True} if args.more_dems else {}
+    options = {key: True for key in ("observed_ocean", "more_dems") if getattr(args, key)}
     train_sets, val_sets, n_real = SOURCES[args.model](**options)
     if args.real_rasters is not None and args.real_rasters < n_real:
         train_sets, n_real = train_sets[: args.real_rasters] + train_sets[n_real:], args.real_rasters
