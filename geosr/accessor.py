@@ -157,6 +157,7 @@ class GeosrDataArrayAccessor:
         tile_size: int | tuple[int, int] | None = None,
         batch_size: int = 1,
         conserve: bool | None = None,
+        ensemble: int = 1,
         nodata: float | None = None,
         y_dim: str | None = None,
         x_dim: str | None = None,
@@ -170,8 +171,8 @@ class GeosrDataArrayAccessor:
         model
             Shipped model name, model file path, loaded model, or None for the default. With a
             dask.distributed cluster, workers load the model file from the same path.
-        device, precision, batch_size, conserve
-            As for :func:`geosr.predict.downscale`.
+        device, precision, batch_size, conserve, ensemble
+            As for :func:`geosr.predict.downscale` (an ensemble of 8 needs square cells).
         tile_size
             Fine pixels per tile side. By default, for dask-backed data, each fine chunk (the input's
             spatial chunk times the scale) split evenly into tiles of at most 1024; else 1024.
@@ -195,13 +196,12 @@ class GeosrDataArrayAccessor:
         """
         import geosr
         from geosr.models.files import LoadedModel, load_model
-        from geosr.predict import DEFAULT_TILE_SIZE, conserves, is_dask
+        from geosr.predict import DEFAULT_TILE_SIZE, check_ensemble, conserves, is_dask
 
         da = self._obj
         scale = check_scale(scale)
         ydim, xdim = spatial_dims(da, y_dim, x_dim)
-        for dim in (ydim, xdim):
-            regular_step(da, dim)
+        check_ensemble(ensemble, (regular_step(da, xdim), regular_step(da, ydim)))
         others = [str(d) for d in da.dims if d not in (ydim, xdim)]
         arranged = da.transpose(*others, ydim, xdim)
         ny, nx = arranged.shape[-2:]
@@ -222,6 +222,7 @@ class GeosrDataArrayAccessor:
             "tile_size": tile_size,
             "batch_size": batch_size,
             "conserve": conserve,
+            "ensemble": ensemble,
         }
         out = _downscale_slices(data, scale, loaded, options).reshape((*arranged.shape[:-2], ny_out, nx_out))
         if lazy:
@@ -237,6 +238,7 @@ class GeosrDataArrayAccessor:
             geosr_model=loaded.card.name,
             geosr_scale=f"{scale:g}",
             geosr_conserve="yes" if conserves(loaded.card, conserve, (ny, nx), scale) else "no",
+            geosr_ensemble=str(ensemble),
         )
         result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
         result.encoding["_FillValue"] = np.float32(np.nan)

@@ -16,7 +16,7 @@ import geosr
 from geosr.errors import InputError, ScaleError
 from geosr.georef import check_scale, output_transform, scale_for_resolution
 from geosr.io import OutputSpec, TileWriter, check_destination, iter_blocks, open_raster, raster_info, read_window
-from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback
+from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback, check_ensemble
 from geosr.stats import BandStats
 from geosr.tiling import TilePlan
 
@@ -58,6 +58,7 @@ def downscale_raster(
     cog: bool = False,
     keep_dtype: bool = False,
     conserve: bool | None = None,
+    ensemble: int = 1,
     scheduler: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> Result:
@@ -68,7 +69,8 @@ def downscale_raster(
     values (or the input's dtype, rounded and clipped, with ``keep_dtype``), the input's nodata,
     band descriptions, units, scales/offsets, colour interpretation and tags, plus ``GEOSR_*`` tags.
     With ``conserve`` every input cell's fine pixels average exactly to the input value (``None``:
-    as the model's card says, at whole scales; ``False``: never). With
+    as the model's card says, at whole scales; ``False``: never). ``ensemble`` (4, or 8 for square
+    pixels) averages the model over flipped (and rotated) copies (:class:`geosr.predict.Downscaler`). With
     ``scheduler`` (a dask.distributed address) the tiles run on that cluster's workers, which read
     ``src`` and the model file from the same paths; the output is identical to a local run.
     """
@@ -82,6 +84,8 @@ def downscale_raster(
         if scale is None:
             scale = scale_for_resolution(info.transform, resolution)
         scale = check_scale(scale)
+        t = info.transform
+        check_ensemble(ensemble, (np.hypot(t.a, t.d), np.hypot(t.b, t.e)))
         out = Path(dst) if dst is not None else default_output(src, scale, resolution)
         check_destination(src, out, overwrite)
         options = {
@@ -90,6 +94,7 @@ def downscale_raster(
             "tile_size": tile_size,
             "batch_size": batch_size,
             "conserve": conserve,
+            "ensemble": ensemble,
         }
         downscaler = Downscaler(model, **options)
         downscaler.check_bands(info.count)
@@ -147,6 +152,7 @@ def _output_spec(
         "GEOSR_INTERPOLATION": card.interpolation,
         "GEOSR_PRECISION": downscaler.precision,
         "GEOSR_CONSERVE": "yes" if plan.conserve else "no",
+        "GEOSR_ENSEMBLE": str(downscaler.ensemble),
     }
     return OutputSpec(
         height=shape[0],
@@ -176,6 +182,7 @@ def downscale_grid(
     batch_size: int = 1,
     overwrite: bool = False,
     conserve: bool | None = None,
+    ensemble: int = 1,
     scheduler: str | None = None,
 ) -> Result:
     """Super-resolve ``variable`` of a NetCDF file or Zarr store into NetCDF or Zarr (by ``dst``'s suffix).
@@ -222,6 +229,7 @@ def downscale_grid(
                 precision=precision,
                 batch_size=batch_size,
                 conserve=conserve,
+                ensemble=ensemble,
                 y_dim=ydim,
                 x_dim=xdim,
             )

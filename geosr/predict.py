@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 DEFAULT_TILE_SIZE = 1024
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: Sizes of the self-ensemble: the model alone, averaged over the four flips (identity, left-right,
+#: up-down, both), or over all eight flips and 90-degree rotations (square pixels only).
+ENSEMBLES = (1, 4, 8)
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -186,6 +189,11 @@ class Downscaler:
         ``True``: make each coarse cell's fine pixels average exactly to the coarse value (whole
         scales only); ``False``: never; ``None`` (default): as the model's card says (``conserve``),
         at whole scales.
+    ensemble
+        1 (default): the network once. 4: the residual averaged over the raster flipped left-right,
+        up-down and both; 8: also over the transposed raster, i.e. every 90-degree rotation (only
+        meaningful for square pixels, which is how the models are trained to rotate). N times the
+        work; the output becomes exactly equivariant to those flips (and rotations).
     """
 
     def __init__(
@@ -197,6 +205,7 @@ class Downscaler:
         tile_size: int | tuple[int, int] = DEFAULT_TILE_SIZE,
         batch_size: int = 1,
         conserve: bool | None = None,
+        ensemble: int = 1,
     ) -> None:
         from geosr.models.files import LoadedModel, load_model
 
@@ -211,6 +220,7 @@ class Downscaler:
         self.precision = precision
         self.batch_size = int(batch_size)
         self.conserve = None if conserve is None else bool(conserve)
+        self.ensemble = check_ensemble(ensemble)
         self.model: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
         self.network = self.model.network.to(self.device)
         if self.device.type in ("cpu", "cuda"):
@@ -295,9 +305,54 @@ class Downscaler:
             _ieee_fp32(self.device, self.autocast is None),
         ):
             for start in range(0, len(x), self.batch_size):
-                residual = self.network.residual(x[start : start + self.batch_size])
-                parts.append(residual.float().cpu().contiguous().numpy())
+                images = x[start : start + self.batch_size]
+                residual = sum(
+                    undo(self.network.residual(do(images)).float()) for do, undo in _symmetries(self.ensemble)
+                )
+                parts.append((residual / self.ensemble).cpu().contiguous().numpy())
         return np.concatenate(parts).astype(np.float64).reshape(ilr.shape)
+
+
+def check_ensemble(ensemble: Any, pixel_size: tuple[float, float] | None = None) -> int:
+    """The self-ensemble size as an int, refused unless it is one of :data:`ENSEMBLES`, and 8 (which
+    rotates the raster) refused for pixels that are not square (``pixel_size``: x and y sizes)."""
+    if isinstance(ensemble, bool) or ensemble not in ENSEMBLES:
+        choices = ", ".join(str(n) for n in ENSEMBLES)
+        raise InputError(f"ensemble must be one of {choices} (copies of the raster averaged), got {ensemble!r}")
+    if ensemble == 8 and pixel_size is not None:
+        dx, dy = (abs(float(v)) for v in pixel_size)
+        if not np.isclose(dx, dy, rtol=1e-6, atol=0.0):
+            raise InputError(
+                f"an ensemble of 8 rotates the raster, which needs square pixels, but they are {dx:g} x {dy:g}; "
+                "use an ensemble of 4 (flips only)"
+            )
+    return int(ensemble)
+
+
+def _symmetries(ensemble: int) -> list[tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
+    """``(transform, inverse)`` pairs on (..., y, x) tensors for a self-ensemble of ``ensemble`` copies."""
+    flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)][: 1 if ensemble == 1 else 4]
+    pairs = []
+    for transpose in (False, True)[: 2 if ensemble == 8 else 1]:
+        for dims in flips:
+            pairs.append((_flip_then(dims, transpose), _transpose_then(transpose, dims)))
+    return pairs
+
+
+def _flip_then(dims: tuple[int, ...], transpose: bool) -> Callable[[Any], Any]:
+    def apply(x: Any) -> Any:
+        x = x.flip(dims) if dims else x
+        return x.transpose(-2, -1) if transpose else x
+
+    return apply
+
+
+def _transpose_then(transpose: bool, dims: tuple[int, ...]) -> Callable[[Any], Any]:
+    def apply(x: Any) -> Any:
+        x = x.transpose(-2, -1) if transpose else x
+        return x.flip(dims) if dims else x
+
+    return apply
 
 
 def _conserve_cells(fine: np.ndarray, coarse: np.ndarray, tile: Tile, scale: int) -> None:
@@ -360,6 +415,7 @@ def downscale(
     tile_size: int | tuple[int, int] = DEFAULT_TILE_SIZE,
     batch_size: int = 1,
     conserve: bool | None = None,
+    ensemble: int = 1,
     progress: ProgressCallback | None = None,
 ) -> Any:
     """Super-resolve a (y, x) or (band, y, x) array by ``scale``.
@@ -374,7 +430,7 @@ def downscale(
         Shipped model name, model file path, loaded model, or ``None`` for the default model.
     nodata
         Value marking missing cells, besides NaN.
-    device, precision, tile_size, batch_size, conserve
+    device, precision, tile_size, batch_size, conserve, ensemble
         See :class:`Downscaler`.
     progress
         Called as ``progress(done, total)`` after each tile (numpy input only).
@@ -394,6 +450,7 @@ def downscale(
         "tile_size": tile_size,
         "batch_size": batch_size,
         "conserve": conserve,
+        "ensemble": ensemble,
     }
     if is_dask(bands):
         out = _downscale_dask(bands, scale, model, nodata, options)

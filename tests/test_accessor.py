@@ -71,6 +71,17 @@ def test_values_are_the_core_downscale_of_each_slice(model1, kind, scale):
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
+def test_ensemble_is_the_core_ensemble_of_each_slice(model1, kind):
+    da = grid()
+    out = backend(da, kind).geosr.downscale(2, model=str(model1), device="cpu", ensemble=8)
+    assert out.attrs["geosr_ensemble"] == "8"
+    assert_close(out.values, per_slice(da, 2, model1, ensemble=8), data_tolerance(da.values))
+    with pytest.raises(InputError, match="square pixels.*0.25 x 0.5"):
+        grid(dy=-0.5).geosr.downscale(2, model=str(model1), ensemble=8)
+    assert grid(dy=-0.5).geosr.downscale(2, model=str(model1), ensemble=4).attrs["geosr_ensemble"] == "4"
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_fine_coordinates_are_cell_centres_within_the_same_edges(model1, kind):
     da = grid()
     out = backend(da, kind).geosr.downscale(4, model=str(model1), device="cpu")

@@ -69,6 +69,13 @@ ERROR_CASES = [
         1,
         ["square pixels", "--scale"],
     ),
+    (
+        "ensemble 8, non-square pixels",
+        lambda f: ["downscale", f.rect, "--scale", 2, "--model", f.m1, "--ensemble", 8],
+        1,
+        ["square pixels", "ensemble of 4"],
+    ),
+    ("ensemble 3", lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m1, "--ensemble", 3], 2, ["--ensemble"]),
     ("zero size", lambda f: ["downscale", f.zero, "--scale", 2, "--model", f.m1], 1, ["zero.vrt"]),
     ("all nodata", lambda f: ["downscale", f.empty, "--scale", 2, "--model", f.m1], 1, ["nodata", "band 1"]),
     ("all NaN", lambda f: ["downscale", f.nan, "--scale", 2, "--model", f.m1], 1, ["nodata", "band 1"]),

@@ -122,6 +122,33 @@ def test_cli_json_reports_every_method(tmp_path, model1, cli):
     assert methods["model_conserved"]["consistency_rmse"] < 1e-3
 
 
+def test_cli_without_model_evaluates_the_default_model(tmp_path, cli):
+    """No --model means geosr's default model, as for downscale (it once meant no model at all)."""
+    data = fbm_surface((32, 36), seed=3)
+    path = write_geotiff(tmp_path / "hr.tif", data)
+    result = cli("evaluate", path, "--scale", 2, "--json", "--device", "cpu")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["model"] == "dem" and report["ensemble"] == 1
+    assert {"model", "model_conserved"} <= set(report["bands"]["band 1"]["methods"])
+    assert json.loads(cli("evaluate", path, "--scale", 2, "--json", "--no-model").out)["model"] is None
+
+
+def test_cli_ensemble_reports_the_ensemble(tmp_path, model1, cli):
+    data = fbm_surface((32, 36), seed=3)
+    path = write_geotiff(tmp_path / "hr.tif", data)
+    runs = {
+        e: json.loads(cli("evaluate", path, "--scale", 2, "--model", model1, "--json", "--ensemble", e).out)
+        for e in ("1", "4")
+    }
+    assert runs["4"]["ensemble"] == 4
+    single, four = (runs[e]["bands"]["band 1"]["methods"] for e in ("1", "4"))
+    assert single["bicubic"] == four["bicubic"]
+    assert single["model"]["rmse"] != four["model"]["rmse"]
+    text = cli("evaluate", path, "--scale", 2, "--model", model1, "--ensemble", "4")
+    assert "model tiny1, ensemble 4" in text.out
+
+
 def test_cli_refuses_a_raster_with_nodata(tmp_path, cli):
     data = fbm_surface((40, 40), seed=7)
     data[3, 3] = -9999

@@ -108,6 +108,18 @@ def test_file_output_equals_array_output(dem_tif, tmp_path, model1):
     assert np.abs(written - expected).max() <= data_tolerance(data)
 
 
+def test_ensemble_output_equals_array_output_and_is_tagged(dem_tif, tmp_path, model1):
+    out = tmp_path / "out.tif"
+    run(dem_tif, out, scale=2, model=model1, tile_size=16, ensemble=4)
+    with rasterio.open(dem_tif) as src, rasterio.open(out) as dst:
+        data = src.read(1)
+        written = dst.read(1)
+        assert dst.tags()["GEOSR_ENSEMBLE"] == "4"
+    expected = downscale(data, 2, str(model1), device="cpu", ensemble=4)
+    assert np.abs(written - expected).max() <= data_tolerance(data)
+    assert np.abs(written - downscale(data, 2, str(model1), device="cpu")).max() > data_tolerance(data)
+
+
 def test_multiband_geotiff_with_one_channel_model(make_geotiff, tmp_path, model1):
     bands = np.stack([fbm_surface((14, 16), seed=s, relief=10.0**s) for s in range(3)])
     src_path = make_geotiff("multi.tif", bands)

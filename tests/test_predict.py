@@ -171,6 +171,84 @@ def test_equivariance_is_per_band(bands3, model1):
     assert_close(out[1], 1e4 * base[1].astype(np.float64) + 7.0, data_tolerance(changed[1]))
 
 
+# --- self-ensemble -----------------------------------------------------------------------------
+
+FLIPS = {
+    "left-right": lambda a: a[..., ::-1],
+    "up-down": lambda a: a[..., ::-1, :],
+    "both": lambda a: a[..., ::-1, ::-1],
+}
+
+
+def flipped(data: np.ndarray, name: str) -> np.ndarray:
+    return np.ascontiguousarray(FLIPS[name](data))
+
+
+@pytest.mark.parametrize("flip", sorted(FLIPS))
+def test_ensemble_of_4_mirrors_as_the_input_does(dem, model1, flip):
+    for ensemble in (4, 8):
+        base = run(dem, 3, model1, ensemble=ensemble, tile_size=9)
+        assert_close(FLIPS[flip](run(flipped(dem, flip), 3, model1, ensemble=ensemble, tile_size=9)), base, 1e-3)
+    # control: the random network alone is not symmetric, so the comparison above can fail
+    single = run(dem, 3, model1)
+    assert np.abs(FLIPS[flip](run(flipped(dem, flip), 3, model1)) - single).max() > 0.1
+
+
+def test_ensemble_of_8_rotates_as_the_input_does(dem, model1):
+    base = run(dem, 2, model1, ensemble=8, tile_size=16)
+    for k in (1, 2, 3):
+        rotated = run(np.ascontiguousarray(np.rot90(dem, k)), 2, model1, ensemble=8, tile_size=16)
+        assert_close(np.rot90(rotated, -k), base, 1e-3)
+    transposed = run(np.ascontiguousarray(dem.T), 2, model1, ensemble=8)
+    assert_close(transposed.T, base, 1e-3)
+    assert (
+        np.abs(run(np.ascontiguousarray(dem.T), 2, model1, ensemble=4).T - run(dem, 2, model1, ensemble=4)).max() > 0.1
+    )
+
+
+def test_ensemble_is_the_mean_of_the_model_on_flipped_copies(dem, model_consistent):
+    """Computed independently: flip the input, run the model alone, flip back, average (no conservation)."""
+    copies = [FLIPS[f](run(flipped(dem, f), 2, model_consistent)) for f in FLIPS]
+    expected = np.mean([run(dem, 2, model_consistent), *copies], axis=0)
+    assert_close(run(dem, 2, model_consistent, ensemble=4), expected, data_tolerance(dem))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 2.5])
+def test_ensemble_tiles_without_seams_conserves_and_keeps_nodata(dem, model_like_shipped, scale):
+    data, missing = with_holes(dem, -9999.0)
+    whole = run(data, scale, model_like_shipped, nodata=-9999.0, tile_size=WHOLE, ensemble=8)
+    np.testing.assert_array_equal(np.isnan(whole), expected_nodata_mask(missing, whole.shape))
+    for tile in (7, 16):
+        tiled = run(data, scale, model_like_shipped, nodata=-9999.0, tile_size=tile, ensemble=8)
+        assert_close(tiled, whole, data_tolerance(dem))
+    if scale == int(scale):
+        s = int(scale)
+        cells = whole.reshape(dem.shape[0], s, dem.shape[1], s).mean(axis=(1, 3))
+        ok = ~missing
+        np.testing.assert_allclose(cells[ok], dem[ok], atol=1e-4 * np.ptp(dem))
+
+
+def test_ensemble_keeps_equivariance(dem, model_like_shipped):
+    base = run(dem, 3, model_like_shipped, ensemble=4, tile_size=9)
+    moved = run(3.28084 * dem.astype(np.float64) + 1000.0, 3, model_like_shipped, ensemble=4, tile_size=9)
+    assert_close(moved, 3.28084 * base.astype(np.float64) + 1000.0, data_tolerance(3.28084 * dem))
+
+
+@pytest.mark.parametrize("bad", [0, 2, 3, 16, "4", True, 4.5])
+def test_bad_ensemble_refused(dem, model1, bad):
+    with pytest.raises(InputError, match=r"ensemble must be one of 1, 4, 8.*got"):
+        run(dem, 2, model1, ensemble=bad)
+
+
+def test_ensemble_of_8_refuses_non_square_pixels():
+    from geosr.predict import check_ensemble
+
+    assert check_ensemble(8, (30.0, -30.0)) == 8
+    assert check_ensemble(4, (30.0, -20.0)) == 4
+    with pytest.raises(InputError, match=r"square pixels.*30 x 20.*ensemble of 4"):
+        check_ensemble(8, (30.0, -20.0))
+
+
 # --- nodata ------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ import click
 
 from geosr.cli.options import (
     device_option,
+    ensemble_option,
     model_option,
     overwrite_option,
     progress_bar,
@@ -60,6 +61,7 @@ def print_progress_line(done: int, total: int) -> None:
     metavar="N",
     help="Tile images (one per band for a 1-band model) per network call; more helps on a GPU.",
 )
+@ensemble_option
 @overwrite_option
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews.")
 @click.option(
@@ -101,6 +103,7 @@ def downscale(
     precision: str,
     tile_size: int | None,
     batch_size: int,
+    ensemble: str,
     overwrite: bool,
     cog: bool,
     conserve: bool | None,
@@ -135,6 +138,7 @@ def downscale(
         "precision": precision,
         "tile_size": tile_size or DEFAULT_TILE_SIZE,
         "batch_size": batch_size,
+        "ensemble": int(ensemble),
         "overwrite": overwrite,
         "conserve": conserve,
         "scheduler": scheduler,

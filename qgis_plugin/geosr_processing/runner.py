@@ -91,6 +91,8 @@ class Job:
         Output pixels per tile side.
     conserve : bool
         Make each input cell's output pixels average exactly to the input value.
+    ensemble : int
+        Copies of the raster the model is averaged over: 1, 4 (flips) or 8 (flips and rotations).
     """
 
     source: str
@@ -101,6 +103,7 @@ class Job:
     device: str
     tile_size: int
     conserve: bool
+    ensemble: int = 1
 
     def cli_arguments(self) -> list[str]:
         """Arguments of ``geosr`` for this job, with progress as lines on stdout."""
@@ -114,6 +117,8 @@ class Job:
         arguments += ["--device", self.device, "--tile-size", str(self.tile_size)]
         if self.conserve:
             arguments.append("--conserve")
+        if self.ensemble != 1:
+            arguments += ["--ensemble", str(self.ensemble)]
         return arguments
 
     def pipeline_keywords(self) -> dict[str, Any]:
@@ -125,6 +130,7 @@ class Job:
             "device": self.device,
             "tile_size": self.tile_size,
             "conserve": self.conserve,
+            "ensemble": self.ensemble,
             "overwrite": True,
         }
 

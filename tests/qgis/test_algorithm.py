@@ -29,7 +29,7 @@ from qgis.core import (  # noqa: E402
     QgsRasterLayer,
 )
 
-PARAMETERS = ["INPUT", "BANDS", "SCALE", "RESOLUTION", "MODEL", "DEVICE", "TILE_SIZE", "CONSERVE", "OUTPUT"]
+PARAMETERS = ["INPUT", "BANDS", "SCALE", "RESOLUTION", "MODEL", "DEVICE", "TILE_SIZE", "CONSERVE", "ENSEMBLE", "OUTPUT"]
 
 
 def read_raster(path: Path) -> dict[str, Any]:
@@ -122,8 +122,9 @@ def test_downscale_the_bundled_dem(processing, jacksboro, tiny_model, tmp_path):
             {"RESOLUTION": 1 / 2400, "CONSERVE": True, "TILE_SIZE": 300},
             ["--resolution", repr(1 / 2400), "--conserve", "--tile-size", "300"],
         ),
+        ({"SCALE": 2, "ENSEMBLE": "4", "TILE_SIZE": 200}, ["--scale", "2", "--ensemble", "4", "--tile-size", "200"]),
     ],
-    ids=["scale 2.5", "resolution, conserve, tiles"],
+    ids=["scale 2.5", "resolution, conserve, tiles", "ensemble"],
 )
 def test_same_result_as_the_cli(processing, jacksboro, tiny_model, geosr_executable, tmp_path, options, cli_options):
     ours, theirs = tmp_path / "qgis.tif", tmp_path / "cli.tif"

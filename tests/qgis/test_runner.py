@@ -78,6 +78,8 @@ def test_cli_arguments_are_geosr_downscale_options(jacksboro, tmp_path):
         "--conserve",
     ]
     assert "--model" not in dataclasses.replace(job, model="").cli_arguments()  # geosr's default model
+    assert dataclasses.replace(job, ensemble=8).cli_arguments()[-2:] == ["--ensemble", "8"]
+    assert dataclasses.replace(job, ensemble=8).pipeline_keywords()["ensemble"] == 8
 
 
 def test_configured_executable_comes_first(monkeypatch, tmp_path, geosr_executable):
