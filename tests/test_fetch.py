@@ -272,6 +272,23 @@ def test_geotiff_reader_keeps_rows_and_turns_nodata_into_nan(tmp_path):
         fetch._read_geotiff(_write_tif(tmp_path / "south_up.tif", data, north_up=False))
 
 
+def test_grib_reader_takes_the_asked_band_north_up(tmp_path):
+    import rasterio
+    from affine import Affine
+    from rasterio.shutil import copy
+
+    data = (np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) * 1.5) + 250.0
+    tif = tmp_path / "two.tif"
+    profile = dict(driver="GTiff", width=4, height=3, count=2, dtype="float32", crs="EPSG:4326")
+    with rasterio.open(tif, "w", transform=Affine(1.0, 0.0, 0.0, 0.0, -1.0, 3.0), **profile) as dst:
+        dst.write(data)
+    copy(tif, tmp_path / "two.grib2", driver="GRIB")
+    first = fetch._READERS["grib"](tmp_path / "two.grib2", ())
+    second = fetch._READERS["grib"](tmp_path / "two.grib2", ("2",))
+    np.testing.assert_allclose(first, data[0], atol=1e-3)
+    np.testing.assert_allclose(second, data[1], atol=1e-3)
+
+
 # ------------------------------------------------------------------------------------------------
 # The command line, with the download replaced
 # ------------------------------------------------------------------------------------------------
@@ -299,6 +316,15 @@ def test_dems_table_pins_every_source():
         "bcsd_tas_jan",
         "bcsd_tas_jul",
         "oisst",
+        "era5_t2m_europe",
+        "ecmwf_t2m_alps",
+        "era5_z500",
+        "era5_t500",
+        "era5_z850",
+        "era5_t850",
+        "gefs_mslp",
+        "hgt500_jan1958",
+        "uwnd200_jan",
     }
     for name, dem in fetch.RASTERS.items():
         assert dem.registry in ("debian", "pypi"), name

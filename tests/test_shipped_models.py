@@ -137,6 +137,8 @@ def test_a_bad_later_share_is_one_line_naming_it(value, capsys):
     [
         (["dem", "--observed-ocean"], "for the climate model only"),
         (["climate", "--more-dems"], "for the dem model only"),
+        (["dem", "--spectral", "8"], "for the climate model only"),
+        (["climate", "--spectral", "-1"], "0 or more; got -1"),
     ],
 )
 def test_source_options_are_for_their_model_only(argv, message, capsys):

@@ -475,3 +475,39 @@ def test_shipped_wise_needs_the_model_it_started_from():
 
     with pytest.raises(SystemExit):
         shipped.main(["climate", "--wise", "0.5", "--epochs", "1"])
+
+
+def test_spectral_fields_are_band_limited_and_seeded():
+    from geosr.training.sources import synthetic_spectral
+
+    fields = synthetic_spectral(6, 64, seed=5)
+    assert len(fields) == 6 and all(f.shape == (64, 64) for f in fields)
+    for field in fields:
+        assert np.isfinite(field).all() and field.std() > 0.5
+        # without its gradient (constant along rows, removed with the row means) a field has no power at
+        # wavelengths under 3 pixels
+        detrended = field - field.mean(axis=1, keepdims=True)
+        ky, kx = np.meshgrid(np.fft.fftfreq(64), np.fft.fftfreq(64), indexing="ij")
+        power = np.abs(np.fft.fft2(detrended)) ** 2
+        short = np.hypot(ky, kx) > 1 / 3 + 1e-9
+        assert short.sum() > 1000 and power.sum() > 0
+        assert power[short].sum() < 1e-12 * power.sum()
+    np.testing.assert_array_equal(synthetic_spectral(2, 32, seed=5)[1], synthetic_spectral(2, 32, seed=5)[1])
+    assert not np.array_equal(synthetic_spectral(1, 32, seed=5)[0], synthetic_spectral(1, 32, seed=6)[0])
+
+
+def test_climate_sets_with_spectral_fields_add_training_fields_and_validation_grids(monkeypatch):
+    from geosr.training import sources
+
+    monkeypatch.setattr(sources, "iris_climate_sets", lambda: ([np.zeros((1, 8, 8))] * 3, [np.ones((1, 8, 8))]))
+    monkeypatch.setattr(sources, "observed_ocean_sets", lambda: ([np.zeros((1, 8, 8))], [np.ones((1, 8, 8))]))
+    grids = {"era5_z500": np.arange(61 * 120.0).reshape(61, 120), "gefs_mslp": np.ones((181, 360))}
+    grids["era5_t850"] = grids["era5_z500"] + 1
+    monkeypatch.setattr(sources, "fetched", grids.__getitem__)
+    plain = sources.climate_training_sets(n_synthetic=2, size=16)
+    train, val, n_real = sources.climate_training_sets(n_synthetic=2, size=16, spectral=3)
+    assert n_real == plain[2] == 3
+    assert len(train) == len(plain[0]) + 3 and len(val) == len(plain[1]) + 3
+    assert [v.shape for v in val[-3:]] == [(1, 53, 120), (1, 53, 120), (1, 161, 360)]
+    # the 3-degree grids lose the rows beyond about 80 degrees: row 4 is 78 N
+    np.testing.assert_array_equal(val[-3][0], grids["era5_z500"][4:57])

@@ -61,8 +61,8 @@ class Raster:
     #: how ``member`` is read: ``geotiff``, ``grib``, ``rda_xyz``, ``rdb_xyz``, ``rdb_im``, ``csv_in_tar``, ``netcdf``
     kind: str
     #: the R object and list elements (rda/rdb; rdb_xyz: object, x, y and z names, and the index of a
-    #: level of a 3-D z), the file in the archive, or the NetCDF variable and the indices of its leading
-    #: dimensions
+    #: level of a 3-D z), the file in the archive, the NetCDF variable and the indices of its leading
+    #: dimensions, or the band of a GRIB file (default 1)
     item: tuple[str, ...] = ()
     shape: tuple[int, int] = (0, 0)  #: (y, x) of the converted grid
     sha256: str = ""  #: of ``member``
@@ -323,6 +323,34 @@ RASTERS: dict[str, Raster] = {
         shape=(171, 291),
         sha256="448c77b8fd070fa508337a28b5e5cb0878343fe2422de9c0cb4e409aa556e3a4",
     ),
+    "era5_z500": Raster(
+        registry="pypi",
+        package="cfgrib",
+        version="0.9.15.1",
+        member="tests/sample-data/era5-levels-members.grib",
+        place="the globe, lon -180 to 177, lat -90 to 90",
+        spacing="3 degrees",
+        licence="Apache-2.0 (cfgrib); ERA5 data: Copernicus licence",
+        description="ECMWF ERA5 ensemble (one member), 500 hPa geopotential (m2/s2), 1 January 2017, 0 UTC (GRIB 1)",
+        kind="grib",
+        item=("1",),
+        shape=(61, 120),
+        sha256="c144fde61ca5d53702bf6f212775ef2cc783bdd66b6865160bf597c1b35ed898",
+    ),
+    "gefs_mslp": Raster(
+        registry="pypi",
+        package="cfgrib",
+        version="0.9.15.1",
+        member="tests/sample-data/regular_ll_msl.grib",
+        place="the globe, lon -180 to 179, lat -90 to 90",
+        spacing="1 degree",
+        licence="Apache-2.0 (cfgrib); NCEP data are in the public domain",
+        description="NCEP global ensemble (GEFS) perturbed forecast of mean-sea-level pressure (Pa), 72 hours "
+        "after 4 October 2006, 0 UTC (GRIB 2)",
+        kind="grib",
+        shape=(181, 360),
+        sha256="8694b13fe396b791c433f777ff0d353cc4cb0b2ab04c738a413ef73aec49d38a",
+    ),
     "hgt500_jan1958": Raster(
         registry="debian",
         package="libncarg-data",
@@ -361,6 +389,16 @@ for _depth, _level in ((100, 6), (500, 13), (1000, 18)):
         place="the world ocean, lon -180 to 180, lat -90 to 90; land and shallower sea are NaN",
         description=f"as woa_oxygen_saturation, at {_depth} m depth",
         item=("Oxsat", "lon", "lat", "val", str(_level)),
+    )
+for _name, _band, _what in (
+    ("t500", 11, "temperature (deg C)"),
+    ("z850", 21, "geopotential (m2/s2)"),
+    ("t850", 31, "temperature (deg C)"),
+):
+    RASTERS[f"era5_{_name}"] = dataclasses.replace(
+        RASTERS["era5_z500"],
+        description=f"as era5_z500, {_name[1:]} hPa {_what}",
+        item=(str(_band),),
     )
 RASTERS["bcsd_tas_jul"] = dataclasses.replace(
     RASTERS["bcsd_tas_jan"], description="as bcsd_tas_jan, for July 1999", item=("tas", "6")
@@ -580,15 +618,15 @@ def _rdb_parse(rdb: Path, name: str) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
-def _read_geotiff(path: Path) -> np.ndarray:
-    """Band 1 of a north-up raster GDAL reads (GeoTIFF, GRIB); nodata becomes NaN."""
+def _read_geotiff(path: Path, band: int = 1) -> np.ndarray:
+    """One band of a north-up raster GDAL reads (GeoTIFF, GRIB); nodata becomes NaN."""
     import rasterio
 
     with rasterio.open(path) as src:
         t = src.transform
         assert t.b == 0 and t.d == 0, f"{path.name}: the grid is rotated (transform {tuple(t)[:6]}), not north-up"
         assert t.e < 0, f"{path.name}: rows run south to north (transform e = {t.e}); expected row 0 north"
-        return src.read(1, masked=True).astype(np.float64).filled(np.nan)
+        return src.read(band, masked=True).astype(np.float64).filled(np.nan)
 
 
 def _r_object(rdata: Any, parsed: Any, item: Sequence[str]) -> Any:
@@ -703,7 +741,7 @@ def _read_netcdf(path: Path, item: Sequence[str]) -> np.ndarray:
 
 _READERS: dict[str, Callable[[Path, Sequence[str]], np.ndarray]] = {
     "geotiff": lambda path, item: _read_geotiff(path),
-    "grib": lambda path, item: _read_geotiff(path),
+    "grib": lambda path, item: _read_geotiff(path, *(int(b) for b in item)),
     "rda_xyz": _read_r_xyz,
     "rdb_xyz": _read_rdb_xyz,
     "netcdf": _read_netcdf,

@@ -16,6 +16,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -153,6 +154,14 @@ def main(argv: list[str] | None = None) -> None:
         "geosr.training.sources.observed_ocean_sets), after the iris-sample-data ones",
     )
     parser.add_argument(
+        "--spectral",
+        type=int,
+        default=0,
+        metavar="N",
+        help="climate: add N band-limited synthetic fields like spectral-model output "
+        "(geosr.training.sources.synthetic_spectral) to the synthetic ones, and validate also on ERA5 and GEFS grids",
+    )
+    parser.add_argument(
         "--more-dems",
         action="store_true",
         help="dem: train also on the DEMs of geosr.training.sources.more_dem_sets (SRTM near Erzurum, "
@@ -193,7 +202,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--observed-ocean adds climate grids: it is for the climate model only")
     if args.more_dems and args.model != "dem":
         parser.error("--more-dems adds DEMs: it is for the dem model only")
-    options = {key: True for key in ("observed_ocean", "more_dems") if getattr(args, key)}
+    if args.spectral and args.model != "climate":
+        parser.error("--spectral adds synthetic climate fields: it is for the climate model only")
+    if args.spectral < 0:
+        parser.error(f"--spectral is a number of fields, 0 or more; got {args.spectral}")
+    options: dict[str, Any] = {key: True for key in ("observed_ocean", "more_dems") if getattr(args, key)}
+    if args.spectral:
+        options["spectral"] = args.spectral
     train_sets, val_sets, n_real = SOURCES[args.model](**options)
     if args.real_rasters is not None and args.real_rasters < n_real:
         train_sets, n_real = train_sets[: args.real_rasters] + train_sets[n_real:], args.real_rasters

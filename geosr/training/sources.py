@@ -220,8 +220,42 @@ def synthetic_climate(n: int, size: int, seed: int) -> list[np.ndarray]:
     return out
 
 
+def synthetic_spectral(n: int, size: int, seed: int) -> list[np.ndarray]:
+    """``n`` band-limited random fields of ``size`` x ``size`` pixels, like the output of a spectral
+    atmosphere model (ERA5, NCEP) on its grid: a power-law spectrum (slope 2 to 4) cut off sharply at
+    a wavelength of 3 to 24 pixels, stretched along x up to 3 times (zonal flow), plus a gradient."""
+    rng = np.random.default_rng(seed)
+    ky, kx = np.meshgrid(np.fft.fftfreq(size), np.fft.rfftfreq(size), indexing="ij")
+    out = []
+    for _ in range(n):
+        stretch = float(rng.uniform(1.0, 3.0))
+        k = np.hypot(ky, kx * stretch)
+        cutoff = 1.0 / float(np.exp(rng.uniform(np.log(3.0), np.log(24.0))))
+        amplitude = np.where((k > 0) & (k <= cutoff), np.maximum(k, 1e-9) ** (-float(rng.uniform(2.0, 4.0)) / 2), 0.0)
+        noise = rng.normal(size=ky.shape) + 1j * rng.normal(size=ky.shape)
+        field = np.fft.irfft2(amplitude * noise, s=(size, size))
+        field = field / field.std()
+        gradient = np.linspace(-1.0, 1.0, size)[:, None] * float(rng.uniform(-3, 3))
+        out.append(field + gradient)
+    return out
+
+
+#: Rows from about 80 N to 80 S of the 3-degree (``era5_*``) and 1-degree (``gefs_mslp``) global grids.
+SPECTRAL_VALIDATION = {"era5_z500": slice(4, 57), "era5_t850": slice(4, 57), "gefs_mslp": slice(10, 171)}
+
+
+def spectral_validation() -> list[np.ndarray]:
+    """Validation grids of spectral models, (1, y, x): ERA5 500 hPa geopotential and 850 hPa temperature
+    (3 degrees) and a GEFS mean-sea-level pressure forecast (1 degree), without the polar rows."""
+    return [fetched(name)[rows][None] for name, rows in SPECTRAL_VALIDATION.items()]
+
+
 def climate_training_sets(
-    n_synthetic: int = 48, size: int = 192, seed: int = 10, observed_ocean: bool = False
+    n_synthetic: int = 48,
+    size: int = 192,
+    seed: int = 10,
+    observed_ocean: bool = False,
+    spectral: int = 0,
 ) -> tuple[list, list, int]:
     """(train, validation, number of real rasters at the head of train) for the ``climate`` model, (1, y, x).
 
@@ -229,13 +263,18 @@ def climate_training_sets(
     training grids of :func:`observed_ocean_sets`: an experiment the shipped model does not include),
     then ``n_synthetic`` synthetic temperature fields; validation: real grids only, GloSea4 member 13,
     NEMO March and the Indian Ocean of the observed OISST and surface oxygen grids (run
-    ``python -m geosr.training.fetch`` first). The held-out grids of :mod:`geosr.training.heldout` are
-    never used.
+    ``python -m geosr.training.fetch`` first). With ``spectral`` (N > 0), N band-limited synthetic
+    fields (:func:`synthetic_spectral`) join the synthetic ones and the spectral-model grids of
+    :func:`spectral_validation` the validation. The held-out grids of :mod:`geosr.training.heldout`
+    are never used.
     """
     real_train, val = iris_climate_sets()
     ocean_train, ocean_val = observed_ocean_sets()
     real_train, val = real_train + (ocean_train if observed_ocean else []), val + ocean_val
     train = real_train + [f[None] for f in synthetic_climate(n_synthetic, size, seed)]
+    if spectral:
+        train += [f[None] for f in synthetic_spectral(spectral, size, seed + 1)]
+        val += spectral_validation()
     return train, val, len(real_train)
 
 
