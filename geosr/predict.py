@@ -307,7 +307,8 @@ class Downscaler:
             for start in range(0, len(x), self.batch_size):
                 images = x[start : start + self.batch_size]
                 residual = sum(
-                    undo(self.network.residual(do(images)).float()) for do, undo in _symmetries(self.ensemble)
+                    _turn(self.network.residual(_turn(images, *copy)).float(), *copy, back=True)
+                    for copy in _symmetries(self.ensemble)
                 )
                 parts.append((residual / self.ensemble).cpu().contiguous().numpy())
         return np.concatenate(parts).astype(np.float64).reshape(ilr.shape)
@@ -329,30 +330,21 @@ def check_ensemble(ensemble: Any, pixel_size: tuple[float, float] | None = None)
     return int(ensemble)
 
 
-def _symmetries(ensemble: int) -> list[tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
-    """``(transform, inverse)`` pairs on (..., y, x) tensors for a self-ensemble of ``ensemble`` copies."""
+def _symmetries(ensemble: int) -> list[tuple[tuple[int, ...], bool]]:
+    """The ``(flipped dims, transposed)`` copies of a self-ensemble of ``ensemble`` copies."""
     flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)][: 1 if ensemble == 1 else 4]
-    pairs = []
-    for transpose in (False, True)[: 2 if ensemble == 8 else 1]:
-        for dims in flips:
-            pairs.append((_flip_then(dims, transpose), _transpose_then(transpose, dims)))
-    return pairs
+    return [(dims, transpose) for transpose in (False, True)[: 2 if ensemble == 8 else 1] for dims in flips]
 
 
-def _flip_then(dims: tuple[int, ...], transpose: bool) -> Callable[[Any], Any]:
-    def apply(x: Any) -> Any:
-        x = x.flip(dims) if dims else x
-        return x.transpose(-2, -1) if transpose else x
-
-    return apply
-
-
-def _transpose_then(transpose: bool, dims: tuple[int, ...]) -> Callable[[Any], Any]:
-    def apply(x: Any) -> Any:
-        x = x.transpose(-2, -1) if transpose else x
-        return x.flip(dims) if dims else x
-
-    return apply
+def _turn(x: Any, dims: tuple[int, ...], transpose: bool, back: bool = False) -> Any:
+    """A (..., y, x) tensor flipped along ``dims`` then transposed, or (``back``) the inverse of that."""
+    if back and transpose:
+        x = x.transpose(-2, -1)
+    if dims:
+        x = x.flip(dims)
+    if transpose and not back:
+        x = x.transpose(-2, -1)
+    return x
 
 
 def _conserve_cells(fine: np.ndarray, coarse: np.ndarray, tile: Tile, scale: int) -> None:
