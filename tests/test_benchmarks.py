@@ -34,3 +34,12 @@ def test_memory_benchmark_reports_peak_rss():
     out = run_benchmark("bench_memory.py", "--size", "256", "--tile-size", "256")
     assert "output 1024x1024" in out
     assert "under the 2048 MiB target" in out
+
+
+def test_downscale_benchmark_with_an_ensemble_compares_like_with_like():
+    out = run_benchmark(
+        "bench_downscale.py", "--size", "48", "--scale", "2", "--tile-size", "64", "--skip-memory", "--ensemble", "4"
+    )
+    assert "ensemble 4" in out and "end-to-end geosr downscale:" in out and "bare model forward:" in out
+    ratio = float(out.split("ratio end-to-end / bare:")[1].split()[0])
+    assert 0 < ratio < 2
