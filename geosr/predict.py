@@ -165,6 +165,7 @@ class _Pending:
     ilr: np.ndarray
     z: np.ndarray
     valid: np.ndarray
+    cells: np.ndarray | None  # the input cells on the extended window, for a network that takes them
 
 
 class Downscaler:
@@ -261,17 +262,24 @@ class Downscaler:
             z = np.where(valid, (source - mean) / scale_by, 0.0)
             rows, cols = plan.matrices(tile)
             ilr = np.matmul(np.matmul(rows, z), cols.T)
+            cells = None
+            if self.model.card.cell_input:
+                (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
+                fr = footprint_index(h_in, h_out, tile.rows.extended) - tile.rows.source.start
+                fc = footprint_index(w_in, w_out, tile.cols.extended) - tile.cols.source.start
+                cells = z[:, fr[:, None], fc[None, :]]
             if pending and (len(pending) == self.batch_size or pending[0].ilr.shape != ilr.shape):
                 yield from self._finish(plan, pending, mean, scale_by, active)
                 pending = []
-            pending.append(_Pending(tile, ilr, z, valid))
+            pending.append(_Pending(tile, ilr, z, valid, cells))
         if pending:
             yield from self._finish(plan, pending, mean, scale_by, active)
 
     def _finish(
         self, plan: TilePlan, pending: list[_Pending], mean: np.ndarray, scale_by: np.ndarray, active: np.ndarray
     ) -> Iterator[tuple[Tile, np.ndarray]]:
-        residuals = self._residuals(np.stack([p.ilr for p in pending]))
+        cells = np.stack([p.cells for p in pending]) if pending[0].cells is not None else None
+        residuals = self._residuals(np.stack([p.ilr for p in pending]), cells)
         (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
         for item, residual in zip(pending, residuals, strict=True):
             tile = item.tile
@@ -286,14 +294,19 @@ class Downscaler:
             core[~item.valid[:, fr[:, None], fc[None, :]]] = np.nan
             yield tile, core
 
-    def _residuals(self, ilr: np.ndarray) -> np.ndarray:
-        """Network residuals for a (tiles, bands, y, x) stack of normalised ILRs."""
+    def _residuals(self, ilr: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
+        """Network residuals for a (tiles, bands, y, x) stack of normalised ILRs (and input cells,
+        for a network that takes them)."""
         import torch
 
         n_tiles, n_bands = ilr.shape[:2]
         channels = self.model.card.in_channels
-        batch = ilr.reshape(n_tiles * n_bands // channels, channels, *ilr.shape[2:])
-        x = torch.from_numpy(batch.astype(np.float32)).to(self.device)
+
+        def as_images(stack: np.ndarray) -> Any:
+            batch = stack.reshape(n_tiles * n_bands // channels, channels, *stack.shape[2:])
+            return torch.from_numpy(batch.astype(np.float32))
+
+        x = self.network.inputs(as_images(ilr), None if cells is None else as_images(cells)).to(self.device)
         if self.device.type in ("cpu", "cuda"):
             x = x.contiguous(memory_format=_channels_last())
         # At most batch_size images per call: a 1-band model on a tile of many bands (a time series)

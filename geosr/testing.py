@@ -34,11 +34,12 @@ def random_model(
     name: str = "random-test",
     interpolation: str = "bicubic",
     conserve: bool = False,
+    cell_input: bool = False,
 ) -> Path:
     """Save a randomly initialised (untrained) VDSR to ``path``; right for pipeline properties only.
 
     ``interpolation`` names the kernel of its input (see :data:`geosr.tiling.KERNELS`); ``conserve``
-    is the card's default for conservation.
+    is the card's default for conservation; ``cell_input`` makes the network take the input cells.
     """
     import torch
 
@@ -48,7 +49,7 @@ def random_model(
     from geosr.tiling import KERNELS
 
     torch.manual_seed(seed)
-    network = VDSR(in_channels, depth=depth, width=width)
+    network = VDSR(in_channels, depth=depth, width=width, cell_input=cell_input)
     with torch.no_grad():
         network.body[-1].weight.mul_(10.0)
     card = ModelCard(
@@ -61,5 +62,6 @@ def random_model(
         description="Randomly initialised, untrained: for testing the pipeline, not for use.",
         interpolation=KERNELS[interpolation].description,
         conserve=conserve,
+        cell_input=cell_input,
     )
     return save_model(network, card, path)

@@ -63,6 +63,23 @@ def model_like_shipped(model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_cells(model_dir: Path) -> Path:
+    """A random VDSR like the shipped models that also takes the input cells (its first layer's cell
+    weights random, so the cells change the output)."""
+    path = model_dir / "tiny_cells.safetensors"
+    return random_model(
+        path,
+        depth=DEPTH,
+        width=WIDTH,
+        seed=5,
+        name="tinycells",
+        interpolation="consistent",
+        conserve=True,
+        cell_input=True,
+    )
+
+
+@pytest.fixture(scope="session")
 def model3(model_dir: Path) -> Path:
     """A random 3-channel VDSR of depth 4 (mixes the bands)."""
     return random_model(model_dir / "tiny3.safetensors", in_channels=3, depth=DEPTH, width=WIDTH, seed=1, name="tiny3")

@@ -33,6 +33,7 @@ def make_card(network: VDSR, **changes) -> ModelCard:
         training={"epochs": 3, "data": "synthetic"},
         metrics={"psnr_gain_db": 0.5},
         description="for the round-trip test",
+        cell_input=network.cell_input,
     )
     return replace(card, **changes)
 
@@ -85,6 +86,32 @@ def test_save_load_round_trip(tmp_path, in_channels):
     x = torch.randn(1, in_channels, 9, 9)
     with torch.no_grad():
         assert torch.equal(network.eval()(x), loaded.network(x))
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_cell_input_round_trip_and_widening(tmp_path, in_channels):
+    torch.manual_seed(3)
+    network = VDSR(in_channels, depth=3, width=5).eval()
+    wider = network.with_cell_input().eval()
+    assert wider.cell_input and wider.body[0].weight.shape[1] == 2 * in_channels
+    x, cells = torch.randn(2, in_channels, 9, 11), torch.randn(2, in_channels, 9, 11)
+    with torch.no_grad():
+        # zero weights for the cells: the widened network computes what the original does
+        torch.testing.assert_close(wider(x, cells), network(x))
+        with torch.no_grad():
+            wider.body[0].weight[:, in_channels:].normal_()
+        assert not torch.allclose(wider(x, cells), network(x))  # once trained, the cells matter
+    path = save_model(wider, make_card(wider), tmp_path / "cells.safetensors")
+    loaded = load_model(path)
+    assert loaded.card.cell_input and loaded.network.cell_input
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.network(x, cells), wider(x, cells))
+    with pytest.raises(ValueError, match="pass cells"):
+        loaded.network(x)
+    with pytest.raises(ValueError, match="already takes"):
+        wider.with_cell_input()
+    with pytest.raises(ModelError, match="does not match"):
+        save_model(wider, make_card(network), tmp_path / "bad.safetensors")
 
 
 def test_read_card_reads_only_the_header(tmp_path, model3):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import dask
 import dask.array as da
 import numpy as np
@@ -247,6 +249,46 @@ def test_ensemble_of_8_refuses_non_square_pixels():
     assert check_ensemble(4, (30.0, -20.0)) == 4
     with pytest.raises(InputError, match=r"square pixels.*30 x 20.*ensemble of 4"):
         check_ensemble(8, (30.0, -20.0))
+
+
+# --- a network that takes the input cells ------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 3, 2.5])
+def test_cell_input_tiles_without_seams_keeps_nodata_and_equivariance(dem, model_cells, scale):
+    data, missing = with_holes(dem, -9999.0)
+    whole = run(data, scale, model_cells, nodata=-9999.0, tile_size=WHOLE)
+    np.testing.assert_array_equal(np.isnan(whole), expected_nodata_mask(missing, whole.shape))
+    for tile in (7, 16):
+        assert_close(run(data, scale, model_cells, nodata=-9999.0, tile_size=tile), whole, data_tolerance(dem))
+    moved = run(3.28084 * dem.astype(np.float64) + 1000.0, scale, model_cells, tile_size=9)
+    assert_close(moved, 3.28084 * run(dem, scale, model_cells, tile_size=9) + 1000.0, data_tolerance(3.28084 * dem))
+    for flip in FLIPS:
+        mirrored = FLIPS[flip](run(flipped(dem, flip), scale, model_cells, ensemble=4, tile_size=16))
+        assert_close(mirrored, run(dem, scale, model_cells, ensemble=4, tile_size=16), 1e-3)
+
+
+def test_cell_input_reaches_the_network(dem, model_cells, tmp_path):
+    """The cells are the input repeated onto the fine grid: zeroing their first-layer weights changes the
+    output, and equals running the same network on the interpolated bands alone (computed independently)."""
+    import torch
+
+    from geosr.models.files import load_model, save_model
+    from geosr.models.vdsr import VDSR
+
+    loaded = load_model(model_cells)
+    plain = VDSR(1, depth=loaded.card.depth, width=loaded.card.width)
+    state = loaded.network.state_dict()
+    state["body.0.weight"] = state["body.0.weight"][:, :1]
+    plain.load_state_dict(state)
+    card = dataclasses.replace(loaded.card, cell_input=False)
+    without = save_model(plain, card, tmp_path / "without.safetensors")
+    zeroed = loaded.network.state_dict()
+    zeroed["body.0.weight"] = torch.cat([state["body.0.weight"], torch.zeros_like(state["body.0.weight"])], dim=1)
+    loaded.network.load_state_dict(zeroed)
+    same = save_model(loaded.network, loaded.card, tmp_path / "zeroed.safetensors")
+    assert_close(run(dem, 3, same), run(dem, 3, without), data_tolerance(dem))
+    assert np.abs(run(dem, 3, model_cells) - run(dem, 3, without)).max() > 100 * data_tolerance(dem)
 
 
 # --- nodata ------------------------------------------------------------------------------------

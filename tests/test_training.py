@@ -322,6 +322,26 @@ def test_cli_fine_tunes_a_model_and_refuses_a_mismatched_one(tmp_path, cli, mode
     assert not (tmp_path / "bad.safetensors").exists()
 
 
+def test_cli_fine_tunes_with_the_input_cells_from_a_model_without_them(tmp_path, cli, model_like_shipped):
+    from geosr.models.files import load_model
+    from geosr.predict import downscale
+
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((120, 64), seed=6))
+    common = ["--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "2", "--patch-size", "16", "--device", "cpu"]
+    common += ["--depth", "4", "--width", "8", "-q"]
+    tuned = tmp_path / "cells.safetensors"
+    result = cli("train", hr, "-o", tuned, "--init", model_like_shipped, "--cell-input", "--lr", "1e-3", *common)
+    assert result.code == 0, result.err
+    loaded = load_model(tuned)
+    assert loaded.card.cell_input and loaded.network.body[0].weight.shape[1] == 2
+    assert loaded.network.body[0].weight[:, 1:].abs().max() > 0  # the cell weights started at zero and moved
+    out = downscale(fbm_surface((20, 24), seed=2), 2, loaded, device="cpu")
+    assert out.shape == (40, 48) and np.isfinite(out).all()
+    # a model that takes the cells cannot be fine-tuned into one that does not
+    back = cli("train", hr, "-o", tmp_path / "back.safetensors", "--init", tuned, *common)
+    assert back.code != 0 and "--cell-input" in back.err and "Traceback" not in back.err
+
+
 def _pp_record(rows: int, cols: int, data: np.ndarray, bdy: float, bmdi: float, stash: int) -> bytes:
     """One unpacked PP field written from the PP format description (64-word header, Fortran records)."""
     ints = np.zeros(45, dtype=">i4")

@@ -61,6 +61,12 @@ def _ints(text: str, what: str) -> list[int]:
     show_default=True,
     help="Network input: consistent (the limit of back-projection: the input's cell averages are kept) or bicubic.",
 )
+@click.option(
+    "--cell-input",
+    is_flag=True,
+    help="The network also takes the input cells (the coarse values repeated onto the fine grid), so it knows "
+    "where each cell's edges fall; with --init from a model without them, their weights start at zero.",
+)
 @click.option("--depth", type=click.IntRange(min=2), default=20, show_default=True)
 @click.option("--width", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
@@ -98,6 +104,7 @@ def train(
     schedule: str,
     loss: str,
     interpolation: str,
+    cell_input: bool,
     depth: int,
     width: int,
     device: str,
@@ -173,6 +180,7 @@ def train(
         seed=seed,
         square_pixels=square,
         interpolation=interpolation,
+        cell_input=cell_input,
     )
     card = ModelCard(
         name=name or output.stem,

@@ -41,6 +41,8 @@ class ModelCard:
         How coarse training pairs were made from fine rasters.
     interpolation
         Kernel used to bring the coarse raster to the fine grid before the network.
+    cell_input
+        The network also takes each band's input cells (coarse values repeated onto the fine grid).
     conserve
         Conserve by default: unless told otherwise, runs at whole scales make each input cell's
         output pixels average to the input value (the model was trained and measured so).
@@ -64,6 +66,7 @@ class ModelCard:
     degradation: str = "area average over each coarse cell"
     interpolation: str = "bicubic (Keys a=-0.5), edges replicated"
     conserve: bool = False
+    cell_input: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""

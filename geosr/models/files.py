@@ -36,7 +36,8 @@ class LoadedModel:
 
 def save_model(network: VDSR, card: ModelCard, path: str | Path) -> Path:
     """Write ``network``'s weights and ``card`` to a safetensors file."""
-    if (card.in_channels, card.depth, card.width) != (network.in_channels, network.depth, network.width):
+    shape = (network.in_channels, network.depth, network.width, network.cell_input)
+    if (card.in_channels, card.depth, card.width, card.cell_input) != shape:
         raise ModelError("model card does not match the network's shape")
     from geosr.io import replaced_atomically
 
@@ -60,7 +61,7 @@ def load_model(model: str | Path | None = None, device: Any = "cpu") -> LoadedMo
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"cannot read model file {path} ({exc})") from None
-    network = VDSR(card.in_channels, depth=card.depth, width=card.width)
+    network = VDSR(card.in_channels, depth=card.depth, width=card.width, cell_input=card.cell_input)
     try:
         network.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

@@ -179,6 +179,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--init", default=None, help="start from this model file's weights (fine-tuning)")
     parser.add_argument(
+        "--cell-input",
+        action="store_true",
+        help="the network also takes the input cells (geosr.models.vdsr); from an --init model without them, "
+        "their first-layer weights start at zero",
+    )
+    parser.add_argument(
         "--wise",
         type=float,
         default=None,
@@ -224,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         cosine=args.cosine,
         loss=args.loss,
         interpolation=args.interpolation,
+        cell_input=args.cell_input,
     )
     card = CARDS[args.model]()
     card.training["command"] = "python -m geosr.training.shipped " + shlex.join(argv or sys.argv[1:])

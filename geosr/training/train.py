@@ -54,6 +54,7 @@ class TrainConfig:
     val_samples: int = 64
     square_pixels: bool = True
     interpolation: str = "bicubic"
+    cell_input: bool = False  # the network also takes the input cells (geosr.models.vdsr)
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -178,7 +179,7 @@ def evaluate_batches(network: VDSR, val: Batch, device: torch.device, precision:
         for i in range(0, len(val.ilr), 16):
             part = val[i : i + 16].to(device)
             with _autocast(device, precision):
-                residual = network.residual(part.ilr)
+                residual = network.residual(network.inputs(part.ilr, part.coarse_up))
             out = part.ilr + residual.float()
             errs.append(masked_mse(out, part.target, part.valid).item())
             cons.append(masked_mse(part.conserved(out), part.target, part.valid).item())
@@ -215,8 +216,9 @@ def train(
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     channels = rasters[0].shape[0]
-    network = VDSR(channels, depth=config.depth, width=config.width).to(device)
+    network = VDSR(channels, depth=config.depth, width=config.width, cell_input=config.cell_input).to(device)
     card.interpolation = KERNELS[config.interpolation].description
+    card.cell_input = config.cell_input
     if init:
         start = load_model(init, "cpu")
         have = (start.card.in_channels, start.card.depth, start.card.width)
@@ -225,7 +227,10 @@ def train(
                 f"the model to start from ({init}) has {have[0]} channels, depth {have[1]} and width {have[2]}, "
                 f"but training asks for {channels}, {config.depth} and {config.width}; match them or drop --init"
             )
-        network.load_state_dict(start.network.state_dict())
+        if start.card.cell_input and not config.cell_input:
+            raise ModelError(f"the model to start from ({init}) takes the input cells; train with --cell-input")
+        begin = start.network.with_cell_input() if config.cell_input and not start.card.cell_input else start.network
+        network.load_state_dict(begin.state_dict())
         # the whole chain of earlier stages stays (each with its own started_from), without the bulky configs
         earlier = {k: v for k, v in start.card.training.items() if k != "config"}
         card.training["started_from"] = {"model": str(init), "interpolation": start.card.interpolation, **earlier}
@@ -261,7 +266,7 @@ def train(
         for _ in range(config.steps_per_epoch):
             batch = batches.batch(config.batch_size).to(device)
             with _autocast(device, config.precision):
-                residual = network.residual(batch.ilr)
+                residual = network.residual(network.inputs(batch.ilr, batch.coarse_up))
             loss = batch.loss(residual, config.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
