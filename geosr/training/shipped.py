@@ -68,18 +68,20 @@ def climate_card() -> ModelCard:
             "hemisphere; NEMO eORCA1 sea-surface temperature without the held-out region) and on synthetic smooth "
             "fields with north-south gradients and altitude (lapse-rate) detail; its weights are the average "
             "of the network fine-tuned on the real grids and the one before it, trained on synthetic fields "
-            "alone (WiSE-FT), which keeps it ahead of back-projection on grids of other climate models. "
-            "Its input is the consistent (back-projection) interpolation and its output is conserved by default "
-            "at whole scales."
+            "alone (WiSE-FT), which keeps it ahead of back-projection on grids of other climate models; then "
+            "fine-tuned again with the input cells as extra channels (so it sees where cell edges fall) and "
+            "averaged with the model before that once more. Its input is the consistent (back-projection) "
+            "interpolation and its output is conserved by default at whole scales."
         ),
         training={
             "data": "real: 72 GloSea4 monthly surface temperature fields (12 members, eastern hemisphere) and 2 "
             "months of NEMO eORCA1 SST (geosr.training.sources.real_climate_sets; with --observed-ocean also "
             "NOAA OISST and World Ocean Atlas 2005 oxygen saturation at 0-1000 m); 48 synthetic 192x192 "
             "temperature fields (synthetic_climate); validation: GloSea4 member 13, NEMO March, and the Indian "
-            "Ocean of the OISST and surface oxygen grids; held out: HadCM3, UM and ORCA2 grids of "
-            "iris-sample-data, BCSD observed air temperature, OISST and surface oxygen in the south-east "
-            "Pacific (see the metrics)",
+            "Ocean of the OISST and surface oxygen grids (with --spectral also ERA5 and GEFS grids); held out: "
+            "HadCM3, UM and ORCA2 grids of iris-sample-data, BCSD observed air temperature, OISST and surface "
+            "oxygen in the south-east Pacific, ERA5 and ECMWF 2 m temperature over Europe, 500 hPa height and "
+            "200 hPa wind (see the metrics)",
         },
     )
 
@@ -99,6 +101,8 @@ RECIPES = {
         "--interpolation bicubic --epochs 30 --cosine --lr 2e-4 --real-share 0 --loss relative",
         "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --real-share 0 --loss relative",
         "--interpolation consistent --epochs 30 --cosine --lr 1e-4 --real-share 0.7 --loss relative --wise 0.5",
+        "--interpolation consistent --epochs 25 --cosine --lr 1e-4 --real-share 0.7 --loss relative --cell-input "
+        "--wise 0.5",
     ],
 }
 

@@ -332,13 +332,17 @@ def average_weights(start: str | Path, tuned: str | Path, alpha: float, output: 
     Averaging the weights of a model and of its fine-tuned version (Wortsman et al., "Robust
     fine-tuning of zero-shot models", CVPR 2022) keeps most of what fine-tuning gained on its data and
     much of what the starting model did well elsewhere. ``start`` must be the model ``tuned`` was
-    fine-tuned from (same shape). Writes ``output`` (default: ``tuned`` itself) with ``tuned``'s card,
+    fine-tuned from (same shape, or without the input cells that ``tuned`` takes: their weights count
+    as zero, as they were when fine-tuning began). Writes ``output`` (default: ``tuned`` itself) with ``tuned``'s card,
     which records the average in ``training.weight_average`` (its validation figures, which describe
     the weights before the average, move to ``metrics.fine_tuned_before_weight_average``).
     """
     if not 0.0 <= alpha <= 1.0:
         raise ModelError(f"the weight-average share of the fine-tuned model must be in [0, 1], got {alpha}")
     first, second = load_model(start, "cpu"), load_model(tuned, "cpu")
+    if second.card.cell_input and not first.card.cell_input:
+        # fine-tuned with --cell-input from a model without: the start's cell weights were zero
+        first.network = first.network.with_cell_input()
     a, b = first.network.state_dict(), second.network.state_dict()
     if {k: v.shape for k, v in a.items()} != {k: v.shape for k, v in b.items()}:
         raise ModelError(f"{start} and {tuned} have different networks; average a model with its own fine-tuning")
