@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import rasterio
@@ -488,6 +490,29 @@ def test_weight_average_lies_between_the_start_and_the_fine_tuned_model(tmp_path
     with pytest.raises(ModelError, match=r"\[0, 1\], got 1.5"):
         average_weights(model_consistent, model_like_shipped, 1.5, tmp_path / "bad.safetensors")
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_weight_average_of_a_model_fine_tuned_with_the_cells_counts_the_start_cells_as_zero(
+    tmp_path, model_like_shipped
+):
+    from geosr.models.files import load_model, save_model
+    from geosr.training.train import average_weights
+
+    start = load_model(model_like_shipped, "cpu")
+    tuned_net = start.network.with_cell_input()
+    with torch.no_grad():
+        for parameter in tuned_net.parameters():
+            parameter.add_(0.1)
+    card = dataclasses.replace(start.card, cell_input=True, training={}, metrics={})
+    tuned = save_model(tuned_net, card, tmp_path / "tuned.safetensors")
+    out = load_model(average_weights(model_like_shipped, tuned, 0.5, tmp_path / "avg.safetensors"), "cpu")
+    assert out.card.cell_input
+    widened, moved = start.network.with_cell_input().state_dict(), tuned_net.state_dict()
+    for key, value in out.network.state_dict().items():
+        torch.testing.assert_close(value, 0.5 * widened[key] + 0.5 * moved[key])
+    # the cell weights of the average are half the fine-tuned ones
+    first = out.network.state_dict()["body.0.weight"][:, 1:]
+    torch.testing.assert_close(first, 0.5 * moved["body.0.weight"][:, 1:])
 
 
 def test_shipped_wise_needs_the_model_it_started_from():
