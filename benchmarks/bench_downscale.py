@@ -114,7 +114,7 @@ def downscale_cmd(src: Path, model: Path, args: argparse.Namespace, device: str 
         "--device",
         device,
         "--ensemble",
-        str(args.ensemble),
+        str(getattr(args, "ensemble", 1)),  # bench_memory's arguments have no --ensemble
     ]
 
 
