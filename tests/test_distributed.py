@@ -83,6 +83,15 @@ def test_cli_scheduler_geotiff_identical_to_local(cli, cluster, make_geotiff, mo
     with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "cluster.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
         assert (a.crs, a.transform, a.shape) == (b.crs, b.transform, b.shape) == (b.crs, b.transform, (90, 78))
+    # the ensemble reaches the workers: same as a local ensemble run, not the single network's output
+    ensemble = (*common, "--ensemble", 4)
+    assert cli(*ensemble, "-o", tmp_path / "local4.tif").code == 0
+    assert cli(*ensemble, "-o", tmp_path / "cluster4.tif", "--scheduler", cluster.scheduler_address).code == 0
+    with rasterio.open(tmp_path / "local4.tif") as a, rasterio.open(tmp_path / "cluster4.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert b.tags()["GEOSR_ENSEMBLE"] == "4"
+        with rasterio.open(tmp_path / "local.tif") as single:
+            assert np.abs(a.read() - single.read()).max() > 1e-3
 
 
 def test_cli_scheduler_netcdf_identical_to_local(cli, cluster, model1, tmp_path):
