@@ -43,6 +43,11 @@ def output_transform(transform: Affine, in_shape: tuple[int, int], out_shape: tu
     return transform @ Affine.scale(w / w_out, h / h_out)
 
 
+def pixel_size(transform: Affine) -> tuple[float, float]:
+    """Pixel width and height in CRS units (rotated or sheared transforms included)."""
+    return math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
+
+
 def scale_for_resolution(transform: Affine, resolution: float) -> float:
     """Scale that turns the raster's pixel size into ``resolution`` (in CRS units).
 
@@ -54,8 +59,7 @@ def scale_for_resolution(transform: Affine, resolution: float) -> float:
         raise ScaleError(f"resolution must be a positive number, got {resolution!r}") from None
     if not math.isfinite(target) or target <= 0:
         raise ScaleError(f"resolution must be a positive number, got {resolution!r}")
-    xres = math.hypot(transform.a, transform.d)
-    yres = math.hypot(transform.b, transform.e)
+    xres, yres = pixel_size(transform)
     if not math.isclose(xres, yres, rel_tol=1e-6):
         raise ScaleError(
             f"--resolution needs square pixels but this raster's are {xres:g} x {yres:g}; use --scale instead"

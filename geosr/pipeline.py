@@ -14,7 +14,7 @@ import numpy as np
 
 import geosr
 from geosr.errors import InputError, ScaleError
-from geosr.georef import check_scale, output_transform, scale_for_resolution
+from geosr.georef import check_scale, output_transform, pixel_size, scale_for_resolution
 from geosr.io import OutputSpec, TileWriter, check_destination, iter_blocks, open_raster, raster_info, read_window
 from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback, check_ensemble
 from geosr.stats import BandStats
@@ -84,8 +84,7 @@ def downscale_raster(
         if scale is None:
             scale = scale_for_resolution(info.transform, resolution)
         scale = check_scale(scale)
-        t = info.transform
-        check_ensemble(ensemble, (np.hypot(t.a, t.d), np.hypot(t.b, t.e)))
+        check_ensemble(ensemble, pixel_size(info.transform))
         out = Path(dst) if dst is not None else default_output(src, scale, resolution)
         check_destination(src, out, overwrite)
         options = {

@@ -56,6 +56,7 @@ def evaluate(
 
     from geosr.errors import InputError, ScaleError
     from geosr.evaluate import best_classical, evaluate_array
+    from geosr.georef import pixel_size
     from geosr.io import iter_blocks, open_raster, raster_info
     from geosr.models.files import load_model
     from geosr.models.registry import DEFAULT_MODEL
@@ -66,8 +67,7 @@ def evaluate(
     with open_raster(input_path) as dataset:
         info = raster_info(dataset)
         data = np.concatenate(list(iter_blocks(dataset)), axis=1)
-    t = info.transform
-    check_ensemble(int(ensemble), (np.hypot(t.a, t.d), np.hypot(t.b, t.e)))
+    copies = check_ensemble(int(ensemble), pixel_size(info.transform))
     # no --model means the default model, as for downscale (evaluate_array takes None as "no model")
     loaded = None if no_model else load_model(model or DEFAULT_MODEL, "cpu")
     if min(info.height, info.width) < 8 * scale:
@@ -87,7 +87,7 @@ def evaluate(
             loaded,
             pixel_size=_pixel_size_m(info) if slope else None,
             device=device,
-            ensemble=int(ensemble),
+            ensemble=copies,
         )
         best = best_classical(results)
         report[f"band {band + 1}"] = {
@@ -102,16 +102,14 @@ def evaluate(
                     "scale": scale,
                     "border": 2 * scale,
                     "model": None if loaded is None else loaded.card.name,
-                    "ensemble": int(ensemble),
+                    "ensemble": copies,
                     "bands": report,
                 },
                 indent=2,
             )
         )
         return
-    used = (
-        "" if loaded is None else f"; model {loaded.card.name}" + (f", ensemble {ensemble}" if ensemble != "1" else "")
-    )
+    used = "" if loaded is None else f"; model {loaded.card.name}" + (f", ensemble {copies}" if copies > 1 else "")
     for band, entry in report.items():
         click.echo(
             f"{input_path} {band}, x{scale} (border {2 * scale} px cropped); best classical: {entry['best_classical']}"
