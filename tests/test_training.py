@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from affine import Affine
 from conftest import assert_one_line_error, write_geotiff
 
 from geosr.degrade import area_average
@@ -257,6 +258,25 @@ def test_cli_trains_a_multiband_model_that_downscales(tmp_path, cli):
         assert dst.count == 2 and dst.shape == (320, 160)
     again = cli(*args)
     assert again.code != 0 and "--overwrite" in again.err
+
+
+@pytest.mark.parametrize(
+    ("transform", "square"),
+    [
+        (Affine.rotation(30) * Affine.scale(10.0, -10.0), True),  # rotated, pixels still square
+        (Affine.scale(10.0, -20.0), False),
+        (Affine.rotation(30) * Affine.scale(10.0, -20.0), False),
+        (Affine.rotation(90) * Affine.scale(10.0, -20.0), False),  # a == e == 0: compare the pixel sizes
+    ],
+)
+def test_cli_rotates_training_patches_only_where_pixels_are_square(tmp_path, cli, transform, square):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((96, 48), seed=4, relief=50.0), transform=transform)
+    model = tmp_path / "m.safetensors"
+    args = ["train", hr, "-o", model, "--scales", "2", "--epochs", "1", "--steps-per-epoch", "1"]
+    args += ["--batch-size", "2", "--patch-size", "16", "--depth", "3", "--width", "4", "--device", "cpu", "-q"]
+    result = cli(*args)
+    assert result.code == 0, result.err
+    assert read_card(model).training["config"]["square_pixels"] is square
 
 
 def test_an_interrupted_cli_training_says_what_it_left_and_how_to_resume(tmp_path, cli, monkeypatch):

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from geosr.cli.options import overwrite_option, progress_bar, reports_errors, verbose_option
+from geosr.georef import pixel_size
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -157,7 +158,7 @@ def train(
             )
         train_sets.append(np.take(data, range(length - held), axis=axis))
         val_sets.append(np.take(data, range(length - held, length), axis=axis))
-        square &= bool(np.isclose(abs(info.transform.a), abs(info.transform.e), rtol=1e-6))
+        square &= bool(np.isclose(*pixel_size(info.transform), rtol=1e-6))
         units = units or [info.units[b - 1] or "" for b in chosen]
         names = names or [info.descriptions[b - 1] or f"band{b}" for b in chosen]
     if len({s.shape[0] for s in train_sets}) != 1:
