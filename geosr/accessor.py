@@ -50,14 +50,31 @@ def spatial_dims(obj: xr.DataArray | xr.Dataset, y_dim: str | None = None, x_dim
 
 
 def regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
-    """Spacing of the regular cell-centre coordinate ``dim`` (negative when descending)."""
+    """Spacing of the regular cell-centre coordinate ``dim`` (negative when descending).
+
+    Regular means evenly spaced to 1e-5 of the step, or to the precision of the coordinate's own
+    floating-point type (float32 longitudes near 120 degrees are only good to about 1e-5 degrees).
+    """
     if dim not in obj.coords:
+        others = [str(k) for k, c in obj.coords.items() if c.ndim > 1 and dim in c.dims]
+        if others:
+            raise InputError(
+                f"dimension {dim!r} has no 1-D coordinate, only the 2-D coordinates {', '.join(others)}: a rotated "
+                f"or curvilinear grid, which the accessor cannot refine; downscale a GeoTIFF of it with "
+                f"'geosr downscale', or regrid it to a regular grid first"
+            )
         raise InputError(f"dimension {dim!r} has no coordinate; assign cell-centre coordinates to it first")
-    values = np.asarray(obj[dim].values, dtype=np.float64)
+    raw = np.asarray(obj[dim].values)
+    if raw.dtype.kind not in "iuf":
+        raise InputError(
+            f"coordinate {dim!r} holds {raw.dtype} values, not numbers; assign numeric cell-centre coordinates to it"
+        )
+    values = raw.astype(np.float64)
     if values.size < 2:
         raise InputError(f"dimension {dim!r} has {values.size} cell(s); at least 2 are needed to know the spacing")
     step = (values[-1] - values[0]) / (values.size - 1)
-    if step == 0 or not np.allclose(np.diff(values), step, rtol=1e-5, atol=abs(step) * 1e-5):
+    precision = 4 * np.finfo(raw.dtype).eps * np.abs(values).max() if raw.dtype.kind == "f" else 0.0
+    if step == 0 or not np.allclose(np.diff(values), step, rtol=1e-5, atol=max(abs(step) * 1e-5, precision)):
         raise InputError(
             f"coordinate {dim!r} is not regularly spaced; regrid it to a regular grid first (e.g. with xarray.interp)"
         )
@@ -85,18 +102,43 @@ def _default_tile(chunk_out: int) -> int:
     return -(-chunk_out // -(-chunk_out // DEFAULT_TILE_SIZE))
 
 
-def _nodata(da: xr.DataArray) -> float | None:
+def _nodata(da: xr.DataArray) -> list[float]:
+    """The values marking missing data in ``da`` besides NaN: rioxarray's nodata, else ``_FillValue``,
+    ``nodata`` and every ``missing_value`` of the attributes (undecoded data), and of the encoding
+    unless it scales the stored numbers (decoded data: those cells are NaN already)."""
     try:
         rio_nodata = da.rio.nodata  # rioxarray, when it is installed and imported
     except AttributeError:
         rio_nodata = None
-    if rio_nodata is not None:
-        return float(rio_nodata)
-    for source in (da.attrs, da.encoding):
+    found: list[float] = [] if rio_nodata is None else [float(rio_nodata)]
+    scaled = any(key in da.encoding for key in ("scale_factor", "add_offset"))
+    for source in (da.attrs, {} if scaled else da.encoding):
         for key in ("_FillValue", "nodata", "missing_value"):
             if source.get(key) is not None:
-                return float(np.asarray(source[key]).ravel()[0])
-    return None
+                found += [float(v) for v in np.asarray(source[key]).ravel()]
+    values: list[float] = []
+    for value in found:
+        if not np.isnan(value) and value not in values:
+            values.append(value)
+    return values
+
+
+def _rotation_terms(mapping: xr.DataArray) -> bool:
+    """Whether a grid mapping's ``GeoTransform`` rotates or shears the grid."""
+    try:
+        terms = [float(v) for v in str(mapping.attrs["GeoTransform"]).split()]
+    except (KeyError, ValueError):
+        return False
+    return len(terms) == 6 and (terms[2] != 0 or terms[4] != 0)
+
+
+def _refit(var: xr.DataArray, y: np.ndarray, x: np.ndarray) -> xr.DataArray:
+    """``var`` (a grid mapping) with its ``GeoTransform`` moved to the fine grid of centres ``y``, ``x``."""
+    if "GeoTransform" not in var.attrs:
+        return var
+    var = var.copy()
+    var.attrs["GeoTransform"] = _geotransform(y, x)
+    return var
 
 
 def _grid_mapping(da: xr.DataArray) -> str | None:
@@ -177,8 +219,9 @@ class GeosrDataArrayAccessor:
             Fine pixels per tile side. By default, for dask-backed data, each fine chunk (the input's
             spatial chunk times the scale) split evenly into tiles of at most 1024; else 1024.
         nodata
-            Missing-data value besides NaN (default: rioxarray's nodata, ``_FillValue``, ``nodata``
-            or ``missing_value``).
+            Missing-data value besides NaN (default: rioxarray's nodata, and every ``_FillValue``,
+            ``nodata`` and ``missing_value`` of the attributes, or of the encoding when it does not
+            scale the stored numbers).
         y_dim, x_dim
             Names of the spatial dimensions when they are not recognised.
 
@@ -196,14 +239,25 @@ class GeosrDataArrayAccessor:
         """
         import geosr
         from geosr.models.files import LoadedModel, load_model
-        from geosr.predict import DEFAULT_TILE_SIZE, check_ensemble, conserves, is_dask
+        from geosr.predict import DEFAULT_TILE_SIZE, check_ensemble, check_numeric, conserves, is_dask
 
         da = self._obj
         scale = check_scale(scale)
+        check_numeric(da.dtype, f"variable {da.name!r}" if da.name is not None else "the DataArray")
         ydim, xdim = spatial_dims(da, y_dim, x_dim)
         check_ensemble(ensemble, (regular_step(da, xdim), regular_step(da, ydim)))
+        mapping = _grid_mapping(da)
+        if mapping is not None and _rotation_terms(da[mapping]):
+            raise InputError(
+                f"the grid mapping {mapping!r} rotates the grid (GeoTransform {da[mapping].attrs['GeoTransform']!r}), "
+                f"which the 1-D coordinates {ydim!r} and {xdim!r} cannot describe; downscale a GeoTIFF of it with "
+                f"'geosr downscale', or regrid it to a north-up grid first"
+            )
         others = [str(d) for d in da.dims if d not in (ydim, xdim)]
         arranged = da.transpose(*others, ydim, xdim)
+        missing = [float(nodata)] if nodata is not None else _nodata(da)
+        if len(missing) > 1:  # the core masks one value besides NaN; the others become NaN here
+            arranged = arranged.where(~arranged.isin(missing[1:]))
         ny, nx = arranged.shape[-2:]
         ny_out, nx_out = output_shape(ny, nx, scale)
         loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
@@ -216,7 +270,7 @@ class GeosrDataArrayAccessor:
                 (_default_tile(max(out_chunks[0])), _default_tile(max(out_chunks[1]))) if lazy else DEFAULT_TILE_SIZE
             )
         options = {
-            "nodata": nodata if nodata is not None else _nodata(da),
+            "nodata": missing[0] if missing else None,
             "device": device,
             "precision": precision,
             "tile_size": tile_size,
@@ -228,11 +282,14 @@ class GeosrDataArrayAccessor:
         if lazy:
             out = out.rechunk((*data.chunks[:-2], *out_chunks))
         coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))
-        mapping = _grid_mapping(da)
-        if mapping is not None and "GeoTransform" in da[mapping].attrs:
-            coords[mapping] = da[mapping].copy()
-            coords[mapping].attrs["GeoTransform"] = _geotransform(coords[ydim][1], coords[xdim][1])
+        if mapping is not None:
+            coords[mapping] = _refit(da[mapping], coords[ydim][1], coords[xdim][1])
         attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value", "nodata")}
+        if "coordinates" in attrs:  # CF's list of auxiliary coordinates: those on the coarse grid are gone
+            kept = [name for name in str(attrs["coordinates"]).split() if name in coords]
+            attrs["coordinates"] = " ".join(kept)
+            if not kept:
+                del attrs["coordinates"]
         attrs.update(
             geosr_version=geosr.__version__,
             geosr_model=loaded.card.name,
@@ -280,6 +337,13 @@ class GeosrDatasetAccessor:
         spatial = {ydim, xdim}
         if not any(spatial <= set(var.dims) for var in ds.data_vars.values()):
             raise InputError(f"no data variable of the dataset has both dimensions {ydim!r} and {xdim!r}")
+        for name, var in ds.variables.items():
+            if not spatial & set(var.dims) and _rotation_terms(var):
+                raise InputError(
+                    f"the grid mapping {str(name)!r} rotates the grid (GeoTransform {var.attrs['GeoTransform']!r}), "
+                    f"which the 1-D coordinates {ydim!r} and {xdim!r} cannot describe; downscale a GeoTIFF of it "
+                    f"with 'geosr downscale', or regrid it to a north-up grid first"
+                )
         out: dict[str, xr.DataArray] = {}
         for name, var in ds.data_vars.items():
             if spatial <= set(var.dims):
@@ -287,5 +351,11 @@ class GeosrDatasetAccessor:
                 out[str(name)] = var.geosr.downscale(scale, model=chosen, **options)
             elif not spatial & set(var.dims):
                 out[str(name)] = var
-        kept = {name: coord for name, coord in ds.coords.items() if not spatial & set(coord.dims)}
+        # grid mappings (coordinates or data variables) get the fine grid's GeoTransform, like each variable's
+        fine = next(v for v in out.values() if spatial <= set(v.dims))
+        y, x = fine[ydim].values, fine[xdim].values
+        for name, var in out.items():
+            if not spatial & set(var.dims):
+                out[name] = _refit(var, y, x)
+        kept = {name: _refit(coord, y, x) for name, coord in ds.coords.items() if not spatial & set(coord.dims)}
         return xr.Dataset(out, attrs=dict(ds.attrs)).assign_coords(kept)

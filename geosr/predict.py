@@ -249,10 +249,7 @@ class Downscaler:
         ``tile.cols.source``. Cores are float32 with NaN for nodata. Tiles come out in input order.
         """
         self.check_bands(len(stats.count))
-        empty = stats.empty_bands
-        if empty:
-            bands = ", ".join(str(i + 1) for i in empty)
-            raise InputError(f"every pixel of band {bands} is nodata; there is nothing to downscale")
+        # a band without data (mean 0, std 0) comes out all NaN: every fine pixel's footprint is missing
         mean, std = stats.mean[:, None, None], stats.std[:, None, None]
         active = (std > 0).astype(np.float64)
         scale_by = np.where(std > 0, std, 1.0)
@@ -401,7 +398,19 @@ def cached_downscaler(model: str | Path | None, **options: Any) -> Downscaler:
         return _CACHE[key]
 
 
+def check_numeric(dtype: Any, what: str = "array") -> None:
+    """Refuse data that are not real numbers (booleans, complex, text, dates, objects)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iuf":
+        hint = "a mask or category; " if dtype.kind == "b" else ""
+        raise InputError(
+            f"{what} holds {dtype} values ({hint}not real numbers); only integers and floats can be super-resolved: "
+            f"convert it with .astype('float32') if its values are quantities, else leave it out"
+        )
+
+
 def _as_bands(data: Any) -> tuple[Any, bool]:
+    check_numeric(data.dtype)
     if data.ndim == 2:
         return data[None], True
     if data.ndim != 3:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import dask
 import numpy as np
 import pytest
@@ -209,6 +211,111 @@ def test_spatial_ref_geotransform_updated_without_rioxarray(model1):
     assert [float(v) for v in out.spatial_ref.attrs["GeoTransform"].split()] == [0, 5, 0, 100, 0, -5]
     assert da.spatial_ref.attrs["GeoTransform"] == "0 10 0 100 0 -10"  # the input is untouched
     assert out.encoding["grid_mapping"] == "spatial_ref"
+
+
+@pytest.mark.parametrize("where", ["coordinate", "data variable"])
+def test_dataset_grid_mapping_gets_the_fine_geotransform(model1, where):
+    # NetCDF written by GDAL or rioxarray: the grid mapping is a coordinate (decode_coords="all") or, opened
+    # plainly, a data variable named by the variables' grid_mapping attribute
+    da = grid((8, 10), ("y", "x"), y0=95.0, dy=-10.0, x0=5.0, dx=10.0)
+    mapping = xr.DataArray(0, attrs={"crs_wkt": "stand-in", "GeoTransform": "0 10 0 100 0 -10"})
+    ds = xr.Dataset({"tas": da.assign_attrs(grid_mapping="spatial_ref")})
+    ds = ds.assign_coords(spatial_ref=mapping) if where == "coordinate" else ds.assign(spatial_ref=mapping)
+    out = ds.geosr.downscale(2, model=str(model1), device="cpu")
+    assert [float(v) for v in out.spatial_ref.attrs["GeoTransform"].split()] == [0, 5, 0, 100, 0, -5]
+    assert out.spatial_ref.attrs["crs_wkt"] == "stand-in"
+    assert ("spatial_ref" in out.coords) == (where == "coordinate")
+    assert ds.spatial_ref.attrs["GeoTransform"] == "0 10 0 100 0 -10"  # the input is untouched
+
+
+def test_dataset_geotransform_read_back_by_rioxarray_and_gdal(model1, tmp_path):
+    pytest.importorskip("rioxarray")
+    rasterio = pytest.importorskip("rasterio")
+    from affine import Affine
+
+    da = grid((10, 12), ("y", "x"), y0=5_000_000 - 15.0, dy=-30.0, x0=500_015.0, dx=30.0)
+    da = da.rio.write_crs("EPSG:32633").rio.write_transform(Affine(30, 0, 500_000, 0, -30, 5_000_000))
+    path = tmp_path / "in.nc"
+    da.to_dataset(name="dem").to_netcdf(path)
+    out = xr.open_dataset(path).geosr.downscale(2, model=str(model1), device="cpu")
+    assert out.dem.rio.transform() == Affine(15, 0, 500_000, 0, -15, 5_000_000)
+    assert out.dem.rio.bounds() == da.rio.bounds()
+    out.to_netcdf(tmp_path / "out.nc")
+    with rasterio.open(f"netcdf:{tmp_path / 'out.nc'}:dem") as written:
+        assert written.transform == Affine(15, 0, 500_000, 0, -15, 5_000_000)
+        assert written.bounds == da.rio.bounds()
+
+
+def test_rotated_grids_are_refused_not_flattened(model1):
+    da = grid((8, 10), ("y", "x"), y0=95.0, dy=-10.0, x0=5.0, dx=10.0)
+    rotated = xr.DataArray(0, attrs={"GeoTransform": "500000 8.66 5 5000000 5 -8.66"})
+    with pytest.raises(InputError, match="rotates the grid"):
+        da.assign_coords(spatial_ref=rotated).geosr.downscale(2, model=str(model1))
+    with pytest.raises(InputError, match="rotates the grid"):
+        xr.Dataset({"tas": da, "crs": rotated}).geosr.downscale(2, model=str(model1))
+    curvilinear = da.drop_vars(["x", "y"]).assign_coords(xc=(("y", "x"), np.zeros((8, 10))))
+    with pytest.raises(InputError, match="only the 2-D coordinates xc: a rotated or curvilinear grid"):
+        curvilinear.geosr.downscale(2, model=str(model1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("start", "step"), [(120.0, 0.05), (50.0, 0.1), (45.0, 1 / 120), (500_015.0, 30.0)])
+def test_regular_coordinates_stored_as_float32_are_regular(model1, dtype, start, step):
+    da = grid((12, 14), ("y", "x"))
+    da = da.assign_coords(
+        y=(start - step * np.arange(12)).astype(dtype), x=(start + step * np.arange(14)).astype(dtype)
+    )
+    out = da.geosr.downscale(2, model=str(model1), device="cpu")
+    expected = np.float64(da.x.values[0]) - step / 4
+    assert out.sizes == {"y": 24, "x": 28}
+    assert abs(out.x.values[0] - expected) < 1e-4 * step
+    with pytest.raises(InputError, match="not regularly spaced"):  # a real irregularity is still one
+        da.assign_coords(x=da.x.values + np.r_[0, 0, step / 100, np.zeros(11)].astype(dtype)).geosr.downscale(2)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_time_step_without_data_comes_out_without_data(model1, kind):
+    da = grid((3, 12, 15))
+    data = da.values.copy()
+    data[1] = np.nan
+    da = da.copy(data=data)
+    out = backend(da, kind, {"time": 1}).geosr.downscale(2, model=str(model1), device="cpu").values
+    assert np.isnan(out[1]).all()
+    assert_close(out[[0, 2]], per_slice(da.isel(time=[0, 2]), 2, model1), data_tolerance(da.values[[0, 2]]))
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_every_missing_value_of_undecoded_cf_data_is_masked(model1, kind):
+    raw = np.round(grid((12, 15), ("y", "x")).values).astype(np.int16)
+    raw[0:2, 0:2], raw[6:8, 6:8] = -32768, -999
+    da = grid((12, 15), ("y", "x")).copy(data=raw)
+    da.attrs.update(_FillValue=np.int16(-32768), missing_value=np.int16(-999))
+    out = backend(da, kind).geosr.downscale(2, model=str(model1), device="cpu").values
+    decoded = xr.decode_cf(da.to_dataset(name="v")).v
+    assert int(decoded.isnull().sum()) == 8
+    assert_close(out, per_slice(decoded, 2, model1)[0], data_tolerance(decoded.values))
+    assert np.isnan(out[12:16, 12:16]).all() and np.nanmin(out) > 200
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+@pytest.mark.parametrize(
+    "values", [np.zeros((8, 8), bool), np.full((8, 8), "1.5"), np.zeros((8, 8), complex), np.zeros((8, 8), "M8[ns]")]
+)
+def test_values_that_are_not_real_numbers_are_refused(model1, kind, values):
+    da = grid((8, 8), ("y", "x")).copy(data=values)
+    with pytest.raises(InputError, match=re.escape(f"variable 'tas' holds {values.dtype} values")):
+        backend(da, kind).geosr.downscale(2, model=str(model1))
+    with pytest.raises(InputError, match=re.escape(f"array holds {values.dtype} values")):
+        geosr.downscale(values, 2, str(model1))
+
+
+def test_auxiliary_coordinates_of_the_coarse_grid_are_dropped_with_their_mention(model1):
+    da = grid((8, 10), ("y", "x"))
+    da = da.assign_coords(lat=(("y", "x"), np.zeros((8, 10))), height=2.0)
+    da.attrs["coordinates"] = "lat height"
+    out = da.geosr.downscale(2, model=str(model1), device="cpu")
+    assert "lat" not in out.coords and float(out.height) == 2.0
+    assert out.attrs["coordinates"] == "height"
 
 
 # --- laziness and chunks -------------------------------------------------------------------------
