@@ -72,6 +72,34 @@ def test_cli_variable_to_netcdf_and_zarr(cli, a1b, model1, expected, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nc", "out.zarr"]  # no temporary left behind
 
 
+def test_cli_variable_netcdf_keeps_the_grid_mapping_right_for_gdal(cli, model1, tmp_path):
+    # a NetCDF written by rioxarray: opened plainly, its grid mapping is a data variable with a GeoTransform
+    pytest.importorskip("rioxarray")
+    import rasterio
+    from affine import Affine
+
+    from geosr.testing import fbm_surface
+
+    coarse = Affine(30, 0, 500_000, 0, -30, 5_000_000)
+    da = xr.DataArray(
+        fbm_surface((10, 12), seed=1),
+        dims=("y", "x"),
+        coords={"y": 5_000_000 - 30.0 * (np.arange(10) + 0.5), "x": 500_000 + 30.0 * (np.arange(12) + 0.5)},
+    )
+    da.rio.write_crs("EPSG:32633").rio.write_transform(coarse).to_dataset(name="dem").to_netcdf(tmp_path / "in.nc")
+    result = cli(
+        "downscale", tmp_path / "in.nc", "--variable", "dem", "--scale", 2, "--model", model1, "-o", tmp_path / "out.nc"
+    )
+    assert result.code == 0, result.err
+    with (
+        rasterio.open(f"netcdf:{tmp_path / 'in.nc'}:dem") as src,
+        rasterio.open(f"netcdf:{tmp_path / 'out.nc'}:dem") as dst,
+    ):
+        assert src.transform == coarse
+        assert dst.transform == coarse * Affine.scale(0.5) and dst.shape == (20, 24)
+        assert dst.bounds == src.bounds and dst.crs == src.crs
+
+
 def test_cli_variable_default_output_and_overwrite(cli, a1b, model1):
     default = a1b.with_name("a1b_x2.nc")
     assert cli("downscale", a1b, "--variable", VARIABLE, "--scale", 2, "--model", model1, "-q").code == 0
