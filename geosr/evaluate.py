@@ -80,15 +80,26 @@ def classical(coarse: np.ndarray, scale: int, method: str) -> np.ndarray:
     return interpolate(coarse, (coarse.shape[-2] * scale, coarse.shape[-1] * scale), method)
 
 
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
-    """Mean structural similarity (Gaussian window, sigma 1.5, K1=0.01, K2=0.03)."""
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float | None:
+    """Mean structural similarity (Gaussian window, sigma 1.5, K1=0.01, K2=0.03).
+
+    ``None`` when ``data_range`` is not positive: SSIM's stabilising constants are fractions of the
+    data range, so SSIM against a constant reference is undefined (0 / 0).
+    """
     from scipy.ndimage import gaussian_filter
 
+    if not data_range > 0:
+        return None
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_a, mu_b = gaussian_filter(a, 1.5), gaussian_filter(b, 1.5)
-    var_a = gaussian_filter(a * a, 1.5) - mu_a**2
-    var_b = gaussian_filter(b * b, 1.5) - mu_b**2
-    cov = gaussian_filter(a * b, 1.5) - mu_a * mu_b
+    # (Co)variances do not change with a common offset: remove one first, so that E[x^2] - E[x]^2
+    # does not cancel catastrophically on data far from zero (a DEM at 3000 m with a 1 m range).
+    offset = float(np.mean(b))
+    a0, b0 = a - offset, b - offset
+    m_a, m_b = mu_a - offset, mu_b - offset
+    var_a = gaussian_filter(a0 * a0, 1.5) - m_a**2
+    var_b = gaussian_filter(b0 * b0, 1.5) - m_b**2
+    cov = gaussian_filter(a0 * b0, 1.5) - m_a * m_b
     index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return float(index.mean())
 
@@ -101,10 +112,17 @@ def slope_degrees(z: np.ndarray, dx: float, dy: float) -> np.ndarray:
 
 @dataclass
 class Metrics:
+    """Errors of one method over the interior.
+
+    ``psnr`` is ``20 log10(range / rmse)`` with ``range`` the truth's peak-to-peak value: ``inf`` for
+    an exact reconstruction (``rmse == 0``) of a varying truth, and ``None`` (undefined) when the truth
+    is constant (zero range). ``ssim`` is likewise ``None`` for a constant truth; see :func:`ssim`.
+    """
+
     rmse: float
     mae: float
-    psnr: float
-    ssim: float
+    psnr: float | None
+    ssim: float | None
     max_error: float
     slope_rmse: float | None
     consistency_rmse: float
@@ -118,11 +136,18 @@ def measure(
     *,
     pixel_size: tuple[float, float] | None = None,
 ) -> Metrics:
-    """Metrics of a (y, x) ``estimate`` of ``truth`` over the interior (border of ``2 * scale`` cropped)."""
+    """Metrics of a (y, x) ``estimate`` of ``truth`` over the interior (border of ``2 * scale`` cropped).
+
+    PSNR and SSIM are ``None`` when ``truth`` is constant (see :class:`Metrics`).
+    """
     crop = (slice(2 * scale, -2 * scale), slice(2 * scale, -2 * scale))
     err = (estimate - truth)[crop]
     data_range = float(np.ptp(truth))
     rmse = float(np.sqrt(np.mean(err**2)))
+    if data_range > 0:
+        psnr: float | None = float(20 * np.log10(data_range / rmse)) if rmse > 0 else float("inf")
+    else:
+        psnr = None  # PSNR over a zero data range is undefined (log of 0, or of 0 / 0)
     slope = None
     if pixel_size is not None:
         s_err = (slope_degrees(estimate, *pixel_size) - slope_degrees(truth, *pixel_size))[crop]
@@ -131,7 +156,7 @@ def measure(
     return Metrics(
         rmse=rmse,
         mae=float(np.mean(np.abs(err))),
-        psnr=float(20 * np.log10(data_range / rmse)) if rmse > 0 else float("inf"),
+        psnr=psnr,
         ssim=ssim(estimate[crop], truth[crop], data_range),
         max_error=float(np.max(np.abs(err))),
         slope_rmse=slope,
@@ -170,5 +195,9 @@ def evaluate_array(
 
 
 def best_classical(results: dict[str, Metrics]) -> str:
-    """Name of the classical method with the lowest RMSE."""
+    """Name of the classical method with the lowest RMSE (the first of equals, in the order of ``results``).
+
+    RMSE is always defined for a complete raster, so this stays meaningful where PSNR or SSIM is not
+    (a constant band, where every method may be exact).
+    """
     return min((m for m in results if not m.startswith("model")), key=lambda m: results[m].rmse)

@@ -29,11 +29,20 @@ def check_scale(scale: float) -> float:
     return value
 
 
+#: The largest raster side GDAL handles (a C int).
+MAX_SIDE = 2**31 - 1
+
+
 def output_shape(height: int, width: int, scale: float) -> tuple[int, int]:
     """Shape ``(round(height * scale), round(width * scale))`` of the fine grid."""
     if height <= 0 or width <= 0:
         raise InputError(f"raster has zero size ({height} x {width} pixels); nothing to downscale")
     scale = check_scale(scale)
+    if max(height, width) * scale > MAX_SIDE:
+        raise ScaleError(
+            f"scale {scale:g} would make the {height} x {width} raster {height * scale:.4g} x {width * scale:.4g} "
+            f"pixels, beyond the {MAX_SIDE} pixels a side that GDAL can write; choose a smaller scale"
+        )
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 

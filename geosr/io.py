@@ -44,6 +44,8 @@ class RasterInfo:
     colorinterp: tuple[Any, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     band_tags: list[dict[str, str]] = field(default_factory=list)
+    gcps: list[Any] = field(default_factory=list)  # ground control points, where they are the georeferencing
+    gcp_crs: Any = None
 
 
 def _gdal_name(name: str) -> bool:
@@ -96,12 +98,20 @@ def raster_info(dataset: Any) -> RasterInfo:
             f"'{dataset.name}' has zero size ({dataset.count} bands of {dataset.height} x {dataset.width} "
             "pixels); nothing to downscale"
         )
+    _check_bands(dataset)
+    gcps, gcp_crs = dataset.gcps
+    georeferenced = not dataset.transform.is_identity or dataset.crs is not None
+    if not georeferenced and not gcps and dataset.rpcs is not None:
+        raise InputError(
+            f"'{dataset.name}' is georeferenced by RPCs only, which geosr cannot carry to a finer grid; "
+            "orthorectify it first (gdalwarp -rpc)"
+        )
     return RasterInfo(
         path=Path(dataset.name),
         height=dataset.height,
         width=dataset.width,
         count=dataset.count,
-        dtype=dataset.dtypes[0],
+        dtype=str(np.result_type(*dataset.dtypes)),
         crs=dataset.crs,
         transform=dataset.transform,
         nodata=dataset.nodata,
@@ -111,8 +121,37 @@ def raster_info(dataset: Any) -> RasterInfo:
         offsets=tuple(dataset.offsets),
         colorinterp=tuple(dataset.colorinterp),
         tags=dict(dataset.tags()),
-        band_tags=[dict(dataset.tags(i)) for i in range(1, dataset.count + 1)],
+        band_tags=[_carried_tags(dataset.tags(i)) for i in range(1, dataset.count + 1)],
+        gcps=list(gcps) if gcps and dataset.transform.is_identity else [],
+        gcp_crs=gcp_crs if gcps and dataset.transform.is_identity else None,
     )
+
+
+def _carried_tags(tags: dict[str, str]) -> dict[str, str]:
+    """A band's tags without GDAL's statistics (``STATISTICS_*``), which describe the input's values."""
+    return {k: v for k, v in tags.items() if not k.upper().startswith("STATISTICS_")}
+
+
+def _check_bands(dataset: Any) -> None:
+    """Refuse bands whose values are not quantities: complex numbers, palette indices, alpha masks."""
+    from rasterio.enums import ColorInterp
+
+    for i, (dtype, interp) in enumerate(zip(dataset.dtypes, dataset.colorinterp, strict=True), 1):
+        if np.dtype(dtype).kind not in "iuf":
+            raise InputError(
+                f"band {i} of '{dataset.name}' holds {dtype} values, not real numbers; write its real part, "
+                "amplitude or phase to a raster of its own first"
+            )
+        if interp == ColorInterp.palette:
+            raise InputError(
+                f"band {i} of '{dataset.name}' is a palette band: its values index a colour table, which cannot "
+                "be super-resolved; expand it to RGB first (gdal_translate -expand rgb)"
+            )
+        if interp == ColorInterp.alpha:
+            raise InputError(
+                f"band {i} of '{dataset.name}' is an alpha band (a transparency mask, not data); turn it into "
+                "nodata first (gdalwarp -dstnodata VALUE, or gdal_translate -b 1 ... -mask none to drop it)"
+            )
 
 
 def read_window(dataset: Any, rows: Span, cols: Span) -> np.ndarray:
@@ -120,9 +159,13 @@ def read_window(dataset: Any, rows: Span, cols: Span) -> np.ndarray:
     from rasterio.windows import Window
 
     window = Window(cols.start, rows.start, cols.size, rows.size)
-    masked = dataset.read(window=window, masked=True)
-    data = np.ma.getdata(masked).astype(np.float64)
-    data[np.ma.getmaskarray(masked) | ~np.isfinite(data)] = np.nan
+    if len(set(dataset.dtypes)) == 1:
+        parts = [dataset.read(window=window, masked=True)]
+    else:  # bands of different types are read one by one
+        parts = [dataset.read(i, window=window, masked=True)[None] for i in range(1, dataset.count + 1)]
+    data = np.concatenate([np.ma.getdata(p).astype(np.float64) for p in parts])
+    mask = np.concatenate([np.ma.getmaskarray(p) for p in parts])
+    data[mask | ~np.isfinite(data)] = np.nan
     return data
 
 
@@ -147,6 +190,23 @@ def check_destination(src: Path, dst: Path, overwrite: bool, *, store: bool = Fa
         raise OutputExistsError(f"output '{dst}' is a folder; give a file name with -o")
     if not dst.parent.is_dir():
         raise InputError(f"output folder '{dst.parent}' does not exist; create it or choose another -o")
+
+
+#: How much smaller than its raw size a compressed output is assumed to be at best (DEFLATE with a
+#: predictor rarely does better on float rasters), for :func:`check_space`.
+BEST_COMPRESSION = 4
+
+
+def check_space(dst: Path, shape: tuple[int, int], count: int, dtype: str) -> None:
+    """Refuse an output that cannot fit in its folder's free space even when compressed."""
+    raw = shape[0] * shape[1] * count * np.dtype(dtype).itemsize
+    free = shutil.disk_usage(dst.parent).free
+    if raw > BEST_COMPRESSION * free:
+        raise InputError(
+            f"the output would be {shape[1]} x {shape[0]} pixels x {count} bands, {raw / 1e9:.3g} GB uncompressed, "
+            f"and cannot fit in the {free / 1e9:.3g} GB free in '{dst.parent}'; "
+            "choose a smaller scale or another folder"
+        )
 
 
 def _block_size(tile_size: int) -> int:
@@ -181,6 +241,7 @@ class OutputSpec:
     tile_size: int
     tags: dict[str, str]
     info: RasterInfo
+    gcps: list[Any] = field(default_factory=list)  # instead of a transform, for a raster georeferenced by GCPs
 
 
 class TileWriter:
@@ -204,8 +265,6 @@ class TileWriter:
             "width": spec.width,
             "count": spec.count,
             "dtype": spec.dtype,
-            "crs": spec.crs,
-            "transform": spec.transform,
             "nodata": spec.nodata,
             "tiled": True,
             "blockxsize": block,
@@ -218,6 +277,10 @@ class TileWriter:
             "num_threads": "ALL_CPUS",
         }
         try:
+            if spec.gcps:
+                profile.update(gcps=spec.gcps, crs=spec.crs)
+            else:
+                profile.update(crs=spec.crs, transform=spec.transform)
             self._dataset = rasterio.open(self.tmp, "w", **profile)
         except Exception as exc:
             self.discard()
@@ -229,9 +292,21 @@ class TileWriter:
         from rasterio.windows import Window
 
         spec = self.spec
-        out = values
         dtype = np.dtype(spec.dtype)
         missing = np.isnan(values)
+        out = values
+        if dtype.kind == "f":
+            with np.errstate(over="ignore"):
+                out = values.astype(dtype)
+            overflow = ~missing & ~np.isfinite(out)
+            if overflow.any():
+                band = int(np.argwhere(overflow)[0][0]) + 1
+                raise InputError(
+                    f"band {band} of '{spec.info.path}' holds values beyond the range of the {dtype} output; "
+                    f"pass --keep-dtype to write the input's {spec.info.dtype}"
+                    if dtype != np.dtype(spec.info.dtype)
+                    else f"band {band} of '{spec.info.path}' comes out beyond the range of {dtype}"
+                )
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             out = np.clip(np.rint(np.nan_to_num(values)), info.min, info.max)
@@ -285,6 +360,9 @@ class TileWriter:
         final = self._make_cog() if self.cog else self.tmp
         os.chmod(final, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a normal mode
         os.replace(final, self.dst)
+        for sidecar in (".aux.xml", ".ovr", ".msk"):  # GDAL's side files of the file replaced describe it, not us
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{self.dst}{sidecar}").unlink()
         self.discard()
         return self.dst
 

@@ -6,6 +6,7 @@ statistics, once per tile) and the output is written tile by tile.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,17 @@ import numpy as np
 
 import geosr
 from geosr.errors import InputError, ScaleError
-from geosr.georef import check_scale, output_transform, pixel_size, scale_for_resolution
-from geosr.io import OutputSpec, TileWriter, check_destination, iter_blocks, open_raster, raster_info, read_window
+from geosr.georef import check_scale, output_shape, output_transform, pixel_size, scale_for_resolution
+from geosr.io import (
+    OutputSpec,
+    TileWriter,
+    check_destination,
+    check_space,
+    iter_blocks,
+    open_raster,
+    raster_info,
+    read_window,
+)
 from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback, check_ensemble
 from geosr.stats import BandStats
 from geosr.tiling import TilePlan
@@ -28,6 +38,12 @@ GDAL_CACHE_MB = 64
 def default_output(src: Path, scale: float | None, resolution: float | None, suffix: str = ".tif") -> Path:
     """``dem_x4.tif`` (or ``dem_r10.tif`` for ``--resolution 10``) beside the input."""
     label = f"x{scale:g}" if resolution is None else f"r{resolution:g}"
+    subdataset = re.match(r'^[A-Za-z][A-Za-z0-9_]+:"?(.+?)"?:([^:"/\\]+)$', str(src))
+    if subdataset:  # NETCDF:"tas.nc":tas -> tas_tas_x4.tif beside tas.nc
+        path = Path(subdataset.group(1))
+        return path.with_name(f"{path.stem}_{subdataset.group(2)}_{label}{suffix}")
+    if str(src).startswith("/vsi"):  # /vsizip/dems.zip/dem.tif -> dem_x4.tif in the current folder
+        return Path(f"{src.stem}_{label}{suffix}")
     return src.with_name(f"{src.stem}_{label}{suffix}")
 
 
@@ -82,6 +98,11 @@ def downscale_raster(
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(src) as dataset:
         info = raster_info(dataset)
         if scale is None:
+            if info.gcps:
+                raise ScaleError(
+                    f"'{src}' is georeferenced by ground control points, which give no pixel size for --resolution; "
+                    "use --scale"
+                )
             scale = scale_for_resolution(info.transform, resolution)
         scale = check_scale(scale)
         check_ensemble(ensemble, pixel_size(info.transform))
@@ -98,11 +119,13 @@ def downscale_raster(
         downscaler = Downscaler(model, **options)
         downscaler.check_bands(info.count)
         stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset))
-        if stats.empty_bands:
-            bands = ", ".join(str(i + 1) for i in stats.empty_bands)
+        if len(stats.empty_bands) == info.count:  # a band without data alone comes out as nodata
             raise InputError(
-                f"every pixel of band {bands} of '{src}' is nodata (nodata={info.nodata}); nothing to downscale"
+                f"every pixel of '{src}' is nodata (nodata={info.nodata}); nothing to downscale: check the "
+                "input, or its nodata value (gdal_edit.py -a_nodata)"
             )
+        out_dtype = info.dtype if keep_dtype else "float32"
+        check_space(out, output_shape(info.height, info.width, scale), info.count, out_dtype)
         plan = downscaler.plan((info.height, info.width), scale)
         spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size)
         if scheduler is None:
@@ -135,6 +158,8 @@ def _output_spec(
     dtype = info.dtype if keep_dtype else "float32"
     has_gaps = bool((stats.count < info.height * info.width).any())
     nodata = info.nodata
+    if nodata is not None and np.dtype(dtype).kind == "f" and abs(nodata) > float(np.finfo(dtype).max):
+        nodata = float("nan")  # such as float64's lowest value, which a float32 output cannot hold
     if nodata is None and has_gaps:
         if np.issubdtype(np.dtype(dtype), np.integer):
             raise InputError(
@@ -158,13 +183,21 @@ def _output_spec(
         width=shape[1],
         count=info.count,
         dtype=dtype,
-        crs=info.crs,
+        crs=info.gcp_crs if info.gcps else info.crs,
         transform=output_transform(info.transform, (info.height, info.width), shape),
         nodata=nodata,
         tile_size=tile_size,
         tags=tags,
         info=info,
+        gcps=[_refine_gcp(g, shape[0] / info.height, shape[1] / info.width) for g in info.gcps],
     )
+
+
+def _refine_gcp(gcp: Any, fy: float, fx: float) -> Any:
+    """A ground control point on the fine grid (GDAL's pixel and line count from the raster's corner)."""
+    from rasterio.control import GroundControlPoint
+
+    return GroundControlPoint(gcp.row * fy, gcp.col * fx, gcp.x, gcp.y, gcp.z, gcp.id, gcp.info)
 
 
 def downscale_grid(

@@ -246,7 +246,7 @@ class Downscaler:
         """Downscale tiles: for each ``(tile, coarse source window)`` yield ``(tile, fine core)``.
 
         Source windows are (band, y, x) floats with NaN for nodata, cut at ``tile.rows.source`` and
-        ``tile.cols.source``. Cores are float32 with NaN for nodata. Tiles come out in input order.
+        ``tile.cols.source``. Cores are float64 with NaN for nodata. Tiles come out in input order.
         """
         self.check_bands(len(stats.count))
         # a band without data (mean 0, std 0) comes out all NaN: every fine pixel's footprint is missing
@@ -287,7 +287,7 @@ class Downscaler:
             fine = fine_z[:, rows, cols] * scale_by + mean
             fr = footprint_index(h_in, h_out, tile.rows.core) - tile.rows.source.start
             fc = footprint_index(w_in, w_out, tile.cols.core) - tile.cols.source.start
-            core = fine.astype(np.float32)
+            core = fine  # float64: the writer casts to the output's type, checking its range
             core[~item.valid[:, fr[:, None], fc[None, :]]] = np.nan
             yield tile, core
 
@@ -501,7 +501,7 @@ def _tile_task(
 ) -> np.ndarray:
     downscaler = cached_downscaler(model, **options)
     ((_, core),) = downscaler.run(plan, stats, [(tile, as_float(source, nodata))])
-    return core
+    return core.astype(np.float32)
 
 
 def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, options: dict[str, Any]) -> Any:

@@ -77,8 +77,13 @@ ERROR_CASES = [
     ),
     ("ensemble 3", lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m1, "--ensemble", 3], 2, ["--ensemble"]),
     ("zero size", lambda f: ["downscale", f.zero, "--scale", 2, "--model", f.m1], 1, ["zero.vrt"]),
-    ("all nodata", lambda f: ["downscale", f.empty, "--scale", 2, "--model", f.m1], 1, ["nodata", "band 1"]),
-    ("all NaN", lambda f: ["downscale", f.nan, "--scale", 2, "--model", f.m1], 1, ["nodata", "band 1"]),
+    ("all nodata", lambda f: ["downscale", f.empty, "--scale", 2, "--model", f.m1], 1, ["is nodata", "-a_nodata"]),
+    (
+        "all NaN",
+        lambda f: ["downscale", f.nan, "--scale", 2, "--model", f.m1],
+        1,
+        ["is nodata", "nothing to downscale"],
+    ),
     (
         "unknown model",
         lambda f: ["downscale", f.dem, "--scale", 2, "--model", "no-such-model"],

@@ -156,3 +156,97 @@ def test_cli_refuses_a_raster_with_nodata(tmp_path, cli):
     result = cli("evaluate", path, "--scale", 2, "--no-model")
     assert result.code != 0
     assert "nodata" in result.err and "crop" in result.err
+
+
+def _strict_json(text: str) -> dict:
+    """``json.loads`` that refuses the NaN / Infinity / -Infinity that ``json.dumps`` writes by default."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_metrics_of_a_constant_truth_are_undefined_without_warnings():
+    import warnings
+
+    truth = np.full((24, 24), 5.0)
+    coarse = area_average(truth, 2)
+    noisy = truth + np.random.default_rng(0).normal(scale=0.1, size=truth.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any numpy RuntimeWarning fails the test
+        exact = measure(truth.copy(), truth, coarse, 2)
+        off = measure(noisy, truth, coarse, 2)
+        results = evaluate_array(truth, 2)
+    assert exact.rmse == 0 and exact.psnr is None and exact.ssim is None
+    assert off.rmse > 0 and off.psnr is None and off.ssim is None
+    assert ssim(truth, truth, 0.0) is None
+    assert all(m.psnr is None and m.ssim is None for m in results.values())
+    assert best_classical(results) in results  # still chosen, by RMSE
+
+
+def test_psnr_of_an_exact_reconstruction_is_infinite():
+    coarse = np.random.default_rng(2).normal(size=(12, 12))
+    truth = np.kron(coarse, np.ones((2, 2)))  # nearest restores it exactly
+    m = measure(interpolate(coarse, truth.shape, "nearest"), truth, coarse, 2)
+    assert m.rmse == 0 and m.psnr == float("inf") and m.ssim == pytest.approx(1.0)
+
+
+def test_ssim_is_stable_far_from_zero():
+    # The same small relief on a large offset: SSIM does not depend on the cancellation of E[x^2] - E[x]^2.
+    rng = np.random.default_rng(3)
+    relief = fbm_surface((40, 40), seed=3, relief=1e-3, base=0.0).astype(np.float64)
+    estimate = relief + rng.normal(scale=1e-4, size=relief.shape)
+    reference = ssim(estimate + 1.0, relief + 1.0, np.ptp(relief))
+    assert ssim(estimate + 1e5, relief + 1e5, np.ptp(relief)) == pytest.approx(reference, abs=1e-3)
+
+
+def test_cli_constant_band_reports_undefined_metrics(tmp_path, cli, recwarn):
+    path = write_geotiff(tmp_path / "flat.tif", np.full((24, 24), 5.0, dtype=np.float32))
+    text = cli("evaluate", path, "--scale", 2, "--model", "backprojection", "--device", "cpu")
+    assert text.code == 0, text.err
+    rows = [
+        line.split()
+        for line in text.out.splitlines()
+        if line.split()[:1]
+        and line.split()[0]
+        in ("nearest", "bilinear", "bicubic", "cubic_spline", "lanczos", "backprojection", "model", "model_conserved")
+    ]
+    assert len(rows) == 8
+    assert all(row[3] == "n/a" and row[4] == "n/a" for row in rows)  # PSNR and SSIM columns
+    assert "nan" not in text.out and "inf" not in text.out
+    assert "constant" in text.out and "undefined" in text.out
+    assert "RuntimeWarning" not in text.err and "Error" not in text.err
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+    result = cli("evaluate", path, "--scale", 2, "--model", "backprojection", "--device", "cpu", "--json")
+    assert result.code == 0, result.err
+    band = _strict_json(result.out)["bands"]["band 1"]
+    assert band["constant"] is True
+    assert band["best_classical"] in band["methods"]
+    for metrics in band["methods"].values():
+        assert metrics["psnr"] is None and metrics["ssim"] is None
+        assert metrics["rmse"] == pytest.approx(0.0, abs=1e-5)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_cli_exact_reconstruction_psnr_is_inf_in_text_and_null_in_json(tmp_path, cli):
+    coarse = fbm_surface((12, 14), seed=4)
+    path = write_geotiff(tmp_path / "blocks.tif", np.kron(coarse, np.ones((2, 2), dtype=np.float32)))
+    text = cli("evaluate", path, "--scale", 2, "--no-model")
+    assert text.code == 0, text.err
+    nearest = next(line.split() for line in text.out.splitlines() if line.split()[:1] == ["nearest"])
+    assert nearest[3] == "inf" and "constant" not in text.out
+    report = _strict_json(cli("evaluate", path, "--scale", 2, "--no-model", "--json").out)
+    band = report["bands"]["band 1"]
+    assert band["constant"] is False and band["best_classical"] == "nearest"
+    assert band["methods"]["nearest"]["psnr"] is None
+    assert band["methods"]["bicubic"]["psnr"] > 0
+
+
+def test_cli_model_versus_an_exact_classical_method_does_not_divide_by_zero(tmp_path, model1, cli):
+    coarse = fbm_surface((12, 14), seed=4)
+    path = write_geotiff(tmp_path / "blocks.tif", np.kron(coarse, np.ones((2, 2), dtype=np.float32)))
+    result = cli("evaluate", path, "--scale", 2, "--model", model1, "--device", "cpu")
+    assert result.code == 0, result.err
+    assert "model: RMSE" in result.out and "than nearest (exact, RMSE 0)" in result.out

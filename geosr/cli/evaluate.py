@@ -23,6 +23,16 @@ def _pixel_size_m(info: object) -> tuple[float, float]:
     return dx, dy
 
 
+def _json_metrics(metrics: dict[str, object]) -> dict[str, object]:
+    """Metrics with every non-finite number (an infinite PSNR) as ``None``, i.e. JSON ``null``."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
+
+
+def _cell(value: float | None, width: int, digits: int) -> str:
+    """A right-aligned table cell: the number, ``inf``, or ``n/a`` for an undefined metric."""
+    return f"{'n/a':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+
+
 @click.command()
 @click.argument("input_path", metavar="HR", type=click.Path(path_type=Path))
 @click.option("--scale", type=int, required=True, help="Whole scale to degrade by and restore (2, 3, 4...).")
@@ -51,6 +61,11 @@ def evaluate(
     Reports per band RMSE, MAE, PSNR, SSIM, maximum error, slope RMSE (elevation) and consistency
     (output averaged back onto the coarse grid vs the coarse input), for the model and for nearest,
     bilinear, bicubic, cubic spline, Lanczos and back-projection. A border of 2*SCALE pixels is cropped.
+
+    PSNR and SSIM are undefined on a constant band (zero data range): the table shows them as n/a,
+    with a note. PSNR of an exact reconstruction (RMSE 0) is infinite: the table shows inf. JSON has
+    no infinity or NaN, so with --json both are null (a band's "constant" tells which), and the
+    output is strict JSON. The best classical method is the one with the lowest RMSE.
     """
     import numpy as np
 
@@ -92,6 +107,8 @@ def evaluate(
         best = best_classical(results)
         report[f"band {band + 1}"] = {
             "best_classical": best,
+            # measure() leaves PSNR undefined exactly when the reference band has a zero range
+            "constant": all(metrics.psnr is None for metrics in results.values()),
             "methods": {name: asdict(metrics) for name, metrics in results.items()},
         }
     if as_json:
@@ -103,9 +120,13 @@ def evaluate(
                     "border": 2 * scale,
                     "model": None if loaded is None else loaded.card.name,
                     "ensemble": copies,
-                    "bands": report,
+                    "bands": {
+                        band: {**entry, "methods": {n: _json_metrics(m) for n, m in entry["methods"].items()}}
+                        for band, entry in report.items()
+                    },
                 },
                 indent=2,
+                allow_nan=False,
             )
         )
         return
@@ -121,12 +142,20 @@ def evaluate(
         for name, m in entry["methods"].items():
             slope = f"{m['slope_rmse']:8.3f}" if m["slope_rmse"] is not None else f"{'-':>8}"
             click.echo(
-                f"  {name:<15}{m['rmse']:10.4f}{m['mae']:10.4f}{m['psnr']:8.2f}{m['ssim']:8.4f}"
+                f"  {name:<15}{m['rmse']:10.4f}{m['mae']:10.4f}{_cell(m['psnr'], 8, 2)}{_cell(m['ssim'], 8, 4)}"
                 f"{m['max_error']:10.3f}{slope}{m['consistency_rmse']:9.4f}"
             )
-        best_rmse = entry["methods"][entry["best_classical"]]["rmse"]
+        if entry["constant"]:
+            click.echo("  note: the band is constant (zero data range), so PSNR and SSIM are undefined (n/a)")
+        best, best_rmse = entry["best_classical"], entry["methods"][entry["best_classical"]]["rmse"]
         for name in ("model", "model_conserved"):
             if name in entry["methods"]:
-                gain = 1 - entry["methods"][name]["rmse"] / best_rmse
-                word = "lower" if gain >= 0 else "higher"
-                click.echo(f"  {name}: RMSE {100 * abs(gain):.1f}% {word} than {entry['best_classical']}")
+                rmse = entry["methods"][name]["rmse"]
+                if best_rmse > 0:
+                    gain = 1 - rmse / best_rmse
+                    word = "lower" if gain >= 0 else "higher"
+                    click.echo(f"  {name}: RMSE {100 * abs(gain):.1f}% {word} than {best}")
+                elif rmse == 0:
+                    click.echo(f"  {name}: RMSE 0, as {best} (both exact)")
+                else:
+                    click.echo(f"  {name}: RMSE {rmse:.4g}, higher than {best} (exact, RMSE 0)")
