@@ -576,3 +576,63 @@ def test_climate_sets_with_spectral_fields_add_training_fields_and_validation_gr
     assert [v.shape for v in val[-3:]] == [(1, 53, 120), (1, 53, 120), (1, 161, 360)]
     # the 3-degree grids lose the rows beyond about 80 degrees: row 4 is 78 N
     np.testing.assert_array_equal(val[-3][0], grids["era5_z500"][4:57])
+
+
+TINY_CLI = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--depth", "3", "--width", "4"]
+TINY_CLI += ["--device", "cpu", "-q"]
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("scale beyond the patch", "no 12-pixel patch of the validation part"),  # x9 cells do not fit 12 pixels
+        ("sea in the held-out strip", "no 16-pixel patch of the validation part with at least half"),
+    ],
+)
+def test_cli_refuses_data_that_cannot_give_patches_instead_of_hanging(tmp_path, cli, case, words):
+    data = fbm_surface((48, 48), seed=3, relief=50.0)
+    if case == "sea in the held-out strip":
+        data[-12:] = -9999
+        args = ["--scales", "2", "--patch-size", "16"]
+    else:
+        args = ["--scales", "9", "--patch-size", "12"]
+    hr = write_geotiff(tmp_path / "hr.tif", data, nodata=-9999)
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", *args, *TINY_CLI)
+    assert result.code == 1
+    assert_one_line_error(result.err, words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.tif"]
+
+
+def test_cli_checks_the_output_before_training(tmp_path, cli):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    args = ["--scales", "2", "--patch-size", "16", *TINY_CLI]
+    result = cli("train", hr, "-o", folder, "--overwrite", *args)
+    assert result.code != 0 and "is a folder" in result.err
+    assert (folder / "notes.txt").read_text() == "keep me"
+    result = cli("train", hr, "-o", tmp_path / "missing" / "m.safetensors", *args)
+    assert result.code != 0
+    assert_one_line_error(result.err, "output folder")
+
+
+def test_cli_resume_refusals_are_one_line(tmp_path, cli):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
+    model = tmp_path / "m.safetensors"
+    args = ["--scales", "2", "--patch-size", "16", *TINY_CLI]
+    assert cli("train", hr, "-o", model, *args).code == 0
+    checkpoint = tmp_path / "m.safetensors.ckpt"
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("not a checkpoint")
+    cases = [
+        (["--resume", checkpoint], "has already run 1 epochs, and --epochs asks for 1"),
+        (["--resume", checkpoint, "--epochs", "2", "--width", "8"], "is of another network"),
+        (["--resume", junk, "--epochs", "2"], "is not a geosr training checkpoint"),
+        (["--resume", model, "--epochs", "2"], "is not a geosr training checkpoint"),
+    ]
+    for extra, words in cases:
+        result = cli("train", hr, "-o", tmp_path / "second.safetensors", *args, *extra)
+        assert result.code == 1, (extra, result.err)
+        assert_one_line_error(result.err, words)
+    assert not (tmp_path / "second.safetensors").exists()

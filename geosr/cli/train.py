@@ -137,6 +137,10 @@ def train(
     scale_list = _ints(scales, "--scales")
     if min(scale_list) < 2:
         raise click.BadParameter(f"--scales must all be at least 2, got {scales!r}")
+    if output.is_dir():
+        raise OutputExistsError(f"output '{output}' is a folder; give a file name with -o")
+    if not output.parent.is_dir():
+        raise InputError(f"output folder '{output.parent}' does not exist; create it or choose another -o")
     if output.exists() and not overwrite and resume is None:
         raise OutputExistsError(f"output '{output}' already exists; pass --overwrite to replace it")
     train_sets, val_sets, square, units, names = [], [], True, None, None

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from geosr.conserve import conserve_torch
-from geosr.errors import ModelError
+from geosr.errors import InputError, ModelError
 from geosr.io import replaced_atomically
 from geosr.models.card import ModelCard
 from geosr.models.files import load_model, save_model
@@ -59,6 +59,10 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Random patches tried in a row before a raster set is declared unable to give one.
+MAX_TRIES = 10_000
+
+
 class Batches:
     """Mixed-scale random batches from a list of normalised rasters.
 
@@ -71,7 +75,9 @@ class Batches:
         config: TrainConfig,
         seed: int,
         weights: Sequence[float] | None = None,
+        what: str = "training",
     ) -> None:
+        self.what = what
         self.rasters = list(rasters)
         self.config = config
         self.rng = np.random.default_rng(seed)
@@ -83,7 +89,7 @@ class Batches:
 
     def sample(self) -> Sample:
         cfg = self.config
-        while True:
+        for _ in range(MAX_TRIES):
             index = int(self.rng.choice(len(self.rasters), p=self.weights))
             scale = int(self.rng.choice(cfg.scales))
             key = (index, scale)
@@ -92,6 +98,12 @@ class Batches:
             sample = self.prepared[key].cut(cfg.patch, self.rng, square_pixels=cfg.square_pixels)
             if sample is not None:
                 return sample
+        raise InputError(
+            f"no {cfg.patch}-pixel patch of the {self.what} part with at least half of its pixels valid was found "
+            f"in {MAX_TRIES} tries at scales {', '.join(map(str, cfg.scales))} (a patch must hold whole cells of "
+            f"every scale, and the last 15% of each raster is the validation part); use a smaller --patch-size, "
+            f"smaller --scales, or rasters with more valid data"
+        )
 
     def batch(self, n: int) -> Batch:
         samples = [self.sample() for _ in range(n)]
@@ -245,13 +257,24 @@ def train(
     checkpoint = Path(str(output) + ".ckpt")
     step, epoch, elapsed_before = 0, 0, 0.0
     if resume:
-        state = torch.load(resume, map_location=device, weights_only=True)
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = _load_checkpoint(resume, device)
+        try:
+            network.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError):
+            raise InputError(
+                f"checkpoint '{resume}' is of another network or optimiser; resume with the same --depth, --width, "
+                "--bands, --cell-input and --optimizer as the run that wrote it"
+            ) from None
         step, epoch, elapsed_before = int(state["step"]), int(state["epoch"]), float(state["seconds"])
+        if epoch >= config.epochs:
+            raise InputError(
+                f"checkpoint '{resume}' has already run {epoch} epochs, and --epochs asks for {config.epochs}; "
+                "ask for more epochs to continue it"
+            )
         log(f"resumed from {resume} at epoch {epoch}, step {step}")
     batches = Batches(rasters, config, config.seed + 1000 * epoch + 1, weights)
-    val = Batches(val_rasters, config, config.seed + 7).batch(config.val_samples)
+    val = Batches(val_rasters, config, config.seed + 7, what="validation").batch(config.val_samples)
     started = time.perf_counter()
     history = []
     rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
@@ -324,6 +347,26 @@ def train(
             log(f"budget of {config.minutes} minutes reached")
             break
     return {"steps": step, "epochs": epoch, "initial_val_rmse": initial, "history": history}
+
+
+def _load_checkpoint(path: str | Path, device: torch.device) -> dict[str, Any]:
+    """A training checkpoint written by :func:`train`, or one clear error."""
+    keys = {"model", "optimizer", "step", "epoch", "seconds"}
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"checkpoint '{path}' does not exist; pass the OUTPUT.ckpt file a run left") from None
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"'{path}' is not a geosr training checkpoint ({reason}); pass the OUTPUT.ckpt file a run left"
+        ) from None
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise InputError(
+            f"'{path}' is not a geosr training checkpoint (no {', '.join(sorted(keys))}); "
+            "pass the OUTPUT.ckpt file a run left, not the model"
+        )
+    return state
 
 
 def average_weights(start: str | Path, tuned: str | Path, alpha: float, output: str | Path | None = None) -> Path:

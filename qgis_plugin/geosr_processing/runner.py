@@ -129,7 +129,9 @@ class Job:
             "model": self.model or None,
             "device": self.device,
             "tile_size": self.tile_size,
-            "conserve": self.conserve,
+            "conserve": True
+            if self.conserve
+            else None,  # unchecked: as the model says, like the CLI without --conserve
             "ensemble": self.ensemble,
             "overwrite": True,
         }

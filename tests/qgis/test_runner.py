@@ -82,6 +82,15 @@ def test_cli_arguments_are_geosr_downscale_options(jacksboro, tmp_path):
     assert dataclasses.replace(job, ensemble=8).pipeline_keywords()["ensemble"] == 8
 
 
+def test_both_runners_leave_conservation_to_the_model_when_unchecked(jacksboro, tmp_path):
+    # unchecked: the CLI gets no --conserve and the pipeline None, i.e. the model card's default (on for the
+    # shipped models at whole scales), never False, which would turn conservation off in QGIS's own Python
+    job = make_job(jacksboro, tmp_path / "out.tif", Path("m.safetensors"), conserve=False)
+    assert "--conserve" not in job.cli_arguments() and "--no-conserve" not in job.cli_arguments()
+    assert job.pipeline_keywords()["conserve"] is None
+    assert dataclasses.replace(job, conserve=True).pipeline_keywords()["conserve"] is True
+
+
 def test_configured_executable_comes_first(monkeypatch, tmp_path, geosr_executable):
     monkeypatch.setenv(EXECUTABLE_ENV, str(geosr_executable))
     assert find_geosr() == geosr_executable
