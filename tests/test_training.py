@@ -636,3 +636,12 @@ def test_cli_resume_refusals_are_one_line(tmp_path, cli):
         assert result.code == 1, (extra, result.err)
         assert_one_line_error(result.err, words)
     assert not (tmp_path / "second.safetensors").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--lr", "0"), ("--lr", "-1"), ("--minutes", "-1"), ("--minutes", "0")])
+def test_cli_refuses_a_learning_rate_or_budget_that_is_not_positive(tmp_path, cli, option, value):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", option, value, *TINY_CLI)
+    assert result.code == 2
+    assert_one_line_error(result.err, f"Invalid value for '{option}'")
+    assert not (tmp_path / "m.safetensors").exists()

@@ -32,14 +32,24 @@ def _ints(text: str, what: str) -> list[int]:
     "--bands", default=None, help="Bands to train on, e.g. 1,2 (default: all; a model gets one channel per band)."
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--minutes", type=float, default=None, help="Stop after this many minutes (checked each epoch).")
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many minutes (checked each epoch).",
+)
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option(
     "--patch-size", type=click.IntRange(min=12), default=48, show_default=True, help="Fine pixels per patch side."
 )
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
-@click.option("--lr", type=float, default=None, help="Learning rate (default: 1e-4 for adam, 0.1 for sgd).")
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Learning rate (default: 1e-4 for adam, 0.1 for sgd).",
+)
 @click.option(
     "--schedule",
     type=click.Choice(["constant", "cosine"]),
