@@ -76,6 +76,12 @@ ERROR_CASES = [
         ["square pixels", "ensemble of 4"],
     ),
     ("ensemble 3", lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m1, "--ensemble", 3], 2, ["--ensemble"]),
+    (
+        "NetCDF output without --variable",
+        lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m1, "-o", f.dem.with_name("out.nc")],
+        2,
+        ["netcdf output, which needs --variable NAME", "-o NAME.tif"],
+    ),
     ("zero size", lambda f: ["downscale", f.zero, "--scale", 2, "--model", f.m1], 1, ["zero.vrt"]),
     ("all nodata", lambda f: ["downscale", f.empty, "--scale", 2, "--model", f.m1], 1, ["is nodata", "-a_nodata"]),
     (

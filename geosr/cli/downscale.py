@@ -126,6 +126,7 @@ def downscale(
         raise click.UsageError("give --scale (for example --scale 4) or --resolution")
     if scale is not None and resolution is not None:
         raise click.UsageError("give either --scale or --resolution, not both")
+    from geosr.io import grid_format
     from geosr.pipeline import downscale_grid, downscale_raster
     from geosr.predict import DEFAULT_TILE_SIZE
 
@@ -143,6 +144,11 @@ def downscale(
         "conserve": conserve,
         "scheduler": scheduler,
     }
+    if variable is None and output is not None and grid_format(Path(output)) is not None:
+        raise click.UsageError(
+            f"-o {output} names a {grid_format(Path(output))} output, which needs --variable NAME; "
+            "without it geosr writes a GeoTIFF (-o NAME.tif)"
+        )
     if variable is None:
         progress = print_progress_line if progress_lines else progress_bar(quiet, unit="tile")
         result = downscale_raster(input_path, output, cog=cog, keep_dtype=keep_dtype, progress=progress, **options)
