@@ -250,3 +250,30 @@ def test_cli_model_versus_an_exact_classical_method_does_not_divide_by_zero(tmp_
     result = cli("evaluate", path, "--scale", 2, "--model", model1, "--device", "cpu")
     assert result.code == 0, result.err
     assert "model: RMSE" in result.out and "than nearest (exact, RMSE 0)" in result.out
+
+
+def test_cli_slope_uses_the_true_pixel_size_of_rotated_rasters_and_none_for_gcps(tmp_path, cli):
+    import rasterio
+    from affine import Affine
+    from rasterio.control import GroundControlPoint
+
+    dem = fbm_surface((48, 48), seed=6, relief=300.0)
+    slopes = {}
+    for name, transform in [
+        ("north", Affine.scale(30.0, -30.0)),
+        ("rotated", Affine.rotation(30) * Affine.scale(30.0, -30.0)),
+    ]:
+        path = write_geotiff(tmp_path / f"{name}.tif", dem, transform=transform, units=["m"])
+        result = cli("evaluate", path, "--scale", 2, "--model", "backprojection", "--json", "--device", "cpu")
+        assert result.code == 0, result.err
+        slopes[name] = json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]["slope_rmse"]
+    assert slopes["rotated"] == pytest.approx(slopes["north"], rel=1e-9)
+    path = tmp_path / "gcp.tif"
+    gcps = [GroundControlPoint(r, c, 500_000 + 30 * c, 4_600_000 - 30 * r) for r, c in [(0, 0), (0, 48), (48, 0)]]
+    profile = {"driver": "GTiff", "height": 48, "width": 48, "count": 1, "dtype": "float32"}
+    with rasterio.open(path, "w", **profile, gcps=gcps, crs="EPSG:32633") as dst:
+        dst.write(dem.astype(np.float32), 1)
+        dst.set_band_unit(1, "m")
+    result = cli("evaluate", path, "--scale", 2, "--model", "backprojection", "--json", "--device", "cpu")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]["slope_rmse"] is None

@@ -14,11 +14,17 @@ from geosr.cli.options import device_option, ensemble_option, model_option, repo
 ELEVATION_UNITS = {"m", "metre", "metres", "meter", "meters", "ft", "foot", "feet"}
 
 
-def _pixel_size_m(info: object) -> tuple[float, float]:
+def _pixel_size_m(info: object) -> tuple[float, float] | None:
+    """Pixel width and height in metres (degrees converted at the raster's centre); None for a raster
+    georeferenced by ground control points, whose pixels have no single size."""
+    from geosr.georef import pixel_size
+
+    if info.gcps:  # type: ignore[attr-defined]
+        return None
     transform, crs = info.transform, info.crs  # type: ignore[attr-defined]
-    dx, dy = abs(transform.a), abs(transform.e)
+    dx, dy = pixel_size(transform)
     if crs is not None and crs.is_geographic:
-        lat = transform.f + transform.e * info.height / 2  # type: ignore[attr-defined]
+        _, lat = transform * (info.width / 2, info.height / 2)  # type: ignore[attr-defined]
         return dx * 111_320 * math.cos(math.radians(lat)), dy * 110_540
     return dx, dy
 
