@@ -31,7 +31,8 @@ def print_progress_line(done: int, total: int) -> None:
     "--output",
     type=click.Path(path_type=Path),
     default=None,
-    help="Output GeoTIFF. Default: INPUT_x<scale>.tif beside the input.",
+    help="Output GeoTIFF (NetCDF or Zarr with --variable). Default: INPUT_x<scale>.tif beside the input "
+    "(.nc or .zarr with --variable).",
 )
 @click.option("--scale", type=float, default=None, help="Refinement factor, > 1 (for example 4).")
 @click.option(
