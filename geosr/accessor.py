@@ -123,13 +123,18 @@ def _nodata(da: xr.DataArray) -> list[float]:
     return values
 
 
-def _rotation_terms(mapping: xr.DataArray) -> bool:
-    """Whether a grid mapping's ``GeoTransform`` rotates or shears the grid."""
+def _check_north_up(name: str, mapping: xr.DataArray, ydim: str, xdim: str) -> None:
+    """Refuse a grid mapping whose ``GeoTransform`` rotates or shears the grid."""
     try:
         terms = [float(v) for v in str(mapping.attrs["GeoTransform"]).split()]
     except (KeyError, ValueError):
-        return False
-    return len(terms) == 6 and (terms[2] != 0 or terms[4] != 0)
+        return
+    if len(terms) == 6 and (terms[2] != 0 or terms[4] != 0):
+        raise InputError(
+            f"the grid mapping {name!r} rotates the grid (GeoTransform {mapping.attrs['GeoTransform']!r}), which "
+            f"the 1-D coordinates {ydim!r} and {xdim!r} cannot describe; downscale a GeoTIFF of it with "
+            "'geosr downscale', or regrid it to a north-up grid first"
+        )
 
 
 def _refit(var: xr.DataArray, y: np.ndarray, x: np.ndarray) -> xr.DataArray:
@@ -247,12 +252,8 @@ class GeosrDataArrayAccessor:
         ydim, xdim = spatial_dims(da, y_dim, x_dim)
         check_ensemble(ensemble, (regular_step(da, xdim), regular_step(da, ydim)))
         mapping = _grid_mapping(da)
-        if mapping is not None and _rotation_terms(da[mapping]):
-            raise InputError(
-                f"the grid mapping {mapping!r} rotates the grid (GeoTransform {da[mapping].attrs['GeoTransform']!r}), "
-                f"which the 1-D coordinates {ydim!r} and {xdim!r} cannot describe; downscale a GeoTIFF of it with "
-                f"'geosr downscale', or regrid it to a north-up grid first"
-            )
+        if mapping is not None:
+            _check_north_up(mapping, da[mapping], ydim, xdim)
         others = [str(d) for d in da.dims if d not in (ydim, xdim)]
         arranged = da.transpose(*others, ydim, xdim)
         missing = [float(nodata)] if nodata is not None else _nodata(da)
@@ -338,12 +339,8 @@ class GeosrDatasetAccessor:
         if not any(spatial <= set(var.dims) for var in ds.data_vars.values()):
             raise InputError(f"no data variable of the dataset has both dimensions {ydim!r} and {xdim!r}")
         for name, var in ds.variables.items():
-            if not spatial & set(var.dims) and _rotation_terms(var):
-                raise InputError(
-                    f"the grid mapping {str(name)!r} rotates the grid (GeoTransform {var.attrs['GeoTransform']!r}), "
-                    f"which the 1-D coordinates {ydim!r} and {xdim!r} cannot describe; downscale a GeoTIFF of it "
-                    f"with 'geosr downscale', or regrid it to a north-up grid first"
-                )
+            if not spatial & set(var.dims):
+                _check_north_up(str(name), var, ydim, xdim)
         out: dict[str, xr.DataArray] = {}
         for name, var in ds.data_vars.items():
             if spatial <= set(var.dims):
