@@ -100,8 +100,8 @@ def raster_info(dataset: Any) -> RasterInfo:
         )
     _check_bands(dataset)
     gcps, gcp_crs = dataset.gcps
-    georeferenced = not dataset.transform.is_identity or dataset.crs is not None
-    if not georeferenced and not gcps and dataset.rpcs is not None:
+    by_gcps = bool(gcps) and dataset.transform.is_identity  # GCPs, not a transform, place the raster
+    if dataset.transform.is_identity and dataset.crs is None and not gcps and dataset.rpcs is not None:
         raise InputError(
             f"'{dataset.name}' is georeferenced by RPCs only, which geosr cannot carry to a finer grid; "
             "orthorectify it first (gdalwarp -rpc)"
@@ -122,8 +122,8 @@ def raster_info(dataset: Any) -> RasterInfo:
         colorinterp=tuple(dataset.colorinterp),
         tags=dict(dataset.tags()),
         band_tags=[_carried_tags(dataset.tags(i)) for i in range(1, dataset.count + 1)],
-        gcps=list(gcps) if gcps and dataset.transform.is_identity else [],
-        gcp_crs=gcp_crs if gcps and dataset.transform.is_identity else None,
+        gcps=list(gcps) if by_gcps else [],
+        gcp_crs=gcp_crs if by_gcps else None,
     )
 
 
