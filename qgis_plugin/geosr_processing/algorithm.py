@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingUtils,
+    QgsProperty,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
@@ -181,6 +182,10 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
     def checkParameterValues(  # noqa: N802
         self, parameters: dict[str, Any], context: QgsProcessingContext
     ) -> tuple[bool, str]:
+        try:
+            parameters = self._normalised(parameters)
+        except QgsProcessingException as exc:
+            return False, str(exc)
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
             return ok, message
@@ -194,6 +199,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(  # noqa: N802
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
+        parameters = self._normalised(parameters)
         scale, resolution = self._scale_and_resolution(parameters, context)
         output = self._output(parameters, context)
         job = Job(
@@ -214,6 +220,32 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         except Canceled as exc:
             raise QgsProcessingException(_tr("Canceled: geosr stopped and wrote no output")) from exc
         return {self.OUTPUT: output}
+
+    def _normalised(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """``parameters`` with an ensemble given as a number (``{"ENSEMBLE": 4}``) turned into its option,
+        and text that is not a number refused for the scale and the resolution (QGIS would read it as 0)."""
+        for name in (self.SCALE, self.RESOLUTION):
+            value = parameters.get(name)
+            if isinstance(value, str) and value.strip():
+                try:
+                    float(value)
+                except ValueError:
+                    raise QgsProcessingException(
+                        _tr("{} must be a number (for example {}), got '{}'").format(
+                            name, "4" if name == self.SCALE else "10", value
+                        )
+                    ) from None
+        value = parameters.get(self.ENSEMBLE)
+        if not _is_set(value) or isinstance(value, QgsProperty):
+            return parameters
+        text = str(value).strip()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+            text = str(int(value))
+        if text not in self.ENSEMBLES:
+            raise QgsProcessingException(
+                _tr("ENSEMBLE must be 1, 4 or 8 (copies of the layer averaged), got {}").format(value)
+            )
+        return {**parameters, self.ENSEMBLE: text}
 
     def _scale_and_resolution(
         self, parameters: dict[str, Any], context: QgsProcessingContext

@@ -123,8 +123,9 @@ def test_downscale_the_bundled_dem(processing, jacksboro, tiny_model, tmp_path):
             ["--resolution", repr(1 / 2400), "--conserve", "--tile-size", "300"],
         ),
         ({"SCALE": 2, "ENSEMBLE": "4", "TILE_SIZE": 200}, ["--scale", "2", "--ensemble", "4", "--tile-size", "200"]),
+        ({"SCALE": "2", "ENSEMBLE": 4}, ["--scale", "2", "--ensemble", "4"]),
     ],
-    ids=["scale 2.5", "resolution, conserve, tiles", "ensemble"],
+    ids=["scale 2.5", "resolution, conserve, tiles", "ensemble", "ensemble as a number, scale as text"],
 )
 def test_same_result_as_the_cli(processing, jacksboro, tiny_model, geosr_executable, tmp_path, options, cli_options):
     ours, theirs = tmp_path / "qgis.tif", tmp_path / "cli.tif"
@@ -213,6 +214,9 @@ BAD_PARAMETERS = {
     "not a GeoTIFF": ({"OUTPUT": "{tmp}/out.png"}, ["geosr writes GeoTIFF", "out.png"]),
     "no such band": ({"BANDS": [1, 2]}, ["has 1 band(s); there is no band 2"]),
     "tile too small": ({"TILE_SIZE": 8}, ["TILE_SIZE"]),
+    "scale not a number": ({"SCALE": "abc"}, ["SCALE", "'abc'", "a number"]),
+    "resolution not a number": ({"SCALE": None, "RESOLUTION": "fine"}, ["RESOLUTION", "'fine'", "a number"]),
+    "ensemble not 1, 4 or 8": ({"ENSEMBLE": 3}, ["ENSEMBLE", "1, 4 or 8", "3"]),
     "not a raster": ({"INPUT": "{tmp}/notes.txt"}, ["INPUT"]),
 }
 
@@ -277,3 +281,6 @@ def test_qgis_process_runs_downscale(qgis_profile, plugin_folder, geosr_executab
     refused = call("run", "geosr:downscale", "--", "SCALE=1", *options)
     assert refused.returncode != 0
     assert "scale must be greater than 1" in refused.stdout + refused.stderr
+    refused = call("run", "geosr:downscale", "--", "SCALE=abc", *options)
+    assert refused.returncode != 0
+    assert "SCALE must be a number (for example 4), got 'abc'" in refused.stdout + refused.stderr
