@@ -188,6 +188,25 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert summary["epochs"] == 2 and summary["steps"] == 2 * TINY["steps_per_epoch"]
 
 
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    """The checkpoint keeps the patch sampler's state, so stopping and resuming changes nothing."""
+    from geosr.models.card import ModelCard
+
+    def run(output, epochs, resume=None):
+        card = ModelCard(name="tiny", in_channels=1, depth=4, width=8)
+        config = TrainConfig(**TINY, epochs=epochs, lr=1e-3)
+        train([terrain(0)], [terrain(1)], config, output, card, resume=resume, log=lambda line: None)
+        return load_model(output).network.state_dict()
+
+    whole = run(tmp_path / "whole.safetensors", 3)
+    run(tmp_path / "parts.safetensors", 1)
+    run(tmp_path / "parts.safetensors", 2, resume=str(tmp_path / "parts.safetensors.ckpt"))
+    parts = run(tmp_path / "parts.safetensors", 3, resume=str(tmp_path / "parts.safetensors.ckpt"))
+    assert whole.keys() == parts.keys()
+    for name in whole:
+        assert torch.equal(whole[name], parts[name]), name
+
+
 def test_a_run_stopped_while_writing_its_checkpoint_can_still_resume(tmp_path, monkeypatch):
     from pathlib import Path
 

@@ -217,7 +217,7 @@ def train(
 
     ``weights`` sets how often each raster is sampled (default: in proportion to its area).
     ``init`` starts from the weights of a model file of the same shape (fine-tuning, new optimiser);
-    ``resume`` continues a checkpoint (weights, optimiser, step). The card's ``interpolation`` is set
+    ``resume`` continues a checkpoint (weights, optimiser, step, the patch sampler's state). The card's ``interpolation`` is set
     from ``config.interpolation``; a model fine-tuned from one that conserves by default does too.
 
     ``progress(step, total_steps)`` is called after every step. Returns a summary: steps, epochs,
@@ -274,6 +274,10 @@ def train(
             )
         log(f"resumed from {resume} at epoch {epoch}, step {step}")
     batches = Batches(rasters, config, config.seed + 1000 * epoch + 1, weights)
+    if resume and "sampler" in state:
+        # the patch sampler continues where it stopped, so a resumed run ends as an uninterrupted one would
+        # (checkpoints written before it was kept continue with a fresh seed)
+        batches.rng.bit_generator.state = state["sampler"]
     val = Batches(val_rasters, config, config.seed + 7, what="validation").batch(config.val_samples)
     started = time.perf_counter()
     history = []
@@ -322,6 +326,7 @@ def train(
             "step": step,
             "epoch": epoch,
             "seconds": seconds,
+            "sampler": batches.rng.bit_generator.state,
         }
         # a run stopped while writing (Ctrl-C, a killed job) keeps the previous epoch's checkpoint whole
         with replaced_atomically(checkpoint) as tmp:
