@@ -217,8 +217,9 @@ def train(
 
     ``weights`` sets how often each raster is sampled (default: in proportion to its area).
     ``init`` starts from the weights of a model file of the same shape (fine-tuning, new optimiser);
-    ``resume`` continues a checkpoint (weights, optimiser, step, the patch sampler's state). The card's ``interpolation`` is set
-    from ``config.interpolation``; a model fine-tuned from one that conserves by default does too.
+    ``resume`` continues a checkpoint (weights, optimiser, step, the patch sampler's state). The card's
+    ``interpolation`` is set from ``config.interpolation``; a model fine-tuned from one that conserves by
+    default does too.
 
     ``progress(step, total_steps)`` is called after every step. Returns a summary: steps, epochs,
     the validation RMSE before training and a per-epoch history.
