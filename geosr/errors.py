@@ -40,5 +40,9 @@ class SchedulerError(GeosrError, ConnectionError):
     """The dask.distributed scheduler cannot be reached or has no workers."""
 
 
+class TrainingDiverged(GeosrError, ArithmeticError):
+    """The training loss became NaN or infinite (too high a learning rate)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl+C or ``kill`` stopped a run; the message says what it left behind."""

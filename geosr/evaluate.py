@@ -152,7 +152,8 @@ def measure(
     if pixel_size is not None:
         s_err = (slope_degrees(estimate, *pixel_size) - slope_degrees(truth, *pixel_size))[crop]
         slope = float(np.sqrt(np.mean(s_err**2)))
-    back = area_average(estimate, scale) - coarse
+    # the same border as the errors, in coarse cells: 2 * scale fine pixels are 2 cells
+    back = (area_average(estimate, scale) - coarse)[2:-2, 2:-2]
     return Metrics(
         rmse=rmse,
         mae=float(np.mean(np.abs(err))),
@@ -160,7 +161,7 @@ def measure(
         ssim=ssim(estimate[crop], truth[crop], data_range),
         max_error=float(np.max(np.abs(err))),
         slope_rmse=slope,
-        consistency_rmse=float(np.sqrt(np.mean(back[1:-1, 1:-1] ** 2))),
+        consistency_rmse=float(np.sqrt(np.mean(back**2))),
     )
 
 
@@ -178,19 +179,49 @@ def evaluate_array(
     With a ``model``, adds ``model`` (its plain output, ``conserve=False``) and ``model_conserved``
     (with ``conserve``, the default output of a model whose card says ``conserve``).
     """
+    return evaluate_bands(np.asarray(fine)[None], scale, model, pixel_sizes=[pixel_size], methods=methods, **options)[0]
+
+
+def evaluate_bands(
+    fine: np.ndarray,
+    scale: int,
+    model: object | None = None,
+    *,
+    pixel_sizes: list[tuple[float, float] | None] | None = None,
+    methods: tuple[str, ...] = CLASSICAL,
+    **options: object,
+) -> list[dict[str, Metrics]]:
+    """:func:`evaluate_array` for every band of a (band, y, x) fine raster, the model run once on all
+    of them (so a model of several bands sees them together); ``pixel_sizes[band]`` for slope errors.
+
+    Raises :class:`geosr.errors.ModelError` if the model's output is not finite.
+    """
+    from geosr.errors import ModelError
     from geosr.predict import downscale
 
-    h, w = (fine.shape[0] // scale) * scale, (fine.shape[1] // scale) * scale
-    truth = np.asarray(fine, dtype=np.float64)[:h, :w]
+    bands = fine.shape[0]
+    sizes = pixel_sizes if pixel_sizes is not None else [None] * bands
+    h, w = (fine.shape[1] // scale) * scale, (fine.shape[2] // scale) * scale
+    truth = np.asarray(fine, dtype=np.float64)[:, :h, :w]
     coarse = area_average(truth, scale)
-    results = {m: measure(classical(coarse, scale, m), truth, coarse, scale, pixel_size=pixel_size) for m in methods}
+    results = [
+        {m: measure(classical(coarse[b], scale, m), truth[b], coarse[b], scale, pixel_size=sizes[b]) for m in methods}
+        for b in range(bands)
+    ]
     if model is not None:
         # One network run: conservation is a per-cell correction of the output (geosr.conserve), the
         # same whether applied to the whole raster here or tile by tile by ``downscale(conserve=True)``.
-        estimate = downscale(coarse, scale, model, **{**options, "conserve": False}).astype(np.float64)
-        results["model"] = measure(estimate, truth, coarse, scale, pixel_size=pixel_size)
-        conserved = conserve(estimate, coarse, scale)
-        results["model_conserved"] = measure(conserved, truth, coarse, scale, pixel_size=pixel_size)
+        estimate = np.asarray(downscale(coarse, scale, model, **{**options, "conserve": False}), dtype=np.float64)
+        if not np.isfinite(estimate).all():
+            name = getattr(getattr(model, "card", None), "name", model)
+            raise ModelError(
+                f"model '{name}' gave NaN or infinite values on this raster, so it cannot be measured; "
+                "its weights are broken (a diverged training?): retrain it with a lower --lr"
+            )
+        for b in range(bands):
+            results[b]["model"] = measure(estimate[b], truth[b], coarse[b], scale, pixel_size=sizes[b])
+            conserved = conserve(estimate[b], coarse[b], scale)
+            results[b]["model_conserved"] = measure(conserved, truth[b], coarse[b], scale, pixel_size=sizes[b])
     return results
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from affine import Affine
 from conftest import write_geotiff
 from PIL import Image
 from scipy import ndimage
@@ -76,7 +77,7 @@ def test_metrics_against_direct_formulas():
     assert m.max_error == pytest.approx(np.abs(err).max())
     assert m.psnr == pytest.approx(20 * np.log10(np.ptp(truth) / m.rmse))
     back = area_average(estimate, 2) - coarse
-    assert m.consistency_rmse == pytest.approx(np.sqrt(np.mean(back[1:-1, 1:-1] ** 2)))
+    assert m.consistency_rmse == pytest.approx(np.sqrt(np.mean(back[2:-2, 2:-2] ** 2)))  # the 2-cell border
     assert ssim(truth, truth, np.ptp(truth)) == pytest.approx(1.0)
     assert 0 < m.ssim < 1
     assert measure(truth + 1.5 * (estimate - truth), truth, coarse, 2).ssim < m.ssim
@@ -277,3 +278,83 @@ def test_cli_slope_uses_the_true_pixel_size_of_rotated_rasters_and_none_for_gcps
     result = cli("evaluate", path, "--scale", 2, "--model", "backprojection", "--json", "--device", "cpu")
     assert result.code == 0, result.err
     assert json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]["slope_rmse"] is None
+
+
+def test_cli_slope_and_errors_are_the_same_whatever_the_units(tmp_path, cli):
+    """Slope is an angle: the same terrain stored in metres, in feet, on a CRS in US feet, or as int16
+    decimetres with a scale of 0.1 has the same slope errors, and its height errors in the band's unit."""
+    dem = np.round(fbm_surface((48, 48), seed=6, relief=300.0), 1)
+    ft, ft_us = 0.3048, 1200 / 3937
+    utm = Affine(90.0, 0, 700_000, 0, -90.0, 4_070_000)
+    rasters = {
+        "metres": write_geotiff(tmp_path / "m.tif", dem, transform=utm, crs="EPSG:32616", units=["m"]),
+        "feet": write_geotiff(tmp_path / "ft.tif", dem / ft, transform=utm, crs="EPSG:32616", units=["ft"]),
+        "crs in US feet": write_geotiff(
+            tmp_path / "ftus.tif",
+            dem,
+            transform=Affine(90 / ft_us, 0, 2e6, 0, -90 / ft_us, 1e7),
+            crs="EPSG:2277",
+            units=["m"],
+        ),
+        "decimetres scaled": write_geotiff(
+            tmp_path / "dm.tif",
+            np.round(dem * 10),
+            dtype="int16",
+            transform=utm,
+            crs="EPSG:32616",
+            units=["m"],
+            scales=[0.1],
+        ),
+    }
+    found = {}
+    for name, path in rasters.items():
+        result = cli("evaluate", path, "--scale", 2, "--no-model", "--json")
+        assert result.code == 0, result.err
+        found[name] = json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]
+    for name in rasters:
+        assert found[name]["slope_rmse"] == pytest.approx(found["metres"]["slope_rmse"], rel=1e-6), name
+    assert found["feet"]["rmse"] == pytest.approx(found["metres"]["rmse"] / ft, rel=1e-6)
+    assert found["decimetres scaled"]["rmse"] == pytest.approx(found["metres"]["rmse"], rel=1e-6)
+    gy, gx = np.gradient(dem.astype(np.float64), 90.0, 90.0)
+    assert found["metres"]["slope_rmse"] > 0 and np.degrees(np.arctan(np.hypot(gx, gy))).mean() > 1
+
+
+def test_cli_no_slope_without_a_crs(tmp_path, cli):
+    dem = fbm_surface((48, 48), seed=6, relief=300.0)
+    path = write_geotiff(tmp_path / "local.tif", dem, crs=None, transform=Affine.identity(), units=["m"])
+    result = cli("evaluate", path, "--scale", 2, "--no-model", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]["slope_rmse"] is None
+
+
+def test_cli_evaluates_a_model_of_two_bands_on_both_together(tmp_path, cli):
+    from geosr.models.files import load_model
+    from geosr.predict import downscale
+    from geosr.testing import random_model
+
+    model = random_model(tmp_path / "two.safetensors", in_channels=2, depth=3, width=4, name="two")
+    data = np.stack([fbm_surface((40, 44), seed=s) for s in (1, 2)])
+    path = write_geotiff(tmp_path / "two.tif", data)
+    result = cli("evaluate", path, "--scale", 2, "--model", model, "--json", "--device", "cpu")
+    assert result.code == 0, result.err
+    bands = json.loads(result.out)["bands"]
+    coarse = area_average(data.astype(np.float64), 2)
+    estimate = downscale(coarse, 2, load_model(model), device="cpu", conserve=False)
+    for b in range(2):
+        expected = np.sqrt(np.mean((estimate[b] - data[b])[4:-4, 4:-4] ** 2))
+        assert bands[f"band {b + 1}"]["methods"]["model"]["rmse"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_cli_refuses_a_model_whose_output_is_nan(tmp_path, cli):
+    from geosr.models.files import load_model, save_model
+    from geosr.testing import random_model
+
+    broken = load_model(random_model(tmp_path / "ok.safetensors", depth=3, width=4))
+    with torch.no_grad():
+        broken.network.body[-1].bias.fill_(float("nan"))
+    save_model(broken.network, broken.card, tmp_path / "nan.safetensors")
+    path = write_geotiff(tmp_path / "hr.tif", fbm_surface((40, 44), seed=7))
+    result = cli("evaluate", path, "--scale", 2, "--model", tmp_path / "nan.safetensors", "--json", "--device", "cpu")
+    assert result.code == 1 and result.out == ""
+    assert "gave NaN or infinite values" in result.err and "--lr" in result.err
+    assert len(result.err.strip().splitlines()) == 1

@@ -209,6 +209,44 @@ def test_unknown_architecture_and_bad_card_refused(tmp_path):
         read_card(broken)
 
 
+@pytest.mark.parametrize(
+    ("card", "words"),
+    [
+        ("[1, 2]", "a JSON list, not an object"),
+        ('"x"', "a JSON str, not an object"),
+        ('{"name": "t", "in_channels": 1, "scales": "abc"}', "field 'scales' should be a list of numbers > 1"),
+        ('{"name": "t", "in_channels": 1, "bands": 5}', "field 'bands' should be a list of names"),
+        ('{"name": "t", "in_channels": "1"}', "field 'in_channels' should be a whole number >= 1"),
+        ('{"name": "t", "in_channels": 1, "conserve": "yes"}', "field 'conserve' should be true or false"),
+    ],
+)
+def test_card_of_the_wrong_shape_is_unreadable(tmp_path, cli, card, words):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "odd.safetensors"
+    save_file(VDSR(1, depth=2, width=2).state_dict(), str(path), metadata={CARD_KEY: card})
+    with pytest.raises(ModelError, match="unreadable model card") as error:
+        read_card(path)
+    assert words in str(error.value)
+    result = cli("models", path)
+    assert result.code == 1 and "unreadable model card" in result.err and "Traceback" not in result.err
+
+
+def test_models_json_is_strict_when_a_metric_is_nan(tmp_path, cli):
+    network = VDSR(1, depth=2, width=2)
+    path = tmp_path / "diverged.safetensors"
+    save_model(network, make_card(network, metrics={"val_rmse_normalised": float("nan")}), path)
+    result = cli("models", path, "--json")
+    assert result.code == 0, result.err
+    card = json.loads(result.out, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))
+    assert card[str(path)]["metrics"]["val_rmse_normalised"] is None
+
+
+def test_shipped_cards_pass_the_field_checks():
+    for name in list_models():
+        assert read_card(resolve_model(name)).name
+
+
 def test_card_json_keeps_every_field():
     card = make_card(VDSR(2, depth=3, width=4))
     assert ModelCard.from_json(card.to_json()) == card

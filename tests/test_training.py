@@ -664,3 +664,24 @@ def test_cli_refuses_a_learning_rate_or_budget_that_is_not_positive(tmp_path, cl
     assert result.code == 2
     assert_one_line_error(result.err, f"Invalid value for '{option}'")
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_cli_refuses_constant_rasters(tmp_path, cli):
+    hr = write_geotiff(tmp_path / "flat.tif", np.full((64, 32), 5.0, dtype=np.float32))
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2", "--patch-size", "16", *TINY_CLI)
+    assert result.code == 1
+    assert_one_line_error(result.err, "every raster is constant (flat.tif)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.tif"]
+
+
+def test_a_diverging_training_stops_with_one_line_and_keeps_the_last_epoch(tmp_path, cli):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
+    model = tmp_path / "m.safetensors"
+    args = ["--scales", "2", "--patch-size", "16", *TINY_CLI]
+    assert cli("train", hr, "-o", model, *args).code == 0
+    before = model.read_bytes()
+    result = cli("train", hr, "-o", model, *args, "--resume", f"{model}.ckpt", "--epochs", "2", "--lr", "1e30")
+    assert result.code == 1
+    assert_one_line_error(result.err, "training diverged: the loss is")
+    assert "lower --lr" in result.err and "holds the last finished epoch's model" in result.err
+    assert model.read_bytes() == before

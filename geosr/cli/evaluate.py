@@ -11,22 +11,32 @@ import click
 
 from geosr.cli.options import device_option, ensemble_option, model_option, reports_errors, verbose_option
 
-ELEVATION_UNITS = {"m", "metre", "metres", "meter", "meters", "ft", "foot", "feet"}
+#: Metres per unit of the elevation units that slope errors are reported for
+ELEVATION_UNITS = {
+    **dict.fromkeys(("m", "metre", "metres", "meter", "meters"), 1.0),
+    **dict.fromkeys(("ft", "foot", "feet", "international foot"), 0.3048),
+    **dict.fromkeys(("us-ft", "ftus", "us survey foot", "us_survey_foot", "foot_us"), 1200 / 3937),
+}
 
 
 def _pixel_size_m(info: object) -> tuple[float, float] | None:
-    """Pixel width and height in metres (degrees converted at the raster's centre); None for a raster
-    georeferenced by ground control points, whose pixels have no single size."""
+    """Pixel width and height in metres (degrees converted at the raster's centre; other linear units by
+    the CRS's factor); None for a raster georeferenced by ground control points, whose pixels have no
+    single size, and for one without a CRS, whose pixel size in metres is unknown."""
     from geosr.georef import pixel_size
 
-    if info.gcps:  # type: ignore[attr-defined]
-        return None
     transform, crs = info.transform, info.crs  # type: ignore[attr-defined]
+    if info.gcps or crs is None:  # type: ignore[attr-defined]
+        return None
     dx, dy = pixel_size(transform)
-    if crs is not None and crs.is_geographic:
+    if crs.is_geographic:
         _, lat = transform * (info.width / 2, info.height / 2)  # type: ignore[attr-defined]
         return dx * 111_320 * math.cos(math.radians(lat)), dy * 110_540
-    return dx, dy
+    try:
+        factor = float(crs.linear_units_factor[1])
+    except Exception:  # a CRS whose units rasterio cannot tell: metres, as for most projected CRSs
+        factor = 1.0
+    return dx * factor, dy * factor
 
 
 def _json_metrics(metrics: dict[str, object]) -> dict[str, object]:
@@ -68,6 +78,11 @@ def evaluate(
     (output averaged back onto the coarse grid vs the coarse input), for the model and for nearest,
     bilinear, bicubic, cubic spline, Lanczos and back-projection. A border of 2*SCALE pixels is cropped.
 
+    Values are the band's physical values (its scale and offset applied). Slope errors are in degrees,
+    for bands in metres or feet (or with --elevation, in metres), and need a CRS: without one the pixel
+    size in metres is unknown and slope is shown as -. The consistency RMSE leaves out the same border
+    (2 input cells).
+
     PSNR and SSIM are undefined on a constant band (zero data range): the table shows them as n/a,
     with a note. PSNR of an exact reconstruction (RMSE 0) is infinite: the table shows inf. JSON has
     no infinity or NaN, so with --json both are null (a band's "constant" tells which), and the
@@ -76,7 +91,7 @@ def evaluate(
     import numpy as np
 
     from geosr.errors import InputError, ScaleError
-    from geosr.evaluate import best_classical, evaluate_array
+    from geosr.evaluate import best_classical, evaluate_bands
     from geosr.georef import pixel_size
     from geosr.io import iter_blocks, open_raster, raster_info
     from geosr.models.files import load_model
@@ -98,18 +113,20 @@ def evaluate(
         )
     if np.isnan(data).any():
         raise InputError(f"'{input_path}' has nodata pixels; evaluate needs a complete raster (crop it first)")
-    report = {}
+    # physical values, as GDAL defines them (raw x scale + offset), which the band's unit describes
+    scales = np.asarray(info.scales or [1.0] * info.count, dtype=np.float64)[:, None, None]
+    offsets = np.asarray(info.offsets or [0.0] * info.count, dtype=np.float64)[:, None, None]
+    data = data.astype(np.float64) * scales + offsets
+    metres = _pixel_size_m(info)
+    pixel_sizes: list[tuple[float, float] | None] = []
     for band in range(info.count):
-        unit = (info.units[band] or "").lower()
+        unit = (info.units[band] or "").strip().lower() if band < len(info.units) else ""
         slope = elevation if elevation is not None else unit in ELEVATION_UNITS
-        results = evaluate_array(
-            data[band],
-            scale,
-            loaded,
-            pixel_size=_pixel_size_m(info) if slope else None,
-            device=device,
-            ensemble=copies,
-        )
+        per_unit = ELEVATION_UNITS.get(unit, 1.0)  # pixel sizes in the band's own unit, as the slope needs
+        pixel_sizes.append(None if not slope or metres is None else (metres[0] / per_unit, metres[1] / per_unit))
+    bands = evaluate_bands(data, scale, loaded, pixel_sizes=pixel_sizes, device=device, ensemble=copies)
+    report = {}
+    for band, results in enumerate(bands):
         best = best_classical(results)
         report[f"band {band + 1}"] = {
             "best_classical": best,

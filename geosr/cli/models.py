@@ -8,7 +8,7 @@ from dataclasses import asdict
 import click
 
 from geosr.cli.options import reports_errors, verbose_option
-from geosr.models.card import flat_items
+from geosr.models.card import flat_items, jsonable
 
 
 def _format_card(name: str, card: object) -> str:
@@ -41,7 +41,9 @@ def models(model: str | None, as_json: bool) -> None:
 
     cards = {model: read_card(resolve_model(model))} if model else list_models()
     if as_json:
-        click.echo(json.dumps({name: asdict(card) for name, card in cards.items()}, indent=2))
+        # strict JSON: a diverged training's NaN metrics are null
+        cards_json = {name: jsonable(asdict(card)) for name, card in cards.items()}
+        click.echo(json.dumps(cards_json, indent=2, allow_nan=False))
         return
     if not cards:
         click.echo(

@@ -175,6 +175,12 @@ def train(
         square &= bool(np.isclose(*pixel_size(info.transform), rtol=1e-6))
         units = units or [info.units[b - 1] or "" for b in chosen]
         names = names or [info.descriptions[b - 1] or f"band{b}" for b in chosen]
+    for part, sets in (("", train_sets), ("the validation part (the last 15%) of ", val_sets)):
+        if not any(np.nanmax(s) > np.nanmin(s) for s in sets if np.isfinite(s).any()):
+            raise InputError(
+                f"{part}every raster is constant ({', '.join(p.name for p in inputs)}); a model learns detail from "
+                "rasters whose values vary: train on rasters with relief or structure"
+            )
     if len({s.shape[0] for s in train_sets}) != 1:
         raise InputError("the rasters have different numbers of bands; choose the same bands with --bands")
     config = TrainConfig(

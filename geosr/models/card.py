@@ -6,6 +6,7 @@ Reading a card needs only the safetensors header (no torch, no tensors), so list
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,11 @@ class ModelCard:
     def from_json(cls, text: str, source: str = "model file") -> ModelCard:
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
             known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
             card = cls(**known)
+            _check_fields(card)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source} has an unreadable model card ({exc}); re-save it with geosr") from None
         if card.architecture != "vdsr":
@@ -95,6 +99,48 @@ class ModelCard:
         except ValueError as exc:
             raise ModelError(f"{source}: {exc}; this geosr cannot run it, upgrade geosr") from None
         return card
+
+
+def _check_fields(card: ModelCard) -> None:
+    """Raise ValueError naming the first field of ``card`` whose value has the wrong type."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    checks = {
+        "name": (lambda v: isinstance(v, str), "text"),
+        "in_channels": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
+        "depth": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "a whole number >= 2"),
+        "width": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
+        "architecture": (lambda v: isinstance(v, str), "text"),
+        "bands": (lambda v: isinstance(v, list) and all(isinstance(b, str) for b in v), "a list of names"),
+        "units": (lambda v: isinstance(v, list) and all(u is None or isinstance(u, str) for u in v), "a list of units"),
+        "normalisation": (lambda v: isinstance(v, str), "text"),
+        "scales": (lambda v: isinstance(v, list) and all(number(x) and x > 1 for x in v), "a list of numbers > 1"),
+        "degradation": (lambda v: isinstance(v, str), "text"),
+        "interpolation": (lambda v: isinstance(v, str), "text"),
+        "conserve": (lambda v: isinstance(v, bool), "true or false"),
+        "cell_input": (lambda v: isinstance(v, bool), "true or false"),
+        "training": (lambda v: isinstance(v, dict), "an object"),
+        "metrics": (lambda v: isinstance(v, dict), "an object"),
+        "description": (lambda v: isinstance(v, str), "text"),
+        "format_version": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    }
+    for name, (ok, what) in checks.items():
+        value = getattr(card, name)
+        if not ok(value):
+            raise ValueError(f"field '{name}' should be {what}, got {value!r:.60}")
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (a diverged training's metrics) as ``None``, for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def flat_items(section: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from geosr.conserve import conserve_torch
-from geosr.errors import InputError, ModelError
+from geosr.errors import InputError, ModelError, TrainingDiverged
 from geosr.io import replaced_atomically
 from geosr.models.card import ModelCard
 from geosr.models.files import load_model, save_model
@@ -183,6 +183,19 @@ def _autocast(device: torch.device, precision: str) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def _diverged(what: str, lr: float, epoch: int, output: str | Path) -> TrainingDiverged:
+    """The one-line error of a training whose numbers became NaN or infinite."""
+    kept = f"{output} holds the last finished epoch's model" if epoch > 0 else "no model was written"
+    return TrainingDiverged(
+        f"training diverged: {what} (learning rate {lr:g}); lower --lr (for example {lr / 10:g}); {kept}"
+    )
+
+
+def _gain(rmse: float, base: float) -> str:
+    """How much lower ``rmse`` is than the interpolation's ``base``, in percent (n/a for a base of 0)."""
+    return f"{100 * (1 - rmse / base):+.1f}%" if base > 0 else "n/a: the interpolation is exact"
+
+
 def evaluate_batches(network: VDSR, val: Batch, device: torch.device, precision: str) -> tuple[float, float, float]:
     """RMSE (normalised units) of the network, the network + conservation, and the ILR on validation samples."""
     network.eval()
@@ -285,7 +298,7 @@ def train(
     rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
     initial = rmse
     kernel = config.interpolation
-    log(f"epoch {epoch}: val RMSE {rmse:.5f} vs {kernel} {base:.5f} ({100 * (1 - rmse / base):+.1f}%)")
+    log(f"epoch {epoch}: val RMSE {rmse:.5f} vs {kernel} {base:.5f} ({_gain(rmse, base)})")
     while epoch < config.epochs:
         lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
@@ -296,6 +309,8 @@ def train(
             with _autocast(device, config.precision):
                 residual = network.residual(network.inputs(batch.ilr, batch.coarse_up))
             loss = batch.loss(residual, config.loss)
+            if not torch.isfinite(loss):
+                raise _diverged(f"the loss is {loss.item()} at step {step + 1}", lr, epoch, output)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.optimizer == "sgd":
@@ -305,9 +320,11 @@ def train(
             step += 1
             if progress is not None:
                 progress(step, config.epochs * config.steps_per_epoch)
-        epoch += 1
         seconds = elapsed_before + time.perf_counter() - started
         rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
+        if not math.isfinite(rmse):
+            raise _diverged(f"the validation RMSE is {rmse} after epoch {epoch + 1}", lr, epoch, output)
+        epoch += 1
         history.append(
             {
                 "epoch": epoch,
@@ -319,7 +336,7 @@ def train(
         )
         log(
             f"epoch {epoch} step {step} {seconds / 60:.1f} min: loss {np.mean(losses):.5f}, val RMSE {rmse:.5f} "
-            f"(conserved {conserved:.5f}) vs {kernel} {base:.5f} ({100 * (1 - rmse / base):+.1f}%)"
+            f"(conserved {conserved:.5f}) vs {kernel} {base:.5f} ({_gain(rmse, base)})"
         )
         state = {
             "model": network.state_dict(),
