@@ -310,8 +310,11 @@ class TileWriter:
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             out = np.clip(np.rint(np.nan_to_num(values)), info.min, info.max)
-            if spec.nodata is not None:  # a valid value rounded onto nodata moves one step towards the data
-                step = 1 if spec.nodata < info.max else -1
+            if spec.nodata is not None:
+                # a valid value rounded onto nodata moves one step to its own side of it (-0.4 with nodata 0
+                # becomes -1), or inwards where nodata is the type's limit
+                below = np.nan_to_num(values) < spec.nodata
+                step = np.where(below if info.min < spec.nodata < info.max else spec.nodata == info.max, -1, 1)
                 out = np.where(~missing & (out == spec.nodata), spec.nodata + step, out)
         if spec.nodata is not None:
             out = np.where(missing, spec.nodata, out)

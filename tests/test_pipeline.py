@@ -223,6 +223,27 @@ def test_keep_dtype_rounds_and_clips(make_geotiff, tmp_path, model1):
     assert (values.data[valid] == expected).mean() > 0.99
 
 
+@pytest.mark.parametrize(("nodata", "offset"), [(0, 0), (32767, 32763), (-32768, -32764)])
+def test_keep_dtype_moves_values_that_round_onto_nodata_to_their_own_side(make_geotiff, tmp_path, nodata, offset):
+    """int16 bathymetry with nodata 0: a valid -0.4 is written -1 (the nearest integer that is not
+    nodata), not +1; with nodata at a limit of the type (values next to it), values move inwards."""
+    rng = np.random.default_rng(5)
+    data = (rng.choice([-3, -2, -1, 1, 2, 3], size=(12, 14)) + offset).astype(np.int16)
+    src = make_geotiff("bathy.tif", data, nodata=nodata)
+    as_float, as_int = tmp_path / "float.tif", tmp_path / "int.tif"
+    run(src, as_float, scale=2.5, model="backprojection")
+    run(src, as_int, scale=2.5, model="backprojection", keep_dtype=True)
+    with rasterio.open(as_float) as f, rasterio.open(as_int) as i:
+        reference, values = f.read(1).astype(np.float64), i.read(1).astype(np.float64)
+    expected = np.clip(np.rint(reference), -32768, 32767)
+    onto = expected == nodata
+    assert onto.any()  # the case is exercised
+    inwards = -1 if nodata == 32767 else 1
+    expected[onto] = nodata + (np.where(reference[onto] < nodata, -1, 1) if nodata == 0 else inwards)
+    assert not (values == nodata).any()
+    np.testing.assert_array_equal(values, expected)
+
+
 # --- metadata and layout -----------------------------------------------------------------------
 
 
