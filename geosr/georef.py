@@ -43,7 +43,14 @@ def output_shape(height: int, width: int, scale: float) -> tuple[int, int]:
             f"scale {scale:g} would make the {height} x {width} raster {height * scale:.4g} x {width * scale:.4g} "
             f"pixels, beyond the {MAX_SIDE} pixels a side that GDAL can write; choose a smaller scale"
         )
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    shape = max(1, round(height * scale)), max(1, round(width * scale))
+    if shape == (height, width):
+        smallest = 1 + 0.5 / max(height, width)  # the scale at which the longer side gains a pixel
+        raise ScaleError(
+            f"scale {scale:g} leaves the {height} x {width} raster {height} x {width} pixels (sizes are whole "
+            f"pixels, rounded), so nothing would be refined; use a scale above {smallest:.4g}"
+        )
+    return shape
 
 
 def output_transform(transform: Affine, in_shape: tuple[int, int], out_shape: tuple[int, int]) -> Affine:

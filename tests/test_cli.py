@@ -380,3 +380,11 @@ def test_quiet_run_in_a_real_process(files, cli_subprocess):
     assert done.stdout == ""
     with rasterio.open(out) as dst:
         assert dst.res == pytest.approx((15.0, 15.0))
+
+
+def test_cli_refuses_a_scale_that_refines_nothing(tmp_path, cli):
+    src = write_geotiff(tmp_path / "small.tif", fbm_surface((10, 10), seed=1))
+    result = cli("downscale", src, "--scale", "1.01", "--model", "backprojection", "-o", tmp_path / "out.tif")
+    assert result.code == 1
+    assert_one_line_error(result.err, "leaves the 10 x 10 raster 10 x 10 pixels")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.tif"]

@@ -43,7 +43,7 @@ def assert_affine_close(a: Affine, b: Affine) -> None:
         ((13, 17), 4, (52, 68)),
         ((20, 24), 2.5, (50, 60)),
         ((21, 19), 2.7, (57, 51)),  # 56.7 and 51.3 round to the nearest pixel
-        ((1, 1), 1.2, (1, 1)),
+        ((2, 1), 1.3, (3, 1)),  # one axis gains a pixel, the other stays
     ],
 )
 def test_output_shape_is_rounded_product(shape, scale, expected):
@@ -150,3 +150,11 @@ def test_output_shape_refuses_zero_size_and_bad_scale():
         output_shape(5, 0, 2)
     with pytest.raises(ScaleError):
         output_shape(5, 5, 1)
+
+
+def test_output_shape_refuses_a_scale_that_refines_nothing():
+    # 10 x 10 at 1.01 would round back to 10 x 10: a copy of the input under a new name
+    with pytest.raises(ScaleError, match=r"scale 1.01 leaves the 10 x 10 raster 10 x 10 pixels.*above 1.05"):
+        output_shape(10, 10, 1.01)
+    assert output_shape(10, 10, 1.06) == (11, 11)
+    assert output_shape(50, 70, 1.01) == (50, 71)  # one axis refined: allowed, the transform says so
