@@ -26,7 +26,7 @@ from geosr.io import (
     raster_info,
     read_window,
 )
-from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback, check_ensemble
+from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback, check_ensemble, check_magnitudes
 from geosr.stats import BandStats
 from geosr.tiling import TilePlan
 
@@ -119,6 +119,7 @@ def downscale_raster(
         downscaler = Downscaler(model, **options)
         downscaler.check_bands(info.count)
         stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset))
+        check_magnitudes(stats, str(src))  # before any output is created
         if len(stats.empty_bands) == info.count:  # a band without data alone comes out as nodata
             raise InputError(
                 f"every pixel of '{src}' is nodata (nodata={info.nodata}); nothing to downscale: check the "

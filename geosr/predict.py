@@ -249,6 +249,7 @@ class Downscaler:
         ``tile.cols.source``. Cores are float64 with NaN for nodata. Tiles come out in input order.
         """
         self.check_bands(len(stats.count))
+        check_magnitudes(stats)
         # a band without data (mean 0, std 0) comes out all NaN: every fine pixel's footprint is missing
         mean, std = stats.mean[:, None, None], stats.std[:, None, None]
         active = (std > 0).astype(np.float64)
@@ -322,6 +323,30 @@ class Downscaler:
                 )
                 parts.append((residual / self.ensemble).cpu().contiguous().numpy())
         return np.concatenate(parts).astype(np.float64).reshape(ilr.shape)
+
+
+#: Largest magnitude the network can take: it computes in float32
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_magnitudes(stats: BandStats, source: str | None = None) -> None:
+    """Refuse a band holding values beyond float32's range, or exactly at its limit (the usual nodata marker
+    of float rasters): the network computes in float32, and one such value, scaling the whole band's
+    statistics, would swamp every output pixel. They are almost always undeclared nodata."""
+    for band, value in enumerate(stats.absmax):
+        if value >= FLOAT32_MAX:
+            raise InputError(
+                f"band {band + 1}"
+                + (f" of '{source}'" if source else "")
+                + f" holds a value of magnitude {value:.7g}, "
+                + (
+                    "beyond the range of float32, in which the network computes"
+                    if value > FLOAT32_MAX
+                    else "float32's limit, the usual marker of missing data"
+                )
+                + "; if such values mark missing data, declare them nodata (gdal_edit.py -a_nodata VALUE, "
+                "rio edit-info --nodata VALUE, or nodata= in Python), else rescale the band"
+            )
 
 
 def check_ensemble(ensemble: Any, pixel_size: tuple[float, float] | None = None) -> int:

@@ -31,11 +31,12 @@ def as_float(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BandStats:
-    """Count, mean and sum of squared deviations (M2) of the valid pixels of each band."""
+    """Count, mean, sum of squared deviations (M2) and largest magnitude of the valid pixels of each band."""
 
     count: np.ndarray
     mean: np.ndarray
     m2: np.ndarray
+    absmax: np.ndarray
 
     @classmethod
     def of_block(cls, block: np.ndarray) -> BandStats:
@@ -43,19 +44,24 @@ class BandStats:
         flat = block.reshape(block.shape[0], -1)
         valid = np.isfinite(flat)
         count = valid.sum(axis=1).astype(np.float64)
-        total = np.where(valid, flat, 0.0).sum(axis=1)
-        mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-        dev = np.where(valid, flat - mean[:, None], 0.0)
-        return cls(count, mean, (dev * dev).sum(axis=1))
+        absmax = np.where(valid, np.abs(flat), 0.0).max(axis=1, initial=0.0)
+        # values near the float64 limit overflow the sums: the statistics become inf, and
+        # geosr.predict.check_magnitudes refuses such a raster by its absmax before they are used
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.where(valid, flat, 0.0).sum(axis=1)
+            mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+            dev = np.where(valid, flat - mean[:, None], 0.0)
+            return cls(count, mean, (dev * dev).sum(axis=1), absmax)
 
     def merge(self, other: BandStats) -> BandStats:
         """Statistics of the union of two disjoint sets of pixels (Chan et al.)."""
         n = self.count + other.count
-        delta = other.mean - self.mean
-        safe = np.where(n > 0, n, 1.0)
-        mean = self.mean + delta * other.count / safe
-        m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / safe
-        return BandStats(n, mean, m2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = other.mean - self.mean
+            safe = np.where(n > 0, n, 1.0)
+            mean = self.mean + delta * other.count / safe
+            m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / safe
+        return BandStats(n, mean, m2, np.maximum(self.absmax, other.absmax))
 
     @classmethod
     def combine(cls, parts: Iterable[BandStats]) -> BandStats:

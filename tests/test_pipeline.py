@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import CRS, TRANSFORM, affine_mul, assert_one_line_error, data_tolerance
+from conftest import CRS, TRANSFORM, affine_mul, assert_one_line_error, data_tolerance, write_geotiff
 from rasterio.enums import ColorInterp
 
 import geosr
@@ -511,15 +511,33 @@ def test_float64_lowest_nodata_stays_nodata(make_geotiff, tmp_path, model1, keep
 
 
 def test_float64_kept_at_float64_precision_and_range_checked(make_geotiff, tmp_path, model1):
-    data = np.stack([np.full((12, 15), 123456789.123), fbm_surface((12, 15), seed=4).astype(np.float64) * 1e36])
+    data = np.stack([np.full((12, 15), 123456789.123), fbm_surface((12, 15), seed=4).astype(np.float64) * 1e30])
     src = make_geotiff("f64.tif", data, dtype="float64")
     run(src, tmp_path / "keep.tif", scale=2, model=model1, keep_dtype=True)
     with rasterio.open(tmp_path / "keep.tif") as dst:
         assert (dst.read(1) == 123456789.123).all()  # a constant band comes back exact
-        assert np.isfinite(dst.read(2)).all() and dst.read(2).max() > 1e38
-    with pytest.raises(InputError, match="band 2 .* beyond the range of the float32 output; pass --keep-dtype"):
-        run(src, tmp_path / "f32.tif", scale=2, model=model1)
-    assert not (tmp_path / "f32.tif").exists() and listing(tmp_path) == ["f64.tif", "keep.tif"]
+        assert np.isfinite(dst.read(2)).all() and dst.read(2).max() > 1e32
+    # one value float32 cannot hold (an undeclared nodata marker) would swamp the band's statistics:
+    # refused, whatever the output type, before any output exists
+    data[1, 5, 5] = 1e39
+    src = make_geotiff("huge.tif", data, dtype="float64")
+    for keep_dtype in (False, True):
+        with pytest.raises(InputError, match=r"band 2 of .*huge.tif' holds a value of magnitude 1e\+39, beyond"):
+            run(src, tmp_path / "huge_x2.tif", scale=2, model=model1, keep_dtype=keep_dtype)
+    assert listing(tmp_path) == ["f64.tif", "huge.tif", "keep.tif"]
+
+
+@pytest.mark.parametrize("value", [np.finfo(np.float32).min, np.finfo(np.float32).max, 1e200])
+def test_nodata_markers_that_are_not_declared_are_refused_in_one_line(tmp_path, cli, value):
+    data = fbm_surface((12, 15), seed=4).astype(np.float64)
+    data[3, 3] = value
+    src = write_geotiff(tmp_path / "marker.tif", data, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow on the way
+        result = cli("downscale", src, "--scale", 2, "--model", "backprojection", "--keep-dtype")
+    assert result.code == 1
+    assert_one_line_error(result.err, "declare them nodata")
+    assert listing(tmp_path) == ["marker.tif"]
 
 
 @pytest.mark.parametrize(
