@@ -94,7 +94,7 @@ ERROR_CASES = [
         "unknown model",
         lambda f: ["downscale", f.dem, "--scale", 2, "--model", "no-such-model"],
         1,
-        ["unknown model", "--model PATH"],
+        ["unknown model", "the path of a .safetensors model file"],
     ),
     ("not a model", lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.text], 1, ["not a geosr model"]),
     ("band mismatch", lambda f: ["downscale", f.dem, "--scale", 2, "--model", f.m3], 1, ["takes 3 bands", "has 1"]),

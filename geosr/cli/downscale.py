@@ -32,7 +32,7 @@ def print_progress_line(done: int, total: int) -> None:
     type=click.Path(path_type=Path),
     default=None,
     help="Output GeoTIFF (NetCDF or Zarr with --variable). Default: INPUT_x<scale>.tif beside the input "
-    "(.nc or .zarr with --variable).",
+    "(INPUT_r<resolution>.tif with --resolution; .nc or .zarr with --variable).",
 )
 @click.option("--scale", type=float, default=None, help="Refinement factor, > 1 (for example 4).")
 @click.option(

@@ -29,10 +29,10 @@ def resolve_model(model: str | Path | None) -> Path:
     available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
     if not available:
         where = "no trained model ships with this version of geosr yet"
-        hint = "pass --model PATH to a .safetensors model file (see `geosr models`)"
+        hint = "pass the path of a .safetensors model file (see `geosr models`)"
     else:
         where = f"shipped models: {', '.join(available)}"
-        hint = "pass one of those names or --model PATH to a .safetensors model file"
+        hint = "pass one of those names or the path of a .safetensors model file"
     if model is None:
         raise ModelError(f"the default model {DEFAULT_MODEL!r} is not installed ({where}); {hint}")
     raise ModelError(f"unknown model {name!r}: not a shipped model nor an existing file ({where}); {hint}")
