@@ -301,7 +301,7 @@ def test_default_model(files, cli):
 def test_missing_default_model_is_one_clear_line(files, cli, no_shipped_models):
     result = cli("downscale", files.dem, "--scale", 2, "-o", files.tmp / "default.tif", "--device", "cpu", "-q")
     line = assert_one_line_error(result.err, result.code)
-    assert f"default model {DEFAULT_MODEL!r} is not installed" in line and "--model PATH" in line
+    assert f"default model {DEFAULT_MODEL!r} is not installed" in line and "the path of a .safetensors model file" in line
     assert not (files.tmp / "default.tif").exists()
 
 
