@@ -46,9 +46,9 @@ def connect(address: str) -> Any:
         ) from None
 
 
-def worker_path(path: Path) -> str:
+def worker_path(path: str | Path) -> str:
     """The name a worker opens: absolute for a file on disk, as given for a GDAL name (``/vsi...``)."""
-    return os.path.abspath(path) if path.exists() else str(path)
+    return os.path.abspath(path) if Path(path).exists() else str(path)
 
 
 def downscale_tile(
@@ -65,7 +65,7 @@ def downscale_tile(
 
 
 def run_tiles(
-    address: str, path: Path, model: str, options: dict[str, Any], plan: TilePlan, stats: BandStats
+    address: str, path: str | Path, model: str, options: dict[str, Any], plan: TilePlan, stats: BandStats
 ) -> Iterator[tuple[Tile, np.ndarray]]:
     """Downscale every tile of the raster at ``path`` on the cluster; yield ``(tile, core)`` as they finish.
 

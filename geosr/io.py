@@ -46,6 +46,7 @@ class RasterInfo:
     band_tags: list[dict[str, str]] = field(default_factory=list)
     gcps: list[Any] = field(default_factory=list)  # ground control points, where they are the georeferencing
     gcp_crs: Any = None
+    georeferenced: bool = True  # False: no transform, CRS or GCPs (GDAL's default transform, pixel space)
 
 
 def _gdal_name(name: str) -> bool:
@@ -53,11 +54,13 @@ def _gdal_name(name: str) -> bool:
     return name.startswith("/vsi") or re.match(r"^[A-Za-z][A-Za-z0-9_]+:", name) is not None
 
 
-def _open(path: Path) -> Any:
+def _open(name: str | Path) -> Any:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-    if not path.exists() and not _gdal_name(str(path)):
+    # a GDAL name is passed on as given: a Path would fold '/vsizip//abs/a.zip' into a relative name
+    path = Path(name)
+    if not path.exists() and not _gdal_name(str(name)):
         raise InputError(f"input file '{path}' does not exist; check the path")
     if path.is_dir() and not (path / ".zarray").exists() and not (path / ".zgroup").exists():
         raise InputError(f"input '{path}' is a folder, not a raster; pass a raster file such as a GeoTIFF")
@@ -66,7 +69,7 @@ def _open(path: Path) -> Any:
             # A raster without georeferencing is still a raster; the warning would break the
             # one-line error report of the command line.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(str(name))
     except RasterioIOError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "unrecognised format"
         raise InputError(
@@ -77,7 +80,7 @@ def _open(path: Path) -> Any:
 @contextlib.contextmanager
 def open_raster(path: str | Path) -> Iterator[Any]:
     """Open a raster for reading, turning GDAL's errors into one clear :class:`InputError`."""
-    dataset = _open(Path(path))
+    dataset = _open(path)
     try:
         yield dataset
     finally:
@@ -124,6 +127,7 @@ def raster_info(dataset: Any) -> RasterInfo:
         band_tags=[_carried_tags(dataset.tags(i)) for i in range(1, dataset.count + 1)],
         gcps=list(gcps) if by_gcps else [],
         gcp_crs=gcp_crs if by_gcps else None,
+        georeferenced=not (dataset.transform.is_identity and dataset.crs is None and not gcps),
     )
 
 
@@ -255,6 +259,7 @@ class TileWriter:
 
     def __enter__(self) -> TileWriter:
         import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
 
         spec = self.spec
         integer = np.issubdtype(np.dtype(spec.dtype), np.integer)
@@ -279,9 +284,12 @@ class TileWriter:
         try:
             if spec.gcps:
                 profile.update(gcps=spec.gcps, crs=spec.crs)
-            else:
+            elif spec.transform is not None:
                 profile.update(crs=spec.crs, transform=spec.transform)
-            self._dataset = rasterio.open(self.tmp, "w", **profile)
+            with warnings.catch_warnings():
+                # an ungeoreferenced input gives an ungeoreferenced output (no geotransform), as in GDAL
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._dataset = rasterio.open(self.tmp, "w", **profile)
         except Exception as exc:
             self.discard()
             raise RasterIOError(f"cannot create output beside '{self.dst}' ({exc})") from None

@@ -92,10 +92,10 @@ def downscale_raster(
     """
     if (scale is None) == (resolution is None):
         raise ScaleError("give exactly one of --scale and --resolution")
-    src = Path(src)
+    name, src = str(src), Path(src)  # GDAL opens the name as given (a Path folds /vsizip//abs/... into a relative name)
     import rasterio
 
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(src) as dataset:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(name) as dataset:
         info = raster_info(dataset)
         if scale is None:
             if info.gcps:
@@ -135,7 +135,7 @@ def downscale_raster(
         else:
             from geosr.distributed import run_tiles
 
-            results = run_tiles(scheduler, src, downscaler.model.source, options, plan, stats)
+            results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats)
         with TileWriter(out, spec, cog=cog) as writer:
             for done, (tile, core) in enumerate(results, 1):
                 writer.write(tile.rows.core.as_slice(), tile.cols.core.as_slice(), core)
@@ -185,7 +185,8 @@ def _output_spec(
         count=info.count,
         dtype=dtype,
         crs=info.gcp_crs if info.gcps else info.crs,
-        transform=output_transform(info.transform, (info.height, info.width), shape),
+        # an ungeoreferenced raster (pixel space) stays so: GDAL's default transform is not a placement
+        transform=output_transform(info.transform, (info.height, info.width), shape) if info.georeferenced else None,
         nodata=nodata,
         tile_size=tile_size,
         tags=tags,

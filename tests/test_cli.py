@@ -301,7 +301,9 @@ def test_default_model(files, cli):
 def test_missing_default_model_is_one_clear_line(files, cli, no_shipped_models):
     result = cli("downscale", files.dem, "--scale", 2, "-o", files.tmp / "default.tif", "--device", "cpu", "-q")
     line = assert_one_line_error(result.err, result.code)
-    assert f"default model {DEFAULT_MODEL!r} is not installed" in line and "the path of a .safetensors model file" in line
+    assert (
+        f"default model {DEFAULT_MODEL!r} is not installed" in line and "the path of a .safetensors model file" in line
+    )
     assert not (files.tmp / "default.tif").exists()
 
 
@@ -388,3 +390,53 @@ def test_cli_refuses_a_scale_that_refines_nothing(tmp_path, cli):
     assert result.code == 1
     assert_one_line_error(result.err, "leaves the 10 x 10 raster 10 x 10 pixels")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.tif"]
+
+
+def test_cli_reads_a_raster_inside_a_zip_by_its_absolute_gdal_name(tmp_path, cli, monkeypatch):
+    """'/vsizip//abs/dems.zip/dem.tif' is passed to GDAL as given (a Path would fold the '//' and make
+    GDAL look for 'abs/dems.zip' under the current folder)."""
+    import zipfile
+
+    src = write_geotiff(tmp_path / "dem.tif", fbm_surface((16, 18), seed=2))
+    with zipfile.ZipFile(tmp_path / "dems.zip", "w") as archive:
+        archive.write(src, "dem.tif")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    name = f"/vsizip/{tmp_path / 'dems.zip'}/dem.tif"
+    assert name.startswith("/vsizip//")
+    out = tmp_path / "out.tif"
+    result = cli("downscale", name, "--scale", 2, "--model", "backprojection", "-o", out, "-q")
+    assert result.code == 0, result.err
+    with rasterio.open(out) as dst, rasterio.open(src) as ref:
+        assert dst.shape == (32, 36) and dst.bounds == ref.bounds
+    result = cli("evaluate", name, "--scale", 2, "--no-model", "--json")
+    assert result.code == 0, result.err
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_cli_an_ungeoreferenced_raster_gives_an_ungeoreferenced_output(tmp_path, cli, cog):
+    """No transform, CRS or GCPs in: no geotransform out (pixel space, as gdal_translate -outsize
+    writes), not GDAL's default transform scaled, which would place the output at other coordinates."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    src = tmp_path / "plain.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(src, "w", driver="GTiff", height=10, width=20, count=1, dtype="float32") as dst:
+            dst.write(fbm_surface((10, 20), seed=3).astype(np.float32), 1)
+    out = tmp_path / "out.tif"
+    result = cli("downscale", src, "--scale", 2, "--model", "backprojection", "-o", out, *(["--cog"] if cog else []))
+    assert result.code == 0, result.err
+    assert "Warning" not in result.err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotGeoreferencedWarning)  # rasterio warns when no geotransform is written
+        with pytest.raises(NotGeoreferencedWarning):
+            rasterio.open(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(out) as dst:
+            assert dst.transform.is_identity and dst.crs is None and not dst.gcps[0]
+            assert dst.shape == (20, 40)

@@ -25,7 +25,7 @@ def print_progress_line(done: int, total: int) -> None:
 
 
 @click.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=click.Path())  # a str: a Path folds /vsizip//abs/...
 @click.option(
     "-o",
     "--output",
@@ -95,7 +95,7 @@ def print_progress_line(done: int, total: int) -> None:
 @verbose_option
 @reports_errors
 def downscale(
-    input_path: Path,
+    input_path: str,
     output: Path | None,
     scale: float | None,
     resolution: float | None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from pathlib import Path
 
 import click
 
@@ -50,7 +49,7 @@ def _cell(value: float | None, width: int, digits: int) -> str:
 
 
 @click.command()
-@click.argument("input_path", metavar="HR", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="HR", type=click.Path())  # a str: a Path folds /vsizip//abs/...
 @click.option("--scale", type=int, required=True, help="Whole scale to degrade by and restore (2, 3, 4...).")
 @model_option
 @device_option
@@ -63,7 +62,7 @@ def _cell(value: float | None, width: int, digits: int) -> str:
 @verbose_option
 @reports_errors
 def evaluate(
-    input_path: Path,
+    input_path: str,
     scale: int,
     model: str | None,
     device: str,

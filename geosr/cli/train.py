@@ -23,7 +23,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True, metavar="HR.tif [HR2.tif ...]", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, metavar="HR.tif [HR2.tif ...]", type=click.Path())
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), required=True, help="Model file to write (.safetensors)."
 )
@@ -101,7 +101,7 @@ def _ints(text: str, what: str) -> list[int]:
 @verbose_option
 @reports_errors
 def train(
-    inputs: tuple[Path, ...],
+    inputs: tuple[str, ...],  # str: a Path folds /vsizip//abs/...
     output: Path,
     scales: str,
     bands: str | None,
@@ -178,8 +178,8 @@ def train(
     for part, sets in (("", train_sets), ("the validation part (the last 15%) of ", val_sets)):
         if not any(np.nanmax(s) > np.nanmin(s) for s in sets if np.isfinite(s).any()):
             raise InputError(
-                f"{part}every raster is constant ({', '.join(p.name for p in inputs)}); a model learns detail from "
-                "rasters whose values vary: train on rasters with relief or structure"
+                f"{part}every raster is constant ({', '.join(Path(p).name for p in inputs)}); a model learns "
+                "detail from rasters whose values vary: train on rasters with relief or structure"
             )
     if len({s.shape[0] for s in train_sets}) != 1:
         raise InputError("the rasters have different numbers of bands; choose the same bands with --bands")
@@ -211,7 +211,7 @@ def train(
         bands=names,
         units=units,
         scales=[float(s) for s in scale_list],
-        description=f"Trained with `geosr train` on {', '.join(p.name for p in inputs)}.",
+        description=f"Trained with `geosr train` on {', '.join(Path(p).name for p in inputs)}.",
         training={"data": [str(p) for p in inputs], "command": "geosr train " + shlex.join(sys.argv[2:])},
     )
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
