@@ -121,16 +121,18 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                 self.SCALE, _tr("Scale factor, > 1 (or set a target resolution)"), DOUBLE, None, True, 1.0
             )
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.RESOLUTION,
-                _tr("Target resolution, in the layer's CRS units (or set a scale)"),
-                DOUBLE,
-                None,
-                True,
-                0.0,
-            )
+        resolution = QgsProcessingParameterNumber(
+            self.RESOLUTION,
+            _tr("Target resolution, in the layer's CRS units (or set a scale)"),
+            DOUBLE,
+            None,
+            True,
+            0.0,
         )
+        # the dialog's spin box rounds to 6 decimals by default: 1 arc-second (1/3600 degree) would become
+        # 0.000278 and a scale of 2.9976 instead of 3
+        resolution.setMetadata({"widget_wrapper": {"decimals": 12}})
+        self.addParameter(resolution)
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
@@ -163,7 +165,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             _advanced(
                 QgsProcessingParameterEnum(
                     self.ENSEMBLE,
-                    _tr("Ensemble: copies of the layer averaged (4: flips, 8: flips and rotations)"),
+                    _tr("Ensemble: copies averaged, 1, 4 (flips) or 8 (flips and rotations); give the number itself"),
                     self.ENSEMBLES,
                     defaultValue="1",
                     usesStaticStrings=True,
@@ -235,6 +237,15 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                             name, "4" if name == self.SCALE else "10", value
                         )
                     ) from None
+        device = parameters.get(self.DEVICE)
+        if _is_set(device) and not isinstance(device, QgsProperty) and str(device).strip() not in self.DEVICES:
+            # qgis_process help lists the devices by number ("0: auto, 1: cpu"): take the number too
+            text = str(device).strip()
+            if not (text.isdigit() and int(text) < len(self.DEVICES)):
+                raise QgsProcessingException(
+                    _tr("DEVICE must be one of {}, got {}").format(", ".join(self.DEVICES), device)
+                )
+            parameters = {**parameters, self.DEVICE: self.DEVICES[int(text)]}
         value = parameters.get(self.ENSEMBLE)
         if not _is_set(value) or isinstance(value, QgsProperty):
             return parameters
@@ -284,7 +295,8 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                     layer.name(), layer.providerType()
                 )
             )
-        bands = self.parameterAsInts(parameters, self.BANDS, context)
+        # "" (qgis_process BANDS=) means all bands, as the label says; QGIS would read it as band 0
+        bands = self.parameterAsInts(parameters, self.BANDS, context) if _is_set(parameters.get(self.BANDS)) else []
         if not bands or bands == list(range(1, layer.bandCount() + 1)):
             return layer.source()
         return _band_subset(layer, bands)
@@ -308,6 +320,19 @@ def _band_subset(layer: QgsRasterLayer, bands: list[int]) -> str:
         raise QgsProcessingException(
             _tr("'{}' has {} band(s); there is no band {}").format(layer.name(), layer.bandCount(), missing[0])
         )
+    # GDAL drops an alpha band's mask from a subset of the other bands, which would turn transparent
+    # pixels into data: refused, as geosr refuses a raster with an alpha band
+    source = gdal.Open(layer.source())
+    if source is not None:
+        for i in range(1, source.RasterCount + 1):
+            if source.GetRasterBand(i).GetColorInterpretation() == gdal.GCI_AlphaBand:
+                raise QgsProcessingException(
+                    _tr(
+                        "band {} of '{}' is an alpha band (a transparency mask, not data); turn it into nodata "
+                        "first (Raster > Conversion > Translate with a nodata value, or gdalwarp -dstnodata VALUE)"
+                    ).format(i, layer.name())
+                )
+    source = None
     path = QgsProcessingUtils.generateTempFilename("geosr_bands.vrt")
     dataset = gdal.Translate(path, layer.source(), format="VRT", bandList=bands)
     if dataset is None:

@@ -207,7 +207,7 @@ def _run_in_process(job: Job, feedback: Feedback) -> None:
     try:
         result = downscale_raster(job.source, job.output, **job.pipeline_keywords(), progress=progress)
     except GeosrError as exc:
-        raise RunError(str(exc)) from exc
+        raise RunError(for_qgis(str(exc))) from exc
     rows, cols = result.shape
     feedback.pushInfo(f"wrote {result.path}: {cols} x {rows} pixels, model {result.model}, {result.device}")
 
@@ -275,10 +275,43 @@ def _stop(process: subprocess.Popen[str], output: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
+#: geosr's command-line options named in its messages, and the tool's parameters that set them
+PARAMETER_NAMES = {
+    "-o": "the Downscaled raster (OUTPUT)",
+    "--output": "the Downscaled raster (OUTPUT)",
+    "--scale": "the Scale factor (SCALE)",
+    "--resolution": "the Target resolution (RESOLUTION)",
+    "--model": "the Model (MODEL)",
+    "--device": "the Device (DEVICE)",
+    "--tile-size": "the Tile size (TILE_SIZE)",
+    "--conserve": "the Conserve box (CONSERVE)",
+    "--no-conserve": "the Conserve box (CONSERVE)",
+    "--ensemble": "the Ensemble (ENSEMBLE)",
+}
+_LONGEST_FIRST = sorted(PARAMETER_NAMES, key=len, reverse=True)
+_OPTION = re.compile(r"(?<![\w-])(" + "|".join(re.escape(o) for o in _LONGEST_FIRST) + r")(?![\w-])")
+
+
+#: Whole phrases of geosr's messages that read better said another way for the dialog
+PHRASES = {
+    "with -o": "for the Downscaled raster (OUTPUT)",
+    "drop --conserve": "untick Conserve (CONSERVE)",
+    "use --device ": "set the Device (DEVICE) to ",
+}
+
+
+def for_qgis(message: str) -> str:
+    """geosr's message with its command-line options named as the tool's parameters ('use --scale
+    instead' -> 'use the Scale factor (SCALE) instead'): the dialog has no -o or --conserve."""
+    for phrase, replacement in PHRASES.items():
+        message = message.replace(phrase, replacement)
+    return _OPTION.sub(lambda match: PARAMETER_NAMES[match[1]], message)
+
+
 def _error_message(stderr: Sequence[str], code: int) -> str:
     """geosr's one-line error (``Error: ...`` on stderr) without its prefix, else the last line and the code."""
     for line in reversed(stderr):
         if line.startswith("Error: "):
-            return line[len("Error: ") :]
+            return for_qgis(line[len("Error: ") :])
     last = stderr[-1] if stderr else "no message"
     return f"geosr stopped with exit code {code}: {last}"

@@ -123,9 +123,9 @@ def test_downscale_the_bundled_dem(processing, jacksboro, tiny_model, tmp_path):
             ["--resolution", repr(1 / 2400), "--conserve", "--tile-size", "300"],
         ),
         ({"SCALE": 2, "ENSEMBLE": "4", "TILE_SIZE": 200}, ["--scale", "2", "--ensemble", "4", "--tile-size", "200"]),
-        ({"SCALE": "2", "ENSEMBLE": 4}, ["--scale", "2", "--ensemble", "4"]),
+        ({"SCALE": "2", "ENSEMBLE": 4, "DEVICE": 1}, ["--scale", "2", "--ensemble", "4"]),
     ],
-    ids=["scale 2.5", "resolution, conserve, tiles", "ensemble", "ensemble as a number, scale as text"],
+    ids=["scale 2.5", "resolution, conserve, tiles", "ensemble", "ensemble as a number, scale as text, device 1"],
 )
 def test_same_result_as_the_cli(processing, jacksboro, tiny_model, geosr_executable, tmp_path, options, cli_options):
     ours, theirs = tmp_path / "qgis.tif", tmp_path / "cli.tif"
@@ -147,6 +147,34 @@ def test_bands_are_chosen_and_ordered(processing, tiny_model, tmp_path):
     assert some["size"] == (30, 24, 2) and some["descriptions"] == ["blue", "red"]
     assert some["transform"] == every["transform"]
     np.testing.assert_array_equal(some["values"], every["values"][[2, 0]])
+    # BANDS left empty as text (qgis_process BANDS=) is every band, as the label says
+    processing.run("geosr:downscale", {**common, "BANDS": "", "OUTPUT": str(tmp_path / "empty.tif")})
+    assert_same_raster(read_raster(tmp_path / "empty.tif"), every)
+
+
+def test_a_band_subset_of_a_raster_with_an_alpha_band_is_refused(processing, tiny_model, tmp_path):
+    """GDAL drops the alpha mask from a subset of the other bands: transparent pixels would become data."""
+    from osgeo import gdal
+
+    values = np.stack([np.full((12, 15), 10.0 * b, np.float32) for b in range(1, 4)] + [np.full((12, 15), 255.0)])
+    source = write_bands(tmp_path / "rgba.tif", values, ["red", "green", "blue", "alpha"])
+    dataset = gdal.Open(str(source), gdal.GA_Update)
+    dataset.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
+    dataset = None
+    out = tmp_path / "out.tif"
+    for bands in ([1, 2, 3], [1]):
+        with pytest.raises(QgsProcessingException, match="band 4 of 'rgba' is an alpha band"):
+            processing.run(
+                "geosr:downscale",
+                {"INPUT": str(source), "BANDS": bands, "SCALE": 2, "MODEL": str(tiny_model), "OUTPUT": str(out)},
+            )
+    assert not out.exists()
+
+
+def test_target_resolution_keeps_twelve_decimals_in_the_dialog():
+    """1 arc-second is 0.000277777...: the default 6 decimals would give a scale of 2.9976, not 3."""
+    algorithm = QgsApplication.processingRegistry().algorithmById("geosr:downscale")
+    assert algorithm.parameterDefinition("RESOLUTION").metadata()["widget_wrapper"]["decimals"] >= 10
 
 
 def test_runs_in_a_processing_model(processing, jacksboro, tiny_model, tmp_path):
@@ -217,6 +245,11 @@ BAD_PARAMETERS = {
     "scale not a number": ({"SCALE": "abc"}, ["SCALE", "'abc'", "a number"]),
     "resolution not a number": ({"SCALE": None, "RESOLUTION": "fine"}, ["RESOLUTION", "'fine'", "a number"]),
     "ensemble not 1, 4 or 8": ({"ENSEMBLE": 3}, ["ENSEMBLE", "1, 4 or 8", "3"]),
+    "device unknown": ({"DEVICE": "tpu"}, ["DEVICE must be one of auto, cpu, cuda, mps, got tpu"]),
+    "conserve at a fractional scale (from geosr, in the tool's words)": (
+        {"SCALE": 2.5, "CONSERVE": True},
+        ["conservation needs a whole scale", "untick Conserve (CONSERVE)"],
+    ),
     "not a raster": ({"INPUT": "{tmp}/notes.txt"}, ["INPUT"]),
 }
 
@@ -231,6 +264,7 @@ def test_bad_parameters_raise_a_clear_error(processing, jacksboro, tiny_model, t
         processing.run("geosr:downscale", parameters)
     for word in words:
         assert word in str(error.value), f"{word!r} not in {error.value}"
+    assert " --" not in str(error.value) and " -o" not in str(error.value)  # the dialog has no such options
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
