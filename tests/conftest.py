@@ -216,10 +216,19 @@ def cli_subprocess() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli_subprocess
 
 
-def assert_one_line_error(err: str, code: int) -> str:
-    """The error report promised by the CLI: one line on stderr, starting with 'Error:', no traceback."""
+def assert_one_line_error(err: str, code: int | str, *words: str) -> str:
+    """The error report promised by the CLI: one line on stderr, starting with 'Error:', no traceback.
+
+    ``code`` is the exit code, which must not be 0; given as text instead, it is the first of the
+    ``words`` the line must contain.
+    """
+    if isinstance(code, str):
+        words = (code, *words)
+    else:
+        assert code != 0
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code != 0
+    for word in words:
+        assert word in err, f"{word!r} not in {err!r}"
     assert "Traceback" not in err
     assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
     assert lines[0].startswith("Error:"), lines[0]

@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -318,3 +319,15 @@ def test_card_with_an_unknown_interpolation_refused(tmp_path):
     save_file(network.state_dict(), str(path), metadata={CARD_KEY: card.to_json()})
     with pytest.raises(ModelError, match="unknown interpolation 'sinc-of-the-future'.*upgrade geosr"):
         read_card(path)
+
+
+def test_a_path_is_never_taken_for_a_shipped_model(tmp_path, monkeypatch, model1):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match="unknown model './dem'"):
+        resolve_model("./dem")  # no such file here: not the shipped dem
+    import shutil
+
+    shutil.copy(model1, tmp_path / "dem.safetensors")
+    assert resolve_model("dem.safetensors") == Path("dem.safetensors")
+    assert resolve_model("./dem.safetensors").resolve() == (tmp_path / "dem.safetensors").resolve()
+    assert resolve_model("dem") == WEIGHTS_DIR / "dem.safetensors"

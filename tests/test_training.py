@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from affine import Affine
 from conftest import assert_one_line_error, write_geotiff
 
 from geosr.degrade import area_average
+from geosr.errors import ModelError
 from geosr.models.card import read_card
 from geosr.models.files import load_model
 from geosr.predict import downscale
@@ -208,7 +210,6 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
 
 
 def test_a_run_stopped_while_writing_its_checkpoint_can_still_resume(tmp_path, monkeypatch):
-    from pathlib import Path
 
     import torch
 
@@ -604,7 +605,7 @@ TINY_CLI += ["--device", "cpu", "-q"]
 @pytest.mark.parametrize(
     ("case", "words"),
     [
-        ("scale beyond the patch", "no 12-pixel patch of the validation part"),  # x9 cells do not fit 12 pixels
+        ("scale beyond the raster", "scale 30 gives no 12-pixel patch of whole 30-pixel cells in the training part"),
         ("sea in the held-out strip", "no 16-pixel patch of the validation part with at least half"),
     ],
 )
@@ -614,7 +615,7 @@ def test_cli_refuses_data_that_cannot_give_patches_instead_of_hanging(tmp_path, 
         data[-12:] = -9999
         args = ["--scales", "2", "--patch-size", "16"]
     else:
-        args = ["--scales", "9", "--patch-size", "12"]
+        args = ["--scales", "30", "--patch-size", "12"]
     hr = write_geotiff(tmp_path / "hr.tif", data, nodata=-9999)
     result = cli("train", hr, "-o", tmp_path / "m.safetensors", *args, *TINY_CLI)
     assert result.code == 1
@@ -657,7 +658,18 @@ def test_cli_resume_refusals_are_one_line(tmp_path, cli):
     assert not (tmp_path / "second.safetensors").exists()
 
 
-@pytest.mark.parametrize(("option", "value"), [("--lr", "0"), ("--lr", "-1"), ("--minutes", "-1"), ("--minutes", "0")])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--lr", "0"),
+        ("--lr", "-1"),
+        ("--minutes", "-1"),
+        ("--minutes", "0"),
+        ("--lr", "nan"),
+        ("--lr", "inf"),
+        ("--minutes", "nan"),
+    ],
+)
 def test_cli_refuses_a_learning_rate_or_budget_that_is_not_positive(tmp_path, cli, option, value):
     hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
     result = cli("train", hr, "-o", tmp_path / "m.safetensors", option, value, *TINY_CLI)
@@ -682,6 +694,108 @@ def test_a_diverging_training_stops_with_one_line_and_keeps_the_last_epoch(tmp_p
     before = model.read_bytes()
     result = cli("train", hr, "-o", model, *args, "--resume", f"{model}.ckpt", "--epochs", "2", "--lr", "1e30")
     assert result.code == 1
-    assert_one_line_error(result.err, "training diverged: the loss is")
+    assert_one_line_error(result.err, "training diverged: the ")
     assert "lower --lr" in result.err and "holds the last finished epoch's model" in result.err
     assert model.read_bytes() == before
+
+
+def test_cli_never_writes_the_model_over_an_input_or_an_earlier_checkpoint(tmp_path, cli):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
+    before = hr.read_bytes()
+    args = ["--scales", "2", "--patch-size", "16", *TINY_CLI]
+    result = cli("train", hr, "-o", hr, "--overwrite", *args)
+    assert result.code == 1
+    assert_one_line_error(result.err, "is one of the input rasters")
+    assert hr.read_bytes() == before
+    result = cli("train", hr, "-o", tmp_path / "dem", *args)
+    assert result.code == 1
+    assert_one_line_error(result.err, "must be named *.safetensors")
+    # a checkpoint left by an earlier run is an output too
+    model = tmp_path / "m.safetensors"
+    assert cli("train", hr, "-o", model, *args).code == 0
+    model.unlink()
+    checkpoint = tmp_path / "m.safetensors.ckpt"
+    kept = checkpoint.read_bytes()
+    result = cli("train", hr, "-o", model, *args)
+    assert result.code == 1
+    assert_one_line_error(result.err, f"pass --resume {checkpoint} to continue that run, or --overwrite")
+    assert checkpoint.read_bytes() == kept
+    # resuming another run's checkpoint does not replace an existing model without --overwrite
+    other = tmp_path / "other.safetensors"
+    assert cli("train", hr, "-o", other, *args).code == 0
+    result = cli("train", hr, "-o", other, "--resume", checkpoint, *args, "--epochs", "2")
+    assert result.code == 1
+    assert_one_line_error(result.err, "already exists; pass --overwrite")
+    # its own checkpoint continues it
+    assert cli("train", hr, "-o", other, "--resume", f"{other}.ckpt", *args, "--epochs", "2").code == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "nodata", "words"),
+    [
+        (float(np.finfo(np.float32).min), None, "float32's limit, the usual marker of missing data"),
+        (1e300, None, "beyond the range of float32"),
+        (-9999.0, -9999.0, "has no valid pixel (nodata=-9999.0)"),
+    ],
+)
+def test_cli_refuses_undeclared_nodata_markers_and_empty_rasters(tmp_path, cli, value, nodata, words):
+    data = fbm_surface((64, 32), seed=3, relief=50.0).astype(np.float64)
+    if nodata is None:
+        data[10:20, 5:9] = value
+    else:
+        data[:] = value
+    hr = write_geotiff(tmp_path / "hr.tif", data, nodata=nodata, dtype="float64")
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2", "--patch-size", "16", *TINY_CLI)
+    assert result.code == 1
+    assert_one_line_error(result.err, words)
+
+
+def test_cli_refuses_rasters_in_different_units_and_repeated_values(tmp_path, cli):
+    metres = write_geotiff(tmp_path / "m.tif", fbm_surface((64, 32), seed=3, relief=50.0), units=["m"])
+    feet = write_geotiff(tmp_path / "ft.tif", fbm_surface((64, 32), seed=4, relief=150.0), units=["ft"])
+    args = ["--patch-size", "16", *TINY_CLI]
+    result = cli("train", metres, feet, "-o", tmp_path / "mix.safetensors", "--scales", "2", *args)
+    assert result.code == 1
+    assert_one_line_error(result.err, "channel 1 is in m in")
+    for option, value in (("--scales", "2,2"), ("--bands", "1,1")):
+        result = cli("train", metres, "-o", tmp_path / "dup.safetensors", option, value, *args)
+        assert result.code == 2 and "names a value twice" in result.err, result.err
+
+
+def test_cli_resume_with_another_optimiser_is_one_line(tmp_path, cli):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
+    model = tmp_path / "m.safetensors"
+    args = ["--scales", "2", "--patch-size", "16", *TINY_CLI]
+    assert cli("train", hr, "-o", model, *args).code == 0
+    result = cli("train", hr, "-o", model, "--resume", f"{model}.ckpt", *args, "--epochs", "2", "--optimizer", "sgd")
+    assert result.code == 1
+    assert_one_line_error(result.err, "is of another network or optimiser")
+
+
+def test_the_card_records_the_command_as_given_and_keeps_it_on_resume(tmp_path, cli, monkeypatch):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
+    args = ["train", "hr.tif", "-o", "m.safetensors", "--scales", "2", "--patch-size", "16", *TINY_CLI]
+    assert cli(*args).code == 0
+    training = read_card(tmp_path / "m.safetensors").training
+    assert training["command"] == "geosr " + " ".join(args)
+    assert training["folder"] == os.getcwd()
+    again = [*args, "--resume", "m.safetensors.ckpt", "--epochs", "2"]
+    assert cli(*again).code == 0
+    training = read_card(tmp_path / "m.safetensors").training
+    assert training["command"] == "geosr " + " ".join(args)
+    assert training["resumed_with"] == "geosr " + " ".join(again)
+
+
+def test_the_card_says_the_scales_the_config_trained(tmp_path):
+    from geosr.models.card import ModelCard
+
+    card = ModelCard(name="tiny", in_channels=1, depth=4, width=8)  # the card's default scales are 2, 3, 4
+    output = tmp_path / "m.safetensors"
+    config = TrainConfig(**{**TINY, "scales": (2,)}, epochs=1)
+    train([terrain(0)], [terrain(1)], config, output, card, log=lambda line: None)
+    assert read_card(output).scales == [2.0]
+    with pytest.raises(ModelError, match="the model card says 3 channels, but the rasters have 1 bands"):
+        train([terrain(0)], [terrain(1)], config, output, ModelCard(name="t", in_channels=3, depth=4, width=8))

@@ -37,6 +37,7 @@ cli.add_command(train)
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the group and report errors in one line."""
     state["verbose"] = False  # set again by --verbose; not carried over from an earlier call in this process
+    state["argv"] = list(sys.argv[1:] if argv is None else argv)  # what was asked for (train records it)
     try:
         cli.main(args=argv, prog_name="geosr", standalone_mode=False)
     except click.exceptions.Exit as exc:

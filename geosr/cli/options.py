@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-#: Set by ``--verbose``: errors then show their traceback.
-state = {"verbose": False}
+#: ``verbose``, set by ``--verbose`` (errors then show their traceback); ``argv``, the arguments of the
+#: running command (set by :func:`geosr.cli.main`; ``geosr train`` records them in the model card).
+state: dict[str, Any] = {"verbose": False, "argv": []}
 
 
 def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import os
 import shlex
-import sys
 from pathlib import Path
 
 import click
 
-from geosr.cli.options import overwrite_option, progress_bar, reports_errors, verbose_option
+from geosr.cli.options import overwrite_option, progress_bar, reports_errors, state, verbose_option
 from geosr.georef import pixel_size
 
 
@@ -19,7 +20,14 @@ def _ints(text: str, what: str) -> list[int]:
         raise click.BadParameter(f"{what} must be whole numbers separated by commas, got {text!r}") from None
     if not values:
         raise click.BadParameter(f"{what} must not be empty")
+    if len(set(values)) != len(values):
+        raise click.BadParameter(f"{what} names a value twice ({text!r}); give each once")
     return values
+
+
+def _finite(value: float | None, what: str) -> None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}", param_hint=f"'{what}'")
 
 
 @click.command()
@@ -139,7 +147,8 @@ def train(
     from geosr.errors import InputError, Interrupted, OutputExistsError
     from geosr.io import iter_blocks, open_raster, raster_info
     from geosr.models.card import ModelCard
-    from geosr.predict import select_device
+    from geosr.predict import check_magnitudes, select_device
+    from geosr.stats import BandStats
     from geosr.training.data import normalise
     from geosr.training.train import TrainConfig
     from geosr.training.train import train as run_training
@@ -147,12 +156,28 @@ def train(
     scale_list = _ints(scales, "--scales")
     if min(scale_list) < 2:
         raise click.BadParameter(f"--scales must all be at least 2, got {scales!r}")
+    _finite(lr, "--lr")
+    _finite(minutes, "--minutes")
     if output.is_dir():
         raise OutputExistsError(f"output '{output}' is a folder; give a file name with -o")
     if not output.parent.is_dir():
         raise InputError(f"output folder '{output.parent}' does not exist; create it or choose another -o")
-    if output.exists() and not overwrite and resume is None:
+    for path in inputs:
+        if Path(path).exists() and Path(path).resolve() == output.resolve():
+            raise OutputExistsError(f"output '{output}' is one of the input rasters; choose another name with -o")
+    if output.suffix.lower() != ".safetensors":
+        raise InputError(
+            f"the model file must be named *.safetensors (geosr reads models by that suffix), got '{output}'"
+        )
+    checkpoint = Path(str(output) + ".ckpt")
+    continuing = resume is not None and checkpoint.exists() and Path(resume).resolve() == checkpoint.resolve()
+    if output.exists() and not overwrite and not continuing:
         raise OutputExistsError(f"output '{output}' already exists; pass --overwrite to replace it")
+    if checkpoint.exists() and not overwrite and not continuing:
+        raise OutputExistsError(
+            f"'{checkpoint}' already exists (the checkpoint of an earlier run); pass --resume {checkpoint} to "
+            "continue that run, or --overwrite to replace it"
+        )
     train_sets, val_sets, square, units, names = [], [], True, None, None
     for path in inputs:
         with open_raster(path) as dataset:
@@ -161,10 +186,19 @@ def train(
         chosen = _ints(bands, "--bands") if bands else list(range(1, info.count + 1))
         if max(chosen) > info.count or min(chosen) < 1:
             raise InputError(f"--bands {bands} is out of range for '{path}', which has {info.count} bands")
-        data = normalise(data[[b - 1 for b in chosen]])
+        data = data[[b - 1 for b in chosen]]
+        raw = BandStats.of_block(data)
+        check_magnitudes(raw, str(path))  # an undeclared nodata marker would flatten the rest of the band
+        if raw.empty_bands:
+            raise InputError(
+                f"band {chosen[raw.empty_bands[0]]} of '{path}' has no valid pixel (nodata={info.nodata}); "
+                "leave the raster out, or check its nodata value"
+            )
+        data = normalise(data)
         axis = 1 if info.height >= info.width else 2
         length = data.shape[axis]
-        held = max(int(round(0.15 * length)), patch_size)
+        # at least one patch of whole cells of every scale (16 pixels hold no whole 3-pixel cells: 18 do)
+        held = max(int(round(0.15 * length)), *(-(-patch_size // s) * s for s in scale_list))
         if length - held < patch_size or min(info.height, info.width) < patch_size:
             raise InputError(
                 f"'{path}' ({info.width} x {info.height}) is too small for {patch_size}-pixel patches: it needs "
@@ -173,7 +207,15 @@ def train(
         train_sets.append(np.take(data, range(length - held), axis=axis))
         val_sets.append(np.take(data, range(length - held, length), axis=axis))
         square &= bool(np.isclose(*pixel_size(info.transform), rtol=1e-6))
-        units = units or [info.units[b - 1] or "" for b in chosen]
+        these = [info.units[b - 1] or "" for b in chosen]
+        if units is not None:
+            for channel, (first, now) in enumerate(zip(units, these, strict=False)):
+                if first and now and first != now:
+                    raise InputError(
+                        f"channel {channel + 1} is in {first} in '{inputs[0]}' but in {now} in '{path}'; a model "
+                        "learns one quantity per channel: convert the rasters to one unit, or train them apart"
+                    )
+        units = [u or t for u, t in zip(units, these, strict=False)] if units is not None else these
         names = names or [info.descriptions[b - 1] or f"band{b}" for b in chosen]
     for part, sets in (("", train_sets), ("the validation part (the last 15%) of ", val_sets)):
         if not any(np.nanmax(s) > np.nanmin(s) for s in sets if np.isfinite(s).any()):
@@ -181,6 +223,14 @@ def train(
                 f"{part}every raster is constant ({', '.join(Path(p).name for p in inputs)}); a model learns "
                 "detail from rasters whose values vary: train on rasters with relief or structure"
             )
+    for scale in scale_list:  # a scale no raster part can cut a patch from would be on the card but never trained
+        for part, sets in (("training", train_sets), ("validation", val_sets)):
+            if not any(min(r.shape[1] // scale, r.shape[2] // scale) * scale >= patch_size for r in sets):
+                raise InputError(
+                    f"scale {scale} gives no {patch_size}-pixel patch of whole {scale}-pixel cells in the {part} part "
+                    "of any raster (the last 15% of each is the validation part); drop it from --scales, use a "
+                    "smaller --patch-size, or larger rasters"
+                )
     if len({s.shape[0] for s in train_sets}) != 1:
         raise InputError("the rasters have different numbers of bands; choose the same bands with --bands")
     config = TrainConfig(
@@ -212,10 +262,13 @@ def train(
         units=units,
         scales=[float(s) for s in scale_list],
         description=f"Trained with `geosr train` on {', '.join(Path(p).name for p in inputs)}.",
-        training={"data": [str(p) for p in inputs], "command": "geosr train " + shlex.join(sys.argv[2:])},
+        training={
+            "data": [str(p) for p in inputs],
+            "command": "geosr " + shlex.join(state.get("argv") or []),
+            "folder": os.getcwd(),  # where the command ran: its relative paths start there
+        },
     )
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    checkpoint = Path(str(output) + ".ckpt")
     before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
     try:
         summary = run_training(

@@ -20,8 +20,10 @@ def list_models() -> dict[str, ModelCard]:
 def resolve_model(model: str | Path | None) -> Path:
     """Path of a model given by shipped name or by file path (``None`` means the default model)."""
     name = DEFAULT_MODEL if model is None else str(model)
+    # a name with a folder or the suffix in it ('./dem', 'dem.safetensors') is a path, never a shipped model
+    looks_like_path = isinstance(model, Path) or "/" in name or "\\" in name or name.endswith(".safetensors")
     shipped = WEIGHTS_DIR / f"{name}.safetensors"
-    if shipped.is_file():
+    if not looks_like_path and shipped.is_file():
         return shipped
     path = Path(name).expanduser()
     if path.is_file():

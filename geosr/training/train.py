@@ -243,8 +243,12 @@ def train(
     device = torch.device(config.device)
     channels = rasters[0].shape[0]
     network = VDSR(channels, depth=config.depth, width=config.width, cell_input=config.cell_input).to(device)
+    if card.in_channels != channels:  # found now, not when the first epoch's model is saved
+        raise ModelError(f"the model card says {card.in_channels} channels, but the rasters have {channels} bands")
+    card.depth, card.width = config.depth, config.width
     card.interpolation = KERNELS[config.interpolation].description
     card.cell_input = config.cell_input
+    card.scales = [float(s) for s in config.scales]  # what it was trained for, whatever the card said
     if init:
         start = load_model(init, "cpu")
         have = (start.card.in_channels, start.card.depth, start.card.width)
@@ -272,7 +276,12 @@ def train(
     step, epoch, elapsed_before = 0, 0, 0.0
     if resume:
         state = _load_checkpoint(resume, device)
+        # Adam's groups have betas, SGD's momentum: torch would load either into the other and fail later
+        group = (state["optimizer"].get("param_groups") or [{}])[0] if isinstance(state["optimizer"], dict) else {}
+        other = "momentum" not in group if config.optimizer == "sgd" else "betas" not in group
         try:
+            if other:
+                raise ValueError("another optimiser")
             network.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError):
@@ -281,6 +290,10 @@ def train(
                 "--bands, --cell-input and --optimizer as the run that wrote it"
             ) from None
         step, epoch, elapsed_before = int(state["step"]), int(state["epoch"]), float(state["seconds"])
+        if state.get("command") and card.training.get("command"):
+            # the card keeps the command that started the run (re-running it trains the same model)
+            card.training["resumed_with"] = card.training["command"]
+            card.training["command"] = state["command"]
         if epoch >= config.epochs:
             raise InputError(
                 f"checkpoint '{resume}' has already run {epoch} epochs, and --epochs asks for {config.epochs}; "
@@ -345,6 +358,7 @@ def train(
             "epoch": epoch,
             "seconds": seconds,
             "sampler": batches.rng.bit_generator.state,
+            "command": card.training.get("command", ""),
         }
         # a run stopped while writing (Ctrl-C, a killed job) keeps the previous epoch's checkpoint whole
         with replaced_atomically(checkpoint) as tmp:
