@@ -14,7 +14,7 @@ cluster by itself.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -52,20 +52,32 @@ def worker_path(path: str | Path) -> str:
 
 
 def downscale_tile(
-    path: str, model: str, options: dict[str, Any], plan: TilePlan, stats: BandStats, tile: Tile
+    path: str,
+    model: str,
+    options: dict[str, Any],
+    plan: TilePlan,
+    stats: BandStats,
+    bands: list[int] | None,
+    tile: Tile,
 ) -> tuple[Tile, np.ndarray]:
-    """On a worker: read the tile's input window from ``path`` and return ``(tile, fine core)``."""
+    """On a worker: read the tile's input window from ``path`` (its ``bands``) and return ``(tile, fine core)``."""
     from geosr.io import open_raster, read_window
     from geosr.predict import cached_downscaler
 
-    with open_raster(path) as dataset:
+    with open_raster(path, bands) as dataset:
         source = read_window(dataset, tile.rows.source, tile.cols.source)
     ((_, core),) = cached_downscaler(model, **options).run(plan, stats, [(tile, source)])
     return tile, core
 
 
 def run_tiles(
-    address: str, path: str | Path, model: str, options: dict[str, Any], plan: TilePlan, stats: BandStats
+    address: str,
+    path: str | Path,
+    model: str,
+    options: dict[str, Any],
+    plan: TilePlan,
+    stats: BandStats,
+    bands: Sequence[int] | None = None,
 ) -> Iterator[tuple[Tile, np.ndarray]]:
     """Downscale every tile of the raster at ``path`` on the cluster; yield ``(tile, core)`` as they finish.
 
@@ -78,7 +90,8 @@ def run_tiles(
         threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
         if threads == 0:
             raise SchedulerError(f"the dask scheduler at {address!r} has no workers; start some with `dask worker`")
-        shared = client.scatter([worker_path(path), model, options, plan, stats], broadcast=True)
+        chosen = None if bands is None else list(bands)
+        shared = client.scatter([worker_path(path), model, options, plan, stats, chosen], broadcast=True)
         tiles = iter(plan)
 
         def submit(tile: Tile) -> Any:

@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,13 +78,58 @@ def _open(name: str | Path) -> Any:
 
 
 @contextlib.contextmanager
-def open_raster(path: str | Path) -> Iterator[Any]:
-    """Open a raster for reading, turning GDAL's errors into one clear :class:`InputError`."""
+def open_raster(path: str | Path, bands: Sequence[int] | None = None) -> Iterator[Any]:
+    """Open a raster for reading, turning GDAL's errors into one clear :class:`InputError`; with
+    ``bands`` (1-based), seen through those bands only, in that order (:class:`BandSubset`)."""
     dataset = _open(path)
     try:
-        yield dataset
+        yield dataset if bands is None else BandSubset(dataset, bands)
     finally:
         dataset.close()
+
+
+class BandSubset:
+    """A rasterio dataset seen through some of its bands, in a given order: ``count``, the per-band
+    metadata, ``tags(i)`` and ``read`` follow the chosen bands; everything else is the dataset's."""
+
+    def __init__(self, dataset: Any, bands: Sequence[int]) -> None:
+        chosen = [int(b) for b in bands]
+        if not chosen:
+            raise InputError("no band chosen; name at least one (for example --bands 1)")
+        if len(set(chosen)) != len(chosen):
+            raise InputError(f"bands {','.join(map(str, chosen))} name a band twice; give each once")
+        wrong = [b for b in chosen if not 1 <= b <= dataset.count]
+        if wrong:
+            raise InputError(
+                f"'{dataset.name}' has {dataset.count} band(s); there is no band {wrong[0]} (bands count from 1)"
+            )
+        self._dataset, self._bands = dataset, chosen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dataset, name)
+
+    def _pick(self, values: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(values[b - 1] for b in self._bands)
+
+    count = property(lambda self: len(self._bands))
+    dtypes = property(lambda self: self._pick(self._dataset.dtypes))
+    colorinterp = property(lambda self: self._pick(self._dataset.colorinterp))
+    descriptions = property(lambda self: self._pick(self._dataset.descriptions))
+    units = property(lambda self: self._pick(self._dataset.units))
+    scales = property(lambda self: self._pick(self._dataset.scales))
+    offsets = property(lambda self: self._pick(self._dataset.offsets))
+    nodatavals = property(lambda self: self._pick(self._dataset.nodatavals))
+    nodata = property(lambda self: self.nodatavals[0])
+
+    def tags(self, bidx: int = 0, **kwargs: Any) -> dict[str, str]:
+        return self._dataset.tags(self._bands[bidx - 1] if bidx else 0, **kwargs)
+
+    def read(self, indexes: int | Sequence[int] | None = None, **kwargs: Any) -> Any:
+        if indexes is None:
+            return self._dataset.read(self._bands, **kwargs)
+        if isinstance(indexes, int):
+            return self._dataset.read(self._bands[indexes - 1], **kwargs)
+        return self._dataset.read([self._bands[i - 1] for i in indexes], **kwargs)
 
 
 def raster_info(dataset: Any) -> RasterInfo:

@@ -7,6 +7,7 @@ statistics, once per tile) and the output is written tile by tile.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ def downscale_raster(
     conserve: bool | None = None,
     ensemble: int = 1,
     scheduler: str | None = None,
+    bands: Sequence[int] | None = None,
     progress: ProgressCallback | None = None,
 ) -> Result:
     """Super-resolve the raster at ``src`` into a GeoTIFF at ``dst``.
@@ -95,7 +97,7 @@ def downscale_raster(
     name, src = str(src), Path(src)  # GDAL opens the name as given (a Path folds /vsizip//abs/... into a relative name)
     import rasterio
 
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(name) as dataset:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(name, bands) as dataset:
         info = raster_info(dataset)
         if scale is None:
             if info.gcps:
@@ -135,7 +137,7 @@ def downscale_raster(
         else:
             from geosr.distributed import run_tiles
 
-            results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats)
+            results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats, bands)
         with TileWriter(out, spec, cog=cog) as writer:
             for done, (tile, core) in enumerate(results, 1):
                 writer.write(tile.rows.core.as_slice(), tile.cols.core.as_slice(), core)

@@ -440,3 +440,35 @@ def test_cli_an_ungeoreferenced_raster_gives_an_ungeoreferenced_output(tmp_path,
         with rasterio.open(out) as dst:
             assert dst.transform.is_identity and dst.crs is None and not dst.gcps[0]
             assert dst.shape == (20, 40)
+
+
+def test_cli_bands_chooses_and_orders_the_bands_with_their_metadata(tmp_path, cli, model1):
+    from rasterio.enums import ColorInterp
+
+    data = np.stack([fbm_surface((14, 16), seed=s, relief=10.0 * s) for s in (1, 2, 3)])
+    src = write_geotiff(
+        tmp_path / "three.tif",
+        data,
+        descriptions=["elevation", "slope", "aspect"],
+        units=["m", "degrees", "degrees"],
+        scales=[1.0, 0.5, 2.0],
+        offsets=[0.0, 1.0, 3.0],
+        band_tags=[{"K": "one"}, {"K": "two"}, {"K": "three"}],
+        colorinterp=[ColorInterp.gray, ColorInterp.undefined, ColorInterp.undefined],
+    )
+    every, some = tmp_path / "every.tif", tmp_path / "some.tif"
+    common = ("--scale", 2, "--model", model1, "--device", "cpu", "-q")
+    assert cli("downscale", src, "-o", every, *common).code == 0
+    result = cli("downscale", src, "-o", some, "--bands", "3,1", *common)
+    assert result.code == 0, result.err
+    with rasterio.open(every) as a, rasterio.open(some) as b:
+        assert b.count == 2 and b.descriptions == ("aspect", "elevation") and b.units == ("degrees", "m")
+        assert b.scales == (2.0, 1.0) and b.offsets == (3.0, 0.0)
+        assert b.tags(1)["K"] == "three" and b.tags(2)["K"] == "one"
+        assert (b.transform, b.crs, b.shape) == (a.transform, a.crs, a.shape)
+        np.testing.assert_array_equal(b.read(), a.read([3, 1]))  # a 1-channel model runs band by band
+    for bands, words in (("4", "has 3 band(s); there is no band 4"), ("1,1", "name a band twice"), ("x", "--bands")):
+        result = cli("downscale", src, "-o", tmp_path / "bad.tif", "--bands", bands, *common)
+        assert result.code != 0
+        assert_one_line_error(result.err, words)
+    assert not (tmp_path / "bad.tif").exists()

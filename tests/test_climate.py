@@ -136,7 +136,7 @@ def test_cli_variable_resolution(cli, a1b, model1, tmp_path):
             "has no variable 'tas' (its variables: air_temperature, latitude_longitude, time_bnds)",
         ),
         (["--variable", VARIABLE, "-o", "{tmp}/out.tif"], "must be a NetCDF file (.nc) or a Zarr store (.zarr)"),
-        (["--variable", VARIABLE, "--cog"], "--cog and --keep-dtype are for GeoTIFF output"),
+        (["--variable", VARIABLE, "--cog"], "--keep-dtype and --bands are for GeoTIFF output"),
     ],
 )
 def test_cli_variable_errors(cli, a1b, model1, tmp_path, args, message):

@@ -83,6 +83,14 @@ def test_cli_scheduler_geotiff_identical_to_local(cli, cluster, make_geotiff, mo
     with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "cluster.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
         assert (a.crs, a.transform, a.shape) == (b.crs, b.transform, b.shape) == (b.crs, b.transform, (90, 78))
+    # so do the chosen bands: the workers read the same bands as a local run
+    two = make_geotiff("two.tif", np.stack([fbm_surface((30, 26), seed=s) for s in (3, 4)]))
+    picked = ("downscale", two, "--bands", "2", *common[2:])
+    assert cli(*picked, "-o", tmp_path / "local_b2.tif").code == 0
+    assert cli(*picked, "-o", tmp_path / "cluster_b2.tif", "--scheduler", cluster.scheduler_address).code == 0
+    with rasterio.open(tmp_path / "local_b2.tif") as a, rasterio.open(tmp_path / "cluster_b2.tif") as b:
+        assert a.count == b.count == 1
+        np.testing.assert_array_equal(a.read(), b.read())
     # the ensemble reaches the workers: same as a local ensemble run, not the single network's output
     ensemble = (*common, "--ensemble", 4)
     assert cli(*ensemble, "-o", tmp_path / "local4.tif").code == 0

@@ -36,6 +36,12 @@ def print_progress_line(done: int, total: int) -> None:
 )
 @click.option("--scale", type=float, default=None, help="Refinement factor, > 1 (for example 4).")
 @click.option(
+    "--bands",
+    default=None,
+    metavar="N,N...",
+    help="Bands to downscale, in this order (for example 3,1; default: all), as `geosr train --bands` picks them.",
+)
+@click.option(
     "--resolution", type=float, default=None, help="Target pixel size in the raster's CRS units (instead of --scale)."
 )
 @model_option
@@ -98,6 +104,7 @@ def downscale(
     input_path: str,
     output: Path | None,
     scale: float | None,
+    bands: str | None,
     resolution: float | None,
     model: str | None,
     device: str,
@@ -150,11 +157,21 @@ def downscale(
             f"-o {output} names a {grid_format(Path(output))} output, which needs --variable NAME; "
             "without it geosr writes a GeoTIFF (-o NAME.tif)"
         )
+    chosen = None
+    if bands is not None:
+        try:
+            chosen = [int(b) for b in bands.split(",") if b.strip()]
+        except ValueError:
+            raise click.BadParameter(
+                f"must be band numbers separated by commas, got {bands!r}", param_hint="'--bands'"
+            ) from None
     if variable is None:
         progress = print_progress_line if progress_lines else progress_bar(quiet, unit="tile")
-        result = downscale_raster(input_path, output, cog=cog, keep_dtype=keep_dtype, progress=progress, **options)
-    elif cog or keep_dtype:
-        raise click.UsageError("--cog and --keep-dtype are for GeoTIFF output; drop them with --variable")
+        result = downscale_raster(
+            input_path, output, cog=cog, keep_dtype=keep_dtype, bands=chosen, progress=progress, **options
+        )
+    elif cog or keep_dtype or bands:
+        raise click.UsageError("--cog, --keep-dtype and --bands are for GeoTIFF output; drop them with --variable")
     else:
         result = downscale_grid(input_path, output, variable=variable, **options)
     if not quiet:
