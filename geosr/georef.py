@@ -48,7 +48,7 @@ def output_shape(height: int, width: int, scale: float) -> tuple[int, int]:
         smallest = 1 + 0.5 / max(height, width)  # the scale at which the longer side gains a pixel
         raise ScaleError(
             f"scale {scale:g} leaves the {height} x {width} raster {height} x {width} pixels (sizes are whole "
-            f"pixels, rounded), so nothing would be refined; use a scale above {smallest:.4g}"
+            f"pixels, rounded), so nothing would be refined; use a scale above {smallest:.10g}"
         )
     return shape
 
@@ -57,6 +57,22 @@ def output_transform(transform: Affine, in_shape: tuple[int, int], out_shape: tu
     """Transform of the fine grid: the coarse transform with pixels shrunk to fit the same bounds."""
     (h, w), (h_out, w_out) = in_shape, out_shape
     return transform @ Affine.scale(w / w_out, h / h_out)
+
+
+#: Metres per unit of the length units band metadata uses (``units`` of a GDAL band), spelled as GDAL,
+#: CF and people write them; compared in lower case, without surrounding spaces
+LENGTH_UNITS = {
+    **dict.fromkeys(("m", "metre", "metres", "meter", "meters"), 1.0),
+    **dict.fromkeys(("ft", "foot", "feet", "international foot"), 0.3048),
+    **dict.fromkeys(("us-ft", "ftus", "us survey foot", "us_survey_foot", "foot_us"), 1200 / 3937),
+}
+
+
+def unit_key(unit: str | None) -> str:
+    """A band unit as compared: lower case, trimmed, and one name per length unit ('Metre' -> 'm')."""
+    text = (unit or "").strip().lower()
+    factor = LENGTH_UNITS.get(text)
+    return text if factor is None else {1.0: "m", 0.3048: "ft"}.get(factor, "us-ft")
 
 
 def pixel_size(transform: Affine) -> tuple[float, float]:

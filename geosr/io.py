@@ -94,6 +94,8 @@ class BandSubset:
 
     def __init__(self, dataset: Any, bands: Sequence[int]) -> None:
         chosen = [int(b) for b in bands]
+        if dataset.count == 0:
+            raster_info(dataset)  # a container of subdatasets: says which and how to pick one
         if not chosen:
             raise InputError("no band chosen; name at least one (for example --bands 1)")
         if len(set(chosen)) != len(chosen):
@@ -112,6 +114,7 @@ class BandSubset:
         return tuple(values[b - 1] for b in self._bands)
 
     count = property(lambda self: len(self._bands))
+    band_numbers = property(lambda self: tuple(self._bands))  # the raster's numbers of the chosen bands
     dtypes = property(lambda self: self._pick(self._dataset.dtypes))
     colorinterp = property(lambda self: self._pick(self._dataset.colorinterp))
     descriptions = property(lambda self: self._pick(self._dataset.descriptions))
@@ -185,7 +188,8 @@ def _check_bands(dataset: Any) -> None:
     """Refuse bands whose values are not quantities: complex numbers, palette indices, alpha masks."""
     from rasterio.enums import ColorInterp
 
-    for i, (dtype, interp) in enumerate(zip(dataset.dtypes, dataset.colorinterp, strict=True), 1):
+    numbers = getattr(dataset, "band_numbers", range(1, dataset.count + 1))  # the raster's, under --bands
+    for i, dtype, interp in zip(numbers, dataset.dtypes, dataset.colorinterp, strict=True):
         if np.dtype(dtype).kind not in "iuf":
             raise InputError(
                 f"band {i} of '{dataset.name}' holds {dtype} values, not real numbers; write its real part, "

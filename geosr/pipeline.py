@@ -121,7 +121,7 @@ def downscale_raster(
         downscaler = Downscaler(model, **options)
         downscaler.check_bands(info.count)
         stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset))
-        check_magnitudes(stats, str(src))  # before any output is created
+        check_magnitudes(stats, str(src), bands)  # before any output is created
         if len(stats.empty_bands) == info.count:  # a band without data alone comes out as nodata
             raise InputError(
                 f"every pixel of '{src}' is nodata (nodata={info.nodata}); nothing to downscale: check the "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -329,14 +329,14 @@ class Downscaler:
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def check_magnitudes(stats: BandStats, source: str | None = None) -> None:
+def check_magnitudes(stats: BandStats, source: str | None = None, bands: Sequence[int] | None = None) -> None:
     """Refuse a band holding values beyond float32's range, or exactly at its limit (the usual nodata marker
     of float rasters): the network computes in float32, and one such value, scaling the whole band's
     statistics, would swamp every output pixel. They are almost always undeclared nodata."""
     for band, value in enumerate(stats.absmax):
         if value >= FLOAT32_MAX:
             raise InputError(
-                f"band {band + 1}"
+                f"band {band + 1 if bands is None else bands[band]}"  # the raster's number under --bands
                 + (f" of '{source}'" if source else "")
                 + f" holds a value of magnitude {value:.7g}, "
                 + (

@@ -472,3 +472,14 @@ def test_cli_bands_chooses_and_orders_the_bands_with_their_metadata(tmp_path, cl
         assert result.code != 0
         assert_one_line_error(result.err, words)
     assert not (tmp_path / "bad.tif").exists()
+
+
+def test_cli_names_the_rasters_band_numbers_under_bands(tmp_path, cli):
+    data = np.stack([fbm_surface((14, 16), seed=s) for s in (1, 2, 3)]).astype(np.float32)
+    data[2, 4, 4] = np.finfo(np.float32).max
+    src = write_geotiff(tmp_path / "three.tif", data)
+    result = cli(
+        "downscale", src, "--bands", "3,1", "--scale", 2, "--model", "backprojection", "-o", tmp_path / "o.tif"
+    )
+    assert result.code == 1
+    assert_one_line_error(result.err, "band 3 of")

@@ -158,3 +158,8 @@ def test_output_shape_refuses_a_scale_that_refines_nothing():
         output_shape(10, 10, 1.01)
     assert output_shape(10, 10, 1.06) == (11, 11)
     assert output_shape(50, 70, 1.01) == (50, 71)  # one axis refined: allowed, the transform says so
+
+
+def test_the_smallest_scale_suggested_is_above_the_given_one():
+    with pytest.raises(ScaleError, match=r"above 1\.0005$"):
+        output_shape(1000, 1000, 1.0004)

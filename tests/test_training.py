@@ -695,7 +695,7 @@ def test_a_diverging_training_stops_with_one_line_and_keeps_the_last_epoch(tmp_p
     result = cli("train", hr, "-o", model, *args, "--resume", f"{model}.ckpt", "--epochs", "2", "--lr", "1e30")
     assert result.code == 1
     assert_one_line_error(result.err, "training diverged: the ")
-    assert "lower --lr" in result.err and "holds the last finished epoch's model" in result.err
+    assert "lower --lr" in result.err and f"{model} is unchanged" in result.err
     assert model.read_bytes() == before
 
 
@@ -757,6 +757,10 @@ def test_cli_refuses_rasters_in_different_units_and_repeated_values(tmp_path, cl
     result = cli("train", metres, feet, "-o", tmp_path / "mix.safetensors", "--scales", "2", *args)
     assert result.code == 1
     assert_one_line_error(result.err, "channel 1 is in m in")
+    # one unit spelled another way is the same unit
+    metre = write_geotiff(tmp_path / "metre.tif", fbm_surface((64, 32), seed=5, relief=50.0), units=[" Metre "])
+    result = cli("train", metres, metre, "-o", tmp_path / "same.safetensors", "--scales", "2", *args)
+    assert result.code == 0, result.err
     for option, value in (("--scales", "2,2"), ("--bands", "1,1")):
         result = cli("train", metres, "-o", tmp_path / "dup.safetensors", option, value, *args)
         assert result.code == 2 and "names a value twice" in result.err, result.err
@@ -782,11 +786,16 @@ def test_the_card_records_the_command_as_given_and_keeps_it_on_resume(tmp_path, 
     training = read_card(tmp_path / "m.safetensors").training
     assert training["command"] == "geosr " + " ".join(args)
     assert training["folder"] == os.getcwd()
-    again = [*args, "--resume", "m.safetensors.ckpt", "--epochs", "2"]
+    # resumed from another folder: the card keeps the command that started the run and its folder
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    again = ["train", "../hr.tif", "-o", "../m.safetensors", *args[4:], "--resume", "../m.safetensors.ckpt"]
+    again += ["--epochs", "2"]
     assert cli(*again).code == 0
     training = read_card(tmp_path / "m.safetensors").training
-    assert training["command"] == "geosr " + " ".join(args)
+    assert training["command"] == "geosr " + " ".join(args) and training["folder"] == str(tmp_path)
     assert training["resumed_with"] == "geosr " + " ".join(again)
+    assert training["resumed_in"] == str(tmp_path / "sub")
 
 
 def test_the_card_says_the_scales_the_config_trained(tmp_path):
@@ -799,3 +808,21 @@ def test_the_card_says_the_scales_the_config_trained(tmp_path):
     assert read_card(output).scales == [2.0]
     with pytest.raises(ModelError, match="the model card says 3 channels, but the rasters have 1 bands"):
         train([terrain(0)], [terrain(1)], config, output, ModelCard(name="t", in_channels=3, depth=4, width=8))
+
+
+def test_cli_too_small_says_what_it_needs_and_divergence_what_it_left(tmp_path, cli):
+    small = write_geotiff(tmp_path / "small.tif", fbm_surface((32, 32), seed=3, relief=50.0))
+    result = cli("train", small, "-o", tmp_path / "s.safetensors", "--scales", "2,3", "--patch-size", "16", *TINY_CLI)
+    assert result.code == 1
+    assert_one_line_error(result.err, "it needs 16 pixels across and 34 along")
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
+    args = ["--scales", "2", "--patch-size", "16", *TINY_CLI]
+    assert cli("train", hr, "-o", tmp_path / "m.safetensors", *args).code == 0
+    # resumed into a new file and diverging at once: that file was never written
+    new = tmp_path / "new.safetensors"
+    result = cli(
+        "train", hr, "-o", new, "--resume", tmp_path / "m.safetensors.ckpt", *args, "--epochs", "2", "--lr", "1e30"
+    )
+    assert result.code == 1
+    assert_one_line_error(result.err, "training diverged", "this run wrote no model")
+    assert not new.exists()

@@ -9,13 +9,10 @@ from dataclasses import asdict
 import click
 
 from geosr.cli.options import device_option, ensemble_option, model_option, reports_errors, verbose_option
+from geosr.georef import LENGTH_UNITS
 
 #: Metres per unit of the elevation units that slope errors are reported for
-ELEVATION_UNITS = {
-    **dict.fromkeys(("m", "metre", "metres", "meter", "meters"), 1.0),
-    **dict.fromkeys(("ft", "foot", "feet", "international foot"), 0.3048),
-    **dict.fromkeys(("us-ft", "ftus", "us survey foot", "us_survey_foot", "foot_us"), 1200 / 3937),
-}
+ELEVATION_UNITS = LENGTH_UNITS
 
 
 def _pixel_size_m(info: object) -> tuple[float, float] | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from geosr.cli.options import overwrite_option, progress_bar, reports_errors, state, verbose_option
-from geosr.georef import pixel_size
+from geosr.georef import pixel_size, unit_key
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -188,7 +188,7 @@ def train(
             raise InputError(f"--bands {bands} is out of range for '{path}', which has {info.count} bands")
         data = data[[b - 1 for b in chosen]]
         raw = BandStats.of_block(data)
-        check_magnitudes(raw, str(path))  # an undeclared nodata marker would flatten the rest of the band
+        check_magnitudes(raw, str(path), chosen)  # an undeclared nodata marker would flatten the rest of the band
         if raw.empty_bands:
             raise InputError(
                 f"band {chosen[raw.empty_bands[0]]} of '{path}' has no valid pixel (nodata={info.nodata}); "
@@ -198,11 +198,13 @@ def train(
         axis = 1 if info.height >= info.width else 2
         length = data.shape[axis]
         # at least one patch of whole cells of every scale (16 pixels hold no whole 3-pixel cells: 18 do)
-        held = max(int(round(0.15 * length)), *(-(-patch_size // s) * s for s in scale_list))
+        whole = max(-(-patch_size // s) * s for s in scale_list)
+        held = max(int(round(0.15 * length)), whole)
         if length - held < patch_size or min(info.height, info.width) < patch_size:
             raise InputError(
-                f"'{path}' ({info.width} x {info.height}) is too small for {patch_size}-pixel patches: it needs "
-                f"{patch_size} pixels across and {2 * patch_size} along; use a smaller --patch-size"
+                f"'{path}' ({info.width} x {info.height}) is too small for {patch_size}-pixel patches at scales "
+                f"{','.join(map(str, scale_list))}: it needs {patch_size} pixels across and {patch_size + whole} "
+                "along (a patch to train on and one of whole cells to validate on); use a smaller --patch-size"
             )
         train_sets.append(np.take(data, range(length - held), axis=axis))
         val_sets.append(np.take(data, range(length - held, length), axis=axis))
@@ -210,7 +212,7 @@ def train(
         these = [info.units[b - 1] or "" for b in chosen]
         if units is not None:
             for channel, (first, now) in enumerate(zip(units, these, strict=False)):
-                if first and now and first != now:
+                if first and now and unit_key(first) != unit_key(now):
                     raise InputError(
                         f"channel {channel + 1} is in {first} in '{inputs[0]}' but in {now} in '{path}'; a model "
                         "learns one quantity per channel: convert the rasters to one unit, or train them apart"

@@ -183,9 +183,12 @@ def _autocast(device: torch.device, precision: str) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def _diverged(what: str, lr: float, epoch: int, output: str | Path) -> TrainingDiverged:
+def _diverged(what: str, lr: float, saved: bool, output: str | Path) -> TrainingDiverged:
     """The one-line error of a training whose numbers became NaN or infinite."""
-    kept = f"{output} holds the last finished epoch's model" if epoch > 0 else "no model was written"
+    if saved:
+        kept = f"{output} holds the last finished epoch's model"
+    else:
+        kept = f"{output} is unchanged" if Path(output).exists() else "this run wrote no model"
     return TrainingDiverged(
         f"training diverged: {what} (learning rate {lr:g}); lower --lr (for example {lr / 10:g}); {kept}"
     )
@@ -291,9 +294,12 @@ def train(
             ) from None
         step, epoch, elapsed_before = int(state["step"]), int(state["epoch"]), float(state["seconds"])
         if state.get("command") and card.training.get("command"):
-            # the card keeps the command that started the run (re-running it trains the same model)
+            # the card keeps the command that started the run and its folder (re-running it trains the same model)
             card.training["resumed_with"] = card.training["command"]
             card.training["command"] = state["command"]
+            if state.get("folder"):
+                card.training["resumed_in"] = card.training.get("folder", "")
+                card.training["folder"] = state["folder"]
         if epoch >= config.epochs:
             raise InputError(
                 f"checkpoint '{resume}' has already run {epoch} epochs, and --epochs asks for {config.epochs}; "
@@ -312,6 +318,7 @@ def train(
     initial = rmse
     kernel = config.interpolation
     log(f"epoch {epoch}: val RMSE {rmse:.5f} vs {kernel} {base:.5f} ({_gain(rmse, base)})")
+    saved = False  # this run has written the model
     while epoch < config.epochs:
         lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
@@ -323,7 +330,7 @@ def train(
                 residual = network.residual(network.inputs(batch.ilr, batch.coarse_up))
             loss = batch.loss(residual, config.loss)
             if not torch.isfinite(loss):
-                raise _diverged(f"the loss is {loss.item()} at step {step + 1}", lr, epoch, output)
+                raise _diverged(f"the loss is {loss.item()} at step {step + 1}", lr, saved, output)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.optimizer == "sgd":
@@ -336,7 +343,7 @@ def train(
         seconds = elapsed_before + time.perf_counter() - started
         rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
         if not math.isfinite(rmse):
-            raise _diverged(f"the validation RMSE is {rmse} after epoch {epoch + 1}", lr, epoch, output)
+            raise _diverged(f"the validation RMSE is {rmse} after epoch {epoch + 1}", lr, saved, output)
         epoch += 1
         history.append(
             {
@@ -359,6 +366,7 @@ def train(
             "seconds": seconds,
             "sampler": batches.rng.bit_generator.state,
             "command": card.training.get("command", ""),
+            "folder": card.training.get("folder", ""),
         }
         # a run stopped while writing (Ctrl-C, a killed job) keeps the previous epoch's checkpoint whole
         with replaced_atomically(checkpoint) as tmp:
@@ -379,6 +387,7 @@ def train(
             }
         )
         save_model(network.cpu(), card, output)
+        saved = True
         network.to(device)
         if config.minutes is not None and seconds >= config.minutes * 60:
             log(f"budget of {config.minutes} minutes reached")

@@ -294,18 +294,28 @@ _OPTION = re.compile(r"(?<![\w-])(" + "|".join(re.escape(o) for o in _LONGEST_FI
 
 #: Whole phrases of geosr's messages that read better said another way for the dialog
 PHRASES = {
-    "with -o": "for the Downscaled raster (OUTPUT)",
+    "choose another name with -o": "choose another Downscaled raster (OUTPUT)",
+    "give a file name with -o": "give the Downscaled raster (OUTPUT) a file name",
+    "or choose another -o": "or choose another Downscaled raster (OUTPUT)",
+    "or -o to choose another": "or choose another Downscaled raster (OUTPUT)",
     "drop --conserve": "untick Conserve (CONSERVE)",
     "use --device ": "set the Device (DEVICE) to ",
 }
+#: A quoted name in geosr's messages (a path, a model): left as it is
+_QUOTED = re.compile(r"('[^']*')")
 
 
 def for_qgis(message: str) -> str:
     """geosr's message with its command-line options named as the tool's parameters ('use --scale
-    instead' -> 'use the Scale factor (SCALE) instead'): the dialog has no -o or --conserve."""
-    for phrase, replacement in PHRASES.items():
-        message = message.replace(phrase, replacement)
-    return _OPTION.sub(lambda match: PARAMETER_NAMES[match[1]], message)
+    instead' -> 'use the Scale factor (SCALE) instead'): the dialog has no -o or --conserve. Quoted
+    names (paths, models) are left as they are."""
+
+    def words(text: str) -> str:
+        for phrase, replacement in PHRASES.items():
+            text = text.replace(phrase, replacement)
+        return _OPTION.sub(lambda match: PARAMETER_NAMES[match[1]], text)
+
+    return "".join(part if _QUOTED.fullmatch(part) else words(part) for part in _QUOTED.split(message))
 
 
 def _error_message(stderr: Sequence[str], code: int) -> str:

@@ -295,6 +295,13 @@ def qgis_process() -> str:
 
 def test_qgis_process_runs_downscale(qgis_profile, plugin_folder, geosr_executable, jacksboro, tiny_model, tmp_path):
     env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_folder), GEOSR_EXECUTABLE=str(geosr_executable))
+    # run from an activated virtualenv, qgis_process starts its Python from the venv's and crashes (SIGSEGV):
+    # it must see the system's, as a user's shell outside the venv does
+    venv = env.pop("VIRTUAL_ENV", None)
+    for name in ("PYTHONHOME", "PYTHONPATH"):
+        env.pop(name, None)
+    if venv:
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(venv))
 
     def call(*arguments: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([qgis_process(), *arguments], capture_output=True, text=True, env=env, timeout=300)

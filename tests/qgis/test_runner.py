@@ -176,3 +176,31 @@ def test_in_process_errors_and_cancel(jacksboro, tmp_path, tiny_model):
         run(make_job(jacksboro, tmp_path / "cancelled.tif", tiny_model), feedback, None)
     assert len(feedback.progress) == 1
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "output 'a.tif' is the input file; choose another name with -o",
+            "output 'a.tif' is the input file; choose another Downscaled raster (OUTPUT)",
+        ),
+        (
+            "conservation needs a whole scale (2, 3, 4...), got 2.5; drop --conserve or use a whole scale",
+            "conservation needs a whole scale (2, 3, 4...), got 2.5; untick Conserve (CONSERVE) or use a whole scale",
+        ),
+        (
+            "--resolution needs square pixels but this raster's are 1 x 2; use --scale instead",
+            "the Target resolution (RESOLUTION) needs square pixels but this raster's are 1 x 2; "
+            "use the Scale factor (SCALE) instead",
+        ),
+        # quoted names (paths, models) stay as they are
+        ("input file '/home/u/-o/dem.tif' does not exist", "input file '/home/u/-o/dem.tif' does not exist"),
+        (
+            "unknown model '/m/try --scale 3.safetensors' (shipped: dem); pass --model",
+            "unknown model '/m/try --scale 3.safetensors' (shipped: dem); pass the Model (MODEL)",
+        ),
+    ],
+)
+def test_messages_name_the_tools_parameters_not_geosrs_options(message, expected):
+    assert runner.for_qgis(message) == expected
