@@ -75,6 +75,12 @@ def regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
     step = (values[-1] - values[0]) / (values.size - 1)
     precision = 4 * np.finfo(raw.dtype).eps * np.abs(values).max() if raw.dtype.kind == "f" else 0.0
     if step == 0 or not np.allclose(np.diff(values), step, rtol=1e-5, atol=max(abs(step) * 1e-5, precision)):
+        wrapped = np.diff(np.unwrap(values, period=360.0))
+        if np.allclose(wrapped, wrapped[0], rtol=1e-5, atol=max(abs(wrapped[0]) * 1e-5, precision)):
+            raise InputError(
+                f"coordinate {dim!r} is regular but wraps around at 180 or 360 degrees; give it continuous "
+                f"longitudes first, e.g. da.assign_coords({dim}=np.unwrap(da.{dim}, period=360))"
+            )
         raise InputError(
             f"coordinate {dim!r} is not regularly spaced; regrid it to a regular grid first (e.g. with xarray.interp)"
         )
@@ -95,11 +101,17 @@ def fine_chunks(chunks: tuple[int, ...], n_in: int, n_out: int) -> tuple[int, ..
     return tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
 
 
+#: Smallest default tile side: a tile reads a halo of about 20 fine pixels around it, so tiles cut to tiny
+#: chunks (1 x 1 coarse cells) would each read most of the raster, and the graph grow with its square
+MIN_DEFAULT_TILE = 256
+
+
 def _default_tile(chunk_out: int) -> int:
-    """Tile side for a fine chunk of ``chunk_out`` pixels: the chunk split evenly into tiles of at most the default."""
+    """Tile side for a fine chunk of ``chunk_out`` pixels: the chunk split evenly into tiles of at most the
+    default, and never below :data:`MIN_DEFAULT_TILE` (a tile may then span several small chunks)."""
     from geosr.predict import DEFAULT_TILE_SIZE
 
-    return -(-chunk_out // -(-chunk_out // DEFAULT_TILE_SIZE))
+    return max(-(-chunk_out // -(-chunk_out // DEFAULT_TILE_SIZE)), MIN_DEFAULT_TILE)
 
 
 def _nodata(da: xr.DataArray) -> list[float]:
@@ -183,7 +195,9 @@ def _fine_coords(da: xr.DataArray, dims: tuple[str, str], shape: tuple[int, int]
     """The coordinates of ``da`` that do not depend on the spatial ``dims``, and the fine spatial ones."""
     coords: dict[str, Any] = {str(k): c for k, c in da.coords.items() if not set(dims) & set(c.dims)}
     for dim, n_out in zip(dims, shape, strict=True):
-        coords[dim] = (dim, fine_coordinate(np.asarray(da[dim].values, np.float64), n_out), da[dim].attrs)
+        # the coarse cells' bounds variable does not fit the fine grid: its CF link goes with it
+        attrs = {k: v for k, v in da[dim].attrs.items() if k != "bounds"}
+        coords[dim] = (dim, fine_coordinate(np.asarray(da[dim].values, np.float64), n_out), attrs)
     return coords
 
 
@@ -285,7 +299,11 @@ class GeosrDataArrayAccessor:
         coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))
         if mapping is not None:
             coords[mapping] = _refit(da[mapping], coords[ydim][1], coords[xdim][1])
-        attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "missing_value", "nodata")}
+        dropped = {"_FillValue", "missing_value", "nodata"}
+        if {"scale_factor", "add_offset"} & set(da.encoding):
+            # decoded packed data: valid_range/min/max are in packed units (CF 8.1), which the float output is not
+            dropped |= {"valid_range", "valid_min", "valid_max"}
+        attrs = {k: v for k, v in da.attrs.items() if k not in dropped}
         if "coordinates" in attrs:  # CF's list of auxiliary coordinates: those on the coarse grid are gone
             kept = [name for name in str(attrs["coordinates"]).split() if name in coords]
             attrs["coordinates"] = " ".join(kept)

@@ -7,6 +7,7 @@ statistics, once per tile) and the output is written tile by tile.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,20 +256,20 @@ def downscale_grid(
         chunks = {str(d): 1 for d in var.dims if d not in (ydim, xdim)}
         chunks.update({ydim: max(1, round(rows / scale)), xdim: max(1, round(cols / scale))})
         keep = [str(name) for name, v in ds.data_vars.items() if name == variable or not {ydim, xdim} & set(v.dims)]
-        fine = (
-            ds[keep]
-            .chunk(chunks)
-            .geosr.downscale(
-                scale,
-                model=model,
-                device=device,
-                precision=precision,
-                batch_size=batch_size,
-                conserve=conserve,
-                ensemble=ensemble,
-                y_dim=ydim,
-                x_dim=xdim,
-            )
+        with warnings.catch_warnings():
+            # geosr's own tiling, not the user's: xarray would blame them for splitting the stored chunks
+            warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks")
+            chunked = ds[keep].chunk(chunks)
+        fine = chunked.geosr.downscale(
+            scale,
+            model=model,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            conserve=conserve,
+            ensemble=ensemble,
+            y_dim=ydim,
+            x_dim=xdim,
         )
         if scheduler is None:
             write_grid(fine, out)

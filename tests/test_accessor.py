@@ -427,3 +427,46 @@ def test_clear_errors(model1):
         da.geosr.downscale(0.5, model=str(model1))
     with pytest.raises(TypeError):
         da.geosr.downscale(2, modle=str(model1))
+
+
+def test_packed_valid_range_and_coarse_bounds_do_not_reach_the_output(tmp_path):
+    """Decoded packed data: valid_range is in packed units (CF 8.1), so on the float output it would mask
+    every value; lat/lon 'bounds' would name coarse bounds variables that are not in the output."""
+    z = 50000 + 1000 * np.random.default_rng(0).random((16, 16))
+    lat, lon = np.arange(16) + 0.5, np.arange(16) + 0.5
+    ds = xr.Dataset(
+        {
+            "zg": (("lat", "lon"), z, {"units": "m2 s-2", "valid_range": np.array([0, 10000], "int16")}),
+            "lat_bnds": (("lat", "bnds"), np.stack([lat - 0.5, lat + 0.5], 1)),
+        },
+        coords={"lat": ("lat", lat, {"bounds": "lat_bnds"}), "lon": lon},
+    )
+    ds.zg.encoding.update(dtype="int16", scale_factor=10.0, add_offset=0.0, _FillValue=np.int16(-32767))
+    ds.to_netcdf(tmp_path / "zg.nc")
+    with xr.open_dataset(tmp_path / "zg.nc") as packed:
+        out = packed.geosr.downscale(2, model="backprojection")
+        assert "valid_range" not in out.zg.attrs and out.zg.attrs["units"] == "m2 s-2"
+        assert "bounds" not in out.lat.attrs and "lat_bnds" not in out
+        out.to_netcdf(tmp_path / "zg_x2.nc")
+    with xr.open_dataset(tmp_path / "zg_x2.nc") as back:
+        assert np.isfinite(back.zg.values).all() and back.zg.shape == (32, 32)
+
+
+def test_a_longitude_that_wraps_is_refused_with_the_fix():
+    lon = np.r_[np.arange(170.5, 180), np.arange(-179.5, -170)]
+    da = xr.DataArray(np.ones((10, 20), "f4"), dims=("lat", "lon"), coords={"lat": np.arange(10) + 0.5, "lon": lon})
+    with pytest.raises(InputError, match="wraps around at 180 or 360 degrees.*np.unwrap"):
+        da.geosr.downscale(2, model="backprojection")
+    fixed = da.assign_coords(lon=np.unwrap(da.lon, period=360))
+    assert fixed.geosr.downscale(2, model="backprojection").shape == (20, 40)
+
+
+def test_tiny_spatial_chunks_do_not_make_tiny_tiles(model1):
+    """Tiles cut to 1 x 1 chunks would each read most of the raster through their halo: the graph grew
+    with the square of the raster (971,281 tasks for 24 x 24); tiles keep a floor and span chunks."""
+    da = xr.DataArray(
+        fbm_surface((24, 24), seed=2), dims=("y", "x"), coords={"y": np.arange(24.0), "x": np.arange(24.0)}
+    )
+    lazy = da.chunk({"y": 1, "x": 1}).geosr.downscale(2, model=model1, device="cpu")
+    assert len(lazy.data.__dask_graph__()) < 20_000
+    np.testing.assert_array_equal(lazy.values, da.geosr.downscale(2, model=model1, device="cpu").values)
