@@ -68,11 +68,15 @@ LENGTH_UNITS = {
 }
 
 
+def metres_per_unit(unit: str | None) -> float | None:
+    """Metres per unit of a band's length unit (' Metre ' -> 1.0, 'ft' -> 0.3048), None for other units."""
+    return LENGTH_UNITS.get((unit or "").strip().lower())
+
+
 def unit_key(unit: str | None) -> str:
     """A band unit as compared: lower case, trimmed, and one name per length unit ('Metre' -> 'm')."""
-    text = (unit or "").strip().lower()
-    factor = LENGTH_UNITS.get(text)
-    return text if factor is None else {1.0: "m", 0.3048: "ft"}.get(factor, "us-ft")
+    factor = metres_per_unit(unit)
+    return (unit or "").strip().lower() if factor is None else {1.0: "m", 0.3048: "ft"}.get(factor, "us-ft")
 
 
 def pixel_size(transform: Affine) -> tuple[float, float]:

@@ -10,6 +10,7 @@ import click
 from geosr.cli.options import (
     device_option,
     ensemble_option,
+    int_list,
     model_option,
     overwrite_option,
     progress_bar,
@@ -157,14 +158,8 @@ def downscale(
             f"-o {output} names a {grid_format(Path(output))} output, which needs --variable NAME; "
             "without it geosr writes a GeoTIFF (-o NAME.tif)"
         )
-    chosen = None
-    if bands is not None:
-        try:
-            chosen = [int(b) for b in bands.split(",") if b.strip()]
-        except ValueError:
-            raise click.BadParameter(
-                f"must be band numbers separated by commas, got {bands!r}", param_hint="'--bands'"
-            ) from None
+    # a band named twice is refused by the raster's band view, which names the raster
+    chosen = None if bands is None else int_list(bands, "--bands", unique=False)
     if variable is None:
         progress = print_progress_line if progress_lines else progress_bar(quiet, unit="tile")
         result = downscale_raster(

@@ -9,10 +9,7 @@ from dataclasses import asdict
 import click
 
 from geosr.cli.options import device_option, ensemble_option, model_option, reports_errors, verbose_option
-from geosr.georef import LENGTH_UNITS
-
-#: Metres per unit of the elevation units that slope errors are reported for
-ELEVATION_UNITS = LENGTH_UNITS
+from geosr.georef import metres_per_unit
 
 
 def _pixel_size_m(info: object) -> tuple[float, float] | None:
@@ -116,9 +113,9 @@ def evaluate(
     metres = _pixel_size_m(info)
     pixel_sizes: list[tuple[float, float] | None] = []
     for band in range(info.count):
-        unit = (info.units[band] or "").strip().lower() if band < len(info.units) else ""
-        slope = elevation if elevation is not None else unit in ELEVATION_UNITS
-        per_unit = ELEVATION_UNITS.get(unit, 1.0)  # pixel sizes in the band's own unit, as the slope needs
+        per_unit = metres_per_unit(info.units[band])  # slope errors for bands in a length unit
+        slope = elevation if elevation is not None else per_unit is not None
+        per_unit = per_unit or 1.0  # pixel sizes in the band's own unit, as the slope needs
         pixel_sizes.append(None if not slope or metres is None else (metres[0] / per_unit, metres[1] / per_unit))
     bands = evaluate_bands(data, scale, loaded, pixel_sizes=pixel_sizes, device=device, ensemble=copies)
     report = {}

@@ -89,3 +89,17 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
+
+
+def int_list(text: str, what: str, *, unique: bool = True) -> list[int]:
+    """Whole numbers separated by commas (``--scales 2,3,4``, ``--bands 3,1``), as a click parameter error
+    when they are not, are empty or (``unique``) repeat one."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{what} must be whole numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise click.BadParameter(f"{what} must not be empty")
+    if unique and len(set(values)) != len(values):
+        raise click.BadParameter(f"{what} names a value twice ({text!r}); give each once")
+    return values

@@ -9,20 +9,8 @@ from pathlib import Path
 
 import click
 
-from geosr.cli.options import overwrite_option, progress_bar, reports_errors, state, verbose_option
+from geosr.cli.options import int_list, overwrite_option, progress_bar, reports_errors, state, verbose_option
 from geosr.georef import pixel_size, unit_key
-
-
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{what} must be whole numbers separated by commas, got {text!r}") from None
-    if not values:
-        raise click.BadParameter(f"{what} must not be empty")
-    if len(set(values)) != len(values):
-        raise click.BadParameter(f"{what} names a value twice ({text!r}); give each once")
-    return values
 
 
 def _finite(value: float | None, what: str) -> None:
@@ -153,7 +141,7 @@ def train(
     from geosr.training.train import TrainConfig
     from geosr.training.train import train as run_training
 
-    scale_list = _ints(scales, "--scales")
+    scale_list = int_list(scales, "--scales")
     if min(scale_list) < 2:
         raise click.BadParameter(f"--scales must all be at least 2, got {scales!r}")
     _finite(lr, "--lr")
@@ -178,12 +166,13 @@ def train(
             f"'{checkpoint}' already exists (the checkpoint of an earlier run); pass --resume {checkpoint} to "
             "continue that run, or --overwrite to replace it"
         )
+    wanted = int_list(bands, "--bands") if bands else None
     train_sets, val_sets, square, units, names = [], [], True, None, None
     for path in inputs:
         with open_raster(path) as dataset:
             info = raster_info(dataset)
             data = np.concatenate(list(iter_blocks(dataset)), axis=1)
-        chosen = _ints(bands, "--bands") if bands else list(range(1, info.count + 1))
+        chosen = wanted or list(range(1, info.count + 1))
         if max(chosen) > info.count or min(chosen) < 1:
             raise InputError(f"--bands {bands} is out of range for '{path}', which has {info.count} bands")
         data = data[[b - 1 for b in chosen]]

@@ -107,11 +107,17 @@ def _check_fields(card: ModelCard) -> None:
     def number(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
+    def whole(low: int | None) -> tuple[Any, str]:
+        def ok(v: Any) -> bool:
+            return number(v) and isinstance(v, int) and (low is None or v >= low)
+
+        return ok, "a whole number" + ("" if low is None else f" >= {low}")
+
     checks = {
         "name": (lambda v: isinstance(v, str), "text"),
-        "in_channels": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
-        "depth": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "a whole number >= 2"),
-        "width": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
+        "in_channels": whole(1),
+        "depth": whole(2),
+        "width": whole(1),
         "architecture": (lambda v: isinstance(v, str), "text"),
         "bands": (lambda v: isinstance(v, list) and all(isinstance(b, str) for b in v), "a list of names"),
         "units": (lambda v: isinstance(v, list) and all(u is None or isinstance(u, str) for u in v), "a list of units"),
@@ -124,7 +130,7 @@ def _check_fields(card: ModelCard) -> None:
         "training": (lambda v: isinstance(v, dict), "an object"),
         "metrics": (lambda v: isinstance(v, dict), "an object"),
         "description": (lambda v: isinstance(v, str), "text"),
-        "format_version": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+        "format_version": whole(None),
     }
     for name, (ok, what) in checks.items():
         value = getattr(card, name)

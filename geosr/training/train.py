@@ -279,19 +279,19 @@ def train(
     step, epoch, elapsed_before = 0, 0, 0.0
     if resume:
         state = _load_checkpoint(resume, device)
+        mismatch = InputError(
+            f"checkpoint '{resume}' is of another network or optimiser; resume with the same --depth, --width, "
+            "--bands, --cell-input and --optimizer as the run that wrote it"
+        )
         # Adam's groups have betas, SGD's momentum: torch would load either into the other and fail later
         group = (state["optimizer"].get("param_groups") or [{}])[0] if isinstance(state["optimizer"], dict) else {}
-        other = "momentum" not in group if config.optimizer == "sgd" else "betas" not in group
+        if ("momentum" if config.optimizer == "sgd" else "betas") not in group:
+            raise mismatch
         try:
-            if other:
-                raise ValueError("another optimiser")
             network.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError):
-            raise InputError(
-                f"checkpoint '{resume}' is of another network or optimiser; resume with the same --depth, --width, "
-                "--bands, --cell-input and --optimizer as the run that wrote it"
-            ) from None
+            raise mismatch from None
         step, epoch, elapsed_before = int(state["step"]), int(state["epoch"]), float(state["seconds"])
         if state.get("command") and card.training.get("command"):
             # the card keeps the command that started the run and its folder (re-running it trains the same model)
