@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geosr.errors import InputError
+from geosr.errors import InputError, ModelError
 from geosr.georef import check_scale, output_shape
 
 Y_NAMES = ("y", "lat", "latitude", "rlat", "northing", "south_north")
@@ -170,18 +170,56 @@ def _geotransform(y: np.ndarray, x: np.ndarray) -> str:
     return " ".join(f"{v:.17g}" for v in (x[0] - dx / 2, dx, 0.0, y[0] - dy / 2, 0.0, dy))
 
 
+#: Names (any case) of the dimension that holds a multiband model's bands, unless ``band_dim=`` names it.
+BAND_NAMES = ("band", "bands")
+
+
+def _band_dim(da: xr.DataArray, others: list[str], given: str | None, card: Any) -> str | None:
+    """The dimension of ``da`` holding the bands that a multiband model takes together (None for a 1-band
+    model, which takes every slice on its own): ``given``, else the one named ``band``. Refuses data
+    without one, or with another number of bands than the model takes, rather than taking some other
+    dimension (time steps, ensemble members) for bands."""
+    if card.in_channels == 1:
+        return None
+    if given is not None and given not in others:
+        raise InputError(
+            f"band_dim={given!r} is not a dimension of the data besides the spatial ones (those: {others}); "
+            "name the dimension that holds the bands"
+        )
+    named = [d for d in others if d.lower() in BAND_NAMES]
+    if given is None and not named:
+        raise InputError(
+            f"model {card.name!r} takes {card.in_channels} bands together, but the data has no 'band' dimension "
+            f"(its dimensions: {[str(d) for d in da.dims]}); name the dimension that holds the bands with "
+            "band_dim=..., or use a 1-band model (applied to each slice)"
+        )
+    dim = given if given is not None else named[0]
+    if da.sizes[dim] != card.in_channels:
+        raise ModelError(
+            f"model {card.name!r} takes {card.in_channels} bands but dimension {dim!r} has {da.sizes[dim]}; "
+            f"select {card.in_channels} of them (da.isel({dim}=[...])) or use a 1-band model (applied to each band)"
+        )
+    return dim
+
+
 def _downscale_slices(data: Any, scale: float, loaded: Any, options: dict[str, Any]) -> Any:
     """Downscale a (..., y, x) numpy or dask array into (slices, y_out, x_out).
 
     A 1-band model runs one slice (numpy) or one chunk of slices (dask) at a time: it treats the
     slices independently, and a long time axis never enters a tile at once. A multiband model
-    takes all the slices together as its bands.
+    takes the bands of ``data`` (its last axis before y, x) together, one index of the other axes
+    (a time step) at a time, each with its own whole-raster band statistics.
     """
     from geosr.predict import downscale, is_dask
 
-    bands = data.reshape((-1, *data.shape[-2:]))
     if loaded.card.in_channels != 1:
-        return downscale(bands, scale, loaded, **options)
+        groups = [downscale(data[i], scale, loaded, **options) for i in np.ndindex(data.shape[:-3])]
+        if not is_dask(data):
+            return np.concatenate(groups)
+        import dask.array as dsa
+
+        return dsa.concatenate(groups, axis=0)
+    bands = data.reshape((-1, *data.shape[-2:]))
     if not is_dask(bands):
         return np.concatenate([downscale(band, scale, loaded, **options)[None] for band in bands])
     import dask.array as dsa
@@ -219,9 +257,11 @@ class GeosrDataArrayAccessor:
         batch_size: int = 1,
         conserve: bool | None = None,
         ensemble: int = 1,
+        calibrate: bool | None = None,
         nodata: float | None = None,
         y_dim: str | None = None,
         x_dim: str | None = None,
+        band_dim: str | None = None,
     ) -> xr.DataArray:
         """Super-resolve every (y, x) slice by ``scale``.
 
@@ -232,8 +272,9 @@ class GeosrDataArrayAccessor:
         model
             Shipped model name, model file path, loaded model, or None for the default. With a
             dask.distributed cluster, workers load the model file from the same path.
-        device, precision, batch_size, conserve, ensemble
-            As for :func:`geosr.predict.downscale` (an ensemble of 8 needs square cells).
+        device, precision, batch_size, conserve, ensemble, calibrate
+            As for :func:`geosr.predict.downscale` (an ensemble of 8 needs square cells; each slice,
+            such as a time step, gets its own calibration).
         tile_size
             Fine pixels per tile side. By default, for dask-backed data, each fine chunk (the input's
             spatial chunk times the scale) split evenly into tiles of at most 1024; else 1024.
@@ -243,6 +284,10 @@ class GeosrDataArrayAccessor:
             scale the stored numbers).
         y_dim, x_dim
             Names of the spatial dimensions when they are not recognised.
+        band_dim
+            The dimension holding the bands a multiband model takes together (default: the one named
+            ``band``); it must have as many as the model's channels. A 1-band model takes every slice on
+            its own and ignores it.
 
         Returns
         -------
@@ -258,7 +303,7 @@ class GeosrDataArrayAccessor:
         """
         import geosr
         from geosr.models.files import LoadedModel, load_model
-        from geosr.predict import DEFAULT_TILE_SIZE, check_ensemble, check_numeric, conserves, is_dask
+        from geosr.predict import DEFAULT_TILE_SIZE, calibrates, check_ensemble, check_numeric, conserves, is_dask
 
         da = self._obj
         scale = check_scale(scale)
@@ -268,14 +313,19 @@ class GeosrDataArrayAccessor:
         mapping = _grid_mapping(da)
         if mapping is not None:
             _check_north_up(mapping, da[mapping], ydim, xdim)
+        if 0 in da.shape:
+            raise InputError(f"the data has zero size ({dict(da.sizes)}); nothing to downscale")
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
         others = [str(d) for d in da.dims if d not in (ydim, xdim)]
+        band = _band_dim(da, others, band_dim, loaded.card)
+        if band is not None:  # the bands come last before y, x: the model takes them together
+            others = [d for d in others if d != band] + [band]
         arranged = da.transpose(*others, ydim, xdim)
         missing = [float(nodata)] if nodata is not None else _nodata(da)
         if len(missing) > 1:  # the core masks one value besides NaN; the others become NaN here
             arranged = arranged.where(~arranged.isin(missing[1:]))
         ny, nx = arranged.shape[-2:]
         ny_out, nx_out = output_shape(ny, nx, scale)
-        loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
         data = arranged.data
         lazy = is_dask(data)
         if lazy:
@@ -292,6 +342,7 @@ class GeosrDataArrayAccessor:
             "batch_size": batch_size,
             "conserve": conserve,
             "ensemble": ensemble,
+            "calibrate": calibrate,
         }
         out = _downscale_slices(data, scale, loaded, options).reshape((*arranged.shape[:-2], ny_out, nx_out))
         if lazy:
@@ -315,6 +366,7 @@ class GeosrDataArrayAccessor:
             geosr_scale=f"{scale:g}",
             geosr_conserve="yes" if conserves(loaded.card, conserve, (ny, nx), scale) else "no",
             geosr_ensemble=str(ensemble),
+            geosr_calibrate="yes" if calibrates(loaded.card, calibrate, scale) else "no",
         )
         result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
         result.encoding["_FillValue"] = np.float32(np.nan)

@@ -57,6 +57,7 @@ def downscale_tile(
     options: dict[str, Any],
     plan: TilePlan,
     stats: BandStats,
+    gains: np.ndarray | None,
     bands: list[int] | None,
     tile: Tile,
 ) -> tuple[Tile, np.ndarray]:
@@ -66,7 +67,7 @@ def downscale_tile(
 
     with open_raster(path, bands) as dataset:
         source = read_window(dataset, tile.rows.source, tile.cols.source)
-    ((_, core),) = cached_downscaler(model, **options).run(plan, stats, [(tile, source)])
+    ((_, core),) = cached_downscaler(model, **options).run(plan, stats, [(tile, source)], gains)
     return tile, core
 
 
@@ -78,11 +79,13 @@ def run_tiles(
     plan: TilePlan,
     stats: BandStats,
     bands: Sequence[int] | None = None,
+    gains: np.ndarray | None = None,
 ) -> Iterator[tuple[Tile, np.ndarray]]:
     """Downscale every tile of the raster at ``path`` on the cluster; yield ``(tile, core)`` as they finish.
 
     ``model`` is the model file's path and ``options`` the keyword arguments of
-    :class:`geosr.predict.Downscaler`, as for the local run.
+    :class:`geosr.predict.Downscaler`, as for the local run; ``gains`` its residual gains
+    (:meth:`geosr.predict.Downscaler.gains`, computed once by the caller).
     """
     from distributed import as_completed
 
@@ -91,7 +94,7 @@ def run_tiles(
         if threads == 0:
             raise SchedulerError(f"the dask scheduler at {address!r} has no workers; start some with `dask worker`")
         chosen = None if bands is None else list(bands)
-        shared = client.scatter([worker_path(path), model, options, plan, stats, chosen], broadcast=True)
+        shared = client.scatter([worker_path(path), model, options, plan, stats, gains, chosen], broadcast=True)
         tiles = iter(plan)
 
         def submit(tile: Tile) -> Any:

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 import geosr
-from geosr.errors import InputError, ScaleError
+from geosr.calibrate import window as calibration_window
+from geosr.errors import InputError, ModelError, ScaleError
 from geosr.georef import check_scale, output_shape, output_transform, pixel_size, scale_for_resolution
 from geosr.io import (
     OutputSpec,
@@ -28,9 +29,16 @@ from geosr.io import (
     raster_info,
     read_window,
 )
-from geosr.predict import DEFAULT_TILE_SIZE, Downscaler, ProgressCallback, check_ensemble, check_magnitudes
+from geosr.predict import (
+    DEFAULT_TILE_SIZE,
+    Downscaler,
+    ProgressCallback,
+    calibrates,
+    check_ensemble,
+    check_magnitudes,
+)
 from geosr.stats import BandStats
-from geosr.tiling import TilePlan
+from geosr.tiling import Span, TilePlan
 
 #: GDAL's block cache (MB). Bounded so that dirty output blocks are flushed as tiles complete instead
 #: of accumulating up to GDAL's default of 5% of RAM: peak memory then follows the tile size.
@@ -77,6 +85,7 @@ def downscale_raster(
     keep_dtype: bool = False,
     conserve: bool | None = None,
     ensemble: int = 1,
+    calibrate: bool | None = None,
     scheduler: str | None = None,
     bands: Sequence[int] | None = None,
     progress: ProgressCallback | None = None,
@@ -89,7 +98,9 @@ def downscale_raster(
     band descriptions, units, scales/offsets, colour interpretation and tags, plus ``GEOSR_*`` tags.
     With ``conserve`` every input cell's fine pixels average exactly to the input value (``None``:
     as the model's card says, at whole scales; ``False``: never). ``ensemble`` (4, or 8 for square
-    pixels) averages the model over flipped (and rotated) copies (:class:`geosr.predict.Downscaler`). With
+    pixels) averages the model over flipped (and rotated) copies (:class:`geosr.predict.Downscaler`);
+    ``calibrate`` scales each band's detail by what the input's own coarser copy supports
+    (:mod:`geosr.calibrate`; ``None``: as the model's card says). With
     ``scheduler`` (a dask.distributed address) the tiles run on that cluster's workers, which read
     ``src`` and the model file from the same paths; the output is identical to a local run.
     """
@@ -118,8 +129,10 @@ def downscale_raster(
             "batch_size": batch_size,
             "conserve": conserve,
             "ensemble": ensemble,
+            "calibrate": calibrate,
         }
         downscaler = Downscaler(model, **options)
+        check_band_names(downscaler.model.card, dataset, str(src))
         downscaler.check_bands(info.count)
         stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset))
         check_magnitudes(stats, str(src), bands)  # before any output is created
@@ -131,14 +144,18 @@ def downscale_raster(
         out_dtype = info.dtype if keep_dtype else "float32"
         check_space(out, output_shape(info.height, info.width, scale), info.count, out_dtype)
         plan = downscaler.plan((info.height, info.width), scale)
-        spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size)
+        gains = None
+        if calibrates(downscaler.model.card, downscaler.calibrate, scale):
+            rows, cols = (Span(part.start, part.stop) for part in calibration_window((info.height, info.width), scale))
+            gains = downscaler.gains(read_window(dataset, rows, cols), scale)
+        spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size, gains)
         if scheduler is None:
             sources = ((t, read_window(dataset, t.rows.source, t.cols.source)) for t in plan)
-            results = downscaler.run(plan, stats, sources)
+            results = downscaler.run(plan, stats, sources, gains)
         else:
             from geosr.distributed import run_tiles
 
-            results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats, bands)
+            results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats, bands, gains)
         with TileWriter(out, spec, cog=cog) as writer:
             for done, (tile, core) in enumerate(results, 1):
                 writer.write(tile.rows.core.as_slice(), tile.cols.core.as_slice(), core)
@@ -149,6 +166,30 @@ def downscale_raster(
     return Result(out, factors, plan.out_shape, downscaler.model.card.name, str(downscaler.device), len(plan))
 
 
+def check_band_names(card: Any, dataset: Any, source: str) -> None:
+    """Refuse a multiband model's bands given in another order than it was trained on, or among other bands.
+
+    A model of N channels learns one quantity per channel, so channel order matters. When every band
+    name on its card is the description of exactly one band of the raster, the bands chosen (all, or
+    those of ``--bands``) must be those, in the card's order; the error names the ``--bands`` that picks
+    them. Rasters whose descriptions do not name the card's bands (none, or other names) are not judged.
+    """
+    names = list(card.bands)
+    if card.in_channels == 1 or len(names) != card.in_channels:
+        return
+    every = list(getattr(dataset, "_dataset", dataset).descriptions)  # all the raster's bands, under --bands too
+    if any(every.count(name) != 1 for name in names):
+        return
+    wanted = [every.index(name) + 1 for name in names]
+    chosen = list(getattr(dataset, "band_numbers", range(1, dataset.count + 1)))
+    if chosen != wanted:
+        given = ", ".join(f"{b} ({every[b - 1] or 'no description'})" for b in chosen)
+        raise ModelError(
+            f"model {card.name!r} takes the bands {', '.join(names)} in that order, but it was given bands "
+            f"{given} of '{source}'; pass --bands {','.join(map(str, wanted))}"
+        )
+
+
 def _output_spec(
     info: Any,
     plan: TilePlan,
@@ -157,6 +198,7 @@ def _output_spec(
     scale: float,
     keep_dtype: bool,
     tile_size: int,
+    gains: np.ndarray | None = None,
 ) -> OutputSpec:
     shape = plan.out_shape
     dtype = info.dtype if keep_dtype else "float32"
@@ -181,6 +223,7 @@ def _output_spec(
         "GEOSR_PRECISION": downscaler.precision,
         "GEOSR_CONSERVE": "yes" if plan.conserve else "no",
         "GEOSR_ENSEMBLE": str(downscaler.ensemble),
+        "GEOSR_CALIBRATE": "no" if gains is None else "residual gains " + ",".join(f"{g:.3g}" for g in gains),
     }
     return OutputSpec(
         height=shape[0],
@@ -220,6 +263,7 @@ def downscale_grid(
     overwrite: bool = False,
     conserve: bool | None = None,
     ensemble: int = 1,
+    calibrate: bool | None = None,
     scheduler: str | None = None,
 ) -> Result:
     """Super-resolve ``variable`` of a NetCDF file or Zarr store into NetCDF or Zarr (by ``dst``'s suffix).
@@ -268,6 +312,7 @@ def downscale_grid(
             batch_size=batch_size,
             conserve=conserve,
             ensemble=ensemble,
+            calibrate=calibrate,
             y_dim=ydim,
             x_dim=xdim,
         )
@@ -290,4 +335,4 @@ def downscale_grid(
     )
 
 
-__all__ = ["Result", "default_output", "downscale_grid", "downscale_raster"]
+__all__ = ["Result", "check_band_names", "default_output", "downscale_grid", "downscale_raster"]

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from geosr.calibrate import residual_gains, whole_scale
+from geosr.calibrate import window as calibration_window
 from geosr.conserve import conserve
 from geosr.errors import DeviceError, InputError, ModelError, ScaleError
 from geosr.georef import output_shape
@@ -61,6 +63,12 @@ def conserves(card: ModelCard, conserve: bool | None, in_shape: tuple[int, int],
     if conserve is not None:
         return bool(conserve)
     return bool(card.conserve) and _whole(in_shape, scale)
+
+
+def calibrates(card: ModelCard, calibrate: bool | None, scale: float) -> bool:
+    """Whether a run self-calibrates (:mod:`geosr.calibrate`): as asked, or (``None``) as the card
+    says; only ever at whole scales."""
+    return bool(card.calibrate if calibrate is None else calibrate) and whole_scale(scale) is not None
 
 
 def plan_tiles(
@@ -195,6 +203,10 @@ class Downscaler:
         up-down and both; 8: also over the transposed raster, i.e. every 90-degree rotation (only
         meaningful for square pixels, which is how the models are trained to rotate). N times the
         work; the output becomes exactly equivariant to those flips (and rotations).
+    calibrate
+        ``True``: scale each band's residual by how much of it the input's own coarser copy supports
+        (:mod:`geosr.calibrate`, whole scales only; see :meth:`gains`); ``False``: never; ``None``
+        (default): as the model's card says (``calibrate``).
     """
 
     def __init__(
@@ -207,6 +219,7 @@ class Downscaler:
         batch_size: int = 1,
         conserve: bool | None = None,
         ensemble: int = 1,
+        calibrate: bool | None = None,
     ) -> None:
         from geosr.models.files import LoadedModel, load_model
 
@@ -226,6 +239,13 @@ class Downscaler:
         self.network = self.model.network.to(self.device)
         if self.device.type in ("cpu", "cuda"):
             self.network = self.network.to(memory_format=_channels_last())
+        self.calibrate = calibrate
+
+    def gains(self, source: np.ndarray, scale: float) -> np.ndarray | None:
+        """Per-band residual gains for a raster, or ``None`` when not calibrating (see
+        :mod:`geosr.calibrate`). ``source`` is the raster's :func:`geosr.calibrate.window`, a (band, y,
+        x) float array with NaN for nodata."""
+        return residual_gains(self, source, scale) if calibrates(self.model.card, self.calibrate, scale) else None
 
     @property
     def halo(self) -> int:
@@ -241,18 +261,26 @@ class Downscaler:
         return plan_tiles(in_shape, scale, self.tile_size, self.model, self.conserve)
 
     def run(
-        self, plan: TilePlan, stats: BandStats, sources: Iterable[tuple[Tile, np.ndarray]]
+        self,
+        plan: TilePlan,
+        stats: BandStats,
+        sources: Iterable[tuple[Tile, np.ndarray]],
+        gains: np.ndarray | None = None,
     ) -> Iterator[tuple[Tile, np.ndarray]]:
         """Downscale tiles: for each ``(tile, coarse source window)`` yield ``(tile, fine core)``.
 
         Source windows are (band, y, x) floats with NaN for nodata, cut at ``tile.rows.source`` and
         ``tile.cols.source``. Cores are float64 with NaN for nodata. Tiles come out in input order.
+        ``gains`` (one per band, :meth:`gains`) multiply the network's residual; all zero, the
+        network is not run (the output is the interpolation, conserved).
         """
         self.check_bands(len(stats.count))
         check_magnitudes(stats)
         # a band without data (mean 0, std 0) comes out all NaN: every fine pixel's footprint is missing
         mean, std = stats.mean[:, None, None], stats.std[:, None, None]
         active = (std > 0).astype(np.float64)
+        if gains is not None:
+            active = active * np.asarray(gains, dtype=np.float64).reshape(-1, 1, 1)
         scale_by = np.where(std > 0, std, 1.0)
         pending: list[_Pending] = []
         for tile, source in sources:
@@ -277,7 +305,10 @@ class Downscaler:
         self, plan: TilePlan, pending: list[_Pending], mean: np.ndarray, scale_by: np.ndarray, active: np.ndarray
     ) -> Iterator[tuple[Tile, np.ndarray]]:
         cells = np.stack([p.cells for p in pending]) if pending[0].cells is not None else None
-        residuals = self._residuals(np.stack([p.ilr for p in pending]), cells)
+        if active.any():
+            residuals = self._residuals(np.stack([p.ilr for p in pending]), cells)
+        else:
+            residuals = np.zeros((len(pending), *pending[0].ilr.shape))
         (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
         for item, residual in zip(pending, residuals, strict=True):
             tile = item.tile
@@ -455,6 +486,7 @@ def downscale(
     batch_size: int = 1,
     conserve: bool | None = None,
     ensemble: int = 1,
+    calibrate: bool | None = None,
     progress: ProgressCallback | None = None,
 ) -> Any:
     """Super-resolve a (y, x) or (band, y, x) array by ``scale``.
@@ -469,7 +501,7 @@ def downscale(
         Shipped model name, model file path, loaded model, or ``None`` for the default model.
     nodata
         Value marking missing cells, besides NaN.
-    device, precision, tile_size, batch_size, conserve, ensemble
+    device, precision, tile_size, batch_size, conserve, ensemble, calibrate
         See :class:`Downscaler`.
     progress
         Called as ``progress(done, total)`` after each tile (numpy input only).
@@ -490,6 +522,7 @@ def downscale(
         "batch_size": batch_size,
         "conserve": conserve,
         "ensemble": ensemble,
+        "calibrate": calibrate,
     }
     if is_dask(bands):
         out = _downscale_dask(bands, scale, model, nodata, options)
@@ -499,7 +532,10 @@ def downscale(
         plan = downscaler.plan(filled.shape[1:], scale)
         out = np.empty((filled.shape[0], *plan.out_shape), dtype=np.float32)
         sources = ((t, filled[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
-        for done, (tile, core) in enumerate(downscaler.run(plan, BandStats.of_block(filled), sources), 1):
+        stats = BandStats.of_block(filled)
+        check_magnitudes(stats)
+        gains = downscaler.gains(filled[(slice(None), *calibration_window(filled.shape[1:], scale))], scale)
+        for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources, gains), 1):
             out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
             if progress is not None:
                 progress(done, len(plan))
@@ -522,11 +558,19 @@ def _tile_task(
     tile: Tile,
     source: np.ndarray,
     stats: BandStats,
+    gains: np.ndarray | None,
     nodata: float | None,
 ) -> np.ndarray:
     downscaler = cached_downscaler(model, **options)
-    ((_, core),) = downscaler.run(plan, stats, [(tile, as_float(source, nodata))])
+    ((_, core),) = downscaler.run(plan, stats, [(tile, as_float(source, nodata))], gains)
     return core.astype(np.float32)
+
+
+def _gains_task(
+    model: str, options: dict[str, Any], source: np.ndarray, scale: float, stats: BandStats, nodata: float | None
+) -> np.ndarray | None:
+    check_magnitudes(stats)  # as the tiles would, before the network sees the window
+    return cached_downscaler(model, **options).gains(as_float(source, nodata), scale)
 
 
 def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, options: dict[str, Any]) -> Any:
@@ -543,13 +587,17 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     check_bands(loaded.card, data.shape[0])
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
     stats = dask.delayed(BandStats.combine, pure=True)(parts)
+    gains = None
+    if calibrates(loaded.card, options["calibrate"], scale):
+        window = data[(slice(None), *calibration_window(data.shape[1:], scale))]
+        gains = dask.delayed(_gains_task, pure=True)(loaded.source, options, window, scale, stats, nodata)
     rows = []
     for i in range(plan.grid_shape[0]):
         row = []
         for j in range(plan.grid_shape[1]):
             tile = Tile((i, j), plan.row_tiles[i], plan.col_tiles[j])
             source = data[:, tile.rows.source.as_slice(), tile.cols.source.as_slice()]
-            task = dask.delayed(_tile_task, pure=True)(loaded.source, options, plan, tile, source, stats, nodata)
+            task = dask.delayed(_tile_task, pure=True)(loaded.source, options, plan, tile, source, stats, gains, nodata)
             row.append(da.from_delayed(task, shape=(data.shape[0], *tile.core_shape), dtype=np.float32))
         rows.append(row)
     return da.block(rows)

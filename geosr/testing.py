@@ -35,11 +35,13 @@ def random_model(
     interpolation: str = "bicubic",
     conserve: bool = False,
     cell_input: bool = False,
+    calibrate: bool = False,
 ) -> Path:
     """Save a randomly initialised (untrained) VDSR to ``path``; right for pipeline properties only.
 
     ``interpolation`` names the kernel of its input (see :data:`geosr.tiling.KERNELS`); ``conserve``
-    is the card's default for conservation; ``cell_input`` makes the network take the input cells.
+    is the card's default for conservation; ``cell_input`` makes the network take the input cells;
+    ``calibrate`` is the card's default for self-calibration.
     """
     import torch
 
@@ -63,5 +65,6 @@ def random_model(
         interpolation=KERNELS[interpolation].description,
         conserve=conserve,
         cell_input=cell_input,
+        calibrate=calibrate,
     )
     return save_model(network, card, path)

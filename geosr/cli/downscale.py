@@ -78,6 +78,13 @@ def print_progress_line(done: int, total: int) -> None:
     help="Make each input cell's output pixels average exactly to the input value, or never. Default: as the "
     "model's card says (the shipped models conserve at whole scales).",
 )
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=None,
+    help="Scale each band's added detail by how much of it the input's own coarser copy supports (0 to 1, "
+    "estimated once per band; whole scales). Default: as the model's card says (the shipped climate model "
+    "calibrates, dem does not).",
+)
 @click.option("--keep-dtype", is_flag=True, help="Write the input's data type (rounded, clipped) instead of float32.")
 @click.option(
     "--progress-lines",
@@ -116,6 +123,7 @@ def downscale(
     overwrite: bool,
     cog: bool,
     conserve: bool | None,
+    calibrate: bool | None,
     keep_dtype: bool,
     progress_lines: bool,
     variable: str | None,
@@ -151,6 +159,7 @@ def downscale(
         "ensemble": int(ensemble),
         "overwrite": overwrite,
         "conserve": conserve,
+        "calibrate": calibrate,
         "scheduler": scheduler,
     }
     if variable is None and output is not None and grid_format(Path(output)) is not None:

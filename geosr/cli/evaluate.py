@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import click
 
-from geosr.cli.options import device_option, ensemble_option, model_option, reports_errors, verbose_option
+from geosr.cli.options import device_option, ensemble_option, int_list, model_option, reports_errors, verbose_option
 from geosr.georef import metres_per_unit
 
 
@@ -45,6 +45,12 @@ def _cell(value: float | None, width: int, digits: int) -> str:
 @click.command()
 @click.argument("input_path", metavar="HR", type=click.Path())  # a str: a Path folds /vsizip//abs/...
 @click.option("--scale", type=int, required=True, help="Whole scale to degrade by and restore (2, 3, 4...).")
+@click.option(
+    "--bands",
+    default=None,
+    metavar="N,N...",
+    help="Bands to evaluate, in this order (for example 3,1; default: all), as `geosr train --bands` picks them.",
+)
 @model_option
 @device_option
 @ensemble_option
@@ -58,6 +64,7 @@ def _cell(value: float | None, width: int, digits: int) -> str:
 def evaluate(
     input_path: str,
     scale: int,
+    bands: str | None,
     model: str | None,
     device: str,
     ensemble: str,
@@ -70,6 +77,7 @@ def evaluate(
     Reports per band RMSE, MAE, PSNR, SSIM, maximum error, slope RMSE (elevation) and consistency
     (output averaged back onto the coarse grid vs the coarse input), for the model and for nearest,
     bilinear, bicubic, cubic spline, Lanczos and back-projection. A border of 2*SCALE pixels is cropped.
+    Bands are named by their number in the raster (--bands picks some, in the order a model takes them).
 
     Values are the band's physical values (its scale and offset applied). Slope errors are in degrees,
     for bands in metres or feet (or with --elevation, in metres), and need a CRS: without one the pixel
@@ -89,16 +97,22 @@ def evaluate(
     from geosr.io import iter_blocks, open_raster, raster_info
     from geosr.models.files import load_model
     from geosr.models.registry import DEFAULT_MODEL
-    from geosr.predict import check_ensemble
+    from geosr.pipeline import check_band_names
+    from geosr.predict import check_bands, check_ensemble
 
     if scale < 2:
         raise ScaleError(f"--scale must be a whole number of at least 2, got {scale}")
-    with open_raster(input_path) as dataset:
+    chosen = None if bands is None else int_list(bands, "--bands", unique=False)  # a repeat: the band view says
+    with open_raster(input_path, chosen) as dataset:
         info = raster_info(dataset)
+        # no --model means the default model, as for downscale (evaluate_array takes None as "no model")
+        loaded = None if no_model else load_model(model or DEFAULT_MODEL, "cpu")
+        numbers = list(getattr(dataset, "band_numbers", range(1, info.count + 1)))  # the raster's, under --bands
+        if loaded is not None:
+            check_band_names(loaded.card, dataset, str(input_path))
+            check_bands(loaded.card, info.count)
         data = np.concatenate(list(iter_blocks(dataset)), axis=1)
     copies = check_ensemble(int(ensemble), pixel_size(info.transform))
-    # no --model means the default model, as for downscale (evaluate_array takes None as "no model")
-    loaded = None if no_model else load_model(model or DEFAULT_MODEL, "cpu")
     if min(info.height, info.width) < 8 * scale:
         raise InputError(
             f"'{input_path}' ({info.width} x {info.height}) is too small to evaluate at x{scale}; "
@@ -117,11 +131,11 @@ def evaluate(
         slope = elevation if elevation is not None else per_unit is not None
         per_unit = per_unit or 1.0  # pixel sizes in the band's own unit, as the slope needs
         pixel_sizes.append(None if not slope or metres is None else (metres[0] / per_unit, metres[1] / per_unit))
-    bands = evaluate_bands(data, scale, loaded, pixel_sizes=pixel_sizes, device=device, ensemble=copies)
+    measured = evaluate_bands(data, scale, loaded, pixel_sizes=pixel_sizes, device=device, ensemble=copies)
     report = {}
-    for band, results in enumerate(bands):
+    for band, results in enumerate(measured):
         best = best_classical(results)
-        report[f"band {band + 1}"] = {
+        report[f"band {numbers[band]}"] = {
             "best_classical": best,
             # measure() leaves PSNR undefined exactly when the reference band has a zero range
             "constant": all(metrics.psnr is None for metrics in results.values()),

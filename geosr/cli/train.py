@@ -198,6 +198,15 @@ def train(
         train_sets.append(np.take(data, range(length - held), axis=axis))
         val_sets.append(np.take(data, range(length - held, length), axis=axis))
         square &= bool(np.isclose(*pixel_size(info.transform), rtol=1e-6))
+        described = [info.descriptions[b - 1] or "" for b in chosen]
+        if names is not None:  # the same bands in another order would teach each channel two quantities
+            for channel, (first, now) in enumerate(zip(names, described, strict=False)):
+                if now and now != first and now in names:
+                    raise InputError(
+                        f"channel {channel + 1} is band {first!r} in '{inputs[0]}' but band {now!r} in '{path}' (its "
+                        f"band {chosen[channel]}); a model learns one quantity per channel: give the rasters their "
+                        "bands in one order (gdal_translate -b N ...), or train them apart"
+                    )
         these = [info.units[b - 1] or "" for b in chosen]
         if units is not None:
             for channel, (first, now) in enumerate(zip(units, these, strict=False)):

@@ -47,6 +47,10 @@ class ModelCard:
     conserve
         Conserve by default: unless told otherwise, runs at whole scales make each input cell's
         output pixels average to the input value (the model was trained and measured so).
+    calibrate
+        Self-calibrate by default: scale each band's residual by how much of it the input's own
+        coarser copy supports (:mod:`geosr.calibrate`), for models whose detail suits some fields
+        and not others.
     training
         Free-form record of the training data, recipe, budget and command.
     metrics
@@ -68,6 +72,7 @@ class ModelCard:
     interpolation: str = "bicubic (Keys a=-0.5), edges replicated"
     conserve: bool = False
     cell_input: bool = False
+    calibrate: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -127,6 +132,7 @@ def _check_fields(card: ModelCard) -> None:
         "interpolation": (lambda v: isinstance(v, str), "text"),
         "conserve": (lambda v: isinstance(v, bool), "true or false"),
         "cell_input": (lambda v: isinstance(v, bool), "true or false"),
+        "calibrate": (lambda v: isinstance(v, bool), "true or false"),
         "training": (lambda v: isinstance(v, dict), "an object"),
         "metrics": (lambda v: isinstance(v, dict), "an object"),
         "description": (lambda v: isinstance(v, str), "text"),

@@ -60,6 +60,7 @@ def climate_card() -> ModelCard:
         name="climate",
         in_channels=1,
         conserve=True,
+        calibrate=True,
         bands=["air_temperature"],
         units=["K"],
         description=(
@@ -71,7 +72,9 @@ def climate_card() -> ModelCard:
             "alone (WiSE-FT), which keeps it ahead of back-projection on grids of other climate models; then "
             "fine-tuned again with the input cells as extra channels (so it sees where cell edges fall) and "
             "averaged with the model before that once more. Its input is the consistent (back-projection) "
-            "interpolation and its output is conserved by default at whole scales."
+            "interpolation and its output is conserved by default at whole scales. It self-calibrates by "
+            "default (geosr.calibrate): each band's added detail is scaled by how much of it the input's own "
+            "coarser copy supports, which withdraws the detail it would invent on band-limited fields."
         ),
         training={
             "data": "real: 72 GloSea4 monthly surface temperature fields (12 members, eastern hemisphere) and 2 "

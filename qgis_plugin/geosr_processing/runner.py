@@ -303,6 +303,8 @@ PHRASES = {
 }
 #: A quoted name in geosr's messages (a path, a model): left as it is
 _QUOTED = re.compile(r"('[^']*')")
+#: "pass --bands 2,3,4": the dialog's Bands (BANDS) take the same numbers, separated by ';' in qgis_process
+_BANDS = re.compile(r"pass --bands (\d+(?:,\d+)*)")
 
 
 def for_qgis(message: str) -> str:
@@ -313,6 +315,7 @@ def for_qgis(message: str) -> str:
     def words(text: str) -> str:
         for phrase, replacement in PHRASES.items():
             text = text.replace(phrase, replacement)
+        text = _BANDS.sub(lambda match: "set the Bands (BANDS) to " + match[1].replace(",", ";"), text)
         return _OPTION.sub(lambda match: PARAMETER_NAMES[match[1]], text)
 
     return "".join(part if _QUOTED.fullmatch(part) else words(part) for part in _QUOTED.split(message))

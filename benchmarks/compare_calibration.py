@@ -1,0 +1,86 @@
+"""Self-calibration (geosr.calibrate) on the whole validation grids of a model kind.
+
+For each validation grid (benchmarks/compare_validation.py's parts, never trained on, never held
+out) at x2, x3 and x4: the grid is area-averaged by the scale and restored by MODEL with its default
+(conserved) output, uncalibrated and self-calibrated; prints both RMSEs over the valid interior (a
+border of 2 x scale pixels cropped), the gains chosen, and, on grids without nodata (where the
+classical methods are defined), the best of cubic spline, Lanczos and back-projection. Then, per
+part, the mean log ratio of the calibrated to the uncalibrated RMSE, and the (grid, scale) pairs
+where each loses to the best classical method.
+
+Needs the fetched rasters (``python -m geosr.training.fetch``).
+
+Usage: python benchmarks/compare_calibration.py [KIND] [MODEL] [--threads N]   (default: climate climate)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", nargs="?", default="climate", choices=("dem", "climate"))
+    parser.add_argument("model", nargs="?", default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compare_validation import validation_parts
+
+    from geosr.calibrate import residual_gains, window
+    from geosr.degrade import area_average
+    from geosr.evaluate import classical
+    from geosr.models.files import load_model
+    from geosr.predict import Downscaler, downscale
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model or args.kind, "cpu")
+    downscaler = Downscaler(model, device="cpu")
+    ratios: dict[str, list[float]] = {}
+    losing: dict[str, list[str]] = {"uncalibrated": [], "calibrated": []}
+    for part, rasters in validation_parts(args.kind).items():
+        for i, raster in enumerate(rasters):
+            fine = np.asarray(raster, dtype=np.float64)[0]
+            for scale in (2, 3, 4):
+                h, w = fine.shape[0] // scale * scale, fine.shape[1] // scale * scale
+                if h // scale < 8 or w // scale < 8:
+                    continue
+                truth = fine[:h, :w]
+                coarse = area_average(truth, scale)
+                inner = (slice(2 * scale, h - 2 * scale), slice(2 * scale, w - 2 * scale))
+
+                def rmse(estimate: np.ndarray, truth: np.ndarray = truth, inner: tuple = inner) -> float:
+                    diff = (np.asarray(estimate, dtype=np.float64) - truth)[inner]
+                    return float(np.sqrt(np.nanmean(diff**2)))
+
+                plain = rmse(downscale(coarse, scale, model, device="cpu", calibrate=False))
+                calibrated = rmse(downscale(coarse, scale, model, device="cpu", calibrate=True))
+                gains = residual_gains(downscaler, coarse[None][(slice(None), *window(coarse.shape, scale))], scale)
+                ratios.setdefault(part, []).append(math.log(calibrated / plain))
+                line = f"{part}{i} x{scale}: uncalibrated {plain:.5g}, calibrated {calibrated:.5g}"
+                line += f" (gain {gains[0]:.2f})"
+                if np.isfinite(truth).all():
+                    methods = ("cubic_spline", "lanczos", "backprojection")
+                    best_name, best = min(((m, rmse(classical(coarse, scale, m))) for m in methods), key=lambda x: x[1])
+                    line += f", best classical {best_name} {best:.5g}"
+                    for name, value in (("uncalibrated", plain), ("calibrated", calibrated)):
+                        if value > best:
+                            losing[name].append(f"{part}{i} x{scale} ({100 * (1 - value / best):+.1f}%)")
+                print(line, flush=True)
+    means = {part: float(np.mean(r)) for part, r in ratios.items()}
+    for part, value in means.items():
+        print(f"part {part}: mean log ratio calibrated / uncalibrated {100 * value:+.2f}%")
+    print(f"mean over parts: {100 * float(np.mean(list(means.values()))):+.2f}%")
+    for name, pairs in losing.items():
+        print(f"{name} loses to the best classical method on {len(pairs)}: {', '.join(pairs) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()

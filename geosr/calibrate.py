@@ -1,0 +1,97 @@
+"""Self-calibration: how much of the network's detail a raster's own coarser copy supports.
+
+A network trained on some fields can add detail of the right pattern but the wrong amount, or of the
+wrong pattern, to a field unlike them (a band-limited reanalysis mean has no detail below its grid,
+and a model that learned near-surface temperature invents some). Nothing finer than the input is
+known at run time, but the input itself can be averaged once more by the same scale and restored by
+the model: for each band the least-squares scale of the residual that best restores the input,
+
+    alpha = <input - interpolation, model - interpolation> / |model - interpolation|^2,
+
+clipped to [0, 1], estimates how much of the residual the field supports (by the self-similarity of
+natural fields across scales). The band's residual is then multiplied by ``alpha`` everywhere: one
+number per band for the whole raster, so tiles still stitch without seams and tiled output equals
+whole-raster output. It never amplifies the detail, only withdraws what the input does not support.
+
+The estimate is computed on at most the central :data:`MAX_WINDOW` x :data:`MAX_WINDOW` input
+pixels (bounded time and memory: about 1/scale^2 of the work of a raster of that size), at whole
+scales only, and only where the averaged copy has at least :data:`MIN_CELLS` cells on each side
+(else ``alpha`` = 1, the model as trained). A border of 2 x scale pixels is left out of the sums when
+the averaged copy has at least :data:`CROP_CELLS` cells on each side. The restorations conserve
+(each input cell's mean kept), whether or not the run does, so a plain and a conserved run of the
+same raster get the same gains and differ only by conservation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from geosr.degrade import area_average
+from geosr.stats import BandStats
+
+#: Largest side, in input pixels, of the window the gains are estimated on (its centre)
+MAX_WINDOW = 1024
+#: Fewest cells per side of the input averaged once more for an estimate (else the gain is 1)
+MIN_CELLS = 6
+#: Cells per side from which a border of 2 x scale pixels is left out of the estimate
+CROP_CELLS = 12
+
+
+def whole_scale(scale: float) -> int | None:
+    """``scale`` as an int when it is whole (2, 3.0), else ``None``."""
+    rounded = round(float(scale))
+    return rounded if rounded >= 2 and abs(float(scale) - rounded) < 1e-9 else None
+
+
+def window(shape: tuple[int, int], scale: float) -> tuple[slice, slice]:
+    """The central window of an input of ``shape`` (y, x) the gains are estimated on: at most
+    :data:`MAX_WINDOW` pixels per side, a whole number of ``scale`` x ``scale`` cells (at a
+    fractional scale, which is not calibrated, any whole number of pixels)."""
+    factor = whole_scale(scale) or 1
+    spans = []
+    for n in shape:
+        size = min(n, MAX_WINDOW) // factor * factor
+        start = (n - size) // 2
+        spans.append(slice(start, start + size))
+    return spans[0], spans[1]
+
+
+def residual_gains(downscaler: Any, source: np.ndarray, scale: float) -> np.ndarray:
+    """Per-band residual gains in [0, 1] for a (band, y, x) float input window with NaN for nodata
+    (:func:`window` of the raster), estimated with ``downscaler`` (a :class:`geosr.predict.Downscaler`)
+    as described in the module docstring. Ones where no estimate can be made."""
+    from geosr.predict import plan_tiles
+
+    bands = source.shape[0]
+    gains = np.ones(bands)
+    factor = whole_scale(scale)
+    if factor is None or min(source.shape[1:]) // factor < MIN_CELLS:
+        return gains
+    h, w = (n // factor * factor for n in source.shape[1:])
+    target = np.asarray(source, dtype=np.float64)[:, :h, :w]
+    coarse = area_average(target, factor)
+    stats = BandStats.of_block(coarse)
+    # conserved, whatever the run asks, so that plain and conserved runs get the same gains
+    plan = plan_tiles(coarse.shape[1:], factor, downscaler.tile_size, downscaler.model, conserve=True)
+    if plan.out_shape != target.shape[1:]:  # cannot happen for whole scales; kept as a guard
+        return gains
+
+    def restore(with_gains: np.ndarray) -> np.ndarray:
+        out = np.empty_like(target)
+        tiles = ((t, coarse[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+        for tile, core in downscaler.run(plan, stats, tiles, gains=with_gains):
+            out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
+        return out
+
+    base, full = restore(np.zeros(bands)), restore(np.ones(bands))
+    border = 2 * factor if min(coarse.shape[1:]) >= CROP_CELLS else 0
+    inner = (slice(None), slice(border, target.shape[1] - border), slice(border, target.shape[2] - border))
+    error, detail = (target - base)[inner], (full - base)[inner]
+    for b in range(bands):
+        ok = np.isfinite(error[b]) & np.isfinite(detail[b])
+        power = float((detail[b][ok] ** 2).sum())
+        if ok.any() and power > 0:
+            gains[b] = float(np.clip((error[b][ok] * detail[b][ok]).sum() / power, 0.0, 1.0))
+    return gains

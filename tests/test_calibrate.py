@@ -1,0 +1,184 @@
+"""Self-calibration (geosr.calibrate): one residual gain per band, estimated from the input's own
+coarser copy, applied the same way by every front door and to every tile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from conftest import DEPTH, WIDTH
+
+from geosr.calibrate import MIN_CELLS, residual_gains, window
+from geosr.degrade import area_average
+from geosr.errors import ModelError
+from geosr.models.files import load_model, save_model
+from geosr.predict import Downscaler, downscale
+from geosr.testing import fbm_surface, random_model
+
+
+@pytest.fixture(scope="module")
+def calibrating(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random model like the shipped ones (consistent kernel, conserving) that self-calibrates."""
+    path = tmp_path_factory.mktemp("cal") / "tinycal.safetensors"
+    return random_model(
+        path,
+        depth=DEPTH,
+        width=WIDTH,
+        seed=4,
+        name="tinycal",
+        interpolation="consistent",
+        conserve=True,
+        calibrate=True,
+    )
+
+
+def _smooth(shape: tuple[int, int], wavelength: float = 40.0) -> np.ndarray:
+    """A band-limited field: nothing finer than the grid resolves, so any added detail is wrong."""
+    y, x = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    return 100.0 + 10.0 * np.sin(2 * np.pi * x / wavelength) * np.cos(2 * np.pi * y / (1.3 * wavelength))
+
+
+def _rmse(a: np.ndarray, b: np.ndarray, border: int) -> float:
+    return float(np.sqrt(np.mean((a - b)[border:-border, border:-border] ** 2)))
+
+
+def _without_residual(path: Path, out: Path) -> Path:
+    """The same model with its last layer zeroed: its output is its interpolation (conserved)."""
+    loaded = load_model(path)
+    with torch.no_grad():
+        loaded.network.body[-1].weight.zero_()
+        loaded.network.body[-1].bias.zero_()
+    return save_model(loaded.network, loaded.card, out)
+
+
+def test_gain_is_the_least_squares_scale_of_the_detail_on_the_coarser_copy(calibrating, tmp_path):
+    coarse = fbm_surface((40, 44), seed=3).astype(np.float64)
+    scale = 2
+    # independent computation: average once more, restore with and without the residual, fit the scale
+    coarser = area_average(coarse, scale)
+    full = downscale(coarser, scale, calibrating, device="cpu", calibrate=False).astype(np.float64)
+    base = downscale(coarser, scale, _without_residual(calibrating, tmp_path / "zero.safetensors"), device="cpu")
+    inner = (slice(2 * scale, -2 * scale),) * 2
+    error, detail = (coarse - base)[inner], (full - base)[inner]
+    expected = float(np.clip((error * detail).sum() / (detail * detail).sum(), 0, 1))
+    gains = residual_gains(Downscaler(calibrating, device="cpu"), coarse[None], scale)
+    assert gains.shape == (1,)
+    np.testing.assert_allclose(gains[0], expected, atol=1e-4)
+
+
+def test_invented_detail_is_withdrawn_on_a_band_limited_field(calibrating):
+    truth = _smooth((96, 96))
+    coarse = area_average(truth, 2)
+    plain = downscale(coarse, 2, calibrating, device="cpu", calibrate=False)
+    calibrated = downscale(coarse, 2, calibrating, device="cpu")  # the card calibrates
+    gain = residual_gains(Downscaler(calibrating, device="cpu"), coarse[None], 2)[0]
+    assert 0.0 <= gain < 0.5
+    assert _rmse(calibrated, truth, 4) < 0.7 * _rmse(plain, truth, 4)
+
+
+def test_gain_zero_gives_the_interpolation_and_one_the_model(calibrating, tmp_path):
+    coarse = fbm_surface((20, 22), seed=5).astype(np.float64)[None]
+    downscaler = Downscaler(calibrating, device="cpu")
+    plan = downscaler.plan(coarse.shape[1:], 3)
+    from geosr.stats import BandStats
+
+    def run(gains: np.ndarray | None, d: Downscaler = downscaler) -> np.ndarray:
+        out = np.empty((1, *plan.out_shape))
+        tiles = ((t, coarse[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+        for tile, core in d.run(plan, BandStats.of_block(coarse), tiles, gains):
+            out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
+        return out
+
+    zero = Downscaler(_without_residual(calibrating, tmp_path / "zero.safetensors"), device="cpu")
+    np.testing.assert_allclose(run(np.zeros(1)), run(None, zero), atol=1e-9)
+    np.testing.assert_array_equal(run(np.ones(1)), run(None))
+    half = run(np.full(1, 0.5))
+    np.testing.assert_allclose(half, (run(np.zeros(1)) + run(None)) / 2, atol=1e-6)
+
+
+def test_calibrated_tiles_stitch_without_seams_and_dask_matches(calibrating):
+    import dask.array as dsa
+
+    coarse = fbm_surface((37, 41), seed=6)
+    whole = downscale(coarse, 2, calibrating, device="cpu", tile_size=512)
+    tiled = downscale(coarse, 2, calibrating, device="cpu", tile_size=24)
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+    lazy = downscale(dsa.from_array(coarse, chunks=(15, 17)), 2, calibrating, device="cpu", tile_size=24)
+    np.testing.assert_allclose(lazy.compute(), tiled, atol=1e-5)
+    assert np.abs(whole - downscale(coarse, 2, calibrating, device="cpu", calibrate=False)).max() > 1e-3
+
+
+def test_calibration_keeps_the_pipeline_equivariant(calibrating):
+    coarse = fbm_surface((30, 30), seed=7).astype(np.float64)
+    out = downscale(coarse, 2, calibrating, device="cpu").astype(np.float64)
+    moved = downscale(3.0 * coarse - 250.0, 2, calibrating, device="cpu").astype(np.float64)
+    np.testing.assert_allclose(moved, 3.0 * out - 250.0, atol=2e-3)
+
+
+def test_each_band_gets_its_own_gain_and_small_rasters_none(calibrating):
+    coarse = np.stack([area_average(_smooth((80, 80)), 2), fbm_surface((40, 40), seed=8).astype(np.float64)])
+    gains = residual_gains(Downscaler(calibrating, device="cpu"), coarse, 2)
+    assert gains[0] < 0.5 and gains[0] != gains[1]
+    tiny = fbm_surface((2 * MIN_CELLS - 1, 30), seed=9).astype(np.float64)[None]
+    np.testing.assert_array_equal(residual_gains(Downscaler(calibrating, device="cpu"), tiny, 2), [1.0])
+    # fractional scales have no cells to average: no calibration
+    np.testing.assert_array_equal(
+        downscale(coarse, 2.5, calibrating, device="cpu"),
+        downscale(coarse, 2.5, calibrating, device="cpu", calibrate=False),
+    )
+
+
+def test_window_is_central_whole_cells_and_bounded():
+    rows, cols = window((5000, 300), 3)
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (1023, 300)
+    assert rows.start == (5000 - 1023) // 2 and cols.start == 0
+
+
+def test_nodata_cells_are_left_out_of_the_estimate(calibrating):
+    coarse = fbm_surface((40, 40), seed=10).astype(np.float64)[None]
+    holed = coarse.copy()
+    holed[0, 10:14, 20:26] = np.nan
+    gain = residual_gains(Downscaler(calibrating, device="cpu"), holed, 2)[0]
+    assert 0.0 <= gain <= 1.0 and np.isfinite(gain)
+    out = downscale(holed[0], 2, calibrating, device="cpu")
+    assert np.isnan(out[20:28, 40:52]).all() and np.isfinite(out[:16]).all()
+
+
+def test_geotiff_records_the_gains_and_cli_switches(cli, make_geotiff, calibrating, tmp_path):
+    src = make_geotiff("smooth.tif", area_average(_smooth((96, 100)), 2).astype(np.float32))
+    common = ("downscale", src, "--scale", 2, "--model", calibrating, "--device", "cpu", "-q")
+    assert cli(*common, "-o", tmp_path / "cal.tif").code == 0
+    assert cli(*common, "--no-calibrate", "-o", tmp_path / "plain.tif").code == 0
+    with rasterio.open(src) as s:
+        coarse = s.read(1).astype(np.float64)
+    with rasterio.open(tmp_path / "cal.tif") as cal, rasterio.open(tmp_path / "plain.tif") as plain:
+        gain = residual_gains(Downscaler(calibrating, device="cpu"), coarse[None], 2)[0]
+        assert cal.tags()["GEOSR_CALIBRATE"] == f"residual gains {gain:.3g}"
+        assert plain.tags()["GEOSR_CALIBRATE"] == "no"
+        np.testing.assert_allclose(cal.read(1), downscale(coarse, 2, calibrating, device="cpu"), atol=1e-4)
+        assert np.abs(cal.read(1) - plain.read(1)).max() > 1e-3
+
+
+def test_accessor_records_calibration(calibrating):
+    xr = pytest.importorskip("xarray")
+    da = xr.DataArray(
+        fbm_surface((30, 32), seed=11), dims=("y", "x"), coords={"y": np.arange(30.0), "x": np.arange(32.0)}
+    )
+    assert da.geosr.downscale(2, model=calibrating, device="cpu").attrs["geosr_calibrate"] == "yes"
+    assert da.geosr.downscale(2, model=calibrating, device="cpu", calibrate=False).attrs["geosr_calibrate"] == "no"
+
+
+def test_card_calibrate_must_be_true_or_false(calibrating, tmp_path):
+    loaded = load_model(calibrating)
+    loaded.card.calibrate = "yes"  # type: ignore[assignment]
+    path = save_model(loaded.network, loaded.card, tmp_path / "bad.safetensors")
+    with pytest.raises(ModelError, match="calibrate"):
+        load_model(path)
+
+
+def test_shipped_climate_calibrates_and_dem_does_not():
+    assert load_model("climate").card.calibrate is True
+    assert load_model("dem").card.calibrate is False
