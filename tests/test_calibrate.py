@@ -182,3 +182,25 @@ def test_card_calibrate_must_be_true_or_false(calibrating, tmp_path):
 def test_shipped_climate_calibrates_and_dem_does_not():
     assert load_model("climate").card.calibrate is True
     assert load_model("dem").card.calibrate is False
+
+
+def test_evaluate_reports_and_switches_calibration(cli, make_geotiff, calibrating):
+    import json
+
+    src = make_geotiff("smooth_hr.tif", _smooth((64, 64)).astype(np.float32))
+    common = ("evaluate", src, "--scale", 2, "--model", calibrating, "--device", "cpu", "--json")
+    on, off = cli(*common), cli(*common, "--no-calibrate")
+    assert on.code == off.code == 0, on.err + off.err
+    on_report, off_report = json.loads(on.out), json.loads(off.out)
+    assert (on_report["calibrate"], off_report["calibrate"]) == (True, False)
+    rmse_on = on_report["bands"]["band 1"]["methods"]["model_conserved"]["rmse"]
+    rmse_off = off_report["bands"]["band 1"]["methods"]["model_conserved"]["rmse"]
+    assert rmse_on < rmse_off  # the random network's detail is invented on this band-limited field
+    text = cli("evaluate", src, "--scale", 2, "--model", calibrating, "--device", "cpu")
+    assert "self-calibrated" in text.out
+
+
+def test_models_shows_calibration(cli):
+    out = cli("models", "climate").out
+    assert "calibrate: yes" in out
+    assert "calibrate" not in cli("models", "dem").out.split("training.")[0]

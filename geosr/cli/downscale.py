@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from geosr.cli.options import (
+    calibrate_option,
     device_option,
     ensemble_option,
     int_list,
@@ -78,13 +79,7 @@ def print_progress_line(done: int, total: int) -> None:
     help="Make each input cell's output pixels average exactly to the input value, or never. Default: as the "
     "model's card says (the shipped models conserve at whole scales).",
 )
-@click.option(
-    "--calibrate/--no-calibrate",
-    default=None,
-    help="Scale each band's added detail by how much of it the input's own coarser copy supports (0 to 1, "
-    "estimated once per band; whole scales). Default: as the model's card says (the shipped climate model "
-    "calibrates, dem does not).",
-)
+@calibrate_option
 @click.option("--keep-dtype", is_flag=True, help="Write the input's data type (rounded, clipped) instead of float32.")
 @click.option(
     "--progress-lines",

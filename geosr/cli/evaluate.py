@@ -8,7 +8,15 @@ from dataclasses import asdict
 
 import click
 
-from geosr.cli.options import device_option, ensemble_option, int_list, model_option, reports_errors, verbose_option
+from geosr.cli.options import (
+    calibrate_option,
+    device_option,
+    ensemble_option,
+    int_list,
+    model_option,
+    reports_errors,
+    verbose_option,
+)
 from geosr.georef import metres_per_unit
 
 
@@ -54,6 +62,7 @@ def _cell(value: float | None, width: int, digits: int) -> str:
 @model_option
 @device_option
 @ensemble_option
+@calibrate_option
 @click.option("--no-model", is_flag=True, help="Only the classical baselines.")
 @click.option(
     "--elevation/--not-elevation", default=None, help="Report slope errors (default: when the band's unit is a length)."
@@ -68,6 +77,7 @@ def evaluate(
     model: str | None,
     device: str,
     ensemble: str,
+    calibrate: bool | None,
     no_model: bool,
     elevation: bool | None,
     as_json: bool,
@@ -98,7 +108,7 @@ def evaluate(
     from geosr.models.files import load_model
     from geosr.models.registry import DEFAULT_MODEL
     from geosr.pipeline import check_band_names
-    from geosr.predict import check_bands, check_ensemble
+    from geosr.predict import calibrates, check_bands, check_ensemble
 
     if scale < 2:
         raise ScaleError(f"--scale must be a whole number of at least 2, got {scale}")
@@ -131,7 +141,10 @@ def evaluate(
         slope = elevation if elevation is not None else per_unit is not None
         per_unit = per_unit or 1.0  # pixel sizes in the band's own unit, as the slope needs
         pixel_sizes.append(None if not slope or metres is None else (metres[0] / per_unit, metres[1] / per_unit))
-    measured = evaluate_bands(data, scale, loaded, pixel_sizes=pixel_sizes, device=device, ensemble=copies)
+    measured = evaluate_bands(
+        data, scale, loaded, pixel_sizes=pixel_sizes, device=device, ensemble=copies, calibrate=calibrate
+    )
+    calibrated = loaded is not None and calibrates(loaded.card, calibrate, scale)
     report = {}
     for band, results in enumerate(measured):
         best = best_classical(results)
@@ -150,6 +163,7 @@ def evaluate(
                     "border": 2 * scale,
                     "model": None if loaded is None else loaded.card.name,
                     "ensemble": copies,
+                    "calibrate": calibrated,
                     "bands": {
                         band: {**entry, "methods": {n: _json_metrics(m) for n, m in entry["methods"].items()}}
                         for band, entry in report.items()
@@ -161,6 +175,7 @@ def evaluate(
         )
         return
     used = "" if loaded is None else f"; model {loaded.card.name}" + (f", ensemble {copies}" if copies > 1 else "")
+    used += ", self-calibrated" if calibrated else ""
     for band, entry in report.items():
         click.echo(
             f"{input_path} {band}, x{scale} (border {2 * scale} px cropped); best classical: {entry['best_classical']}"

@@ -21,6 +21,8 @@ def _format_card(name: str, card: object) -> str:
     lines.append(f"  scales: {', '.join(f'{s:g}' for s in data['scales'])}; degradation: {data['degradation']}")
     lines.append(f"  normalisation: {data['normalisation']}; interpolation: {data['interpolation']}")
     lines.append("  conserve: " + ("yes, by default at whole scales" if data["conserve"] else "only with --conserve"))
+    if data.get("calibrate"):
+        lines.append("  calibrate: yes, by default at whole scales (--no-calibrate to turn it off)")
     if data.get("cell_input"):
         lines.append("  input cells: yes (the network also sees the coarse values repeated onto the fine grid)")
     for section in ("training", "metrics"):

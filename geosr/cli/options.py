@@ -37,6 +37,13 @@ device_option = click.option(
     type=click.Choice(["auto", "cpu", "cuda", "mps"]),
     help="Where the network runs: auto picks CUDA, then Apple MPS, then the CPU.",
 )
+calibrate_option = click.option(
+    "--calibrate/--no-calibrate",
+    default=None,
+    help="Scale each band's added detail by how much of it the input's own coarser copy supports (0 to 1, "
+    "estimated once per band; whole scales). Default: as the model's card says (the shipped climate model "
+    "calibrates, dem does not).",
+)
 ensemble_option = click.option(
     "--ensemble",
     default="1",
