@@ -123,3 +123,29 @@ def test_unreachable_scheduler_is_one_clear_line(cli, dem_tif, model1, tmp_path,
     result = cli("downscale", dem_tif, "--scale", 2, "--model", model1, "-o", out, "--scheduler", "tcp://127.0.0.1:9")
     assert "cannot reach a dask scheduler at 'tcp://127.0.0.1:9'" in assert_one_line_error(result.err, result.code)
     assert not out.exists()
+
+
+def test_calibrated_runs_on_the_cluster_identical_to_local(cli, client, cluster, make_geotiff, tmp_path):
+    # the gains are estimated once (by the caller) and reach every tile on every worker
+    from geosr.testing import random_model
+
+    model = random_model(
+        tmp_path / "cal.safetensors", seed=4, name="tinycal", interpolation="consistent", conserve=True, calibrate=True
+    )
+    y, x = np.mgrid[:40, :44]
+    src = make_geotiff("smooth.tif", (100 + 10 * np.sin(x / 6.0) * np.cos(y / 8.0)).astype(np.float32))
+    common = ("downscale", src, "--scale", 2, "--model", model, "--tile-size", 24, "--device", "cpu", "-q")
+    assert cli(*common, "-o", tmp_path / "local.tif").code == 0
+    assert cli(*common, "-o", tmp_path / "cluster.tif", "--scheduler", cluster.scheduler_address).code == 0
+    assert cli(*common, "--no-calibrate", "-o", tmp_path / "plain.tif").code == 0
+    with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "cluster.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert a.tags()["GEOSR_CALIBRATE"] == b.tags()["GEOSR_CALIBRATE"] != "no"
+        with rasterio.open(tmp_path / "plain.tif") as plain:
+            assert np.abs(a.read() - plain.read()).max() > 1e-3
+    # and through the accessor: per time step, on the workers, as locally
+    data = grid(n_time=2, shape=(24, 26)).chunk({"time": 1, "lat": 12, "lon": 13})
+    remote = data.geosr.downscale(2, model=model, device="cpu", tile_size=16).compute()
+    local = data.geosr.downscale(2, model=model, device="cpu", tile_size=16).compute(scheduler="synchronous")
+    np.testing.assert_array_equal(remote.values, local.values)
+    assert remote.attrs["geosr_calibrate"] == "yes"
