@@ -50,6 +50,9 @@ applies to every band; an N-band model needs N bands.</li>
 (whole scales only). Unchecked: as the model says; the shipped models conserve at whole scales.</li>
 <li><b>Ensemble</b>: average the model over 4 flipped copies of the layer, or 8 flipped and rotated copies \
 (square pixels only): 4 or 8 times slower, usually a little more accurate. 1: the model once.</li>
+<li><b>Calibrate</b>: <i>model</i> (default): as the model says (the shipped <i>climate</i> model \
+self-calibrates, <i>dem</i> does not); <i>on</i>: scale each band's added detail by how much of it the \
+layer's own coarser copy supports (0 to 1, whole scales); <i>off</i>: never.</li>
 </ul>
 <p>Nodata stays nodata; band descriptions, units and tags carry over. The output is float32 GeoTIFF.</p>
 
@@ -90,9 +93,11 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     CONSERVE = "CONSERVE"
     ENSEMBLE = "ENSEMBLE"
+    CALIBRATE = "CALIBRATE"
     OUTPUT = "OUTPUT"
     DEVICES = ["auto", "cpu", "cuda", "mps"]
     ENSEMBLES = ["1", "4", "8"]
+    CALIBRATIONS = {"model": None, "on": True, "off": False}
 
     def name(self) -> str:
         return "downscale"
@@ -172,6 +177,17 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                 )
             )
         )
+        self.addParameter(
+            _advanced(
+                QgsProcessingParameterEnum(
+                    self.CALIBRATE,
+                    _tr("Calibrate: model (as the model says), on or off"),
+                    list(self.CALIBRATIONS),
+                    defaultValue="model",
+                    usesStaticStrings=True,
+                )
+            )
+        )
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, _tr("Downscaled raster")))
 
     def canExecute(self) -> tuple[bool, str]:  # noqa: N802
@@ -214,6 +230,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             conserve=self.parameterAsBoolean(parameters, self.CONSERVE, context),
             ensemble=int(self.parameterAsEnumString(parameters, self.ENSEMBLE, context) or 1),
+            calibrate=self.CALIBRATIONS[self.parameterAsEnumString(parameters, self.CALIBRATE, context) or "model"],
         )
         try:
             run(job, feedback, find_geosr(_configured_executable()))

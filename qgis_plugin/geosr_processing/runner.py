@@ -93,6 +93,9 @@ class Job:
         Make each input cell's output pixels average exactly to the input value.
     ensemble : int
         Copies of the raster the model is averaged over: 1, 4 (flips) or 8 (flips and rotations).
+    calibrate : bool or None
+        Scale each band's added detail by what the input's own coarser copy supports (True), never
+        (False), or as the model's card says (None).
     """
 
     source: str
@@ -104,6 +107,7 @@ class Job:
     tile_size: int
     conserve: bool
     ensemble: int = 1
+    calibrate: bool | None = None
 
     def cli_arguments(self) -> list[str]:
         """Arguments of ``geosr`` for this job, with progress as lines on stdout."""
@@ -119,6 +123,8 @@ class Job:
             arguments.append("--conserve")
         if self.ensemble != 1:
             arguments += ["--ensemble", str(self.ensemble)]
+        if self.calibrate is not None:
+            arguments.append("--calibrate" if self.calibrate else "--no-calibrate")
         return arguments
 
     def pipeline_keywords(self) -> dict[str, Any]:
@@ -133,6 +139,7 @@ class Job:
             if self.conserve
             else None,  # unchecked: as the model says, like the CLI without --conserve
             "ensemble": self.ensemble,
+            "calibrate": self.calibrate,
             "overwrite": True,
         }
 
@@ -287,6 +294,8 @@ PARAMETER_NAMES = {
     "--conserve": "the Conserve box (CONSERVE)",
     "--no-conserve": "the Conserve box (CONSERVE)",
     "--ensemble": "the Ensemble (ENSEMBLE)",
+    "--calibrate": "the Calibrate (CALIBRATE) choice",
+    "--no-calibrate": "the Calibrate (CALIBRATE) choice",
 }
 _LONGEST_FIRST = sorted(PARAMETER_NAMES, key=len, reverse=True)
 _OPTION = re.compile(r"(?<![\w-])(" + "|".join(re.escape(o) for o in _LONGEST_FIRST) + r")(?![\w-])")

@@ -29,7 +29,19 @@ from qgis.core import (  # noqa: E402
     QgsRasterLayer,
 )
 
-PARAMETERS = ["INPUT", "BANDS", "SCALE", "RESOLUTION", "MODEL", "DEVICE", "TILE_SIZE", "CONSERVE", "ENSEMBLE", "OUTPUT"]
+PARAMETERS = [
+    "INPUT",
+    "BANDS",
+    "SCALE",
+    "RESOLUTION",
+    "MODEL",
+    "DEVICE",
+    "TILE_SIZE",
+    "CONSERVE",
+    "ENSEMBLE",
+    "CALIBRATE",
+    "OUTPUT",
+]
 
 
 def read_raster(path: Path) -> dict[str, Any]:
@@ -124,8 +136,15 @@ def test_downscale_the_bundled_dem(processing, jacksboro, tiny_model, tmp_path):
         ),
         ({"SCALE": 2, "ENSEMBLE": "4", "TILE_SIZE": 200}, ["--scale", "2", "--ensemble", "4", "--tile-size", "200"]),
         ({"SCALE": "2", "ENSEMBLE": 4, "DEVICE": 1}, ["--scale", "2", "--ensemble", "4"]),
+        ({"SCALE": 2, "CALIBRATE": "on"}, ["--scale", "2", "--calibrate"]),
     ],
-    ids=["scale 2.5", "resolution, conserve, tiles", "ensemble", "ensemble as a number, scale as text, device 1"],
+    ids=[
+        "scale 2.5",
+        "resolution, conserve, tiles",
+        "ensemble",
+        "ensemble as a number, scale as text, device 1",
+        "calibrate on",
+    ],
 )
 def test_same_result_as_the_cli(processing, jacksboro, tiny_model, geosr_executable, tmp_path, options, cli_options):
     ours, theirs = tmp_path / "qgis.tif", tmp_path / "cli.tif"

@@ -80,6 +80,10 @@ def test_cli_arguments_are_geosr_downscale_options(jacksboro, tmp_path):
     assert "--model" not in dataclasses.replace(job, model="").cli_arguments()  # geosr's default model
     assert dataclasses.replace(job, ensemble=8).cli_arguments()[-2:] == ["--ensemble", "8"]
     assert dataclasses.replace(job, ensemble=8).pipeline_keywords()["ensemble"] == 8
+    assert "calibrate" not in " ".join(job.cli_arguments()) and job.pipeline_keywords()["calibrate"] is None
+    assert dataclasses.replace(job, calibrate=True).cli_arguments()[-1] == "--calibrate"
+    assert dataclasses.replace(job, calibrate=False).cli_arguments()[-1] == "--no-calibrate"
+    assert dataclasses.replace(job, calibrate=False).pipeline_keywords()["calibrate"] is False
 
 
 def test_both_runners_leave_conservation_to_the_model_when_unchecked(jacksboro, tmp_path):
