@@ -22,12 +22,16 @@ Usage: python benchmarks/bench_downscale.py [--size 768] [--scale 4] [--tile-siz
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -42,6 +46,8 @@ model, precision, device = sys.argv[1], sys.argv[5], sys.argv[6]
 h, w, tile, copies = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[7])
 net = load_model(model).network.to(device=device, memory_format=torch.channels_last)
 dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+if dtype is None:  # fp32 is IEEE fp32 on CUDA, as in geosr.predict (cuDNN would otherwise use TF32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 def run(th, tw):
     x = torch.randn(1, 1, th, tw, device=device).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
@@ -61,16 +67,56 @@ print(time.perf_counter() - start)
 """
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float, str]:
-    """Run ``cmd``; return wall seconds, peak RSS in MiB and stdout."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    out, err = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"command failed: {' '.join(cmd)}\n{err}")
-    return seconds, usage.ru_maxrss / 1024, out
+def in_fresh_process(function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run ``function`` in a spawned process, so that its memory never raises this launcher's peak.
+
+    Linux starts a child's ``ru_maxrss`` from the peak RSS of the process it was started from (the
+    launcher's high-water mark is carried over the exec), so the rasters and the model are made
+    elsewhere and the commands this launcher measures report their own peak.
+    """
+    process = multiprocessing.get_context("spawn").Process(target=function, args=args, kwargs=kwargs)
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise SystemExit(f"{function.__name__} failed with exit code {process.exitcode}")
+
+
+def launcher_peak_kib() -> int:
+    """This process's own peak RSS in KiB: what a child it starts inherits as the floor of its ``ru_maxrss``.
+
+    ``VmHWM`` rather than ``getrusage(RUSAGE_SELF)``, which also holds the peak carried over from
+    whatever started this process (pytest, say), a floor that its own children do not inherit.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run_measured(cmd: list[str], check_rss: bool = True) -> tuple[float, float, str]:
+    """Run ``cmd``; return wall seconds, its peak RSS in MiB and its stdout.
+
+    With ``check_rss``, refuse a peak RSS that may be this launcher's own, carried over (see
+    :func:`in_fresh_process`) rather than the command's."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:  # files: a pipe could fill up
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed: {' '.join(cmd)}\n{stderr}")
+    own = launcher_peak_kib()
+    if check_rss and usage.ru_maxrss <= own:
+        raise SystemExit(
+            f"cannot measure the command's peak RSS: it is not above the launcher's own, {own / 1024:.0f} MiB"
+        )
+    return seconds, usage.ru_maxrss / 1024, stdout
 
 
 def make_raster(path: Path, size: int, seed: int = 0) -> None:
@@ -140,11 +186,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = random_model(
-            folder / "vdsr20.safetensors", depth=20, width=64, interpolation="consistent", conserve=True
-        )
-        src = folder / "bench.tif"
-        make_raster(src, args.size)
+        model, src = folder / "vdsr20.safetensors", folder / "bench.tif"
+        in_fresh_process(random_model, model, depth=20, width=64, interpolation="consistent", conserve=True)
+        in_fresh_process(make_raster, src, args.size)
         out_h = out_w = round(args.size * args.scale)
         mp = out_h * out_w / 1e6
         seconds, rss, _ = run_measured(downscale_cmd(src, model, args, args.device))
@@ -160,7 +204,8 @@ def main() -> None:
                 args.precision,
                 args.device,
                 str(args.ensemble),
-            ]
+            ],
+            check_rss=False,
         )
         bare = float(bare_out.strip().splitlines()[-1])
         print(f"raster {args.size}x{args.size} -> {out_w}x{out_h} ({mp:.2f} MP output), scale {args.scale}")
@@ -173,8 +218,8 @@ def main() -> None:
         peaks = []
         for i, size in enumerate(sizes):
             path = folder / f"mem{i}.tif"
-            make_raster(path, size, seed=i + 1)
-            seconds, rss, _ = run_measured(downscale_cmd(path, model, args))
+            in_fresh_process(make_raster, path, size, seed=i + 1)
+            seconds, rss, _ = run_measured(downscale_cmd(path, model, args, args.device))
             out = round(size * args.scale)
             peaks.append(rss)
             print(f"memory: input {size}x{size} -> {out}x{out} output: peak RSS {rss:.0f} MiB ({seconds:.0f} s)")

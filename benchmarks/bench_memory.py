@@ -13,32 +13,16 @@ Usage: python benchmarks/bench_memory.py [--size 8192] [--scale 4] [--tile-size 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from bench_downscale import downscale_cmd, make_raster, run_measured
+from bench_downscale import downscale_cmd, in_fresh_process, make_raster, run_measured
 
 from geosr.testing import random_model
 
 #: Peak resident memory the command must stay under, in MiB.
 TARGET_MIB = 2048
-
-
-def in_fresh_process(function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    """Run ``function`` in a spawned process.
-
-    A child's ``ru_maxrss`` starts from its parent's peak (the memory it was forked from), so the
-    raster and the model are made elsewhere and this launcher stays small (no torch).
-    """
-    process = multiprocessing.get_context("spawn").Process(target=function, args=args, kwargs=kwargs)
-    process.start()
-    process.join()
-    if process.exitcode != 0:
-        raise SystemExit(f"{function.__name__} failed with exit code {process.exitcode}")
 
 
 def main() -> None:
@@ -58,7 +42,7 @@ def main() -> None:
         out_side = args.size * args.scale
         gigabytes = out_side**2 * 4 / 1e9
         print(
-            f"input {args.size}x{args.size} -> output {out_side}x{out_side}: {gigabytes:.2f} GB of float32, "
+            f"input {args.size}x{args.size} -> output {out_side}x{out_side}: {gigabytes:.3g} GB of float32, "
             f"tile {args.tile_size}, tiny VDSR (depth 2, width 4)"
         )
         seconds, rss, _ = run_measured(downscale_cmd(src, model, args))
@@ -66,7 +50,7 @@ def main() -> None:
         verdict = "under" if rss < TARGET_MIB else "OVER"
         print(
             f"geosr downscale: {seconds:.0f} s, {out_side**2 / 1e6 / seconds:.2f} MP/s, "
-            f"GeoTIFF {written:.2f} GB on disk"
+            f"GeoTIFF {written:.3g} GB on disk"
         )
         share = 100 * rss * 2**20 / (gigabytes * 1e9)
         print(f"peak RSS {rss:.0f} MiB: {verdict} the {TARGET_MIB} MiB target ({share:.1f}% of the output's size)")
