@@ -174,6 +174,8 @@ def test_a_few_epochs_reduce_the_validation_error_and_write_a_model(tmp_path, op
     assert final < summary["history"][-1]["val_interpolation"]
     loaded = load_model(output)
     assert loaded.card.training["steps"] == summary["steps"]
+    # the processor time of the run (all threads) beside its wall-clock time, both whole seconds
+    assert isinstance(loaded.card.training["processor_seconds"], int) and loaded.card.training["processor_seconds"] >= 0
     out = downscale(fbm_surface((20, 20), seed=4), 2, loaded, device="cpu")
     assert out.shape == (40, 40) and np.isfinite(out).all()
 
@@ -330,9 +332,12 @@ def test_an_interrupted_cli_training_says_what_it_left_and_how_to_resume(tmp_pat
     assert message.endswith(f"--resume {model}.ckpt")
     assert read_card(model).training["epochs"] == 1
     monkeypatch.setattr(train_module, "train", real_train)
+    first = torch.load(f"{model}.ckpt", weights_only=False)["processor_seconds"]
     resumed = cli(*args, "--resume", f"{model}.ckpt")
     assert resumed.code == 0, resumed.err
     assert read_card(model).training["epochs"] == 3
+    # a resumed run's processor time counts on from the checkpoint's
+    assert torch.load(f"{model}.ckpt", weights_only=False)["processor_seconds"] > first > 0
 
 
 def test_cli_refuses_a_raster_too_small_for_the_patches(tmp_path, cli):

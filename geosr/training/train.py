@@ -277,6 +277,7 @@ def train(
         optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
     checkpoint = Path(str(output) + ".ckpt")
     step, epoch, elapsed_before = 0, 0, 0.0
+    processor_before = 0.0  # CPU time of this process, all its threads (checkpoints before it was kept: 0)
     if resume:
         state = _load_checkpoint(resume, device)
         mismatch = InputError(
@@ -293,6 +294,7 @@ def train(
         except (RuntimeError, ValueError, KeyError):
             raise mismatch from None
         step, epoch, elapsed_before = int(state["step"]), int(state["epoch"]), float(state["seconds"])
+        processor_before = float(state.get("processor_seconds", 0.0))
         if state.get("command") and card.training.get("command"):
             # the card keeps the command that started the run and its folder (re-running it trains the same model)
             card.training["resumed_with"] = card.training["command"]
@@ -312,7 +314,7 @@ def train(
         # (checkpoints written before it was kept continue with a fresh seed)
         batches.rng.bit_generator.state = state["sampler"]
     val = Batches(val_rasters, config, config.seed + 7, what="validation").batch(config.val_samples)
-    started = time.perf_counter()
+    started, processor_started = time.perf_counter(), time.process_time()
     history = []
     rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
     initial = rmse
@@ -341,6 +343,7 @@ def train(
             if progress is not None:
                 progress(step, config.epochs * config.steps_per_epoch)
         seconds = elapsed_before + time.perf_counter() - started
+        processor = processor_before + time.process_time() - processor_started
         rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
         if not math.isfinite(rmse):
             raise _diverged(f"the validation RMSE is {rmse} after epoch {epoch + 1}", lr, saved, output)
@@ -364,6 +367,7 @@ def train(
             "step": step,
             "epoch": epoch,
             "seconds": seconds,
+            "processor_seconds": processor,
             "sampler": batches.rng.bit_generator.state,
             "command": card.training.get("command", ""),
             "folder": card.training.get("folder", ""),
@@ -375,7 +379,9 @@ def train(
             {
                 "steps": step,
                 "epochs": epoch,
+                # wall-clock time (the name is kept for the cards written before processor_seconds)
                 "cpu_seconds" if device.type == "cpu" else "seconds": round(seconds),
+                "processor_seconds": round(processor),
                 "config": {k: v for k, v in asdict(config).items() if k != "extra"},
             }
         )
