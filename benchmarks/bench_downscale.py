@@ -13,10 +13,16 @@ The model is a randomly initialised VDSR of the shipped shape and configuration 
 interpolation, conserving by default; speed does not depend on the weights).
 
 With ``--ensemble N`` the command averages N flipped/rotated copies and the bare pass runs the
-network N times per tile, so the ratio still measures the pipeline's overhead.
+network N times per tile, so the ratio still measures the pipeline's overhead. With ``--calibrate``
+the command also self-calibrates (geosr.calibrate: the model run once more on the input averaged by
+the scale, at most its central 1024 x 1024 pixels), which the bare pass does not: the ratio then
+includes calibration's cost. A random network's detail is noise, whose gain comes out 0 (and a band
+whose gain is 0 skips the network), so ``--model climate`` measures a trained model instead (the
+bare pass runs the same network); the gains are printed from the output's GEOSR_CALIBRATE tag.
 
 Usage: python benchmarks/bench_downscale.py [--size 768] [--scale 4] [--tile-size 1024]
        [--precision fp32] [--memory-sizes 256,1024] [--skip-memory] [--device cpu|cuda] [--ensemble 1|4|8]
+       [--calibrate] [--model climate]
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 if dtype is None:  # fp32 is IEEE fp32 on CUDA, as in geosr.predict (cuDNN would otherwise use TF32)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 def run(th, tw):
-    x = torch.randn(1, 1, th, tw, device=device).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, net.body[0].in_channels, th, tw, device=device).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
         for _ in range(copies):
             net.residual(x)
@@ -161,6 +167,7 @@ def downscale_cmd(src: Path, model: Path, args: argparse.Namespace, device: str 
         device,
         "--ensemble",
         str(getattr(args, "ensemble", 1)),  # bench_memory's arguments have no --ensemble
+        "--calibrate" if getattr(args, "calibrate", False) else "--no-calibrate",
     ]
 
 
@@ -176,18 +183,27 @@ def main() -> None:
         "--ensemble", type=int, default=1, choices=(1, 4, 8), help="self-ensemble (the bare pass runs as many copies)"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the command and the bare pass alike)")
+    parser.add_argument("--calibrate", action="store_true", help="the command self-calibrates (the bare pass does not)")
+    parser.add_argument("--model", default=None, help="a shipped model's name (default: a random one of its shape)")
     args = parser.parse_args()
     import torch
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
         f"tile {args.tile_size}, {args.precision}, device {args.device}, ensemble {args.ensemble}"
+        + f", model {args.model or 'random (shipped shape)'}"
+        + (", self-calibrating" if args.calibrate else "")
         + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model, src = folder / "vdsr20.safetensors", folder / "bench.tif"
-        in_fresh_process(random_model, model, depth=20, width=64, interpolation="consistent", conserve=True)
+        if args.model is None:
+            in_fresh_process(random_model, model, depth=20, width=64, interpolation="consistent", conserve=True)
+        else:
+            from geosr.models.registry import resolve_model
+
+            model = resolve_model(args.model)
         in_fresh_process(make_raster, src, args.size)
         out_h = out_w = round(args.size * args.scale)
         mp = out_h * out_w / 1e6
@@ -212,6 +228,9 @@ def main() -> None:
         print(f"end-to-end geosr downscale: {seconds:.1f} s, {mp / seconds:.4f} MP/s, peak RSS {rss:.0f} MiB")
         print(f"bare model forward:         {bare:.1f} s, {mp / bare:.4f} MP/s")
         print(f"ratio end-to-end / bare:    {bare / seconds:.3f} (target >= 0.85)")
+        if args.calibrate:
+            with rasterio.open(src.with_name(src.stem + "_out.tif")) as out:
+                print(f"calibration: {out.tags()['GEOSR_CALIBRATE']}")
         if args.skip_memory:
             return
         sizes = [int(s) for s in args.memory_sizes.split(",")]
