@@ -303,7 +303,15 @@ class GeosrDataArrayAccessor:
         """
         import geosr
         from geosr.models.files import LoadedModel, load_model
-        from geosr.predict import DEFAULT_TILE_SIZE, calibrates, check_ensemble, check_numeric, conserves, is_dask
+        from geosr.predict import (
+            DEFAULT_TILE_SIZE,
+            calibrates,
+            calibration_scale,
+            check_ensemble,
+            check_numeric,
+            conserves,
+            is_dask,
+        )
 
         da = self._obj
         scale = check_scale(scale)
@@ -366,7 +374,7 @@ class GeosrDataArrayAccessor:
             geosr_scale=f"{scale:g}",
             geosr_conserve="yes" if conserves(loaded.card, conserve, (ny, nx), scale) else "no",
             geosr_ensemble=str(ensemble),
-            geosr_calibrate="yes" if calibrates(loaded.card, calibrate, scale) else "no",
+            geosr_calibrate="yes" if calibrates(loaded.card, calibrate, calibration_scale((ny, nx), scale)) else "no",
         )
         result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
         result.encoding["_FillValue"] = np.float32(np.nan)

@@ -14,9 +14,12 @@ number per band for the whole raster, so tiles still stitch without seams and ti
 whole-raster output. It never amplifies the detail, only withdraws what the input does not support.
 
 The estimate is computed on at most the central :data:`MAX_WINDOW` x :data:`MAX_WINDOW` input
-pixels (bounded time and memory: about 1/scale^2 of the work of a raster of that size), at whole
-scales only, and only where the averaged copy has at least :data:`MIN_CELLS` cells on each side
-(else ``alpha`` = 1, the model as trained). A border of 2 x scale pixels is left out of the sums when
+pixels (bounded time and memory: about 1/scale^2 of the work of a raster of that size; one pixel
+more where that centres the window exactly), at whole scales only, and only where the averaged copy
+has at least :data:`MIN_CELLS` cells on each side (else ``alpha`` = 1, the model as trained). With a
+self-ensemble, whose output mirrors exactly as its input does, the sums also take the cells aligned
+with the window's far edges where they differ (those of the mirrored raster: up to 4 restorations),
+so that the gains mirror too. A border of 2 x scale pixels is left out of the sums when
 the averaged copy has at least :data:`CROP_CELLS` cells on each side. The restorations conserve
 (each input cell's mean kept), whether or not the run does, so a plain and a conserved run of the
 same raster get the same gains and differ only by conservation.
@@ -46,13 +49,15 @@ def whole_scale(scale: float) -> int | None:
 
 
 def window(shape: tuple[int, int], scale: float) -> tuple[slice, slice]:
-    """The central window of an input of ``shape`` (y, x) the gains are estimated on: at most
-    :data:`MAX_WINDOW` pixels per side, a whole number of ``scale`` x ``scale`` cells (at a
-    fractional scale, which is not calibrated, any whole number of pixels)."""
+    """The central window of an input of ``shape`` (y, x) the gains are estimated on: a whole number of
+    ``scale`` x ``scale`` cells, at most :data:`MAX_WINDOW` pixels per side, and one pixel more where that
+    centres it exactly (so that a flipped raster's window is the flipped window; at a fractional
+    scale, which is not calibrated, any whole number of pixels)."""
     factor = whole_scale(scale) or 1
     spans = []
     for n in shape:
         size = min(n, MAX_WINDOW) // factor * factor
+        size += (n - size) % 2
         start = (n - size) // 2
         spans.append(slice(start, start + size))
     return spans[0], spans[1]
@@ -62,21 +67,40 @@ def residual_gains(downscaler: Any, source: np.ndarray, scale: float) -> np.ndar
     """Per-band residual gains in [0, 1] for a (band, y, x) float input window with NaN for nodata
     (:func:`window` of the raster), estimated with ``downscaler`` (a :class:`geosr.predict.Downscaler`)
     as described in the module docstring. Ones where no estimate can be made."""
-    from geosr.predict import plan_tiles
-
     bands = source.shape[0]
     gains = np.ones(bands)
     factor = whole_scale(scale)
     if factor is None or min(source.shape[1:]) // factor < MIN_CELLS:
         return gains
+    # The cells start at the window's first pixel. A self-ensemble promises output that mirrors (and
+    # rotates) exactly as the input does, so its gains must too: where the window is not a whole number
+    # of cells, the sums also take the cells that end at its last pixel (those of the mirrored raster).
+    shifts = [sorted({0, n % factor}) if downscaler.ensemble > 1 else [0] for n in source.shape[1:]]
     h, w = (n // factor * factor for n in source.shape[1:])
-    target = np.asarray(source, dtype=np.float64)[:, :h, :w]
+    products, powers = np.zeros(bands), np.zeros(bands)
+    for dy in shifts[0]:
+        for dx in shifts[1]:
+            target = np.asarray(source, dtype=np.float64)[:, dy : dy + h, dx : dx + w]
+            product, power = _sums(downscaler, target, factor)
+            products, powers = products + product, powers + power
+    for b in range(bands):
+        if powers[b] > 0:
+            gains[b] = float(np.clip(products[b] / powers[b], 0.0, 1.0))
+    return gains
+
+
+def _sums(downscaler: Any, target: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per band, ``<input - interpolation, model - interpolation>`` and ``|model - interpolation|^2`` over
+    the valid pixels of ``target`` (a whole number of cells) restored from its average by ``factor``."""
+    from geosr.predict import plan_tiles
+
+    bands = target.shape[0]
     coarse = area_average(target, factor)
     stats = BandStats.of_block(coarse)
     # conserved, whatever the run asks, so that plain and conserved runs get the same gains
     plan = plan_tiles(coarse.shape[1:], factor, downscaler.tile_size, downscaler.model, conserve=True)
     if plan.out_shape != target.shape[1:]:  # cannot happen for whole scales; kept as a guard
-        return gains
+        return np.zeros(bands), np.zeros(bands)
 
     def restore(with_gains: np.ndarray) -> np.ndarray:
         out = np.empty_like(target)
@@ -89,9 +113,8 @@ def residual_gains(downscaler: Any, source: np.ndarray, scale: float) -> np.ndar
     border = 2 * factor if min(coarse.shape[1:]) >= CROP_CELLS else 0
     inner = (slice(None), slice(border, target.shape[1] - border), slice(border, target.shape[2] - border))
     error, detail = (target - base)[inner], (full - base)[inner]
+    products, powers = np.zeros(bands), np.zeros(bands)
     for b in range(bands):
         ok = np.isfinite(error[b]) & np.isfinite(detail[b])
-        power = float((detail[b][ok] ** 2).sum())
-        if ok.any() and power > 0:
-            gains[b] = float(np.clip((error[b][ok] * detail[b][ok]).sum() / power, 0.0, 1.0))
-    return gains
+        products[b], powers[b] = (error[b][ok] * detail[b][ok]).sum(), (detail[b][ok] ** 2).sum()
+    return products, powers

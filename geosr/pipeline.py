@@ -34,6 +34,7 @@ from geosr.predict import (
     Downscaler,
     ProgressCallback,
     calibrates,
+    calibration_scale,
     check_ensemble,
     check_magnitudes,
 )
@@ -145,9 +146,10 @@ def downscale_raster(
         check_space(out, output_shape(info.height, info.width, scale), info.count, out_dtype)
         plan = downscaler.plan((info.height, info.width), scale)
         gains = None
-        if calibrates(downscaler.model.card, downscaler.calibrate, scale):
-            rows, cols = (Span(part.start, part.stop) for part in calibration_window((info.height, info.width), scale))
-            gains = downscaler.gains(read_window(dataset, rows, cols), scale)
+        at = calibration_scale((info.height, info.width), scale)
+        if calibrates(downscaler.model.card, downscaler.calibrate, at):
+            rows, cols = (Span(part.start, part.stop) for part in calibration_window((info.height, info.width), at))
+            gains = downscaler.gains(read_window(dataset, rows, cols), at)
         spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size, gains)
         if scheduler is None:
             sources = ((t, read_window(dataset, t.rows.source, t.cols.source)) for t in plan)

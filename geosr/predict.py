@@ -67,8 +67,19 @@ def conserves(card: ModelCard, conserve: bool | None, in_shape: tuple[int, int],
 
 def calibrates(card: ModelCard, calibrate: bool | None, scale: float) -> bool:
     """Whether a run self-calibrates (:mod:`geosr.calibrate`): as asked, or (``None``) as the card
-    says; only ever at whole scales."""
+    says; only ever at whole scales (give it :func:`calibration_scale`)."""
+    if calibrate is not None and not isinstance(calibrate, bool | np.bool_):
+        # a string such as "no" or "off" is truthy: taken as a bool it would turn calibration on
+        raise InputError(f"calibrate must be True, False or None (as the model's card says), got {calibrate!r}")
     return bool(card.calibrate if calibrate is None else calibrate) and whole_scale(scale) is not None
+
+
+def calibration_scale(in_shape: tuple[int, int], scale: float) -> float:
+    """The scale the gains of a raster of shape ``in_shape`` are estimated at: ``round(scale)`` where every
+    coarse cell becomes exactly that many fine pixels a side, as for conservation (a scale such as
+    2.0000001, from ``--resolution``, makes the fine grid of 2 and is run as 2), else ``scale``."""
+    whole = round(float(scale))
+    return float(whole) if whole >= 2 and _whole(in_shape, scale) else float(scale)
 
 
 def plan_tiles(
@@ -534,7 +545,8 @@ def downscale(
         sources = ((t, filled[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
         stats = BandStats.of_block(filled)
         check_magnitudes(stats)
-        gains = downscaler.gains(filled[(slice(None), *calibration_window(filled.shape[1:], scale))], scale)
+        at = calibration_scale(filled.shape[1:], scale)
+        gains = downscaler.gains(filled[(slice(None), *calibration_window(filled.shape[1:], at))], at)
         for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources, gains), 1):
             out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
             if progress is not None:
@@ -588,9 +600,10 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
     stats = dask.delayed(BandStats.combine, pure=True)(parts)
     gains = None
-    if calibrates(loaded.card, options["calibrate"], scale):
-        window = data[(slice(None), *calibration_window(data.shape[1:], scale))]
-        gains = dask.delayed(_gains_task, pure=True)(loaded.source, options, window, scale, stats, nodata)
+    at = calibration_scale(data.shape[1:], scale)
+    if calibrates(loaded.card, options["calibrate"], at):
+        window = data[(slice(None), *calibration_window(data.shape[1:], at))]
+        gains = dask.delayed(_gains_task, pure=True)(loaded.source, options, window, at, stats, nodata)
     rows = []
     for i in range(plan.grid_shape[0]):
         row = []

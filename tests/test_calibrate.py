@@ -133,8 +133,10 @@ def test_each_band_gets_its_own_gain_and_small_rasters_none(calibrating):
 
 def test_window_is_central_whole_cells_and_bounded():
     rows, cols = window((5000, 300), 3)
-    assert (rows.stop - rows.start, cols.stop - cols.start) == (1023, 300)
-    assert rows.start == (5000 - 1023) // 2 and cols.start == 0
+    # 341 cells, and one pixel more so that it is exactly central (1988 pixels left out on each side)
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (1024, 300)
+    assert rows.start == 5000 - rows.stop == (5000 - 1023) // 2 and cols.start == 0
+    assert window((41, 44), 2) == (slice(0, 41), slice(0, 44))
 
 
 def test_nodata_cells_are_left_out_of_the_estimate(calibrating):
@@ -204,3 +206,63 @@ def test_models_shows_calibration(cli):
     out = cli("models", "climate").out
     assert "calibrate: yes" in out
     assert "calibrate" not in cli("models", "dem").out.split("training.")[0]
+
+
+def test_a_scale_that_makes_the_fine_grid_of_a_whole_one_calibrates_as_it(cli, make_geotiff, calibrating, tmp_path):
+    # --resolution 14.9999999 on 30 m pixels is a scale of 2.0000000667: the same fine grid as x2, conserved
+    # as x2, so it must calibrate as x2 too rather than silently run uncalibrated
+    import dask.array as dsa
+    import xarray as xr
+
+    coarse = area_average(_smooth((96, 100)), 2)
+    near = 30.0 / 14.9999999
+    whole = downscale(coarse, 2, calibrating, device="cpu")
+    assert np.abs(whole - downscale(coarse, 2, calibrating, device="cpu", calibrate=False)).max() > 1e-3
+    np.testing.assert_array_equal(downscale(coarse, near, calibrating, device="cpu"), whole)
+    lazy = downscale(dsa.from_array(coarse, chunks=(20, 30)), near, calibrating, device="cpu", tile_size=40)
+    np.testing.assert_allclose(lazy.compute(), whole, atol=1e-4)
+    da = xr.DataArray(coarse, dims=("y", "x"), coords={"y": np.arange(48.0), "x": np.arange(50.0)})
+    assert da.geosr.downscale(near, model=calibrating, device="cpu").attrs["geosr_calibrate"] == "yes"
+    src = make_geotiff("smooth.tif", coarse.astype(np.float32))
+    common = (src, "--model", calibrating, "--device", "cpu", "-q")
+    assert cli("downscale", *common, "--scale", 2, "-o", tmp_path / "x2.tif").code == 0
+    assert cli("downscale", *common, "--resolution", 14.9999999, "-o", tmp_path / "r15.tif").code == 0
+    with rasterio.open(tmp_path / "x2.tif") as x2, rasterio.open(tmp_path / "r15.tif") as r15:
+        assert r15.tags()["GEOSR_CALIBRATE"] == x2.tags()["GEOSR_CALIBRATE"] != "no"
+        np.testing.assert_array_equal(r15.read(), x2.read())
+
+
+@pytest.mark.parametrize("value", ["no", "off", 0.5])
+def test_calibrate_must_be_true_false_or_none(calibrating, value):
+    # a string such as "no" is truthy: taken as a bool it would turn calibration on
+    import dask.array as dsa
+    import xarray as xr
+
+    from geosr.errors import InputError
+
+    coarse = fbm_surface((30, 32), seed=12)
+    with pytest.raises(InputError, match="calibrate must be True, False or None"):
+        downscale(coarse, 2, calibrating, device="cpu", calibrate=value)
+    with pytest.raises(InputError, match="calibrate must be True, False or None"):
+        downscale(dsa.from_array(coarse), 2, calibrating, device="cpu", calibrate=value)
+    da = xr.DataArray(coarse, dims=("y", "x"), coords={"y": np.arange(30.0), "x": np.arange(32.0)})
+    with pytest.raises(InputError, match="calibrate must be True, False or None"):
+        da.geosr.downscale(2, model=calibrating, device="cpu", calibrate=value)
+
+
+def test_calibrated_ensembles_mirror_and_rotate_as_the_input_does(calibrating, tmp_path):
+    # Sides that are not a whole number of cells: the cells of the calibration window start at its
+    # first pixel, so a mirrored raster's were other cells, its gains other gains, and an ensemble's
+    # output no longer mirrored. Here the gain of the unflipped raster is 0.5 by construction.
+    coarse = fbm_surface((20, 21), seed=13).astype(np.float64)
+    zero = _without_residual(calibrating, tmp_path / "zero.safetensors")
+    full, base = (downscale(coarse, 2, m, device="cpu", calibrate=False, ensemble=4) for m in (calibrating, zero))
+    raster = np.pad(0.5 * (full.astype(np.float64) + base), ((0, 1), (0, 1)), mode="reflect")  # 41 x 43
+    out = downscale(raster, 2, calibrating, device="cpu", ensemble=4)
+    assert np.abs(out - downscale(raster, 2, calibrating, device="cpu", ensemble=4, calibrate=False)).max() > 1.0
+    for flip in ((-1,), (-2,), (-2, -1)):
+        mirrored = np.flip(downscale(np.flip(raster, flip).copy(), 2, calibrating, device="cpu", ensemble=4), flip)
+        np.testing.assert_allclose(mirrored, out, atol=1e-3)
+    out8 = downscale(raster, 2, calibrating, device="cpu", ensemble=8)
+    turned = downscale(np.rot90(raster).copy(), 2, calibrating, device="cpu", ensemble=8)
+    np.testing.assert_allclose(np.rot90(turned, -1), out8, atol=1e-3)
