@@ -16,7 +16,8 @@ whole-raster output. It never amplifies the detail, only withdraws what the inpu
 The estimate is computed on at most the central :data:`MAX_WINDOW` x :data:`MAX_WINDOW` input
 pixels (bounded time and memory: about 1/scale^2 of the work of a raster of that size; one pixel
 more where that centres the window exactly), at whole scales only, and only where the averaged copy
-has at least :data:`MIN_CELLS` cells on each side (else ``alpha`` = 1, the model as trained). With a
+has at least :data:`MIN_CELLS` cells on each side and its valid pixels fill as many (else ``alpha`` = 1,
+the model as trained); band by band for a 1-band model, so that memory follows one band. With a
 self-ensemble, whose output mirrors exactly as its input does, the sums also take the cells aligned
 with the window's far edges where they differ (those of the mirrored raster: up to 4 restorations),
 so that the gains mirror too. A border of 2 x scale pixels is left out of the sums when
@@ -63,35 +64,49 @@ def window(shape: tuple[int, int], scale: float) -> tuple[slice, slice]:
     return spans[0], spans[1]
 
 
+def band_groups(bands: int, channels: int) -> list[list[int]]:
+    """The bands (0-based) a model of ``channels`` channels takes together: each band alone for a 1-band
+    model, else all of them. Gains are estimated group by group, so that memory follows the window of
+    one group, not of every band of a long stack."""
+    return [[b] for b in range(bands)] if channels == 1 else [list(range(bands))]
+
+
 def residual_gains(downscaler: Any, source: np.ndarray, scale: float) -> np.ndarray:
     """Per-band residual gains in [0, 1] for a (band, y, x) float input window with NaN for nodata
     (:func:`window` of the raster), estimated with ``downscaler`` (a :class:`geosr.predict.Downscaler`)
-    as described in the module docstring. Ones where no estimate can be made."""
-    bands = source.shape[0]
-    gains = np.ones(bands)
+    as described in the module docstring. Ones where no estimate can be made: too small a window, or
+    fewer valid pixels than :data:`MIN_CELLS` x :data:`MIN_CELLS` cells."""
     factor = whole_scale(scale)
     if factor is None or min(source.shape[1:]) // factor < MIN_CELLS:
-        return gains
+        return np.ones(source.shape[0])
+    groups = band_groups(source.shape[0], downscaler.model.card.in_channels)
+    return np.concatenate([_group_gains(downscaler, source[group], factor) for group in groups])
+
+
+def _group_gains(downscaler: Any, source: np.ndarray, factor: int) -> np.ndarray:
+    bands = source.shape[0]
     # The cells start at the window's first pixel. A self-ensemble promises output that mirrors (and
     # rotates) exactly as the input does, so its gains must too: where the window is not a whole number
     # of cells, the sums also take the cells that end at its last pixel (those of the mirrored raster).
     shifts = [sorted({0, n % factor}) if downscaler.ensemble > 1 else [0] for n in source.shape[1:]]
     h, w = (n // factor * factor for n in source.shape[1:])
-    products, powers = np.zeros(bands), np.zeros(bands)
+    products, powers, counts = np.zeros(bands), np.zeros(bands), np.zeros(bands)
     for dy in shifts[0]:
         for dx in shifts[1]:
             target = np.asarray(source, dtype=np.float64)[:, dy : dy + h, dx : dx + w]
-            product, power = _sums(downscaler, target, factor)
-            products, powers = products + product, powers + power
+            product, power, count = _sums(downscaler, target, factor)
+            products, powers, counts = products + product, powers + power, counts + count
+    gains = np.ones(bands)
+    enough = counts >= (MIN_CELLS * factor) ** 2 * len(shifts[0]) * len(shifts[1])
     for b in range(bands):
-        if powers[b] > 0:
+        if powers[b] > 0 and enough[b]:
             gains[b] = float(np.clip(products[b] / powers[b], 0.0, 1.0))
     return gains
 
 
-def _sums(downscaler: Any, target: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per band, ``<input - interpolation, model - interpolation>`` and ``|model - interpolation|^2`` over
-    the valid pixels of ``target`` (a whole number of cells) restored from its average by ``factor``."""
+def _sums(downscaler: Any, target: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per band, ``<input - interpolation, model - interpolation>``, ``|model - interpolation|^2`` and the
+    number of valid pixels of ``target`` (a whole number of cells) restored from its average by ``factor``."""
     from geosr.predict import plan_tiles
 
     bands = target.shape[0]
@@ -100,7 +115,7 @@ def _sums(downscaler: Any, target: np.ndarray, factor: int) -> tuple[np.ndarray,
     # conserved, whatever the run asks, so that plain and conserved runs get the same gains
     plan = plan_tiles(coarse.shape[1:], factor, downscaler.tile_size, downscaler.model, conserve=True)
     if plan.out_shape != target.shape[1:]:  # cannot happen for whole scales; kept as a guard
-        return np.zeros(bands), np.zeros(bands)
+        return np.zeros(bands), np.zeros(bands), np.zeros(bands)
 
     def restore(with_gains: np.ndarray) -> np.ndarray:
         out = np.empty_like(target)
@@ -113,8 +128,9 @@ def _sums(downscaler: Any, target: np.ndarray, factor: int) -> tuple[np.ndarray,
     border = 2 * factor if min(coarse.shape[1:]) >= CROP_CELLS else 0
     inner = (slice(None), slice(border, target.shape[1] - border), slice(border, target.shape[2] - border))
     error, detail = (target - base)[inner], (full - base)[inner]
-    products, powers = np.zeros(bands), np.zeros(bands)
+    products, powers, counts = np.zeros(bands), np.zeros(bands), np.zeros(bands)
     for b in range(bands):
         ok = np.isfinite(error[b]) & np.isfinite(detail[b])
         products[b], powers[b] = (error[b][ok] * detail[b][ok]).sum(), (detail[b][ok] ** 2).sum()
-    return products, powers
+        counts[b] = ok.sum()
+    return products, powers, counts

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 import geosr
+from geosr.calibrate import band_groups
 from geosr.calibrate import window as calibration_window
 from geosr.errors import InputError, ModelError, ScaleError
 from geosr.georef import check_scale, output_shape, output_transform, pixel_size, scale_for_resolution
 from geosr.io import (
+    BandSubset,
     OutputSpec,
     TileWriter,
     check_destination,
@@ -149,7 +151,10 @@ def downscale_raster(
         at = calibration_scale((info.height, info.width), scale)
         if calibrates(downscaler.model.card, downscaler.calibrate, at):
             rows, cols = (Span(part.start, part.stop) for part in calibration_window((info.height, info.width), at))
-            gains = downscaler.gains(read_window(dataset, rows, cols), at)
+            # group by group (each band alone for a 1-band model): memory follows one group's window
+            groups = band_groups(info.count, downscaler.model.card.in_channels)
+            windows = (read_window(BandSubset(dataset, [b + 1 for b in group]), rows, cols) for group in groups)
+            gains = np.concatenate([downscaler.gains(window, at) for window in windows])
         spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size, gains)
         if scheduler is None:
             sources = ((t, read_window(dataset, t.rows.source, t.cols.source)) for t in plan)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geosr.calibrate import residual_gains, whole_scale
+from geosr.calibrate import band_groups, residual_gains, whole_scale
 from geosr.calibrate import window as calibration_window
 from geosr.conserve import conserve
 from geosr.errors import DeviceError, InputError, ModelError, ScaleError
@@ -67,10 +67,15 @@ def conserves(card: ModelCard, conserve: bool | None, in_shape: tuple[int, int],
 
 def calibrates(card: ModelCard, calibrate: bool | None, scale: float) -> bool:
     """Whether a run self-calibrates (:mod:`geosr.calibrate`): as asked, or (``None``) as the card
-    says; only ever at whole scales (give it :func:`calibration_scale`)."""
+    says; only ever at whole scales (give it :func:`calibration_scale`): asked for at another scale, it
+    is refused."""
     if calibrate is not None and not isinstance(calibrate, bool | np.bool_):
         # a string such as "no" or "off" is truthy: taken as a bool it would turn calibration on
         raise InputError(f"calibrate must be True, False or None (as the model's card says), got {calibrate!r}")
+    if calibrate and whole_scale(scale) is None:  # asked for, like --conserve, it is refused where it cannot be
+        raise InputError(
+            f"self-calibration needs a whole scale (2, 3, 4...), got {scale:g}; drop --calibrate or use a whole scale"
+        )
     return bool(card.calibrate if calibrate is None else calibrate) and whole_scale(scale) is not None
 
 
@@ -602,8 +607,13 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     gains = None
     at = calibration_scale(data.shape[1:], scale)
     if calibrates(loaded.card, options["calibrate"], at):
-        window = data[(slice(None), *calibration_window(data.shape[1:], at))]
-        gains = dask.delayed(_gains_task, pure=True)(loaded.source, options, window, at, stats, nodata)
+        rows, cols = calibration_window(data.shape[1:], at)
+        # one task per group of bands the model takes together: memory follows one group's window
+        parts = [
+            dask.delayed(_gains_task, pure=True)(loaded.source, options, data[group, rows, cols], at, stats, nodata)
+            for group in band_groups(data.shape[0], loaded.card.in_channels)
+        ]
+        gains = dask.delayed(np.concatenate, pure=True)(parts)
     rows = []
     for i in range(plan.grid_shape[0]):
         row = []

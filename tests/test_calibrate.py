@@ -266,3 +266,59 @@ def test_calibrated_ensembles_mirror_and_rotate_as_the_input_does(calibrating, t
     out8 = downscale(raster, 2, calibrating, device="cpu", ensemble=8)
     turned = downscale(np.rot90(raster).copy(), 2, calibrating, device="cpu", ensemble=8)
     np.testing.assert_allclose(np.rot90(turned, -1), out8, atol=1e-3)
+
+
+def test_asked_for_at_a_fractional_scale_it_is_refused_in_one_line(cli, make_geotiff, calibrating, tmp_path):
+    from conftest import assert_one_line_error
+
+    from geosr.errors import InputError
+
+    src = make_geotiff("frac.tif", fbm_surface((30, 30), seed=12))
+    result = cli("downscale", src, "--scale", 2.5, "--model", calibrating, "--calibrate", "-o", tmp_path / "o.tif")
+    assert_one_line_error(result.err, result.code, "whole scale", "2.5", "drop --calibrate")
+    assert not (tmp_path / "o.tif").exists()
+    with pytest.raises(InputError, match="whole scale"):
+        downscale(fbm_surface((30, 30), seed=12), 2.5, calibrating, device="cpu", calibrate=True)
+
+
+def test_a_few_valid_pixels_give_no_estimate(calibrating):
+    band = area_average(_smooth((96, 96)), 2)  # an estimate on the whole of it withdraws the detail
+    downscaler = Downscaler(calibrating, device="cpu")
+    assert residual_gains(downscaler, band[None], 2)[0] < 0.5
+    islet = np.full_like(band, np.nan)
+    islet[20:30, 20:30] = band[20:30, 20:30]  # 100 valid cells in a window of 48 x 48, fewer than 6 x 6 cells x 4
+    assert residual_gains(downscaler, islet[None], 2)[0] == 1.0
+    islet[14:36, 14:36] = band[14:36, 14:36]  # 484: enough
+    assert residual_gains(downscaler, islet[None], 2)[0] < 1.0
+
+
+def test_gains_are_estimated_band_by_band_for_a_one_band_model(calibrating, make_geotiff, tmp_path, monkeypatch):
+    # a 1-band model on a long stack: memory follows one band's window, in every front door
+    import dask.array as dsa
+
+    from geosr import calibrate, io, pipeline
+
+    stack = np.stack([fbm_surface((40, 40), seed=s) for s in range(5)]).astype(np.float64)
+    seen: list[int] = []
+    original = calibrate._sums
+    monkeypatch.setattr(calibrate, "_sums", lambda d, target, f: seen.append(target.shape[0]) or original(d, target, f))
+    whole = downscale(stack, 2, calibrating, device="cpu")
+    assert seen == [1] * 5
+    lazy = downscale(dsa.from_array(stack, chunks=(5, 20, 20)), 2, calibrating, device="cpu")
+    np.testing.assert_array_equal(lazy.compute(), whole)
+    reads: list[int] = []
+    original_read = io.read_window
+    monkeypatch.setattr(pipeline, "read_window", lambda d, r, c: reads.append(d.count) or original_read(d, r, c))
+    src = make_geotiff("stack.tif", stack.astype(np.float32))
+    assert cli_run(src, calibrating, tmp_path / "out.tif") == 0
+    calibration_reads = [n for n in reads if n == 1]
+    assert len(calibration_reads) == 5 and max(reads) == 5  # the tiles read every band, the estimate one
+    with rasterio.open(tmp_path / "out.tif") as out:
+        np.testing.assert_allclose(out.read(), whole, atol=1e-4)
+
+
+def cli_run(src: Path, model: Path, out: Path) -> int:
+    from geosr.pipeline import downscale_raster
+
+    downscale_raster(src, out, scale=2, model=model, device="cpu")
+    return 0
