@@ -58,8 +58,16 @@ def _whole(in_shape: tuple[int, int], scale: float) -> bool:
     return output_shape(in_shape[0], in_shape[1], scale) == (in_shape[0] * round(scale), in_shape[1] * round(scale))
 
 
+def check_switch(value: Any, name: str) -> None:
+    """Refuse a switch (``conserve``, ``calibrate``) that is not True, False or None: a string such as
+    "no" or "off" is truthy, and taken as a bool it would turn the switch on."""
+    if value is not None and not isinstance(value, bool | np.bool_):
+        raise InputError(f"{name} must be True, False or None (as the model's card says), got {value!r}")
+
+
 def conserves(card: ModelCard, conserve: bool | None, in_shape: tuple[int, int], scale: float) -> bool:
     """Whether a run conserves: as asked, or (``None``) as the card says where the scale is whole."""
+    check_switch(conserve, "conserve")
     if conserve is not None:
         return bool(conserve)
     return bool(card.conserve) and _whole(in_shape, scale)
@@ -69,9 +77,7 @@ def calibrates(card: ModelCard, calibrate: bool | None, scale: float) -> bool:
     """Whether a run self-calibrates (:mod:`geosr.calibrate`): as asked, or (``None``) as the card
     says; only ever at whole scales (give it :func:`calibration_scale`): asked for at another scale, it
     is refused."""
-    if calibrate is not None and not isinstance(calibrate, bool | np.bool_):
-        # a string such as "no" or "off" is truthy: taken as a bool it would turn calibration on
-        raise InputError(f"calibrate must be True, False or None (as the model's card says), got {calibrate!r}")
+    check_switch(calibrate, "calibrate")
     if calibrate and whole_scale(scale) is None:  # asked for, like --conserve, it is refused where it cannot be
         raise InputError(
             f"self-calibration needs a whole scale (2, 3, 4...), got {scale:g}; drop --calibrate or use a whole scale"
@@ -249,6 +255,8 @@ class Downscaler:
         self.autocast = _autocast_dtype(precision)
         self.precision = precision
         self.batch_size = int(batch_size)
+        check_switch(conserve, "conserve")
+        check_switch(calibrate, "calibrate")
         self.conserve = None if conserve is None else bool(conserve)
         self.ensemble = check_ensemble(ensemble)
         self.model: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, "cpu")

@@ -248,6 +248,12 @@ def test_calibrate_must_be_true_false_or_none(calibrating, value):
     da = xr.DataArray(coarse, dims=("y", "x"), coords={"y": np.arange(30.0), "x": np.arange(32.0)})
     with pytest.raises(InputError, match="calibrate must be True, False or None"):
         da.geosr.downscale(2, model=calibrating, device="cpu", calibrate=value)
+    # and conserve likewise (before, "no" conserved)
+    for data in (coarse, dsa.from_array(coarse)):
+        with pytest.raises(InputError, match="conserve must be True, False or None"):
+            downscale(data, 2, calibrating, device="cpu", conserve=value)
+    with pytest.raises(InputError, match="conserve must be True, False or None"):
+        da.geosr.downscale(2, model=calibrating, device="cpu", conserve=value)
 
 
 def test_calibrated_ensembles_mirror_and_rotate_as_the_input_does(calibrating, tmp_path):
