@@ -12,7 +12,9 @@ client the tiles run on its workers. rioxarray is optional.
 Spatial dimensions are recognised by name (``y``/``x``, ``lat``/``lon``, ``latitude``/
 ``longitude``, ``rlat``/``rlon``, ``northing``/``easting``, ``south_north``/``west_east``), or
 given with ``y_dim``/``x_dim``. Coordinates must be regular (evenly spaced, ascending or
-descending; 0-360 longitudes are fine).
+descending; 0-360 longitudes are fine). Either way the network sees the grid north-up (y descending,
+x ascending), as GDAL reads a raster for the command line and QGIS, so that a NetCDF with ascending
+latitudes gives the same values through every front door.
 """
 
 from __future__ import annotations
@@ -317,7 +319,8 @@ class GeosrDataArrayAccessor:
         scale = check_scale(scale)
         check_numeric(da.dtype, f"variable {da.name!r}" if da.name is not None else "the DataArray")
         ydim, xdim = spatial_dims(da, y_dim, x_dim)
-        check_ensemble(ensemble, (regular_step(da, xdim), regular_step(da, ydim)))
+        dy, dx = regular_step(da, ydim), regular_step(da, xdim)
+        check_ensemble(ensemble, (dx, dy))
         mapping = _grid_mapping(da)
         if mapping is not None:
             _check_north_up(mapping, da[mapping], ydim, xdim)
@@ -335,6 +338,11 @@ class GeosrDataArrayAccessor:
         ny, nx = arranged.shape[-2:]
         ny_out, nx_out = output_shape(ny, nx, scale)
         data = arranged.data
+        # The network runs on the grid as a north-up GeoTIFF stores it (row 0 north, columns west to east),
+        # as GDAL (the command line, QGIS) reads every raster, a bottom-up NetCDF included: without a
+        # self-ensemble its output depends on the orientation, and the same file must give the same result
+        # through every front door. Ascending y (or descending x) is flipped in, and the output back.
+        flips = (slice(None, None, -1 if dy > 0 else 1), slice(None, None, -1 if dx < 0 else 1))
         lazy = is_dask(data)
         if lazy:
             out_chunks = (fine_chunks(data.chunks[-2], ny, ny_out), fine_chunks(data.chunks[-1], nx, nx_out))
@@ -352,9 +360,9 @@ class GeosrDataArrayAccessor:
             "ensemble": ensemble,
             "calibrate": calibrate,
         }
-        out = _downscale_slices(data, scale, loaded, options).reshape((*arranged.shape[:-2], ny_out, nx_out))
-        if lazy:
-            out = out.rechunk((*data.chunks[:-2], *out_chunks))
+        out = _downscale_slices(data[(..., *flips)], scale, loaded, options)
+        out = out.reshape((*arranged.shape[:-2], ny_out, nx_out))[(..., *flips)]
+        out = out.rechunk((*data.chunks[:-2], *out_chunks)) if lazy else np.ascontiguousarray(out)
         coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))
         if mapping is not None:
             coords[mapping] = _refit(da[mapping], coords[ydim][1], coords[xdim][1])
