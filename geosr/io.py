@@ -262,12 +262,22 @@ def check_space(dst: Path, shape: tuple[int, int], count: int, dtype: str) -> No
         )
 
 
+def geotiff_tile_size(tile_size: int) -> int:
+    """The tile side a GeoTIFF output is written with: ``tile_size`` rounded up to a multiple of 16,
+    GeoTIFF's block unit, so that one tile fills every block it touches (GDAL writes a partly written
+    DEFLATE block again at the end of the file, leaving the old copy as dead space: tiles of 100 made a
+    file 6.5 times its size). Tiles stitch without seams whatever their size, so the values are the same."""
+    return -(-int(tile_size) // 16) * 16
+
+
 def _block_size(tile_size: int) -> int:
-    """Largest GeoTIFF block side (16..512, a power of two) that divides the tile size."""
-    for size in (512, 256, 128, 64, 32, 16):
+    """GeoTIFF block side that tiles of ``tile_size`` (a multiple of 16, :func:`geotiff_tile_size`) fill
+    exactly: the largest multiple of 16 up to 512 that divides it and is at least 128, else the tile
+    itself up to 2048 pixels, else 16."""
+    for size in range(512, 127, -16):
         if tile_size % size == 0:
             return size
-    return 256
+    return tile_size if tile_size <= 2048 else 16
 
 
 def _umask() -> int:
@@ -305,6 +315,7 @@ class TileWriter:
         self.tmp = Path(_temp_file(dst.parent, f".{dst.name}.", ".geosr-part"))
         self._extra: list[Path] = [self.tmp]
         self._dataset: Any = None
+        self.block = _block_size(geotiff_tile_size(spec.tile_size))
 
     def __enter__(self) -> TileWriter:
         import rasterio
@@ -312,7 +323,7 @@ class TileWriter:
 
         spec = self.spec
         integer = np.issubdtype(np.dtype(spec.dtype), np.integer)
-        block = _block_size(spec.tile_size)
+        block = self.block
         profile = {
             "driver": "GTiff",
             "height": spec.height,
@@ -478,12 +489,23 @@ def open_grid(path: str | Path, variable: str) -> Any:
     return ds
 
 
-def write_grid(ds: Any, dst: Path) -> Path:
+#: Encoding that says what the stored values mean (type, time units and calendar, packing, fill value),
+#: kept on every variable written; the rest (chunks, compressors, filters, contiguity) describes the
+#: input's storage, which may clash with the output's format (a Zarr v2 codec in a Zarr v3 store) or
+#: chunks (time bounds read 3 steps a chunk, written one step a chunk), so the writer chooses it anew.
+VALUE_ENCODING = ("dtype", "units", "calendar", "_FillValue", "missing_value", "scale_factor", "add_offset")
+
+
+def write_grid(
+    ds: Any, dst: Path, encoding: dict[str, dict[str, Any]] | None = None, zarr_format: int | None = None
+) -> Path:
     """Write ``ds`` as NetCDF or Zarr (by the suffix of ``dst``) under a temporary name, then rename it.
 
     Dask-backed variables are computed chunk by chunk as they are written (by the active dask
     scheduler, a distributed client included). An existing ``dst`` is replaced only once the new
-    file is complete; an interrupted write leaves ``dst`` as it was.
+    file is complete; an interrupted write leaves ``dst`` as it was. Each variable keeps the
+    :data:`VALUE_ENCODING` part of its encoding, updated by ``encoding`` (by variable name);
+    ``zarr_format`` (2 or 3) picks the Zarr version (default: the zarr library's).
     """
     kind = grid_format(dst)
     if kind is None:
@@ -491,6 +513,12 @@ def write_grid(ds: Any, dst: Path) -> Path:
             f"output '{dst}' must be a NetCDF file (.nc) or a Zarr store (.zarr) for a --variable input; "
             "for a GeoTIFF pass a GDAL subdataset such as 'NETCDF:\"file.nc\":NAME' as INPUT without --variable"
         )
+    ds = ds.copy(deep=False)
+    encodings = {}
+    for name, variable in ds.variables.items():
+        kept = {key: value for key, value in variable.encoding.items() if key in VALUE_ENCODING}
+        variable.encoding = {}
+        encodings[name] = {**kept, **(encoding or {}).get(name, {})}
     parent = dst.parent.resolve()
     prefix, suffix = f".{dst.name}.", ".geosr-part"
     tmp = Path(
@@ -504,9 +532,10 @@ def write_grid(ds: Any, dst: Path) -> Path:
                 # zarr-python 3 warns that consolidated metadata is not in the Zarr 3 specification;
                 # xarray and every Zarr reader use it, and without it xarray warns on every open.
                 warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-                ds.to_zarr(tmp, mode="w")
+                extra = {} if zarr_format is None else {"zarr_format": zarr_format}
+                ds.to_zarr(tmp, mode="w", encoding=encodings, **extra)
         else:
-            ds.to_netcdf(tmp)
+            ds.to_netcdf(tmp, encoding=encodings)
         _replace(tmp, dst)
     except BaseException:
         _remove(tmp)

@@ -10,6 +10,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from geosr.io import (
     TileWriter,
     check_destination,
     check_space,
+    geotiff_tile_size,
+    grid_format,
     iter_blocks,
     open_raster,
     raster_info,
@@ -128,7 +131,7 @@ def downscale_raster(
         options = {
             "device": device,
             "precision": precision,
-            "tile_size": tile_size,
+            "tile_size": geotiff_tile_size(tile_size),  # whole GeoTIFF blocks per tile
             "batch_size": batch_size,
             "conserve": conserve,
             "ensemble": ensemble,
@@ -280,7 +283,9 @@ def downscale_grid(
     by chunk, so memory follows the tile size. ``resolution`` is a target cell size in the units
     of the spatial coordinates. The output holds the downscaled variable on the fine grid, with
     its attributes, the file's attributes and the variables without spatial dimensions (such as
-    time bounds). The default ``dst`` is ``<name>_x<scale>`` beside ``src``, in the same format.
+    time bounds), stored as :func:`_grid_output` says (float32, compressed, the input's fill value,
+    fine-cell bounds, a ``history`` line); a Zarr output keeps a Zarr input's version (2 or 3). The
+    default ``dst`` is ``<name>_x<scale>`` beside ``src``, in the same format.
     With ``scheduler`` the chunks run on that dask.distributed cluster.
     """
     import dask
@@ -302,7 +307,7 @@ def downscale_grid(
             scale = scale_for_resolution(steps, resolution)
         scale = check_scale(scale)
         out = Path(dst) if dst is not None else default_output(src, scale, resolution, suffix=src.suffix)
-        check_destination(src, out, overwrite, store=True)
+        check_destination(src, out, overwrite, store=grid_format(out) == "zarr")  # a folder only for Zarr
         rows, cols = tile_pair(tile_size)
         chunks = {str(d): 1 for d in var.dims if d not in (ydim, xdim)}
         chunks.update({ydim: max(1, round(rows / scale)), xdim: max(1, round(cols / scale))})
@@ -323,13 +328,15 @@ def downscale_grid(
             y_dim=ydim,
             x_dim=xdim,
         )
+        fine, encoding = _grid_output(ds, fine, variable, (ydim, xdim), out, src, scale)
+        zarr_format = _zarr_format(src) if grid_format(src) == "zarr" else None
         if scheduler is None:
-            write_grid(fine, out)
+            write_grid(fine, out, encoding, zarr_format)
         else:
             from geosr.distributed import connect
 
             with connect(scheduler) as client, client.as_current(), dask.config.set(scheduler=client):
-                write_grid(fine, out)
+                write_grid(fine, out, encoding, zarr_format)
     shape = fine[variable].shape[-2:]
     factors = (shape[0] / var.shape[-2], shape[1] / var.shape[-1])
     return Result(
@@ -340,6 +347,71 @@ def downscale_grid(
         str(select_device(device)),
         fine[variable].data.npartitions,
     )
+
+
+#: DEFLATE level of a NetCDF output whose input was not DEFLATE-compressed (netCDF's zlib).
+NETCDF_COMPLEVEL = 4
+
+
+def _grid_output(
+    ds: Any, fine: Any, variable: str, dims: tuple[str, str], out: Path, src: Path, scale: float
+) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The downscaled Dataset as a CF file says it, and the encoding of its variable.
+
+    The variable is stored as float32 (never packed into the input's small integers, which the finer
+    values could overflow), compressed (NetCDF: DEFLATE at the input's level, with shuffle, in chunks
+    of the output's dask chunks; Zarr: the library's default compressor), with the input's floating
+    ``_FillValue`` where it had one and was not packed (a valid value equal to it moves to the next
+    float32 towards zero), else NaN. The spatial coordinates get bounds again where the input's had
+    them (the fine cells' edges), and the global ``history`` a line saying what geosr did.
+    """
+    import xarray as xr
+
+    source, result = ds[variable], fine[variable]
+    fill = source.encoding.get("_FillValue", source.encoding.get("missing_value"))
+    stored = np.dtype(source.encoding.get("dtype", source.dtype))
+    packed = "scale_factor" in source.encoding or "add_offset" in source.encoding
+    settings: dict[str, Any] = {"dtype": "float32", "_FillValue": np.float32(np.nan)}
+    if fill is not None and np.ndim(fill) == 0 and stored.kind == "f" and not packed:
+        value = float(fill)
+        if np.isfinite(value) and abs(value) <= float(np.finfo(np.float32).max):
+            value32 = np.float32(value)
+            settings["_FillValue"] = value32
+            result = result.where(result != value32, np.nextafter(value32, np.float32(0)))
+    if grid_format(out) == "netcdf":
+        zlib = bool(source.encoding.get("zlib")) and source.encoding.get("complevel")
+        settings.update(zlib=True, shuffle=True, complevel=int(zlib) if zlib else NETCDF_COMPLEVEL)
+        if result.chunks:
+            settings["chunksizes"] = tuple(max(sizes) for sizes in result.chunks)
+    fine, encoding = fine.assign({variable: result}), {variable: settings}
+    for dim in dims:
+        name = ds[dim].attrs.get("bounds") if dim in ds.coords else None
+        if name in ds.variables and ds[name].ndim == 2 and ds[name].dims[0] == dim and dim in fine.coords:
+            centres = np.asarray(fine[dim].values, dtype=np.float64)
+            half = abs(centres[-1] - centres[0]) / (len(centres) - 1) / 2 if len(centres) > 1 else 0.0
+            if not half:  # one fine cell: the input's outer edges
+                edges = np.asarray(ds[name].values, dtype=np.float64)
+                half = (edges.max() - edges.min()) / 2
+            pair = [-half, half] if (ds[name].values[0, 0] <= ds[name].values[0, 1]) else [half, -half]
+            bounds = centres[:, None] + np.asarray(pair)[None, :]
+            fine = fine.assign({name: xr.DataArray(bounds, dims=ds[name].dims, attrs=ds[name].attrs)})
+            fine[dim].attrs["bounds"] = name
+            encoding[name] = {"_FillValue": None}  # CF: bounds hold no missing values
+    card = result.attrs.get("geosr_model", "")
+    stamp = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S %Y")
+    line = f"{stamp}: geosr {geosr.__version__} downscale {src.name} --variable {variable} x{scale:g} (model {card})"
+    history = str(fine.attrs.get("history", "")).strip()
+    fine.attrs["history"] = f"{line}\n{history}" if history else line
+    return fine, encoding
+
+
+def _zarr_format(store: Path) -> int | None:
+    """2 or 3: the Zarr version of an input store, which the output keeps; None if unknown."""
+    if (store / "zarr.json").exists():
+        return 3
+    if (store / ".zgroup").exists() or (store / ".zarray").exists():
+        return 2
+    return None
 
 
 __all__ = ["Result", "check_band_names", "default_output", "downscale_grid", "downscale_raster"]

@@ -60,7 +60,8 @@ def print_progress_line(done: int, total: int) -> None:
     default=None,
     type=click.IntRange(min=16),
     metavar="N",
-    help="Output pixels per tile side (memory grows with its square). Default: 1024.",
+    help="Output pixels per tile side (memory grows with its square; for a GeoTIFF rounded up to a multiple of "
+    "16, its block unit). Default: 1024.",
 )
 @click.option(
     "--batch-size",
