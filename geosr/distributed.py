@@ -59,6 +59,7 @@ def downscale_tile(
     stats: BandStats,
     gains: np.ndarray | None,
     bands: list[int] | None,
+    flips: tuple[bool, bool],
     tile: Tile,
 ) -> tuple[Tile, np.ndarray]:
     """On a worker: read the tile's input window from ``path`` (its ``bands``) and return ``(tile, fine core)``."""
@@ -66,7 +67,7 @@ def downscale_tile(
     from geosr.predict import cached_downscaler
 
     with open_raster(path, bands) as dataset:
-        source = read_window(dataset, tile.rows.source, tile.cols.source)
+        source = read_window(dataset, tile.rows.source, tile.cols.source, flips)
     ((_, core),) = cached_downscaler(model, **options).run(plan, stats, [(tile, source)], gains)
     return tile, core
 
@@ -80,12 +81,14 @@ def run_tiles(
     stats: BandStats,
     bands: Sequence[int] | None = None,
     gains: np.ndarray | None = None,
+    flips: tuple[bool, bool] = (False, False),
 ) -> Iterator[tuple[Tile, np.ndarray]]:
     """Downscale every tile of the raster at ``path`` on the cluster; yield ``(tile, core)`` as they finish.
 
     ``model`` is the model file's path and ``options`` the keyword arguments of
     :class:`geosr.predict.Downscaler`, as for the local run; ``gains`` its residual gains
-    (:meth:`geosr.predict.Downscaler.gains`, computed once by the caller).
+    (:meth:`geosr.predict.Downscaler.gains`, computed once by the caller); ``flips`` how the raster is
+    read north-up (:func:`geosr.io.north_up_flips`): cores come back north-up, as from a local run.
     """
     from distributed import as_completed
 
@@ -94,7 +97,7 @@ def run_tiles(
         if threads == 0:
             raise SchedulerError(f"the dask scheduler at {address!r} has no workers; start some with `dask worker`")
         chosen = None if bands is None else list(bands)
-        shared = client.scatter([worker_path(path), model, options, plan, stats, gains, chosen], broadcast=True)
+        shared = client.scatter([worker_path(path), model, options, plan, stats, gains, chosen, flips], broadcast=True)
         tiles = iter(plan)
 
         def submit(tile: Tile) -> Any:

@@ -207,9 +207,28 @@ def _check_bands(dataset: Any) -> None:
             )
 
 
-def read_window(dataset: Any, rows: Span, cols: Span) -> np.ndarray:
-    """Read a (band, y, x) window as float64 with NaN wherever the raster holds no data."""
+def north_up_flips(info: RasterInfo) -> tuple[bool, bool]:
+    """Whether a raster's rows run south to north (a positive y pixel size) and its columns east to west
+    (a negative x pixel size): such a raster is run north-up, as GDAL reads a bottom-up NetCDF and as
+    the accessor runs ascending latitudes, so that the result does not depend on the storage order.
+    Rotated, ground-control-point and ungeoreferenced rasters (pixel space) run as stored."""
+    t = info.transform
+    if not info.georeferenced or info.gcps or t.b != 0 or t.d != 0:
+        return False, False
+    return t.e > 0, t.a < 0
+
+
+def mirrored(span: Span, size: int, flip: bool) -> Span:
+    """``span`` of an axis of ``size`` counted from the other end where ``flip``."""
+    return Span(size - span.stop, size - span.start) if flip else span
+
+
+def read_window(dataset: Any, rows: Span, cols: Span, flips: tuple[bool, bool] = (False, False)) -> np.ndarray:
+    """Read a (band, y, x) window as float64 with NaN wherever the raster holds no data; with ``flips``
+    (:func:`north_up_flips`), rows and columns are counted from the other edge and read mirrored."""
     from rasterio.windows import Window
+
+    rows, cols = mirrored(rows, dataset.height, flips[0]), mirrored(cols, dataset.width, flips[1])
 
     window = Window(cols.start, rows.start, cols.size, rows.size)
     if len(set(dataset.dtypes)) == 1:
@@ -219,7 +238,11 @@ def read_window(dataset: Any, rows: Span, cols: Span) -> np.ndarray:
     data = np.concatenate([np.ma.getdata(p).astype(np.float64) for p in parts])
     mask = np.concatenate([np.ma.getmaskarray(p) for p in parts])
     data[mask | ~np.isfinite(data)] = np.nan
-    return data
+    if flips[0]:
+        data = data[:, ::-1]
+    if flips[1]:
+        data = data[:, :, ::-1]
+    return np.ascontiguousarray(data)
 
 
 def iter_blocks(dataset: Any, block_rows: int = 512) -> Iterator[np.ndarray]:

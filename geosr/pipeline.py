@@ -30,6 +30,8 @@ from geosr.io import (
     geotiff_tile_size,
     grid_format,
     iter_blocks,
+    mirrored,
+    north_up_flips,
     open_raster,
     raster_info,
     read_window,
@@ -150,25 +152,30 @@ def downscale_raster(
         out_dtype = info.dtype if keep_dtype else "float32"
         check_space(out, output_shape(info.height, info.width, scale), info.count, out_dtype)
         plan = downscaler.plan((info.height, info.width), scale)
+        flips = north_up_flips(info)  # a south-up raster runs north-up and is written back south-up
         gains = None
         at = calibration_scale((info.height, info.width), scale)
         if calibrates(downscaler.model.card, downscaler.calibrate, at):
             rows, cols = (Span(part.start, part.stop) for part in calibration_window((info.height, info.width), at))
             # group by group (each band alone for a 1-band model): memory follows one group's window
             groups = band_groups(info.count, downscaler.model.card.in_channels)
-            windows = (read_window(BandSubset(dataset, [b + 1 for b in group]), rows, cols) for group in groups)
+            windows = (read_window(BandSubset(dataset, [b + 1 for b in group]), rows, cols, flips) for group in groups)
             gains = np.concatenate([downscaler.gains(window, at) for window in windows])
         spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size, gains)
         if scheduler is None:
-            sources = ((t, read_window(dataset, t.rows.source, t.cols.source)) for t in plan)
+            sources = ((t, read_window(dataset, t.rows.source, t.cols.source, flips)) for t in plan)
             results = downscaler.run(plan, stats, sources, gains)
         else:
             from geosr.distributed import run_tiles
 
-            results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats, bands, gains)
+            results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats, bands, gains, flips)
+        (height, width), (flip_rows, flip_cols) = plan.out_shape, flips
         with TileWriter(out, spec, cog=cog) as writer:
             for done, (tile, core) in enumerate(results, 1):
-                writer.write(tile.rows.core.as_slice(), tile.cols.core.as_slice(), core)
+                rows, cols = mirrored(tile.rows.core, height, flip_rows), mirrored(tile.cols.core, width, flip_cols)
+                writer.write(
+                    rows.as_slice(), cols.as_slice(), core[:, :: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
+                )
                 if progress is not None:
                     progress(done, len(plan))
             writer.commit()

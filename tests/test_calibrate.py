@@ -314,7 +314,9 @@ def test_gains_are_estimated_band_by_band_for_a_one_band_model(calibrating, make
     np.testing.assert_array_equal(lazy.compute(), whole)
     reads: list[int] = []
     original_read = io.read_window
-    monkeypatch.setattr(pipeline, "read_window", lambda d, r, c: reads.append(d.count) or original_read(d, r, c))
+    monkeypatch.setattr(
+        pipeline, "read_window", lambda d, r, c, *f: reads.append(d.count) or original_read(d, r, c, *f)
+    )
     src = make_geotiff("stack.tif", stack.astype(np.float32))
     assert cli_run(src, calibrating, tmp_path / "out.tif") == 0
     calibration_reads = [n for n in reads if n == 1]

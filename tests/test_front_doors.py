@@ -222,11 +222,6 @@ def test_a_bottom_up_netcdf_is_the_same_through_gdal_and_variable(cli, tmp_path)
         assert_same(out.tas.values[:, ::-1], through_gdal, "--variable against GDAL's NETCDF: name")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="geosr/pipeline.py runs a south-up GeoTIFF (positive y pixel size) in its stored row order; it should "
-    "read it north-up (rows mirrored, as the accessor flips ascending y) and write the output back south-up",
-)
 def test_a_south_up_geotiff_gives_the_north_up_result(cli, plain, tmp_path):
     data = field()
     north = write_geotiff(tmp_path / "north.tif", data)
@@ -238,3 +233,17 @@ def test_a_south_up_geotiff_gives_the_north_up_result(cli, plain, tmp_path):
     through_cli, transform, _, _ = read_tif(cli_downscale(cli, south, tmp_path / "south_x2.tif", plain, "--scale", 2))
     assert transform.e > 0
     assert_same(through_cli[::-1], expected, "command line on the south-up GeoTIFF")
+
+
+def test_an_east_to_west_and_south_up_geotiff_runs_as_the_north_up_one(cli, calibrating, tmp_path):
+    # columns running east to west (a negative x pixel size) and rows south to north, both mirrored
+    data = with_holes(field())
+    h, w = data.shape
+    north = write_geotiff(tmp_path / "north.tif", data, nodata=NODATA)
+    t = TRANSFORM
+    flipped = Affine(-t.a, 0.0, t.c + w * t.a, 0.0, -t.e, t.f + h * t.e)
+    both = write_geotiff(tmp_path / "both.tif", data[::-1, ::-1], transform=flipped, crs=CRS, nodata=NODATA)
+    expected, *_ = read_tif(cli_downscale(cli, north, tmp_path / "north_x2.tif", calibrating, "--scale", 2))
+    out, transform, _, _ = read_tif(cli_downscale(cli, both, tmp_path / "both_x2.tif", calibrating, "--scale", 2))
+    assert transform.a < 0 and transform.e > 0
+    assert_same(out[::-1, ::-1], expected, "east-to-west, south-up GeoTIFF")
