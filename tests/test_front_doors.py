@@ -247,3 +247,20 @@ def test_an_east_to_west_and_south_up_geotiff_runs_as_the_north_up_one(cli, cali
     out, transform, _, _ = read_tif(cli_downscale(cli, both, tmp_path / "both_x2.tif", calibrating, "--scale", 2))
     assert transform.a < 0 and transform.e > 0
     assert_same(out[::-1, ::-1], expected, "east-to-west, south-up GeoTIFF")
+
+
+def test_evaluate_measures_a_south_up_raster_as_downscale_runs_it(cli, plain, tmp_path):
+    import json
+
+    data = field((48, 40))
+    north = write_geotiff(tmp_path / "north.tif", data)
+    t = TRANSFORM
+    south = write_geotiff(
+        tmp_path / "south.tif", data[::-1], transform=Affine(t.a, 0.0, t.c, 0.0, -t.e, t.f + 48 * t.e), crs=CRS
+    )
+    reports = []
+    for path in (north, south):
+        result = cli("evaluate", path, "--scale", 2, "--model", plain, "--device", "cpu", "--json")
+        assert result.code == 0, result.err
+        reports.append(json.loads(result.out)["bands"]["band 1"]["methods"]["model"]["rmse"])
+    assert reports[0] == pytest.approx(reports[1], rel=1e-6)
