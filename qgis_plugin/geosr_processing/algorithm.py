@@ -13,7 +13,6 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterBand,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -46,8 +45,9 @@ pixels (it may be fractional, like 2.5); a target resolution is a pixel size in 
 applies to every band; an N-band model needs N bands.</li>
 <li><b>Device</b>: where the network runs; <i>auto</i> picks CUDA, then Apple MPS, then the CPU.</li>
 <li><b>Tile size</b>: output pixels per tile side; memory grows with its square. Tiles are seam-free.</li>
-<li><b>Conserve</b>: always make the output pixels of each input cell average exactly to its value \
-(whole scales only). Unchecked: as the model says; the shipped models conserve at whole scales.</li>
+<li><b>Conserve</b>: <i>model</i> (default): as the model says (the shipped models conserve at whole \
+scales); <i>on</i>: make the output pixels of each input cell average exactly to its value (whole scales \
+only); <i>off</i>: never.</li>
 <li><b>Ensemble</b>: average the model over 4 flipped copies of the layer, or 8 flipped and rotated copies \
 (square pixels only): 4 or 8 times slower, usually a little more accurate. 1: the model once.</li>
 <li><b>Calibrate</b>: <i>model</i> (default): as the model says (the shipped <i>climate</i> model \
@@ -97,7 +97,8 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
     OUTPUT = "OUTPUT"
     DEVICES = ["auto", "cpu", "cuda", "mps"]
     ENSEMBLES = ["1", "4", "8"]
-    CALIBRATIONS = {"model": None, "on": True, "off": False}
+    #: the choices of Conserve and Calibrate: as the model's card says, on, off
+    SWITCHES = {"model": None, "on": True, "off": False}
 
     def name(self) -> str:
         return "downscale"
@@ -162,8 +163,12 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterBoolean(
-                self.CONSERVE, _tr("Conserve: output pixels average to their input cell"), defaultValue=False
+            QgsProcessingParameterEnum(
+                self.CONSERVE,
+                _tr("Conserve: output pixels average to their input cell (model: as the model says, on or off)"),
+                list(self.SWITCHES),
+                defaultValue="model",
+                usesStaticStrings=True,
             )
         )
         self.addParameter(
@@ -182,7 +187,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                 QgsProcessingParameterEnum(
                     self.CALIBRATE,
                     _tr("Calibrate: model (as the model says), on or off"),
-                    list(self.CALIBRATIONS),
+                    list(self.SWITCHES),
                     defaultValue="model",
                     usesStaticStrings=True,
                 )
@@ -228,9 +233,9 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             model=self.parameterAsFile(parameters, self.MODEL, context).strip(),
             device=self.parameterAsEnumString(parameters, self.DEVICE, context),
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
-            conserve=self.parameterAsBoolean(parameters, self.CONSERVE, context),
+            conserve=self.SWITCHES[self.parameterAsEnumString(parameters, self.CONSERVE, context) or "model"],
             ensemble=int(self.parameterAsEnumString(parameters, self.ENSEMBLE, context) or 1),
-            calibrate=self.CALIBRATIONS[self.parameterAsEnumString(parameters, self.CALIBRATE, context) or "model"],
+            calibrate=self.SWITCHES[self.parameterAsEnumString(parameters, self.CALIBRATE, context) or "model"],
         )
         try:
             run(job, feedback, find_geosr(_configured_executable()))
@@ -263,6 +268,8 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                     _tr("DEVICE must be one of {}, got {}").format(", ".join(self.DEVICES), device)
                 )
             parameters = {**parameters, self.DEVICE: self.DEVICES[int(text)]}
+        for name in (self.CONSERVE, self.CALIBRATE):
+            parameters = self._switch(parameters, name)
         value = parameters.get(self.ENSEMBLE)
         if not _is_set(value) or isinstance(value, QgsProperty):
             return parameters
@@ -274,6 +281,23 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                 _tr("ENSEMBLE must be 1, 4 or 8 (copies of the layer averaged), got {}").format(value)
             )
         return {**parameters, self.ENSEMBLE: text}
+
+    def _switch(self, parameters: dict[str, Any], name: str) -> dict[str, Any]:
+        """``parameters`` with a Conserve or Calibrate choice given as its option: its name, its number in
+        ``qgis_process help`` (0 model, 1 on, 2 off), or, as the Conserve box of earlier versions took it,
+        true (on) or false (as the model says)."""
+        value = parameters.get(name)
+        if not _is_set(value) or isinstance(value, QgsProperty):
+            return parameters
+        choices = list(self.SWITCHES)
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in ("true", "false"):
+            text = "on" if text == "true" else "model"
+        elif text.isdigit() and int(text) < len(choices):
+            text = choices[int(text)]
+        if text not in choices:
+            raise QgsProcessingException(_tr("{} must be model, on or off, got {}").format(name, value))
+        return {**parameters, name: text}
 
     def _scale_and_resolution(
         self, parameters: dict[str, Any], context: QgsProcessingContext

@@ -89,8 +89,9 @@ class Job:
         ``auto``, ``cpu``, ``cuda`` or ``mps``.
     tile_size : int
         Output pixels per tile side.
-    conserve : bool
-        Make each input cell's output pixels average exactly to the input value.
+    conserve : bool or None
+        Make each input cell's output pixels average exactly to the input value (True), never (False),
+        or as the model's card says (None).
     ensemble : int
         Copies of the raster the model is averaged over: 1, 4 (flips) or 8 (flips and rotations).
     calibrate : bool or None
@@ -105,7 +106,7 @@ class Job:
     model: str
     device: str
     tile_size: int
-    conserve: bool
+    conserve: bool | None
     ensemble: int = 1
     calibrate: bool | None = None
 
@@ -119,8 +120,8 @@ class Job:
         if self.model:
             arguments += ["--model", self.model]
         arguments += ["--device", self.device, "--tile-size", str(self.tile_size)]
-        if self.conserve:
-            arguments.append("--conserve")
+        if self.conserve is not None:
+            arguments.append("--conserve" if self.conserve else "--no-conserve")
         if self.ensemble != 1:
             arguments += ["--ensemble", str(self.ensemble)]
         if self.calibrate is not None:
@@ -135,9 +136,7 @@ class Job:
             "model": self.model or None,
             "device": self.device,
             "tile_size": self.tile_size,
-            "conserve": True
-            if self.conserve
-            else None,  # unchecked: as the model says, like the CLI without --conserve
+            "conserve": self.conserve,  # None: as the model says, like the CLI without --conserve
             "ensemble": self.ensemble,
             "calibrate": self.calibrate,
             "overwrite": True,
@@ -291,8 +290,8 @@ PARAMETER_NAMES = {
     "--model": "the Model (MODEL)",
     "--device": "the Device (DEVICE)",
     "--tile-size": "the Tile size (TILE_SIZE)",
-    "--conserve": "the Conserve box (CONSERVE)",
-    "--no-conserve": "the Conserve box (CONSERVE)",
+    "--conserve": "the Conserve (CONSERVE) choice",
+    "--no-conserve": "the Conserve (CONSERVE) choice",
     "--ensemble": "the Ensemble (ENSEMBLE)",
     "--calibrate": "the Calibrate (CALIBRATE) choice",
     "--no-calibrate": "the Calibrate (CALIBRATE) choice",
@@ -307,7 +306,7 @@ PHRASES = {
     "give a file name with -o": "give the Downscaled raster (OUTPUT) a file name",
     "or choose another -o": "or choose another Downscaled raster (OUTPUT)",
     "or -o to choose another": "or choose another Downscaled raster (OUTPUT)",
-    "drop --conserve": "untick Conserve (CONSERVE)",
+    "drop --conserve": "set Conserve (CONSERVE) to model or off",
     "use --device ": "set the Device (DEVICE) to ",
 }
 #: A quoted name in geosr's messages (a path, a model): left as it is

@@ -137,6 +137,8 @@ def test_downscale_the_bundled_dem(processing, jacksboro, tiny_model, tmp_path):
         ({"SCALE": 2, "ENSEMBLE": "4", "TILE_SIZE": 200}, ["--scale", "2", "--ensemble", "4", "--tile-size", "200"]),
         ({"SCALE": "2", "ENSEMBLE": 4, "DEVICE": 1}, ["--scale", "2", "--ensemble", "4"]),
         ({"SCALE": 2, "CALIBRATE": "on"}, ["--scale", "2", "--calibrate"]),
+        ({"SCALE": 2, "CONSERVE": "off", "CALIBRATE": 2}, ["--scale", "2", "--no-conserve", "--no-calibrate"]),
+        ({"SCALE": 2, "CONSERVE": "true"}, ["--scale", "2", "--conserve"]),
     ],
     ids=[
         "scale 2.5",
@@ -144,6 +146,8 @@ def test_downscale_the_bundled_dem(processing, jacksboro, tiny_model, tmp_path):
         "ensemble",
         "ensemble as a number, scale as text, device 1",
         "calibrate on",
+        "conserve off, calibrate off by number",
+        "conserve true as the box of earlier versions",
     ],
 )
 def test_same_result_as_the_cli(processing, jacksboro, tiny_model, geosr_executable, tmp_path, options, cli_options):
@@ -264,10 +268,11 @@ BAD_PARAMETERS = {
     "scale not a number": ({"SCALE": "abc"}, ["SCALE", "'abc'", "a number"]),
     "resolution not a number": ({"SCALE": None, "RESOLUTION": "fine"}, ["RESOLUTION", "'fine'", "a number"]),
     "ensemble not 1, 4 or 8": ({"ENSEMBLE": 3}, ["ENSEMBLE", "1, 4 or 8", "3"]),
+    "conserve not model, on or off": ({"CONSERVE": "maybe"}, ["CONSERVE", "model, on or off", "maybe"]),
     "device unknown": ({"DEVICE": "tpu"}, ["DEVICE must be one of auto, cpu, cuda, mps, got tpu"]),
     "conserve at a fractional scale (from geosr, in the tool's words)": (
         {"SCALE": 2.5, "CONSERVE": True},
-        ["conservation needs a whole scale", "untick Conserve (CONSERVE)"],
+        ["conservation needs a whole scale", "set Conserve (CONSERVE) to model or off"],
     ),
     "not a raster": ({"INPUT": "{tmp}/notes.txt"}, ["INPUT"]),
 }

@@ -53,7 +53,7 @@ def make_job(jacksboro: Path, output: Path, model: Path, **changes: Any) -> Job:
         "model": str(model),
         "device": "cpu",
         "tile_size": 256,
-        "conserve": False,
+        "conserve": None,
     }
     return Job(**{**options, **changes})
 
@@ -86,13 +86,16 @@ def test_cli_arguments_are_geosr_downscale_options(jacksboro, tmp_path):
     assert dataclasses.replace(job, calibrate=False).pipeline_keywords()["calibrate"] is False
 
 
-def test_both_runners_leave_conservation_to_the_model_when_unchecked(jacksboro, tmp_path):
-    # unchecked: the CLI gets no --conserve and the pipeline None, i.e. the model card's default (on for the
-    # shipped models at whole scales), never False, which would turn conservation off in QGIS's own Python
-    job = make_job(jacksboro, tmp_path / "out.tif", Path("m.safetensors"), conserve=False)
+def test_both_runners_leave_conservation_to_the_model_unless_told(jacksboro, tmp_path):
+    # "model": the CLI gets neither flag and the pipeline None, i.e. the model card's default (on for the
+    # shipped models at whole scales); "on" and "off" force it either way, in both runners alike
+    job = make_job(jacksboro, tmp_path / "out.tif", Path("m.safetensors"), conserve=None)
     assert "--conserve" not in job.cli_arguments() and "--no-conserve" not in job.cli_arguments()
     assert job.pipeline_keywords()["conserve"] is None
     assert dataclasses.replace(job, conserve=True).pipeline_keywords()["conserve"] is True
+    assert dataclasses.replace(job, conserve=True).cli_arguments()[-1] == "--conserve"
+    assert dataclasses.replace(job, conserve=False).pipeline_keywords()["conserve"] is False
+    assert dataclasses.replace(job, conserve=False).cli_arguments()[-1] == "--no-conserve"
 
 
 def test_configured_executable_comes_first(monkeypatch, tmp_path, geosr_executable):
@@ -191,7 +194,8 @@ def test_in_process_errors_and_cancel(jacksboro, tmp_path, tiny_model):
         ),
         (
             "conservation needs a whole scale (2, 3, 4...), got 2.5; drop --conserve or use a whole scale",
-            "conservation needs a whole scale (2, 3, 4...), got 2.5; untick Conserve (CONSERVE) or use a whole scale",
+            "conservation needs a whole scale (2, 3, 4...), got 2.5; set Conserve (CONSERVE) to model or off or use a "
+            "whole scale",
         ),
         (
             "--resolution needs square pixels but this raster's are 1 x 2; use --scale instead",
