@@ -223,6 +223,12 @@ def mirrored(span: Span, size: int, flip: bool) -> Span:
     return Span(size - span.stop, size - span.start) if flip else span
 
 
+def mirrored_array(data: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
+    """A (band, y, x) array with its rows (columns) reversed where ``flips`` (:func:`north_up_flips`) says:
+    stored order to north-up, and back. A view."""
+    return data[..., :: -1 if flips[0] else 1, :: -1 if flips[1] else 1]
+
+
 def read_window(dataset: Any, rows: Span, cols: Span, flips: tuple[bool, bool] = (False, False)) -> np.ndarray:
     """Read a (band, y, x) window as float64 with NaN wherever the raster holds no data; with ``flips``
     (:func:`north_up_flips`), rows and columns are counted from the other edge and read mirrored."""
@@ -238,11 +244,7 @@ def read_window(dataset: Any, rows: Span, cols: Span, flips: tuple[bool, bool] =
     data = np.concatenate([np.ma.getdata(p).astype(np.float64) for p in parts])
     mask = np.concatenate([np.ma.getmaskarray(p) for p in parts])
     data[mask | ~np.isfinite(data)] = np.nan
-    if flips[0]:
-        data = data[:, ::-1]
-    if flips[1]:
-        data = data[:, :, ::-1]
-    return np.ascontiguousarray(data)
+    return np.ascontiguousarray(mirrored_array(data, flips))
 
 
 def iter_blocks(dataset: Any, block_rows: int = 512) -> Iterator[np.ndarray]:

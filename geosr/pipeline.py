@@ -31,6 +31,7 @@ from geosr.io import (
     grid_format,
     iter_blocks,
     mirrored,
+    mirrored_array,
     north_up_flips,
     open_raster,
     raster_info,
@@ -151,8 +152,9 @@ def downscale_raster(
             )
         out_dtype = info.dtype if keep_dtype else "float32"
         check_space(out, output_shape(info.height, info.width, scale), info.count, out_dtype)
-        plan = downscaler.plan((info.height, info.width), scale)
         flips = north_up_flips(info)  # a south-up raster runs north-up and is written back south-up
+        # tiles laid from the far end of a mirrored axis: written back, each fills the blocks it touches
+        plan = downscaler.plan((info.height, info.width), scale, from_end=flips)
         gains = None
         at = calibration_scale((info.height, info.width), scale)
         if calibrates(downscaler.model.card, downscaler.calibrate, at):
@@ -173,9 +175,7 @@ def downscale_raster(
         with TileWriter(out, spec, cog=cog) as writer:
             for done, (tile, core) in enumerate(results, 1):
                 rows, cols = mirrored(tile.rows.core, height, flip_rows), mirrored(tile.cols.core, width, flip_cols)
-                writer.write(
-                    rows.as_slice(), cols.as_slice(), core[:, :: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
-                )
+                writer.write(rows.as_slice(), cols.as_slice(), mirrored_array(core, flips))
                 if progress is not None:
                     progress(done, len(plan))
             writer.commit()
@@ -369,8 +369,9 @@ def _grid_output(
     values could overflow), compressed (NetCDF: DEFLATE at the input's level, with shuffle, in chunks
     of the output's dask chunks; Zarr: the library's default compressor), with the input's floating
     ``_FillValue`` where it had one and was not packed (a valid value equal to it moves to the next
-    float32 towards zero), else NaN. The spatial coordinates get bounds again where the input's had
-    them (the fine cells' edges), and the global ``history`` a line saying what geosr did.
+    float32 towards zero, or above a fill of 0), else NaN. The spatial coordinates get bounds again
+    where the input's had them (the fine cells' edges), and the global ``history`` a line saying what
+    geosr did.
     """
     import xarray as xr
 
@@ -384,10 +385,11 @@ def _grid_output(
         if np.isfinite(value) and abs(value) <= float(np.finfo(np.float32).max):
             value32 = np.float32(value)
             settings["_FillValue"] = value32
-            result = result.where(result != value32, np.nextafter(value32, np.float32(0)))
+            inwards = np.float32(0) if value32 else np.float32(1)  # a fill of 0: the smallest positive float32
+            result = result.where(result != value32, np.nextafter(value32, inwards))
     if grid_format(out) == "netcdf":
-        zlib = bool(source.encoding.get("zlib")) and source.encoding.get("complevel")
-        settings.update(zlib=True, shuffle=True, complevel=int(zlib) if zlib else NETCDF_COMPLEVEL)
+        level = source.encoding.get("complevel") if source.encoding.get("zlib") else None
+        settings.update(zlib=True, shuffle=True, complevel=int(level) if level else NETCDF_COMPLEVEL)
         if result.chunks:
             settings["chunksizes"] = tuple(max(sizes) for sizes in result.chunks)
     fine, encoding = fine.assign({variable: result}), {variable: settings}

@@ -99,9 +99,11 @@ def plan_tiles(
     tile_size: int | tuple[int, int],
     model: LoadedModel,
     conserve: bool | None,
+    from_end: tuple[bool, bool] = (False, False),
 ) -> TilePlan:
     """Tile plan for ``model``: its kernel, a halo covering its receptive radius (plus one coarse
-    cell when conserving), and conservation as asked or as its card says (:func:`conserves`)."""
+    cell when conserving), and conservation as asked or as its card says (:func:`conserves`);
+    ``from_end`` as for :meth:`geosr.tiling.TilePlan.build`."""
     halo = model.receptive_radius
     conserve = conserves(model.card, conserve, in_shape, scale)
     if conserve:
@@ -111,7 +113,7 @@ def plan_tiles(
             )
         halo += round(scale)
     out_shape = output_shape(in_shape[0], in_shape[1], scale)
-    return TilePlan.build(in_shape, out_shape, tile_size, halo, model.card.kernel, conserve)
+    return TilePlan.build(in_shape, out_shape, tile_size, halo, model.card.kernel, conserve, from_end)
 
 
 def check_bands(card: ModelCard, n_bands: int) -> None:
@@ -280,9 +282,10 @@ class Downscaler:
         """Refuse a raster whose band count the model cannot take."""
         check_bands(self.model.card, n_bands)
 
-    def plan(self, in_shape: tuple[int, int], scale: float) -> TilePlan:
-        """Tiles covering the fine grid of a coarse raster of shape ``in_shape``."""
-        return plan_tiles(in_shape, scale, self.tile_size, self.model, self.conserve)
+    def plan(self, in_shape: tuple[int, int], scale: float, from_end: tuple[bool, bool] = (False, False)) -> TilePlan:
+        """Tiles covering the fine grid of a coarse raster of shape ``in_shape`` (``from_end``: laid from
+        the far end of the rows, columns; :meth:`geosr.tiling.TilePlan.build`)."""
+        return plan_tiles(in_shape, scale, self.tile_size, self.model, self.conserve, from_end)
 
     def run(
         self,
@@ -296,7 +299,7 @@ class Downscaler:
         Source windows are (band, y, x) floats with NaN for nodata, cut at ``tile.rows.source`` and
         ``tile.cols.source``. Cores are float64 with NaN for nodata. Tiles come out in input order.
         ``gains`` (one per band, :meth:`gains`) multiply the network's residual; all zero, the
-        network is not run (the output is the interpolation, conserved).
+        network is not run (the output is the interpolation, conserved where the plan conserves).
         """
         self.check_bands(len(stats.count))
         check_magnitudes(stats)

@@ -191,13 +191,17 @@ def interpolation_matrix(out_span: Span, in_span: Span, n_in: int, n_out: int, k
     return matrix
 
 
-def plan_axis(n_in: int, n_out: int, tile: int, halo: int, kernel: Kernel = BICUBIC) -> list[AxisTile]:
-    """Split ``n_out`` fine pixels into cores of ``tile`` pixels (the last may be smaller)."""
+def plan_axis(
+    n_in: int, n_out: int, tile: int, halo: int, kernel: Kernel = BICUBIC, from_end: bool = False
+) -> list[AxisTile]:
+    """Split ``n_out`` fine pixels into cores of ``tile`` pixels (the last may be smaller; with
+    ``from_end``, the first, so that the cores counted from the far end are whole tiles)."""
     if tile <= 0:
         raise ValueError(f"tile size must be positive, got {tile}")
+    starts = sorted({0, *range(n_out % tile if from_end else 0, n_out, tile)})
     tiles = []
-    for start in range(0, n_out, tile):
-        core = Span(start, min(start + tile, n_out))
+    for start, stop in zip(starts, [*starts[1:], n_out], strict=True):
+        core = Span(start, stop)
         extended = Span(max(0, core.start - halo), min(n_out, core.stop + halo))
         tiles.append(AxisTile(core, extended, source_span(extended, n_in, n_out, kernel)))
     return tiles
@@ -233,14 +237,17 @@ class TilePlan:
         halo: int,
         kernel: Kernel = BICUBIC,
         conserve: bool = False,
+        from_end: tuple[bool, bool] = (False, False),
     ) -> TilePlan:
         """Plan with square tiles of ``tile_size`` or (rows, columns) tiles of ``tile_size``.
 
         ``conserve`` records that the tiles' cells are to be conserved (the caller's halo covers it).
+        ``from_end`` lays the tiles of the rows (columns) from their far end (:func:`plan_axis`): a raster
+        run mirrored and written back so gets whole tiles from its own first row (column).
         """
         sizes = tile_pair(tile_size)
-        rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo, kernel)
-        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel)
+        rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo, kernel, from_end[0])
+        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel, from_end[1])
         return cls(tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols), kernel, conserve)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,25 @@ def test_tiles_that_do_not_fit_blocks_leave_no_dead_space(make_geotiff, tmp_path
     with rasterio.open(whole) as w, rasterio.open(tiled) as t:
         assert t.block_shapes[0] == (block, block)
         np.testing.assert_allclose(t.read(1), w.read(1), rtol=0, atol=1e-3)
+    assert tiled.stat().st_size < 1.1 * whole.stat().st_size
+
+
+def test_a_south_up_raster_written_back_mirrored_leaves_no_dead_space(make_geotiff, tmp_path, model1):
+    # a south-up (and east-to-west) raster runs north-up and its tiles are written back mirrored: laid from
+    # the top of the north-up grid they straddled the file's blocks (tiles of 100: 1.9 times the size)
+    from rasterio.transform import Affine
+
+    data = fbm_surface((150, 140), seed=7)
+    north = make_geotiff("north.tif", data)
+    with rasterio.open(north) as src:
+        t = src.transform
+    mirrored = Affine(-t.a, 0.0, t.c + 140 * t.a, 0.0, -t.e, t.f + 150 * t.e)
+    south = make_geotiff("south.tif", data[::-1, ::-1].copy(), transform=mirrored)
+    whole, tiled = tmp_path / "whole.tif", tmp_path / "tiled.tif"
+    run(south, whole, model=model1, tile_size=512)
+    run(south, tiled, model=model1, tile_size=100)
+    with rasterio.open(whole) as w, rasterio.open(tiled) as s:
+        np.testing.assert_allclose(s.read(1), w.read(1), rtol=0, atol=1e-3)
     assert tiled.stat().st_size < 1.1 * whole.stat().st_size
 
 
@@ -167,6 +187,24 @@ def test_netcdf_output_is_compressed_chunked_float32_with_the_inputs_fill_value(
         assert values.mask[:, :4, :6].all() and not values.mask[:, 4:, 6:].any()
         assert nc.history.splitlines()[0].split(": ", 1)[1].startswith("geosr ")
         assert nc.history.splitlines()[-1] == "made by the test"
+
+
+@pytest.mark.parametrize("fill", [1e20, -9999.0, 0.0])
+def test_a_valid_value_equal_to_the_fill_value_is_moved_off_it(fill):
+    # a fine value that lands exactly on the kept _FillValue would read back as missing; with a fill of 0
+    # the next float32 "towards zero" was 0 itself
+    import xarray as xr
+
+    from geosr.pipeline import _grid_output
+
+    coarse = xr.Dataset({"tas": (("lat", "lon"), np.ones((2, 2), np.float32))}, coords={"lat": [0, 1], "lon": [0, 1]})
+    coarse["tas"].encoding.update(_FillValue=np.float32(fill), dtype=np.dtype("float32"))
+    fine = xr.Dataset({"tas": (("lat", "lon"), np.array([[fill, 1.0], [np.nan, 2.0]], np.float32))})
+    out, encoding = _grid_output(coarse, fine, "tas", ("lat", "lon"), Path("out.nc"), Path("in.nc"), 2)
+    values = out["tas"].values
+    assert encoding["tas"]["_FillValue"] == np.float32(fill)
+    assert values[0, 0] != np.float32(fill) and abs(values[0, 0] - fill) <= abs(np.spacing(np.float32(fill)))
+    assert np.isnan(values[1, 0]) and values[1, 1] == 2.0
 
 
 def test_netcdf_output_has_bounds_of_the_fine_cells(cli, tas_nc, model1, tmp_path):

@@ -106,6 +106,15 @@ def test_last_tile_is_kept_when_smaller():
     assert tiles[-1].extended == Span(22, 25)
 
 
+def test_tiles_laid_from_the_far_end_are_whole_counted_from_it():
+    # a south-up raster runs mirrored and is written back: its tiles must be whole from the stored first row
+    tiles = plan_axis(n_in=10, n_out=25, tile=8, halo=2, from_end=True)
+    assert [(t.core.start, t.core.stop) for t in tiles] == [(0, 1), (1, 9), (9, 17), (17, 25)]
+    assert tiles[0].extended == Span(0, 3) and tiles[-1].extended == Span(15, 25)
+    whole = plan_axis(n_in=10, n_out=24, tile=8, halo=2, from_end=True)
+    assert [(t.core.start, t.core.stop) for t in whole] == [(0, 8), (8, 16), (16, 24)]
+
+
 @pytest.mark.parametrize("tile", [0, -3])
 def test_plan_refuses_non_positive_tile(tile):
     with pytest.raises(ValueError, match="tile size"):

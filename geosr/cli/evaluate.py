@@ -104,7 +104,7 @@ def evaluate(
     from geosr.errors import InputError, ScaleError
     from geosr.evaluate import best_classical, evaluate_bands
     from geosr.georef import pixel_size
-    from geosr.io import iter_blocks, north_up_flips, open_raster, raster_info
+    from geosr.io import iter_blocks, mirrored_array, north_up_flips, open_raster, raster_info
     from geosr.models.files import load_model
     from geosr.models.registry import DEFAULT_MODEL
     from geosr.pipeline import check_band_names
@@ -122,8 +122,7 @@ def evaluate(
             check_band_names(loaded.card, dataset, str(input_path))
             check_bands(loaded.card, info.count)
         data = np.concatenate(list(iter_blocks(dataset)), axis=1)
-    flip_rows, flip_cols = north_up_flips(info)  # measured as geosr downscale runs it: north-up
-    data = data[:, :: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
+    data = mirrored_array(data, north_up_flips(info))  # measured as geosr downscale runs it: north-up
     copies = check_ensemble(int(ensemble), pixel_size(info.transform))
     if min(info.height, info.width) < 8 * scale:
         raise InputError(

@@ -246,8 +246,10 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         return {self.OUTPUT: output}
 
     def _normalised(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        """``parameters`` with an ensemble given as a number (``{"ENSEMBLE": 4}``) turned into its option,
-        and text that is not a number refused for the scale and the resolution (QGIS would read it as 0)."""
+        """``parameters`` with a device given by its number, the Conserve and Calibrate choices by their
+        number or as true/false (:meth:`_switch`) and an ensemble as a number (``{"ENSEMBLE": 4}``) turned
+        into their options, and text that is not a number refused for the scale and the resolution (QGIS
+        would read it as 0)."""
         for name in (self.SCALE, self.RESOLUTION):
             value = parameters.get(name)
             if isinstance(value, str) and value.strip():

@@ -307,6 +307,7 @@ PHRASES = {
     "or choose another -o": "or choose another Downscaled raster (OUTPUT)",
     "or -o to choose another": "or choose another Downscaled raster (OUTPUT)",
     "drop --conserve": "set Conserve (CONSERVE) to model or off",
+    "drop --calibrate": "set Calibrate (CALIBRATE) to model or off",
     "use --device ": "set the Device (DEVICE) to ",
 }
 #: A quoted name in geosr's messages (a path, a model): left as it is

@@ -198,6 +198,11 @@ def test_in_process_errors_and_cancel(jacksboro, tmp_path, tiny_model):
             "whole scale",
         ),
         (
+            "self-calibration needs a whole scale (2, 3, 4...), got 2.5; drop --calibrate or use a whole scale",
+            "self-calibration needs a whole scale (2, 3, 4...), got 2.5; set Calibrate (CALIBRATE) to model or off or "
+            "use a whole scale",
+        ),
+        (
             "--resolution needs square pixels but this raster's are 1 x 2; use --scale instead",
             "the Target resolution (RESOLUTION) needs square pixels but this raster's are 1 x 2; "
             "use the Scale factor (SCALE) instead",
