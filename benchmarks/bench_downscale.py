@@ -43,6 +43,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
+from geosr.io import geotiff_tile_size
 from geosr.testing import fbm_surface, random_model
 
 BARE = r"""
@@ -216,7 +217,7 @@ def main() -> None:
                 str(model),
                 str(out_h),
                 str(out_w),
-                str(args.tile_size),
+                str(geotiff_tile_size(args.tile_size)),  # the tiles the command runs
                 args.precision,
                 args.device,
                 str(args.ensemble),

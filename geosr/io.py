@@ -298,11 +298,13 @@ def geotiff_tile_size(tile_size: int) -> int:
 def _block_size(tile_size: int) -> int:
     """GeoTIFF block side that tiles of ``tile_size`` (a multiple of 16, :func:`geotiff_tile_size`) fill
     exactly: the largest multiple of 16 up to 512 that divides it and is at least 128, else the tile
-    itself up to 2048 pixels, else 16."""
+    itself up to 2048 pixels, else the largest multiple of 16 below 128 that divides it (64 for 3008)."""
     for size in range(512, 127, -16):
         if tile_size % size == 0:
             return size
-    return tile_size if tile_size <= 2048 else 16
+    if tile_size <= 2048:
+        return tile_size
+    return next(size for size in range(112, 15, -16) if tile_size % size == 0)
 
 
 def _umask() -> int:

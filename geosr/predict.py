@@ -80,7 +80,8 @@ def calibrates(card: ModelCard, calibrate: bool | None, scale: float) -> bool:
     check_switch(calibrate, "calibrate")
     if calibrate and whole_scale(scale) is None:  # asked for, like --conserve, it is refused where it cannot be
         raise InputError(
-            f"self-calibration needs a whole scale (2, 3, 4...), got {scale:g}; drop --calibrate or use a whole scale"
+            f"self-calibration needs a whole scale (2, 3, 4...), got {scale:.10g}; "
+            "drop --calibrate or use a whole scale"
         )
     return bool(card.calibrate if calibrate is None else calibrate) and whole_scale(scale) is not None
 
@@ -109,7 +110,7 @@ def plan_tiles(
     if conserve:
         if not _whole(in_shape, scale):
             raise ScaleError(
-                f"conservation needs a whole scale (2, 3, 4...), got {scale:g}; drop --conserve or use a whole scale"
+                f"conservation needs a whole scale (2, 3, 4...), got {scale:.10g}; drop --conserve or use a whole scale"
             )
         halo += round(scale)
     out_shape = output_shape(in_shape[0], in_shape[1], scale)

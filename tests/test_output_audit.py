@@ -24,7 +24,7 @@ def run(src, dst, *, model, scale=2, **kwargs):
 # --- GeoTIFF: tiles that do not fill whole blocks ------------------------------------------------
 
 
-@pytest.mark.parametrize(("tile_size", "block"), [(100, 112), (24, 32), (1000, 336), (1072, 1072)])
+@pytest.mark.parametrize(("tile_size", "block"), [(100, 112), (24, 32), (1000, 336), (1072, 1072), (3000, 64)])
 def test_tiles_that_do_not_fit_blocks_leave_no_dead_space(make_geotiff, tmp_path, model1, tile_size, block):
     # GDAL writes a partly written DEFLATE block again at the end of the file: with tiles of 100
     # pixels in 256-pixel blocks the file was several times the size of the same data written whole.

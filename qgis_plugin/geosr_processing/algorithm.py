@@ -233,9 +233,9 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             model=self.parameterAsFile(parameters, self.MODEL, context).strip(),
             device=self.parameterAsEnumString(parameters, self.DEVICE, context),
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
-            conserve=self.SWITCHES[self.parameterAsEnumString(parameters, self.CONSERVE, context) or "model"],
+            conserve=self._switch_value(parameters, self.CONSERVE, context),
             ensemble=int(self.parameterAsEnumString(parameters, self.ENSEMBLE, context) or 1),
-            calibrate=self.SWITCHES[self.parameterAsEnumString(parameters, self.CALIBRATE, context) or "model"],
+            calibrate=self._switch_value(parameters, self.CALIBRATE, context),
         )
         try:
             run(job, feedback, find_geosr(_configured_executable()))
@@ -285,21 +285,37 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         return {**parameters, self.ENSEMBLE: text}
 
     def _switch(self, parameters: dict[str, Any], name: str) -> dict[str, Any]:
-        """``parameters`` with a Conserve or Calibrate choice given as its option: its name, its number in
-        ``qgis_process help`` (0 model, 1 on, 2 off), or, as the Conserve box of earlier versions took it,
-        true (on) or false (as the model says)."""
+        """``parameters`` with a Conserve or Calibrate choice given as its option (:meth:`_choice`)."""
         value = parameters.get(name)
         if not _is_set(value) or isinstance(value, QgsProperty):
             return parameters
+        return {**parameters, name: self._choice(value, name)}
+
+    def _choice(self, value: Any, name: str) -> str:
+        """A Conserve or Calibrate choice as its option: given by name, by its number in ``qgis_process help``
+        (0 model, 1 on, 2 off), or, as the Conserve box of earlier versions took it, true (on) or false
+        (as the model says)."""
         choices = list(self.SWITCHES)
         text = str(value).strip().lower()
-        if isinstance(value, bool) or text in ("true", "false"):
+        if text in ("true", "false"):
             text = "on" if text == "true" else "model"
-        elif text.isdigit() and int(text) < len(choices):
+        elif isinstance(value, (int, float)) and float(value).is_integer():
+            text = str(int(value))
+        if text.isdigit() and int(text) < len(choices):
             text = choices[int(text)]
         if text not in choices:
             raise QgsProcessingException(_tr("{} must be model, on or off, got {}").format(name, value))
-        return {**parameters, name: text}
+        return text
+
+    def _switch_value(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> bool | None:
+        """True, False or None (as the model says) for a Conserve or Calibrate choice, data-defined ones
+        (a QgsProperty, evaluated only here) included."""
+        value = parameters.get(name)
+        if isinstance(value, QgsProperty):  # QGIS would take a value outside the options as the default
+            text, _ = value.valueAsString(context.expressionContext(), "model")
+        else:
+            text = self.parameterAsEnumString(parameters, name, context)
+        return self.SWITCHES[self._choice(text or "model", name)]
 
     def _scale_and_resolution(
         self, parameters: dict[str, Any], context: QgsProcessingContext

@@ -159,6 +159,22 @@ def test_same_result_as_the_cli(processing, jacksboro, tiny_model, geosr_executa
     assert_same_raster(read_raster(ours), read_raster(theirs))
 
 
+def test_data_defined_choices_are_read_as_the_tool_reads_them(processing, jacksboro, tiny_model, tmp_path):
+    # a data-defined Conserve that evaluates to 'true' (the box of earlier versions) means on; one that
+    # evaluates to something else is one clear error, not a KeyError
+    from qgis.core import QgsProperty
+
+    common = {"INPUT": str(jacksboro), "MODEL": str(tiny_model), "DEVICE": "cpu", "SCALE": 2}
+    on, forced = tmp_path / "on.tif", tmp_path / "forced.tif"
+    processing.run("geosr:downscale", {**common, "CONSERVE": "on", "OUTPUT": str(on)})
+    expression = QgsProperty.fromExpression("'true'")
+    processing.run("geosr:downscale", {**common, "CONSERVE": expression, "OUTPUT": str(forced)})
+    assert_same_raster(read_raster(forced), read_raster(on))
+    with pytest.raises(QgsProcessingException, match="CALIBRATE must be model, on or off"):
+        bad = QgsProperty.fromExpression("'sometimes'")
+        processing.run("geosr:downscale", {**common, "CALIBRATE": bad, "OUTPUT": str(tmp_path / "bad.tif")})
+
+
 def test_bands_are_chosen_and_ordered(processing, tiny_model, tmp_path):
     rng = np.random.default_rng(0)
     values = np.cumsum(np.cumsum(rng.normal(size=(3, 12, 15)), axis=1), axis=2).astype(np.float32)
