@@ -334,6 +334,27 @@ class OutputSpec:
     gcps: list[Any] = field(default_factory=list)  # instead of a transform, for a raster georeferenced by GCPs
 
 
+#: Units in the last place between a valid float value and a float nodata: GDAL takes values within a
+#: few of them for nodata (ARE_REAL_EQUAL: |a - b| < 2 eps |a + b|)
+NODATA_ULPS = 16
+
+
+def _reads_as(values: np.ndarray, nodata: float) -> np.ndarray:
+    """Where float ``values`` would read back as a float ``nodata`` (GDAL's tolerance, with a margin)."""
+    fill = values.dtype.type(nodata)
+    return np.abs(values - fill) <= np.abs(_aside(nodata, values.dtype) - fill)
+
+
+def _aside(nodata: float, dtype: np.dtype) -> Any:
+    """The value a valid pixel on a float ``nodata`` (-9999.0) moves to, so that it does not read back as
+    missing: :data:`NODATA_ULPS` steps of the type towards zero (above it for a nodata of 0)."""
+    fill = value = np.dtype(dtype).type(nodata)
+    target = np.dtype(dtype).type(0 if fill else 1)
+    for _ in range(NODATA_ULPS):
+        value = np.nextafter(value, target)
+    return value
+
+
 class TileWriter:
     """Writes fine tiles into a temporary GeoTIFF, then moves it onto the destination atomically."""
 
@@ -402,6 +423,8 @@ class TileWriter:
                     if dtype != np.dtype(spec.info.dtype)
                     else f"band {band} of '{spec.info.path}' comes out beyond the range of {dtype}"
                 )
+            if spec.nodata is not None and np.isfinite(spec.nodata):
+                out = np.where(~missing & _reads_as(out, spec.nodata), _aside(spec.nodata, dtype), out)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             out = np.clip(np.rint(np.nan_to_num(values)), info.min, info.max)

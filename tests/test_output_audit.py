@@ -282,3 +282,36 @@ def test_bounds_of_descending_latitudes_keep_the_inputs_order(cli, tas_nc, model
         bounds = ds.lat_bnds.values
         np.testing.assert_allclose(bounds[0], [41.75, 42.0])  # each pair (south, north), as in the input
         np.testing.assert_allclose(bounds.mean(axis=1), ds.lat.values)
+
+
+@pytest.mark.parametrize("nodata", [-9999.0, 0.0])
+def test_a_valid_float_value_equal_to_nodata_is_moved_off_it(make_geotiff, tmp_path, nodata):
+    # a valid output pixel exactly equal to a float nodata would read back as missing (nothing lost)
+    from geosr.io import OutputSpec, TileWriter, raster_info
+
+    src = make_geotiff("in.tif", np.full((4, 6), 5.0, dtype=np.float32), nodata=nodata)
+    with rasterio.open(src) as dataset:
+        info = raster_info(dataset)
+    spec = OutputSpec(
+        height=4,
+        width=6,
+        count=1,
+        dtype="float32",
+        crs=info.crs,
+        transform=info.transform,
+        nodata=nodata,
+        tile_size=16,
+        tags={},
+        info=info,
+    )
+    values = np.full((1, 4, 6), 7.0)
+    values[0, 0, 0] = nodata  # valid, on the nodata value
+    values[0, 1, 1] = np.nan  # missing
+    out = tmp_path / "out.tif"
+    with TileWriter(out, spec) as writer:
+        writer.write(slice(0, 4), slice(0, 6), values)
+        writer.commit()
+    with rasterio.open(out) as written:
+        read = written.read(1, masked=True)
+    assert read.mask.sum() == 1 and read.mask[1, 1]
+    assert read[0, 0] != nodata and abs(read[0, 0] - nodata) < 1e-5 * max(1.0, abs(nodata))
