@@ -17,8 +17,6 @@ from typing import Any
 import numpy as np
 
 import geosr
-from geosr.calibrate import band_groups
-from geosr.calibrate import window as calibration_window
 from geosr.errors import InputError, ModelError, ScaleError
 from geosr.georef import check_scale, output_shape, output_transform, pixel_size, scale_for_resolution
 from geosr.io import (
@@ -41,8 +39,7 @@ from geosr.predict import (
     DEFAULT_TILE_SIZE,
     Downscaler,
     ProgressCallback,
-    calibrates,
-    calibration_scale,
+    calibration_plan,
     check_ensemble,
     check_magnitudes,
 )
@@ -156,13 +153,13 @@ def downscale_raster(
         # tiles laid from the far end of a mirrored axis: written back, each fills the blocks it touches
         plan = downscaler.plan((info.height, info.width), scale, from_end=flips)
         gains = None
-        at = calibration_scale((info.height, info.width), scale)
-        if calibrates(downscaler.model.card, downscaler.calibrate, at):
-            rows, cols = (Span(part.start, part.stop) for part in calibration_window((info.height, info.width), at))
-            # group by group (each band alone for a 1-band model): memory follows one group's window
-            groups = band_groups(info.count, downscaler.model.card.in_channels)
-            windows = (read_window(BandSubset(dataset, [b + 1 for b in group]), rows, cols, flips) for group in groups)
-            gains = np.concatenate([downscaler.gains(window, at) for window in windows])
+        cal = calibration_plan(
+            downscaler.model.card, downscaler.calibrate, info.count, (info.height, info.width), scale
+        )
+        if cal is not None:  # group by group (each band alone for a 1-band model): memory follows one group's window
+            rows, cols = Span(cal.rows.start, cal.rows.stop), Span(cal.cols.start, cal.cols.stop)
+            groups = (BandSubset(dataset, [b + 1 for b in group]) for group in cal.groups)
+            gains = np.concatenate([downscaler.gains(read_window(g, rows, cols, flips), cal.scale) for g in groups])
         spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size, gains)
         if scheduler is None:
             sources = ((t, read_window(dataset, t.rows.source, t.cols.source, flips)) for t in plan)

@@ -94,6 +94,30 @@ def calibration_scale(in_shape: tuple[int, int], scale: float) -> float:
     return float(whole) if whole >= 2 and _whole(in_shape, scale) else float(scale)
 
 
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """What a self-calibrating run estimates its gains on: the scale, the input window and the groups
+    of bands (0-based) read and estimated together (:func:`calibration_plan`)."""
+
+    scale: float
+    rows: slice
+    cols: slice
+    groups: list[list[int]]
+
+
+def calibration_plan(
+    card: ModelCard, calibrate: bool | None, bands: int, in_shape: tuple[int, int], scale: float
+) -> CalibrationPlan | None:
+    """How a run of ``bands`` bands of shape ``in_shape`` at ``scale`` estimates its gains, or ``None`` when it
+    does not calibrate (:func:`calibrates`): the same for every front door, which reads each group's window
+    as it can (a GeoTIFF window, a numpy slice, a dask task) and passes it to :meth:`Downscaler.gains`."""
+    at = calibration_scale(in_shape, scale)
+    if not calibrates(card, calibrate, at):
+        return None
+    rows, cols = calibration_window(in_shape, at)
+    return CalibrationPlan(at, rows, cols, band_groups(bands, card.in_channels))
+
+
 def plan_tiles(
     in_shape: tuple[int, int],
     scale: float,
@@ -562,8 +586,11 @@ def downscale(
         sources = ((t, filled[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
         stats = BandStats.of_block(filled)
         check_magnitudes(stats)
-        at = calibration_scale(filled.shape[1:], scale)
-        gains = downscaler.gains(filled[(slice(None), *calibration_window(filled.shape[1:], at))], at)
+        cal = calibration_plan(downscaler.model.card, calibrate, filled.shape[0], filled.shape[1:], scale)
+        gains = None
+        if cal is not None:
+            windows = (filled[group, cal.rows, cal.cols] for group in cal.groups)
+            gains = np.concatenate([downscaler.gains(window, cal.scale) for window in windows])
         for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources, gains), 1):
             out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
             if progress is not None:
@@ -596,7 +623,7 @@ def _tile_task(
 
 
 def _gains_task(
-    model: str, options: dict[str, Any], source: np.ndarray, scale: float, stats: BandStats, nodata: float | None
+    source: np.ndarray, model: str, options: dict[str, Any], scale: float, stats: BandStats, nodata: float | None
 ) -> np.ndarray | None:
     check_magnitudes(stats)  # as the tiles would, before the network sees the window
     return cached_downscaler(model, **options).gains(as_float(source, nodata), scale)
@@ -617,14 +644,11 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
     stats = dask.delayed(BandStats.combine, pure=True)(parts)
     gains = None
-    at = calibration_scale(data.shape[1:], scale)
-    if calibrates(loaded.card, options["calibrate"], at):
-        rows, cols = calibration_window(data.shape[1:], at)
-        # one task per group of bands the model takes together: memory follows one group's window
-        parts = [
-            dask.delayed(_gains_task, pure=True)(loaded.source, options, data[group, rows, cols], at, stats, nodata)
-            for group in band_groups(data.shape[0], loaded.card.in_channels)
-        ]
+    cal = calibration_plan(loaded.card, options["calibrate"], data.shape[0], data.shape[1:], scale)
+    if cal is not None:  # one task per group of bands: memory follows one group's window
+        task = dask.delayed(_gains_task, pure=True)
+        args = (loaded.source, options, cal.scale, stats, nodata)  # stats: a delayed, computed before the task
+        parts = [task(data[group, cal.rows, cal.cols], *args) for group in cal.groups]
         gains = dask.delayed(np.concatenate, pure=True)(parts)
     rows = []
     for i in range(plan.grid_shape[0]):
