@@ -164,3 +164,17 @@ def test_train_refuses_rasters_with_their_bands_in_another_order(cli, tmp_path):
     result = cli(*args)
     assert_one_line_error(result.err, result.code, "'elevation'", "'temperature'", "b.tif")
     assert not model.exists()
+
+
+def test_train_refuses_fine_tuning_a_model_on_its_bands_in_another_order(cli, tmp_path, named3):
+    # --init named3 (elevation, temperature, ndvi) from a raster that gives them as ndvi, temperature, elevation
+    data = np.stack([fbm_surface((64, 64), seed=s, relief=100.0 * (s + 1)) for s in range(3)])
+    swapped = write_geotiff(tmp_path / "swapped.tif", data, descriptions=NAMES[::-1])
+    common = ["--scales", "2", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "16"]
+    common += ["--depth", str(DEPTH), "--width", str(WIDTH), "--device", "cpu", "-q", "--init", named3]
+    model = tmp_path / "m.safetensors"
+    result = cli("train", swapped, "-o", model, *common)
+    assert_one_line_error(result.err, result.code, "named3", "elevation, temperature, ndvi", "--bands")
+    assert not model.exists()
+    # picked in the model's order, it fine-tunes
+    assert cli("train", swapped, "-o", model, "--bands", "3,2,1", *common).code == 0

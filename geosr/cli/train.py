@@ -13,6 +13,20 @@ from geosr.cli.options import int_list, overwrite_option, progress_bar, reports_
 from geosr.georef import pixel_size, unit_key
 
 
+def _check_init_bands(init: str, names: list[str], first: str) -> None:
+    """Refuse fine-tuning a multiband model on the bands it was trained on in another order: each channel
+    would be taught a second quantity (the bands named on its card, named alike by the rasters)."""
+    from geosr.errors import InputError
+    from geosr.models.files import load_model
+
+    card = load_model(init, "cpu").card
+    if card.in_channels > 1 and sorted(card.bands) == sorted(names) and list(card.bands) != names:
+        raise InputError(
+            f"model {card.name!r} (--init) takes the bands {', '.join(card.bands)} in that order, but '{first}' "
+            f"gives them as {', '.join(names)}; pick them in the model's order with --bands"
+        )
+
+
 def _finite(value: float | None, what: str) -> None:
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"must be a finite number, got {value}", param_hint=f"'{what}'")
@@ -217,6 +231,8 @@ def train(
                     )
         units = [u or t for u, t in zip(units, these, strict=False)] if units is not None else these
         names = names or [info.descriptions[b - 1] or f"band{b}" for b in chosen]
+    if init_model is not None and names is not None:
+        _check_init_bands(init_model, names, inputs[0])
     for part, sets in (("", train_sets), ("the validation part (the last 15%) of ", val_sets)):
         if not any(np.nanmax(s) > np.nanmin(s) for s in sets if np.isfinite(s).any()):
             raise InputError(
