@@ -342,10 +342,10 @@ NODATA_ULPS = 16
 def _reads_as(values: np.ndarray, nodata: float) -> np.ndarray:
     """Where float ``values`` would read back as a float ``nodata`` (GDAL's tolerance, with a margin)."""
     fill = values.dtype.type(nodata)
-    return np.abs(values - fill) <= np.abs(_aside(nodata, values.dtype) - fill)
+    return np.abs(values - fill) <= np.abs(off_nodata(nodata, values.dtype) - fill)
 
 
-def _aside(nodata: float, dtype: np.dtype) -> Any:
+def off_nodata(nodata: float, dtype: np.dtype) -> Any:
     """The value a valid pixel on a float ``nodata`` (-9999.0) moves to, so that it does not read back as
     missing: :data:`NODATA_ULPS` steps of the type towards zero (above it for a nodata of 0)."""
     fill = value = np.dtype(dtype).type(nodata)
@@ -424,7 +424,7 @@ class TileWriter:
                     else f"band {band} of '{spec.info.path}' comes out beyond the range of {dtype}"
                 )
             if spec.nodata is not None and np.isfinite(spec.nodata):
-                out = np.where(~missing & _reads_as(out, spec.nodata), _aside(spec.nodata, dtype), out)
+                out = np.where(~missing & _reads_as(out, spec.nodata), off_nodata(spec.nodata, dtype), out)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             out = np.clip(np.rint(np.nan_to_num(values)), info.min, info.max)

@@ -31,6 +31,7 @@ from geosr.io import (
     mirrored,
     mirrored_array,
     north_up_flips,
+    off_nodata,
     open_raster,
     raster_info,
     read_window,
@@ -365,8 +366,8 @@ def _grid_output(
     The variable is stored as float32 (never packed into the input's small integers, which the finer
     values could overflow), compressed (NetCDF: DEFLATE at the input's level, with shuffle, in chunks
     of the output's dask chunks; Zarr: the library's default compressor), with the input's floating
-    ``_FillValue`` where it had one and was not packed (a valid value equal to it moves to the next
-    float32 towards zero, or above a fill of 0), else NaN. The spatial coordinates get bounds again
+    ``_FillValue`` where it had one and was not packed (a valid value on it moves off it, as in a
+    GeoTIFF: :func:`geosr.io.off_nodata`), else NaN. The spatial coordinates get bounds again
     where the input's had them (the fine cells' edges), and the global ``history`` a line saying what
     geosr did.
     """
@@ -382,8 +383,10 @@ def _grid_output(
         if np.isfinite(value) and abs(value) <= float(np.finfo(np.float32).max):
             value32 = np.float32(value)
             settings["_FillValue"] = value32
-            inwards = np.float32(0) if value32 else np.float32(1)  # a fill of 0: the smallest positive float32
-            result = result.where(result != value32, np.nextafter(value32, inwards))
+            # as in a GeoTIFF: a valid value GDAL would take for the fill (within a few float steps) moves off it
+            aside = off_nodata(value32, np.dtype("float32"))
+            keep = result.isnull() | (abs(result - value32) > abs(aside - value32))  # missing stays missing
+            result = result.where(keep, aside)
     if grid_format(out) == "netcdf":
         level = source.encoding.get("complevel") if source.encoding.get("zlib") else None
         settings.update(zlib=True, shuffle=True, complevel=int(level) if level else NETCDF_COMPLEVEL)
