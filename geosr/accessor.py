@@ -26,6 +26,7 @@ import xarray as xr
 
 from geosr.errors import InputError, ModelError
 from geosr.georef import check_scale, output_shape
+from geosr.io import mirrored_array
 
 Y_NAMES = ("y", "lat", "latitude", "rlat", "northing", "south_north")
 X_NAMES = ("x", "lon", "longitude", "rlon", "easting", "west_east")
@@ -307,8 +308,7 @@ class GeosrDataArrayAccessor:
         from geosr.models.files import LoadedModel, load_model
         from geosr.predict import (
             DEFAULT_TILE_SIZE,
-            calibrates,
-            calibration_scale,
+            calibration_plan,
             check_ensemble,
             check_numeric,
             conserves,
@@ -342,7 +342,7 @@ class GeosrDataArrayAccessor:
         # as GDAL (the command line, QGIS) reads every raster, a bottom-up NetCDF included: without a
         # self-ensemble its output depends on the orientation, and the same file must give the same result
         # through every front door. Ascending y (or descending x) is flipped in, and the output back.
-        flips = (slice(None, None, -1 if dy > 0 else 1), slice(None, None, -1 if dx < 0 else 1))
+        flips = (dy > 0, dx < 0)
         lazy = is_dask(data)
         if lazy:
             out_chunks = (fine_chunks(data.chunks[-2], ny, ny_out), fine_chunks(data.chunks[-1], nx, nx_out))
@@ -360,8 +360,8 @@ class GeosrDataArrayAccessor:
             "ensemble": ensemble,
             "calibrate": calibrate,
         }
-        out = _downscale_slices(data[(..., *flips)], scale, loaded, options)
-        out = out.reshape((*arranged.shape[:-2], ny_out, nx_out))[(..., *flips)]
+        out = _downscale_slices(mirrored_array(data, flips), scale, loaded, options)
+        out = mirrored_array(out.reshape((*arranged.shape[:-2], ny_out, nx_out)), flips)
         out = out.rechunk((*data.chunks[:-2], *out_chunks)) if lazy else np.ascontiguousarray(out)
         coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))
         if mapping is not None:
@@ -382,7 +382,7 @@ class GeosrDataArrayAccessor:
             geosr_scale=f"{scale:g}",
             geosr_conserve="yes" if conserves(loaded.card, conserve, (ny, nx), scale) else "no",
             geosr_ensemble=str(ensemble),
-            geosr_calibrate="yes" if calibrates(loaded.card, calibrate, calibration_scale((ny, nx), scale)) else "no",
+            geosr_calibrate="no" if calibration_plan(loaded.card, calibrate, 1, (ny, nx), scale) is None else "yes",
         )
         result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
         result.encoding["_FillValue"] = np.float32(np.nan)

@@ -80,6 +80,22 @@ def model_cells(model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_calibrating(model_dir: Path) -> Path:
+    """A random VDSR like the shipped ``climate`` (consistent kernel, conserving) that self-calibrates."""
+    path = model_dir / "tinycal.safetensors"
+    return random_model(
+        path,
+        depth=DEPTH,
+        width=WIDTH,
+        seed=4,
+        name="tinycal",
+        interpolation="consistent",
+        conserve=True,
+        calibrate=True,
+    )
+
+
+@pytest.fixture(scope="session")
 def model3(model_dir: Path) -> Path:
     """A random 3-channel VDSR of depth 4 (mixes the bands)."""
     return random_model(model_dir / "tiny3.safetensors", in_channels=3, depth=DEPTH, width=WIDTH, seed=1, name="tiny3")

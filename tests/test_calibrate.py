@@ -9,30 +9,18 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import DEPTH, WIDTH
 
 from geosr.calibrate import MIN_CELLS, residual_gains, window
 from geosr.degrade import area_average
 from geosr.errors import ModelError
 from geosr.models.files import load_model, save_model
 from geosr.predict import Downscaler, downscale
-from geosr.testing import fbm_surface, random_model
+from geosr.testing import fbm_surface
 
 
-@pytest.fixture(scope="module")
-def calibrating(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random model like the shipped ones (consistent kernel, conserving) that self-calibrates."""
-    path = tmp_path_factory.mktemp("cal") / "tinycal.safetensors"
-    return random_model(
-        path,
-        depth=DEPTH,
-        width=WIDTH,
-        seed=4,
-        name="tinycal",
-        interpolation="consistent",
-        conserve=True,
-        calibrate=True,
-    )
+@pytest.fixture
+def calibrating(model_calibrating: Path) -> Path:
+    return model_calibrating
 
 
 def _smooth(shape: tuple[int, int], wavelength: float = 40.0) -> np.ndarray:
