@@ -6,6 +6,7 @@ statistics, once per tile) and the output is written tile by tile.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 import geosr
+from geosr.background import Behind
 from geosr.errors import InputError, ModelError, ScaleError
 from geosr.georef import check_scale, output_shape, output_transform, pixel_size, scale_for_resolution
 from geosr.io import (
@@ -163,19 +165,27 @@ def downscale_raster(
             gains = np.concatenate([downscaler.gains(read_window(g, rows, cols, flips), cal.scale) for g in groups])
         spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size, gains)
         if scheduler is None:
+            # a worker thread reads and interpolates the next tiles, another writes the last one,
+            # while the network runs (geosr.background): the GPU no longer waits for the disk
             sources = ((t, read_window(dataset, t.rows.source, t.cols.source, flips)) for t in plan)
-            results = downscaler.run(plan, stats, sources, gains)
+            results = downscaler.run(plan, stats, sources, gains, overlap=True)
         else:
             from geosr.distributed import run_tiles
 
             results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats, bands, gains, flips)
         (height, width), (flip_rows, flip_cols) = plan.out_shape, flips
-        with TileWriter(out, spec, cog=cog) as writer:
-            for done, (tile, core) in enumerate(results, 1):
-                rows, cols = mirrored(tile.rows.core, height, flip_rows), mirrored(tile.cols.core, width, flip_cols)
-                writer.write(rows.as_slice(), cols.as_slice(), mirrored_array(core, flips))
-                if progress is not None:
-                    progress(done, len(plan))
+
+        def write(tile: Any, core: np.ndarray) -> None:
+            rows, cols = mirrored(tile.rows.core, height, flip_rows), mirrored(tile.cols.core, width, flip_cols)
+            writer.write(rows.as_slice(), cols.as_slice(), mirrored_array(core, flips))
+
+        # closed (its reader stopped) and the writes settled before the files are closed
+        with TileWriter(out, spec, cog=cog) as writer, contextlib.closing(iter(results)) as tiles:
+            with Behind(depth=1) as behind:
+                for done, (tile, core) in enumerate(tiles, 1):
+                    behind.submit(write, tile, core)
+                    if progress is not None:
+                        progress(done, len(plan))
             writer.commit()
     factors = (plan.out_shape[0] / info.height, plan.out_shape[1] / info.width)
     return Result(out, factors, plan.out_shape, downscaler.model.card.name, str(downscaler.device), len(plan))

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from geosr.background import ahead
 from geosr.calibrate import band_groups, residual_gains, whole_scale
 from geosr.calibrate import window as calibration_window
 from geosr.conserve import conserve
@@ -318,6 +319,7 @@ class Downscaler:
         stats: BandStats,
         sources: Iterable[tuple[Tile, np.ndarray]],
         gains: np.ndarray | None = None,
+        overlap: bool = False,
     ) -> Iterator[tuple[Tile, np.ndarray]]:
         """Downscale tiles: for each ``(tile, coarse source window)`` yield ``(tile, fine core)``.
 
@@ -325,6 +327,8 @@ class Downscaler:
         ``tile.cols.source``. Cores are float64 with NaN for nodata. Tiles come out in input order.
         ``gains`` (one per band, :meth:`gains`) multiply the network's residual; all zero, the
         network is not run (the output is the interpolation, conserved where the plan conserves).
+        With ``overlap``, a worker thread reads and interpolates the next tiles while the network runs
+        (:func:`geosr.background.ahead`; the same output).
         """
         self.check_bands(len(stats.count))
         check_magnitudes(stats)
@@ -334,24 +338,34 @@ class Downscaler:
         if gains is not None:
             active = active * np.asarray(gains, dtype=np.float64).reshape(-1, 1, 1)
         scale_by = np.where(std > 0, std, 1.0)
+        prepared: Iterable[_Pending] = (self._prepare(plan, t, source, mean, scale_by) for t, source in sources)
+        if overlap:
+            prepared = ahead(prepared, depth=2)
         pending: list[_Pending] = []
-        for tile, source in sources:
-            valid = np.isfinite(source)
-            z = np.where(valid, (source - mean) / scale_by, 0.0)
-            rows, cols = plan.matrices(tile)
-            ilr = np.matmul(np.matmul(rows, z), cols.T)
-            cells = None
-            if self.model.card.cell_input:
-                (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
-                fr = footprint_index(h_in, h_out, tile.rows.extended) - tile.rows.source.start
-                fc = footprint_index(w_in, w_out, tile.cols.extended) - tile.cols.source.start
-                cells = z[:, fr[:, None], fc[None, :]]
-            if pending and (len(pending) == self.batch_size or pending[0].ilr.shape != ilr.shape):
-                yield from self._finish(plan, pending, mean, scale_by, active)
-                pending = []
-            pending.append(_Pending(tile, ilr, z, valid, cells))
+        with contextlib.closing(iter(prepared)) as items:  # closed, the worker stops before the caller goes on
+            for item in items:
+                if pending and (len(pending) == self.batch_size or pending[0].ilr.shape != item.ilr.shape):
+                    yield from self._finish(plan, pending, mean, scale_by, active)
+                    pending = []
+                pending.append(item)
         if pending:
             yield from self._finish(plan, pending, mean, scale_by, active)
+
+    def _prepare(
+        self, plan: TilePlan, tile: Tile, source: np.ndarray, mean: np.ndarray, scale_by: np.ndarray
+    ) -> _Pending:
+        """Normalise a tile's source window and interpolate it to the tile's extended window."""
+        valid = np.isfinite(source)
+        z = np.where(valid, (source - mean) / scale_by, 0.0)
+        rows, cols = plan.matrices(tile)
+        ilr = np.matmul(np.matmul(rows, z), cols.T)
+        cells = None
+        if self.model.card.cell_input:
+            (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
+            fr = footprint_index(h_in, h_out, tile.rows.extended) - tile.rows.source.start
+            fc = footprint_index(w_in, w_out, tile.cols.extended) - tile.cols.source.start
+            cells = z[:, fr[:, None], fc[None, :]]
+        return _Pending(tile, ilr, z, valid, cells)
 
     def _finish(
         self, plan: TilePlan, pending: list[_Pending], mean: np.ndarray, scale_by: np.ndarray, active: np.ndarray
@@ -591,7 +605,7 @@ def downscale(
         if cal is not None:
             windows = (filled[group, cal.rows, cal.cols] for group in cal.groups)
             gains = np.concatenate([downscaler.gains(window, cal.scale) for window in windows])
-        for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources, gains), 1):
+        for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources, gains, overlap=True), 1):
             out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
             if progress is not None:
                 progress(done, len(plan))

@@ -138,12 +138,22 @@ class Kernel:
         """Weights at distances ``t`` (coarse pixels) for a fine grid ``scale`` times finer."""
         if self.name == "bicubic":
             return cubic_kernel(t)
-        h = _inverse_filter(round(scale, 9))
-        r = CONSISTENT_RADIUS
-        # A whole scale has only ``scale`` sampling phases: evaluate each distinct distance once.
+        # A whole scale has only ``scale`` sampling phases: evaluate each distinct distance once (and
+        # once per run: every tile of a whole scale has the same ones).
         distances, where = np.unique(np.round(t, 10), return_inverse=True)
-        values = sum(h[k + r] * lanczos_kernel(distances - k) for k in range(-r, r + 1))
+        values = _consistent_weights(round(scale, 9), distances.tobytes())
         return values[where].reshape(np.shape(t))
+
+
+@functools.lru_cache(maxsize=32)
+def _consistent_weights(scale: float, distances: bytes) -> np.ndarray:
+    """The consistent kernel's weights at the float64 ``distances`` (bytes, hashable) for ``scale``."""
+    d = np.frombuffer(distances, dtype=np.float64)
+    h = _inverse_filter(scale)
+    r = CONSISTENT_RADIUS
+    values = sum(h[k + r] * lanczos_kernel(d - k) for k in range(-r, r + 1))
+    values.flags.writeable = False  # shared by every caller
+    return values
 
 
 BICUBIC = Kernel("bicubic", KERNEL_SUPPORT, "bicubic (Keys a=-0.5), edges replicated")

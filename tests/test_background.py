@@ -1,0 +1,122 @@
+"""The worker threads that overlap reading, the network and writing (geosr.background)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import rasterio
+
+from geosr.background import Behind, ahead
+from geosr.pipeline import downscale_raster
+
+
+def test_ahead_yields_every_item_in_order_from_another_thread():
+    threads = []
+
+    def produce():
+        for i in range(50):
+            threads.append(threading.current_thread())
+            yield i
+
+    assert list(ahead(produce(), depth=3)) == list(range(50))
+    assert {t.name for t in threads} == {"geosr-ahead"}
+
+
+def test_ahead_stays_at_most_depth_items_ahead():
+    made = []
+
+    def produce():
+        for i in range(100):
+            made.append(i)
+            yield i
+
+    items = ahead(produce(), depth=2)
+    assert next(items) == 0
+    time.sleep(0.3)  # the worker fills what it may, then waits
+    # one taken, two queued, one held by the worker while the queue is full
+    assert len(made) <= 4
+    items.close()
+
+
+def test_ahead_raises_the_workers_error_in_the_caller():
+    def produce():
+        yield 1
+        raise ValueError("bad window")
+
+    items = ahead(produce())
+    assert next(items) == 1
+    with pytest.raises(ValueError, match="bad window"):
+        next(items)
+
+
+def test_closing_ahead_stops_its_worker():
+    def produce():
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    before = threading.active_count()
+    items = ahead(produce(), depth=1)
+    next(items)
+    items.close()
+    assert threading.active_count() == before
+    assert not [t for t in threading.enumerate() if t.name == "geosr-ahead"]
+
+
+def test_behind_runs_calls_in_order_with_bounded_pending():
+    done, pending_seen = [], []
+    with Behind(depth=1) as behind:
+        for i in range(20):
+            behind.submit(lambda i=i: (time.sleep(0.001), done.append(i)))
+            pending_seen.append(len(behind._pending))
+    assert done == list(range(20))
+    assert max(pending_seen) == 1
+
+
+def test_behind_raises_a_failed_call_at_the_next_submit_or_at_the_end():
+    def fail():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"), Behind(depth=1) as behind:
+        behind.submit(fail)
+        behind.submit(lambda: None)
+    with pytest.raises(OSError, match="disk full"), Behind(depth=2) as behind:
+        behind.submit(fail)
+
+
+def test_a_failing_write_leaves_no_output_and_no_partial_file(dem_tif, model1, tmp_path, monkeypatch):
+    """An error in the writing thread reaches the caller, and nothing is left behind (nothing lost)."""
+    from geosr import io
+
+    calls = []
+    real_write = io.TileWriter.write
+
+    def flaky(self, rows, cols, data):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:
+            raise OSError("No space left on device")
+        real_write(self, rows, cols, data)
+
+    monkeypatch.setattr(io.TileWriter, "write", flaky)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(OSError, match="No space left"):
+        downscale_raster(dem_tif, folder / "out.tif", scale=2, model=model1, tile_size=16, device="cpu")
+    assert len(calls) == 3 and all(name.startswith("geosr-behind") for name in calls)
+    assert list(folder.iterdir()) == []
+
+
+def test_overlapped_run_equals_the_plain_one(dem_tif, model_like_shipped, tmp_path):
+    """The threads change nothing: the GeoTIFF equals the in-memory path tile for tile."""
+    from geosr.predict import downscale
+
+    out = tmp_path / "out.tif"
+    downscale_raster(dem_tif, out, scale=2, model=model_like_shipped, tile_size=16, device="cpu")
+    with rasterio.open(dem_tif) as src, rasterio.open(out) as dst:
+        data = src.read(1, masked=True).filled(np.nan).astype(np.float64)
+        expected = downscale(data, 2, model_like_shipped, tile_size=16, device="cpu")
+        np.testing.assert_array_equal(dst.read(1), expected)
