@@ -10,7 +10,12 @@ where each loses to the best classical method.
 
 Needs the fetched rasters (``python -m geosr.training.fetch``).
 
-Usage: python benchmarks/compare_calibration.py [KIND] [MODEL] [--threads N]   (default: climate climate)
+With ``--compare-fallback``, pairs whose window is too small to estimate at the run's scale (and so
+are estimated at a smaller one, geosr.calibrate.estimation_scale) also run without that fallback
+(gain 1, as before it), and the mean log ratio with / without it is printed per part.
+
+Usage: python benchmarks/compare_calibration.py [KIND] [MODEL] [--threads N] [--compare-fallback]
+       (default: climate climate)
 """
 
 from __future__ import annotations
@@ -28,12 +33,18 @@ def main() -> None:
     parser.add_argument("kind", nargs="?", default="climate", choices=("dem", "climate"))
     parser.add_argument("model", nargs="?", default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--compare-fallback",
+        action="store_true",
+        help="also run without the smaller-scale fallback (where the window is too small at the run's scale)",
+    )
     args = parser.parse_args()
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from compare_validation import validation_parts
 
+    from geosr import calibrate
     from geosr.calibrate import residual_gains, window
     from geosr.degrade import area_average
     from geosr.evaluate import classical
@@ -45,6 +56,9 @@ def main() -> None:
     downscaler = Downscaler(model, device="cpu")
     ratios: dict[str, list[float]] = {}
     losing: dict[str, list[str]] = {"uncalibrated": [], "calibrated": []}
+    if args.compare_fallback:
+        losing["calibrated without the fallback"] = []
+    fallback_ratios: dict[str, list[float]] = {}
     for part, rasters in validation_parts(args.kind).items():
         for i, raster in enumerate(rasters):
             fine = np.asarray(raster, dtype=np.float64)[0]
@@ -62,15 +76,32 @@ def main() -> None:
 
                 plain = rmse(downscale(coarse, scale, model, device="cpu", calibrate=False))
                 calibrated = rmse(downscale(coarse, scale, model, device="cpu", calibrate=True))
-                gains = residual_gains(downscaler, coarse[None][(slice(None), *window(coarse.shape, scale))], scale)
+                source = coarse[None][(slice(None), *window(coarse.shape, scale))]
+                gains = residual_gains(downscaler, source, scale)
                 ratios.setdefault(part, []).append(math.log(calibrated / plain))
                 line = f"{part}{i} x{scale}: uncalibrated {plain:.5g}, calibrated {calibrated:.5g}"
-                line += f" (gain {gains[0]:.2f})"
+                line += f" (gain {gains[0]:.2f}"
+                at = calibrate.estimation_scale(source.shape[1:], scale)
+                line += f", estimated at x{at})" if at is not None else ", no estimate)"
+                if args.compare_fallback:  # as before the smaller-scale fallback: no estimate unless at the run's scale
+                    without = calibrated
+                    if at != scale:
+                        with_fallback = calibrate.estimation_scale
+                        calibrate.estimation_scale = lambda shape, factor: None
+                        try:
+                            without = rmse(downscale(coarse, scale, model, device="cpu", calibrate=True))
+                        finally:
+                            calibrate.estimation_scale = with_fallback
+                        line += f", without the fallback {without:.5g}"
+                    fallback_ratios.setdefault(part, []).append(math.log(calibrated / without))
                 if np.isfinite(truth).all():
                     methods = ("cubic_spline", "lanczos", "backprojection")
                     best_name, best = min(((m, rmse(classical(coarse, scale, m))) for m in methods), key=lambda x: x[1])
                     line += f", best classical {best_name} {best:.5g}"
-                    for name, value in (("uncalibrated", plain), ("calibrated", calibrated)):
+                    compared = [("uncalibrated", plain), ("calibrated", calibrated)]
+                    if args.compare_fallback:
+                        compared.append(("calibrated without the fallback", without))
+                    for name, value in compared:
                         if value > best:
                             losing[name].append(f"{part}{i} x{scale} ({100 * (1 - value / best):+.1f}%)")
                 print(line, flush=True)
@@ -78,6 +109,12 @@ def main() -> None:
     for part, value in means.items():
         print(f"part {part}: mean log ratio calibrated / uncalibrated {100 * value:+.2f}%")
     print(f"mean over parts: {100 * float(np.mean(list(means.values()))):+.2f}%")
+    if args.compare_fallback:
+        fallback_means = {part: float(np.mean(r)) for part, r in fallback_ratios.items()}
+        for part, value in fallback_means.items():
+            print(f"part {part}: mean log ratio with / without the fallback {100 * value:+.2f}%")
+        overall = 100 * float(np.mean(list(fallback_means.values())))
+        print(f"mean over parts, with / without the fallback: {overall:+.2f}%")
     for name, pairs in losing.items():
         print(f"{name} loses to the best classical method on {len(pairs)}: {', '.join(pairs) or 'none'}")
 

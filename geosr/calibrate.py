@@ -16,8 +16,10 @@ whole-raster output. It never amplifies the detail, only withdraws what the inpu
 The estimate is computed on at most the central :data:`MAX_WINDOW` x :data:`MAX_WINDOW` input
 pixels (bounded time and memory: about 1/scale^2 of the work of a raster of that size; one pixel
 more where that centres the window exactly), at whole scales only, and only where the averaged copy
-has at least :data:`MIN_CELLS` cells on each side and its valid pixels fill as many (else ``alpha`` = 1,
-the model as trained); band by band for a 1-band model, so that memory follows one band. With a
+has at least :data:`MIN_CELLS` cells on each side and its valid pixels fill as many; where the window
+is too small for that at the run's scale, at the largest smaller whole scale where it is not
+(:func:`estimation_scale`: a 16 x 36 grid run at x4 is estimated at x2), and where none, ``alpha`` = 1
+(the model as trained); band by band for a 1-band model, so that memory follows one band. With a
 self-ensemble, whose output mirrors exactly as its input does, the sums also take the cells aligned
 with the window's far edges where they differ (those of the mirrored raster: up to 4 restorations),
 so that the gains mirror too. A border of 2 x scale pixels is left out of the sums when
@@ -77,10 +79,25 @@ def residual_gains(downscaler: Any, source: np.ndarray, scale: float) -> np.ndar
     as described in the module docstring. Ones where no estimate can be made: too small a window, or
     fewer valid pixels than :data:`MIN_CELLS` x :data:`MIN_CELLS` cells."""
     factor = whole_scale(scale)
-    if factor is None or min(source.shape[1:]) // factor < MIN_CELLS:
+    at = None if factor is None else estimation_scale(source.shape[1:], factor)
+    if at is None:
         return np.ones(source.shape[0])
     groups = band_groups(source.shape[0], downscaler.model.card.in_channels)
-    return np.concatenate([_group_gains(downscaler, source[group], factor) for group in groups])
+    return np.concatenate([_group_gains(downscaler, source[group], at) for group in groups])
+
+
+def estimation_scale(shape: tuple[int, int], factor: int) -> int | None:
+    """The whole scale the gains of a window of ``shape`` (y, x) are estimated at for a run at ``factor``:
+    ``factor`` where the window averaged by it has at least :data:`MIN_CELLS` cells on each side, else the
+    largest smaller whole scale (down to 2) where it has, else ``None`` (no estimate: the gains are 1).
+
+    A small grid (a 2.5-degree global field of 16 x 36 cells run at x4) has too few cells once averaged
+    by the run's scale; the detail the same model adds at a smaller scale is the best evidence left of
+    how much of it the field supports."""
+    for candidate in range(factor, 1, -1):
+        if min(shape) // candidate >= MIN_CELLS:
+            return candidate
+    return None
 
 
 def _group_gains(downscaler: Any, source: np.ndarray, factor: int) -> np.ndarray:

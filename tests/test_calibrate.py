@@ -10,7 +10,7 @@ import pytest
 import rasterio
 import torch
 
-from geosr.calibrate import MIN_CELLS, residual_gains, window
+from geosr.calibrate import MIN_CELLS, estimation_scale, residual_gains, window
 from geosr.degrade import area_average
 from geosr.errors import ModelError
 from geosr.models.files import load_model, save_model
@@ -117,6 +117,22 @@ def test_each_band_gets_its_own_gain_and_small_rasters_none(calibrating):
         downscale(coarse, 2.5, calibrating, device="cpu"),
         downscale(coarse, 2.5, calibrating, device="cpu", calibrate=False),
     )
+
+
+def test_a_grid_too_small_at_its_scale_is_estimated_at_a_smaller_one(calibrating):
+    # 20 x 40 at x4 averages to 5 x 10 cells, too few: the largest smaller scale with 6 a side is 3
+    band = area_average(_smooth((80, 160), wavelength=30.0), 4)
+    assert band.shape == (20, 40) and estimation_scale(band.shape, 4) == 3
+    downscaler = Downscaler(calibrating, device="cpu")
+    at_4, at_3 = residual_gains(downscaler, band[None], 4), residual_gains(downscaler, band[None], 3)
+    assert at_4[0] == at_3[0] < 0.5  # the invented detail is withdrawn, as it is at x3
+    calibrated = downscale(band, 4, calibrating, device="cpu")
+    plain = downscale(band, 4, calibrating, device="cpu", calibrate=False)
+    assert not np.array_equal(calibrated, plain)
+    assert estimation_scale((12, 40), 4) == 2 and estimation_scale((12, 40), 2) == 2
+    assert estimation_scale((11, 40), 4) is None  # no scale has 6 cells a side: no estimate, gain 1
+    np.testing.assert_array_equal(residual_gains(downscaler, band[None, :11], 4), [1.0])
+    assert estimation_scale((24, 40), 4) == 4  # enough at the run's scale: nothing changes
 
 
 def test_window_is_central_whole_cells_and_bounded():
