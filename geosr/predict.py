@@ -19,8 +19,10 @@ Works on (band, y, x) or (y, x) numpy arrays (eager) and dask arrays (lazy, one 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -327,8 +329,9 @@ class Downscaler:
         ``tile.cols.source``. Cores are float64 with NaN for nodata. Tiles come out in input order.
         ``gains`` (one per band, :meth:`gains`) multiply the network's residual; all zero, the
         network is not run (the output is the interpolation, conserved where the plan conserves).
-        With ``overlap``, a worker thread reads and interpolates the next tiles while the network runs
-        (:func:`geosr.background.ahead`; the same output).
+        With ``overlap``, a worker thread reads and interpolates the next tiles, and another conserves
+        and un-normalises the last batch, while the network runs (:func:`geosr.background.ahead`; the
+        same output).
         """
         self.check_bands(len(stats.count))
         check_magnitudes(stats)
@@ -341,15 +344,33 @@ class Downscaler:
         prepared: Iterable[_Pending] = (self._prepare(plan, t, source, mean, scale_by) for t, source in sources)
         if overlap:
             prepared = ahead(prepared, depth=2)
-        pending: list[_Pending] = []
+        finish = functools.partial(self._complete, plan, mean=mean, scale_by=scale_by, active=active)
         with contextlib.closing(iter(prepared)) as items:  # closed, the worker stops before the caller goes on
-            for item in items:
-                if pending and (len(pending) == self.batch_size or pending[0].ilr.shape != item.ilr.shape):
-                    yield from self._finish(plan, pending, mean, scale_by, active)
-                    pending = []
-                pending.append(item)
+            if not overlap:
+                for batch in self._batches(items):
+                    yield from finish(batch, self._batch_residuals(batch, active))
+                return
+            # the network's next batch runs while a worker thread conserves and un-normalises the last one
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geosr-finish") as pool:
+                previous = None
+                for batch in self._batches(items):
+                    current = pool.submit(finish, batch, self._batch_residuals(batch, active))
+                    if previous is not None:
+                        yield from previous.result()
+                    previous = current
+                if previous is not None:
+                    yield from previous.result()
+
+    def _batches(self, items: Iterable[_Pending]) -> Iterator[list[_Pending]]:
+        """Prepared tiles in batches of at most ``batch_size`` tiles of one shape."""
+        pending: list[_Pending] = []
+        for item in items:
+            if pending and (len(pending) == self.batch_size or pending[0].ilr.shape != item.ilr.shape):
+                yield pending
+                pending = []
+            pending.append(item)
         if pending:
-            yield from self._finish(plan, pending, mean, scale_by, active)
+            yield pending
 
     def _prepare(
         self, plan: TilePlan, tile: Tile, source: np.ndarray, mean: np.ndarray, scale_by: np.ndarray
@@ -367,16 +388,27 @@ class Downscaler:
             cells = z[:, fr[:, None], fc[None, :]]
         return _Pending(tile, ilr, z, valid, cells)
 
-    def _finish(
-        self, plan: TilePlan, pending: list[_Pending], mean: np.ndarray, scale_by: np.ndarray, active: np.ndarray
-    ) -> Iterator[tuple[Tile, np.ndarray]]:
-        cells = np.stack([p.cells for p in pending]) if pending[0].cells is not None else None
-        if active.any():
-            residuals = self._residuals(np.stack([p.ilr for p in pending]), cells)
-        else:
-            residuals = np.zeros((len(pending), *pending[0].ilr.shape))
+    def _batch_residuals(self, batch: list[_Pending], active: np.ndarray) -> np.ndarray:
+        """The network's residuals for a batch of prepared tiles (zeros where no band is active)."""
+        if not active.any():
+            return np.zeros((len(batch), *batch[0].ilr.shape))
+        cells = np.stack([p.cells for p in batch]) if batch[0].cells is not None else None
+        return self._residuals(np.stack([p.ilr for p in batch]), cells)
+
+    def _complete(
+        self,
+        plan: TilePlan,
+        batch: list[_Pending],
+        residuals: np.ndarray,
+        *,
+        mean: np.ndarray,
+        scale_by: np.ndarray,
+        active: np.ndarray,
+    ) -> list[tuple[Tile, np.ndarray]]:
+        """Add the residuals, conserve, undo the normalisation and keep each tile's core."""
         (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
-        for item, residual in zip(pending, residuals, strict=True):
+        done = []
+        for item, residual in zip(batch, residuals, strict=True):
             tile = item.tile
             fine_z = item.ilr + residual * active
             if plan.conserve:
@@ -387,7 +419,8 @@ class Downscaler:
             fc = footprint_index(w_in, w_out, tile.cols.core) - tile.cols.source.start
             core = fine  # float64: the writer casts to the output's type, checking its range
             core[~item.valid[:, fr[:, None], fc[None, :]]] = np.nan
-            yield tile, core
+            done.append((tile, core))
+        return done
 
     def _residuals(self, ilr: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
         """Network residuals for a (tiles, bands, y, x) stack of normalised ILRs (and input cells,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import dask
 import dask.array as da
@@ -538,3 +539,39 @@ def test_fp32_turns_tf32_off_on_cuda_only_while_the_network_runs():
                 assert torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_overlapped_run_equals_the_sequential_one(bands3, model_cells, batch_size, monkeypatch):
+    """With overlap, tiles are prepared ahead and finished behind in worker threads: the same tiles, in
+    the same order, with the same values, and the finishing really runs beside the network."""
+    from geosr.predict import Downscaler
+    from geosr.stats import BandStats
+
+    data = bands3.astype(np.float64)
+    data[1, 3:5, 4:9] = np.nan  # nodata stays nodata on both paths
+    downscaler = Downscaler(model_cells, device="cpu", tile_size=8, batch_size=batch_size)
+    plan = downscaler.plan(data.shape[1:], 2)
+    stats = BandStats.of_block(data)
+    assert len(plan) > 4
+
+    def sources():
+        return ((t, data[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+
+    threads = set()
+    real_complete = Downscaler._complete
+
+    def complete(self, *args, **kwargs):
+        threads.add(threading.current_thread().name.split("_")[0])
+        return real_complete(self, *args, **kwargs)
+
+    monkeypatch.setattr(Downscaler, "_complete", complete)
+    sequential = list(downscaler.run(plan, stats, sources(), overlap=False))
+    assert threads == {"MainThread"}
+    threads.clear()
+    overlapped = list(downscaler.run(plan, stats, sources(), overlap=True))
+    assert threads == {"geosr-finish"}
+    assert [t for t, _ in overlapped] == [t for t, _ in sequential] == list(plan)
+    for (_, a), (_, b) in zip(sequential, overlapped, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(np.isnan(core).any() for _, core in sequential)
