@@ -81,3 +81,12 @@ def test_downscale_benchmark_with_an_ensemble_compares_like_with_like():
     assert "ensemble 4" in out and "end-to-end geosr downscale:" in out and "bare model forward:" in out
     ratio = float(out.split("ratio end-to-end / bare:")[1].split()[0])
     assert 0 < ratio < 2
+
+
+def test_stage_profile_times_every_stage_with_and_without_overlap():
+    out = run_benchmark("profile_stages.py", "--size", "48")
+    lines = [line for line in out.splitlines() if line.startswith("48x48 x4 cpu fp32")]
+    assert [line.split(":")[0].endswith("overlap=True") for line in lines] == [True, False, True, False]
+    stages = ("read", "normalise + interpolate", "network (with transfers)", "conserve + un-normalise", "write")
+    for line in lines:
+        assert all(f"{stage} " in line for stage in stages), line
