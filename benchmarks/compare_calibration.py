@@ -14,7 +14,7 @@ With ``--compare-fallback``, pairs whose window is too small to estimate at the 
 are estimated at a smaller one, geosr.calibrate.estimation_scale) also run without that fallback
 (gain 1, as before it), and the mean log ratio with / without it is printed per part.
 
-Usage: python benchmarks/compare_calibration.py [KIND] [MODEL] [--threads N] [--compare-fallback]
+Usage: python benchmarks/compare_calibration.py [KIND] [MODEL] [--threads N] [--compare-fallback] [--parts a,b,c,d]
        (default: climate climate)
 """
 
@@ -33,6 +33,12 @@ def main() -> None:
     parser.add_argument("kind", nargs="?", default="climate", choices=("dem", "climate"))
     parser.add_argument("model", nargs="?", default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--parts",
+        default=None,
+        help="comma-separated validation parts to run (default: every part of compare_validation.py); for "
+        "climate also d, the weather-model grids of geosr.training.sources.grib_validation",
+    )
     parser.add_argument(
         "--compare-fallback",
         action="store_true",
@@ -59,7 +65,14 @@ def main() -> None:
     if args.compare_fallback:
         losing["calibrated without the fallback"] = []
     fallback_ratios: dict[str, list[float]] = {}
-    for part, rasters in validation_parts(args.kind).items():
+    parts = validation_parts(args.kind)
+    if args.parts:
+        if args.kind == "climate":
+            from geosr.training.sources import grib_validation
+
+            parts["d"] = grib_validation()
+        parts = {part: parts[part] for part in args.parts.split(",")}
+    for part, rasters in parts.items():
         for i, raster in enumerate(rasters):
             fine = np.asarray(raster, dtype=np.float64)[0]
             for scale in (2, 3, 4):

