@@ -331,7 +331,7 @@ class Downscaler:
         network is not run (the output is the interpolation, conserved where the plan conserves).
         With ``overlap``, a worker thread reads and interpolates the next tiles, and another conserves
         and un-normalises the last batch, while the network runs (:func:`geosr.background.ahead`; the
-        same output).
+        same output), unless a tile takes more than :data:`OVERLAP_MAX_BYTES` (:meth:`tile_bytes`).
         """
         self.check_bands(len(stats.count))
         check_magnitudes(stats)
@@ -342,6 +342,7 @@ class Downscaler:
             active = active * np.asarray(gains, dtype=np.float64).reshape(-1, 1, 1)
         scale_by = np.where(std > 0, std, 1.0)
         prepared: Iterable[_Pending] = (self._prepare(plan, t, source, mean, scale_by) for t, source in sources)
+        overlap = overlap and self.tile_bytes(plan, len(stats.count)) <= OVERLAP_MAX_BYTES
         if overlap:
             prepared = ahead(prepared, depth=2)
         finish = functools.partial(self._complete, plan, mean=mean, scale_by=scale_by, active=active)
@@ -361,14 +362,24 @@ class Downscaler:
                 if previous is not None:
                     yield from previous.result()
 
+    def tile_bytes(self, plan: TilePlan, bands: int) -> int:
+        """About the memory one tile of ``plan`` takes while it runs: its bands' float64 interpolation,
+        residual and output on the largest extended window."""
+        rows = max(t.extended.size for t in plan.row_tiles)
+        cols = max(t.extended.size for t in plan.col_tiles)
+        return 3 * 8 * bands * rows * cols
+
     def _batches(self, items: Iterable[_Pending]) -> Iterator[list[_Pending]]:
         """Prepared tiles in batches of at most ``batch_size`` tiles of one shape."""
         pending: list[_Pending] = []
         for item in items:
-            if pending and (len(pending) == self.batch_size or pending[0].ilr.shape != item.ilr.shape):
+            if pending and pending[0].ilr.shape != item.ilr.shape:
                 yield pending
                 pending = []
             pending.append(item)
+            if len(pending) == self.batch_size:  # at once: the network starts without waiting for the next tile
+                yield pending
+                pending = []
         if pending:
             yield pending
 
@@ -454,6 +465,11 @@ class Downscaler:
                 parts.append((residual / self.ensemble).cpu().contiguous().numpy())
         return np.concatenate(parts).astype(np.float64).reshape(ilr.shape)
 
+
+#: Largest :meth:`Downscaler.tile_bytes` at which a run overlaps its steps in worker threads (``overlap``):
+#: overlapped, about five tiles are in memory at once instead of two, which a tile of many bands (a
+#: long time series with a 1-band model) cannot afford; those run one step after another, as before.
+OVERLAP_MAX_BYTES = 128 * 2**20
 
 #: Largest magnitude the network can take: it computes in float32
 FLOAT32_MAX = float(np.finfo(np.float32).max)

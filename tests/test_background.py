@@ -36,8 +36,11 @@ def test_ahead_stays_at_most_depth_items_ahead():
     items = ahead(produce(), depth=2)
     assert next(items) == 0
     time.sleep(0.3)  # the worker fills what it may, then waits
-    # one taken, two queued, one held by the worker while the queue is full
-    assert len(made) <= 4
+    # one taken and two ahead (the item the worker is making counts): memory is depth + 1 tiles
+    assert len(made) == 3
+    assert next(items) == 1
+    time.sleep(0.3)
+    assert len(made) == 4
     items.close()
 
 

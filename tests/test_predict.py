@@ -575,3 +575,38 @@ def test_overlapped_run_equals_the_sequential_one(bands3, model_cells, batch_siz
     for (_, a), (_, b) in zip(sequential, overlapped, strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(np.isnan(core).any() for _, core in sequential)
+
+
+def test_a_tile_too_large_to_hold_several_runs_one_step_after_another(bands3, model1, monkeypatch):
+    """Overlapped, about five tiles are in memory at once: a tile of many bands runs without the threads."""
+    from geosr import predict
+    from geosr.predict import Downscaler
+    from geosr.stats import BandStats
+
+    data = bands3.astype(np.float64)
+    downscaler = Downscaler(model1, device="cpu", tile_size=8)
+    plan = downscaler.plan(data.shape[1:], 2)
+    stats = BandStats.of_block(data)
+    extended = max(t.extended.size for t in plan.row_tiles) * max(t.extended.size for t in plan.col_tiles)
+    assert downscaler.tile_bytes(plan, 3) == 3 * 8 * 3 * extended
+    threads = set()
+    real_complete = Downscaler._complete
+
+    def complete(self, *args, **kwargs):
+        threads.add(threading.current_thread().name.split("_")[0])
+        return real_complete(self, *args, **kwargs)
+
+    monkeypatch.setattr(Downscaler, "_complete", complete)
+
+    def sources():
+        return ((t, data[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+
+    monkeypatch.setattr(predict, "OVERLAP_MAX_BYTES", downscaler.tile_bytes(plan, 3) - 1)
+    sequential = list(downscaler.run(plan, stats, sources(), overlap=True))
+    assert threads == {"MainThread"}
+    monkeypatch.setattr(predict, "OVERLAP_MAX_BYTES", downscaler.tile_bytes(plan, 3))
+    threads.clear()
+    overlapped = list(downscaler.run(plan, stats, sources(), overlap=True))
+    assert threads == {"geosr-finish"}
+    for (_, a), (_, b) in zip(sequential, overlapped, strict=True):
+        np.testing.assert_array_equal(a, b)
