@@ -541,8 +541,28 @@ def test_fp32_turns_tf32_off_on_cuda_only_while_the_network_runs():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+@pytest.fixture
+def finishing_threads(monkeypatch):
+    """The names of the threads Downscaler._complete (conservation and un-normalisation) runs in."""
+    from geosr.predict import Downscaler
+
+    threads = set()
+    real_complete = Downscaler._complete
+
+    def complete(self, *args, **kwargs):
+        threads.add(threading.current_thread().name.split("_")[0])
+        return real_complete(self, *args, **kwargs)
+
+    monkeypatch.setattr(Downscaler, "_complete", complete)
+    return threads
+
+
+def _tiles_of(data, plan):
+    return ((t, data[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+
+
 @pytest.mark.parametrize("batch_size", [1, 2])
-def test_overlapped_run_equals_the_sequential_one(bands3, model_cells, batch_size, monkeypatch):
+def test_overlapped_run_equals_the_sequential_one(bands3, model_cells, batch_size, finishing_threads):
     """With overlap, tiles are prepared ahead and finished behind in worker threads: the same tiles, in
     the same order, with the same values, and the finishing really runs beside the network."""
     from geosr.predict import Downscaler
@@ -554,30 +574,18 @@ def test_overlapped_run_equals_the_sequential_one(bands3, model_cells, batch_siz
     plan = downscaler.plan(data.shape[1:], 2)
     stats = BandStats.of_block(data)
     assert len(plan) > 4
-
-    def sources():
-        return ((t, data[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
-
-    threads = set()
-    real_complete = Downscaler._complete
-
-    def complete(self, *args, **kwargs):
-        threads.add(threading.current_thread().name.split("_")[0])
-        return real_complete(self, *args, **kwargs)
-
-    monkeypatch.setattr(Downscaler, "_complete", complete)
-    sequential = list(downscaler.run(plan, stats, sources(), overlap=False))
-    assert threads == {"MainThread"}
-    threads.clear()
-    overlapped = list(downscaler.run(plan, stats, sources(), overlap=True))
-    assert threads == {"geosr-finish"}
+    sequential = list(downscaler.run(plan, stats, _tiles_of(data, plan), overlap=False))
+    assert finishing_threads == {"MainThread"}
+    finishing_threads.clear()
+    overlapped = list(downscaler.run(plan, stats, _tiles_of(data, plan), overlap=True))
+    assert finishing_threads == {"geosr-finish"}
     assert [t for t, _ in overlapped] == [t for t, _ in sequential] == list(plan)
     for (_, a), (_, b) in zip(sequential, overlapped, strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(np.isnan(core).any() for _, core in sequential)
 
 
-def test_a_tile_too_large_to_hold_several_runs_one_step_after_another(bands3, model1, monkeypatch):
+def test_a_tile_too_large_to_hold_several_runs_one_step_after_another(bands3, model1, monkeypatch, finishing_threads):
     """Overlapped, about five tiles are in memory at once: a tile of many bands runs without the threads."""
     from geosr import predict
     from geosr.predict import Downscaler
@@ -589,24 +597,12 @@ def test_a_tile_too_large_to_hold_several_runs_one_step_after_another(bands3, mo
     stats = BandStats.of_block(data)
     extended = max(t.extended.size for t in plan.row_tiles) * max(t.extended.size for t in plan.col_tiles)
     assert downscaler.tile_bytes(plan, 3) == 3 * 8 * 3 * extended
-    threads = set()
-    real_complete = Downscaler._complete
-
-    def complete(self, *args, **kwargs):
-        threads.add(threading.current_thread().name.split("_")[0])
-        return real_complete(self, *args, **kwargs)
-
-    monkeypatch.setattr(Downscaler, "_complete", complete)
-
-    def sources():
-        return ((t, data[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
-
     monkeypatch.setattr(predict, "OVERLAP_MAX_BYTES", downscaler.tile_bytes(plan, 3) - 1)
-    sequential = list(downscaler.run(plan, stats, sources(), overlap=True))
-    assert threads == {"MainThread"}
+    sequential = list(downscaler.run(plan, stats, _tiles_of(data, plan), overlap=True))
+    assert finishing_threads == {"MainThread"}
     monkeypatch.setattr(predict, "OVERLAP_MAX_BYTES", downscaler.tile_bytes(plan, 3))
-    threads.clear()
-    overlapped = list(downscaler.run(plan, stats, sources(), overlap=True))
-    assert threads == {"geosr-finish"}
+    finishing_threads.clear()
+    overlapped = list(downscaler.run(plan, stats, _tiles_of(data, plan), overlap=True))
+    assert finishing_threads == {"geosr-finish"}
     for (_, a), (_, b) in zip(sequential, overlapped, strict=True):
         np.testing.assert_array_equal(a, b)
