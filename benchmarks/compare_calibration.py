@@ -71,6 +71,9 @@ def main() -> None:
             from geosr.training.sources import grib_validation
 
             parts["d"] = grib_validation()
+        unknown = [part for part in args.parts.split(",") if part not in parts]
+        if unknown:
+            parser.error(f"no validation part {', '.join(unknown)} for {args.kind}; it has {', '.join(parts)}")
         parts = {part: parts[part] for part in args.parts.split(",")}
     for part, rasters in parts.items():
         for i, raster in enumerate(rasters):

@@ -3,7 +3,8 @@
 Runs ``geosr.pipeline.downscale_raster`` in this process (no start-up counted) on a synthetic
 SIZE x SIZE float32 GeoTIFF at x4 with a random model of the shipped shape (20 layers of 64
 channels, consistent interpolation, conserving), alternately with the worker threads of
-``geosr.background`` (overlap) and one step after another, and prints the run's wall time and, per
+``geosr.background`` (overlap) and with ``Downscaler.run`` one step after another (the pipeline's
+writing thread runs in both), and prints the run's wall time and, per
 stage, the seconds spent in it summed over tiles, each in its own thread (in the overlapped runs
 those overlap, and contend for the processor and the GIL). The first two runs warm up.
 

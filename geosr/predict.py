@@ -331,7 +331,8 @@ class Downscaler:
         network is not run (the output is the interpolation, conserved where the plan conserves).
         With ``overlap``, a worker thread reads and interpolates the next tiles, and another conserves
         and un-normalises the last batch, while the network runs (:func:`geosr.background.ahead`; the
-        same output), unless a tile takes more than :data:`OVERLAP_MAX_BYTES` (:meth:`tile_bytes`).
+        same output), unless a batch takes more than :data:`OVERLAP_MAX_BYTES` (:meth:`tile_bytes` x
+        ``batch_size``).
         """
         self.check_bands(len(stats.count))
         check_magnitudes(stats)
@@ -342,7 +343,7 @@ class Downscaler:
             active = active * np.asarray(gains, dtype=np.float64).reshape(-1, 1, 1)
         scale_by = np.where(std > 0, std, 1.0)
         prepared: Iterable[_Pending] = (self._prepare(plan, t, source, mean, scale_by) for t, source in sources)
-        overlap = overlap and self.tile_bytes(plan, len(stats.count)) <= OVERLAP_MAX_BYTES
+        overlap = overlap and self.batch_size * self.tile_bytes(plan, len(stats.count)) <= OVERLAP_MAX_BYTES
         if overlap:
             prepared = ahead(prepared, depth=2)
         finish = functools.partial(self._complete, plan, mean=mean, scale_by=scale_by, active=active)
@@ -466,9 +467,10 @@ class Downscaler:
         return np.concatenate(parts).astype(np.float64).reshape(ilr.shape)
 
 
-#: Largest :meth:`Downscaler.tile_bytes` at which a run overlaps its steps in worker threads (``overlap``):
-#: overlapped, about five tiles are in memory at once instead of two, which a tile of many bands (a
-#: long time series with a 1-band model) cannot afford; those run one step after another, as before.
+#: Largest :meth:`Downscaler.tile_bytes` x ``batch_size`` at which a run overlaps its steps in worker threads
+#: (``overlap``): overlapped, about four batches and three tiles are in memory at once instead of two
+#: batches, which a batch of many bands (a long time series with a 1-band model) cannot afford; those run
+#: one step after another, as before.
 OVERLAP_MAX_BYTES = 128 * 2**20
 
 #: Largest magnitude the network can take: it computes in float32

@@ -140,7 +140,8 @@ class Kernel:
             return cubic_kernel(t)
         # A whole scale has only ``scale`` sampling phases: evaluate each distinct distance once (and
         # once per run: every tile of a whole scale has the same ones).
-        distances, where = np.unique(np.round(t, 10), return_inverse=True)
+        # float64 whatever ``t`` holds: the cache is keyed by the distances' bytes, read back as float64
+        distances, where = np.unique(np.round(np.asarray(t, dtype=np.float64), 10), return_inverse=True)
         values = _consistent_weights(round(scale, 9), distances.tobytes())
         return values[where].reshape(np.shape(t))
 

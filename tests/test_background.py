@@ -113,13 +113,14 @@ def test_a_failing_write_leaves_no_output_and_no_partial_file(dem_tif, model1, t
     assert list(folder.iterdir()) == []
 
 
-def test_overlapped_run_equals_the_plain_one(dem_tif, model_like_shipped, tmp_path):
-    """The threads change nothing: the GeoTIFF equals the in-memory path tile for tile."""
-    from geosr.predict import downscale
+def test_overlapped_run_equals_the_plain_one(dem_tif, model_like_shipped, tmp_path, monkeypatch):
+    """The threads change nothing: the GeoTIFF equals the in-memory path run one step after another."""
+    from geosr import predict
 
     out = tmp_path / "out.tif"
     downscale_raster(dem_tif, out, scale=2, model=model_like_shipped, tile_size=16, device="cpu")
+    monkeypatch.setattr(predict, "OVERLAP_MAX_BYTES", -1)  # no tile is small enough: no worker threads
     with rasterio.open(dem_tif) as src, rasterio.open(out) as dst:
         data = src.read(1, masked=True).filled(np.nan).astype(np.float64)
-        expected = downscale(data, 2, model_like_shipped, tile_size=16, device="cpu")
+        expected = predict.downscale(data, 2, model_like_shipped, tile_size=16, device="cpu")
         np.testing.assert_array_equal(dst.read(1), expected)

@@ -492,6 +492,40 @@ def test_an_sdist_pip_cannot_prepare_comes_from_the_index_checked_by_its_sha256(
             fetch._download_package("pypi", "pkg", "1.0", tmp_path / "work")
 
 
+@pytest.mark.parametrize(
+    ("index", "fails"),
+    [
+        ("https://user:s3cret@index.example/simple", "page"),  # a private index: its token stays out of the message
+        ("index.example/simple", None),  # no scheme: urllib's ValueError
+        ("https://user:s3cret@index.example/simple", "sdist"),  # the transfer cut short: an HTTPException
+    ],
+)
+def test_when_the_index_cannot_give_the_sdist_it_is_one_line_without_credentials(tmp_path, monkeypatch, index, fails):
+    import http.client
+    import urllib.request
+
+    def run(command, cwd, what, hint=""):
+        raise fetch.FetchError(f"{what} failed: Encountered error while generating package metadata")
+
+    real_urlopen = urllib.request.urlopen
+
+    def urlopen(url, timeout=None):
+        if fails is None:
+            return real_urlopen(url, timeout=timeout)  # refused before any connection
+        if fails == "page":
+            raise OSError("HTTP Error 401: Unauthorized")
+        if url.endswith("/pkg/"):
+            return io.BytesIO(b'<a href="../../files/pkg-1.0.tar.gz">pkg-1.0.tar.gz</a>')
+        raise http.client.IncompleteRead(b"part")
+
+    monkeypatch.setattr(fetch, "_run", run)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("PIP_INDEX_URL", index)
+    with pytest.raises(fetch.FetchError, match="could not (read|download)") as raised:
+        fetch._download_package("pypi", "pkg", "1.0", tmp_path / "work")
+    assert "s3cret" not in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_without_apt_get_a_debian_raster_is_one_line_and_nothing_is_downloaded(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setattr(fetch, "_download_package", lambda *args: pytest.fail("downloaded"))

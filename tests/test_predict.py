@@ -606,3 +606,8 @@ def test_a_tile_too_large_to_hold_several_runs_one_step_after_another(bands3, mo
     assert finishing_threads == {"geosr-finish"}
     for (_, a), (_, b) in zip(sequential, overlapped, strict=True):
         np.testing.assert_array_equal(a, b)
+    # a batch of two such tiles does not fit: one step after another
+    finishing_threads.clear()
+    batched = Downscaler(model1, device="cpu", tile_size=8, batch_size=2)
+    list(batched.run(plan, stats, _tiles_of(data, plan), overlap=True))
+    assert finishing_threads == {"MainThread"}

@@ -250,6 +250,16 @@ def test_consistent_weights_sum_to_one_and_constants_stay(n_in, n_out):
     assert source_span(Span(0, n_out), n_in, n_out, CONSISTENT) == Span(0, n_in)
 
 
+def test_consistent_weights_take_distances_of_any_number_type():
+    # the weights are cached by the bytes of the distances: integer or float32 distances must not be
+    # read back as other float64 numbers
+    expected = CONSISTENT.weights(np.array([0.0, 1.0, 2.0, -0.75, 0.25]), 2.0)
+    np.testing.assert_array_equal(CONSISTENT.weights(np.array([0, 1, 2]), 2.0), expected[:3])
+    single = np.array([-0.75, 0.25, 1.0], dtype=np.float32)
+    np.testing.assert_array_equal(CONSISTENT.weights(single, 2.0), expected[[3, 4, 1]])
+    assert len(set(expected[:3])) == 3
+
+
 @pytest.mark.parametrize(("in_shape", "scale", "tile", "halo"), PLANS[:5])
 def test_consistent_tile_matrices_give_the_whole_raster_values(in_shape, scale, tile, halo):
     rng = np.random.default_rng(1)

