@@ -183,9 +183,11 @@ def downscale_raster(
         with TileWriter(out, spec, cog=cog) as writer, contextlib.closing(iter(results)) as tiles:
             with Behind(depth=1) as behind:
                 for done, (tile, core) in enumerate(tiles, 1):
-                    behind.submit(write, tile, core)
-                    if progress is not None:
-                        progress(done, len(plan))
+                    behind.submit(write, tile, core)  # returns once the tile before is written
+                    if progress is not None and done > 1:
+                        progress(done - 1, len(plan))  # tiles written, not only computed
+            if progress is not None:
+                progress(len(plan), len(plan))
             writer.commit()
     factors = (plan.out_shape[0] / info.height, plan.out_shape[1] / info.width)
     return Result(out, factors, plan.out_shape, downscaler.model.card.name, str(downscaler.device), len(plan))

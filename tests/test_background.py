@@ -124,3 +124,31 @@ def test_overlapped_run_equals_the_plain_one(dem_tif, model_like_shipped, tmp_pa
         data = src.read(1, masked=True).filled(np.nan).astype(np.float64)
         expected = predict.downscale(data, 2, model_like_shipped, tile_size=16, device="cpu")
         np.testing.assert_array_equal(dst.read(1), expected)
+
+
+def test_progress_counts_tiles_written(dem_tif, model1, tmp_path, monkeypatch):
+    """The progress callback reports tiles written to the file (the writing thread is one behind)."""
+    from geosr import io
+
+    written, reported = [], []
+    real_write = io.TileWriter.write
+
+    def write(self, rows, cols, data):
+        time.sleep(0.01)  # slower than the network: reports must wait for the writes
+        real_write(self, rows, cols, data)
+        written.append(1)
+
+    monkeypatch.setattr(io.TileWriter, "write", write)
+    out = tmp_path / "out.tif"
+    downscale_raster(
+        dem_tif,
+        out,
+        scale=2,
+        model=model1,
+        tile_size=16,
+        device="cpu",
+        progress=lambda done, total: reported.append((done, total, len(written))),
+    )
+    total = reported[-1][1]
+    assert [done for done, _, _ in reported] == list(range(1, total + 1)) and total > 4
+    assert all(count >= done for done, _, count in reported)

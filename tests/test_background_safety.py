@@ -20,6 +20,20 @@ needs_signals = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Ctrl+C raises KeyboardInterrupt in these tests, also where the test run started with SIGINT ignored
+    (a job put in the background by a non-interactive shell, as a CI script may run it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def workers() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("geosr-")]
 
