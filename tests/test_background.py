@@ -33,14 +33,21 @@ def test_ahead_stays_at_most_depth_items_ahead():
             made.append(i)
             yield i
 
+    def settled(expected: int) -> int:
+        """How many the worker has made once it had time for ``expected`` and a while more (a busy
+        machine may be slow to run it: wait for what it may make, then see that it makes no more)."""
+        deadline = time.monotonic() + 10
+        while len(made) < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        return len(made)
+
     items = ahead(produce(), depth=2)
     assert next(items) == 0
-    time.sleep(0.3)  # the worker fills what it may, then waits
     # one taken and two ahead (the item the worker is making counts): memory is depth + 1 tiles
-    assert len(made) == 3
+    assert settled(3) == 3
     assert next(items) == 1
-    time.sleep(0.3)
-    assert len(made) == 4
+    assert settled(4) == 4
     items.close()
 
 

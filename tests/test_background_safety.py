@@ -38,20 +38,40 @@ def workers() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("geosr-")]
 
 
-def ctrl_c(after: float = 0.1) -> None:
-    """Ctrl+C, as the terminal sends it to the main thread, ``after`` seconds from now."""
+@pytest.fixture
+def caller_waits(monkeypatch):
+    """Set once the caller waits for a worker (geosr.background.wait_through_interrupts): a Ctrl+C sent
+    after it reaches the caller there, however slow a busy machine is to get the caller that far."""
+    from geosr import background
+
+    waiting = threading.Event()
+    real = background.wait_through_interrupts
+
+    def wait(until):
+        waiting.set()
+        return real(until)
+
+    monkeypatch.setattr(background, "wait_through_interrupts", wait)
+    return waiting
+
+
+def ctrl_c(after: float = 0.1, once: threading.Event | None = None) -> None:
+    """Ctrl+C, as the terminal sends it to the main thread, ``after`` seconds from now (from when ``once``
+    is set, if given)."""
+    if once is not None:
+        assert once.wait(10), "the caller never waited for the worker"
     time.sleep(after)
     signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
 @needs_signals
-def test_ahead_waits_for_its_worker_through_ctrl_c():
+def test_ahead_waits_for_its_worker_through_ctrl_c(caller_waits):
     reading, finished = threading.Event(), []
 
     def produce():
         yield 0
         reading.set()
-        ctrl_c()  # meanwhile the caller stops the worker and waits for it
+        ctrl_c(0.05, once=caller_waits)  # meanwhile the caller stops the worker and waits for it
         time.sleep(0.3)  # the read of the next tile goes on
         finished.append(True)
         yield 1
@@ -67,11 +87,11 @@ def test_ahead_waits_for_its_worker_through_ctrl_c():
 
 
 @needs_signals
-def test_behind_waits_for_the_running_call_through_ctrl_c():
+def test_behind_waits_for_the_running_call_through_ctrl_c(caller_waits):
     finished = []
 
     def write():
-        ctrl_c()  # the block failed and waits for this write to end
+        ctrl_c(0.05, once=caller_waits)  # the block failed and waits for this write to end
         time.sleep(0.3)
         finished.append(True)
 
@@ -83,7 +103,7 @@ def test_behind_waits_for_the_running_call_through_ctrl_c():
 
 
 @needs_signals
-def test_a_second_ctrl_c_never_closes_the_input_under_a_read(dem_tif, model1, tmp_path, monkeypatch):
+def test_a_second_ctrl_c_never_closes_the_input_under_a_read(dem_tif, model1, tmp_path, monkeypatch, caller_waits):
     """Ctrl+C during a slow read, and again while the run waits for that read: the input stays open
     until the read is done, and nothing is left behind."""
     real_read = geosr.pipeline.read_window
@@ -93,7 +113,7 @@ def test_a_second_ctrl_c_never_closes_the_input_under_a_read(dem_tif, model1, tm
         if len(reads) == 2 and not interrupted:  # the third read is slow (a remote file)
             interrupted.append(True)
             ctrl_c(0.05)  # the run stops, and waits for this read
-            ctrl_c(0.2)  # again, impatient
+            ctrl_c(0.05, once=caller_waits)  # again, impatient
             time.sleep(0.3)
         reads.append("closed" if dataset.closed else "open")
         return real_read(dataset, rows, cols, flips)
