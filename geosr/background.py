@@ -122,7 +122,10 @@ class Behind:
         # the calls themselves are waited for, not the thread: a join that Ctrl+C interrupts takes the
         # thread for stopped (CPython 3.11), and a second one returns at once
         self._pool.shutdown(wait=False, cancel_futures=True)
-        wait_through_interrupts(lambda: wait(self._pending))
+        # not the calls cancelled before they started: concurrent.futures.wait never counts a future that
+        # cancel() stopped in the queue as done (only once a worker would have taken it), and would hang
+        started = [future for future in self._pending if not future.cancelled()]
+        wait_through_interrupts(lambda: wait(started))
         wait_through_interrupts(lambda: self._pool.shutdown(wait=True))
 
     def __exit__(self, kind: Any, error: Any, trace: Any) -> None:

@@ -159,3 +159,25 @@ def test_progress_counts_tiles_written(dem_tif, model1, tmp_path, monkeypatch):
     total = reported[-1][1]
     assert [done for done, _, _ in reported] == list(range(1, total + 1)) and total > 4
     assert all(count >= done for done, _, count in reported)
+
+
+def test_leaving_behind_on_an_error_does_not_wait_for_calls_that_never_started():
+    """A call still queued when the block fails is cancelled, and leaving does not wait for it: waiting on
+    a future cancelled in the queue never ends (the hang a Ctrl+C right after a submit caused)."""
+    started, outcome = threading.Event(), []
+
+    def block():
+        try:
+            with Behind(depth=2) as behind:
+                behind.submit(lambda: (started.set(), time.sleep(0.2)))
+                assert started.wait(5)
+                behind.submit(lambda: outcome.append("ran"))  # queued behind the running call
+                raise RuntimeError("the network failed")
+        except RuntimeError:
+            outcome.append("left")
+
+    runner = threading.Thread(target=block, daemon=True)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive(), "leaving the block hung"
+    assert outcome == ["left"]
