@@ -155,14 +155,15 @@ def downscale_raster(
         flips = north_up_flips(info)  # a south-up raster runs north-up and is written back south-up
         # tiles laid from the far end of a mirrored axis: written back, each fills the blocks it touches
         plan = downscaler.plan((info.height, info.width), scale, from_end=flips)
-        gains = None
         cal = calibration_plan(
             downscaler.model.card, downscaler.calibrate, info.count, (info.height, info.width), scale
         )
-        if cal is not None:  # group by group (each band alone for a 1-band model): memory follows one group's window
+
+        def read_group(group: list[int]) -> np.ndarray:  # each band alone for a 1-band model
             rows, cols = Span(cal.rows.start, cal.rows.stop), Span(cal.cols.start, cal.cols.stop)
-            groups = (BandSubset(dataset, [b + 1 for b in group]) for group in cal.groups)
-            gains = np.concatenate([downscaler.gains(read_window(g, rows, cols, flips), cal.scale) for g in groups])
+            return read_window(BandSubset(dataset, [b + 1 for b in group]), rows, cols, flips)
+
+        gains = downscaler.planned_gains(cal, read_group)
         spec = _output_spec(info, plan, stats, downscaler, scale, keep_dtype, tile_size, gains)
         if scheduler is None:
             # a worker thread reads and interpolates the next tiles, another writes the last one,

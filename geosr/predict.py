@@ -301,6 +301,14 @@ class Downscaler:
         x) float array with NaN for nodata."""
         return residual_gains(self, source, scale) if calibrates(self.model.card, self.calibrate, scale) else None
 
+    def planned_gains(self, cal: CalibrationPlan | None, read: Callable[[list[int]], np.ndarray]) -> np.ndarray | None:
+        """Every band's gains by :func:`calibration_plan`'s ``cal`` (``None``: not calibrating, no gains),
+        group by group: ``read(group)`` gives the (band, y, x) window of those bands (0-based), so that
+        memory follows one group's window."""
+        if cal is None:
+            return None
+        return np.concatenate([self.gains(read(group), cal.scale) for group in cal.groups])
+
     @property
     def halo(self) -> int:
         """Fine pixels added on each side of a tile: the network's receptive radius."""
@@ -652,10 +660,7 @@ def downscale(
         stats = BandStats.of_block(filled)
         check_magnitudes(stats)
         cal = calibration_plan(downscaler.model.card, calibrate, filled.shape[0], filled.shape[1:], scale)
-        gains = None
-        if cal is not None:
-            windows = (filled[group, cal.rows, cal.cols] for group in cal.groups)
-            gains = np.concatenate([downscaler.gains(window, cal.scale) for window in windows])
+        gains = downscaler.planned_gains(cal, lambda group: filled[group, cal.rows, cal.cols])
         for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources, gains, overlap=True), 1):
             out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
             if progress is not None:

@@ -55,44 +55,29 @@ def model_consistent(model_dir: Path) -> Path:
     return random_model(path, depth=DEPTH, width=WIDTH, seed=2, name="tinyc", interpolation="consistent")
 
 
+def _like_shipped(model_dir: Path, file: str, name: str, seed: int, **flags: bool) -> Path:
+    """A random VDSR configured like the shipped models (consistent kernel, conserving by default)."""
+    shape = {"depth": DEPTH, "width": WIDTH, "interpolation": "consistent", "conserve": True}
+    return random_model(model_dir / file, seed=seed, name=name, **shape, **flags)
+
+
 @pytest.fixture(scope="session")
 def model_like_shipped(model_dir: Path) -> Path:
     """A random VDSR configured like the shipped models: consistent kernel, conserving by default."""
-    path = model_dir / "tiny_like_shipped.safetensors"
-    return random_model(path, depth=DEPTH, width=WIDTH, seed=4, name="tinys", interpolation="consistent", conserve=True)
+    return _like_shipped(model_dir, "tiny_like_shipped.safetensors", "tinys", seed=4)
 
 
 @pytest.fixture(scope="session")
 def model_cells(model_dir: Path) -> Path:
     """A random VDSR like the shipped models that also takes the input cells (its first layer's cell
     weights random, so the cells change the output)."""
-    path = model_dir / "tiny_cells.safetensors"
-    return random_model(
-        path,
-        depth=DEPTH,
-        width=WIDTH,
-        seed=5,
-        name="tinycells",
-        interpolation="consistent",
-        conserve=True,
-        cell_input=True,
-    )
+    return _like_shipped(model_dir, "tiny_cells.safetensors", "tinycells", seed=5, cell_input=True)
 
 
 @pytest.fixture(scope="session")
 def model_calibrating(model_dir: Path) -> Path:
     """A random VDSR like the shipped ``climate`` (consistent kernel, conserving) that self-calibrates."""
-    path = model_dir / "tinycal.safetensors"
-    return random_model(
-        path,
-        depth=DEPTH,
-        width=WIDTH,
-        seed=4,
-        name="tinycal",
-        interpolation="consistent",
-        conserve=True,
-        calibrate=True,
-    )
+    return _like_shipped(model_dir, "tinycal.safetensors", "tinycal", seed=4, calibrate=True)
 
 
 @pytest.fixture(scope="session")

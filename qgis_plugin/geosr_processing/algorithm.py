@@ -163,12 +163,9 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterEnum(
+            self._switch_parameter(
                 self.CONSERVE,
-                _tr("Conserve: output pixels average to their input cell (model: as the model says, on or off)"),
-                list(self.SWITCHES),
-                defaultValue="model",
-                usesStaticStrings=True,
+                "Conserve: output pixels average to their input cell (model: as the model says, on or off)",
             )
         )
         self.addParameter(
@@ -182,18 +179,15 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                 )
             )
         )
-        self.addParameter(
-            _advanced(
-                QgsProcessingParameterEnum(
-                    self.CALIBRATE,
-                    _tr("Calibrate: model (as the model says), on or off"),
-                    list(self.SWITCHES),
-                    defaultValue="model",
-                    usesStaticStrings=True,
-                )
-            )
-        )
+        calibrate = self._switch_parameter(self.CALIBRATE, "Calibrate: model (as the model says), on or off")
+        self.addParameter(_advanced(calibrate))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, _tr("Downscaled raster")))
+
+    def _switch_parameter(self, name: str, description: str) -> QgsProcessingParameterEnum:
+        """A model / on / off choice (:data:`SWITCHES`), ``model`` by default."""
+        return QgsProcessingParameterEnum(
+            name, _tr(description), list(self.SWITCHES), defaultValue="model", usesStaticStrings=True
+        )
 
     def canExecute(self) -> tuple[bool, str]:  # noqa: N802
         try:
