@@ -492,6 +492,21 @@ def test_an_sdist_pip_cannot_prepare_comes_from_the_index_checked_by_its_sha256(
             fetch._download_package("pypi", "pkg", "1.0", tmp_path / "work")
 
 
+def test_the_sdist_comes_from_the_index_in_pips_configuration_file(tmp_path, monkeypatch):
+    """Without $PIP_INDEX_URL, the index-url of pip's configuration file is the one pip itself would use."""
+    config = tmp_path / "pip.conf"
+    config.write_text("[global]\nindex-url = https://mirror.example/pypi/simple\n")
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    assert fetch._index_url() == "https://mirror.example/pypi/simple"
+    config.write_text("[global]\nindex-url = https://mirror.example/pypi/simple\n[download]\nindex-url = https://d.example/s\n")
+    assert fetch._index_url() == "https://d.example/s"
+    config.write_text("[global]\ntimeout = 10\n")
+    assert fetch._index_url() == "https://pypi.org/simple"
+    monkeypatch.setenv("PIP_INDEX_URL", "https://env.example/simple")
+    assert fetch._index_url() == "https://env.example/simple"
+
+
 @pytest.mark.parametrize(
     ("index", "fails"),
     [

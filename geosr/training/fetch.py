@@ -561,8 +561,8 @@ def _run(command: list[str], cwd: Path, what: str, hint: str = "") -> None:
 
 
 def _download_sdist(package: str, version: str, workdir: Path) -> Path:
-    """Download ``package``'s sdist of ``version`` from the package index's simple page (``$PIP_INDEX_URL``,
-    else PyPI), checking the sha256 the index gives, without preparing its metadata."""
+    """Download ``package``'s sdist of ``version`` from the simple page of pip's index (:func:`_index_url`),
+    checking the sha256 the index gives, without preparing its metadata."""
     import http.client
     import re
     import urllib.parse
@@ -570,7 +570,7 @@ def _download_sdist(package: str, version: str, workdir: Path) -> Path:
 
     # a malformed index URL is a ValueError, a transfer cut short an HTTPException: one line, as for OSError
     failures = (OSError, ValueError, http.client.HTTPException)
-    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    index = _index_url().rstrip("/")
     page_url = f"{index}/{package}/"
     try:
         with urllib.request.urlopen(page_url, timeout=60) as response:
@@ -593,6 +593,23 @@ def _download_sdist(package: str, version: str, workdir: Path) -> Path:
     if expected and got != expected:
         raise FetchError(f"{name} from {_without_credentials(url)} has sha256 {got}, the index says {expected}")
     return target
+
+
+def _index_url() -> str:
+    """The index pip downloads from: ``$PIP_INDEX_URL``, else the ``index-url`` of pip's configuration
+    (``download`` section before ``global``, as ``pip config list`` merges the files), else PyPI."""
+    if os.environ.get("PIP_INDEX_URL"):
+        return os.environ["PIP_INDEX_URL"]
+    command = [sys.executable, "-m", "pip", "config", "list"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return "https://pypi.org/simple"
+    settings = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition("=")
+        settings[key.strip()] = value.strip().strip("'\"")
+    return settings.get("download.index-url") or settings.get("global.index-url") or "https://pypi.org/simple"
 
 
 def _without_credentials(url: str) -> str:
@@ -641,8 +658,7 @@ def _download_package(registry: str, package: str, version: str, workdir: Path) 
                     _run(command, workdir, what)
         except FetchError:
             # an sdist whose metadata cannot be prepared here (pygrib's setup needs the ecCodes library):
-            # the file itself, from $PIP_INDEX_URL or PyPI (an index-url in pip's config files is not read),
-            # checked against the index's sha256
+            # the file itself, from pip's index, checked against the index's sha256
             _download_sdist(package, version, workdir)
         sdists = sorted(workdir.glob("*.tar.gz"))
         if len(sdists) != 1:
