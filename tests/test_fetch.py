@@ -499,7 +499,9 @@ def test_the_sdist_comes_from_the_index_in_pips_configuration_file(tmp_path, mon
     monkeypatch.delenv("PIP_INDEX_URL", raising=False)
     monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
     assert fetch._index_url() == "https://mirror.example/pypi/simple"
-    config.write_text("[global]\nindex-url = https://mirror.example/pypi/simple\n[download]\nindex-url = https://d.example/s\n")
+    config.write_text(
+        "[global]\nindex-url = https://mirror.example/pypi/simple\n[download]\nindex-url = https://d.example/s\n"
+    )
     assert fetch._index_url() == "https://d.example/s"
     config.write_text("[global]\ntimeout = 10\n")
     assert fetch._index_url() == "https://pypi.org/simple"
