@@ -46,7 +46,9 @@ def spatial_dims(obj: xr.DataArray | xr.Dataset, y_dim: str | None = None, x_dim
                 if dim.lower() == name:
                     return dim
         raise InputError(
-            f"no {axis} dimension found among {dims}; name it one of {', '.join(names)} or pass {axis}_dim=..."
+            f"no {axis} dimension found among {dims}; name it one of {', '.join(names)} (in xarray "
+            f".rename(OLD='{names[0]}'), in a NetCDF file 'ncrename -d OLD,{names[0]}') or pass {axis}_dim=... "
+            "to the xarray accessor"
         )
 
     return find(y_dim, Y_NAMES, "y"), find(x_dim, X_NAMES, "x")
@@ -75,11 +77,19 @@ def regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
     values = raw.astype(np.float64)
     if values.size < 2:
         raise InputError(f"dimension {dim!r} has {values.size} cell(s); at least 2 are needed to know the spacing")
+    if not np.isfinite(values).all():
+        raise InputError(
+            f"coordinate {dim!r} holds NaN or infinite values; assign finite cell-centre coordinates to it"
+        )
     step = (values[-1] - values[0]) / (values.size - 1)
     precision = 4 * np.finfo(raw.dtype).eps * np.abs(values).max() if raw.dtype.kind == "f" else 0.0
+    if np.all(values == values[0]):
+        raise InputError(
+            f"coordinate {dim!r} holds the same value ({values[0]:g}) for every cell; assign the cells' centres to it"
+        )
     if step == 0 or not np.allclose(np.diff(values), step, rtol=1e-5, atol=max(abs(step) * 1e-5, precision)):
         wrapped = np.diff(np.unwrap(values, period=360.0))
-        if np.allclose(wrapped, wrapped[0], rtol=1e-5, atol=max(abs(wrapped[0]) * 1e-5, precision)):
+        if wrapped[0] != 0 and np.allclose(wrapped, wrapped[0], rtol=1e-5, atol=max(abs(wrapped[0]) * 1e-5, precision)):
             raise InputError(
                 f"coordinate {dim!r} is regular but wraps around at 180 or 360 degrees; give it continuous "
                 f"longitudes first, e.g. da.assign_coords({dim}=np.unwrap(da.{dim}, period=360))"
@@ -322,8 +332,13 @@ class GeosrDataArrayAccessor:
         dy, dx = regular_step(da, ydim), regular_step(da, xdim)
         check_ensemble(ensemble, (dx, dy))
         mapping = _grid_mapping(da)
-        if mapping is not None:
-            _check_north_up(mapping, da[mapping], ydim, xdim)
+        # every grid mapping coordinate that carries a GeoTransform (the one named by grid_mapping, and any other
+        # such as rioxarray's spatial_ref beside a file's crs) describes this grid: checked, and moved to the fine one
+        transforms = [
+            str(k) for k, c in da.coords.items() if "GeoTransform" in c.attrs and not {ydim, xdim} & set(c.dims)
+        ]
+        for name in dict.fromkeys([*([mapping] if mapping is not None else []), *transforms]):
+            _check_north_up(name, da[name], ydim, xdim)
         if 0 in da.shape:
             raise InputError(f"the data has zero size ({dict(da.sizes)}); nothing to downscale")
         loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
@@ -334,7 +349,11 @@ class GeosrDataArrayAccessor:
         arranged = da.transpose(*others, ydim, xdim)
         missing = [float(nodata)] if nodata is not None else _nodata(da)
         if len(missing) > 1:  # the core masks one value besides NaN; the others become NaN here
-            arranged = arranged.where(~arranged.isin(missing[1:]))
+            extra = np.asarray(missing[1:], dtype=np.float64)
+            if arranged.dtype.kind == "f":  # compared in the data's precision, as the core compares its one value
+                with np.errstate(over="ignore"):  # beyond the type's range: infinite, which is missing anyway
+                    extra = extra.astype(arranged.dtype)
+            arranged = arranged.where(~arranged.isin(extra))
         ny, nx = arranged.shape[-2:]
         ny_out, nx_out = output_shape(ny, nx, scale)
         data = arranged.data
@@ -364,8 +383,8 @@ class GeosrDataArrayAccessor:
         out = mirrored_array(out.reshape((*arranged.shape[:-2], ny_out, nx_out)), flips)
         out = out.rechunk((*data.chunks[:-2], *out_chunks)) if lazy else np.ascontiguousarray(out)
         coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))
-        if mapping is not None:
-            coords[mapping] = _refit(da[mapping], coords[ydim][1], coords[xdim][1])
+        for name in transforms:
+            coords[name] = _refit(da[name], coords[ydim][1], coords[xdim][1])
         dropped = {"_FillValue", "missing_value", "nodata"}
         if {"scale_factor", "add_offset"} & set(da.encoding):
             # decoded packed data: valid_range/min/max are in packed units (CF 8.1), which the float output is not
@@ -407,7 +426,8 @@ class GeosrDatasetAccessor:
             Refinement factor (> 1).
         model
             A model for every variable (see :meth:`GeosrDataArrayAccessor.downscale`), or a dict
-            mapping variable names to models (the others get the default model).
+            mapping variable names to models (the others get the default model; a name that is not
+            a downscaled variable is refused).
         **options
             Passed on to :meth:`GeosrDataArrayAccessor.downscale` (``device``, ``tile_size``,
             ``conserve``, ``y_dim``, ...).
@@ -417,18 +437,40 @@ class GeosrDatasetAccessor:
         xarray.Dataset
             The downscaled variables, the variables without spatial dimensions (such as time
             bounds) unchanged, and the dataset's attributes. Variables with only one spatial
-            dimension (such as latitude bounds) are dropped, since they no longer fit the grid.
+            dimension (such as latitude bounds) are dropped, since they no longer fit the grid, and so are
+            the CF ``bounds`` variables on the spatial grid (the vertices of 2-D latitudes and longitudes).
+
+        Raises
+        ------
+        geosr.errors.InputError
+            As for :meth:`GeosrDataArrayAccessor.downscale`, and for a ``model`` dict naming a variable
+            that is not downscaled (a typo would otherwise give that variable the default model).
         """
         ds = self._obj
         ydim, xdim = spatial_dims(ds, options.get("y_dim"), options.get("x_dim"))
         spatial = {ydim, xdim}
-        if not any(spatial <= set(var.dims) for var in ds.data_vars.values()):
+        # CF cell bounds (the `bounds` of a coordinate, such as the vertices of a rotated grid's 2-D lat/lon) are
+        # corners of the coarse cells, not a field: on the spatial grid they are dropped with what they bound
+        bounds = {str(v.attrs["bounds"]) for v in ds.variables.values() if isinstance(v.attrs.get("bounds"), str)}
+        gridded = [
+            str(name) for name, var in ds.data_vars.items() if spatial <= set(var.dims) and str(name) not in bounds
+        ]
+        if not gridded:
             raise InputError(f"no data variable of the dataset has both dimensions {ydim!r} and {xdim!r}")
         for name, var in ds.variables.items():
             if not spatial & set(var.dims):
                 _check_north_up(str(name), var, ydim, xdim)
+        if isinstance(model, dict):
+            unknown = [str(key) for key in model if key not in gridded]
+            if unknown:
+                raise InputError(
+                    f"model= names {', '.join(repr(k) for k in unknown)}, which the dataset has no gridded variable "
+                    f"of (those downscaled: {', '.join(gridded)}); check the variable names"
+                )
         out: dict[str, xr.DataArray] = {}
         for name, var in ds.data_vars.items():
+            if str(name) in bounds and spatial & set(var.dims):
+                continue
             if spatial <= set(var.dims):
                 chosen = model.get(name) if isinstance(model, dict) else model
                 out[str(name)] = var.geosr.downscale(scale, model=chosen, **options)

@@ -514,7 +514,9 @@ def grid_format(path: Path) -> str | None:
 def open_grid(path: str | Path, variable: str) -> Any:
     """Open a NetCDF file or Zarr store lazily (dask-backed, in the file's own chunks) as a Dataset.
 
-    Refuses a file that has no data variable ``variable``, naming those it has.
+    Refuses a file that has no data variable ``variable``, naming those it has, or whose ``variable`` has
+    fewer than two dimensions (a grid mapping, a scalar) or is the CF bounds of a coordinate, naming the
+    gridded ones.
     """
     import xarray as xr
 
@@ -528,7 +530,13 @@ def open_grid(path: str | Path, variable: str) -> Any:
     if not path.exists():
         raise InputError(f"input '{path}' does not exist; check the path")
     try:
-        ds = xr.open_zarr(path) if kind == "zarr" else xr.open_dataset(path, chunks={})
+        with warnings.catch_warnings():
+            # a store without consolidated metadata (written by zarr itself, or by another tool) reads the same,
+            # only slower to open: xarray's warning about it is advice to the store's writer, not to this user
+            warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolidated metadata")
+            # times before 1582 or beyond 2262 are read as cftime dates and written back with the same encoding
+            warnings.filterwarnings("ignore", message="Unable to decode time axis into full numpy.datetime64")
+            ds = xr.open_zarr(path) if kind == "zarr" else xr.open_dataset(path, chunks={})
     except (OSError, ValueError, KeyError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"'{path}' is not a {kind} dataset xarray can read ({reason})") from None
@@ -536,6 +544,15 @@ def open_grid(path: str | Path, variable: str) -> Any:
         ds.close()
         names = ", ".join(str(v) for v in ds.data_vars) or "none"
         raise InputError(f"'{path}' has no variable {variable!r} (its variables: {names}); pick one with --variable")
+    bounds = {str(v.attrs.get("bounds")) for v in ds.variables.values()}  # CF cell bounds: no grids either
+    if ds[variable].ndim < 2 or variable in bounds:  # such as a grid mapping, a scalar, time bounds: no grid
+        names = ", ".join(str(v) for v in ds.data_vars if ds[v].ndim >= 2 and str(v) not in bounds) or "none"
+        dims = list(ds[variable].dims)
+        ds.close()
+        raise InputError(
+            f"variable {variable!r} of '{path}' is not a grid (its dimensions: {dims}); pick a gridded "
+            f"variable with --variable (those with 2 or more dimensions, bounds aside: {names})"
+        )
     return ds
 
 
@@ -555,7 +572,8 @@ def write_grid(
     scheduler, a distributed client included). An existing ``dst`` is replaced only once the new
     file is complete; an interrupted write leaves ``dst`` as it was. Each variable keeps the
     :data:`VALUE_ENCODING` part of its encoding, updated by ``encoding`` (by variable name);
-    ``zarr_format`` (2 or 3) picks the Zarr version (default: the zarr library's).
+    ``zarr_format`` (2 or 3) picks the Zarr version (default: the zarr library's). A Zarr variable whose
+    dask chunks are uneven (as a non-whole scale maps them) is written in chunks of its largest.
     """
     kind = grid_format(dst)
     if kind is None:
@@ -564,6 +582,15 @@ def write_grid(
             "for a GeoTIFF pass a GDAL subdataset such as 'NETCDF:\"file.nc\":NAME' as INPUT without --variable"
         )
     ds = ds.copy(deep=False)
+    if kind == "zarr":
+        # A Zarr array has chunks of one size (the last may be smaller). The input's chunks mapped onto the fine
+        # grid at a scale such as 2.3 alternate (1024, 1023, 1024...), which xarray refuses to write to Zarr:
+        # such a variable is rechunked to its largest chunk (each new chunk reads at most two computed ones).
+        for name in list(ds.variables):
+            sizes = ds.variables[name].chunksizes if ds.variables[name].chunks else {}
+            uneven = {dim: max(c) for dim, c in sizes.items() if len(set(c[:-1])) > 1 or c[-1] > c[0]}
+            if uneven:
+                ds.variables[name].data = ds.variables[name].chunk(uneven).data
     encodings = {}
     for name, variable in ds.variables.items():
         kept = {key: value for key, value in variable.encoding.items() if key in VALUE_ENCODING}

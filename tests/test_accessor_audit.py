@@ -1,0 +1,237 @@
+"""Audit of the xarray accessor and the NetCDF/Zarr paths: regressions for the defects it found.
+
+Each test failed before its fix: CF cell bounds on the grid (a rotated grid's 2-D lat/lon vertices) were
+super-resolved as if they were fields; a ``model=`` dict with a misspelt variable silently gave that variable
+the default model; a constant (or NaN) coordinate was refused as "wrapping around at 180 or 360 degrees";
+a second missing value (``missing_value`` beside ``_FillValue``) was compared in float64, so float32 cells of
+1e20 stayed valid; a DataArray's second GeoTransform coordinate (``spatial_ref`` beside ``crs``) kept the
+coarse grid's; the command line printed xarray's multi-line warnings (a Zarr store without consolidated
+metadata, times before 1582), answered ``--variable crs`` with an accessor-only fix (``pass y_dim=...``), and
+failed to write Zarr at a scale such as 2.3, whose fine chunks alternate (16, 16, 17...)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from geosr.errors import InputError
+from geosr.io import open_grid
+from geosr.testing import fbm_surface
+
+
+def rotated(nt: int = 2, ny: int = 12, nx: int = 15) -> xr.Dataset:
+    """A CORDEX-like dataset: tas on a regular rotated-pole grid (rlat, rlon), with 2-D auxiliary lat/lon
+    whose CF ``bounds`` are (rlat, rlon, vertices) data variables, and a grid mapping."""
+    rlat = 10.0 - 0.44 * np.arange(ny)
+    rlon = -20.0 + 0.44 * np.arange(nx)
+    data = np.stack([fbm_surface((ny, nx), seed=i, relief=20.0, base=270.0) for i in range(nt)])
+    tas = xr.DataArray(
+        data,
+        dims=("time", "rlat", "rlon"),
+        coords={"time": np.arange(nt), "rlat": rlat, "rlon": rlon},
+        attrs={"units": "K", "grid_mapping": "rotated_pole", "coordinates": "lat lon"},
+    )
+    lat = np.add.outer(rlat, 0.1 * rlon) + 40.0
+    lon = np.add.outer(0.1 * rlat, rlon) + 10.0
+    ds = xr.Dataset({"tas": tas}).assign_coords(
+        lat=(("rlat", "rlon"), lat, {"bounds": "lat_vertices", "units": "degrees_north"}),
+        lon=(("rlat", "rlon"), lon, {"bounds": "lon_vertices", "units": "degrees_east"}),
+    )
+    ds["lat_vertices"] = (("rlat", "rlon", "vertices"), lat[..., None] + np.array([-0.2, -0.2, 0.2, 0.2]))
+    ds["lon_vertices"] = (("rlat", "rlon", "vertices"), lon[..., None] + np.array([-0.2, 0.2, 0.2, -0.2]))
+    ds["rotated_pole"] = ((), np.int32(0), {"grid_mapping_name": "rotated_latitude_longitude"})
+    return ds
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_cf_bounds_on_the_grid_are_dropped_not_super_resolved(model1, kind):
+    ds = rotated()
+    if kind == "dask":
+        ds = ds.chunk({"time": 1})
+    out = ds.geosr.downscale(2, model=str(model1), device="cpu")
+    assert set(out.data_vars) == {"tas", "rotated_pole"}
+    assert out.tas.sizes == {"time": 2, "rlat": 24, "rlon": 30}
+    # through a file, as a notebook opens it (the vertices read as data variables)
+    with pytest.raises(InputError, match="no data variable of the dataset has both dimensions"):
+        ds[["lat_vertices", "lon_vertices"]].geosr.downscale(2, model=str(model1), device="cpu")
+
+
+def test_a_model_dict_naming_no_gridded_variable_is_refused(model1, model_like_shipped):
+    ds = rotated().drop_vars(["lat_vertices", "lon_vertices"])
+    ds["orog"] = ds.tas.isel(time=0, drop=True) * 10
+    chosen = ds.geosr.downscale(2, model={"tas": str(model1), "orog": str(model_like_shipped)}, device="cpu")
+    assert chosen.tas.attrs["geosr_model"] == "tiny1" and chosen.orog.attrs["geosr_model"] == "tinys"
+    with pytest.raises(InputError, match=r"model= names 'oro', .*\(those downscaled: tas, orog\)"):
+        ds.geosr.downscale(2, model={"tas": str(model1), "oro": str(model_like_shipped)}, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("lon", "message"),
+    [
+        (np.zeros(15), "coordinate 'lon' holds the same value (0) for every cell"),
+        (np.r_[np.nan, np.arange(1.0, 15.0)], "coordinate 'lon' holds NaN or infinite values"),
+    ],
+)
+def test_a_constant_or_nan_coordinate_is_refused_for_what_it_is(model1, lon, message):
+    da = xr.DataArray(
+        fbm_surface((12, 15), seed=1), dims=("lat", "lon"), coords={"lat": 50.0 - np.arange(12.0), "lon": lon}
+    )
+    with pytest.raises(InputError) as caught:
+        da.geosr.downscale(2, model=str(model1), device="cpu")
+    assert message in str(caught.value) and "wraps around" not in str(caught.value)
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    ds = rotated().drop_vars(["lat_vertices", "lon_vertices", "lat", "lon"])
+    ds["rlat_bnds"] = (("rlat", "bnds"), np.stack([ds.rlat.values + 0.22, ds.rlat.values - 0.22], 1))
+    ds.rlat.attrs["bounds"] = "rlat_bnds"
+    path = tmp_path / "tas.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+def test_cli_unconsolidated_zarr_store_opens_without_xarrays_warning(cli, grid_file, model1, tmp_path):
+    store = tmp_path / "tas.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.open_dataset(grid_file).to_zarr(store, consolidated=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_grid(store, "tas").close()
+    with warnings.catch_warnings():  # the command line prints no warning: its stderr is for one-line errors
+        warnings.simplefilter("error")
+        result = cli("downscale", store, "--variable", "tas", "--scale", 2, "--model", model1, "-o", tmp_path / "o.nc")
+    assert result.code == 0, result.err
+    assert xr.open_dataset(tmp_path / "o.nc").tas.shape == (2, 24, 30)
+
+
+def test_cli_variable_that_is_no_grid_names_the_gridded_ones(cli, grid_file, model1, tmp_path):
+    result = cli("downscale", grid_file, "--variable", "rotated_pole", "--scale", 2, "--model", model1, "-q")
+    assert result.code != 0
+    lines = result.err_lines
+    assert len(lines) == 1, result.err
+    assert "variable 'rotated_pole' of" in lines[0] and "is not a grid (its dimensions: [])" in lines[0]
+    assert lines[0].endswith("bounds aside: tas)")  # rlat_bnds is a bounds variable, not a grid
+    assert list(tmp_path.glob("tas_x2*")) == []
+
+
+def test_unrecognised_dimension_names_say_how_to_rename_them(cli, tmp_path, model1):
+    da = xr.DataArray(
+        fbm_surface((12, 15), seed=1), dims=("row", "col"), coords={"row": np.arange(12.0), "col": np.arange(15.0)}
+    )
+    path = tmp_path / "rc.nc"
+    da.to_dataset(name="v").to_netcdf(path)
+    result = cli("downscale", path, "--variable", "v", "--scale", 2, "--model", model1)
+    assert result.code != 0 and len(result.err_lines) == 1
+    assert "no y dimension found among ['row', 'col']" in result.err and "ncrename -d OLD,y" in result.err
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_output_at_a_scale_whose_chunks_alternate(cli, tmp_path, model1, zarr_format):
+    """At scale 2.3 the command line's chunks of 7 coarse rows (tiles of 16) map onto 16, 16, ..., 17 fine rows,
+    which xarray refuses to write to Zarr (uniform chunks only): the output is rechunked, not refused."""
+    from pathlib import Path
+
+    from geosr.io import write_grid
+
+    rows = 50
+    da = xr.DataArray(
+        fbm_surface((rows, 20), seed=3)[None],
+        dims=("time", "lat", "lon"),
+        coords={"time": [0], "lat": 60.0 - 0.5 * np.arange(rows), "lon": 0.5 * np.arange(20)},
+        name="tas",
+    )
+    src = tmp_path / "tas.nc"
+    da.to_dataset().to_netcdf(src)
+    out = tmp_path / "tas.zarr"
+    result = cli("downscale", src, "--variable", "tas", "--scale", 2.3, "--tile-size", 16, "--model", model1, "-o", out)
+    assert result.code == 0, result.err
+    reference = cli("downscale", src, "--variable", "tas", "--scale", 2.3, "--model", model1, "-o", tmp_path / "r.nc")
+    assert reference.code == 0, reference.err
+    np.testing.assert_allclose(
+        xr.open_zarr(out).tas.values, xr.open_dataset(tmp_path / "r.nc").tas.values, rtol=0, atol=1e-3
+    )
+    # write_grid itself, on the accessor's output (its chunks the input's mapped onto the fine grid)
+    fine = da.chunk({"lat": 7, "lon": 9}).geosr.downscale(2.5, model=str(model1), device="cpu").to_dataset()
+    chunks = fine.tas.chunks
+    assert len(set(chunks[1][:-1])) > 1
+    write_grid(fine, Path(tmp_path / "w.zarr"), zarr_format=zarr_format)
+    assert fine.tas.chunks == chunks  # the caller's dataset is left as it was
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "w.zarr").tas.values, fine.tas.values)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_every_missing_value_is_compared_in_the_datas_precision(model1, kind):
+    """Undecoded float32 data with ``_FillValue = -9999`` and ``missing_value = 1e20`` given as doubles (as a file's
+    double attributes, or a notebook's Python floats, give them): the float32 cells of 1e20 are missing, as
+    the core takes its one nodata value, not valid values that swamp the statistics."""
+    data = np.stack([fbm_surface((12, 15), seed=1), fbm_surface((12, 15), seed=2)])
+    data[0, :3, :4] = np.float32(1e20)
+    data[1, 5:7, 5:7] = -9999.0
+    da = xr.DataArray(
+        data,
+        dims=("time", "lat", "lon"),
+        coords={"time": [0, 1], "lat": 50.0 - np.arange(12.0), "lon": np.arange(15.0)},
+        attrs={"_FillValue": -9999.0, "missing_value": 1e20},
+    )
+    if kind == "dask":
+        da = da.chunk({"time": 1, "lat": 5})
+    out = da.geosr.downscale(2, model=str(model1), device="cpu").values
+    assert np.isnan(out).sum() == 4 * (12 + 4)
+    assert np.nanmax(np.abs(out)) < 1e4
+
+
+def test_cli_times_before_1582_are_kept_without_xarrays_warning(cli, tmp_path, model1):
+    """A proleptic Gregorian time axis from year 1 (paleoclimate, idealised runs) reads as cftime dates: xarray
+    warns about it on every open, which the command line printed on stderr; the times come back exactly."""
+    import netCDF4
+
+    da = xr.DataArray(
+        np.stack([fbm_surface((12, 15), seed=i) for i in range(2)]),
+        dims=("time", "lat", "lon"),
+        coords={
+            "time": xr.date_range("0001-01-01", periods=2, freq="D", calendar="proleptic_gregorian", use_cftime=True),
+            "lat": 50.0 - np.arange(12.0),
+            "lon": np.arange(15.0),
+        },
+        name="tas",
+    )
+    src = tmp_path / "old.nc"
+    da.to_dataset().to_netcdf(src, encoding={"time": {"units": "days since 0001-01-01", "dtype": "int32"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_grid(src, "tas").close()
+        result = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", model1, "-q")
+    assert result.code == 0 and result.err == "", result.err
+    with netCDF4.Dataset(src) as before, netCDF4.Dataset(tmp_path / "old_x2.nc") as after:
+        for key in ("units", "calendar"):
+            assert after["time"].getncattr(key) == before["time"].getncattr(key)
+        assert after["time"].dtype == before["time"].dtype == np.int32
+        assert after["time"][:].tolist() == before["time"][:].tolist() == [0, 1]
+
+
+def test_every_geotransform_coordinate_of_a_dataarray_moves_to_the_fine_grid(model1):
+    """A DataArray with a file's ``crs`` (its grid_mapping) and rioxarray's ``spatial_ref`` beside it: both
+    describe the grid, so both get the fine grid's GeoTransform (as a Dataset's did) and both are checked."""
+    coarse = "-0.5 1 0 50.5 0 -1"
+    da = xr.DataArray(
+        fbm_surface((12, 15), seed=1),
+        dims=("lat", "lon"),
+        coords={
+            "lat": 50.0 - np.arange(12.0),
+            "lon": np.arange(15.0),
+            "crs": ((), 0, {"GeoTransform": coarse, "grid_mapping_name": "latitude_longitude"}),
+            "spatial_ref": ((), 0, {"GeoTransform": coarse}),
+        },
+        attrs={"grid_mapping": "crs"},
+    )
+    out = da.geosr.downscale(2, model=str(model1), device="cpu")
+    assert out.crs.attrs["GeoTransform"] == out.spatial_ref.attrs["GeoTransform"] == "-0.5 0.5 0 50.5 0 -0.5"
+    assert out.encoding["grid_mapping"] == "crs"
+    rotated_ref = da.assign_coords(spatial_ref=((), 0, {"GeoTransform": "-0.5 1 0.1 50.5 0 -1"}))
+    with pytest.raises(InputError, match="the grid mapping 'spatial_ref' rotates the grid"):
+        rotated_ref.geosr.downscale(2, model=str(model1), device="cpu")
