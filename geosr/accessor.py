@@ -385,10 +385,10 @@ class GeosrDataArrayAccessor:
         coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))
         for name in transforms:
             coords[name] = _refit(da[name], coords[ydim][1], coords[xdim][1])
-        dropped = {"_FillValue", "missing_value", "nodata"}
-        if {"scale_factor", "add_offset"} & set(da.encoding):
-            # decoded packed data: valid_range/min/max are in packed units (CF 8.1), which the float output is not
-            dropped |= {"valid_range", "valid_min", "valid_max"}
+        # valid_range/min/max: of packed data they are in packed units (CF 8.1), which the float output is not;
+        # of any data they bound the input, not the output, whose detail may overshoot them (precipitation
+        # below a valid_min of 0), and readers that apply them (netCDF4-python, CDO) would mask those pixels
+        dropped = {"_FillValue", "missing_value", "nodata", "valid_range", "valid_min", "valid_max"}
         attrs = {k: v for k, v in da.attrs.items() if k not in dropped}
         if "coordinates" in attrs:  # CF's list of auxiliary coordinates: those on the coarse grid are gone
             kept = [name for name in str(attrs["coordinates"]).split() if name in coords]

@@ -235,3 +235,26 @@ def test_every_geotransform_coordinate_of_a_dataarray_moves_to_the_fine_grid(mod
     rotated_ref = da.assign_coords(spatial_ref=((), 0, {"GeoTransform": "-0.5 1 0.1 50.5 0 -1"}))
     with pytest.raises(InputError, match="the grid mapping 'spatial_ref' rotates the grid"):
         rotated_ref.geosr.downscale(2, model=str(model1), device="cpu")
+
+
+def test_valid_range_of_float_data_does_not_mask_output_that_overshoots_it(tmp_path, model1):
+    """valid_min/valid_max bound the input: the output's detail may go beyond them (a random model overshoots
+    much), and a reader that applies them (netCDF4-python) would mask those pixels as missing."""
+    netCDF4 = pytest.importorskip("netCDF4")
+    rng = np.random.default_rng(3)
+    pr = rng.random((20, 24)).astype("f4")
+    da = xr.DataArray(
+        pr,
+        dims=("lat", "lon"),
+        coords={"lat": np.arange(20) + 0.5, "lon": np.arange(24) + 0.5},
+        attrs={"units": "mm", "valid_min": np.float32(0), "valid_max": np.float32(1), "valid_range": [0.0, 1.0]},
+        name="pr",
+    )
+    out = da.geosr.downscale(2, model=str(model1))
+    values = out.values
+    assert (values < 0).any() or (values > 1).any()  # the case this is about: the output leaves the range
+    assert not {"valid_min", "valid_max", "valid_range"} & set(out.attrs) and out.attrs["units"] == "mm"
+    out.to_netcdf(tmp_path / "pr_x2.nc")
+    with netCDF4.Dataset(tmp_path / "pr_x2.nc") as back:
+        read = back["pr"][:]
+    assert not np.ma.is_masked(read) and np.allclose(np.ma.getdata(read), values)
