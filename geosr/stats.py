@@ -13,11 +13,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: A band whose standard deviation is at most this fraction of its largest magnitude is constant: a spread
+#: that small is the float64 rounding of its mean (a constant 1234.6 averages to 1234.6 +- 1e-13), not
+#: data, and normalising by it would blow the rounding up to unit variance, which a multiband model then
+#: mixes into the other bands (``f(a*x + b)`` would differ from ``a*f(x) + b``; no raster holds real detail
+#: 12 orders of magnitude below its values, and such a band still gets interpolated, only not refined).
+CONSTANT_RTOL = 1e-12
+
 
 def valid_mask(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
-    """True where a pixel holds data: finite, and not equal to ``nodata``."""
-    valid = np.isfinite(block) if np.issubdtype(block.dtype, np.floating) else np.ones(block.shape, bool)
+    """True where a pixel holds data: finite, and not equal to ``nodata``.
+
+    A float block is compared with ``nodata`` in its own precision, as GDAL compares a band's nodata (a
+    double) with its pixels: float32 pixels of -3.4e38 are nodata -3.4e38, whether ``nodata`` comes as a
+    Python float or as a float64 NumPy scalar (which NumPy 2 would otherwise compare in float64, where
+    the two differ)."""
+    floating = np.issubdtype(block.dtype, np.floating)
+    valid = np.isfinite(block) if floating else np.ones(block.shape, bool)
     if nodata is not None and not np.isnan(nodata):
+        if floating:
+            with np.errstate(over="ignore"):  # beyond the type's range: infinite, invalid already
+                nodata = block.dtype.type(nodata)
         valid &= block != nodata
     return valid
 
@@ -74,9 +90,11 @@ class BandStats:
 
     @property
     def std(self) -> np.ndarray:
-        """Population standard deviation of each band (0 for a constant or empty band)."""
+        """Population standard deviation of each band (0 for a constant or empty band, and for one whose
+        spread is only the rounding of its mean: :data:`CONSTANT_RTOL`)."""
         safe = np.where(self.count > 0, self.count, 1.0)
-        return np.sqrt(np.maximum(self.m2, 0.0) / safe)
+        std = np.sqrt(np.maximum(self.m2, 0.0) / safe)
+        return np.where(std > CONSTANT_RTOL * self.absmax, std, 0.0)
 
     @property
     def empty_bands(self) -> list[int]:
