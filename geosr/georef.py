@@ -53,6 +53,16 @@ def output_shape(height: int, width: int, scale: float) -> tuple[int, int]:
     return shape
 
 
+def refined_image_offset(offset: float, scale: float, factor: float) -> tuple[float, float]:
+    """An RPC's ``LINE_OFF``/``LINE_SCALE`` (or ``SAMP_*``) for pixels ``factor`` times smaller along that axis.
+
+    RPC image coordinates count from the centre of the first pixel (GDAL adds half a pixel), so a position
+    ``p`` on the coarse grid is ``(p + 0.5) * factor - 0.5`` on the fine one: the same ground point maps to
+    the same place in the raster's bounds.
+    """
+    return (offset + 0.5) * factor - 0.5, scale * factor
+
+
 def output_transform(transform: Affine, in_shape: tuple[int, int], out_shape: tuple[int, int]) -> Affine:
     """Transform of the fine grid: the coarse transform with pixels shrunk to fit the same bounds."""
     (h, w), (h_out, w_out) = in_shape, out_shape

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class RasterInfo:
     band_tags: list[dict[str, str]] = field(default_factory=list)
     gcps: list[Any] = field(default_factory=list)  # ground control points, where they are the georeferencing
     gcp_crs: Any = None
+    rpcs: Any = None  # rational polynomial coefficients beside a transform (rasterio's RPC), carried to the fine grid
     georeferenced: bool = True  # False: no transform, CRS or GCPs (GDAL's default transform, pixel space)
 
 
@@ -175,6 +177,7 @@ def raster_info(dataset: Any) -> RasterInfo:
         band_tags=[_carried_tags(dataset.tags(i)) for i in range(1, dataset.count + 1)],
         gcps=list(gcps) if by_gcps else [],
         gcp_crs=gcp_crs if by_gcps else None,
+        rpcs=dataset.rpcs,
         georeferenced=not (dataset.transform.is_identity and dataset.crs is None and not gcps),
     )
 
@@ -188,7 +191,12 @@ def _check_bands(dataset: Any) -> None:
     """Refuse bands whose values are not quantities: complex numbers, palette indices, alpha masks."""
     from rasterio.enums import ColorInterp
 
+    every = getattr(dataset, "_dataset", dataset)  # all the raster's bands, under --bands too
     numbers = getattr(dataset, "band_numbers", range(1, dataset.count + 1))  # the raster's, under --bands
+    alphas = [b for b, c in enumerate(every.colorinterp, 1) if c == ColorInterp.alpha]
+    # GDAL reads an alpha band as the other bands' mask only when it is Byte or UInt16 (a per-dataset alpha
+    # mask); one of another type would leave its transparent pixels as data once --bands leaves it out
+    masking = not alphas or all(_alpha_masks(every, b) for b in range(1, every.count + 1) if b not in alphas)
     for i, dtype, interp in zip(numbers, dataset.dtypes, dataset.colorinterp, strict=True):
         if np.dtype(dtype).kind not in "iuf":
             raise InputError(
@@ -201,10 +209,28 @@ def _check_bands(dataset: Any) -> None:
                 "be super-resolved; expand it to RGB first (gdal_translate -expand rgb)"
             )
         if interp == ColorInterp.alpha:
+            others = [str(b) for b, c in enumerate(every.colorinterp, 1) if c != ColorInterp.alpha]
+            # 'pass --bands N,N': the QGIS tool says it as its Bands parameter
+            leave = f"pass --bands {','.join(others)} to leave it out (its transparent pixels become nodata), or "
+            leave = leave if others and masking else ""
             raise InputError(
-                f"band {i} of '{dataset.name}' is an alpha band (a transparency mask, not data); turn it into "
-                "nodata first (gdalwarp -dstnodata VALUE, or gdal_translate -b 1 ... -mask none to drop it)"
+                f"band {i} of '{dataset.name}' is an alpha band (a transparency mask, not data); {leave}turn it "
+                "into nodata first (gdalwarp -dstnodata VALUE, or gdal_translate -b 1 ... -mask none to drop it)"
             )
+    if not masking:
+        band = alphas[0]
+        raise InputError(
+            f"band {band} of '{dataset.name}' is an alpha band ({every.dtypes[band - 1]}) that GDAL does not read as "
+            "the other bands' mask (it does for a Byte or UInt16 alpha, on bands without a nodata value), so its "
+            "transparent pixels would become data; turn them into nodata first (gdalwarp -dstnodata VALUE)"
+        )
+
+
+def _alpha_masks(dataset: Any, band: int) -> bool:
+    """Whether GDAL masks ``band`` of ``dataset`` by the raster's alpha band."""
+    from rasterio.enums import MaskFlags
+
+    return MaskFlags.alpha in dataset.mask_flag_enums[band - 1]
 
 
 def north_up_flips(info: RasterInfo) -> tuple[bool, bool]:
@@ -236,11 +262,22 @@ def read_window(dataset: Any, rows: Span, cols: Span, flips: tuple[bool, bool] =
 
     rows, cols = mirrored(rows, dataset.height, flips[0]), mirrored(cols, dataset.width, flips[1])
 
+    from rasterio.errors import RasterioIOError
+
     window = Window(cols.start, rows.start, cols.size, rows.size)
-    if len(set(dataset.dtypes)) == 1:
-        parts = [dataset.read(window=window, masked=True)]
-    else:  # bands of different types are read one by one
-        parts = [dataset.read(i, window=window, masked=True)[None] for i in range(1, dataset.count + 1)]
+    try:
+        if len(set(dataset.dtypes)) == 1:
+            parts = [dataset.read(window=window, masked=True)]
+        else:  # bands of different types are read one by one
+            parts = [dataset.read(i, window=window, masked=True)[None] for i in range(1, dataset.count + 1)]
+    except RasterioIOError as exc:
+        # rasterio says only 'Read failed. See previous exception for details.': GDAL's reason is its cause
+        cause = exc.__cause__ or exc
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise RasterIOError(
+            f"cannot read rows {rows.start}-{rows.stop} of '{dataset.name}' ({reason}); the file may be truncated or "
+            "damaged: check it with gdalinfo -checksum, and copy or download it again"
+        ) from None
     data = np.concatenate([np.ma.getdata(p).astype(np.float64) for p in parts])
     mask = np.concatenate([np.ma.getmaskarray(p) for p in parts])
     data[mask | ~np.isfinite(data)] = np.nan
@@ -253,21 +290,51 @@ def iter_blocks(dataset: Any, block_rows: int = 512) -> Iterator[np.ndarray]:
         yield read_window(dataset, Span(start, min(start + block_rows, dataset.height)), Span(0, dataset.width))
 
 
-def check_destination(src: Path, dst: Path, overwrite: bool, *, store: bool = False) -> None:
+def check_destination(
+    src: Path, dst: Path, overwrite: bool, *, store: bool = False, input_files: Sequence[str] = ()
+) -> None:
     """Refuse to clobber the input or an existing file (unless ``overwrite``), or to write nowhere.
 
-    ``store`` allows a folder as destination (a Zarr store).
+    ``store`` allows a folder as destination (a Zarr store); ``input_files`` are the other files GDAL
+    reads for the input (a VRT's sources, an ENVI header, side files), never replaced either.
     """
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputExistsError(f"output '{dst}' is the input file; choose another name with -o")
+    if dst.exists() and any(Path(f).exists() and Path(f).resolve() == dst.resolve() for f in input_files):
+        raise OutputExistsError(
+            f"output '{dst}' is one of the files GDAL reads for the input '{src}'; choose another name with -o"
+        )
+    if dst.is_dir() and not store:  # before 'pass --overwrite', which would not replace a folder either
+        raise OutputExistsError(f"output '{dst}' is a folder; give a file name with -o")
+    if dst.exists() and not dst.is_file() and not dst.is_dir():  # renaming onto /dev/null would replace the device
+        raise OutputExistsError(
+            f"output '{dst}' is not a regular file (a device, pipe or socket); give a file name with -o"
+        )
     if dst.exists() and not overwrite:
         raise OutputExistsError(
             f"output '{dst}' already exists; pass --overwrite to replace it or -o to choose another"
         )
-    if dst.is_dir() and not store:
-        raise OutputExistsError(f"output '{dst}' is a folder; give a file name with -o")
     if not dst.parent.is_dir():
         raise InputError(f"output folder '{dst.parent}' does not exist; create it or choose another -o")
+    if not os.access(dst.parent, os.W_OK | os.X_OK):  # else refused only at the first write, after all the work
+        raise RasterIOError(
+            f"output folder '{dst.parent}' is not writable; make it writable (chmod u+w) or choose another -o"
+        )
+
+
+def check_geotiff_name(dst: Path) -> None:
+    """Refuse a GeoTIFF destination named as another GDAL raster format (``-o dem.png``, ``-o dem.vrt``):
+    geosr writes GeoTIFF only, and a GeoTIFF under such a name misleads every program that goes by it."""
+    from rasterio.drivers import raster_driver_extensions
+
+    suffix = dst.suffix.lower().lstrip(".")
+    driver = raster_driver_extensions().get(suffix) if suffix else None
+    if driver not in (None, "GTiff", "COG"):
+        raise InputError(
+            f"output '{dst}' has the suffix .{suffix} of GDAL's {driver} format, but geosr writes GeoTIFF; give it "
+            f"a .tif name (for example -o {dst.with_suffix('.tif')}) and convert it afterwards if needed "
+            f"(gdal_translate -of {driver})"
+        )
 
 
 #: How much smaller than its raw size a compressed output is assumed to be at best (DEFLATE with a
@@ -332,6 +399,55 @@ class OutputSpec:
     tags: dict[str, str]
     info: RasterInfo
     gcps: list[Any] = field(default_factory=list)  # instead of a transform, for a raster georeferenced by GCPs
+    rpcs: Any = None  # the input's RPCs on the fine grid (rasterio's RPC), kept beside the transform
+
+
+def written_nodata(dtype: str, nodata: float | None) -> Any:
+    """The nodata a GeoTIFF band of ``dtype`` reads back after rasterio writes ``nodata``: rasterio passes it to
+    GDAL as a double, which GDAL stores as text that an Int64/UInt64 band parses only up to the exponent
+    (-9223372036854775808 reads back as -9, -2**62 as -4)."""
+    import rasterio
+
+    path = f"/vsimem/geosr-nodata-{uuid.uuid4().hex}.tif"  # one per call: runs in threads do not share it
+    profile = {"driver": "GTiff", "height": 1, "width": 1, "count": 1, "dtype": dtype, "nodata": nodata}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no georeferencing: a probe
+            with rasterio.open(path, "w", **profile):
+                pass
+            with rasterio.open(path) as probe:
+                return probe.nodata
+    finally:
+        with contextlib.suppress(Exception):
+            from rasterio.shutil import delete
+
+            delete(path)
+
+
+def same_nodata(dtype: str, written: float | None, nodata: float | None) -> bool:
+    """Whether ``written`` and ``nodata`` are the same nodata of a ``dtype`` band (both NaN, or equal in the type)."""
+    if written is None or nodata is None:
+        return written is nodata
+    if np.isnan(written) or np.isnan(nodata):
+        return bool(np.isnan(written) and np.isnan(nodata))
+    if np.dtype(dtype).kind == "f":
+        with np.errstate(over="ignore"):
+            return bool(np.dtype(dtype).type(written) == np.dtype(dtype).type(nodata))
+    return int(written) == int(nodata)
+
+
+def check_nodata_writable(dtype: str, nodata: float | None, source: Any) -> None:
+    """Refuse an output whose nodata a GeoTIFF would not keep (:func:`written_nodata`), before any work: its
+    missing pixels would read back as data, and valid pixels equal to the value stored instead as missing."""
+    if nodata is None or np.dtype(dtype).kind not in "iu":
+        return
+    written = written_nodata(dtype, nodata)
+    if not same_nodata(dtype, written, nodata):
+        raise InputError(
+            f"the {dtype} nodata {int(nodata)} of '{source}' cannot be stored in a GeoTIFF written by rasterio "
+            f"(it reads back as {written:g}); drop --keep-dtype to write float32, or give the input a nodata of "
+            "at most 15 digits first (gdal_edit.py -a_nodata VALUE)"
+        )
 
 
 #: Units in the last place between a valid float value and a float nodata: GDAL takes values within a
@@ -355,12 +471,35 @@ def off_nodata(nodata: float, dtype: np.dtype) -> Any:
     return value
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _missing_block(ds: Any, size: int) -> str | None:
+    """The first block of an open GeoTIFF of ``size`` bytes that was never written or lies beyond its end."""
+    rows, cols = ds.block_shapes[0]
+    pixel = ds.interleaving is not None and ds.interleaving.value == "PIXEL"  # one block holds every band
+    for band in [1] if pixel else ds.indexes:
+        for y in range(-(-ds.height // rows)):
+            for x in range(-(-ds.width // cols)):
+                offset = int(ds.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=band) or 0)
+                length = int(ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=band) or 0)
+                if not offset or not length or offset + length > size:
+                    return f"block {x},{y} of band {band} is missing"
+    return None
+
+
 class TileWriter:
     """Writes fine tiles into a temporary GeoTIFF, then moves it onto the destination atomically."""
 
     def __init__(self, dst: Path, spec: OutputSpec, *, cog: bool = False) -> None:
         self.dst, self.spec, self.cog = dst, spec, cog
-        self.tmp = Path(_temp_file(dst.parent, f".{dst.name}.", ".geosr-part"))
+        try:
+            self.tmp = Path(_temp_file(dst.parent, f".{dst.name}.", ".geosr-part"))
+        except OSError as exc:  # a folder made read-only, or full, since the checks
+            raise RasterIOError(
+                f"cannot create the output in '{dst.parent}' ({exc.strerror or exc}); free it or choose another -o"
+            ) from None
         self._extra: list[Path] = [self.tmp]
         self._dataset: Any = None
         self.block = _block_size(geotiff_tile_size(spec.tile_size))
@@ -390,6 +529,8 @@ class TileWriter:
             "num_threads": "ALL_CPUS",
         }
         try:
+            if spec.rpcs is not None:
+                profile.update(rpcs=spec.rpcs)
             if spec.gcps:
                 profile.update(gcps=spec.gcps, crs=spec.crs)
             elif spec.transform is not None:
@@ -401,6 +542,13 @@ class TileWriter:
         except Exception as exc:
             self.discard()
             raise RasterIOError(f"cannot create output beside '{self.dst}' ({exc})") from None
+        if spec.nodata is not None and not same_nodata(spec.dtype, self._dataset.nodata, spec.nodata):
+            written = self._dataset.nodata
+            self.discard()  # its missing pixels would read back as data
+            raise RasterIOError(
+                f"the output's nodata {spec.nodata!r} would be stored as {written!r}; drop --keep-dtype to write "
+                "float32"
+            )
         return self
 
     def write(self, rows: slice, cols: slice, values: np.ndarray) -> None:
@@ -459,18 +607,21 @@ class TileWriter:
         cog = Path(_temp_file(self.dst.parent, f".{self.dst.name}.", ".geosr-cog"))
         self._extra.append(cog)
         integer = np.issubdtype(np.dtype(self.spec.dtype), np.integer)
-        gdal_copy(
-            self.tmp,
-            cog,
-            driver="COG",
-            COMPRESS=COMPRESSION,
-            PREDICTOR="STANDARD" if integer else "FLOATING_POINT",
-            BLOCKSIZE=512,
-            OVERVIEWS="AUTO",
-            OVERVIEW_RESAMPLING="AVERAGE",
-            BIGTIFF="IF_SAFER",
-            NUM_THREADS="ALL_CPUS",
-        )
+        try:
+            gdal_copy(
+                self.tmp,
+                cog,
+                driver="COG",
+                COMPRESS=COMPRESSION,
+                PREDICTOR="STANDARD" if integer else "FLOATING_POINT",
+                BLOCKSIZE=512,
+                OVERVIEWS="AUTO",
+                OVERVIEW_RESAMPLING="AVERAGE",
+                BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",
+            )
+        except Exception as exc:  # noqa: BLE001 - GDAL's errors (a full disk) are not all rasterio's
+            raise self._incomplete(_first_line(exc)) from None
         return cog
 
     def commit(self) -> Path:
@@ -478,7 +629,10 @@ class TileWriter:
         self._write_metadata()
         self._dataset.close()
         self._dataset = None
+        self._check_complete(self.tmp)
         final = self._make_cog() if self.cog else self.tmp
+        if final != self.tmp:
+            self._check_complete(final)
         os.chmod(final, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a normal mode
         os.replace(final, self.dst)
         for sidecar in (".aux.xml", ".ovr", ".msk"):  # GDAL's side files of the file replaced describe it, not us
@@ -486,6 +640,32 @@ class TileWriter:
                 Path(f"{self.dst}{sidecar}").unlink()
         self.discard()
         return self.dst
+
+    def _check_complete(self, path: Path) -> None:
+        """Refuse a GeoTIFF that GDAL could not write in full: every block must lie inside the file.
+
+        GDAL writes the blocks still in its cache when the file is closed, and rasterio reports no error
+        when that fails (a full disk, a quota, a lost network share): the file is left truncated or with
+        blocks never written, and would have been renamed onto the destination as if complete.
+        """
+        import rasterio
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an ungeoreferenced output (pixel space)
+                with rasterio.open(path) as ds:
+                    problem = _missing_block(ds, path.stat().st_size)
+        except Exception as exc:  # noqa: BLE001 - whatever GDAL says, the file is not a complete GeoTIFF
+            problem = _first_line(exc)
+        if problem is not None:
+            raise self._incomplete(problem)
+
+    def _incomplete(self, problem: str) -> RasterIOError:
+        free = shutil.disk_usage(self.dst.parent).free
+        return RasterIOError(
+            f"the output could not be written in full beside '{self.dst}' ({problem}; {free / 1e6:.3g} MB free "
+            "there); free some space or choose another -o"
+        )
 
     def discard(self) -> None:
         """Close and delete the temporary files (the destination is left untouched)."""

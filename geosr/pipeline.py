@@ -20,12 +20,21 @@ import numpy as np
 import geosr
 from geosr.background import Behind
 from geosr.errors import InputError, ModelError, ScaleError
-from geosr.georef import check_scale, output_shape, output_transform, pixel_size, scale_for_resolution
+from geosr.georef import (
+    check_scale,
+    output_shape,
+    output_transform,
+    pixel_size,
+    refined_image_offset,
+    scale_for_resolution,
+)
 from geosr.io import (
     BandSubset,
     OutputSpec,
     TileWriter,
     check_destination,
+    check_geotiff_name,
+    check_nodata_writable,
     check_space,
     geotiff_tile_size,
     grid_format,
@@ -130,7 +139,14 @@ def downscale_raster(
         scale = check_scale(scale)
         check_ensemble(ensemble, pixel_size(info.transform))
         out = Path(dst) if dst is not None else default_output(src, scale, resolution)
-        check_destination(src, out, overwrite)
+        check_geotiff_name(out)
+        check_destination(src, out, overwrite, input_files=dataset.files)  # a VRT's sources too
+        out_dtype = info.dtype if keep_dtype else "float32"
+        if keep_dtype:
+            check_nodata_writable(out_dtype, info.nodata, src)
+        # before any work (the model, the whole-raster statistics pass): a huge raster, sparse or not,
+        # would be read to the end before an output too large for GDAL or the disk was refused
+        check_space(out, output_shape(info.height, info.width, scale), info.count, out_dtype)
         options = {
             "device": device,
             "precision": precision,
@@ -150,8 +166,6 @@ def downscale_raster(
                 f"every pixel of '{src}' is nodata (nodata={info.nodata}); nothing to downscale: check the "
                 "input, or its nodata value (gdal_edit.py -a_nodata)"
             )
-        out_dtype = info.dtype if keep_dtype else "float32"
-        check_space(out, output_shape(info.height, info.width, scale), info.count, out_dtype)
         flips = north_up_flips(info)  # a south-up raster runs north-up and is written back south-up
         # tiles laid from the far end of a mirrored axis: written back, each fills the blocks it touches
         plan = downscaler.plan((info.height, info.width), scale, from_end=flips)
@@ -232,8 +246,9 @@ def _output_spec(
     dtype = info.dtype if keep_dtype else "float32"
     has_gaps = bool((stats.count < info.height * info.width).any())
     nodata = info.nodata
+    # such as float64's lowest value, which a float32 output cannot hold (-inf it can)
     if nodata is not None and np.dtype(dtype).kind == "f" and abs(nodata) > float(np.finfo(dtype).max):
-        nodata = float("nan")  # such as float64's lowest value, which a float32 output cannot hold
+        nodata = nodata if np.isinf(nodata) else float("nan")
     if nodata is None and has_gaps:
         if np.issubdtype(np.dtype(dtype), np.integer):
             raise InputError(
@@ -266,7 +281,18 @@ def _output_spec(
         tags=tags,
         info=info,
         gcps=[_refine_gcp(g, shape[0] / info.height, shape[1] / info.width) for g in info.gcps],
+        rpcs=None if info.rpcs is None else _refine_rpcs(info.rpcs, shape[0] / info.height, shape[1] / info.width),
     )
+
+
+def _refine_rpcs(rpcs: Any, fy: float, fx: float) -> Any:
+    """RPCs (kept beside a transform) on the fine grid: the same ground point at the same place in the bounds."""
+    from rasterio.rpc import RPC
+
+    values = rpcs.to_dict()
+    values["line_off"], values["line_scale"] = refined_image_offset(rpcs.line_off, rpcs.line_scale, fy)
+    values["samp_off"], values["samp_scale"] = refined_image_offset(rpcs.samp_off, rpcs.samp_scale, fx)
+    return RPC(**values)
 
 
 def _refine_gcp(gcp: Any, fy: float, fx: float) -> Any:
@@ -355,8 +381,8 @@ def downscale_grid(
 
             with connect(scheduler) as client, client.as_current(), dask.config.set(scheduler=client):
                 write_grid(fine, out, encoding, zarr_format)
-    shape = fine[variable].shape[-2:]
-    factors = (shape[0] / var.shape[-2], shape[1] / var.shape[-1])
+    shape = (fine[variable].sizes[ydim], fine[variable].sizes[xdim])  # the spatial dimensions need not be last
+    factors = (shape[0] / var.sizes[ydim], shape[1] / var.sizes[xdim])
     return Result(
         out,
         factors,

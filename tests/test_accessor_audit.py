@@ -258,3 +258,21 @@ def test_valid_range_of_float_data_does_not_mask_output_that_overshoots_it(tmp_p
     with netCDF4.Dataset(tmp_path / "pr_x2.nc") as back:
         read = back["pr"][:]
     assert not np.ma.is_masked(read) and np.allclose(np.ma.getdata(read), values)
+
+
+def test_cli_summary_of_a_variable_whose_spatial_dimensions_are_not_last(cli, tmp_path, model1):
+    """tas(lat, lon, time): the "wrote" line took the last two dimensions for rows and columns (it said
+    "3 x 30 pixels, scale 1"); the file itself was right."""
+    da = xr.DataArray(
+        np.stack([fbm_surface((12, 15), seed=i) for i in range(3)], axis=-1),
+        dims=("lat", "lon", "time"),
+        coords={"lat": 50.0 - np.arange(12.0), "lon": np.arange(15.0), "time": np.arange(3)},
+        name="tas",
+    )
+    src = tmp_path / "llt.nc"
+    da.to_dataset().to_netcdf(src)
+    result = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", model1)
+    assert result.code == 0, result.err
+    assert "wrote" in result.err and "30 x 24 pixels, scale 2," in result.err, result.err  # the summary: stderr
+    with xr.open_dataset(tmp_path / "llt_x2.nc") as back:
+        assert dict(back.tas.sizes) == {"lat": 24, "lon": 30, "time": 3}

@@ -1,0 +1,341 @@
+"""Audit of ``geosr downscale`` on unusual GDAL inputs and output paths, as a GIS user would feed it.
+
+Each test reproduces a defect found by the audit (it fails without its fix): work done before a refusal
+promised "before any work", nodata an integer GeoTIFF would not keep, GDAL's reason hidden behind
+rasterio's "Read failed", outputs named as other formats, and misleading or late refusals of a folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from conftest import CRS, TRANSFORM, affine_mul, assert_one_line_error
+
+import geosr.io
+import geosr.pipeline
+from geosr.testing import fbm_surface
+
+
+def _no_stats_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make reading the whole raster (the statistics pass) fail the test: a refusal must come first."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the whole raster was read before the refusal")
+
+    monkeypatch.setattr(geosr.pipeline, "iter_blocks", refuse)
+
+
+@pytest.mark.parametrize(
+    ("scale", "free", "words"),
+    [
+        (2, 1, ("cannot fit", "free")),  # the destination's free space
+        (2e8, 10**15, ("2147483647", "choose a smaller scale")),  # GDAL's largest side
+    ],
+)
+def test_output_too_large_is_refused_before_the_raster_is_read(
+    cli, make_geotiff, model1, tmp_path, monkeypatch, scale, free, words
+):
+    # a huge sparse raster was read to its end (hours) before its too large output was refused
+    src = make_geotiff("dem.tif", fbm_surface((13, 17), seed=1))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(free, 0, free))
+    _no_stats_pass(monkeypatch)
+    out = tmp_path / "out.tif"
+    r = cli("downscale", src, "--scale", scale, "-o", out, "--model", model1, "--quiet")
+    assert_one_line_error(r.err, r.code, *words)
+    assert not out.exists()
+
+
+def _int64_with_nodata(tmp_path: Path, nodata: int) -> tuple[Path, np.ndarray]:
+    """An Int64 raster whose nodata is ``nodata`` exactly (a VRT says it: rasterio cannot write it)."""
+    data = (fbm_surface((13, 17), seed=1)).astype("int64")
+    data[:2, :3] = nodata
+    tif = tmp_path / "ints.tif"
+    with rasterio.open(
+        tif, "w", driver="GTiff", height=13, width=17, count=1, dtype="int64", crs=CRS, transform=TRANSFORM
+    ) as ds:
+        ds.write(data[None])
+    vrt = tmp_path / "ints.vrt"
+    gt = ", ".join(repr(v) for v in TRANSFORM.to_gdal())
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="17" rasterYSize="13"><GeoTransform>{gt}</GeoTransform>'
+        '<VRTRasterBand dataType="Int64" band="1">'
+        f"<NoDataValue>{nodata}</NoDataValue>"
+        f'<SimpleSource><SourceFilename relativeToVRT="1">{tif.name}</SourceFilename>'
+        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
+    )
+    with rasterio.open(vrt) as ds:
+        assert ds.read(1, masked=True).mask.sum() == 6  # the input is what it should be
+    return vrt, data
+
+
+@pytest.mark.parametrize("nodata", [int(np.iinfo("int64").min), -(2**62)])
+def test_int64_nodata_a_geotiff_would_not_keep_is_refused_with_keep_dtype(cli, tmp_path, model1, nodata):
+    # rasterio stores such a nodata as '-9.22337203685478e+18', which an Int64 band reads back as -9: the
+    # output's missing pixels read as data (and any valid -9 as missing)
+    vrt, _ = _int64_with_nodata(tmp_path, nodata)
+    out = tmp_path / "out.tif"
+    r = cli("downscale", vrt, "--scale", 2, "-o", out, "--model", model1, "--keep-dtype", "--quiet")
+    assert_one_line_error(r.err, r.code, "nodata", str(nodata), "drop --keep-dtype")
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "geosr" in p.name]
+    # the fix it names works: float32 with the same pixels missing
+    r = cli("downscale", vrt, "--scale", 2, "-o", out, "--model", model1, "--quiet")
+    assert r.code == 0, r.err
+    with rasterio.open(out) as ds:
+        assert ds.read(1, masked=True).mask.sum() == 6 * 4
+
+
+def test_int64_nodata_that_fits_is_kept_with_keep_dtype(cli, tmp_path, model1):
+    vrt, _ = _int64_with_nodata(tmp_path, -9999)
+    out = tmp_path / "out.tif"
+    r = cli("downscale", vrt, "--scale", 2, "-o", out, "--model", model1, "--keep-dtype", "--quiet")
+    assert r.code == 0, r.err
+    with rasterio.open(out) as ds:
+        assert ds.dtypes[0] == "int64" and ds.nodata == -9999
+        assert ds.read(1, masked=True).mask.sum() == 6 * 4
+
+
+def test_a_damaged_raster_names_gdals_reason_and_the_fix(cli, tmp_path, model1):
+    # rasterio's own message, 'RasterioIOError: Read failed. See previous exception for details.', named
+    # neither the file nor what was wrong
+    whole = tmp_path / "whole.tif"
+    with rasterio.open(
+        whole, "w", driver="GTiff", height=64, width=64, count=1, dtype="float32", crs=CRS, transform=TRANSFORM
+    ) as ds:
+        ds.write(fbm_surface((64, 64), seed=3)[None])
+    damaged = tmp_path / "damaged.tif"
+    damaged.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    out = tmp_path / "out.tif"
+    r = cli("downscale", damaged, "--scale", 2, "-o", out, "--model", model1, "--quiet")
+    line = assert_one_line_error(r.err, r.code, "damaged.tif", "cannot read", "gdalinfo -checksum")
+    assert "See previous exception" not in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".vrt", ".img", ".asc"])
+def test_output_named_as_another_raster_format_is_refused(cli, dem_tif, model1, tmp_path, suffix):
+    # a GeoTIFF was written under the name, so that 'dem.png' was no PNG and 'dem.vrt' no VRT
+    out = tmp_path / f"dem{suffix}"
+    r = cli("downscale", dem_tif, "--scale", 2, "-o", out, "--model", model1, "--quiet")
+    assert_one_line_error(r.err, r.code, "GeoTIFF", f"-o {out.with_suffix('.tif')}", "gdal_translate -of")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".TIFF", ""])
+def test_geotiff_and_plain_names_are_written(cli, dem_tif, model1, tmp_path, suffix):
+    out = tmp_path / f"dem_x2{suffix}"
+    r = cli("downscale", dem_tif, "--scale", 2, "-o", out, "--model", model1, "--quiet")
+    assert r.code == 0, r.err
+    with rasterio.open(out) as ds:
+        assert ds.driver == "GTiff"
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_folder_as_output_is_refused_as_a_folder(cli, dem_tif, model1, tmp_path, overwrite):
+    # without --overwrite it said "already exists; pass --overwrite to replace it", which then failed too
+    folder = tmp_path / "results"
+    folder.mkdir()
+    r = cli("downscale", dem_tif, "--scale", 2, "-o", folder, "--model", model1, "--quiet", *overwrite)
+    line = assert_one_line_error(r.err, r.code, "is a folder", "give a file name with -o")
+    assert "--overwrite" not in line
+    assert folder.is_dir() and not list(folder.iterdir())
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(cli, dem_tif, model1, tmp_path, monkeypatch):
+    # it failed only at the first write, after the model and the statistics pass, as
+    # 'PermissionError: [Errno 13] Permission denied: ... (rerun with --verbose for details)'
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != folder and access(path, mode, **kw))
+    _no_stats_pass(monkeypatch)  # (tests run as root, for whom chmod 555 changes nothing)
+    r = cli("downscale", dem_tif, "--scale", 2, "-o", folder / "out.tif", "--model", model1, "--quiet")
+    assert_one_line_error(r.err, r.code, "readonly", "not writable", "choose another -o")
+
+
+def test_a_folder_that_refuses_the_temporary_file_gives_one_clear_line(cli, dem_tif, model1, tmp_path, monkeypatch):
+    folder = tmp_path / "full"
+    folder.mkdir()
+
+    def no_room(parent: Path, prefix: str, suffix: str) -> str:
+        raise OSError(28, "No space left on device", str(parent))
+
+    monkeypatch.setattr(geosr.io, "_temp_file", no_room)
+    r = cli("downscale", dem_tif, "--scale", 2, "-o", folder / "out.tif", "--model", model1, "--quiet")
+    assert_one_line_error(r.err, r.code, "No space left on device", "full", "choose another -o")
+
+
+def _rgba(path: Path) -> Path:
+    dem = fbm_surface((12, 16), seed=6)
+    alpha = np.where(dem > np.median(dem), 255, 0)
+    data = np.stack([dem / 4, dem / 5, dem / 6, alpha]).astype("uint8")
+    with rasterio.open(
+        path, "w", driver="GTiff", height=12, width=16, count=4, dtype="uint8", crs=CRS, transform=TRANSFORM,
+        photometric="RGB", alpha="YES",
+    ) as ds:  # fmt: skip
+        ds.write(data)
+    return path
+
+
+def test_an_alpha_band_refusal_names_the_bands_that_leave_it_out(cli, tmp_path, model1):
+    src = _rgba(tmp_path / "rgba.tif")
+    out = tmp_path / "out.tif"
+    r = cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet")
+    assert_one_line_error(r.err, r.code, "band 4", "alpha", "pass --bands 1,2,3")
+    # and that fix works: the transparent pixels come out as nodata
+    r = cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet", "--bands", "1,2,3")
+    assert r.code == 0, r.err
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        assert b.count == 3 and np.isnan(b.nodata)
+        assert b.read(masked=True).mask.sum() == 4 * a.read(1, masked=True).mask.sum() * 3 > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int16"])
+def test_an_alpha_band_gdal_does_not_mask_with_is_refused_under_bands(cli, tmp_path, model1, dtype):
+    # GDAL masks the other bands by a Byte or UInt16 alpha only: leaving a float32 (or int16) one out with
+    # --bands turned its transparent pixels into data, as the advice to leave it out promised they would not be
+    dem = fbm_surface((12, 16), seed=6)
+    alpha = np.where(dem > np.median(dem), 255, 0)
+    src = tmp_path / "rgba.tif"
+    with rasterio.open(
+        src, "w", driver="GTiff", height=12, width=16, count=4, dtype=dtype, crs=CRS, transform=TRANSFORM,
+        photometric="RGB", alpha="YES",
+    ) as ds:  # fmt: skip
+        ds.write(np.stack([dem / 4, dem / 5, dem / 6, alpha]).astype(dtype))
+        assert ds.colorinterp[3].name == "alpha"
+    out = tmp_path / "out.tif"
+    r = cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet")
+    message = assert_one_line_error(r.err, r.code, "band 4", "alpha", "gdalwarp -dstnodata")
+    assert "--bands" not in message  # leaving it out is no fix here
+    r = cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet", "--bands", "1,2,3")
+    assert_one_line_error(r.err, r.code, "band 4", "does not read as the other bands' mask", "gdalwarp -dstnodata")
+    assert not out.exists()
+
+
+def _rpcs() -> object:
+    from rasterio.rpc import RPC
+
+    return RPC(
+        height_off=100, height_scale=100, lat_off=45, lat_scale=0.1, long_off=10, long_scale=0.1,
+        line_off=10, line_scale=10, samp_off=12, samp_scale=12,
+        line_num_coeff=[0, 0, 1, 0.01] + [0] * 16, line_den_coeff=[1] + [0] * 19,
+        samp_num_coeff=[0, 1, 0.02] + [0] * 17, samp_den_coeff=[1] + [0] * 19,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("scale", "cog"), [(2, []), (2.5, ["--cog"])])
+def test_rpcs_beside_a_transform_are_kept_on_the_fine_grid(cli, tmp_path, model1, scale, cog):
+    # they were dropped without a word: an image with a rough transform and its sensor model lost the latter
+    from rasterio.transform import RPCTransformer
+
+    src = tmp_path / "scene.tif"
+    with rasterio.open(
+        src, "w", driver="GTiff", height=20, width=24, count=1, dtype="float32", crs=CRS, transform=TRANSFORM,
+        rpcs=_rpcs(),
+    ) as ds:  # fmt: skip
+        ds.write(fbm_surface((20, 24), seed=7)[None])
+    out = tmp_path / "out.tif"
+    r = cli("downscale", src, "--scale", scale, "-o", out, "--model", model1, "--quiet", *cog)
+    assert r.code == 0, r.err
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        assert b.rpcs is not None
+        assert b.transform == affine_mul(a.transform, Affine.scale(a.width / b.width, a.height / b.height))
+        fy, fx = b.height / a.height, b.width / a.width
+        with RPCTransformer(a.rpcs) as coarse, RPCTransformer(b.rpcs) as fine:
+            # ground to image is the RPCs' own (exact) direction: each ground point falls at the same place
+            lon, lat = np.meshgrid([9.91, 9.97, 10.05], [44.9, 45.0, 45.08])
+            rows_a, cols_a = coarse.rowcol(lon.ravel(), lat.ravel(), zs=50, op=float)
+            rows_b, cols_b = fine.rowcol(lon.ravel(), lat.ravel(), zs=50, op=float)
+            np.testing.assert_allclose(np.asarray(rows_b), np.asarray(rows_a) * fy, atol=1e-6)
+            np.testing.assert_allclose(np.asarray(cols_b), np.asarray(cols_a) * fx, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif", "scene.tif"]  # no side file (.RPB)
+
+
+@pytest.mark.parametrize("nodata", [-np.inf, np.inf])
+def test_an_infinite_nodata_is_carried(cli, make_geotiff, model1, tmp_path, nodata):
+    # a float32 output can hold -inf: it was replaced by NaN, as if it were float64's lowest value
+    dem = fbm_surface((13, 17), seed=1)
+    dem[:2, :3] = nodata
+    src = make_geotiff("dem.tif", dem, nodata=nodata)
+    out = tmp_path / "out.tif"
+    r = cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet")
+    assert r.code == 0, r.err
+    with rasterio.open(out) as ds:
+        assert ds.nodata == nodata
+        values = ds.read(1, masked=True)
+    assert values.mask.sum() == 6 * 4 and np.isfinite(values.compressed()).all()
+
+
+def test_overwrite_never_replaces_a_device_or_pipe(cli, dem_tif, model1, tmp_path):
+    # '-o /dev/null --overwrite' (a dry run, as root) renamed the finished GeoTIFF onto /dev/null itself
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    r = cli("downscale", dem_tif, "--scale", 2, "-o", pipe, "--model", model1, "--quiet", "--overwrite")
+    assert_one_line_error(r.err, r.code, "not a regular file", "give a file name with -o")
+    assert pipe.is_fifo()
+
+
+def test_overwrite_never_replaces_a_file_the_input_reads(cli, make_geotiff, model1, tmp_path):
+    # a VRT's source given as -o with --overwrite was replaced by the output: the input itself was lost
+    source = make_geotiff("dem.tif", fbm_surface((13, 17), seed=1))
+    vrt = tmp_path / "dem.vrt"
+    gt = ", ".join(repr(v) for v in TRANSFORM.to_gdal())
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="17" rasterYSize="13"><GeoTransform>{gt}</GeoTransform>'
+        '<VRTRasterBand dataType="Float32" band="1">'
+        f'<SimpleSource><SourceFilename relativeToVRT="1">{source.name}</SourceFilename>'
+        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
+    )
+    before = source.read_bytes()
+    r = cli("downscale", vrt, "--scale", 2, "-o", source, "--model", model1, "--quiet", "--overwrite")
+    assert_one_line_error(r.err, r.code, "files GDAL reads for the input", "choose another name with -o")
+    assert source.read_bytes() == before
+
+
+class _TruncatedOnClose:
+    """A writer's dataset whose file loses its second half when closed, as GDAL leaves it when the disk fills
+    while it flushes its cache at close: rasterio reports no error then."""
+
+    def __init__(self, dataset: object, path: Path) -> None:
+        object.__setattr__(self, "_dataset", dataset)
+        object.__setattr__(self, "_path", path)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._dataset, name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self._dataset, name, value)
+
+    def close(self) -> None:
+        self._dataset.close()
+        data = self._path.read_bytes()
+        self._path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("cog", [[], ["--cog"]])
+def test_an_output_the_disk_could_not_hold_is_never_renamed_onto_the_destination(
+    cli, dem_tif, model1, tmp_path, monkeypatch, cog
+):
+    # on a full disk the run exited 0 and left a truncated, unreadable GeoTIFF at the destination: GDAL's
+    # failures writing the cached blocks at close reach stderr only (reproduced on a 200 kB tmpfs)
+    enter = geosr.io.TileWriter.__enter__
+
+    def truncating_enter(self: geosr.io.TileWriter) -> geosr.io.TileWriter:
+        enter(self)
+        self._dataset = _TruncatedOnClose(self._dataset, self.tmp)
+        return self
+
+    monkeypatch.setattr(geosr.io.TileWriter, "__enter__", truncating_enter)
+    out = tmp_path / "out.tif"
+    r = cli("downscale", dem_tif, "--scale", 2, "-o", out, "--model", model1, "--quiet", *cog)
+    assert_one_line_error(r.err, r.code, "could not be written in full", "free some space or choose another -o")
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "geosr" in p.name]
