@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ writes a GeoTIFF with the same CRS and extent and finer pixels: the same result 
 <h3>Parameters</h3>
 <ul>
 <li><b>Input raster</b>: any raster layer stored in a file GDAL reads.</li>
-<li><b>Bands</b>: the bands to downscale, in this order (empty: all).</li>
+<li><b>Bands</b>: the bands to downscale, in this order (empty: all); in <code>qgis_process</code> \
+separated by ; or , (<code>BANDS=3;1</code>).</li>
 <li><b>Scale factor</b> or <b>Target resolution</b>: set exactly one. A scale of 4 makes each pixel 4 x 4 \
 pixels (it may be fractional, like 2.5); a target resolution is a pixel size in the layer's CRS units.</li>
 <li><b>Model</b>: the name of a model shipped with geosr (<code>geosr models</code> lists them) or a \
@@ -54,7 +56,9 @@ only); <i>off</i>: never.</li>
 self-calibrates, <i>dem</i> does not); <i>on</i>: scale each band's added detail by how much of it the \
 layer's own coarser copy supports (0 to 1, whole scales); <i>off</i>: never.</li>
 </ul>
-<p>Nodata stays nodata; band descriptions, units and tags carry over. The output is float32 GeoTIFF.</p>
+<p>Nodata stays nodata; band descriptions, units and tags carry over. The output is float32 GeoTIFF \
+in the layer's CRS (the one set in QGIS when the file has none). An existing output file is replaced, \
+as Processing outputs are, but never a file the input is read from.</p>
 
 <h3>Setup</h3>
 <p>geosr runs inside QGIS when it is installed in QGIS's Python. Otherwise install geosr anywhere \
@@ -219,8 +223,9 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         parameters = self._normalised(parameters)
         scale, resolution = self._scale_and_resolution(parameters, context)
         output = self._output(parameters, context)
+        source, bands = self._source(parameters, context, output)
         job = Job(
-            source=self._source(parameters, context),
+            source=source,
             output=output,
             scale=scale,
             resolution=resolution,
@@ -230,6 +235,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             conserve=self._switch_value(parameters, self.CONSERVE, context),
             ensemble=int(self.parameterAsEnumString(parameters, self.ENSEMBLE, context) or 1),
             calibrate=self._switch_value(parameters, self.CALIBRATE, context),
+            bands=tuple(bands),
         )
         try:
             run(job, feedback, find_geosr(_configured_executable()))
@@ -241,9 +247,9 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
 
     def _normalised(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """``parameters`` with a device given by its number, the Conserve and Calibrate choices by their
-        number or as true/false (:meth:`_switch`) and an ensemble as a number (``{"ENSEMBLE": 4}``) turned
-        into their options, and text that is not a number refused for the scale and the resolution (QGIS
-        would read it as 0)."""
+        number or as true/false (:meth:`_switch`), an ensemble as a number (``{"ENSEMBLE": 4}``) and bands
+        separated by ',' (as geosr's ``--bands``) turned into their options, and text that is not a number
+        refused for the scale and the resolution (QGIS would read it as 0)."""
         for name in (self.SCALE, self.RESOLUTION):
             value = parameters.get(name)
             if isinstance(value, str) and value.strip():
@@ -255,6 +261,16 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                             name, "4" if name == self.SCALE else "10", value
                         )
                     ) from None
+        bands = parameters.get(self.BANDS)
+        if isinstance(bands, str) and bands.strip():
+            # QGIS separates bands with ';' and reads anything else as band 0; geosr's --bands (and its
+            # messages) use ',': both are taken
+            numbers = [part.strip() for part in re.split(r"[;,]", bands)]
+            if not all(number.isdigit() for number in numbers):
+                raise QgsProcessingException(
+                    _tr("BANDS must be band numbers separated by ';' (for example 3;1), got '{}'").format(bands)
+                )
+            parameters = {**parameters, self.BANDS: ";".join(numbers)}
         device = parameters.get(self.DEVICE)
         if _is_set(device) and not isinstance(device, QgsProperty) and str(device).strip() not in self.DEVICES:
             # qgis_process help lists the devices by number ("0: auto, 1: cpu"): take the number too
@@ -337,8 +353,13 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             )
         return output
 
-    def _source(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
-        """The input as GDAL opens it: the layer's source, or a VRT of the chosen bands."""
+    def _source(self, parameters: dict[str, Any], context: QgsProcessingContext, output: str) -> tuple[str, list[int]]:
+        """The input as GDAL opens it, and the bands chosen (empty: all), which geosr picks itself.
+
+        The input is the layer's source, or a VRT of it when QGIS opens it with GDAL open options
+        (``path|option:KEY=VALUE``, which GDAL and geosr do not read as a name) or when the file has no
+        CRS but the layer has one in QGIS (Set CRS, or the project's). Refused when ``output`` is one of
+        the input's files (behind a VRT, geosr could not tell)."""
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
@@ -348,11 +369,17 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                     layer.name(), layer.providerType()
                 )
             )
+        name, open_options = _gdal_name(layer.source())
+        _refuse_input_as_output(layer, name, open_options, output)
         # "" (qgis_process BANDS=) means all bands, as the label says; QGIS would read it as band 0
         bands = self.parameterAsInts(parameters, self.BANDS, context) if _is_set(parameters.get(self.BANDS)) else []
-        if not bands or bands == list(range(1, layer.bandCount() + 1)):
-            return layer.source()
-        return _band_subset(layer, bands)
+        if bands == list(range(1, layer.bandCount() + 1)):
+            bands = []
+        _check_bands(layer, bands)
+        crs = _assigned_crs(layer, name, open_options)
+        if not open_options and not crs:
+            return name, bands
+        return _vrt(layer, name, open_options, crs), bands
 
 
 def _configured_executable() -> str:
@@ -364,31 +391,91 @@ def _is_set(value: Any) -> bool:
     return value is not None and value != "" and not (hasattr(value, "isNull") and value.isNull())
 
 
-def _band_subset(layer: QgsRasterLayer, bands: list[int]) -> str:
-    """A temporary VRT of ``layer`` holding ``bands`` in that order, with their metadata."""
+def _gdal_name(source: str) -> tuple[str, list[str]]:
+    """A GDAL layer source split into the name GDAL opens and the open options QGIS adds to it
+    (``path|option:KEY=VALUE``)."""
+    from qgis.core import QgsProviderRegistry
+
+    registry = QgsProviderRegistry.instance()
+    parts = registry.decodeUri("gdal", source)
+    open_options = [str(option) for option in parts.pop("openOptions", None) or []]
+    if not open_options:
+        return source, []
+    return registry.encodeUri("gdal", parts), open_options
+
+
+def _open(name: str, open_options: list[str]) -> Any:
     from osgeo import gdal
 
+    try:
+        return gdal.OpenEx(name, gdal.OF_RASTER, open_options=open_options)
+    except RuntimeError:  # with gdal.UseExceptions()
+        return None
+
+
+def _refuse_input_as_output(layer: QgsRasterLayer, name: str, open_options: list[str], output: str) -> None:
+    """Refuse an ``output`` that is one of the files the input is read from: geosr replaces an existing
+    output, and it recognises its input only by name, not behind a VRT (the plugin's or the user's)."""
+    target = Path(output)
+    if not target.is_file():
+        return
+    dataset = _open(name, open_options)
+    files = (dataset.GetFileList() or []) if dataset is not None else []
+    dataset = None
+    for file in [*files, name]:
+        try:
+            same = Path(file).is_file() and target.samefile(file)
+        except OSError:
+            same = False
+        if same:
+            raise QgsProcessingException(
+                _tr(
+                    "output '{}' would replace '{}', which the input '{}' is read from; choose another "
+                    "Downscaled raster (OUTPUT)"
+                ).format(output, file, layer.name())
+            )
+
+
+def _assigned_crs(layer: QgsRasterLayer, name: str, open_options: list[str]) -> str:
+    """The layer's CRS (WKT) when QGIS gives the layer one that its georeferenced file lacks, else "".
+
+    A CRS the file has is kept even if the layer's differs: the file's may hold what QGIS's does not."""
+    if not layer.crs().isValid():
+        return ""
+    dataset = _open(name, open_options)
+    if dataset is None or dataset.GetProjectionRef() or dataset.GetGCPCount():
+        return ""
+    if dataset.GetGeoTransform(can_return_null=True) is None:  # pixel space: nothing to place in a CRS
+        return ""
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    return layer.crs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+
+
+def _check_bands(layer: QgsRasterLayer, bands: list[int]) -> None:
+    """Refuse bands the layer lacks (geosr picks the bands; it reads an alpha band left out as a mask)."""
     missing = [band for band in bands if not 1 <= band <= layer.bandCount()]
     if missing:
         raise QgsProcessingException(
             _tr("'{}' has {} band(s); there is no band {}").format(layer.name(), layer.bandCount(), missing[0])
         )
-    # GDAL drops an alpha band's mask from a subset of the other bands, which would turn transparent
-    # pixels into data: refused, as geosr refuses a raster with an alpha band
-    source = gdal.Open(layer.source())
-    if source is not None:
-        for i in range(1, source.RasterCount + 1):
-            if source.GetRasterBand(i).GetColorInterpretation() == gdal.GCI_AlphaBand:
-                raise QgsProcessingException(
-                    _tr(
-                        "band {} of '{}' is an alpha band (a transparency mask, not data); turn it into nodata "
-                        "first (Raster > Conversion > Translate with a nodata value, or gdalwarp -dstnodata VALUE)"
-                    ).format(i, layer.name())
-                )
+
+
+def _vrt(layer: QgsRasterLayer, name: str, open_options: list[str], crs: str) -> str:
+    """A temporary VRT of ``layer`` (GDAL name ``name`` opened with ``open_options``, which the VRT keeps
+    for its source), in ``crs`` (WKT) when it is given, with all bands and their metadata."""
+    from osgeo import gdal
+
+    source = _open(name, open_options)
+    if source is None:
+        raise QgsProcessingException(_tr("GDAL could not open '{}'").format(layer.source()))
+    path = QgsProcessingUtils.generateTempFilename("geosr_input.vrt")
+    try:
+        dataset = gdal.Translate(path, source, format="VRT", outputSRS=crs or None)
+    except RuntimeError:  # with gdal.UseExceptions()
+        dataset = None
     source = None
-    path = QgsProcessingUtils.generateTempFilename("geosr_bands.vrt")
-    dataset = gdal.Translate(path, layer.source(), format="VRT", bandList=bands)
     if dataset is None:
-        raise QgsProcessingException(_tr("GDAL could not select bands {} of '{}'").format(bands, layer.source()))
+        raise QgsProcessingException(_tr("GDAL could not read '{}'").format(layer.source()))
     dataset = None  # closing the dataset writes the VRT
     return path

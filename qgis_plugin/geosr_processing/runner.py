@@ -97,6 +97,10 @@ class Job:
     calibrate : bool or None
         Scale each band's added detail by what the input's own coarser copy supports (True), never
         (False), or as the model's card says (None).
+    bands : tuple of int
+        The input's bands to downscale (1-based), in this order; empty for all. Chosen by geosr itself
+        (``--bands``), never through a VRT of them: geosr then checks them against all the raster's
+        bands (a multiband model's band names) and names them in its messages as the user numbers them.
     """
 
     source: str
@@ -109,6 +113,7 @@ class Job:
     conserve: bool | None
     ensemble: int = 1
     calibrate: bool | None = None
+    bands: tuple[int, ...] = ()
 
     def cli_arguments(self) -> list[str]:
         """Arguments of ``geosr`` for this job, with progress as lines on stdout."""
@@ -126,6 +131,8 @@ class Job:
             arguments += ["--ensemble", str(self.ensemble)]
         if self.calibrate is not None:
             arguments.append("--calibrate" if self.calibrate else "--no-calibrate")
+        if self.bands:
+            arguments += ["--bands", ",".join(map(str, self.bands))]
         return arguments
 
     def pipeline_keywords(self) -> dict[str, Any]:
@@ -139,6 +146,7 @@ class Job:
             "conserve": self.conserve,  # None: as the model says, like the CLI without --conserve
             "ensemble": self.ensemble,
             "calibrate": self.calibrate,
+            "bands": list(self.bands) or None,
             "overwrite": True,
         }
 
@@ -295,6 +303,7 @@ PARAMETER_NAMES = {
     "--ensemble": "the Ensemble (ENSEMBLE)",
     "--calibrate": "the Calibrate (CALIBRATE) choice",
     "--no-calibrate": "the Calibrate (CALIBRATE) choice",
+    "--bands": "the Bands (BANDS)",
 }
 _LONGEST_FIRST = sorted(PARAMETER_NAMES, key=len, reverse=True)
 _OPTION = re.compile(r"(?<![\w-])(" + "|".join(re.escape(o) for o in _LONGEST_FIRST) + r")(?![\w-])")
@@ -312,8 +321,14 @@ PHRASES = {
 }
 #: A quoted name in geosr's messages (a path, a model): left as it is
 _QUOTED = re.compile(r"('[^']*')")
-#: "pass --bands 2,3,4": the dialog's Bands (BANDS) take the same numbers, separated by ';' in qgis_process
-_BANDS = re.compile(r"pass --bands (\d+(?:,\d+)*)")
+#: "pass --bands 2,3,4", "leave it out with --bands 1,2,3": the dialog's Bands (BANDS) take the same
+#: numbers, separated by ';' in qgis_process
+_BANDS = re.compile(r"(pass |with )?--bands (\d+(?:,\d+)*)")
+_BANDS_WORDS = {
+    "pass ": "set the Bands (BANDS) to ",
+    "with ": "with the Bands (BANDS) set to ",
+    None: "the Bands (BANDS) ",
+}
 
 
 def for_qgis(message: str) -> str:
@@ -324,7 +339,7 @@ def for_qgis(message: str) -> str:
     def words(text: str) -> str:
         for phrase, replacement in PHRASES.items():
             text = text.replace(phrase, replacement)
-        text = _BANDS.sub(lambda match: "set the Bands (BANDS) to " + match[1].replace(",", ";"), text)
+        text = _BANDS.sub(lambda match: _BANDS_WORDS[match[1]] + match[2].replace(",", ";"), text)
         return _OPTION.sub(lambda match: PARAMETER_NAMES[match[1]], text)
 
     return "".join(part if _QUOTED.fullmatch(part) else words(part) for part in _QUOTED.split(message))

@@ -191,23 +191,37 @@ def test_bands_are_chosen_and_ordered(processing, tiny_model, tmp_path):
     assert_same_raster(read_raster(tmp_path / "empty.tif"), every)
 
 
-def test_a_band_subset_of_a_raster_with_an_alpha_band_is_refused(processing, tiny_model, tmp_path):
-    """GDAL drops the alpha mask from a subset of the other bands: transparent pixels would become data."""
-    from osgeo import gdal
+def test_an_alpha_band_is_left_out_with_bands_as_geosr_says(processing, tiny_model, tmp_path):
+    """An RGBA raster is refused whole, with the fix in the tool's words (the Bands that leave the alpha
+    band out); those bands then run, transparent pixels coming out as nodata, as with the CLI (the tool
+    once refused any band subset of it, contradicting that advice)."""
+    from osgeo import gdal, osr
 
-    values = np.stack([np.full((12, 15), 10.0 * b, np.float32) for b in range(1, 4)] + [np.full((12, 15), 255.0)])
-    source = write_bands(tmp_path / "rgba.tif", values, ["red", "green", "blue", "alpha"])
-    dataset = gdal.Open(str(source), gdal.GA_Update)
-    dataset.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
+    source = tmp_path / "rgba.tif"
+    dataset = gdal.GetDriverByName("GTiff").Create(str(source), 15, 12, 4, gdal.GDT_Byte, ["ALPHA=YES"])
+    dataset.SetGeoTransform((500_000.0, 30.0, 0.0, 4_200_000.0, 0.0, -30.0))
+    crs = osr.SpatialReference()
+    crs.ImportFromEPSG(32633)
+    dataset.SetProjection(crs.ExportToWkt())
+    rng = np.random.default_rng(0)
+    for b in range(1, 4):
+        dataset.GetRasterBand(b).WriteArray(rng.integers(40 * b, 40 * b + 50, (12, 15)).astype(np.uint8))
+    alpha = np.full((12, 15), 255, np.uint8)
+    alpha[:4, :5] = 0  # transparent
+    dataset.GetRasterBand(4).WriteArray(alpha)
     dataset = None
-    out = tmp_path / "out.tif"
-    for bands in ([1, 2, 3], [1]):
-        with pytest.raises(QgsProcessingException, match="band 4 of 'rgba' is an alpha band"):
-            processing.run(
-                "geosr:downscale",
-                {"INPUT": str(source), "BANDS": bands, "SCALE": 2, "MODEL": str(tiny_model), "OUTPUT": str(out)},
-            )
-    assert not out.exists()
+    common = {"INPUT": str(source), "SCALE": 2, "MODEL": str(tiny_model), "DEVICE": "cpu"}
+    with pytest.raises(QgsProcessingException) as error:
+        processing.run("geosr:downscale", {**common, "OUTPUT": str(tmp_path / "all.tif")})
+    assert "band 4 of" in str(error.value) and "Bands (BANDS)" in str(error.value), error.value
+    assert "1;2;3" in str(error.value) and "--" not in str(error.value), error.value
+    for bands in ([1, 2, 3], [2]):
+        out = tmp_path / f"bands{len(bands)}.tif"
+        processing.run("geosr:downscale", {**common, "BANDS": bands, "OUTPUT": str(out)})
+        fine = read_raster(out)
+        assert fine["size"] == (30, 24, len(bands))
+        missing = np.isnan(np.asarray(fine["values"], np.float64).reshape(len(bands), 24, 30))
+        assert missing[:, :8, :10].all() and missing.sum() == len(bands) * 8 * 10
 
 
 def test_target_resolution_keeps_twelve_decimals_in_the_dialog():

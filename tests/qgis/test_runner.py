@@ -84,6 +84,10 @@ def test_cli_arguments_are_geosr_downscale_options(jacksboro, tmp_path):
     assert dataclasses.replace(job, calibrate=True).cli_arguments()[-1] == "--calibrate"
     assert dataclasses.replace(job, calibrate=False).cli_arguments()[-1] == "--no-calibrate"
     assert dataclasses.replace(job, calibrate=False).pipeline_keywords()["calibrate"] is False
+    # bands are chosen by geosr itself (not through a VRT), numbered as in the input
+    assert "--bands" not in job.cli_arguments() and job.pipeline_keywords()["bands"] is None
+    assert dataclasses.replace(job, bands=(3, 1)).cli_arguments()[-2:] == ["--bands", "3,1"]
+    assert dataclasses.replace(job, bands=(3, 1)).pipeline_keywords()["bands"] == [3, 1]
 
 
 def test_both_runners_leave_conservation_to_the_model_unless_told(jacksboro, tmp_path):
@@ -206,6 +210,18 @@ def test_in_process_errors_and_cancel(jacksboro, tmp_path, tiny_model):
             "--resolution needs square pixels but this raster's are 1 x 2; use --scale instead",
             "the Target resolution (RESOLUTION) needs square pixels but this raster's are 1 x 2; "
             "use the Scale factor (SCALE) instead",
+        ),
+        (
+            "model 'm3' takes the bands a, b in that order, but it was given bands 1 (b), 2 (a) of 'x.tif'; "
+            "pass --bands 2,1",
+            "model 'm3' takes the bands a, b in that order, but it was given bands 1 (b), 2 (a) of 'x.tif'; "
+            "set the Bands (BANDS) to 2;1",
+        ),
+        (
+            "band 4 of 'rgba.tif' is an alpha band (a transparency mask, not data); leave it out with --bands 1,2,3 "
+            "(its transparent pixels become nodata), or turn it into nodata first",
+            "band 4 of 'rgba.tif' is an alpha band (a transparency mask, not data); leave it out with the Bands "
+            "(BANDS) set to 1;2;3 (its transparent pixels become nodata), or turn it into nodata first",
         ),
         # quoted names (paths, models) stay as they are
         ("input file '/home/u/-o/dem.tif' does not exist", "input file '/home/u/-o/dem.tif' does not exist"),
