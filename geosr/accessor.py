@@ -76,7 +76,10 @@ def regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
         )
     values = raw.astype(np.float64)
     if values.size < 2:
-        raise InputError(f"dimension {dim!r} has {values.size} cell(s); at least 2 are needed to know the spacing")
+        raise InputError(
+            f"dimension {dim!r} has {values.size} cell(s); at least 2 are needed to know the spacing: select a "
+            "window of at least 2 x 2 cells"
+        )
     if not np.isfinite(values).all():
         raise InputError(
             f"coordinate {dim!r} holds NaN or infinite values; assign finite cell-centre coordinates to it"

@@ -276,3 +276,10 @@ def test_cli_summary_of_a_variable_whose_spatial_dimensions_are_not_last(cli, tm
     assert "wrote" in result.err and "30 x 24 pixels, scale 2," in result.err, result.err  # the summary: stderr
     with xr.open_dataset(tmp_path / "llt_x2.nc") as back:
         assert dict(back.tas.sizes) == {"lat": 24, "lon": 30, "time": 3}
+
+
+def test_a_grid_one_cell_wide_is_refused_with_the_fix():
+    da = xr.DataArray(np.ones((1, 6), "f4"), dims=("lat", "lon"), coords={"lat": [10.5], "lon": np.arange(6) + 0.5})
+    with pytest.raises(InputError, match=r"'lat' has 1 cell\(s\).*at least 2 x 2 cells") as raised:
+        da.geosr.downscale(2, model="backprojection")
+    assert "\n" not in str(raised.value)
