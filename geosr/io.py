@@ -167,7 +167,8 @@ def raster_info(dataset: Any) -> RasterInfo:
         dtype=str(np.result_type(*dataset.dtypes)),
         crs=dataset.crs,
         transform=dataset.transform,
-        nodata=dataset.nodata,
+        # GDAL's dataset nodata is band 1's: where band 1 has none, the first band's that has one
+        nodata=next((value for value in dataset.nodatavals if value is not None), None),
         descriptions=tuple(dataset.descriptions),
         units=tuple(dataset.units),
         scales=tuple(dataset.scales),

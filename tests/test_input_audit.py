@@ -339,3 +339,38 @@ def test_an_output_the_disk_could_not_hold_is_never_renamed_onto_the_destination
     assert_one_line_error(r.err, r.code, "could not be written in full", "free some space or choose another -o")
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if "geosr" in p.name]
+
+
+@pytest.mark.parametrize("keep", [[], ["--keep-dtype"]])
+def test_a_nodata_of_a_later_band_is_the_outputs_when_band_1_has_none(cli, tmp_path, model1, keep):
+    # GDAL's dataset nodata is band 1's: with none there (a VRT gives each band its own), --keep-dtype refused
+    # the raster for having no nodata, though band 2 declares one
+    dem = (fbm_surface((16, 20), seed=8) * 100).astype("int16")
+    second = dem.copy()
+    second[3:7, 4:9] = -9999
+    for band, data in enumerate([dem, second], 1):
+        with rasterio.open(
+            tmp_path / f"b{band}.tif", "w", driver="GTiff", height=16, width=20, count=1, dtype="int16", crs=CRS,
+            transform=TRANSFORM,
+        ) as ds:  # fmt: skip
+            ds.write(data[None])
+    bands = "".join(
+        f'<VRTRasterBand dataType="Int16" band="{b}">{"<NoDataValue>-9999</NoDataValue>" if b == 2 else ""}'
+        f'<SimpleSource><SourceFilename relativeToVRT="1">b{b}.tif</SourceFilename><SourceBand>1</SourceBand>'
+        "</SimpleSource></VRTRasterBand>"
+        for b in (1, 2)
+    )
+    src = tmp_path / "two.vrt"
+    src.write_text(
+        f'<VRTDataset rasterXSize="20" rasterYSize="16"><GeoTransform>{", ".join(map(str, TRANSFORM.to_gdal()))}'
+        f"</GeoTransform>{bands}</VRTDataset>"
+    )
+    with rasterio.open(src) as ds:
+        assert ds.nodatavals == (None, -9999.0)
+    out = tmp_path / "out.tif"
+    r = cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet", *keep)
+    assert r.code == 0, r.err
+    with rasterio.open(out) as b:
+        assert b.nodata == -9999 and b.dtypes[0] == ("int16" if keep else "float32")
+        masked = b.read(masked=True).mask
+        assert not masked[0].any() and masked[1].sum() == 4 * 5 * 2 * 2  # the 4 x 5 hole, x2
