@@ -11,6 +11,7 @@ import os
 import shutil
 from collections import namedtuple
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,6 +54,24 @@ def test_output_too_large_is_refused_before_the_raster_is_read(
     assert not out.exists()
 
 
+def _vrt(path: Path, shape: tuple[int, int], sources: list[str], dtype: str, nodata: list[Any] | None = None) -> Path:
+    """A VRT on TRANSFORM of ``shape`` (rows, columns) whose band i is band 1 of ``sources[i]`` (beside it), with
+    ``nodata[i]`` where it is not None: VRTs give what rasterio cannot write (one band's nodata, Int64's)."""
+    gt = ", ".join(repr(v) for v in TRANSFORM.to_gdal())
+    bands = "".join(
+        f'<VRTRasterBand dataType="{dtype}" band="{i}">'
+        + ("" if value is None else f"<NoDataValue>{value}</NoDataValue>")
+        + f'<SimpleSource><SourceFilename relativeToVRT="1">{source}</SourceFilename>'
+        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+        for i, (source, value) in enumerate(zip(sources, nodata or [None] * len(sources), strict=True), 1)
+    )
+    path.write_text(
+        f'<VRTDataset rasterXSize="{shape[1]}" rasterYSize="{shape[0]}"><GeoTransform>{gt}</GeoTransform>'
+        f"{bands}</VRTDataset>"
+    )
+    return path
+
+
 def _int64_with_nodata(tmp_path: Path, nodata: int) -> tuple[Path, np.ndarray]:
     """An Int64 raster whose nodata is ``nodata`` exactly (a VRT says it: rasterio cannot write it)."""
     data = (fbm_surface((13, 17), seed=1)).astype("int64")
@@ -62,15 +81,7 @@ def _int64_with_nodata(tmp_path: Path, nodata: int) -> tuple[Path, np.ndarray]:
         tif, "w", driver="GTiff", height=13, width=17, count=1, dtype="int64", crs=CRS, transform=TRANSFORM
     ) as ds:
         ds.write(data[None])
-    vrt = tmp_path / "ints.vrt"
-    gt = ", ".join(repr(v) for v in TRANSFORM.to_gdal())
-    vrt.write_text(
-        f'<VRTDataset rasterXSize="17" rasterYSize="13"><GeoTransform>{gt}</GeoTransform>'
-        '<VRTRasterBand dataType="Int64" band="1">'
-        f"<NoDataValue>{nodata}</NoDataValue>"
-        f'<SimpleSource><SourceFilename relativeToVRT="1">{tif.name}</SourceFilename>'
-        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
-    )
+    vrt = _vrt(tmp_path / "ints.vrt", (13, 17), [tif.name], "Int64", [nodata])
     with rasterio.open(vrt) as ds:
         assert ds.read(1, masked=True).mask.sum() == 6  # the input is what it should be
     return vrt, data
@@ -286,14 +297,7 @@ def test_overwrite_never_replaces_a_device_or_pipe(cli, dem_tif, model1, tmp_pat
 def test_overwrite_never_replaces_a_file_the_input_reads(cli, make_geotiff, model1, tmp_path):
     # a VRT's source given as -o with --overwrite was replaced by the output: the input itself was lost
     source = make_geotiff("dem.tif", fbm_surface((13, 17), seed=1))
-    vrt = tmp_path / "dem.vrt"
-    gt = ", ".join(repr(v) for v in TRANSFORM.to_gdal())
-    vrt.write_text(
-        f'<VRTDataset rasterXSize="17" rasterYSize="13"><GeoTransform>{gt}</GeoTransform>'
-        '<VRTRasterBand dataType="Float32" band="1">'
-        f'<SimpleSource><SourceFilename relativeToVRT="1">{source.name}</SourceFilename>'
-        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
-    )
+    vrt = _vrt(tmp_path / "dem.vrt", (13, 17), [source.name], "Float32")
     before = source.read_bytes()
     r = cli("downscale", vrt, "--scale", 2, "-o", source, "--model", model1, "--quiet", "--overwrite")
     assert_one_line_error(r.err, r.code, "files GDAL reads for the input", "choose another name with -o")
@@ -354,17 +358,7 @@ def test_a_nodata_of_a_later_band_is_the_outputs_when_band_1_has_none(cli, tmp_p
             transform=TRANSFORM,
         ) as ds:  # fmt: skip
             ds.write(data[None])
-    bands = "".join(
-        f'<VRTRasterBand dataType="Int16" band="{b}">{"<NoDataValue>-9999</NoDataValue>" if b == 2 else ""}'
-        f'<SimpleSource><SourceFilename relativeToVRT="1">b{b}.tif</SourceFilename><SourceBand>1</SourceBand>'
-        "</SimpleSource></VRTRasterBand>"
-        for b in (1, 2)
-    )
-    src = tmp_path / "two.vrt"
-    src.write_text(
-        f'<VRTDataset rasterXSize="20" rasterYSize="16"><GeoTransform>{", ".join(map(str, TRANSFORM.to_gdal()))}'
-        f"</GeoTransform>{bands}</VRTDataset>"
-    )
+    src = _vrt(tmp_path / "two.vrt", (16, 20), ["b1.tif", "b2.tif"], "Int16", [None, -9999])
     with rasterio.open(src) as ds:
         assert ds.nodatavals == (None, -9999.0)
     out = tmp_path / "out.tif"
