@@ -14,6 +14,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -26,7 +27,17 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from geosr_processing.runner import DEFAULT_TILE_SIZE, Canceled, GeosrNotFound, Job, RunError, find_geosr, run
+from geosr_processing.runner import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_TILE_SIZE,
+    PRECISIONS,
+    Canceled,
+    GeosrNotFound,
+    Job,
+    RunError,
+    find_geosr,
+    run,
+)
 
 #: The Processing setting (Options > Processing > Providers > geosr) holding the geosr executable.
 EXECUTABLE_SETTING = "GEOSR_EXECUTABLE"
@@ -55,10 +66,22 @@ only); <i>off</i>: never.</li>
 <li><b>Calibrate</b>: <i>model</i> (default): as the model says (the shipped <i>climate</i> model \
 self-calibrates, <i>dem</i> does not); <i>on</i>: scale each band's added detail by how much of it the \
 layer's own coarser copy supports (0 to 1, whole scales); <i>off</i>: never.</li>
+<li><b>Precision</b>: the network's arithmetic. <i>fp32</i> (default): float32, the result of earlier \
+versions; <i>bf16</i> or <i>fp16</i>: faster on a GPU (bf16 also on CPUs with bfloat16 support), with \
+results that differ slightly from fp32's.</li>
+<li><b>Batch size</b>: tile images (one per band for a 1-band model) per network call (default 1); more \
+helps on a GPU and uses more memory.</li>
+<li><b>Cloud Optimized GeoTIFF</b>: write a COG, with overviews, for web and cloud use.</li>
+<li><b>Keep data type</b>: write the input's data type (for example int16; values rounded and clipped to \
+its range, nodata kept) instead of float32.</li>
 </ul>
 <p>Nodata stays nodata; band descriptions, units and tags carry over. The output is float32 GeoTIFF \
-in the layer's CRS (the one set in QGIS when the file has none). An existing output file is replaced, \
-as Processing outputs are, but never a file the input is read from.</p>
+(the input's data type with Keep data type) in the layer's CRS (the one set in QGIS when the file has \
+none). An existing output file is replaced, as Processing outputs are, but never a file the input is read \
+from. In <code>qgis_process</code> the advanced parameters are <code>PRECISION=bf16</code> (or its option \
+number, <code>PRECISION=1</code>), <code>BATCH_SIZE=4</code>, <code>COG=true</code> and \
+<code>KEEP_DTYPE=true</code>, as <code>geosr downscale</code>'s <code>--precision</code>, \
+<code>--batch-size</code>, <code>--cog</code> and <code>--keep-dtype</code>.</p>
 
 <h3>Setup</h3>
 <p>geosr runs inside QGIS when it is installed in QGIS's Python. Otherwise install geosr anywhere \
@@ -99,8 +122,14 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
     ENSEMBLE = "ENSEMBLE"
     CALIBRATE = "CALIBRATE"
     OUTPUT = "OUTPUT"
+    PRECISION = "PRECISION"
+    BATCH_SIZE = "BATCH_SIZE"
+    COG = "COG"
+    KEEP_DTYPE = "KEEP_DTYPE"
     DEVICES = ["auto", "cpu", "cuda", "mps"]
     ENSEMBLES = ["1", "4", "8"]
+    #: the network's arithmetic, as ``geosr downscale --precision`` takes it (fp32 first: the default)
+    PRECISIONS = list(PRECISIONS)
     #: the choices of Conserve and Calibrate: as the model's card says, on, off
     SWITCHES = {"model": None, "on": True, "off": False}
 
@@ -186,6 +215,45 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         calibrate = self._switch_parameter(self.CALIBRATE, "Calibrate: model (as the model says), on or off")
         self.addParameter(_advanced(calibrate))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, _tr("Downscaled raster")))
+        # added after OUTPUT, so that the parameters above keep their places (scripts, models and
+        # qgis_process help list them in this order); the dialog shows outputs last anyway
+        self.addParameter(
+            _advanced(
+                QgsProcessingParameterEnum(
+                    self.PRECISION,
+                    _tr("Precision: the network's arithmetic, fp32 (default), bf16 or fp16 (faster on a GPU)"),
+                    self.PRECISIONS,
+                    defaultValue="fp32",
+                    usesStaticStrings=True,
+                )
+            )
+        )
+        self.addParameter(
+            _advanced(
+                QgsProcessingParameterNumber(
+                    self.BATCH_SIZE,
+                    _tr("Batch size: tile images per network call (more helps on a GPU)"),
+                    defaultValue=DEFAULT_BATCH_SIZE,
+                    minValue=1,
+                )
+            )
+        )
+        self.addParameter(
+            _advanced(
+                QgsProcessingParameterBoolean(
+                    self.COG, _tr("Cloud Optimized GeoTIFF (COG, with overviews)"), defaultValue=False
+                )
+            )
+        )
+        self.addParameter(
+            _advanced(
+                QgsProcessingParameterBoolean(
+                    self.KEEP_DTYPE,
+                    _tr("Keep data type: write the input's data type (rounded, clipped) instead of float32"),
+                    defaultValue=False,
+                )
+            )
+        )
 
     def _switch_parameter(self, name: str, description: str) -> QgsProcessingParameterEnum:
         """A model / on / off choice (:data:`SWITCHES`), ``model`` by default."""
@@ -236,6 +304,10 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             ensemble=int(self.parameterAsEnumString(parameters, self.ENSEMBLE, context) or 1),
             calibrate=self._switch_value(parameters, self.CALIBRATE, context),
             bands=tuple(bands),
+            precision=self._precision_value(parameters, context),
+            batch_size=self._batch_size_value(parameters, context),
+            cog=self._flag_value(parameters, self.COG, context),
+            keep_dtype=self._flag_value(parameters, self.KEEP_DTYPE, context),
         )
         try:
             run(job, feedback, find_geosr(_configured_executable()))
@@ -246,10 +318,12 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         return {self.OUTPUT: output}
 
     def _normalised(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        """``parameters`` with a device given by its number, the Conserve and Calibrate choices by their
-        number or as true/false (:meth:`_switch`), an ensemble as a number (``{"ENSEMBLE": 4}``) and bands
-        separated by ',' (as geosr's ``--bands``) turned into their options, and text that is not a number
-        refused for the scale and the resolution (QGIS would read it as 0)."""
+        """``parameters`` with a device or a precision given by its number, the Conserve and Calibrate
+        choices by their number or as true/false (:meth:`_switch`), an ensemble as a number
+        (``{"ENSEMBLE": 4}``), bands separated by ',' (as geosr's ``--bands``) and the COG and Keep data
+        type switches as true/false or 1/0 (:meth:`_flag`) turned into their options, and text that is not
+        a number refused for the scale and the resolution (QGIS would read it as 0), and a batch size that
+        is not a whole number of at least 1 refused (QGIS would quietly make 2.5 a whole number)."""
         for name in (self.SCALE, self.RESOLUTION):
             value = parameters.get(name)
             if isinstance(value, str) and value.strip():
@@ -282,6 +356,16 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             parameters = {**parameters, self.DEVICE: self.DEVICES[int(text)]}
         for name in (self.CONSERVE, self.CALIBRATE):
             parameters = self._switch(parameters, name)
+        value = parameters.get(self.PRECISION)
+        if _is_set(value) and not isinstance(value, QgsProperty):
+            parameters = {**parameters, self.PRECISION: self._precision(value)}
+        value = parameters.get(self.BATCH_SIZE)
+        if _is_set(value) and not isinstance(value, QgsProperty):
+            parameters = {**parameters, self.BATCH_SIZE: self._batch_size(value)}
+        for name in (self.COG, self.KEEP_DTYPE):
+            value = parameters.get(name)
+            if _is_set(value) and not isinstance(value, QgsProperty):
+                parameters = {**parameters, name: self._flag(value, name)}
         value = parameters.get(self.ENSEMBLE)
         if not _is_set(value) or isinstance(value, QgsProperty):
             return parameters
@@ -293,6 +377,71 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                 _tr("ENSEMBLE must be 1, 4 or 8 (copies of the layer averaged), got {}").format(value)
             )
         return {**parameters, self.ENSEMBLE: text}
+
+    def _precision(self, value: Any) -> str:
+        """A precision as its option: given by name (any case) or by its number in ``qgis_process help``
+        (0 fp32, 1 bf16, 2 fp16)."""
+        text = str(value).strip().lower()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+            text = str(int(value))
+        if text.isdigit() and int(text) < len(self.PRECISIONS):
+            text = self.PRECISIONS[int(text)]
+        if text not in self.PRECISIONS:
+            raise QgsProcessingException(
+                _tr("PRECISION must be one of {}, got {}").format(", ".join(self.PRECISIONS), value)
+            )
+        return text
+
+    def _batch_size(self, value: Any) -> int:
+        """A batch size as a whole number of at least 1 (``4``, ``4.0`` or ``"4"``)."""
+        try:
+            number = float(str(value).strip()) if not isinstance(value, bool) else float("nan")
+        except ValueError:
+            number = float("nan")
+        if not (number.is_integer() and number >= 1):
+            raise QgsProcessingException(
+                _tr("BATCH_SIZE must be a whole number of tile images, at least 1 (for example 4), got {}").format(
+                    value
+                )
+            )
+        return int(number)
+
+    def _flag(self, value: Any, name: str) -> bool:
+        """A COG or Keep data type switch as a bool: true or false (any case), 1 or 0. QGIS itself would
+        read any other text as true."""
+        text = str(value).strip().lower()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+            text = str(int(value))
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise QgsProcessingException(_tr("{} must be true or false, got {}").format(name, value))
+
+    def _precision_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        """The precision's option, a data-defined one (a QgsProperty, evaluated only here) included."""
+        value = parameters.get(self.PRECISION)
+        if isinstance(value, QgsProperty):  # QGIS would take a value outside the options as the default
+            text, _ = value.valueAsString(context.expressionContext(), "fp32")
+        else:
+            text = self.parameterAsEnumString(parameters, self.PRECISION, context)
+        return self._precision(text or "fp32")
+
+    def _batch_size_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
+        """The batch size, a data-defined one included (checked as a given one is)."""
+        value = parameters.get(self.BATCH_SIZE)
+        if isinstance(value, QgsProperty):
+            text, _ = value.valueAsString(context.expressionContext(), str(DEFAULT_BATCH_SIZE))
+            return self._batch_size(text or DEFAULT_BATCH_SIZE)
+        return self.parameterAsInt(parameters, self.BATCH_SIZE, context)
+
+    def _flag_value(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> bool:
+        """The COG or Keep data type switch, a data-defined one included (QGIS would read 'no' as true)."""
+        value = parameters.get(name)
+        if isinstance(value, QgsProperty):
+            text, _ = value.valueAsString(context.expressionContext(), "false")
+            return self._flag(text or "false", name)
+        return self.parameterAsBoolean(parameters, name, context)
 
     def _switch(self, parameters: dict[str, Any], name: str) -> dict[str, Any]:
         """``parameters`` with a Conserve or Calibrate choice given as its option (:meth:`_choice`)."""

@@ -34,6 +34,10 @@ from typing import IO, Any, Protocol
 EXECUTABLE_ENV = "GEOSR_EXECUTABLE"
 #: geosr's default tile size (``geosr.predict.DEFAULT_TILE_SIZE``, which may not import here).
 DEFAULT_TILE_SIZE = 1024
+#: geosr's default batch size (``geosr downscale --batch-size``, ``geosr.pipeline.downscale_raster``).
+DEFAULT_BATCH_SIZE = 1
+#: geosr's network precisions (``--precision``); the first is geosr's default.
+PRECISIONS = ("fp32", "bf16", "fp16")
 #: How often (seconds) a subprocess run looks at the cancel button while waiting for output.
 POLL_SECONDS = 0.1
 #: How long (seconds) a cancelled geosr gets to delete its partial output before it is killed.
@@ -101,6 +105,14 @@ class Job:
         The input's bands to downscale (1-based), in this order; empty for all. Chosen by geosr itself
         (``--bands``), never through a VRT of them: geosr then checks them against all the raster's
         bands (a multiband model's band names) and names them in its messages as the user numbers them.
+    precision : str
+        The network's arithmetic: ``fp32`` (geosr's default), ``bf16`` or ``fp16``.
+    batch_size : int
+        Tile images per network call (geosr's default: :data:`DEFAULT_BATCH_SIZE`).
+    cog : bool
+        Write a Cloud Optimized GeoTIFF with overviews.
+    keep_dtype : bool
+        Write the input's data type (rounded, clipped) instead of float32.
     """
 
     source: str
@@ -114,6 +126,10 @@ class Job:
     ensemble: int = 1
     calibrate: bool | None = None
     bands: tuple[int, ...] = ()
+    precision: str = PRECISIONS[0]
+    batch_size: int = DEFAULT_BATCH_SIZE
+    cog: bool = False
+    keep_dtype: bool = False
 
     def cli_arguments(self) -> list[str]:
         """Arguments of ``geosr`` for this job, with progress as lines on stdout."""
@@ -133,6 +149,15 @@ class Job:
             arguments.append("--calibrate" if self.calibrate else "--no-calibrate")
         if self.bands:
             arguments += ["--bands", ",".join(map(str, self.bands))]
+        # geosr's defaults are left out: the command reads as before these options were added
+        if self.precision != PRECISIONS[0]:
+            arguments += ["--precision", self.precision]
+        if self.batch_size != DEFAULT_BATCH_SIZE:
+            arguments += ["--batch-size", str(self.batch_size)]
+        if self.cog:
+            arguments.append("--cog")
+        if self.keep_dtype:
+            arguments.append("--keep-dtype")
         return arguments
 
     def pipeline_keywords(self) -> dict[str, Any]:
@@ -147,6 +172,10 @@ class Job:
             "ensemble": self.ensemble,
             "calibrate": self.calibrate,
             "bands": list(self.bands) or None,
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "cog": self.cog,
+            "keep_dtype": self.keep_dtype,
             "overwrite": True,
         }
 
@@ -304,6 +333,10 @@ PARAMETER_NAMES = {
     "--calibrate": "the Calibrate (CALIBRATE) choice",
     "--no-calibrate": "the Calibrate (CALIBRATE) choice",
     "--bands": "the Bands (BANDS)",
+    "--precision": "the Precision (PRECISION)",
+    "--batch-size": "the Batch size (BATCH_SIZE)",
+    "--cog": "the Cloud Optimized GeoTIFF (COG) option",
+    "--keep-dtype": "the Keep data type (KEEP_DTYPE) option",
 }
 _LONGEST_FIRST = sorted(PARAMETER_NAMES, key=len, reverse=True)
 _OPTION = re.compile(r"(?<![\w-])(" + "|".join(re.escape(o) for o in _LONGEST_FIRST) + r")(?![\w-])")
@@ -318,6 +351,8 @@ PHRASES = {
     "drop --conserve": "set Conserve (CONSERVE) to model or off",
     "drop --calibrate": "set Calibrate (CALIBRATE) to model or off",
     "use --device ": "set the Device (DEVICE) to ",
+    "drop --keep-dtype": "turn Keep data type (KEEP_DTYPE) off",
+    "pass --keep-dtype": "turn Keep data type (KEEP_DTYPE) on",
 }
 #: A quoted name in geosr's messages (a path, a model): left as it is
 _QUOTED = re.compile(r"('[^']*')")

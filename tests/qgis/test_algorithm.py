@@ -41,6 +41,11 @@ PARAMETERS = [
     "ENSEMBLE",
     "CALIBRATE",
     "OUTPUT",
+    # added later, after OUTPUT: the parameters above keep their order
+    "PRECISION",
+    "BATCH_SIZE",
+    "COG",
+    "KEEP_DTYPE",
 ]
 
 
