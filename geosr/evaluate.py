@@ -104,9 +104,19 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float | None:
     return float(index.mean())
 
 
-def slope_degrees(z: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """Slope in degrees by central differences (pixel sizes in the units of ``z``)."""
-    gy, gx = np.gradient(z, dy, dx)
+def slope_degrees(z: np.ndarray, dx: float | np.ndarray, dy: float | np.ndarray) -> np.ndarray:
+    """Slope in degrees by central differences (pixel sizes in the units of ``z``).
+
+    ``dx`` and ``dy`` are numbers, or one number per row (the first ``z.shape[0]`` are used): the
+    pixels of a geographic raster narrow towards the poles, row by row.
+    """
+    if np.ndim(dx) == 0 and np.ndim(dy) == 0:
+        gy, gx = np.gradient(z, dy, dx)
+    else:
+        rows = z.shape[0]
+        gy, gx = np.gradient(z)
+        gx = gx / np.broadcast_to(np.asarray(dx, dtype=np.float64), (rows,))[:rows, None]
+        gy = gy / np.broadcast_to(np.asarray(dy, dtype=np.float64), (rows,))[:rows, None]
     return np.degrees(np.arctan(np.hypot(gx, gy)))
 
 
@@ -134,7 +144,7 @@ def measure(
     coarse: np.ndarray,
     scale: int,
     *,
-    pixel_size: tuple[float, float] | None = None,
+    pixel_size: tuple[float | np.ndarray, float | np.ndarray] | None = None,
 ) -> Metrics:
     """Metrics of a (y, x) ``estimate`` of ``truth`` over the interior (border of ``2 * scale`` cropped).
 
@@ -170,7 +180,7 @@ def evaluate_array(
     scale: int,
     model: object | None = None,
     *,
-    pixel_size: tuple[float, float] | None = None,
+    pixel_size: tuple[float | np.ndarray, float | np.ndarray] | None = None,
     methods: tuple[str, ...] = CLASSICAL,
     **options: object,
 ) -> dict[str, Metrics]:
@@ -187,12 +197,13 @@ def evaluate_bands(
     scale: int,
     model: object | None = None,
     *,
-    pixel_sizes: list[tuple[float, float] | None] | None = None,
+    pixel_sizes: list[tuple[float | np.ndarray, float | np.ndarray] | None] | None = None,
     methods: tuple[str, ...] = CLASSICAL,
     **options: object,
 ) -> list[dict[str, Metrics]]:
     """:func:`evaluate_array` for every band of a (band, y, x) fine raster, the model run once on all
-    of them (so a model of several bands sees them together); ``pixel_sizes[band]`` for slope errors.
+    of them (so a model of several bands sees them together); ``pixel_sizes[band]`` for slope errors
+    (numbers, or one per row: see :func:`slope_degrees`).
 
     Raises :class:`geosr.errors.ModelError` if the model's output is not finite.
     """

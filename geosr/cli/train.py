@@ -142,7 +142,8 @@ def train(
     Each raster is normalised with its own per-band statistics (as at inference). The last 15% (at
     least one patch) of every raster along its longer axis is held out for validation; each epoch
     prints the validation RMSE of the model against its interpolated input. Nodata pixels are left out of the loss.
-    A checkpoint OUTPUT.ckpt is written every epoch for --resume.
+    A checkpoint OUTPUT.ckpt is written every epoch for --resume, with the same command (only --epochs,
+    --minutes, --lr, --schedule, --device and --precision may change).
     """
     import numpy as np
 
@@ -180,16 +181,16 @@ def train(
             f"'{checkpoint}' already exists (the checkpoint of an earlier run); pass --resume {checkpoint} to "
             "continue that run, or --overwrite to replace it"
         )
+    run_on = str(select_device(device))  # an unavailable --device is refused before the rasters are read
     wanted = int_list(bands, "--bands") if bands else None
     train_sets, val_sets, square, units, names = [], [], True, None, None
     for path in inputs:
-        with open_raster(path) as dataset:
-            info = raster_info(dataset)
+        # seen through the chosen bands only, as downscale and evaluate read them: an alpha band left out with
+        # --bands masks the others instead of refusing the raster, and the other bands are never read
+        with open_raster(path, wanted) as dataset:
+            info = raster_info(dataset)  # count, descriptions and units of the chosen bands, in their order
             data = np.concatenate(list(iter_blocks(dataset)), axis=1)
-        chosen = wanted or list(range(1, info.count + 1))
-        if max(chosen) > info.count or min(chosen) < 1:
-            raise InputError(f"--bands {bands} is out of range for '{path}', which has {info.count} bands")
-        data = data[[b - 1 for b in chosen]]
+        chosen = wanted or list(range(1, info.count + 1))  # the raster's numbers of the bands read
         raw = BandStats.of_block(data)
         check_magnitudes(raw, str(path), chosen)  # an undeclared nodata marker would flatten the rest of the band
         if raw.empty_bands:
@@ -212,7 +213,7 @@ def train(
         train_sets.append(np.take(data, range(length - held), axis=axis))
         val_sets.append(np.take(data, range(length - held, length), axis=axis))
         square &= bool(np.isclose(*pixel_size(info.transform), rtol=1e-6))
-        described = [info.descriptions[b - 1] or "" for b in chosen]
+        described = [d or "" for d in info.descriptions]
         if names is not None:  # the same bands in another order would teach each channel two quantities
             for channel, (first, now) in enumerate(zip(names, described, strict=False)):
                 if now and now != first and now in names:
@@ -221,7 +222,7 @@ def train(
                         f"band {chosen[channel]}); a model learns one quantity per channel: give the rasters their "
                         "bands in one order (gdal_translate -b N ...), or train them apart"
                     )
-        these = [info.units[b - 1] or "" for b in chosen]
+        these = [u or "" for u in info.units]
         if units is not None:
             for channel, (first, now) in enumerate(zip(units, these, strict=False)):
                 if first and now and unit_key(first) != unit_key(now):
@@ -230,7 +231,7 @@ def train(
                         "learns one quantity per channel: convert the rasters to one unit, or train them apart"
                     )
         units = [u or t for u, t in zip(units, these, strict=False)] if units is not None else these
-        names = names or [info.descriptions[b - 1] or f"band{b}" for b in chosen]
+        names = names or [d or f"band{b}" for d, b in zip(info.descriptions, chosen, strict=True)]
     if init_model is not None and names is not None:
         _check_init_bands(init_model, names, inputs[0])
     for part, sets in (("", train_sets), ("the validation part (the last 15%) of ", val_sets)):
@@ -263,7 +264,7 @@ def train(
         depth=depth,
         width=width,
         precision=precision,
-        device=str(select_device(device)),
+        device=run_on,
         seed=seed,
         square_pixels=square,
         interpolation=interpolation,
@@ -285,7 +286,11 @@ def train(
         },
     )
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+
+    def stamp(path: Path) -> int | None:
+        return path.stat().st_mtime_ns if path.exists() else None
+
+    before, model_before = stamp(checkpoint), stamp(output)
     try:
         summary = run_training(
             train_sets,
@@ -299,12 +304,17 @@ def train(
             progress=progress_bar(quiet, "step"),
         )
     except KeyboardInterrupt:
-        after = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
-        if after is None or after == before:
+        again = f"continue with the same command and --resume {checkpoint}"
+        if stamp(checkpoint) in (None, before):
+            if continuing:  # the checkpoint resumed from is still there, whole
+                raise Interrupted(
+                    f"no epoch finished in this run; {checkpoint} still holds the last one, {again}"
+                ) from None
             raise Interrupted("no epoch finished, so nothing was written") from None
-        raise Interrupted(
-            f"{output} holds the model of the last finished epoch; continue with the same command and "
-            f"--resume {checkpoint}"
-        ) from None
+        if stamp(output) in (None, model_before):  # stopped between writing the checkpoint and the model
+            raise Interrupted(
+                f"{checkpoint} holds the last finished epoch, but it was stopped before writing {output}; {again}"
+            ) from None
+        raise Interrupted(f"{output} holds the model of the last finished epoch; {again}") from None
     if not quiet:
         click.echo(f"wrote {output} after {summary['epochs']} epochs ({summary['steps']} steps)", err=True)

@@ -11,10 +11,11 @@ kernel's support, and patches can come from any part of a raster at least one pa
 Augmentation, applied to the fine patch, its ILR and its coarse values alike (every step commutes
 with interpolation and area averaging): flips and 90-degree rotations (square pixels only), and a
 random gain and offset of the normalised values, so the network meets rasters whose relief differs
-from the mean. Coarse cells without data enter as the (augmented) mean, as at inference, and a
-coarse cell with any fine pixel missing is missing: none of its fine pixels is a target (inference
-writes nodata over the whole of such a cell, and conserving towards the filled mean would teach the
-network nothing but the filling).
+from the mean. A patch always starts on a cell boundary (after the flips too); when its size is not a
+multiple of the scale, its last row and column of cells are partial. Coarse cells without data enter
+as the (augmented) mean, as at inference, and a coarse cell with any fine pixel missing is missing:
+none of its fine pixels is a target (inference writes nodata over the whole of such a cell, and
+conserving towards the filled mean would teach the network nothing but the filling).
 """
 
 from __future__ import annotations
@@ -86,10 +87,14 @@ class Prepared:
             return None
         y0 = s * int(rng.integers(0, (h - patch) // s + 1))
         x0 = s * int(rng.integers(0, (w - patch) // s + 1))
+        # a window of whole cells (it fits: h and w are whole cells), augmented, then cut to the patch from
+        # its first row and column, so that the patch's cells start at its first pixel whatever the flips
+        # (a patch cut first and flipped after would start with a partial cell when ``patch % s``)
         cells = -(-patch // s)
+        size = cells * s
         coarse = self.coarse[:, y0 // s : y0 // s + cells, x0 // s : x0 // s + cells]
-        coarse_up = np.repeat(np.repeat(coarse, s, axis=-2), s, axis=-1)[:, :patch, :patch]
-        window = (slice(None), slice(y0, y0 + patch), slice(x0, x0 + patch))
+        coarse_up = np.repeat(np.repeat(coarse, s, axis=-2), s, axis=-1)
+        window = (slice(None), slice(y0, y0 + size), slice(x0, x0 + size))
         stack = np.stack([self.fine[window], self.ilr[window], coarse_up])
         if square_pixels:
             stack = np.rot90(stack, int(rng.integers(0, 4)), axes=(2, 3))
@@ -97,6 +102,7 @@ class Prepared:
             stack = stack[..., ::-1]
         if rng.random() < 0.5:
             stack = stack[..., ::-1, :]
+        stack = stack[..., :patch, :patch]
         gain = float(np.exp(rng.uniform(np.log(gain_range[0]), np.log(gain_range[1]))))
         stack = np.ascontiguousarray(stack) * gain + rng.uniform(-offset_range, offset_range)
         fine, ilr, coarse_up = stack

@@ -6,11 +6,14 @@ the output after mass conservation (:mod:`geosr.conserve`), so that the model is
 with ``--conserve``. Optimiser either the
 paper's SGD (momentum 0.9, weight decay 1e-4, high learning rate with adjustable gradient clipping to
 [-theta/lr, theta/lr]) or Adam; the budget is a number of epochs or of minutes, whichever ends first.
-Checkpoints (model + optimiser + step) are written every epoch so a run can resume.
+Checkpoints (model + optimiser + step + patch sampler + recipe) are written every epoch so a run can
+resume; a resume with another recipe (data, scales, patch, batch, seed...) is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -131,12 +134,25 @@ class Batch:
         return Batch(self.ilr[index], self.target[index], self.valid[index], self.coarse_up[index], self.scales[index])
 
     def conserved(self, out: torch.Tensor) -> torch.Tensor:
-        """``out`` with each sample's cell means set to its coarse input (see geosr.conserve)."""
+        """``out`` with each sample's cell means set to its coarse input (see geosr.conserve).
+
+        Patches start on a cell boundary; where the patch size is not a multiple of a scale (``--patch-size
+        40 --scales 3``), the whole cells are conserved and the partial cells at the far edges, whose
+        averages take in pixels outside the patch, are left as they are (they were all left before, so the
+        conserved half of the loss and the conserved validation RMSE were the plain ones at that scale).
+        """
         result = out.clone()
         for scale in self.scales.unique().tolist():
             pick = self.scales == scale
-            if out.shape[-1] % scale == 0 and out.shape[-2] % scale == 0:
-                result[pick] = conserve_torch(out[pick], self.coarse_up[pick], int(scale))
+            s = int(scale)
+            if out.shape[-1] % s == 0 and out.shape[-2] % s == 0:
+                result[pick] = conserve_torch(out[pick], self.coarse_up[pick], s)
+                continue
+            h, w = (out.shape[-2] // s) * s, (out.shape[-1] // s) * s
+            if h and w:
+                part = out[pick].clone()
+                part[..., :h, :w] = conserve_torch(out[pick][..., :h, :w], self.coarse_up[pick][..., :h, :w], s)
+                result[pick] = part
         return result
 
     def loss(self, residual: torch.Tensor, kind: str = "mse") -> torch.Tensor:
@@ -276,6 +292,7 @@ def train(
     else:
         optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
     checkpoint = Path(str(output) + ".ckpt")
+    recipe = _recipe(config, rasters, val_rasters, weights, init)
     step, epoch, elapsed_before = 0, 0, 0.0
     processor_before = 0.0  # CPU time of this process, all its threads (checkpoints before it was kept: 0)
     if resume:
@@ -293,6 +310,7 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError):
             raise mismatch from None
+        _check_recipe(resume, state.get("recipe"), recipe, str(state.get("command") or ""))
         step, epoch, elapsed_before = int(state["step"]), int(state["epoch"]), float(state["seconds"])
         processor_before = float(state.get("processor_seconds", 0.0))
         if state.get("command") and card.training.get("command"):
@@ -371,6 +389,7 @@ def train(
             "sampler": batches.rng.bit_generator.state,
             "command": card.training.get("command", ""),
             "folder": card.training.get("folder", ""),
+            "recipe": json.dumps(recipe, sort_keys=True),
         }
         # a run stopped while writing (Ctrl-C, a killed job) keeps the previous epoch's checkpoint whole
         with replaced_atomically(checkpoint) as tmp:
@@ -399,6 +418,82 @@ def train(
             log(f"budget of {config.minutes} minutes reached")
             break
     return {"steps": step, "epochs": epoch, "initial_val_rmse": initial, "history": history}
+
+
+#: What a resumed run may change: the budget, the learning rate from there on (lowered after a
+#: divergence), and where and how precisely it runs. Everything else in the config, the rasters (their
+#: bands and values), ``weights`` and ``init`` make the recipe.
+RESUMABLE = frozenset(
+    {"epochs", "minutes", "lr", "cosine", "lr_decay_epochs", "device", "precision", "threads", "extra"}
+)
+
+#: The command-line option of each recipe entry, for the refusal of a resume that changes it.
+_OPTIONS = {
+    "scales": "--scales",
+    "patch": "--patch-size",
+    "batch_size": "--batch-size",
+    "steps_per_epoch": "--steps-per-epoch",
+    "optimizer": "--optimizer",
+    "loss": "--loss",
+    "interpolation": "--interpolation",
+    "cell_input": "--cell-input",
+    "depth": "--depth",
+    "width": "--width",
+    "seed": "--seed",
+    "init": "--init",
+}
+
+
+def _recipe(
+    config: TrainConfig,
+    rasters: Sequence[np.ndarray],
+    val_rasters: Sequence[np.ndarray],
+    weights: Sequence[float] | None,
+    init: str | Path | None,
+) -> dict[str, Any]:
+    """What a run trains on and how, less what a resume may change (:data:`RESUMABLE`), as plain JSON values."""
+    digest = hashlib.sha256()
+    for raster in (*rasters, None, *val_rasters):
+        if raster is None:
+            digest.update(b"|validation|")
+            continue
+        array = np.ascontiguousarray(raster)
+        digest.update(repr((array.shape, array.dtype.str)).encode())
+        digest.update(array.data)
+    recipe = {k: v for k, v in asdict(config).items() if k not in RESUMABLE}
+    recipe.update(
+        data=digest.hexdigest(),
+        weights=None if weights is None else [float(w) for w in weights],
+        init=None if init is None else str(init),
+    )
+    return json.loads(json.dumps(recipe, default=str))
+
+
+def _check_recipe(resume: str | Path, stored: str | None, recipe: dict[str, Any], command: str) -> None:
+    """Refuse to resume a checkpoint with another recipe: the weights would mix two trainings, and the card
+    would record the command, data and scales of only one of them."""
+    if not stored:  # written before checkpoints kept their recipe
+        return
+    before = json.loads(stored)
+    changed = [k for k in sorted(set(before) | set(recipe)) if before.get(k) != recipe.get(k)]
+    if not changed:
+        return
+    said = []
+    for key in changed:
+        name = _OPTIONS.get(key, key)
+        if key == "data":
+            said.append("other rasters or --bands")
+        else:
+            was, now = before.get(key), recipe.get(key)
+            if key == "scales":
+                was, now = ",".join(map(str, was or [])), ",".join(map(str, now or []))
+            said.append(f"{name} {was} then, {now} now")
+    start = f" ({command})" if command else ""
+    raise InputError(
+        f"checkpoint '{resume}' was written with another recipe ({'; '.join(said)}); resume it with the command "
+        f"that started it{start} and --resume (only --epochs, --minutes, --lr, --schedule, --device and --precision "
+        "may change), or start a new run (--init with its model fine-tunes it)"
+    )
 
 
 def _load_checkpoint(path: str | Path, device: torch.device) -> dict[str, Any]:

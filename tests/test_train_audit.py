@@ -1,0 +1,221 @@
+"""Audit of ``geosr train``, ``geosr evaluate`` and ``geosr models`` (each test failed before its fix)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from affine import Affine
+from conftest import assert_one_line_error, write_geotiff
+
+from geosr.evaluate import classical
+from geosr.models.card import read_card
+from geosr.testing import fbm_surface
+from geosr.tiling import KERNELS
+from geosr.training import train as train_module
+from geosr.training.data import Prepared, normalise
+from geosr.training.train import Batch
+
+
+def _block_means(a: np.ndarray, s: int) -> np.ndarray:
+    """Means of the whole s x s cells of a (..., y, x) array, counted from its first row and column."""
+    h, w = (a.shape[-2] // s) * s, (a.shape[-1] // s) * s
+    cut = a[..., :h, :w]
+    return cut.reshape(*cut.shape[:-2], h // s, s, w // s, s).mean(axis=(-3, -1))
+
+
+def _samples(scale: int, patch: int, n: int) -> list:
+    raster = normalise(fbm_surface((60, 60), seed=3)[None].astype(np.float64))
+    prepared = Prepared(raster, scale, KERNELS["consistent"])
+    rng = np.random.default_rng(0)
+    samples = [prepared.cut(patch, rng, gain_range=(1, 1), offset_range=0) for _ in range(n)]
+    return [s for s in samples if s is not None]
+
+
+def test_flipped_patch_whose_size_is_not_a_multiple_of_the_scale_starts_on_a_cell_boundary():
+    """--patch-size 16 --scales 3: a patch cut and then flipped started with a partial cell, so its
+    coarse values no longer lined up with the cells counted from its first pixel."""
+    for sample in _samples(3, 16, 24):
+        cells = _block_means(sample.target, 3)
+        np.testing.assert_allclose(cells, sample.coarse_up[:, :15:3, :15:3], atol=1e-5)
+
+
+def test_conserved_half_of_the_loss_conserves_whole_cells_when_the_patch_is_not_a_multiple_of_the_scale():
+    """The conserved output (half of the loss, and the conserved validation RMSE) was the plain output at
+    every scale that does not divide --patch-size (48 and scale 5, 40 and scale 3)."""
+    samples = _samples(3, 16, 8)
+    stack = lambda name: torch.from_numpy(np.stack([getattr(s, name) for s in samples]))  # noqa: E731
+    batch = Batch(stack("ilr"), stack("target"), stack("valid"), stack("coarse_up"), torch.tensor([3] * len(samples)))
+    out = batch.ilr + 0.3 * torch.randn(batch.ilr.shape, generator=torch.Generator().manual_seed(0))
+    conserved = batch.conserved(out).numpy()
+    np.testing.assert_allclose(_block_means(conserved, 3), batch.coarse_up.numpy()[..., :15:3, :15:3], atol=1e-5)
+    # the partial cells at the far edges are left as they were
+    np.testing.assert_array_equal(conserved[..., 15:, :], out.numpy()[..., 15:, :])
+    # the loss then sees the conserved output: it differs from the plain one
+    assert not torch.equal(batch.conserved(out), out)
+
+
+def _slope_rmse_per_row_sphere(z: np.ndarray, scale: int, top: float, step: float) -> float:
+    """Independent slope RMSE (degrees) of bicubic on a geographic raster: pixel sizes on a sphere of the
+    mean Earth radius at each row's latitude (north-up rows)."""
+    radius = 6_371_008.8
+    rows = z.shape[0]
+    lat = np.radians(top - (np.arange(rows) + 0.5) * step)
+    dx = np.radians(step) * radius * np.cos(lat)
+    dy = np.full(rows, np.radians(step) * radius)
+
+    def slope(a: np.ndarray) -> np.ndarray:
+        gy, gx = np.gradient(a)
+        return np.degrees(np.arctan(np.hypot(gx / dx[:, None], gy / dy[:, None])))
+
+    coarse = _block_means(z, scale)
+    estimate = classical(coarse, scale, "bicubic")
+    b = 2 * scale
+    err = (slope(estimate) - slope(z))[b:-b, b:-b]
+    return float(np.sqrt(np.mean(err**2)))
+
+
+def test_slope_of_a_geographic_raster_uses_each_rows_latitude(tmp_path, cli):
+    """A 0.25-degree DEM from 70 N to 20 N: degrees were turned into metres at the centre's latitude (45 N)
+    alone, so the slope RMSE came out 12% too low (a degree of longitude is half as long at 60 N as at
+    the equator). South-up storage gives the same figure."""
+    z = fbm_surface((200, 200), seed=7, relief=4000.0, base=0.0).astype(np.float64)
+    expected = _slope_rmse_per_row_sphere(z.astype(np.float32).astype(np.float64), 2, 70.0, 0.25)
+    found = {}
+    for name, data, transform in [
+        ("north", z, Affine(0.25, 0, 0, 0, -0.25, 70)),
+        ("south", z[::-1], Affine(0.25, 0, 0, 0, 0.25, 20)),
+    ]:
+        path = write_geotiff(tmp_path / f"{name}.tif", data, crs="EPSG:4326", transform=transform, units=["m"])
+        result = cli("evaluate", path, "--scale", 2, "--no-model", "--json")
+        assert result.code == 0, result.err
+        found[name] = json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]["slope_rmse"]
+    # the ellipsoid against the sphere: well within 1%; the centre's latitude alone was 12% off
+    assert found["north"] == pytest.approx(expected, rel=0.01)
+    assert found["south"] == pytest.approx(found["north"], rel=1e-9)
+
+
+TINY = ["--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "16", "--depth", "3", "--width", "4"]
+TINY += ["--device", "cpu", "-q"]
+
+
+def test_resume_with_another_recipe_is_refused_and_the_same_one_continues(tmp_path, cli):
+    """Resumed with other rasters, --scales or --seed, a run went on silently: the weights mixed two trainings
+    and the card recorded the first command with the second run's data and scales."""
+
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0), units=["m"])
+    other = write_geotiff(tmp_path / "other.tif", fbm_surface((64, 48), seed=4, relief=50.0), units=["m"])
+    model = tmp_path / "m.safetensors"
+    assert cli("train", hr, "-o", model, "--scales", "2", "--epochs", "1", *TINY).code == 0
+    before = model.read_bytes()
+    resume = ["--resume", f"{model}.ckpt", "--epochs", "2"]
+    for inputs, extra, words in [
+        ([other], ["--scales", "2"], "other rasters or --bands"),
+        ([hr], ["--scales", "2,4"], "--scales 2 then, 2,4 now"),
+        ([hr], ["--scales", "2", "--seed", "3"], "--seed 0 then, 3 now"),
+        ([hr], ["--scales", "2", "--patch-size", "24"], "--patch-size 16 then, 24 now"),
+    ]:
+        result = cli("train", *inputs, "-o", model, *TINY, *extra, *resume)
+        message = assert_one_line_error(result.err, result.code, "was written with another recipe", words)
+        assert "resume it with the command that started it (geosr train " in message
+        assert model.read_bytes() == before
+    # the same recipe, with more epochs, a budget and another learning rate, continues
+    result = cli("train", hr, "-o", model, "--scales", "2", *TINY, *resume, "--minutes", "5", "--lr", "5e-5")
+    assert result.code == 0, result.err
+    assert read_card(model).training["epochs"] == 2
+
+
+def test_interrupted_between_the_checkpoint_and_the_model_says_so(tmp_path, cli, monkeypatch):
+    """Ctrl+C after an epoch's checkpoint was written but before its model: the message said the model
+    file held the last finished epoch, though there was none yet."""
+
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0))
+    model = tmp_path / "m.safetensors"
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_model", stopped)
+    args = ["train", hr, "-o", model, "--scales", "2", "--epochs", "2", *TINY]
+    result = cli(*args)
+    message = assert_one_line_error(result.err, result.code)
+    assert result.code == 130 and not model.exists()
+    assert f"{model}.ckpt holds the last finished epoch, but it was stopped before writing {model}" in message
+    assert message.endswith(f"--resume {model}.ckpt")
+    monkeypatch.undo()
+    result = cli(*args, "--resume", f"{model}.ckpt")
+    assert result.code == 0, result.err
+    assert model.exists()
+
+
+def test_a_resumed_run_interrupted_before_an_epoch_says_its_checkpoint_is_still_there(tmp_path, cli, monkeypatch):
+
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0))
+    model = tmp_path / "m.safetensors"
+    args = ["train", hr, "-o", model, "--scales", "2", *TINY]
+    assert cli(*args, "--epochs", "1").code == 0
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", stopped)
+    result = cli(*args, "--epochs", "2", "--resume", f"{model}.ckpt")
+    message = assert_one_line_error(result.err, result.code)
+    assert result.code == 130
+    assert f"no epoch finished in this run; {model}.ckpt still holds the last one" in message
+    assert message.endswith(f"--resume {model}.ckpt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_unavailable_device_is_refused_before_the_rasters_are_read(tmp_path, cli):
+    """--device cuda without a GPU was refused only after every raster had been read and normalised."""
+
+    result = cli("train", tmp_path / "missing.tif", "-o", tmp_path / "m.safetensors", "--device", "cuda")
+    assert_one_line_error(result.err, result.code, "no CUDA GPU is available")
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_evaluate_refuses_an_undeclared_float32_nodata_marker(tmp_path, cli, model1, with_model):
+    """A DEM with a hole of -3.4028235e38 and no nodata declared: evaluate --no-model printed RMSEs of 1e37
+    and a PSNR of 747 dB (train and downscale refuse it), and with a model failed only after all the
+    baselines, without naming the file."""
+    dem = fbm_surface((48, 48), seed=6)
+    dem[20:24, 10:20] = -3.4028235e38
+    path = write_geotiff(tmp_path / "marker.tif", dem, units=["m"])
+    model = ["--model", model1, "--device", "cpu"] if with_model else ["--no-model"]
+    result = cli("evaluate", path, "--scale", 2, *model, "--json")
+    assert_one_line_error(result.err, result.code, f"band 1 of '{path}'", "float32's limit", "declare them nodata")
+    assert result.out == ""
+
+
+def test_train_leaves_an_alpha_band_out_with_bands_as_its_refusal_advises(tmp_path, cli):
+    """An RGBA raster: train refused it naming the alpha band and advising --bands 1,2,3, then refused it
+    again with --bands 1,2,3 (it read every band before picking), as evaluate and downscale do not."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    grey = fbm_surface((64, 48), seed=3, relief=200.0, base=20.0).astype(np.uint8)
+    alpha = np.full_like(grey, 255)
+    alpha[:8, :8] = 0  # transparent: nodata for the colour bands
+    path = tmp_path / "rgba.tif"
+    profile = {"driver": "GTiff", "width": 48, "height": 64, "count": 4, "dtype": "uint8", "crs": "EPSG:32633"}
+    with rasterio.open(
+        path, "w", **profile, transform=Affine(30, 0, 0, 0, -30, 0), photometric="RGB", alpha="YES"
+    ) as dst:
+        dst.write(np.stack([grey, grey // 2 + 10, 255 - grey, alpha]))
+        dst.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha)
+    model = tmp_path / "rgb.safetensors"
+    refused = cli("train", path, "-o", model, "--scales", "2", "--epochs", "1", *TINY)
+    assert_one_line_error(refused.err, refused.code, "is an alpha band", "pass --bands 1,2,3")
+    result = cli("train", path, "-o", model, "--bands", "1,2,3", "--scales", "2", "--epochs", "1", *TINY)
+    assert result.code == 0, result.err
+    assert read_card(model).in_channels == 3
+    # the model runs on the same bands, the transparent corner masked as in training
+    out = tmp_path / "rgb_x2.tif"
+    result = cli("downscale", path, "--bands", "1,2,3", "--scale", 2, "--model", model, "-o", out, "--device", "cpu")
+    assert result.code == 0, result.err
+    with rasterio.open(out) as done:
+        masked = done.read(masked=True)
+    assert masked.shape[0] == 3 and masked.mask[:, :16, :16].all() and not masked.mask[:, 16:, 16:].any()
