@@ -382,7 +382,18 @@ class GeosrDataArrayAccessor:
             "ensemble": ensemble,
             "calibrate": calibrate,
         }
+        # undecoded data stored with a negative scale_factor: the stored numbers fall as the values rise, and the
+        # network is equivariant only to positive scalings; it runs on the negated numbers, as the command line runs
+        # a GeoTIFF band with a negative scale (geosr.io.band_signs), and the output is negated back
+        factor = da.attrs.get("scale_factor")
+        negated = np.ndim(factor) == 0 and isinstance(factor, int | float | np.number) and float(factor) < 0
+        if negated:  # negated exactly (unsigned and the lowest signed integers do not negate in their own type)
+            data = -(data if data.dtype.kind == "f" else data.astype(np.float64))
+            if options["nodata"] is not None:
+                options["nodata"] = -options["nodata"]
         out = _downscale_slices(mirrored_array(data, flips), scale, loaded, options)
+        if negated:
+            out = -out
         out = mirrored_array(out.reshape((*arranged.shape[:-2], ny_out, nx_out)), flips)
         out = out.rechunk((*data.chunks[:-2], *out_chunks)) if lazy else np.ascontiguousarray(out)
         coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))

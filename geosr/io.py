@@ -256,9 +256,13 @@ def mirrored_array(data: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
     return data[..., :: -1 if flips[0] else 1, :: -1 if flips[1] else 1]
 
 
-def read_window(dataset: Any, rows: Span, cols: Span, flips: tuple[bool, bool] = (False, False)) -> np.ndarray:
+def read_window(
+    dataset: Any, rows: Span, cols: Span, flips: tuple[bool, bool] = (False, False), oriented: bool = True
+) -> np.ndarray:
     """Read a (band, y, x) window as float64 with NaN wherever the raster holds no data; with ``flips``
-    (:func:`north_up_flips`), rows and columns are counted from the other edge and read mirrored."""
+    (:func:`north_up_flips`), rows and columns are counted from the other edge and read mirrored. With
+    ``oriented`` (the default, as the network runs them), a band with a negative scale is negated
+    (:func:`band_signs`); without, the stored numbers are returned as they are."""
     from rasterio.windows import Window
 
     rows, cols = mirrored(rows, dataset.height, flips[0]), mirrored(cols, dataset.width, flips[1])
@@ -282,13 +286,30 @@ def read_window(dataset: Any, rows: Span, cols: Span, flips: tuple[bool, bool] =
     data = np.concatenate([np.ma.getdata(p).astype(np.float64) for p in parts])
     mask = np.concatenate([np.ma.getmaskarray(p) for p in parts])
     data[mask | ~np.isfinite(data)] = np.nan
+    signs = band_signs(dataset) if oriented else np.ones(1)
+    if (signs < 0).any():  # the values' own orientation: a band stored with a negative scale runs negated
+        data *= signs[:, None, None]
     return np.ascontiguousarray(mirrored_array(data, flips))
 
 
-def iter_blocks(dataset: Any, block_rows: int = 512) -> Iterator[np.ndarray]:
-    """Read the whole raster as consecutive strips of ``block_rows`` rows (bounded memory)."""
+def band_signs(dataset: Any) -> np.ndarray:
+    """Per band, -1 where the band's GDAL scale is negative (the stored numbers rise as the values fall), else 1.
+
+    The network's output is equivariant only to positive scalings (``f(a*x + b) = a*f(x) + b`` for ``a > 0``):
+    a band stored with a negative scale is run on its negated stored numbers (:func:`read_window` negates them)
+    and its output negated back before it is written, so that it gets the result of its values, as through the
+    accessor on the decoded grid, the NetCDF door or any reader that applies the scale."""
+    scales = getattr(dataset, "scales", None) or (1.0,) * dataset.count
+    return np.where(np.asarray([s if s is not None else 1.0 for s in scales], dtype=np.float64) < 0, -1.0, 1.0)
+
+
+def iter_blocks(dataset: Any, block_rows: int = 512, oriented: bool = False) -> Iterator[np.ndarray]:
+    """Read the whole raster as consecutive strips of ``block_rows`` rows (bounded memory): the stored numbers
+    (``geosr evaluate`` and ``geosr train`` apply the scales and offsets themselves), or with ``oriented``
+    as :func:`read_window` reads them for the network."""
     for start in range(0, dataset.height, block_rows):
-        yield read_window(dataset, Span(start, min(start + block_rows, dataset.height)), Span(0, dataset.width))
+        rows = Span(start, min(start + block_rows, dataset.height))
+        yield read_window(dataset, rows, Span(0, dataset.width), oriented=oriented)
 
 
 def check_destination(

@@ -32,6 +32,7 @@ from geosr.io import (
     BandSubset,
     OutputSpec,
     TileWriter,
+    band_signs,
     check_destination,
     check_geotiff_name,
     check_nodata_writable,
@@ -159,7 +160,7 @@ def downscale_raster(
         downscaler = Downscaler(model, **options)
         check_band_names(downscaler.model.card, dataset, str(src))
         downscaler.check_bands(info.count)
-        stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset))
+        stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset, oriented=True))
         check_magnitudes(stats, str(src), bands)  # before any output is created
         if len(stats.empty_bands) == info.count:  # a band without data alone comes out as nodata
             raise InputError(
@@ -189,9 +190,12 @@ def downscale_raster(
 
             results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats, bands, gains, flips)
         (height, width), (flip_rows, flip_cols) = plan.out_shape, flips
+        signs = band_signs(dataset)  # a band with a negative scale ran negated (read_window): its stored numbers back
 
         def write(tile: Any, core: np.ndarray) -> None:
             rows, cols = mirrored(tile.rows.core, height, flip_rows), mirrored(tile.cols.core, width, flip_cols)
+            if (signs < 0).any():
+                core = core * signs.astype(core.dtype)[:, None, None]
             writer.write(rows.as_slice(), cols.as_slice(), mirrored_array(core, flips))
 
         # closed (its reader stopped) and the writes settled before the files are closed
