@@ -48,7 +48,7 @@ class RasterInfo:
     gcps: list[Any] = field(default_factory=list)  # ground control points, where they are the georeferencing
     gcp_crs: Any = None
     rpcs: Any = None  # rational polynomial coefficients beside a transform (rasterio's RPC), carried to the fine grid
-    georeferenced: bool = True  # False: no transform, CRS or GCPs (GDAL's default transform, pixel space)
+    georeferenced: bool = True  # False: no transform or GCPs (GDAL's default transform, pixel space; a CRS kept)
 
 
 def _gdal_name(name: str) -> bool:
@@ -154,7 +154,9 @@ def raster_info(dataset: Any) -> RasterInfo:
     _check_bands(dataset)
     gcps, gcp_crs = dataset.gcps
     by_gcps = bool(gcps) and dataset.transform.is_identity  # GCPs, not a transform, place the raster
-    if dataset.transform.is_identity and dataset.crs is None and not gcps and dataset.rpcs is not None:
+    # GDAL's default transform (identity) is no placement, whether or not the file declares a CRS
+    placed = not dataset.transform.is_identity or bool(gcps)
+    if not placed and dataset.rpcs is not None:
         raise InputError(
             f"'{dataset.name}' is georeferenced by RPCs only, which geosr cannot carry to a finer grid; "
             "orthorectify it first (gdalwarp -rpc)"
@@ -179,7 +181,7 @@ def raster_info(dataset: Any) -> RasterInfo:
         gcps=list(gcps) if by_gcps else [],
         gcp_crs=gcp_crs if by_gcps else None,
         rpcs=dataset.rpcs,
-        georeferenced=not (dataset.transform.is_identity and dataset.crs is None and not gcps),
+        georeferenced=placed,
     )
 
 
@@ -557,6 +559,8 @@ class TileWriter:
                 profile.update(gcps=spec.gcps, crs=spec.crs)
             elif spec.transform is not None:
                 profile.update(crs=spec.crs, transform=spec.transform)
+            elif spec.crs is not None:  # a CRS without a transform (pixel space): kept, as gdal_translate keeps it
+                profile.update(crs=spec.crs)
             with warnings.catch_warnings():
                 # an ungeoreferenced input gives an ungeoreferenced output (no geotransform), as in GDAL
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)

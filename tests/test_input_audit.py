@@ -368,3 +368,51 @@ def test_a_nodata_of_a_later_band_is_the_outputs_when_band_1_has_none(cli, tmp_p
         assert b.nodata == -9999 and b.dtypes[0] == ("int16" if keep else "float32")
         masked = b.read(masked=True).mask
         assert not masked[0].any() and masked[1].sum() == 4 * 5 * 2 * 2  # the 4 x 5 hole, x2
+
+
+@pytest.mark.parametrize("cog", [[], ["--cog"]])
+def test_a_crs_without_a_transform_stays_in_pixel_space_with_its_crs(cli, tmp_path, model1, cog):
+    # a file declaring a CRS but no transform got GDAL's default transform scaled (origin 0,0, pixels of 0.5 in
+    # the CRS): a placement the input never had; it is pixel space, run as stored, as without the CRS
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    data = fbm_surface((10, 14), seed=4).astype("float32")
+    outs = []
+    for crs in ("EPSG:4326", None):
+        src = tmp_path / f"plain_{crs is None}.tif"
+        out = tmp_path / f"out_{crs is None}.tif"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(
+                src, "w", driver="GTiff", height=10, width=14, count=1, dtype="float32", crs=crs
+            ) as ds:  # fmt: skip
+                ds.write(data[None])
+        r = cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet", *cog)
+        assert r.code == 0, r.err
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(out) as b:
+                assert b.transform.is_identity and b.shape == (20, 28)
+                assert b.crs == (None if crs is None else rasterio.crs.CRS.from_string(crs))
+                outs.append(b.read(1))
+    assert np.array_equal(outs[0], outs[1])  # run as stored, with or without the CRS
+
+
+def test_rpcs_without_a_transform_are_refused_even_with_a_crs(cli, tmp_path, model1):
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    src = tmp_path / "scene.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(
+            src, "w", driver="GTiff", height=20, width=24, count=1, dtype="float32", crs="EPSG:4326", rpcs=_rpcs()
+        ) as ds:
+            ds.write(fbm_surface((20, 24), seed=7)[None])
+    out = tmp_path / "out.tif"
+    r = cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet")
+    assert_one_line_error(r.err, r.code, "georeferenced by RPCs only", "gdalwarp -rpc")
+    assert not out.exists()
