@@ -7,12 +7,19 @@ the client writes the cores as they arrive. At most ``IN_FLIGHT`` tiles per work
 submitted at a time, so memory stays bounded by the tile size on both sides. The same code runs the
 same arithmetic, so the output is identical to a local run.
 
+What every tile shares (the path, the model, the plan, the statistics...) is a task of the cluster, not
+scattered data: a worker that dies (and its nanny restarts) loses nothing the scheduler cannot compute
+again, so the run goes on on the workers left. A cluster that loses the run (its scheduler stops, every
+worker dies on a tile) or a worker that cannot read the input ends the run with one line saying so.
+
 The xarray accessor needs nothing from here: with a client active, dask sends its tasks to the
 cluster by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from itertools import islice
@@ -21,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from geosr.errors import SchedulerError
+from geosr.errors import GeosrError, SchedulerError
 from geosr.stats import BandStats
 from geosr.tiling import Tile, TilePlan
 
@@ -38,12 +45,24 @@ def connect(address: str) -> Any:
     except ImportError:
         raise SchedulerError("--scheduler needs dask.distributed; install it with `pip install distributed`") from None
     try:
+        # before a Client is made: one refused for an unknown scheme (http://) is left half made, and its
+        # __del__ waits 20 s to close it, then prints a traceback after the one-line error
+        check_address(address)
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise SchedulerError(
             f"cannot reach a dask scheduler at {address!r} ({exc}); start one (`dask scheduler`, "
             "`dask worker ADDRESS`) or drop --scheduler to run locally"
         ) from None
+
+
+def check_address(address: str) -> None:
+    """Raise ValueError for a scheduler address whose scheme dask.distributed has no transport for."""
+    from distributed.comm.addressing import parse_address
+    from distributed.comm.registry import get_backend
+
+    scheme, _ = parse_address(address)  # no scheme: tcp
+    get_backend(scheme)
 
 
 def worker_path(path: str | Path) -> str:
@@ -66,10 +85,40 @@ def downscale_tile(
     from geosr.io import open_raster, read_window
     from geosr.predict import cached_downscaler
 
-    with open_raster(path, bands) as dataset:
-        source = read_window(dataset, tile.rows.source, tile.cols.source, flips)
-    ((_, core),) = cached_downscaler(model, **options).run(plan, stats, [(tile, source)], gains)
+    try:
+        with open_raster(path, bands) as dataset:
+            source = read_window(dataset, tile.rows.source, tile.cols.source, flips)
+        downscaler = cached_downscaler(model, **options)
+    except GeosrError as exc:
+        # the client read the same path already: what a worker cannot read, it cannot see (another machine,
+        # user or container), which the bare error (such as 'does not exist') would not say
+        raise SchedulerError(f"on dask worker {_worker_address()}: {exc}{_SAME_PATHS}") from None
+    ((_, core),) = downscaler.run(plan, stats, [(tile, source)], gains)
     return tile, core
+
+
+_SAME_PATHS = (
+    " (the workers open the input and the model at the paths this machine uses: put them where every worker "
+    "sees them, such as a shared file system, or drop --scheduler to run locally)"
+)
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "(unknown)"
+
+
+def _bundle(*shared: Any) -> tuple[Any, ...]:
+    """On a worker: what every tile shares, as one result that the tiles take as their first argument."""
+    return shared
+
+
+def _bundled_tile(shared: tuple[Any, ...], tile: Tile) -> tuple[Tile, np.ndarray]:
+    return downscale_tile(*shared, tile)
 
 
 def run_tiles(
@@ -92,20 +141,69 @@ def run_tiles(
     """
     from distributed import as_completed
 
-    with connect(address) as client:
+    with _quiet_client_logs(), connect(address) as client:
         threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
         if threads == 0:
             raise SchedulerError(f"the dask scheduler at {address!r} has no workers; start some with `dask worker`")
         chosen = None if bands is None else list(bands)
-        shared = client.scatter([worker_path(path), model, options, plan, stats, gains, chosen, flips], broadcast=True)
+        # a task, not client.scatter: scattered data dies with the workers that hold it, and every tile
+        # not yet run would then be cancelled ('already forgotten'); a task's result the scheduler recomputes
+        shared = client.submit(
+            _bundle, worker_path(path), model, options, plan, stats, gains, chosen, flips, pure=False
+        )
         tiles = iter(plan)
 
         def submit(tile: Tile) -> Any:
-            return client.submit(downscale_tile, *shared, tile, pure=False)
+            return client.submit(_bundled_tile, shared, tile, pure=False)
 
         pending = as_completed([submit(tile) for tile in islice(tiles, IN_FLIGHT * threads)], loop=client.loop)
         for future in pending:
-            yield future.result()
+            yield _result(future, address)
             future.release()
             for tile in islice(tiles, 1):
                 pending.add(submit(tile))
+
+
+def _result(future: Any, address: str) -> Any:
+    """A tile's result, or one line that says the cluster lost the run (its scheduler or its workers)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as exc:
+        raise SchedulerError(
+            f"the dask workers of {address!r} died while running a tile ({_first_line(exc)}); check their logs "
+            "(out of memory?), give them more memory or a smaller --tile-size, or drop --scheduler to run locally"
+        ) from None
+    except (CancelledError, CommClosedError) as exc:
+        raise SchedulerError(
+            f"the dask cluster at {address!r} lost the run ({_first_line(exc)}); check that its scheduler and "
+            "workers are still running (`dask scheduler`, `dask worker ADDRESS`) and run again, or drop "
+            "--scheduler to run locally"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+#: Loggers of the client side of dask.distributed, quiet while a run holds a client: a lost scheduler
+#: makes them log tracebacks, where the run says what happened in one line.
+CLIENT_LOGGERS = ("distributed.client", "distributed.comm", "distributed.core", "distributed.batched")
+
+
+@contextlib.contextmanager
+def _quiet_client_logs() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in CLIENT_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

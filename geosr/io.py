@@ -314,6 +314,30 @@ def iter_blocks(dataset: Any, block_rows: int = 512, oriented: bool = False) -> 
         yield read_window(dataset, rows, Span(0, dataset.width), oriented=oriented)
 
 
+#: Pixels per band that :func:`iter_windows` reads at once (8 MiB of float64 a band).
+WINDOW_PIXELS = 512 * 2048
+
+
+def iter_windows(dataset: Any, max_pixels: int | None = None, oriented: bool = True) -> Iterator[np.ndarray]:
+    """Read the whole raster as windows of at most ``max_pixels`` (default :data:`WINDOW_PIXELS`) pixels per
+    band, in no particular shape: memory follows ``max_pixels`` however wide the raster (:func:`iter_blocks`
+    reads strips of its full width: 16 MiB a band for every 1000 columns). Across, a window spans whole
+    blocks of the file's storage (a tiled GeoTIFF's tiles; a striped file's whole rows, then fewer of them)."""
+    height, width = dataset.height, dataset.width
+    max_pixels = max_pixels or WINDOW_PIXELS
+    try:
+        block_w = int(dataset.block_shapes[0][1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        block_w = width
+    block_w = max(1, min(block_w, width))
+    cols = max(block_w, min(width, max_pixels // 512) // block_w * block_w)
+    rows = max(1, min(512, max_pixels // cols))
+    for top in range(0, height, rows):
+        for left in range(0, width, cols):
+            window = (Span(top, min(top + rows, height)), Span(left, min(left + cols, width)))
+            yield read_window(dataset, *window, oriented=oriented)
+
+
 def check_destination(
     src: Path, dst: Path, overwrite: bool, *, store: bool = False, input_files: Sequence[str] = ()
 ) -> None:
@@ -687,7 +711,13 @@ class TileWriter:
             raise self._incomplete(problem)
 
     def _incomplete(self, problem: str) -> RasterIOError:
-        free = shutil.disk_usage(self.dst.parent).free
+        try:
+            free = shutil.disk_usage(self.dst.parent).free
+        except OSError as exc:  # the folder itself is gone: the bare FileNotFoundError named neither cause nor fix
+            return RasterIOError(
+                f"the output folder '{self.dst.parent}' is gone ({exc.strerror or exc}): it was removed or unmounted "
+                "during the run; create it again (or choose another -o) and run again"
+            )
         return RasterIOError(
             f"the output could not be written in full beside '{self.dst}' ({problem}; {free / 1e6:.3g} MB free "
             "there); free some space or choose another -o"
@@ -718,7 +748,7 @@ def grid_format(path: Path) -> str | None:
 
 
 def open_grid(path: str | Path, variable: str) -> Any:
-    """Open a NetCDF file or Zarr store lazily (dask-backed, in the file's own chunks) as a Dataset.
+    """Open a NetCDF file (lazily indexed) or Zarr store (dask-backed, in its own chunks) lazily as a Dataset.
 
     Refuses a file that has no data variable ``variable``, naming those it has, or whose ``variable`` has
     fewer than two dimensions (a grid mapping, a scalar) or is the CF bounds of a coordinate, naming the
@@ -742,7 +772,10 @@ def open_grid(path: str | Path, variable: str) -> Any:
             warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolidated metadata")
             # times before 1582 or beyond 2262 are read as cftime dates and written back with the same encoding
             warnings.filterwarnings("ignore", message="Unable to decode time axis into full numpy.datetime64")
-            ds = xr.open_zarr(path) if kind == "zarr" else xr.open_dataset(path, chunks={})
+            # NetCDF lazily, without dask: chunks={} makes one dask chunk of each stored chunk, the whole
+            # variable for a contiguous one (every time step at once); the caller chunks it by tile, and each
+            # chunk then reads only its part of the file
+            ds = xr.open_zarr(path) if kind == "zarr" else xr.open_dataset(path)
     except (OSError, ValueError, KeyError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"'{path}' is not a {kind} dataset xarray can read ({reason})") from None

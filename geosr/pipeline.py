@@ -39,7 +39,7 @@ from geosr.io import (
     check_space,
     geotiff_tile_size,
     grid_format,
-    iter_blocks,
+    iter_windows,
     mirrored,
     mirrored_array,
     north_up_flips,
@@ -160,7 +160,7 @@ def downscale_raster(
         downscaler = Downscaler(model, **options)
         check_band_names(downscaler.model.card, dataset, str(src))
         downscaler.check_bands(info.count)
-        stats = BandStats.combine(BandStats.of_block(block) for block in iter_blocks(dataset, oriented=True))
+        stats = BandStats.combine(BandStats.of_block(block) for block in iter_windows(dataset))
         check_magnitudes(stats, str(src), bands)  # before any output is created
         if len(stats.empty_bands) == info.count:  # a band without data alone comes out as nodata
             raise InputError(

@@ -30,7 +30,7 @@ def _no_stats_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the whole raster was read before the refusal")
 
-    monkeypatch.setattr(geosr.pipeline, "iter_blocks", refuse)
+    monkeypatch.setattr(geosr.pipeline, "iter_windows", refuse)
 
 
 @pytest.mark.parametrize(

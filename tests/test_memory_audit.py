@@ -1,0 +1,235 @@
+"""Bounded memory, the dask.distributed path and the background threads: regressions found by an audit.
+
+Memory figures (peak RSS against raster size) belong to ``benchmarks/bench_memory.py``; these tests
+check the mechanisms on small rasters: what is read at once, what a lost worker or scheduler does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error
+
+from geosr.errors import SchedulerError
+from geosr.testing import fbm_surface
+
+distributed = pytest.importorskip("distributed")
+
+
+# --- dask.distributed: addresses, lost clusters, workers that cannot read the input ---------------------
+
+
+def test_a_scheduler_address_of_an_unknown_scheme_is_refused_at_once(cli, dem_tif, model1, tmp_path):
+    # distributed.Client left half made by an unknown scheme waited 20 s in its __del__ to close, then
+    # printed a traceback ('Exception ignored in Client.__del__ ... TimeoutError') after the error line
+    from geosr.distributed import check_address
+
+    with pytest.raises(ValueError, match="unknown address scheme"):
+        check_address("http://127.0.0.1:8786")
+    check_address("127.0.0.1:8786")  # no scheme: tcp
+    out = tmp_path / "out.tif"
+    start = time.perf_counter()
+    result = cli("downscale", dem_tif, "--scale", 2, "--model", model1, "-o", out, "--scheduler", "http://127.0.0.1:9")
+    elapsed = time.perf_counter() - start
+    assert "cannot reach a dask scheduler at 'http://127.0.0.1:9'" in assert_one_line_error(result.err, result.code)
+    assert elapsed < 10, f"refusing an unknown scheme took {elapsed:.0f} s"
+    assert not out.exists()
+
+
+class _Failed:
+    """A stand-in for a distributed Future whose result raises ``error``."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def result(self) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize("reason", ["scheduler-connection-lost", "already forgotten"])
+def test_a_cluster_that_loses_the_run_is_one_clear_line(reason):
+    # a stopped scheduler, or workers that all left with the run's shared data, cancel every tile: the
+    # bare FutureCancelledError ('downscale_tile-... cancelled for reason: ...') named neither cause nor fix
+    from distributed.client import FutureCancelledError
+
+    from geosr.distributed import _result
+
+    with pytest.raises(SchedulerError) as caught:
+        _result(_Failed(FutureCancelledError("tile-1", reason=reason)), "tcp://host:8786")
+    message = str(caught.value)
+    assert "the dask cluster at 'tcp://host:8786' lost the run" in message and "dask worker" in message
+    assert "\n" not in message
+
+
+def test_workers_that_die_on_a_tile_are_one_clear_line():
+    from distributed.scheduler import KilledWorker
+
+    from geosr.distributed import _result
+
+    class Worker:
+        address = "tcp://w:1"
+
+    with pytest.raises(SchedulerError, match="died while running a tile") as caught:
+        _result(_Failed(KilledWorker("tile-1", Worker(), 3)), "tcp://host:8786")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_worker_that_cannot_read_the_input_says_where(tmp_path, model1):
+    # the client read the file already: 'input file ... does not exist' alone contradicts what the user sees
+    from geosr.distributed import downscale_tile
+    from geosr.predict import Downscaler
+    from geosr.stats import BandStats
+
+    downscaler = Downscaler(str(model1), device="cpu", tile_size=16)
+    plan = downscaler.plan((20, 20), 2)
+    stats = BandStats.of_block(fbm_surface((20, 20))[None].astype(np.float64))
+    options = {"device": "cpu", "tile_size": 16}
+    with pytest.raises(SchedulerError) as caught:
+        downscale_tile(
+            str(tmp_path / "elsewhere.tif"),
+            str(model1),
+            options,
+            plan,
+            stats,
+            None,
+            None,
+            (False, False),
+            next(iter(plan)),
+        )
+    message = str(caught.value)
+    assert "on dask worker" in message and "elsewhere.tif" in message and "shared file system" in message
+
+
+async def _kill_worker() -> None:  # a coroutine: client.run(wait=False) takes no other
+    os._exit(1)  # on a worker: its nanny starts a new one
+
+
+def test_a_run_goes_on_when_every_worker_dies(make_geotiff, model1, tmp_path):
+    # the tiles' shared data was scattered: held only by the workers, it died with them, and every tile
+    # not yet run was cancelled ('already forgotten'); as a task the scheduler runs it again on the new workers
+    import logging
+
+    from geosr.distributed import run_tiles
+    from geosr.predict import Downscaler
+    from geosr.stats import BandStats
+
+    data = fbm_surface((40, 36), seed=5)
+    src = make_geotiff("dem.tif", data)
+    options = {"device": "cpu", "tile_size": 16}
+    downscaler = Downscaler(str(model1), **options)
+    plan = downscaler.plan(data.shape, 2)
+    stats = BandStats.of_block(data[None].astype(np.float64))
+    local = {
+        t.index: core
+        for t, core in downscaler.run(
+            plan,
+            stats,
+            ((t, data[None, t.rows.source.as_slice(), t.cols.source.as_slice()].astype(np.float64)) for t in plan),
+        )
+    }
+    assert len(plan) > 8
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        results = {}
+        for done, (tile, core) in enumerate(
+            run_tiles(cluster.scheduler_address, src, str(model1), options, plan, stats), 1
+        ):
+            results[tile.index] = core
+            if done == 1:
+                client.run(_kill_worker, wait=False)  # every worker, while tiles are in flight
+    assert sorted(results) == sorted(local)
+    for index, core in local.items():
+        np.testing.assert_array_equal(results[index], core)
+
+
+# --- bounded memory: what is read at once ----------------------------------------------------------------
+
+
+def test_the_statistics_pass_reads_windows_bounded_in_area(make_geotiff, model1, tmp_path, monkeypatch):
+    # iter_blocks read strips of 512 rows by the full width: 16 MiB more peak memory per 1000 columns
+    # (a 12000 x 12000 float32 raster: 484 MiB against 390 at 6000 x 6000 and 342-385 at 2000 x 2000)
+    import geosr.io
+    from geosr.pipeline import downscale_raster
+
+    data = fbm_surface((64, 1024), seed=2)
+    src = make_geotiff("wide.tif", data)
+    monkeypatch.setattr(geosr.io, "WINDOW_PIXELS", 8192, raising=False)
+    read = geosr.io.read_window
+    areas = []
+
+    def recording(dataset, rows, cols, *args, **kwargs):
+        areas.append(rows.size * cols.size)
+        return read(dataset, rows, cols, *args, **kwargs)
+
+    monkeypatch.setattr(geosr.io, "read_window", recording)  # the pass's reads; the tiles' go through pipeline's
+    downscale_raster(src, tmp_path / "out.tif", scale=2, model=model1, device="cpu", tile_size=32)
+    assert sum(areas) == data.size, "the statistics pass must read every pixel once"
+    assert max(areas) <= 8192, f"the statistics pass read {max(areas)} pixels at once"
+
+
+def test_a_contiguous_netcdf_variable_is_read_by_tile_not_whole(tmp_path, model1, monkeypatch):
+    # open_dataset(chunks={}) makes one dask chunk of a contiguous variable (CDO, NCO and netCDF3 files):
+    # the whole variable, every time step, was read at once and held (6000 x 6000: 746 MiB against 515)
+    pytest.importorskip("netCDF4")
+    import xarray as xr
+    from xarray.backends import netCDF4_
+
+    from geosr.pipeline import downscale_grid
+
+    data = np.stack([fbm_surface((40, 48), seed=s) for s in range(3)])
+    grid = xr.DataArray(
+        data,
+        dims=("time", "lat", "lon"),
+        name="tas",
+        coords={"time": np.arange(3), "lat": 40.0 - 0.5 * np.arange(40), "lon": 10.0 + 0.5 * np.arange(48)},
+    )
+    src = tmp_path / "tas.nc"
+    grid.to_dataset().to_netcdf(src, encoding={"tas": {"contiguous": True}})
+    original = netCDF4_.NetCDF4ArrayWrapper._getitem
+    sizes = []
+
+    def recording(self, key):
+        values = original(self, key)
+        if self.variable_name == "tas":
+            sizes.append(np.size(values))
+        return values
+
+    monkeypatch.setattr(netCDF4_.NetCDF4ArrayWrapper, "_getitem", recording)
+    downscale_grid(src, tmp_path / "out.nc", variable="tas", scale=2, model=model1, device="cpu", tile_size=16)
+    assert sizes and max(sizes) < 40 * 48, f"read {max(sizes)} values of 'tas' at once (one time step: {40 * 48})"
+
+
+# --- the writer: a destination folder removed during the run ---------------------------------------------
+
+
+def test_an_output_folder_removed_during_the_run_is_one_clear_line(cli, make_geotiff, model1, tmp_path, monkeypatch):
+    # the writes go on into the unlinked temporary file; at the end its check fails, and the free-space figure
+    # of its message (shutil.disk_usage of the folder) raised 'FileNotFoundError: ... No such file or directory'
+    import shutil
+
+    import geosr.io
+
+    src = make_geotiff("dem.tif", fbm_surface((40, 40), seed=1))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    write = geosr.io.TileWriter.write
+    removed = []
+
+    def removing(self, *args):
+        if not removed:
+            shutil.rmtree(folder)
+            removed.append(True)
+        return write(self, *args)
+
+    monkeypatch.setattr(geosr.io.TileWriter, "write", removing)
+    result = cli("downscale", src, "--scale", 2, "--model", model1, "--tile-size", 32, "-q", "-o", folder / "x.tif")
+    assert removed
+    assert "is gone" in assert_one_line_error(result.err, result.code, "out")
+    assert not folder.exists()
