@@ -126,9 +126,9 @@ def run_measured(cmd: list[str], check_rss: bool = True) -> tuple[float, float, 
     return seconds, usage.ru_maxrss / 1024, stdout
 
 
-def make_raster(path: Path, size: int, seed: int = 0) -> None:
-    data = fbm_surface((size, size), beta=3.0, seed=seed, relief=800.0)
-    profile = {
+def raster_profile(size: int) -> dict[str, Any]:
+    """The benchmark rasters' GeoTIFF profile: size x size float32, 90 m UTM, tiled DEFLATE."""
+    return {
         "driver": "GTiff",
         "height": size,
         "width": size,
@@ -141,7 +141,11 @@ def make_raster(path: Path, size: int, seed: int = 0) -> None:
         "blockysize": 256,
         "compress": "DEFLATE",
     }
-    with rasterio.open(path, "w", **profile) as dst:
+
+
+def make_raster(path: Path, size: int, seed: int = 0) -> None:
+    data = fbm_surface((size, size), beta=3.0, seed=seed, relief=800.0)
+    with rasterio.open(path, "w", **raster_profile(size)) as dst:
         dst.write(data, 1)
 
 

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench_downscale import downscale_cmd, in_fresh_process, make_raster, run_measured
+from bench_downscale import downscale_cmd, in_fresh_process, make_raster, raster_profile, run_measured
 
 from geosr.testing import random_model
 
@@ -38,22 +38,9 @@ def make_smooth_raster(path: Path, size: int) -> None:
     """A smooth float32 ``size`` x ``size`` GeoTIFF (tiled, DEFLATE), written 512 rows at a time."""
     import numpy as np
     import rasterio
-    from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    profile = {
-        "driver": "GTiff",
-        "height": size,
-        "width": size,
-        "count": 1,
-        "dtype": "float32",
-        "crs": "EPSG:32616",
-        "transform": from_origin(500000, 4000000, 90, 90),
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "DEFLATE",
-    }
+    profile = raster_profile(size)
     x = np.linspace(0.0, size / 100, size)
     with rasterio.open(path, "w", **profile) as dst:
         for top in range(0, size, 512):

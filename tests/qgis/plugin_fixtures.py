@@ -119,3 +119,34 @@ def processing(qgis_app: Any, geosr_executable: Path) -> Iterator[Any]:
     ProcessingConfig.setSettingValue(EXECUTABLE_SETTING, str(geosr_executable))
     yield qgis_processing
     ProcessingConfig.setSettingValue(EXECUTABLE_SETTING, "")
+
+
+def qgis_process_program() -> str:
+    """The qgis_process program. Debian's ``qgis_process`` wrapper passes ``--noversioncheck`` (from
+    /etc/default/qgis), which qgis_process 3.22 rejects, so its ``qgis_process.bin`` is called directly."""
+    found = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
+    if found is None:
+        pytest.fail("qgis_process is not installed (Debian: apt-get install qgis)")
+    return found
+
+
+@pytest.fixture
+def run_qgis_process(plugin_folder: Path, geosr_executable: Path, tmp_path: Path) -> Any:
+    """A function running ``qgis_process ARGUMENTS`` with the plugin and geosr found, in a QGIS profile of its
+    own (``plugins enable`` fails for a plugin already enabled in the session's profile) and outside geosr's
+    virtualenv: run from an activated one, qgis_process starts its Python from the venv's and crashes (SIGSEGV),
+    so it must see the system's, as a user's shell outside the venv does."""
+    env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_folder), GEOSR_EXECUTABLE=str(geosr_executable))
+    env.update(XDG_DATA_HOME=str(tmp_path / "profile" / "data"), XDG_CONFIG_HOME=str(tmp_path / "profile" / "config"))
+    venv = env.pop("VIRTUAL_ENV", None)
+    for name in ("PYTHONHOME", "PYTHONPATH"):
+        env.pop(name, None)
+    if venv:
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(venv))
+
+    def call(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [qgis_process_program(), *arguments], capture_output=True, text=True, env=env, timeout=300
+        )
+
+    return call

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -447,28 +445,9 @@ def test_keep_dtype_writes_the_inputs_int16_and_nodata(processing, tiny_model, t
     assert np.abs(ints["values"][~hole] - np.rint(floats["values"][~hole])).max() <= 1
 
 
-def qgis_process() -> str:
-    found = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
-    if found is None:
-        pytest.fail("qgis_process is not installed (Debian: apt-get install qgis)")
-    return found
-
-
 @needs_qgis
-def test_qgis_process_takes_the_options_by_number_and_as_true(
-    qgis_profile, plugin_folder, geosr_executable, tiny_model, tmp_path
-):
-    env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_folder), GEOSR_EXECUTABLE=str(geosr_executable))
-    # a profile of its own: `plugins enable` fails for a plugin already enabled in the session's profile
-    env.update(XDG_DATA_HOME=str(tmp_path / "profile" / "data"), XDG_CONFIG_HOME=str(tmp_path / "profile" / "config"))
-    venv = env.pop("VIRTUAL_ENV", None)  # qgis_process must not start its Python from geosr's venv
-    for name in ("PYTHONHOME", "PYTHONPATH"):
-        env.pop(name, None)
-    if venv:
-        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(venv))
-
-    def call(*arguments: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([qgis_process(), *arguments], capture_output=True, text=True, env=env, timeout=300)
+def test_qgis_process_takes_the_options_by_number_and_as_true(qgis_profile, run_qgis_process, tiny_model, tmp_path):
+    call = run_qgis_process
 
     assert call("plugins", "enable", "geosr_processing").returncode == 0
     source = write_int16(tmp_path / "small.tif")

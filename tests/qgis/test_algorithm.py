@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -343,28 +341,8 @@ def test_can_execute_says_how_to_set_up_geosr(processing, monkeypatch, tmp_path,
         processing.run("geosr:downscale", {"INPUT": str(jacksboro), "SCALE": 2, "OUTPUT": str(tmp_path / "o.tif")})
 
 
-def qgis_process() -> str:
-    """The qgis_process program. Debian's ``qgis_process`` wrapper passes ``--noversioncheck`` (from
-    /etc/default/qgis), which qgis_process 3.22 rejects, so its ``qgis_process.bin`` is called directly."""
-    found = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
-    if found is None:
-        pytest.fail("qgis_process is not installed (Debian: apt-get install qgis)")
-    return found
-
-
-def test_qgis_process_runs_downscale(qgis_profile, plugin_folder, geosr_executable, jacksboro, tiny_model, tmp_path):
-    env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_folder), GEOSR_EXECUTABLE=str(geosr_executable))
-    # run from an activated virtualenv, qgis_process starts its Python from the venv's and crashes (SIGSEGV):
-    # it must see the system's, as a user's shell outside the venv does
-    venv = env.pop("VIRTUAL_ENV", None)
-    for name in ("PYTHONHOME", "PYTHONPATH"):
-        env.pop(name, None)
-    if venv:
-        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(venv))
-
-    def call(*arguments: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([qgis_process(), *arguments], capture_output=True, text=True, env=env, timeout=300)
-
+def test_qgis_process_runs_downscale(qgis_profile, run_qgis_process, jacksboro, tiny_model, tmp_path):
+    call = run_qgis_process
     enabled = call("plugins", "enable", "geosr_processing")
     assert enabled.returncode == 0, enabled.stderr
     helped = call("help", "geosr:downscale")
