@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from geosr.errors import GeosrError, SchedulerError
+from geosr.errors import GeosrError, SchedulerError, first_line
 from geosr.stats import BandStats
 from geosr.tiling import Tile, TilePlan
 
@@ -175,20 +175,15 @@ def _result(future: Any, address: str) -> Any:
         return future.result()
     except KilledWorker as exc:
         raise SchedulerError(
-            f"the dask workers of {address!r} died while running a tile ({_first_line(exc)}); check their logs "
+            f"the dask workers of {address!r} died while running a tile ({first_line(exc)}); check their logs "
             "(out of memory?), give them more memory or a smaller --tile-size, or drop --scheduler to run locally"
         ) from None
     except (CancelledError, CommClosedError) as exc:
         raise SchedulerError(
-            f"the dask cluster at {address!r} lost the run ({_first_line(exc)}); check that its scheduler and "
+            f"the dask cluster at {address!r} lost the run ({first_line(exc)}); check that its scheduler and "
             "workers are still running (`dask scheduler`, `dask worker ADDRESS`) and run again, or drop "
             "--scheduler to run locally"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 #: Loggers of the client side of dask.distributed, quiet while a run holds a client: a lost scheduler

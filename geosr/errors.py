@@ -46,3 +46,10 @@ class TrainingDiverged(GeosrError, ArithmeticError):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl+C or ``kill`` stopped a run; the message says what it left behind."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none: the reason given
+    in geosr's one-line errors for what a library raised."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from affine import Affine
 
 from geosr.errors import InputError, ScaleError
@@ -76,6 +77,19 @@ LENGTH_UNITS = {
     **dict.fromkeys(("ft", "foot", "feet", "international foot"), 0.3048),
     **dict.fromkeys(("us-ft", "ftus", "us survey foot", "us_survey_foot", "foot_us"), 1200 / 3937),
 }
+
+
+#: WGS 84 semi-major axis (m) and first eccentricity squared: metres per degree of a geographic CRS (other
+#: ellipsoids differ from it by less than 1e-4, far below what a slope error can tell).
+_WGS84_A, _WGS84_E2 = 6_378_137.0, 0.00669437999014
+
+
+def metres_per_degree(lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Metres per degree of longitude and of latitude at latitudes ``lat`` (degrees), on the ellipsoid."""
+    phi = np.radians(np.asarray(lat, dtype=np.float64))
+    w = 1.0 - _WGS84_E2 * np.sin(phi) ** 2
+    prime_vertical, meridional = _WGS84_A / np.sqrt(w), _WGS84_A * (1.0 - _WGS84_E2) / w**1.5
+    return np.radians(prime_vertical * np.cos(phi)), np.radians(meridional)
 
 
 def metres_per_unit(unit: str | None) -> float | None:

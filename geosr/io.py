@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from geosr.errors import InputError, OutputExistsError, RasterIOError
+from geosr.errors import InputError, OutputExistsError, RasterIOError, first_line
 from geosr.tiling import Span
 
 
@@ -279,8 +279,7 @@ def read_window(
             parts = [dataset.read(i, window=window, masked=True)[None] for i in range(1, dataset.count + 1)]
     except RasterioIOError as exc:
         # rasterio says only 'Read failed. See previous exception for details.': GDAL's reason is its cause
-        cause = exc.__cause__ or exc
-        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        reason = first_line(exc.__cause__ or exc)
         raise RasterIOError(
             f"cannot read rows {rows.start}-{rows.stop} of '{dataset.name}' ({reason}); the file may be truncated or "
             "damaged: check it with gdalinfo -checksum, and copy or download it again"
@@ -305,13 +304,12 @@ def band_signs(dataset: Any) -> np.ndarray:
     return np.where(np.asarray([s if s is not None else 1.0 for s in scales], dtype=np.float64) < 0, -1.0, 1.0)
 
 
-def iter_blocks(dataset: Any, block_rows: int = 512, oriented: bool = False) -> Iterator[np.ndarray]:
-    """Read the whole raster as consecutive strips of ``block_rows`` rows (bounded memory): the stored numbers
-    (``geosr evaluate`` and ``geosr train`` apply the scales and offsets themselves), or with ``oriented``
-    as :func:`read_window` reads them for the network."""
+def iter_blocks(dataset: Any, block_rows: int = 512) -> Iterator[np.ndarray]:
+    """Read the whole raster's stored numbers as consecutive strips of ``block_rows`` rows (``geosr evaluate``
+    and ``geosr train`` apply the scales and offsets themselves; :func:`iter_windows` reads for the network)."""
     for start in range(0, dataset.height, block_rows):
         rows = Span(start, min(start + block_rows, dataset.height))
-        yield read_window(dataset, rows, Span(0, dataset.width), oriented=oriented)
+        yield read_window(dataset, rows, Span(0, dataset.width), oriented=False)
 
 
 #: Pixels per band that :func:`iter_windows` reads at once (8 MiB of float64 a band).
@@ -519,10 +517,6 @@ def off_nodata(nodata: float, dtype: np.dtype) -> Any:
     return value
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _missing_block(ds: Any, size: int) -> str | None:
     """The first block of an open GeoTIFF of ``size`` bytes that was never written or lies beyond its end."""
     rows, cols = ds.block_shapes[0]
@@ -671,7 +665,7 @@ class TileWriter:
                 NUM_THREADS="ALL_CPUS",
             )
         except Exception as exc:  # noqa: BLE001 - GDAL's errors (a full disk) are not all rasterio's
-            raise self._incomplete(_first_line(exc)) from None
+            raise self._incomplete(first_line(exc)) from None
         return cog
 
     def commit(self) -> Path:
@@ -706,7 +700,7 @@ class TileWriter:
                 with rasterio.open(path) as ds:
                     problem = _missing_block(ds, path.stat().st_size)
         except Exception as exc:  # noqa: BLE001 - whatever GDAL says, the file is not a complete GeoTIFF
-            problem = _first_line(exc)
+            problem = first_line(exc)
         if problem is not None:
             raise self._incomplete(problem)
 

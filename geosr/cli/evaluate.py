@@ -18,25 +18,10 @@ from geosr.cli.options import (
     reports_errors,
     verbose_option,
 )
-from geosr.georef import metres_per_unit
+from geosr.georef import metres_per_degree, metres_per_unit
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-#: WGS 84 semi-major axis (m) and first eccentricity squared: metres per degree of a geographic CRS (other
-#: ellipsoids differ from it by less than 1e-4, far below what a slope error can tell).
-_WGS84_A, _WGS84_E2 = 6_378_137.0, 0.00669437999014
-
-
-def _metres_per_degree(lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-    """Metres per degree of longitude and of latitude at latitudes ``lat`` (degrees), on the ellipsoid."""
-    import numpy as np
-
-    phi = np.radians(np.asarray(lat, dtype=np.float64))
-    w = 1.0 - _WGS84_E2 * np.sin(phi) ** 2
-    prime_vertical, meridional = _WGS84_A / np.sqrt(w), _WGS84_A * (1.0 - _WGS84_E2) / w**1.5
-    return np.radians(prime_vertical * np.cos(phi)), np.radians(meridional)
 
 
 def _pixel_size_m(info: object) -> tuple[float | np.ndarray, float | np.ndarray] | None:
@@ -62,7 +47,7 @@ def _pixel_size_m(info: object) -> tuple[float | np.ndarray, float | np.ndarray]
             lat = np.clip(top - (np.arange(height) + 0.5) * abs(transform.e), -90.0, 90.0)
         else:
             lat = np.full(height, (transform * (info.width / 2, height / 2))[1])  # type: ignore[attr-defined]
-        per_lon, per_lat = _metres_per_degree(lat)
+        per_lon, per_lat = metres_per_degree(lat)
         return dx * per_lon, dy * per_lat
     try:
         factor = float(crs.linear_units_factor[1])

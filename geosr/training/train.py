@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from geosr.conserve import conserve_torch
-from geosr.errors import InputError, ModelError, TrainingDiverged
+from geosr.errors import InputError, ModelError, TrainingDiverged, first_line
 from geosr.io import replaced_atomically
 from geosr.models.card import ModelCard
 from geosr.models.files import load_model, save_model
@@ -504,9 +504,8 @@ def _load_checkpoint(path: str | Path, device: torch.device) -> dict[str, Any]:
     except FileNotFoundError:
         raise InputError(f"checkpoint '{path}' does not exist; pass the OUTPUT.ckpt file a run left") from None
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
-            f"'{path}' is not a geosr training checkpoint ({reason}); pass the OUTPUT.ckpt file a run left"
+            f"'{path}' is not a geosr training checkpoint ({first_line(exc)}); pass the OUTPUT.ckpt file a run left"
         ) from None
     if not isinstance(state, dict) or not keys <= set(state):
         raise InputError(
