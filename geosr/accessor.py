@@ -133,22 +133,83 @@ def _default_tile(chunk_out: int) -> int:
 def _nodata(da: xr.DataArray) -> list[float]:
     """The values marking missing data in ``da`` besides NaN: rioxarray's nodata, else ``_FillValue``,
     ``nodata`` and every ``missing_value`` of the attributes (undecoded data), and of the encoding
-    unless it scales the stored numbers (decoded data: those cells are NaN already)."""
+    unless it scales the stored numbers (decoded data: those cells are NaN already). Integer markers stay
+    Python integers, compared exactly: as a double, 2**64 - 1 would also mark every valid value within 2048 of it."""
     try:
         rio_nodata = da.rio.nodata  # rioxarray, when it is installed and imported
     except AttributeError:
         rio_nodata = None
-    found: list[float] = [] if rio_nodata is None else [float(rio_nodata)]
+    except (OverflowError, TypeError, ValueError):  # rioxarray converts it through a float (2**64 - 1 overflows)
+        rio_nodata = None  # the attributes and encoding it reads it from are read below, exactly
+    stated: list[float] = []
     scaled = any(key in da.encoding for key in ("scale_factor", "add_offset"))
     for source in (da.attrs, {} if scaled else da.encoding):
         for key in ("_FillValue", "nodata", "missing_value"):
             if source.get(key) is not None:
-                found += [float(v) for v in np.asarray(source[key]).ravel()]
+                stated += _numbers(source[key])
+    # rioxarray passes an integer marker through a float (2**62 + 1 comes back as 2**62): the attribute's is exact
+    rio = [] if rio_nodata is None else _numbers(rio_nodata)
+    found = [v for v in rio if not any(v != m and float(v) == float(m) for m in stated)] + stated
     values: list[float] = []
     for value in found:
-        if not np.isnan(value) and value not in values:
+        if (isinstance(value, int) or not np.isnan(value)) and value not in values:
             values.append(value)
     return values
+
+
+def _numbers(value: Any) -> list[float]:
+    """The numbers of an attribute (a scalar or a sequence), each on its own: integers as Python integers
+    (exact; NumPy would make [0, 2**64 - 1] floats), the others as floats."""
+    items = np.asarray(value).ravel().tolist() if isinstance(value, np.ndarray | np.generic) else value
+    numbers: list[float] = []
+    for item in items if isinstance(items, list | tuple) else [items]:
+        item = item.item() if isinstance(item, np.generic) else item
+        whole = isinstance(item, int) and not isinstance(item, bool) and -(2**63) <= item < 2**64
+        numbers.append(item if whole else float(item))  # beyond 64 bits, no integer type holds it: a float
+    return numbers
+
+
+def _markers(values: list[float], dtype: np.dtype) -> np.ndarray:
+    """Missing-data ``values`` as an array of ``dtype`` to compare data of that type with: in its precision for a
+    float type (as the core compares its one value); for an integer type exactly, those it cannot hold left out."""
+    if dtype.kind == "f":
+        with np.errstate(over="ignore"):  # beyond the type's range: infinite, which is missing anyway
+            return np.asarray(values, dtype=np.float64).astype(dtype)
+    if dtype.kind not in "iu":
+        return np.asarray(values, dtype=np.float64)
+    info = np.iinfo(dtype)
+    whole = [int(v) for v in values if (isinstance(v, int) or (np.isfinite(v) and v == int(v)))]
+    whole = [v for v in whole if info.min <= v <= info.max]
+    return np.asarray(whole, dtype=dtype)
+
+
+def _scale_signs(da: xr.DataArray, others: list[str], band_dim: str | None) -> xr.DataArray | None:
+    """For undecoded data stored with a negative scale (the stored numbers fall as the values rise): -1 where the
+    scale is negative, else 1, along the dimension its per-band scales run (a ``scale_factor`` or rioxarray's
+    ``scales`` of one value per band), or for every slice (one scale); None where no scale is negative."""
+    for key in ("scale_factor", "scales"):
+        factor = da.attrs.get(key)
+        if factor is None or isinstance(factor, str):
+            continue
+        try:
+            scales = np.asarray([1.0 if v is None else v for v in np.asarray(factor, dtype=object).ravel()], float)
+        except (TypeError, ValueError):
+            continue
+        if not (scales < 0).any():
+            continue
+        if scales.size == 1:
+            return xr.DataArray(-1.0)
+        named = [band_dim] if band_dim in others else [d for d in others if d.lower() in BAND_NAMES]
+        dims = [d for d in named if da.sizes[d] == scales.size]
+        if not dims:
+            raise InputError(
+                f"attribute {key!r} holds {scales.size} scales, some negative ({', '.join(f'{v:g}' for v in scales)}), "
+                f"but the data has no band dimension of {scales.size} to apply them along (its dimensions: "
+                f"{[str(d) for d in da.dims]}); name it with band_dim=..., or decode the data first "
+                "(rioxarray's mask_and_scale=True, xarray's decode_cf=True)"
+            )
+        return xr.DataArray(np.where(scales < 0, -1.0, 1.0), dims=[dims[0]])
+    return None
 
 
 def _check_north_up(name: str, mapping: xr.DataArray, ydim: str, xdim: str) -> None:
@@ -350,13 +411,21 @@ class GeosrDataArrayAccessor:
         if band is not None:  # the bands come last before y, x: the model takes them together
             others = [d for d in others if d != band] + [band]
         arranged = da.transpose(*others, ydim, xdim)
-        missing = [float(nodata)] if nodata is not None else _nodata(da)
-        if len(missing) > 1:  # the core masks one value besides NaN; the others become NaN here
-            extra = np.asarray(missing[1:], dtype=np.float64)
-            if arranged.dtype.kind == "f":  # compared in the data's precision, as the core compares its one value
-                with np.errstate(over="ignore"):  # beyond the type's range: infinite, which is missing anyway
-                    extra = extra.astype(arranged.dtype)
-            arranged = arranged.where(~arranged.isin(extra))
+        missing = _numbers(nodata)[:1] if nodata is not None else _nodata(da)
+        # undecoded data stored with a negative scale (a scale_factor, or per band rioxarray's scales): the stored
+        # numbers fall as the values rise, and the network is equivariant only to positive scalings; those slices
+        # run on the negated numbers, as the command line runs a GeoTIFF band with a negative scale
+        # (geosr.io.band_signs), and their output is negated back
+        signs = _scale_signs(da, others, band or band_dim)
+        # the core masks one value besides NaN; with more (or before a negation) they all become NaN here, compared
+        # in the data's own type (the float64 that masking makes of integers would merge 2**64 - 1 with its neighbours)
+        if len(missing) > 1 or (missing and signs is not None):
+            arranged = arranged.where(~arranged.isin(_markers(missing, arranged.dtype)))
+            missing = []
+        if signs is not None:
+            # negated exactly (unsigned and the lowest signed integers do not negate in their own type)
+            arranged = arranged if arranged.dtype.kind == "f" else arranged.astype(np.float64)
+            arranged = (arranged * signs.astype(arranged.dtype)).transpose(*arranged.dims)
         ny, nx = arranged.shape[-2:]
         ny_out, nx_out = output_shape(ny, nx, scale)
         data = arranged.data
@@ -382,19 +451,13 @@ class GeosrDataArrayAccessor:
             "ensemble": ensemble,
             "calibrate": calibrate,
         }
-        # undecoded data stored with a negative scale_factor: the stored numbers fall as the values rise, and the
-        # network is equivariant only to positive scalings; it runs on the negated numbers, as the command line runs
-        # a GeoTIFF band with a negative scale (geosr.io.band_signs), and the output is negated back
-        factor = da.attrs.get("scale_factor")
-        negated = np.ndim(factor) == 0 and isinstance(factor, int | float | np.number) and float(factor) < 0
-        if negated:  # negated exactly (unsigned and the lowest signed integers do not negate in their own type)
-            data = -(data if data.dtype.kind == "f" else data.astype(np.float64))
-            if options["nodata"] is not None:
-                options["nodata"] = -options["nodata"]
         out = _downscale_slices(mirrored_array(data, flips), scale, loaded, options)
-        if negated:
-            out = -out
-        out = mirrored_array(out.reshape((*arranged.shape[:-2], ny_out, nx_out)), flips)
+        out = out.reshape((*arranged.shape[:-2], ny_out, nx_out))
+        if signs is not None:  # negated back, slice by slice
+            along = [d for d in arranged.dims if d in signs.dims]
+            shape = [signs.sizes.get(d, 1) for d in arranged.dims]
+            out = out * signs.transpose(*along).values.astype(np.float32).reshape(shape)
+        out = mirrored_array(out, flips)
         out = out.rechunk((*data.chunks[:-2], *out_chunks)) if lazy else np.ascontiguousarray(out)
         coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))
         for name in transforms:

@@ -124,6 +124,7 @@ class BandSubset:
     scales = property(lambda self: self._pick(self._dataset.scales))
     offsets = property(lambda self: self._pick(self._dataset.offsets))
     nodatavals = property(lambda self: self._pick(self._dataset.nodatavals))
+    mask_flag_enums = property(lambda self: self._pick(self._dataset.mask_flag_enums))
     nodata = property(lambda self: self.nodatavals[0])
 
     def tags(self, bidx: int = 0, **kwargs: Any) -> dict[str, str]:
@@ -170,7 +171,7 @@ def raster_info(dataset: Any) -> RasterInfo:
         crs=dataset.crs,
         transform=dataset.transform,
         # GDAL's dataset nodata is band 1's: where band 1 has none, the first band's that has one
-        nodata=next((value for value in dataset.nodatavals if value is not None), None),
+        nodata=next((value for value in _nodatavals(dataset) if value is not None), None),
         descriptions=tuple(dataset.descriptions),
         units=tuple(dataset.units),
         scales=tuple(dataset.scales),
@@ -183,6 +184,50 @@ def raster_info(dataset: Any) -> RasterInfo:
         rpcs=dataset.rpcs,
         georeferenced=placed,
     )
+
+
+def _nodatavals(dataset: Any) -> list[float | None]:
+    """Each band's nodata as GDAL gives it as a double. rasterio reports None for an Int64 or UInt64 nodata that
+    the double rounds beyond the type (2**64 - 1 and 2**63 - 1 round to 2**64 and 2**63), yet GDAL masks the
+    band by it: read from the VRT that describes the dataset (which states it exactly), it is not lost, so the
+    output keeps it (float32: its nearest float) and --keep-dtype refuses it in words that are true."""
+    from rasterio.enums import MaskFlags
+
+    values = list(dataset.nodatavals)
+    lost = [
+        i
+        for i, (value, dtype, flags) in enumerate(zip(values, dataset.dtypes, dataset.mask_flag_enums, strict=True))
+        if value is None and dtype in ("int64", "uint64") and MaskFlags.nodata in flags
+    ]
+    if lost:
+        stated = _vrt_nodata(dataset)
+        numbers = getattr(dataset, "band_numbers", range(1, dataset.count + 1))  # the raster's, under --bands
+        for i in lost:
+            value = stated.get(numbers[i])
+            info = np.iinfo(dataset.dtypes[i])
+            if value is not None and info.min <= value <= info.max:  # GDAL masks by a nodata its type holds only
+                values[i] = float(value)
+    return values
+
+
+def _vrt_nodata(dataset: Any) -> dict[int, int]:
+    """The integer nodata values a VRT copy of ``dataset`` states, by band number (GDAL writes them exactly)."""
+    import xml.etree.ElementTree as ET
+
+    import rasterio.shutil
+    from rasterio.io import MemoryFile
+
+    stated: dict[int, int] = {}
+    try:
+        with MemoryFile(ext=".vrt") as vrt:
+            rasterio.shutil.copy(getattr(dataset, "_dataset", dataset), vrt.name, driver="VRT")
+            root = ET.fromstring(vrt.read())
+        for band in root.iter("VRTRasterBand"):
+            with contextlib.suppress(TypeError, ValueError):
+                stated[int(band.get("band", ""))] = int(str(band.findtext("NoDataValue")).strip())
+    except Exception:  # noqa: BLE001 - a driver GDAL cannot describe as a VRT: the nodata stays unknown, as before
+        return {}
+    return stated
 
 
 def _carried_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -487,6 +532,14 @@ def check_nodata_writable(dtype: str, nodata: float | None, source: Any) -> None
     missing pixels would read back as data, and valid pixels equal to the value stored instead as missing."""
     if nodata is None or np.dtype(dtype).kind not in "iu":
         return
+    info = np.iinfo(dtype)
+    if not info.min <= nodata <= info.max:  # such as 2**64 - 1, which the double rasterio writes rounds to 2**64
+        raise InputError(
+            f"the {dtype} nodata of '{source}' lies at the end of the {dtype} range, which a double (as rasterio "
+            f"writes nodata) rounds to {nodata:.17g}, beyond the type: a GeoTIFF written by rasterio cannot keep it; "
+            "drop --keep-dtype to write float32, or give the input a nodata of at most 15 digits first "
+            "(gdal_edit.py -a_nodata VALUE)"
+        )
     written = written_nodata(dtype, nodata)
     if not same_nodata(dtype, written, nodata):
         raise InputError(

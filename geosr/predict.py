@@ -434,7 +434,8 @@ class Downscaler:
             if plan.conserve:
                 _conserve_cells(fine_z, item.z, tile, h_out // h_in)
             rows, cols = tile.core_in_extended
-            fine = fine_z[:, rows, cols] * scale_by + mean
+            # within float32's finite range: detail overshooting it (inputs near 3.4e38) would be +-inf in float32
+            fine = np.clip(fine_z[:, rows, cols] * scale_by + mean, -OUTPUT_MAX, OUTPUT_MAX)
             fr = footprint_index(h_in, h_out, tile.rows.core) - tile.rows.source.start
             fc = footprint_index(w_in, w_out, tile.cols.core) - tile.cols.source.start
             core = fine  # float64: the writer casts to the output's type, checking its range
@@ -483,6 +484,11 @@ OVERLAP_MAX_BYTES = 128 * 2**20
 
 #: Largest magnitude the network can take: it computes in float32
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Largest magnitude of an output value: float32's largest less 16 units in the last place (2**108), so that
+#: detail overshooting float32's range saturates to a finite value (never inf) that is not float32's limit
+#: itself, the usual nodata marker (:func:`check_magnitudes`; :func:`geosr.io.off_nodata` moves a valid
+#: pixel on a float nodata as far). Inputs are below float32's limit, so ordinary data is never clipped.
+OUTPUT_MAX = FLOAT32_MAX - 16 * 2.0**104
 
 
 def check_magnitudes(stats: BandStats, source: str | None = None, bands: Sequence[int] | None = None) -> None:
