@@ -2,7 +2,9 @@
 
 Every error geosr raises on purpose derives from :class:`GeosrError` and also from the builtin
 exception that matches it, so ``except ValueError`` keeps working for callers who do not know geosr.
-Messages say what is wrong, the offending value, and how to fix it, in one line.
+Messages say what is wrong, the offending value, and how to fix it, in one line. Warnings (a run that
+goes on but whose result may disappoint) derive from :class:`GeosrWarning`, a ``UserWarning``; the
+command line prints each as one ``Warning: ...`` line.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class SchedulerError(GeosrError, ConnectionError):
 
 class TrainingDiverged(GeosrError, ArithmeticError):
     """The training loss became NaN or infinite (too high a learning rate)."""
+
+
+class GeosrWarning(UserWarning):
+    """Root of every warning geosr gives on purpose: the run goes on, but the result may disappoint."""
+
+
+class ScaleWarning(GeosrWarning):
+    """The requested scale lies outside the range of scales the model was trained at."""
 
 
 class Interrupted(KeyboardInterrupt):

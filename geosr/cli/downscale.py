@@ -18,6 +18,7 @@ from geosr.cli.options import (
     quiet_option,
     reports_errors,
     verbose_option,
+    warnings_as_lines,
 )
 
 
@@ -165,15 +166,18 @@ def downscale(
         )
     # a band named twice is refused by the raster's band view, which names the raster
     chosen = None if bands is None else int_list(bands, "--bands", unique=False)
-    if variable is None:
-        progress = print_progress_line if progress_lines else progress_bar(quiet, unit="tile")
-        result = downscale_raster(
-            input_path, output, cog=cog, keep_dtype=keep_dtype, bands=chosen, progress=progress, **options
-        )
-    elif cog or keep_dtype or bands:
+    if variable is not None and (cog or keep_dtype or bands):
         raise click.UsageError("--cog, --keep-dtype and --bands are for GeoTIFF output; drop them with --variable")
-    else:
-        result = downscale_grid(input_path, output, variable=variable, **options)
+    # a scale outside the model's trained ones: one 'Warning:' line before the tiles run, even with --quiet
+    # (it is about the result, not progress), and the exit code stays 0
+    with warnings_as_lines():
+        if variable is None:
+            progress = print_progress_line if progress_lines else progress_bar(quiet, unit="tile")
+            result = downscale_raster(
+                input_path, output, cog=cog, keep_dtype=keep_dtype, bands=chosen, progress=progress, **options
+            )
+        else:
+            result = downscale_grid(input_path, output, variable=variable, **options)
     if not quiet:
         rows, cols = result.shape
         click.echo(

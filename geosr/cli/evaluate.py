@@ -12,6 +12,7 @@ import click
 from geosr.cli.options import (
     calibrate_option,
     device_option,
+    echo_warning,
     ensemble_option,
     int_list,
     model_option,
@@ -124,7 +125,7 @@ def evaluate(
     from geosr.io import iter_blocks, mirrored_array, north_up_flips, open_raster, raster_info
     from geosr.models.files import load_model
     from geosr.models.registry import DEFAULT_MODEL
-    from geosr.pipeline import check_band_names
+    from geosr.pipeline import check_band_names, untrained_scale_message
     from geosr.predict import calibrates, check_bands, check_ensemble, check_magnitudes
     from geosr.stats import BandStats
 
@@ -162,6 +163,9 @@ def evaluate(
         slope = elevation if elevation is not None else per_unit is not None
         per_unit = per_unit or 1.0  # pixel sizes in the band's own unit, as the slope needs
         pixel_sizes.append(None if not slope or metres is None else (metres[0] / per_unit, metres[1] / per_unit))
+    untrained = None if loaded is None else untrained_scale_message(loaded.card, scale)
+    if untrained is not None:  # every check passed: one line on stderr (--json's stdout stays JSON), exit code 0
+        echo_warning(untrained)
     measured = evaluate_bands(
         data, scale, loaded, pixel_sizes=pixel_sizes, device=device, ensemble=copies, calibrate=calibrate
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -29,7 +31,9 @@ verbose_option = click.option(
     callback=_set_verbose,
     help="Show details, and a traceback on error.",
 )
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bar and no summary (a warning about the result still shows)."
+)
 device_option = click.option(
     "--device",
     default="auto",
@@ -96,6 +100,35 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
+
+
+def echo_warning(message: str) -> None:
+    """Print one of geosr's warnings as one line on stderr: ``Warning: ...``, as errors are ``Error: ...``."""
+    click.echo(f"Warning: {message}", err=True)
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show geosr's own warnings (:class:`geosr.errors.GeosrWarning`) given inside as :func:`echo_warning`
+    lines, when given, with no file name, line number or source line; other warnings as Python shows them.
+
+    Filters set by the user come first (``PYTHONWARNINGS=ignore::UserWarning`` silences them); otherwise
+    each is shown.
+    """
+    from geosr.errors import GeosrWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("default", category=GeosrWarning, append=True)
+        python_shows = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, GeosrWarning):
+                echo_warning(str(message))
+            else:
+                python_shows(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def int_list(text: str, what: str, *, unique: bool = True) -> list[int]:

@@ -16,6 +16,7 @@ Which geosr runs, first match wins:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import os
@@ -25,7 +26,8 @@ import shlex
 import shutil
 import subprocess
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -65,6 +67,23 @@ class Feedback(Protocol):
     def pushCommandInfo(self, info: str) -> None: ...  # noqa: N802
 
     def pushConsoleInfo(self, info: str) -> None: ...  # noqa: N802
+
+    def pushWarning(self, warning: str) -> None: ...  # noqa: N802 (QGIS 3.16 and later; else pushInfo is used)
+
+
+#: How geosr's command line starts a warning line on stderr (the run goes on; ``Error: `` ends it).
+WARNING_PREFIX = "Warning: "
+
+
+def push_warning(feedback: Feedback, message: str) -> None:
+    """Show one of geosr's warnings (a scale the model was not trained at) in the tool's log, in the
+    tool's terms (:func:`for_qgis`): ``pushWarning``, or ``pushInfo`` for a feedback without it."""
+    text = for_qgis(message)
+    push = getattr(feedback, "pushWarning", None)
+    if callable(push):
+        push(text)
+    else:
+        feedback.pushInfo(f"Warning: {text}")
 
 
 class RunError(Exception):
@@ -248,11 +267,33 @@ def _run_in_process(job: Job, feedback: Feedback) -> None:
 
     feedback.pushInfo(f"Running geosr in QGIS's Python: downscale_raster({job.source!r}, {job.output!r})")
     try:
-        result = downscale_raster(job.source, job.output, **job.pipeline_keywords(), progress=progress)
+        with _warnings_to(feedback):
+            result = downscale_raster(job.source, job.output, **job.pipeline_keywords(), progress=progress)
     except GeosrError as exc:
         raise RunError(for_qgis(str(exc))) from exc
     rows, cols = result.shape
     feedback.pushInfo(f"wrote {result.path}: {cols} x {rows} pixels, model {result.model}, {result.device}")
+
+
+@contextlib.contextmanager
+def _warnings_to(feedback: Feedback) -> Iterator[None]:
+    """geosr's own warnings given inside (:class:`geosr.errors.GeosrWarning`) as :func:`push_warning`
+    lines, as the command line prints them; other warnings as Python shows them. (Python's warning
+    settings are global: a warning another thread gives meanwhile passes through here too.)"""
+    from geosr.errors import GeosrWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("default", category=GeosrWarning, append=True)
+        python_shows = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, GeosrWarning):
+                push_warning(feedback, str(message))
+            else:
+                python_shows(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def _run_executable(executable: Path, job: Job, feedback: Feedback) -> None:
@@ -287,6 +328,9 @@ def _run_executable(executable: Path, job: Job, feedback: Feedback) -> None:
             open_streams -= 1
         elif name == "stdout" and (match := _PROGRESS.fullmatch(line)):
             feedback.setProgress(100.0 * int(match[1]) / int(match[2]))
+        elif name == "stderr" and line.startswith(WARNING_PREFIX):
+            push_warning(feedback, line[len(WARNING_PREFIX) :])
+            errors.append(line)
         else:
             feedback.pushConsoleInfo(line)
             if name == "stderr":
