@@ -14,7 +14,10 @@ tile size and not on the raster size: one run per input side and tile size, each
 strip by strip (its maker's memory bounded too) and deleted after its run, then a table of peak RSS and,
 per tile size, how much it grows from the smallest raster to the largest (target: under
 ``GROWTH_MIB``). An audit found 16 MiB more per 1000 columns from the statistics pass, which read strips of
-the full width (342 MiB at 2000 x 2000, 484 MiB at 12000 x 12000, tile 256, scale 2).
+the full width (342 MiB at 2000 x 2000, 484 MiB at 12000 x 12000, tile 256, scale 2). With ``--netcdf`` the
+inputs are NetCDF variables run with ``--variable`` (through dask): 493 / 657 / 1127 MiB at sides 2000 / 6000 /
+12000 (tile 512, scale 2) before the statistics were computed ahead of the tiles and the tile graph was written
+out one task per tile.
 """
 
 from __future__ import annotations
@@ -49,21 +52,50 @@ def make_smooth_raster(path: Path, size: int) -> None:
             dst.write(values.astype(np.float32), 1, window=Window(0, top, size, len(y)))
 
 
+def make_smooth_netcdf(path: Path, size: int) -> None:
+    """The same field as :func:`make_smooth_raster` as a NetCDF variable ``tas`` (chunks of 512 x 512,
+    DEFLATE, projected y/x coordinates), written 512 rows at a time."""
+    import netCDF4
+    import numpy as np
+
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("y", size)
+        ds.createDimension("x", size)
+        ds.createVariable("y", "f8", ("y",))[:] = 5.0e6 - 90.0 * (np.arange(size) + 0.5)
+        ds.createVariable("x", "f8", ("x",))[:] = 4.0e5 + 90.0 * (np.arange(size) + 0.5)
+        side = min(512, size)
+        tas = ds.createVariable("tas", "f4", ("y", "x"), chunksizes=(side, side), zlib=True)
+        x = np.linspace(0.0, size / 100, size)
+        for top in range(0, size, 512):
+            y = x[top : top + 512, None]
+            values = 300 + 100 * np.sin(x[None, :]) * np.cos(y) + 10 * np.sin(5 * x[None, :] + 3 * y)
+            tas[top : top + len(y), :] = values.astype(np.float32)
+
+
+def netcdf_cmd(src: Path, model: Path, args: argparse.Namespace) -> list[str]:
+    """`geosr downscale SRC --variable tas` into a NetCDF beside it, as :func:`downscale_cmd` for a GeoTIFF."""
+    cmd = downscale_cmd(src, model, args)
+    cmd[cmd.index("-o") + 1] = str(src.with_name(src.stem + "_out.nc"))
+    return [*cmd[:5], "--variable", "tas", *cmd[5:]]
+
+
 def scaling(folder: Path, model: Path, args: argparse.Namespace) -> None:
     """Peak RSS of `geosr downscale` for each input side of ``--sizes`` and tile size of ``--tile-sizes``."""
     sizes = [int(n) for n in args.sizes.split(",")]
     tile_sizes = [int(n) for n in args.tile_sizes.split(",")]
     peaks: dict[tuple[int, int], float] = {}
-    print(f"scale {args.scale}, tiny VDSR (depth 2, width 4); peak RSS in MiB")
+    kind = "NetCDF (--variable)" if args.netcdf else "GeoTIFF"
+    print(f"{kind} input, scale {args.scale}, tiny VDSR (depth 2, width 4); peak RSS in MiB")
     print("input side | " + " | ".join(f"tile {t}" for t in tile_sizes))
     for size in sizes:
-        src = folder / f"side{size}.tif"
-        in_fresh_process(make_smooth_raster, src, size)
+        src = folder / f"side{size}{'.nc' if args.netcdf else '.tif'}"
+        in_fresh_process(make_smooth_netcdf if args.netcdf else make_smooth_raster, src, size)
+        command = netcdf_cmd if args.netcdf else downscale_cmd
         try:
             for tile in tile_sizes:
                 run = argparse.Namespace(**{**vars(args), "tile_size": tile})
-                _, peaks[size, tile], _ = run_measured(downscale_cmd(src, model, run))
-                src.with_name(src.stem + "_out.tif").unlink()
+                _, peaks[size, tile], _ = run_measured(command(src, model, run))
+                src.with_name(src.stem + "_out" + src.suffix).unlink()
         finally:
             src.unlink(missing_ok=True)
         print(f"{size:>10} | " + " | ".join(f"{peaks[size, t]:>{len(f'tile {t}')}.0f}" for t in tile_sizes))
@@ -84,6 +116,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="work in DIR and keep the files")
     parser.add_argument("--sizes", default=None, help="input sides to compare, such as 2000,6000,12000")
     parser.add_argument("--tile-sizes", default="256,512", help="tile sizes to compare with --sizes")
+    parser.add_argument("--netcdf", action="store_true", help="with --sizes: NetCDF inputs run with --variable")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="geosr-bench-memory-")) if args.keep is None else args.keep
     folder.mkdir(parents=True, exist_ok=True)

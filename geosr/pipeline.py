@@ -385,7 +385,7 @@ def downscale_grid(
 
     from geosr.accessor import regular_step, spatial_dims
     from geosr.io import open_grid, write_grid
-    from geosr.predict import select_device
+    from geosr.predict import eager_statistics, select_device
     from geosr.tiling import tile_pair
 
     if (scale is None) == (resolution is None):
@@ -408,18 +408,22 @@ def downscale_grid(
             # geosr's own tiling, not the user's: xarray would blame them for splitting the stored chunks
             warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks")
             chunked = ds[keep].chunk(chunks)
-        fine = chunked.geosr.downscale(
-            scale,
-            model=model,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            conserve=conserve,
-            ensemble=ensemble,
-            calibrate=calibrate,
-            y_dim=ydim,
-            x_dim=xdim,
-        )
+        # the statistics are computed here, before the tiles (by this process's threads): within the graph, dask
+        # held every chunk it read until the last was read (a 12000 x 12000 NetCDF: 1.1 GiB, against 0.5 at 2000)
+        with eager_statistics():
+            fine = chunked.geosr.downscale(
+                scale,
+                model=model,
+                device=device,
+                precision=precision,
+                tile_size=(rows, cols),  # the chunks' own tiles (the accessor's default is at least 256)
+                batch_size=batch_size,
+                conserve=conserve,
+                ensemble=ensemble,
+                calibrate=calibrate,
+                y_dim=ydim,
+                x_dim=xdim,
+            )
         fine, encoding = _grid_output(ds, fine, variable, (ydim, xdim), out, src, scale)
         zarr_format = _zarr_format(src) if grid_format(src) == "zarr" else None
         chosen = model.get(variable) if isinstance(model, dict) else model  # the accessor's choice per variable

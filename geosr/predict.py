@@ -19,6 +19,7 @@ Works on (band, y, x) or (y, x) numpy arrays (eager) and dask arrays (lazy, one 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,7 +38,7 @@ from geosr.errors import DeviceError, InputError, ModelError, ScaleError
 from geosr.georef import output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float
-from geosr.tiling import Tile, TilePlan, footprint_index, tile_pair
+from geosr.tiling import Span, Tile, TilePlan, footprint_index, tile_pair
 
 if TYPE_CHECKING:
     import torch
@@ -482,6 +483,29 @@ class Downscaler:
 #: one step after another, as before.
 OVERLAP_MAX_BYTES = 128 * 2**20
 
+#: A dask tile waits for the tiles this many rows up: dask then reads the input about as far ahead
+TILE_ROWS_AHEAD = 2
+#: Whether the whole-raster statistics of a dask input are computed when the graph is made (:func:`eager_statistics`)
+_EAGER_STATISTICS = contextvars.ContextVar("geosr_eager_statistics", default=False)
+
+
+@contextlib.contextmanager
+def eager_statistics() -> Iterator[None]:
+    """Within the block, a dask input's whole-raster statistics (and calibration gains) are computed when
+    :func:`downscale` makes its graph, by the active scheduler, instead of within the graph.
+
+    Inside the graph they are a reduction over every chunk, which each tile waits for: dask then holds the
+    chunks it has read until the last one is read, the whole input. Computed first, the input is read
+    twice and the tiles' memory follows the chunk size: for a run that writes its result at once
+    (``geosr downscale --variable``), not for a lazy result, which must not compute anything yet.
+    """
+    token = _EAGER_STATISTICS.set(True)
+    try:
+        yield
+    finally:
+        _EAGER_STATISTICS.reset(token)
+
+
 #: Largest magnitude the network can take: it computes in float32
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Largest magnitude of an output value: float32's largest less 16 units in the last place (2**108), so that
@@ -688,14 +712,38 @@ def _tile_task(
     options: dict[str, Any],
     plan: TilePlan,
     tile: Tile,
-    source: np.ndarray,
+    blocks: list[list[np.ndarray]],
+    window: tuple[slice, slice],
     stats: BandStats,
     gains: np.ndarray | None,
     nodata: float | None,
+    after: None = None,  # the token of the tiles two rows up: run after them
 ) -> np.ndarray:
+    """One tile's output from the input chunks its source window touches (``window`` within them)."""
+    whole = blocks[0][0] if len(blocks) == len(blocks[0]) == 1 else np.block(blocks)
+    source = whole[:, window[0], window[1]]
     downscaler = cached_downscaler(model, **options)
     ((_, core),) = downscaler.run(plan, stats, [(tile, as_float(source, nodata))], gains)
     return core.astype(np.float32)
+
+
+def _nothing(_: Any) -> None:
+    return None
+
+
+def _key(value: Any) -> Any:
+    """A dask graph's reference to ``value``: a Delayed's key, or the value itself."""
+    from dask.delayed import Delayed
+
+    return value.key if isinstance(value, Delayed) else value
+
+
+def _touched(bounds: np.ndarray, span: Span) -> tuple[range, slice]:
+    """The chunks (by index, from their ``bounds``) that ``span`` touches, and ``span`` within them."""
+    first = int(np.searchsorted(bounds, span.start, side="right")) - 1
+    last = int(np.searchsorted(bounds, span.stop, side="left"))  # one past the last chunk touched
+    origin = int(bounds[first])
+    return range(first, last), slice(span.start - origin, span.stop - origin)
 
 
 def _gains_task(
@@ -708,6 +756,9 @@ def _gains_task(
 def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, options: dict[str, Any]) -> Any:
     import dask
     import dask.array as da
+    from dask.base import tokenize
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
 
     from geosr.models.files import LoadedModel, load_model
 
@@ -726,13 +777,27 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
         args = (loaded.source, options, cal.scale, stats, nodata)  # stats: a delayed, computed before the task
         parts = [task(data[group, cal.rows, cal.cols], *args) for group in cal.groups]
         gains = dask.delayed(np.concatenate, pure=True)(parts)
-    rows = []
+    if _EAGER_STATISTICS.get():  # computed now: the tiles then depend on no reduction over the whole input
+        stats, gains = dask.compute(stats, gains)
+    # The graph is written out, one task per tile (dask.delayed with each tile's chunks as arguments merged
+    # the whole input graph into every tile's: memory grew with the square of the number of tiles, 1.2 GB
+    # to lay out a 12000 x 12000 grid). A tile takes the input chunks its window touches and cuts the window
+    # itself; it waits for the tiles two rows up (a token per row), so dask reads the input row by row and
+    # does not read ahead of the network (it held up to half the input at 12000 x 12000).
+    name = "geosr-tiles-" + tokenize(data, scale, loaded.source, options, nodata, stats, gains)
+    row_bounds, col_bounds = np.cumsum((0, *data.chunks[1])), np.cumsum((0, *data.chunks[2]))
+    layer: dict[Any, Any] = {}
     for i in range(plan.grid_shape[0]):
-        row = []
+        gate = (f"{name}-row", i - TILE_ROWS_AHEAD) if i >= TILE_ROWS_AHEAD else None
         for j in range(plan.grid_shape[1]):
             tile = Tile((i, j), plan.row_tiles[i], plan.col_tiles[j])
-            source = data[:, tile.rows.source.as_slice(), tile.cols.source.as_slice()]
-            task = dask.delayed(_tile_task, pure=True)(loaded.source, options, plan, tile, source, stats, gains, nodata)
-            row.append(da.from_delayed(task, shape=(data.shape[0], *tile.core_shape), dtype=np.float32))
-        rows.append(row)
-    return da.block(rows)
+            (bi, rs), (bj, cs) = _touched(row_bounds, tile.rows.source), _touched(col_bounds, tile.cols.source)
+            pieces = [[(data.name, 0, a, b) for b in bj] for a in bi]
+            args = (loaded.source, options, plan, tile, pieces, (rs, cs), _key(stats), _key(gains), nodata, gate)
+            layer[name, 0, i, j] = (_tile_task, *args)
+            layer[f"{name}-done", i, j] = (_nothing, (name, 0, i, j))  # the row's token holds no tile
+        layer[f"{name}-row", i] = (_nothing, [(f"{name}-done", i, j) for j in range(plan.grid_shape[1])])
+    parents = [data, *(value for value in (stats, gains) if isinstance(value, Delayed))]
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=parents)
+    chunks = ((data.shape[0],), tuple(t.core.size for t in plan.row_tiles), tuple(t.core.size for t in plan.col_tiles))
+    return da.Array(graph, name, chunks, dtype=np.float32)
