@@ -76,7 +76,7 @@ def netcdf_cmd(src: Path, model: Path, args: argparse.Namespace) -> list[str]:
     """`geosr downscale SRC --variable tas` into a NetCDF beside it, as :func:`downscale_cmd` for a GeoTIFF."""
     cmd = downscale_cmd(src, model, args)
     cmd[cmd.index("-o") + 1] = str(src.with_name(src.stem + "_out.nc"))
-    return [*cmd[:5], "--variable", "tas", *cmd[5:]]
+    return [*cmd, "--variable", "tas"]
 
 
 def scaling(folder: Path, model: Path, args: argparse.Namespace) -> None:
