@@ -382,6 +382,8 @@ def test_dems_table_pins_every_source():
         "pygrib_flux_tmax",
         "cfsv2_precip_2016",
         "vega_wind_speed",
+        "picos_dtm",
+        "srtm_gothenburg",
     }
     for name, dem in fetch.RASTERS.items():
         assert dem.registry in ("debian", "pypi", "npm"), name

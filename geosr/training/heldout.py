@@ -17,7 +17,10 @@ Held-out rasters:
   cut out of the PRISM training grid), Luxembourg (SRTM 30 arc-seconds, from R's terra) and the
   Earth's relief at 1 degree (R plot3D's Hypsometry, land and sea floor) from 15 E to 170 E, clear
   of every training DEM but the SRTM tile near Erzurum (40 E, 39.6 N, trained on from stage 4), which
-  is about one of the window's 27,900 pixels.
+  is about one of the window's 27,900 pixels; and two DEMs from npm packages, added later and measured
+  once, nothing chosen on them (``benchmarks/results/heldout_npm_grids.md``): a 5 m terrain model of the
+  Picos de Europa (its largest window without nodata) and the land of the SRTM tile at Gothenburg (its
+  largest window of elevations of at least 1 m; the rest is sea at 0 m).
 * ``climate``: real grids from the ``iris-sample-data`` package (none is used in training): HadCM3
   near-surface air temperature over North America (E1 scenario, first and last year), UM air
   potential temperature over the UK (lowest model level), and NEMO ORCA2 sea temperature (its
@@ -73,6 +76,9 @@ def dem_rasters() -> dict[str, np.ndarray]:
     orography = _read_netcdf("hybrid_height.nc", "surface_altitude")[0]
     luxembourg = _largest_valid_window(fetched("luxembourg"))
     relief = _region("hypsometry", EARTH_RELIEF_HELD_OUT)
+    picos = _largest_valid_window(fetched("picos_dtm"))
+    gothenburg = fetched("srtm_gothenburg")
+    gothenburg = _largest_valid_window(np.where(gothenburg >= 1.0, gothenburg, np.nan))
     return {
         "jacksboro east (SRTM, 344x141)": jacksboro()[:, JACKSBORO_TEST],
         "topobathy (91x120)": topobathy(),
@@ -80,6 +86,8 @@ def dem_rasters() -> dict[str, np.ndarray]:
         "Rocky Mountain NP (230 m, 187x152)": fetched("rmnp"),
         f"Luxembourg (SRTM 1 km, {_shape(luxembourg)} window)": luxembourg,
         f"Earth relief, 15-170 E (1 degree, {_shape(relief)})": relief,
+        f"Picos de Europa (5 m terrain model, {_shape(picos)} window)": picos,
+        f"SRTM Gothenburg (3 arc-seconds, {_shape(gothenburg)} land window)": gothenburg,
     }
 
 
