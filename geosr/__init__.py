@@ -14,8 +14,11 @@ __all__ = ["__version__", "downscale"]
 from geosr import accessor as _accessor  # noqa: E402,F401  (registers the .geosr accessor)
 
 
-def downscale(data: Any, scale: float, model: Any = None, **options: Any) -> Any:
-    """Super-resolve a numpy or dask array; see :func:`geosr.predict.downscale`."""
-    from geosr.predict import downscale as _downscale
+def __getattr__(name: str) -> Any:
+    """``geosr.downscale`` is :func:`geosr.predict.downscale` itself, imported when first asked for (so that
+    its warnings name the caller's line, not a wrapper's)."""
+    if name == "downscale":
+        from geosr.predict import downscale
 
-    return _downscale(data, scale, model, **options)
+        return downscale
+    raise AttributeError(f"module 'geosr' has no attribute {name!r}")

@@ -387,6 +387,8 @@ class GeosrDataArrayAccessor:
             check_numeric,
             conserves,
             is_dask,
+            quiet_scale_warning,
+            warn_untrained_scale,
         )
 
         da = self._obj
@@ -451,7 +453,8 @@ class GeosrDataArrayAccessor:
             "ensemble": ensemble,
             "calibrate": calibrate,
         }
-        out = _downscale_slices(mirrored_array(data, flips), scale, loaded, options)
+        with quiet_scale_warning():  # warned once below, not once per slice
+            out = _downscale_slices(mirrored_array(data, flips), scale, loaded, options)
         out = out.reshape((*arranged.shape[:-2], ny_out, nx_out))
         if signs is not None:  # negated back, slice by slice
             along = [d for d in arranged.dims if d in signs.dims]
@@ -481,6 +484,8 @@ class GeosrDataArrayAccessor:
             geosr_calibrate="no" if calibration_plan(loaded.card, calibrate, 1, (ny, nx), scale) is None else "yes",
         )
         result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
+        warn_untrained_scale(loaded.card, scale)  # every check passed; a lazy result has computed nothing yet
+        # (a ScaleWarning for the caller, unless the Dataset accessor quietened it to warn once for all)
         result.encoding["_FillValue"] = np.float32(np.nan)
         if mapping is not None:
             result.encoding["grid_mapping"] = mapping
@@ -544,15 +549,25 @@ class GeosrDatasetAccessor:
                     f"model= names {', '.join(repr(k) for k in unknown)}, which the dataset has no gridded variable "
                     f"of (those downscaled: {', '.join(gridded)}); check the variable names"
                 )
+        from geosr.pipeline import _card_of
+        from geosr.predict import quiet_scale_warning, warn_untrained_scale
+
         out: dict[str, xr.DataArray] = {}
-        for name, var in ds.data_vars.items():
-            if str(name) in bounds and spatial & set(var.dims):
-                continue
-            if spatial <= set(var.dims):
-                chosen = model.get(name) if isinstance(model, dict) else model
-                out[str(name)] = var.geosr.downscale(scale, model=chosen, **options)
-            elif not spatial & set(var.dims):
-                out[str(name)] = var
+        chosen_models: list[Any] = []
+        with quiet_scale_warning():  # warned below, once per model, not once per variable
+            for name, var in ds.data_vars.items():
+                if str(name) in bounds and spatial & set(var.dims):
+                    continue
+                if spatial <= set(var.dims):
+                    chosen = model.get(name) if isinstance(model, dict) else model
+                    out[str(name)] = var.geosr.downscale(scale, model=chosen, **options)
+                    if all(chosen is not other for other in chosen_models):
+                        chosen_models.append(chosen)
+                elif not spatial & set(var.dims):
+                    out[str(name)] = var
+        cards = {card.name: card for card in (_card_of(chosen) for chosen in chosen_models)}
+        for card in cards.values():
+            warn_untrained_scale(card, scale)
         # grid mappings (coordinates or data variables) get the fine grid's GeoTransform, like each variable's
         fine = next(v for v in out.values() if spatial <= set(v.dims))
         y, x = fine[ydim].values, fine[xdim].values

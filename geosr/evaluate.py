@@ -208,7 +208,7 @@ def evaluate_bands(
     Raises :class:`geosr.errors.ModelError` if the model's output is not finite.
     """
     from geosr.errors import ModelError
-    from geosr.predict import downscale
+    from geosr.predict import downscale, quiet_scale_warning
 
     bands = fine.shape[0]
     sizes = pixel_sizes if pixel_sizes is not None else [None] * bands
@@ -222,7 +222,8 @@ def evaluate_bands(
     if model is not None:
         # One network run: conservation is a per-cell correction of the output (geosr.conserve), the
         # same whether applied to the whole raster here or tile by tile by ``downscale(conserve=True)``.
-        estimate = np.asarray(downscale(coarse, scale, model, **{**options, "conserve": False}), dtype=np.float64)
+        with quiet_scale_warning():  # geosr evaluate reports an untrained scale its own way
+            estimate = np.asarray(downscale(coarse, scale, model, **{**options, "conserve": False}), dtype=np.float64)
         if not np.isfinite(estimate).all():
             name = getattr(getattr(model, "card", None), "name", model)
             raise ModelError(

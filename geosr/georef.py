@@ -23,7 +23,9 @@ def check_scale(scale: float) -> float:
         value = float(scale)
     except (TypeError, ValueError):
         raise ScaleError(f"scale must be a number greater than 1, got {scale!r}") from None
-    if not math.isfinite(value) or value <= 1.0:
+    if not math.isfinite(value):
+        raise ScaleError(f"scale must be a finite number greater than 1, got {scale!r}; give a factor such as 2 or 4")
+    if value <= 1.0:
         raise ScaleError(
             f"scale must be greater than 1, got {scale!r}; geosr only refines rasters (use gdalwarp to coarsen one)"
         )

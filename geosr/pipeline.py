@@ -20,7 +20,7 @@ import numpy as np
 
 import geosr
 from geosr.background import Behind
-from geosr.errors import InputError, ModelError, ScaleError, ScaleWarning
+from geosr.errors import InputError, ModelError, ScaleError
 from geosr.georef import (
     check_scale,
     output_shape,
@@ -56,6 +56,7 @@ from geosr.predict import (
     calibration_plan,
     check_ensemble,
     check_magnitudes,
+    warn_untrained_scale,
 )
 from geosr.stats import BandStats
 from geosr.tiling import Span, TilePlan
@@ -238,14 +239,6 @@ def untrained_scale_message(card: Any, scale: float) -> str | None:
     return f"{start}; train a model that covers it with `geosr train --scales {','.join(map(str, scales))}`"
 
 
-def warn_untrained_scale(card: Any, scale: float) -> None:
-    """Warn (:class:`geosr.errors.ScaleWarning`) when ``scale`` lies outside the range of the model's
-    trained scales (:func:`untrained_scale_message`); the command line prints it as one line."""
-    message = untrained_scale_message(card, scale)
-    if message is not None:
-        warnings.warn(ScaleWarning(message), stacklevel=3)  # the caller of downscale_raster or downscale_grid
-
-
 def _card_of(model: Any) -> Any:
     """The card of a model given as the accessor takes it: a loaded model, a shipped name, a path or None."""
     if hasattr(model, "card"):
@@ -426,8 +419,6 @@ def downscale_grid(
             )
         fine, encoding = _grid_output(ds, fine, variable, (ydim, xdim), out, src, scale)
         zarr_format = _zarr_format(src) if grid_format(src) == "zarr" else None
-        chosen = model.get(variable) if isinstance(model, dict) else model  # the accessor's choice per variable
-        warn_untrained_scale(_card_of(chosen), scale)  # every check passed: before the chunks run
         if scheduler is None:
             write_grid(fine, out, encoding, zarr_format)
         else:

@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import functools
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -506,6 +507,33 @@ def eager_statistics() -> Iterator[None]:
         _EAGER_STATISTICS.reset(token)
 
 
+#: Whether :func:`downscale` warns of a scale outside the model's trained ones (:func:`quiet_scale_warning`)
+_SCALE_WARNING = contextvars.ContextVar("geosr_scale_warning", default=True)
+
+
+@contextlib.contextmanager
+def quiet_scale_warning() -> Iterator[None]:
+    """Within the block, :func:`downscale` does not warn of an untrained scale: for callers that warn once
+    themselves (the xarray accessor, which runs it slice by slice) or report it their own way (evaluate)."""
+    token = _SCALE_WARNING.set(False)
+    try:
+        yield
+    finally:
+        _SCALE_WARNING.reset(token)
+
+
+def warn_untrained_scale(card: ModelCard, scale: float) -> None:
+    """A :class:`geosr.errors.ScaleWarning` for the caller of :func:`downscale` when ``scale`` lies outside
+    the model's trained scales (:func:`geosr.pipeline.untrained_scale_message`), unless quietened
+    (:func:`quiet_scale_warning`); ``stacklevel`` 3: the caller of the function that calls this."""
+    from geosr.errors import ScaleWarning
+    from geosr.pipeline import untrained_scale_message
+
+    message = untrained_scale_message(card, scale) if _SCALE_WARNING.get() else None
+    if message is not None:
+        warnings.warn(ScaleWarning(message), stacklevel=3)
+
+
 #: Largest magnitude the network can take: it computes in float32
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Largest magnitude of an output value: float32's largest less 16 units in the last place (2**108), so that
@@ -666,6 +694,12 @@ def downscale(
     numpy.ndarray or dask.array.Array
         float32, same number of dimensions as ``data``, NaN where the footprint has no data. A dask
         input gives a lazy dask output chunked by tile.
+
+    Warns
+    -----
+    geosr.errors.ScaleWarning
+        When ``scale`` lies outside the range of the scales the model was trained at (x8 with the
+        shipped models' 2, 3, 4): the detail it adds may be worse than plain interpolation.
     """
     bands, squeeze = _as_bands(data)
     if 0 in bands.shape:
@@ -681,10 +715,14 @@ def downscale(
     }
     if is_dask(bands):
         out = _downscale_dask(bands, scale, model, nodata, options)
+        from geosr.pipeline import _card_of
+
+        warn_untrained_scale(_card_of(model), scale)  # the graph is made, every check passed; nothing ran yet
     else:
         filled = as_float(np.asarray(bands), nodata)
         downscaler = Downscaler(model, **options)
         plan = downscaler.plan(filled.shape[1:], scale)
+        warn_untrained_scale(downscaler.model.card, scale)
         out = np.empty((filled.shape[0], *plan.out_shape), dtype=np.float32)
         sources = ((t, filled[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
         stats = BandStats.of_block(filled)

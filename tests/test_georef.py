@@ -138,6 +138,13 @@ def test_check_scale_refusals(scale):
     assert "scale" in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), "inf", "-inf"])
+def test_a_scale_that_is_not_finite_is_called_so(scale):
+    """inf is not "not greater than 1": the message says what is wrong with it."""
+    with pytest.raises(ScaleError, match=r"^scale must be a finite number greater than 1, got .*(nan|inf)"):
+        check_scale(scale)
+
+
 @pytest.mark.parametrize(("scale", "expected"), [(2, 2.0), ("3", 3.0), (1.0001, 1.0001), (2.5, 2.5)])
 def test_check_scale_accepts(scale, expected):
     assert check_scale(scale) == expected

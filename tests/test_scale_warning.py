@@ -173,3 +173,65 @@ def test_message_names_what_to_train_and_spares_backprojection():
     shipped = list_models()
     assert "x8 lies above" in untrained_scale_message(shipped["dem"], 8)
     assert untrained_scale_message(shipped["backprojection"], 8) is None  # it learns nothing: nothing to warn of
+
+
+def _scale_warnings(call) -> list[warnings.WarningMessage]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return [w for w in caught if issubclass(w.category, ScaleWarning)]
+
+
+def _grid(slices: int = 3) -> xr.DataArray:
+    rows, cols = 12, 16
+    return xr.DataArray(
+        np.stack([fbm_surface((rows, cols), seed=s) for s in range(slices)]).astype(np.float32),
+        dims=("time", "y", "x"),
+        coords={"time": np.arange(slices), "y": 60.0 - np.arange(rows), "x": np.arange(cols, dtype=float)},
+        name="tas",
+    )
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize(("scale", "warned"), [(8, True), (1.5, True), (2, False), (2.5, False), (4, False)])
+def test_python_downscale_warns_the_caller_once_outside_the_trained_scales(model1, lazy, scale, warned):
+    import dask.array as dsa
+
+    import geosr
+
+    data = fbm_surface((12, 16), seed=1).astype(np.float32)
+    data = dsa.from_array(data, chunks=8) if lazy else data
+    caught = _scale_warnings(lambda: geosr.downscale(data, scale, model=model1, device="cpu"))
+    assert len(caught) == (1 if warned else 0)
+    if warned:
+        assert "model 'tiny1' was trained at scales 2, 3, 4" in str(caught[0].message)
+        assert caught[0].filename == __file__  # the user's line, not geosr's
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_accessor_warns_once_for_all_its_slices_and_names_the_caller(model1, lazy):
+    grid = _grid().chunk({"time": 1}) if lazy else _grid()
+    caught = _scale_warnings(lambda: grid.geosr.downscale(8, model=model1, device="cpu"))
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert "x8 lies above them" in str(caught[0].message)
+    assert not _scale_warnings(lambda: grid.geosr.downscale(3, model=model1, device="cpu"))
+
+
+def test_dataset_accessor_warns_once_per_model(model1, model_consistent):
+    ds = _grid().to_dataset()
+    ds["pr"] = ds.tas * 2
+    ds["orog"] = ds.tas + 1
+    one = _scale_warnings(lambda: ds.geosr.downscale(8, model=model1, device="cpu"))
+    assert len(one) == 1 and one[0].filename == __file__
+    two = _scale_warnings(
+        lambda: ds.geosr.downscale(8, model={"tas": model1, "pr": model1, "orog": model_consistent}, device="cpu")
+    )
+    names = sorted(str(w.message).split("'")[1] for w in two)
+    assert len(two) == 2 and names == ["tiny1", "tinyc"], names
+
+
+def test_evaluate_array_leaves_the_warning_to_the_command_line(model1):
+    from geosr.evaluate import evaluate_array
+
+    fine = fbm_surface((64, 64), seed=6)
+    assert not _scale_warnings(lambda: evaluate_array(fine, 8, model1, methods=(), device="cpu"))

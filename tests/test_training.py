@@ -192,6 +192,28 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert summary["epochs"] == 2 and summary["steps"] == 2 * TINY["steps_per_epoch"]
 
 
+def test_a_resumed_fine_tuning_does_not_say_it_starts_from_the_initial_weights(tmp_path):
+    """--init with --resume: the run continues the checkpoint's weights, and says only that."""
+    from geosr.models.card import ModelCard
+    from geosr.testing import random_model
+
+    start = random_model(tmp_path / "start.safetensors", depth=4, width=8, name="start")
+    output = tmp_path / "m.safetensors"
+    config = TrainConfig(**TINY, epochs=1, lr=1e-3)
+    first: list[str] = []
+    train(
+        [terrain(0)], [terrain(1)], config, output, ModelCard(name="tiny", in_channels=1), init=start, log=first.append
+    )
+    assert any(line.startswith("starting from the weights of") for line in first)
+    config.epochs = 2
+    lines: list[str] = []
+    card = ModelCard(name="tiny", in_channels=1)
+    train([terrain(0)], [terrain(1)], config, output, card, init=start, resume=str(output) + ".ckpt", log=lines.append)
+    assert not any("starting from the weights" in line for line in lines), lines
+    assert any(line.startswith("resumed from") and "at epoch 1" in line for line in lines), lines
+    assert card.training["started_from"]["model"] == str(start)  # the card still records where the run began
+
+
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     """The checkpoint keeps the patch sampler's state, so stopping and resuming changes nothing."""
     from geosr.models.card import ModelCard

@@ -284,7 +284,8 @@ def train(
         earlier = {k: v for k, v in start.card.training.items() if k != "config"}
         card.training["started_from"] = {"model": str(init), "interpolation": start.card.interpolation, **earlier}
         card.conserve = card.conserve or start.card.conserve
-        log(f"starting from the weights of {init}")
+        if not resume:  # a resumed run continues its checkpoint's weights, not these
+            log(f"starting from the weights of {init}")
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             network.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
