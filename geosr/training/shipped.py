@@ -140,6 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--loss", choices=["mse", "relative"], default="mse", help="see geosr.training.train")
+    parser.add_argument("--patch-size", type=int, default=48, help="fine pixels per training patch side")
+    parser.add_argument(
+        "--loss-margin",
+        type=int,
+        default=0,
+        help="pixels at each patch side left out of the loss (TrainConfig.loss_margin: where the receptive field "
+        "reaches the patch's zero padding)",
+    )
     parser.add_argument("--cosine", action="store_true", help="cosine learning-rate decay to 0 over --epochs")
     parser.add_argument(
         "--real-share",
@@ -236,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size,
         cosine=args.cosine,
         loss=args.loss,
+        patch=args.patch_size,
+        loss_margin=args.loss_margin,
         interpolation=args.interpolation,
         cell_input=args.cell_input,
     )

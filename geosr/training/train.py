@@ -58,6 +58,10 @@ class TrainConfig:
     square_pixels: bool = True
     interpolation: str = "bicubic"
     cell_input: bool = False  # the network also takes the input cells (geosr.models.vdsr)
+    #: fine pixels at each side of a patch left out of the loss and the validation RMSE: there the network's
+    #: receptive field (20 pixels for 20 layers) reaches the patch's zero padding, which inference never
+    #: sees (the tiler's halo gives every output pixel its real neighbours); 0 counts every pixel
+    loss_margin: int = 0
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -155,22 +159,30 @@ class Batch:
                 result[pick] = part
         return result
 
-    def loss(self, residual: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    def loss(self, residual: torch.Tensor, kind: str = "mse", margin: int = 0) -> torch.Tensor:
         """Mean of the masked MSE of the output and of the conserved output (see module docstring).
 
         ``kind="relative"`` divides each sample's squared error by the error of its interpolated input
         (the ILR) plus the batch's mean ILR error, so that every scale and every relief counts alike
-        instead of the coarsest scale and the steepest patches dominating the sum.
+        instead of the coarsest scale and the steepest patches dominating the sum. ``margin`` pixels at
+        each side are left out (:attr:`TrainConfig.loss_margin`; conservation still uses the whole patch).
         """
         out = self.ilr + residual.float()
-        errors = 0.5 * (
-            sample_mse(out, self.target, self.valid) + sample_mse(self.conserved(out), self.target, self.valid)
-        )
+        conserved = self.conserved(out)
+        inner = _inner(margin)
+        out, conserved, ilr, target, valid = (t[inner] for t in (out, conserved, self.ilr, self.target, self.valid))
+        errors = 0.5 * (sample_mse(out, target, valid) + sample_mse(conserved, target, valid))
         if kind == "mse":
-            weights = self.valid.flatten(1).sum(1).to(errors.dtype)
+            weights = valid.flatten(1).sum(1).to(errors.dtype)
             return (errors * weights).sum() / weights.sum().clamp(min=1.0)
-        baseline = sample_mse(self.ilr, self.target, self.valid).detach()
+        baseline = sample_mse(ilr, target, valid).detach()
         return (errors / (baseline + baseline.mean()).clamp(min=1e-12)).mean()
+
+
+def _inner(margin: int) -> tuple[slice, ...]:
+    """The index of a (N, C, H, W) batch without ``margin`` pixels at each side."""
+    cut = slice(margin, -margin) if margin > 0 else slice(None)
+    return (Ellipsis, cut, cut)
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -215,8 +227,11 @@ def _gain(rmse: float, base: float) -> str:
     return f"{100 * (1 - rmse / base):+.1f}%" if base > 0 else "n/a: the interpolation is exact"
 
 
-def evaluate_batches(network: VDSR, val: Batch, device: torch.device, precision: str) -> tuple[float, float, float]:
-    """RMSE (normalised units) of the network, the network + conservation, and the ILR on validation samples."""
+def evaluate_batches(
+    network: VDSR, val: Batch, device: torch.device, precision: str, margin: int = 0
+) -> tuple[float, float, float]:
+    """RMSE (normalised units) of the network, the network + conservation, and the ILR on validation samples
+    (without ``margin`` pixels at each side of a patch, :attr:`TrainConfig.loss_margin`)."""
     network.eval()
     errs, cons, base = [], [], []
     with torch.no_grad():
@@ -225,9 +240,11 @@ def evaluate_batches(network: VDSR, val: Batch, device: torch.device, precision:
             with _autocast(device, precision):
                 residual = network.residual(network.inputs(part.ilr, part.coarse_up))
             out = part.ilr + residual.float()
-            errs.append(masked_mse(out, part.target, part.valid).item())
-            cons.append(masked_mse(part.conserved(out), part.target, part.valid).item())
-            base.append(masked_mse(part.ilr, part.target, part.valid).item())
+            inner = _inner(margin)
+            target, valid = part.target[inner], part.valid[inner]
+            errs.append(masked_mse(out[inner], target, valid).item())
+            cons.append(masked_mse(part.conserved(out)[inner], target, valid).item())
+            base.append(masked_mse(part.ilr[inner], target, valid).item())
     network.train()
     return tuple(math.sqrt(float(np.mean(v))) for v in (errs, cons, base))  # type: ignore[return-value]
 
@@ -256,6 +273,11 @@ def train(
     ``progress(step, total_steps)`` is called after every step. Returns a summary: steps, epochs,
     the validation RMSE before training and a per-epoch history.
     """
+    if config.loss_margin < 0 or 2 * config.loss_margin >= config.patch:
+        raise InputError(
+            f"a loss margin of {config.loss_margin} pixels leaves nothing of a {config.patch}-pixel patch to learn "
+            f"from; use a margin of 0 to {(config.patch - 1) // 2}, or larger patches"
+        )
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -335,7 +357,7 @@ def train(
     val = Batches(val_rasters, config, config.seed + 7, what="validation").batch(config.val_samples)
     started, processor_started = time.perf_counter(), time.process_time()
     history = []
-    rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
+    rmse, conserved, base = evaluate_batches(network, val, device, config.precision, config.loss_margin)
     initial = rmse
     kernel = config.interpolation
     log(f"epoch {epoch}: val RMSE {rmse:.5f} vs {kernel} {base:.5f} ({_gain(rmse, base)})")
@@ -349,7 +371,7 @@ def train(
             batch = batches.batch(config.batch_size).to(device)
             with _autocast(device, config.precision):
                 residual = network.residual(network.inputs(batch.ilr, batch.coarse_up))
-            loss = batch.loss(residual, config.loss)
+            loss = batch.loss(residual, config.loss, config.loss_margin)
             if not torch.isfinite(loss):
                 raise _diverged(f"the loss is {loss.item()} at step {step + 1}", lr, saved, output)
             optimizer.zero_grad(set_to_none=True)
@@ -363,7 +385,7 @@ def train(
                 progress(step, config.epochs * config.steps_per_epoch)
         seconds = elapsed_before + time.perf_counter() - started
         processor = processor_before + time.process_time() - processor_started
-        rmse, conserved, base = evaluate_batches(network, val, device, config.precision)
+        rmse, conserved, base = evaluate_batches(network, val, device, config.precision, config.loss_margin)
         if not math.isfinite(rmse):
             raise _diverged(f"the validation RMSE is {rmse} after epoch {epoch + 1}", lr, saved, output)
         epoch += 1
@@ -462,6 +484,8 @@ def _recipe(
         digest.update(repr((array.shape, array.dtype.str)).encode())
         digest.update(array.data)
     recipe = {k: v for k, v in asdict(config).items() if k not in RESUMABLE}
+    if not recipe.get("loss_margin"):  # the default, as in checkpoints written before the option
+        recipe.pop("loss_margin", None)
     recipe.update(
         data=digest.hexdigest(),
         weights=None if weights is None else [float(w) for w in weights],
