@@ -882,6 +882,13 @@ def write_grid(
         kept = {key: value for key, value in variable.encoding.items() if key in VALUE_ENCODING}
         variable.encoding = {}
         encodings[name] = {**kept, **(encoding or {}).get(name, {})}
+    # CF: coordinates and their cell bounds hold no missing values. xarray gives every float variable a
+    # _FillValue of NaN unless told otherwise; one that had none keeps none (a data variable's fill is its own).
+    bounds = {str(ds[name].attrs.get("bounds")) for name in ds.coords}
+    for name in {str(name) for name in ds.coords} | (bounds & {str(name) for name in ds.variables}):
+        if "_FillValue" not in encodings[name] and "missing_value" not in encodings[name]:
+            encodings[name]["_FillValue"] = None
+    ds = _encode_times(ds, encodings)
     parent = dst.parent.resolve()
     prefix, suffix = f".{dst.name}.", ".geosr-part"
     tmp = Path(
@@ -904,6 +911,60 @@ def write_grid(
         _remove(tmp)
         raise
     return dst
+
+
+def _encode_times(ds: Any, encodings: dict[str, dict[str, Any]]) -> Any:
+    """``ds`` with its decoded dates stored as numbers in their ``units`` exactly as the input wrote them.
+
+    xarray rewrites the units text it is given ("days since 2000-01-01 00:00:00" becomes "days since
+    2000-01-01", "hours since 1850-01-01 06:00:00" "hours since 1850-01-01T06:00:00") and names a calendar
+    the input had not ("proleptic_gregorian"). Each date variable with ``units`` in its encoding (the
+    CF bounds of one without, its coordinate's) is encoded here by xarray's own coder with those units,
+    its calendar (when it had none, the CF default "standard", and no calendar attribute written then)
+    and its dtype, and carries the units and calendar text of the input verbatim.
+    """
+    import xarray as xr
+    from xarray.coding.times import CFDatetimeCoder
+
+    for name in list(ds.coords):  # the bounds of a date coordinate are read and written in its units (as xarray)
+        bound = ds[name].attrs.get("bounds")
+        if isinstance(bound, str) and bound in ds.variables and _is_date(ds.variables[bound]):
+            for key in ("units", "calendar"):
+                if key in encodings[str(name)] and key not in encodings[bound]:
+                    encodings[bound][key] = encodings[str(name)][key]
+    replaced = {}
+    for name, variable in ds.variables.items():
+        settings = encodings[str(name)]
+        units = settings.get("units")
+        if not isinstance(units, str) or not _is_date(variable) or "units" in variable.attrs:
+            continue
+        calendar = settings.get("calendar")
+        given = {key: settings[key] for key in ("units", "calendar", "dtype") if key in settings}
+        if calendar is None and np.issubdtype(variable.dtype, np.datetime64):
+            given["calendar"] = "standard"  # the CF default, by which the input was read (cftime dates know theirs)
+        encoded = CFDatetimeCoder().encode(
+            xr.Variable(variable.dims, variable.data, variable.attrs, given), name=str(name)
+        )
+        attrs = {**encoded.attrs, "units": units}
+        if calendar is None and attrs.get("calendar") in ("standard", "gregorian"):
+            del attrs["calendar"]  # the default, which the input left unsaid
+        elif calendar is not None:
+            attrs["calendar"] = calendar
+        replaced[name] = xr.Variable(variable.dims, encoded.data, attrs)
+        encodings[str(name)] = {k: v for k, v in settings.items() if k not in ("units", "calendar")}
+    coords = {name: value for name, value in replaced.items() if name in ds.coords}
+    data = {name: value for name, value in replaced.items() if name not in ds.coords}
+    return ds.assign_coords(coords).assign(data)
+
+
+def _is_date(variable: Any) -> bool:
+    """Whether ``variable`` holds decoded dates: numpy datetime64 or cftime objects."""
+    if np.issubdtype(variable.dtype, np.datetime64):
+        return True
+    if variable.dtype != object or variable.size == 0:
+        return False
+    first = np.asarray(variable.data[(0,) * variable.ndim]).item()  # one element (of one chunk if lazy)
+    return type(first).__module__.split(".")[0] == "cftime"
 
 
 @contextlib.contextmanager

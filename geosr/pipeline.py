@@ -383,6 +383,8 @@ def downscale_grid(
 
     if (scale is None) == (resolution is None):
         raise ScaleError("give exactly one of --scale and --resolution")
+    given = {"scale": scale, "resolution": resolution, "model": model, "device": device, "precision": precision}
+    given.update(tile_size=tile_size, batch_size=batch_size, conserve=conserve, ensemble=ensemble, calibrate=calibrate)
     src = Path(src)
     with open_grid(src, variable) as ds:
         var = ds[variable]
@@ -417,7 +419,8 @@ def downscale_grid(
                 y_dim=ydim,
                 x_dim=xdim,
             )
-        fine, encoding = _grid_output(ds, fine, variable, (ydim, xdim), out, src, scale)
+        command = _command_line() or _python_call(src, out, variable, given)
+        fine, encoding = _grid_output(ds, fine, variable, (ydim, xdim), out, src, scale, command=command)
         zarr_format = _zarr_format(src) if grid_format(src) == "zarr" else None
         if scheduler is None:
             write_grid(fine, out, encoding, zarr_format)
@@ -442,8 +445,81 @@ def downscale_grid(
 NETCDF_COMPLEVEL = 4
 
 
+def _command_line() -> str | None:
+    """The ``geosr`` command running now, as typed (its arguments shell-quoted); None outside the command line."""
+    import shlex
+
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is None or context.command.name != "downscale":
+        return None
+    from geosr.cli.options import state  # the arguments geosr.cli.main was given
+
+    argv = [str(arg) for arg in state.get("argv") or []]
+    return shlex.join(["geosr", *argv]) if "downscale" in argv else None
+
+
+def _python_call(src: Path, out: Path, variable: str, given: dict[str, Any]) -> str:
+    """A call of :func:`downscale_grid` equivalent to this one: every option that is not its default, and the model."""
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(downscale_grid).parameters.items()}
+    options = {k: v for k, v in given.items() if k == "model" or v is not defaults.get(k) and v != defaults.get(k)}
+    text = ", ".join(
+        [repr(str(src)), repr(str(out)), f"variable={variable!r}"]
+        + [f"{name}={_plain(value)!r}" for name, value in options.items()]
+    )
+    return f"geosr.pipeline.downscale_grid({text})"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as its repr reads back: a path as text, a loaded model by its card's name."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    card = getattr(value, "card", None)
+    return getattr(card, "name", type(value).__name__)
+
+
+def _coordinate_encoding(ds: Any, fine: Any, variable: str, dims: tuple[str, str]) -> dict[str, dict[str, Any]]:
+    """The input's value encoding (:data:`geosr.io.VALUE_ENCODING`) of each coordinate of the output.
+
+    A coordinate off the spatial grid (time) has the input's values, and its whole value encoding
+    (dtype, units and calendar, fill value); a spatial one has new values (the fine cells' centres), and
+    only the input's float type and fill value: packing or an integer type would round the fine centres.
+    """
+    from geosr.io import VALUE_ENCODING
+
+    encoding: dict[str, dict[str, Any]] = {}
+    for name in fine.coords:
+        if name == variable or name not in ds.variables or ds.variables[name].dims != fine.variables[name].dims:
+            continue
+        value = {k: v for k, v in ds.variables[name].encoding.items() if k in VALUE_ENCODING}
+        if name in dims:
+            stored = value.get("dtype")
+            value = {k: v for k, v in value.items() if k in ("_FillValue", "missing_value")}
+            packed = {"scale_factor", "add_offset"} & set(ds.variables[name].encoding)
+            if stored is not None and np.dtype(stored).kind == "f" and not packed:
+                value["dtype"] = np.dtype(stored)
+        own = fine.variables[name].encoding
+        encoding[str(name)] = {k: v for k, v in value.items() if k not in own}
+    return encoding
+
+
 def _grid_output(
-    ds: Any, fine: Any, variable: str, dims: tuple[str, str], out: Path, src: Path, scale: float
+    ds: Any,
+    fine: Any,
+    variable: str,
+    dims: tuple[str, str],
+    out: Path,
+    src: Path,
+    scale: float,
+    *,
+    command: str | None = None,
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
     """The downscaled Dataset as a CF file says it, and the encoding of its variable.
 
@@ -452,8 +528,10 @@ def _grid_output(
     of the output's dask chunks; Zarr: the library's default compressor), with the input's floating
     ``_FillValue`` where it had one and was not packed (a valid value on it moves off it, as in a
     GeoTIFF: :func:`geosr.io.off_nodata`), else NaN. The spatial coordinates get bounds again
-    where the input's had them (the fine cells' edges), and the global ``history`` a line saying what
-    geosr did.
+    where the input's had them (the fine cells' edges); every coordinate keeps the input's encoding
+    (:func:`_coordinate_encoding`). The global ``history`` gets a line before the input's (newest first,
+    as NCO and CDO write it): the time (UTC) and ``command``, the command as typed or an equivalent call
+    (by default the call of :func:`downscale_grid` with ``scale``).
     """
     import xarray as xr
 
@@ -477,6 +555,7 @@ def _grid_output(
         if result.chunks:
             settings["chunksizes"] = tuple(max(sizes) for sizes in result.chunks)
     fine, encoding = fine.assign({variable: result}), {variable: settings}
+    encoding.update(_coordinate_encoding(ds, fine, variable, dims))
     for dim in dims:
         name = ds[dim].attrs.get("bounds") if dim in ds.coords else None
         if name in ds.variables and ds[name].ndim == 2 and ds[name].dims[0] == dim and dim in fine.coords:
@@ -490,9 +569,8 @@ def _grid_output(
             fine = fine.assign({name: xr.DataArray(bounds, dims=ds[name].dims, attrs=ds[name].attrs)})
             fine[dim].attrs["bounds"] = name
             encoding[name] = {"_FillValue": None}  # CF: bounds hold no missing values
-    card = result.attrs.get("geosr_model", "")
     stamp = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S %Y")
-    line = f"{stamp}: geosr {geosr.__version__} downscale {src.name} --variable {variable} x{scale:g} (model {card})"
+    line = f"{stamp}: {command or _python_call(src, out, variable, {'scale': scale})}"
     history = str(fine.attrs.get("history", "")).strip()
     fine.attrs["history"] = f"{line}\n{history}" if history else line
     return fine, encoding
