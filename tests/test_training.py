@@ -853,3 +853,59 @@ def test_cli_too_small_says_what_it_needs_and_divergence_what_it_left(tmp_path, 
     assert result.code == 1
     assert_one_line_error(result.err, "training diverged", "this run wrote no model")
     assert not new.exists()
+
+
+def _batch(patch: int = 24, n: int = 4, scale: int = 2):
+    from geosr.training.train import Batch
+
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.normal(size=(n, 1, patch, patch)).astype(np.float32))
+    ilr = target + torch.from_numpy(rng.normal(scale=0.5, size=target.shape).astype(np.float32))
+    coarse = area_average(target.numpy().astype(np.float64), scale)
+    coarse_up = torch.from_numpy(np.repeat(np.repeat(coarse, scale, -2), scale, -1).astype(np.float32))
+    return Batch(ilr, target, torch.ones_like(target, dtype=torch.bool), coarse_up, torch.full((n,), scale))
+
+
+@pytest.mark.parametrize("kind", ["mse", "relative"])
+def test_loss_margin_leaves_the_padded_border_out_of_the_loss(kind):
+    batch = _batch()
+    rng = np.random.default_rng(1)
+    residual = torch.from_numpy(rng.normal(scale=0.1, size=batch.target.shape).astype(np.float32))
+    border = residual.clone()
+    border[..., :6, :] += 5.0  # wrong only within 6 pixels of the edges
+    border[..., :, -6:] -= 5.0
+    # conservation spreads a cell's error over the cell: keep the changed rows and columns whole cells (scale 2)
+    assert batch.loss(border, kind, margin=6) == pytest.approx(batch.loss(residual, kind, margin=6).item())
+    assert batch.loss(border, kind) > 2 * batch.loss(residual, kind)  # without a margin the border counts
+    inner = residual.clone()
+    inner[..., 10:14, 10:14] += 5.0  # wrong inside: counted with the margin too
+    assert batch.loss(inner, kind, margin=6) > 2 * batch.loss(residual, kind, margin=6)
+
+
+def test_a_loss_margin_that_leaves_no_patch_is_refused(tmp_path):
+    from geosr.errors import InputError
+    from geosr.models.card import ModelCard
+
+    config = TrainConfig(**{**TINY, "patch": 16}, epochs=1, loss_margin=8)
+    with pytest.raises(InputError, match=r"loss margin of 8 pixels leaves nothing of a 16-pixel patch.*0 to 7"):
+        train([terrain(0)], [terrain(1)], config, tmp_path / "m.safetensors", ModelCard(name="t", in_channels=1))
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_margin_of_zero_keeps_the_recipe_of_older_checkpoints():
+    """Checkpoints written before the option have no loss_margin in their recipe: a resume must still match."""
+    from geosr.training.train import _recipe
+
+    rasters = [terrain(0)]
+    assert "loss_margin" not in _recipe(TrainConfig(**TINY), rasters, rasters, None, None)
+    assert _recipe(TrainConfig(**TINY, loss_margin=4), rasters, rasters, None, None)["loss_margin"] == 4
+
+
+def test_training_with_a_margin_runs_and_validates_on_the_inner_pixels(tmp_path):
+    from geosr.models.card import ModelCard
+
+    config = TrainConfig(**{**TINY, "patch": 24}, epochs=1, lr=1e-3, loss_margin=4)
+    summary = train(
+        [terrain(0)], [terrain(1)], config, tmp_path / "m.safetensors", ModelCard(name="t", in_channels=1), log=print
+    )
+    assert summary["steps"] == TINY["steps_per_epoch"] and (tmp_path / "m.safetensors").is_file()
