@@ -73,6 +73,8 @@ class Feedback(Protocol):
 
 #: How geosr's command line starts a warning line on stderr (the run goes on; ``Error: `` ends it).
 WARNING_PREFIX = "Warning: "
+#: How geosr's command line starts its one-line error on stderr (then it exits non-zero).
+ERROR_PREFIX = "Error: "
 
 
 def push_warning(feedback: Feedback, message: str) -> None:
@@ -246,7 +248,8 @@ def run(job: Job, feedback: Feedback, executable: Path | None) -> None:
     Raises
     ------
     RunError
-        geosr refused the job or failed (the message is geosr's).
+        geosr refused the job or failed (the message is geosr's, in the tool's terms: :func:`for_qgis`). geosr's
+        own error line is not also pushed to ``feedback``: QGIS shows the exception as the tool's error.
     Canceled
         ``feedback`` was cancelled; geosr stopped and left no output.
     """
@@ -328,6 +331,10 @@ def _run_executable(executable: Path, job: Job, feedback: Feedback) -> None:
             open_streams -= 1
         elif name == "stdout" and (match := _PROGRESS.fullmatch(line)):
             feedback.setProgress(100.0 * int(match[1]) / int(match[2]))
+        elif name == "stderr" and line.startswith(ERROR_PREFIX):
+            # geosr's error names its command-line options ('choose another -o'): it is not shown as it is,
+            # but raised below in the tool's terms, which QGIS then shows once, as the tool's error
+            errors.append(line)
         elif name == "stderr" and line.startswith(WARNING_PREFIX):
             push_warning(feedback, line[len(WARNING_PREFIX) :])
             errors.append(line)
@@ -336,6 +343,10 @@ def _run_executable(executable: Path, job: Job, feedback: Feedback) -> None:
             if name == "stderr":
                 errors.append(line)
     code = process.wait()
+    # geosr gives one error line, then fails; any other (none now) is shown in the tool's terms
+    held = [line for line in errors if line.startswith(ERROR_PREFIX)]
+    for line in held[:-1] if code != 0 else held:
+        feedback.pushConsoleInfo(for_qgis(line))
     if code != 0:
         raise RunError(_error_message(errors, code))
 
@@ -427,7 +438,7 @@ def for_qgis(message: str) -> str:
 def _error_message(stderr: Sequence[str], code: int) -> str:
     """geosr's one-line error (``Error: ...`` on stderr) without its prefix, else the last line and the code."""
     for line in reversed(stderr):
-        if line.startswith("Error: "):
-            return for_qgis(line[len("Error: ") :])
+        if line.startswith(ERROR_PREFIX):
+            return for_qgis(line[len(ERROR_PREFIX) :])
     last = stderr[-1] if stderr else "no message"
     return f"geosr stopped with exit code {code}: {last}"
