@@ -65,8 +65,9 @@ def regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
         if others:
             raise InputError(
                 f"dimension {dim!r} has no 1-D coordinate, only the 2-D coordinates {', '.join(others)}: a rotated "
-                f"or curvilinear grid, which the accessor cannot refine; downscale a GeoTIFF of it with "
-                f"'geosr downscale', or regrid it to a regular grid first"
+                f"or curvilinear grid, which the accessor cannot refine; if it is regular in its own projection (a "
+                f"rotated pole, a Lambert grid), give it that projection's 1-D x and y coordinates, else regrid it to "
+                f"a regular grid first (gdalwarp -geoloc)"
             )
         raise InputError(f"dimension {dim!r} has no coordinate; assign cell-centre coordinates to it first")
     raw = np.asarray(obj[dim].values)

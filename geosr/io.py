@@ -162,6 +162,12 @@ def raster_info(dataset: Any) -> RasterInfo:
             f"'{dataset.name}' is georeferenced by RPCs only, which geosr cannot carry to a finer grid; "
             "orthorectify it first (gdalwarp -rpc)"
         )
+    if not placed and dataset.tags(ns="GEOLOCATION"):
+        raise InputError(
+            f"'{dataset.name}' is placed only by geolocation arrays (a curvilinear grid's 2-D longitudes and "
+            "latitudes), which geosr cannot carry to a finer grid: its output would have no georeferencing; "
+            "warp it to a regular grid first (gdalwarp -geoloc -t_srs EPSG:4326 IN OUT.tif)"
+        )
     return RasterInfo(
         path=Path(dataset.name),
         height=dataset.height,
@@ -381,6 +387,32 @@ def iter_windows(dataset: Any, max_pixels: int | None = None, oriented: bool = T
             yield read_window(dataset, *window, oriented=oriented)
 
 
+#: GDAL's virtual file systems that read a file inside an archive or a compressed file
+ARCHIVE_PREFIXES = ("/vsizip/", "/vsitar/", "/vsigzip/", "/vsi7z/", "/vsirar/")
+
+
+def archive_of(name: str) -> Path | None:
+    """The archive (or compressed file) on disk that the GDAL name ``name`` reads from, if any:
+    ``/vsizip/data.zip/dem.tif`` -> ``data.zip``, ``/vsizip//abs/data.zip/dem.tif`` (or the same with the
+    double slash collapsed, as :class:`~pathlib.Path` writes it) -> ``/abs/data.zip``, ``/vsigzip/dem.tif.gz``
+    -> ``dem.tif.gz``, ``/vsizip/{a.zip}/dem.tif`` -> ``a.zip``; nested archives name the outermost."""
+    prefix = next((p for p in ARCHIVE_PREFIXES if name.startswith(p)), None)
+    if prefix is None:
+        return None
+    rest = name[len(prefix) :]
+    if rest.startswith("{") and "}" in rest:  # GDAL's braces around an archive name holding a '.zip/'
+        rest = rest[1 : rest.index("}")]
+    inner = "/" + rest.lstrip("/")  # an archive inside another GDAL file system: /vsizip//vsitar/a.tar/b.zip/...
+    if inner.startswith("/vsi"):
+        return archive_of(inner)
+    parts = Path(rest).parts
+    for end in range(len(parts), 0, -1):  # the longest leading part that is a file: the archive
+        for candidate in (Path(*parts[:end]), Path("/", *parts[:end])):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
 def check_destination(
     src: Path, dst: Path, overwrite: bool, *, store: bool = False, input_files: Sequence[str] = ()
 ) -> None:
@@ -391,6 +423,12 @@ def check_destination(
     """
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputExistsError(f"output '{dst}' is the input file; choose another name with -o")
+    for name in (str(src), *input_files):  # a GDAL name inside an archive reads the archive itself
+        archive = archive_of(name)
+        if archive is not None and dst.exists() and archive.resolve() == dst.resolve():
+            raise OutputExistsError(
+                f"output '{dst}' is the archive the input '{name}' is read from; choose another name with -o"
+            )
     if dst.exists() and any(Path(f).exists() and Path(f).resolve() == dst.resolve() for f in input_files):
         raise OutputExistsError(
             f"output '{dst}' is one of the files GDAL reads for the input '{src}'; choose another name with -o"

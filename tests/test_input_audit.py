@@ -416,3 +416,89 @@ def test_rpcs_without_a_transform_are_refused_even_with_a_crs(cli, tmp_path, mod
     r = cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet")
     assert_one_line_error(r.err, r.code, "georeferenced by RPCs only", "gdalwarp -rpc")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# An input read from inside an archive: the archive is the input's file (found by a promises audit:
+# `-o z.zip --overwrite` replaced the zip the input was read from, and all it held)
+# ------------------------------------------------------------------------------------------------
+
+
+def _archives(tmp_path: Path, make_geotiff: Any) -> dict[str, tuple[str, Path]]:
+    import gzip
+    import tarfile
+    import zipfile
+
+    tif = make_geotiff("b16.tif", fbm_surface((16, 16), seed=2).astype(np.float32))
+    with zipfile.ZipFile(tmp_path / "z.zip", "w") as z:
+        z.write(tif, "b16.tif")
+        z.writestr("README.txt", "other content")
+    with tarfile.open(tmp_path / "t.tar", "w") as t:
+        t.add(tif, "b16.tif")
+    (tmp_path / "g.tif.gz").write_bytes(gzip.compress(tif.read_bytes()))
+    return {
+        "zip": (f"/vsizip/{tmp_path / 'z.zip'}/b16.tif", tmp_path / "z.zip"),
+        "zip, GDAL's double slash": (f"/vsizip//{str(tmp_path / 'z.zip').lstrip('/')}/b16.tif", tmp_path / "z.zip"),
+        "zip in braces": (f"/vsizip/{{{tmp_path / 'z.zip'}}}/b16.tif", tmp_path / "z.zip"),
+        "tar": (f"/vsitar/{tmp_path / 't.tar'}/b16.tif", tmp_path / "t.tar"),
+        "gzip": (f"/vsigzip/{tmp_path / 'g.tif.gz'}", tmp_path / "g.tif.gz"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["zip", "zip, GDAL's double slash", "zip in braces", "tar", "gzip"])
+def test_the_archive_an_input_is_read_from_is_never_replaced(cli, tmp_path, make_geotiff, kind):
+    name, archive = _archives(tmp_path, make_geotiff)[kind]
+    before = archive.read_bytes()
+    for extra in ((), ("--overwrite",)):
+        result = cli("downscale", name, "--scale", 2, "--model", "backprojection", "-o", archive, *extra)
+        assert_one_line_error(result.err, result.code, "is the archive the input", "choose another name with -o")
+        assert archive.read_bytes() == before
+    good = cli("downscale", name, "--scale", 2, "--model", "backprojection", "-o", tmp_path / "out.tif")
+    assert good.code == 0, good.err
+
+
+def test_a_vrt_of_a_file_in_an_archive_never_replaces_the_archive(cli, tmp_path, make_geotiff):
+    name, archive = _archives(tmp_path, make_geotiff)["zip"]
+    vrt = tmp_path / "in.vrt"
+    with rasterio.open(name) as src:
+        from rasterio.shutil import copy as rio_copy
+
+        rio_copy(src, vrt, driver="VRT")
+    before = archive.read_bytes()
+    result = cli("downscale", vrt, "--scale", 2, "--model", "backprojection", "-o", archive, "--overwrite")
+    assert_one_line_error(result.err, result.code, "is the archive the input", str(name))
+    assert archive.read_bytes() == before
+
+
+def test_archive_of_names_the_outermost_file_on_disk(tmp_path):
+    (tmp_path / "a.zip").write_bytes(b"zip")
+    assert geosr.io.archive_of(f"/vsizip/{tmp_path}/a.zip/dir/x.tif") == tmp_path / "a.zip"
+    assert geosr.io.archive_of(str(Path(f"/vsizip//{tmp_path}/a.zip/x.tif"))) == tmp_path / "a.zip"
+    assert geosr.io.archive_of(f"{tmp_path}/a.zip") is None  # not a GDAL archive name
+    assert geosr.io.archive_of("/vsimem/x.tif") is None and geosr.io.archive_of("/vsizip/missing.zip/x.tif") is None
+
+
+# ------------------------------------------------------------------------------------------------
+# A raster placed only by geolocation arrays (a curvilinear NetCDF through GDAL): GDAL reports no
+# transform, GCPs or CRS; the output had no georeferencing at all (found by a promises audit)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_a_raster_placed_only_by_geolocation_arrays_is_refused_before_any_work(cli, tmp_path, monkeypatch):
+    import xarray as xr
+
+    ny, nx = 20, 24
+    j, i = np.mgrid[0:ny, 0:nx]
+    coords = {
+        "lat": (("y", "x"), 40 + 0.3 * j + 0.05 * i, {"units": "degrees_north", "standard_name": "latitude"}),
+        "lon": (("y", "x"), 10 + 0.3 * i - 0.04 * j, {"units": "degrees_east", "standard_name": "longitude"}),
+    }
+    field = (("y", "x"), fbm_surface((ny, nx), seed=4), {"coordinates": "lat lon", "units": "K"})
+    xr.Dataset({"tas": field}, coords=coords).to_netcdf(tmp_path / "curv.nc")
+    name = f'NETCDF:"{tmp_path / "curv.nc"}":tas'
+    with rasterio.open(name) as src:  # what GDAL makes of it: no placement but the geolocation arrays
+        assert src.transform.is_identity and not src.gcps[0] and src.tags(ns="GEOLOCATION")
+    _no_stats_pass(monkeypatch)
+    result = cli("downscale", name, "--scale", 2, "--model", "backprojection", "-o", tmp_path / "out.tif")
+    assert_one_line_error(result.err, result.code, "placed only by geolocation arrays", "gdalwarp -geoloc")
+    assert not (tmp_path / "out.tif").exists()
