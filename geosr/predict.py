@@ -11,7 +11,7 @@ Steps for every tile, all on the fine grid:
    scales), correct every coarse cell touching the core so that its fine pixels average to the
    coarse value (:mod:`geosr.conserve`; whole scales only, the halo grows by one cell);
 5. undo the normalisation, keep the core, and set to NaN every fine pixel whose footprint (the
-   coarse cell containing its centre) holds no data.
+   coarse cell containing its centre; both cells for a centre on their shared edge) holds no data.
 
 Works on (band, y, x) or (y, x) numpy arrays (eager) and dask arrays (lazy, one task per tile).
 """
@@ -39,7 +39,7 @@ from geosr.errors import DeviceError, InputError, ModelError, ScaleError
 from geosr.georef import output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float
-from geosr.tiling import Span, Tile, TilePlan, footprint_index, tile_pair
+from geosr.tiling import Span, Tile, TilePlan, footprint_pair, tile_pair
 
 if TYPE_CHECKING:
     import torch
@@ -405,9 +405,10 @@ class Downscaler:
         cells = None
         if self.model.card.cell_input:
             (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
-            fr = footprint_index(h_in, h_out, tile.rows.extended) - tile.rows.source.start
-            fc = footprint_index(w_in, w_out, tile.cols.extended) - tile.cols.source.start
-            cells = z[:, fr[:, None], fc[None, :]]
+            # a fine pixel centred on a cell edge (fractional scales) takes the mean of the cells on either side
+            rows_pair = [f - tile.rows.source.start for f in footprint_pair(h_in, h_out, tile.rows.extended)]
+            cols_pair = [f - tile.cols.source.start for f in footprint_pair(w_in, w_out, tile.cols.extended)]
+            cells = sum(z[:, fr[:, None], fc[None, :]] for fr in rows_pair for fc in cols_pair) / 4.0
         return _Pending(tile, ilr, z, valid, cells)
 
     def _batch_residuals(self, batch: list[_Pending], active: np.ndarray) -> np.ndarray:
@@ -438,10 +439,13 @@ class Downscaler:
             rows, cols = tile.core_in_extended
             # within float32's finite range: detail overshooting it (inputs near 3.4e38) would be +-inf in float32
             fine = np.clip(fine_z[:, rows, cols] * scale_by + mean, -OUTPUT_MAX, OUTPUT_MAX)
-            fr = footprint_index(h_in, h_out, tile.rows.core) - tile.rows.source.start
-            fc = footprint_index(w_in, w_out, tile.cols.core) - tile.cols.source.start
+            rows_pair = [f - tile.rows.source.start for f in footprint_pair(h_in, h_out, tile.rows.core)]
+            cols_pair = [f - tile.cols.source.start for f in footprint_pair(w_in, w_out, tile.cols.core)]
             core = fine  # float64: the writer casts to the output's type, checking its range
-            core[~item.valid[:, fr[:, None], fc[None, :]]] = np.nan
+            # nodata where the pixel's cell is missing; a pixel centred on a cell edge, where either cell is
+            for fr in rows_pair:
+                for fc in cols_pair:
+                    core[~item.valid[:, fr[:, None], fc[None, :]]] = np.nan
             done.append((tile, core))
         return done
 

@@ -283,9 +283,22 @@ class TilePlan:
 
 
 def footprint_index(n_in: int, n_out: int, out_span: Span) -> np.ndarray:
-    """Coarse pixel containing each fine pixel centre of ``out_span`` (global indices)."""
-    j = np.arange(out_span.start, out_span.stop, dtype=np.float64)
-    return np.minimum(np.floor((j + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+    """Coarse pixel containing each fine pixel centre of ``out_span`` (global indices); a centre on the edge
+    between two coarse pixels (at fractional scales such as 2.5) counts as in the later one."""
+    return footprint_pair(n_in, n_out, out_span)[0]
+
+
+def footprint_pair(n_in: int, n_out: int, out_span: Span) -> tuple[np.ndarray, np.ndarray]:
+    """The coarse pixels on either side of each fine pixel centre of ``out_span``: (later, earlier), the
+    same pixel twice but for a centre exactly on the edge between two (at fractional scales: x2.5 puts the
+    centre of every fifth fine pixel on a cell edge). Exact, in integers: fine centre ``j + 0.5`` is at
+    ``(2j + 1) * n_in / (2 * n_out)`` coarse pixels. A rule that takes both for such centres (nodata where
+    either is missing) is the same whichever way the raster is mirrored."""
+    j = np.arange(out_span.start, out_span.stop, dtype=np.int64)
+    numerator = (2 * j + 1) * n_in
+    later = np.minimum(numerator // (2 * n_out), n_in - 1)
+    earlier = np.where(numerator % (2 * n_out) == 0, later - 1, later)
+    return later, np.maximum(earlier, 0)
 
 
 def halo_fraction(tile_size: int, halo: int) -> float:
@@ -306,6 +319,7 @@ __all__ = [
     "TilePlan",
     "cubic_kernel",
     "footprint_index",
+    "footprint_pair",
     "halo_fraction",
     "interpolation_matrix",
     "kernel_named",

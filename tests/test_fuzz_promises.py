@@ -7,7 +7,7 @@ self-calibrating, 3-channel), a shape (1 x 1, 1 x N, N x 1 up to 90 x 70), a sca
 NumPy scalar), ensemble, batch size, conserve and calibrate; then checks
 
 * the output shape is ``round(n * scale)``, NaN exactly where the footprint (the coarse cell holding
-  the fine pixel's centre) is nodata, finite elsewhere;
+  the fine pixel's centre; both cells for a centre on their edge) is nodata, finite elsewhere;
 * tiled output (random tile sizes, square or not, from 1 pixel to beyond the raster) equals the
   whole-raster output to 1e-4 of the data range (or float32's resolution of the values, the output type);
 * the same cells marked missing another way (NaN instead of a value, or the reverse) give the same output;
@@ -61,10 +61,18 @@ def models(
     return {kind: load_model(str(path), "cpu") for kind, path in paths.items()}
 
 
-def footprint(n_in: int, n_out: int) -> np.ndarray:
-    """Coarse cell holding each fine pixel's centre, computed here independently of the tiler."""
-    j = np.arange(n_out)
-    return np.minimum(np.floor((j + 0.5) * n_in / n_out).astype(int), n_in - 1)
+def footprint(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coarse cells touching each fine pixel's centre, computed here independently of the tiler (in exact
+    fractions): the cell holding it, twice, or for a centre on the edge between two cells both."""
+    from fractions import Fraction
+
+    later, earlier = [], []
+    for j in range(n_out):
+        centre = (j + Fraction(1, 2)) * Fraction(n_in, n_out)
+        cell = min(int(centre), n_in - 1)
+        later.append(cell)
+        earlier.append(cell - 1 if centre.denominator == 1 and cell > 0 else cell)
+    return np.array(later), np.array(earlier)
 
 
 def tolerance(values: np.ndarray) -> float:
@@ -218,7 +226,8 @@ def check_case(models: dict[str, Any], case: dict[str, Any]) -> str:
     tol = tolerance(reference)
 
     # promise 4: nodata exactly where the footprint is missing, finite elsewhere
-    missing = mask[:, footprint(h, h_out)[:, None], footprint(w, w_out)[None, :]]
+    rows, cols = footprint(h, h_out), footprint(w, w_out)
+    missing = np.logical_or.reduce([mask[:, r[:, None], c[None, :]] for r in rows for c in cols])
     assert np.array_equal(np.isnan(whole), missing), "nodata pixels are not those whose footprint is missing"
 
     # promise 2: any tile size, square or not, gives the whole-raster output

@@ -34,11 +34,21 @@ def assert_close(actual, expected, tol):
 
 
 def expected_nodata_mask(coarse_missing: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
-    """Fine pixels whose centre falls in a coarse cell without data (computed without geosr)."""
+    """Fine pixels whose centre falls in a coarse cell without data, or on the edge of one (computed without
+    geosr, in exact fractions)."""
+    from fractions import Fraction
+
+    def cells(n: int, n_out: int) -> list[tuple[int, int]]:
+        pairs = []
+        for j in range(n_out):
+            centre = (j + Fraction(1, 2)) * Fraction(n, n_out)
+            cell = min(int(centre), n - 1)
+            pairs.append((cell, cell - 1 if centre.denominator == 1 and cell > 0 else cell))
+        return pairs
+
     (h, w), (ho, wo) = coarse_missing.shape, out_shape
-    rows = np.minimum(((np.arange(ho) + 0.5) * h / ho).astype(int), h - 1)
-    cols = np.minimum(((np.arange(wo) + 0.5) * w / wo).astype(int), w - 1)
-    return coarse_missing[rows[:, None], cols[None, :]]
+    rows, cols = np.array(cells(h, ho)).T, np.array(cells(w, wo)).T
+    return np.logical_or.reduce([coarse_missing[r[:, None], c[None, :]] for r in rows for c in cols])
 
 
 # --- seam-free tiling ------------------------------------------------------------------------
@@ -611,3 +621,22 @@ def test_a_tile_too_large_to_hold_several_runs_one_step_after_another(bands3, mo
     batched = Downscaler(model1, device="cpu", tile_size=8, batch_size=2)
     list(batched.run(plan, stats, _tiles_of(data, plan), overlap=True))
     assert finishing_threads == {"MainThread"}
+
+
+@pytest.mark.parametrize("scale", [1.5, 2.5, 3.5])
+@pytest.mark.parametrize("flip", sorted(FLIPS))
+def test_the_nodata_mask_mirrors_at_fractional_scales(model1, model_cells, scale, flip):
+    """x2.5 puts the centre of every fifth fine pixel on a coarse cell edge: such a pixel is nodata when
+    either cell is, whichever way the raster runs (it went to the later cell: a missing cell blanked 6 x 6
+    fine pixels one way and 4 x 4 mirrored). Even sides, so that the edges fall on fine centres."""
+    data = fbm_surface((20, 20), seed=8)
+    data[7, 11] = np.nan
+    data[0, 3] = np.nan
+    for model in (model1, model_cells):
+        out = run(data, scale, model, ensemble=4)
+        mirrored = FLIPS[flip](run(flipped(data, flip), scale, model, ensemble=4))
+        np.testing.assert_array_equal(np.isnan(mirrored), np.isnan(out))
+        assert_close(mirrored, out, 1e-3)  # the ensemble's values mirror too, the input cells' path included
+        missing = np.zeros(data.shape, bool)
+        missing[7, 11] = missing[0, 3] = True
+        np.testing.assert_array_equal(np.isnan(out), expected_nodata_mask(missing, out.shape))

@@ -206,6 +206,24 @@ def test_footprint_index_is_the_coarse_cell_holding_the_fine_centre(n_in, n_out)
     np.testing.assert_array_equal(footprint_index(n_in, n_out, Span(2, n_out - 1)), index[2 : n_out - 1])
 
 
+@pytest.mark.parametrize(("n_in", "n_out"), [(7, 14), (10, 25), (20, 50), (20, 30), (9, 31), (6, 21), (2, 5)])
+def test_footprint_pair_takes_both_cells_for_a_centre_on_their_edge_and_mirrors(n_in, n_out):
+    from geosr.tiling import footprint_pair
+
+    later, earlier = footprint_pair(n_in, n_out, Span(0, n_out))
+    for j in range(n_out):
+        centre = (Fraction(j) + Fraction(1, 2)) * Fraction(n_in, n_out)
+        if centre.denominator == 1:  # on the edge between cells centre - 1 and centre
+            assert (later[j], earlier[j]) == (int(centre), int(centre) - 1)
+        else:
+            assert later[j] == earlier[j] == math.floor(centre)
+    # the cells of a pixel, mirrored, are the cells of the mirrored pixel: the rule has no direction
+    for j in range(n_out):
+        mirrored = {n_in - 1 - int(later[j]), n_in - 1 - int(earlier[j])}
+        assert mirrored == {int(later[n_out - 1 - j]), int(earlier[n_out - 1 - j])}
+    np.testing.assert_array_equal(footprint_index(n_in, n_out, Span(0, n_out)), later)
+
+
 def test_halo_fraction():
     assert halo_fraction(100, 0) == 0
     assert halo_fraction(1024, 20) == pytest.approx(1 - 1024**2 / 1064**2)
