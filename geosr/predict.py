@@ -406,9 +406,10 @@ class Downscaler:
         if self.model.card.cell_input:
             (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
             # a fine pixel centred on a cell edge (fractional scales) takes the mean of the cells on either side
-            rows_pair = [f - tile.rows.source.start for f in footprint_pair(h_in, h_out, tile.rows.extended)]
-            cols_pair = [f - tile.cols.source.start for f in footprint_pair(w_in, w_out, tile.cols.extended)]
-            cells = sum(z[:, fr[:, None], fc[None, :]] for fr in rows_pair for fc in cols_pair) / 4.0
+            rows_pair = _footprints(h_in, h_out, tile.rows.extended, tile.rows.source.start)
+            cols_pair = _footprints(w_in, w_out, tile.cols.extended, tile.cols.source.start)
+            cells = sum(z[:, fr[:, None], fc[None, :]] for fr in rows_pair for fc in cols_pair)
+            cells = cells / (len(rows_pair) * len(cols_pair))
         return _Pending(tile, ilr, z, valid, cells)
 
     def _batch_residuals(self, batch: list[_Pending], active: np.ndarray) -> np.ndarray:
@@ -439,8 +440,8 @@ class Downscaler:
             rows, cols = tile.core_in_extended
             # within float32's finite range: detail overshooting it (inputs near 3.4e38) would be +-inf in float32
             fine = np.clip(fine_z[:, rows, cols] * scale_by + mean, -OUTPUT_MAX, OUTPUT_MAX)
-            rows_pair = [f - tile.rows.source.start for f in footprint_pair(h_in, h_out, tile.rows.core)]
-            cols_pair = [f - tile.cols.source.start for f in footprint_pair(w_in, w_out, tile.cols.core)]
+            rows_pair = _footprints(h_in, h_out, tile.rows.core, tile.rows.source.start)
+            cols_pair = _footprints(w_in, w_out, tile.cols.core, tile.cols.source.start)
             core = fine  # float64: the writer casts to the output's type, checking its range
             # nodata where the pixel's cell is missing; a pixel centred on a cell edge, where either cell is
             for fr in rows_pair:
@@ -509,6 +510,13 @@ def eager_statistics() -> Iterator[None]:
         yield
     finally:
         _EAGER_STATISTICS.reset(token)
+
+
+def _footprints(n_in: int, n_out: int, span: Span, start: int) -> list[np.ndarray]:
+    """The coarse cells under the fine centres of ``span``, as indices into a source window from ``start``:
+    one array, or two where some centres lie on a cell edge (:func:`geosr.tiling.footprint_pair`)."""
+    later, earlier = footprint_pair(n_in, n_out, span)
+    return [later - start] if np.array_equal(later, earlier) else [later - start, earlier - start]
 
 
 #: Whether :func:`downscale` warns of a scale outside the model's trained ones (:func:`quiet_scale_warning`)
