@@ -1,7 +1,7 @@
 """Test-time adaptation of ``dem`` to the input raster: does fine-tuning on the input's own coarser copy pay?
 
-For each validation raster of ``dem`` (:func:`compare_validation.validation_parts`, the largest window
-without nodata of each) and scale, the raster is area-averaged by the scale (the "input"), the shipped
+For each validation raster of ``dem`` (:func:`compare_whole_validation.validation_windows`, the largest
+window without nodata of each) and scale, the raster is area-averaged by the scale (the "input"), the shipped
 ``dem`` is fine-tuned on pairs cut from that input alone (the input averaged once more by the scale,
 and the input), and the fine-tuned model restores the input; its conserved RMSE against the truth is
 compared with the shipped ``dem``'s. The decision rule is in ``benchmarks/results/adapt_experiment.md``.
@@ -56,38 +56,30 @@ def main() -> None:
     parser.add_argument("--scales", default="2,3,4")
     args = parser.parse_args()
     import torch
-    from compare_validation import validation_parts
+    from compare_whole_validation import print_summary, validation_windows
 
     from geosr.degrade import area_average
     from geosr.evaluate import evaluate_array
-    from geosr.training.heldout import _largest_valid_window
 
     torch.set_num_threads(args.threads)
     lrs = [float(x) for x in args.lrs.split(",")]
     changes: dict[float, list[float]] = {lr: [] for lr in lrs}
     with tempfile.TemporaryDirectory(prefix="geosr-adapt-") as tmp:
-        for part, rasters in validation_parts("dem").items():
-            truth = _largest_valid_window(rasters[0][0])
-            for scale in (int(s) for s in args.scales.split(",")):
-                h, w = (n - n % scale for n in truth.shape)
-                fine = truth[:h, :w]
-                coarse = area_average(fine[None], scale)[0]
-                base = evaluate_array(fine, scale, "dem", device="cpu", methods=("backprojection",))
-                shipped = base["model_conserved"].rmse
-                line = [
-                    f"{part} {fine.shape[0]}x{fine.shape[1]} x{scale}: backprojection "
-                    f"{base['backprojection'].rmse:.5g}, dem {shipped:.5g}"
-                ]
-                for lr in lrs:
-                    start = time.perf_counter()
-                    model = adapted_model(coarse, scale, lr, args.steps, Path(tmp) / f"{part}{scale}_{lr}.safetensors")
-                    got = evaluate_array(fine, scale, str(model), device="cpu", methods=())["model_conserved"].rmse
-                    change = 100 * (got / shipped - 1)
-                    changes[lr].append(change)
-                    line.append(f"lr {lr:g} {got:.5g} ({change:+.2f}%, {time.perf_counter() - start:.0f} s)")
-                print("; ".join(line), flush=True)
-    for lr, values in changes.items():
-        print(f"lr {lr:g}: mean change {np.mean(values):+.2f}%, worst {max(values):+.2f}%, over {len(values)} pairs")
+        for label, fine, scale in validation_windows("dem", [int(s) for s in args.scales.split(",")]):
+            coarse = area_average(fine[None], scale)[0]
+            base = evaluate_array(fine, scale, "dem", device="cpu", methods=("backprojection",))
+            shipped = base["model_conserved"].rmse
+            line = [f"{label} x{scale}: backprojection {base['backprojection'].rmse:.5g}, dem {shipped:.5g}"]
+            for lr in lrs:
+                start = time.perf_counter()
+                name = f"{label.split()[0]}{scale}_{lr}.safetensors"
+                model = adapted_model(coarse, scale, lr, args.steps, Path(tmp) / name)
+                got = evaluate_array(fine, scale, str(model), device="cpu", methods=())["model_conserved"].rmse
+                change = 100 * (got / shipped - 1)
+                changes[lr].append(change)
+                line.append(f"lr {lr:g} {got:.5g} ({change:+.2f}%, {time.perf_counter() - start:.0f} s)")
+            print("; ".join(line), flush=True)
+    print_summary(changes, lambda lr: f"lr {lr:g}")
 
 
 if __name__ == "__main__":

@@ -33,18 +33,10 @@ REFUSALS = {
 }
 
 
-class Recorder:
-    """A stand-in for ``QgsProcessingFeedback`` that records each message with the method that pushed it."""
+class Pushes:
+    """The push methods of ``QgsProcessingFeedback``, recording each message with the method that pushed it."""
 
-    def __init__(self) -> None:
-        self.pushed: list[tuple[str, str]] = []
-        self.progress: list[float] = []
-
-    def isCanceled(self) -> bool:  # noqa: N802
-        return False
-
-    def setProgress(self, progress: float) -> None:  # noqa: N802
-        self.progress.append(progress)
+    pushed: list[tuple[str, str]]
 
     def pushInfo(self, info: str) -> None:  # noqa: N802
         self.pushed.append(("pushInfo", info))
@@ -55,8 +47,25 @@ class Recorder:
     def pushConsoleInfo(self, info: str) -> None:  # noqa: N802
         self.pushed.append(("pushConsoleInfo", info))
 
+    def pushDebugInfo(self, info: str) -> None:  # noqa: N802
+        self.pushed.append(("pushDebugInfo", info))
+
     def pushWarning(self, warning: str) -> None:  # noqa: N802
         self.pushed.append(("pushWarning", warning))
+
+
+class Recorder(Pushes):
+    """A stand-in for ``QgsProcessingFeedback`` that records each message with the method that pushed it."""
+
+    def __init__(self) -> None:
+        self.pushed = []
+        self.progress: list[float] = []
+
+    def isCanceled(self) -> bool:  # noqa: N802
+        return False
+
+    def setProgress(self, progress: float) -> None:  # noqa: N802
+        self.progress.append(progress)
 
 
 def make_job(source: Path, folder: Path, model: Path, **changes: Any) -> Job:
@@ -156,30 +165,15 @@ def recording_feedback() -> Any:
     """A ``QgsProcessingFeedback`` that records what is pushed to it and the errors QGIS reports to it."""
     from qgis.core import QgsProcessingFeedback
 
-    class Feedback(QgsProcessingFeedback):
+    class Feedback(Pushes, QgsProcessingFeedback):
         def __init__(self) -> None:
             super().__init__()
-            self.pushed: list[tuple[str, str]] = []
+            self.pushed = []
             self.errors: list[str] = []
 
         def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803
             self.errors.append(error)
             super().reportError(error, fatalError)
-
-        def pushInfo(self, info: str) -> None:  # noqa: N802
-            self.pushed.append(("pushInfo", info))
-
-        def pushCommandInfo(self, info: str) -> None:  # noqa: N802
-            self.pushed.append(("pushCommandInfo", info))
-
-        def pushConsoleInfo(self, info: str) -> None:  # noqa: N802
-            self.pushed.append(("pushConsoleInfo", info))
-
-        def pushDebugInfo(self, info: str) -> None:  # noqa: N802
-            self.pushed.append(("pushDebugInfo", info))
-
-        def pushWarning(self, warning: str) -> None:  # noqa: N802
-            self.pushed.append(("pushWarning", warning))
 
     return Feedback()
 
