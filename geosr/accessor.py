@@ -550,7 +550,7 @@ class GeosrDatasetAccessor:
                     f"model= names {', '.join(repr(k) for k in unknown)}, which the dataset has no gridded variable "
                     f"of (those downscaled: {', '.join(gridded)}); check the variable names"
                 )
-        from geosr.pipeline import _card_of
+        from geosr.pipeline import _card_of, untrained_scale_message
         from geosr.predict import quiet_scale_warning, warn_untrained_scale
 
         out: dict[str, xr.DataArray] = {}
@@ -566,9 +566,12 @@ class GeosrDatasetAccessor:
                         chosen_models.append(chosen)
                 elif not spatial & set(var.dims):
                     out[str(name)] = var
-        cards = {card.name: card for card in (_card_of(chosen) for chosen in chosen_models)}
-        for card in cards.values():
-            warn_untrained_scale(card, scale)
+        said = set()
+        for card in (_card_of(chosen) for chosen in chosen_models):
+            message = untrained_scale_message(card, scale)
+            if message is not None and message not in said:  # models alike in name and scales warn alike: once
+                said.add(message)
+                warn_untrained_scale(card, scale)
         # grid mappings (coordinates or data variables) get the fine grid's GeoTransform, like each variable's
         fine = next(v for v in out.values() if spatial <= set(v.dims))
         y, x = fine[ydim].values, fine[xdim].values

@@ -230,6 +230,21 @@ def test_dataset_accessor_warns_once_per_model(model1, model_consistent):
     assert len(two) == 2 and names == ["tiny1", "tinyc"], names
 
 
+def test_dataset_accessor_tells_apart_models_of_one_name_with_other_scales(model1, tmp_path):
+    import dataclasses
+
+    from geosr.models.files import load_model, save_model
+
+    loaded = load_model(model1)
+    other = tmp_path / "other.safetensors"
+    save_model(loaded.network, dataclasses.replace(loaded.card, scales=[3.0, 4.0]), other)  # also named tiny1
+    ds = _grid().to_dataset()
+    ds["pr"] = ds.tas * 2
+    caught = _scale_warnings(lambda: ds.geosr.downscale(8, model={"tas": model1, "pr": other}, device="cpu"))
+    said = sorted(str(w.message).split(", and x8")[0] for w in caught)
+    assert said == ["model 'tiny1' was trained at scales 2, 3, 4", "model 'tiny1' was trained at scales 3, 4"]
+
+
 def test_evaluate_array_leaves_the_warning_to_the_command_line(model1):
     from geosr.evaluate import evaluate_array
 
