@@ -317,6 +317,16 @@ def _fine_coords(da: xr.DataArray, dims: tuple[str, str], shape: tuple[int, int]
     return coords
 
 
+def _card_of(model: Any) -> Any:
+    """The card of a model given as the accessor takes it: a loaded model, a shipped name, a path or None."""
+    if hasattr(model, "card"):
+        return model.card
+    from geosr.models.card import read_card
+    from geosr.models.registry import resolve_model
+
+    return read_card(resolve_model(model))
+
+
 @xr.register_dataarray_accessor("geosr")
 class GeosrDataArrayAccessor:
     """``DataArray.geosr``: super-resolution of gridded data."""
@@ -550,8 +560,7 @@ class GeosrDatasetAccessor:
                     f"model= names {', '.join(repr(k) for k in unknown)}, which the dataset has no gridded variable "
                     f"of (those downscaled: {', '.join(gridded)}); check the variable names"
                 )
-        from geosr.pipeline import _card_of, untrained_scale_message
-        from geosr.predict import quiet_scale_warning, warn_untrained_scale
+        from geosr.predict import quiet_scale_warning, untrained_scale_message, warn_untrained_scale
 
         out: dict[str, xr.DataArray] = {}
         chosen_models: list[Any] = []

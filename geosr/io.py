@@ -423,9 +423,9 @@ def check_destination(
     """
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputExistsError(f"output '{dst}' is the input file; choose another name with -o")
-    for name in (str(src), *input_files):  # a GDAL name inside an archive reads the archive itself
+    for name in (str(src), *input_files) if dst.exists() else ():  # a name inside an archive reads the archive
         archive = archive_of(name)
-        if archive is not None and dst.exists() and archive.resolve() == dst.resolve():
+        if archive is not None and archive.resolve() == dst.resolve():
             raise OutputExistsError(
                 f"output '{dst}' is the archive the input '{name}' is read from; choose another name with -o"
             )

@@ -7,7 +7,6 @@ statistics, once per tile) and the output is written tile by tile.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -56,6 +55,7 @@ from geosr.predict import (
     calibration_plan,
     check_ensemble,
     check_magnitudes,
+    untrained_scale_message,
     warn_untrained_scale,
 )
 from geosr.stats import BandStats
@@ -213,40 +213,6 @@ def downscale_raster(
             writer.commit()
     factors = (plan.out_shape[0] / info.height, plan.out_shape[1] / info.width)
     return Result(out, factors, plan.out_shape, downscaler.model.card.name, str(downscaler.device), len(plan))
-
-
-def untrained_scale_message(card: Any, scale: float) -> str | None:
-    """One line saying that ``scale`` lies outside the range of the scales ``card``'s model was trained
-    at, naming the model, its scales, the scale and what to do; ``None`` when it lies within (between
-    trained scales, such as 2.5 for 2, 3, 4, one multi-scale VDSR serves it) or when the model learns
-    nothing (``backprojection``, whose output is the interpolation at every scale)."""
-    trained = sorted(float(s) for s in card.scales)
-    if not trained or str(card.training.get("data", "")).startswith("none"):
-        return None
-    low, high = trained[0], trained[-1]
-    if low * (1 - 1e-9) <= scale <= high * (1 + 1e-9):  # a --resolution's scale may miss 4 by a rounding
-        return None
-    listed = ", ".join(f"{s:g}" for s in trained)
-    above = scale > high
-    start = (
-        f"model {card.name!r} was trained at scales {listed}, and x{scale:g} lies {'above' if above else 'below'} "
-        "them, so the detail it adds may be worse than plain interpolation"
-    )
-    needed = math.ceil(scale) if above else math.floor(scale)
-    if needed < 2:  # geosr train takes whole scales of 2 or more
-        return f"{start}; set --model to backprojection for classical back-projection"
-    scales = sorted({round(s) for s in trained if s == round(s)} | {needed})
-    return f"{start}; train a model that covers it with `geosr train --scales {','.join(map(str, scales))}`"
-
-
-def _card_of(model: Any) -> Any:
-    """The card of a model given as the accessor takes it: a loaded model, a shipped name, a path or None."""
-    if hasattr(model, "card"):
-        return model.card
-    from geosr.models.card import read_card
-    from geosr.models.registry import resolve_model
-
-    return read_card(resolve_model(model))
 
 
 def check_band_names(card: Any, dataset: Any, source: str) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import math
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -534,12 +535,35 @@ def quiet_scale_warning() -> Iterator[None]:
         _SCALE_WARNING.reset(token)
 
 
+def untrained_scale_message(card: ModelCard, scale: float) -> str | None:
+    """One line saying that ``scale`` lies outside the range of the scales ``card``'s model was trained
+    at, naming the model, its scales, the scale and what to do; ``None`` when it lies within (between
+    trained scales, such as 2.5 for 2, 3, 4, one multi-scale VDSR serves it) or when the model learns
+    nothing (``backprojection``, whose output is the interpolation at every scale)."""
+    trained = sorted(float(s) for s in card.scales)
+    if not trained or str(card.training.get("data", "")).startswith("none"):
+        return None
+    low, high = trained[0], trained[-1]
+    if low * (1 - 1e-9) <= scale <= high * (1 + 1e-9):  # a --resolution's scale may miss 4 by a rounding
+        return None
+    listed = ", ".join(f"{s:g}" for s in trained)
+    above = scale > high
+    start = (
+        f"model {card.name!r} was trained at scales {listed}, and x{scale:g} lies {'above' if above else 'below'} "
+        "them, so the detail it adds may be worse than plain interpolation"
+    )
+    needed = math.ceil(scale) if above else math.floor(scale)
+    if needed < 2:  # geosr train takes whole scales of 2 or more
+        return f"{start}; set --model to backprojection for classical back-projection"
+    scales = sorted({round(s) for s in trained if s == round(s)} | {needed})
+    return f"{start}; train a model that covers it with `geosr train --scales {','.join(map(str, scales))}`"
+
+
 def warn_untrained_scale(card: ModelCard, scale: float) -> None:
     """A :class:`geosr.errors.ScaleWarning` for the caller of :func:`downscale` when ``scale`` lies outside
-    the model's trained scales (:func:`geosr.pipeline.untrained_scale_message`), unless quietened
+    the model's trained scales (:func:`untrained_scale_message`), unless quietened
     (:func:`quiet_scale_warning`); ``stacklevel`` 3: the caller of the function that calls this."""
     from geosr.errors import ScaleWarning
-    from geosr.pipeline import untrained_scale_message
 
     message = untrained_scale_message(card, scale) if _SCALE_WARNING.get() else None
     if message is not None:
@@ -726,10 +750,11 @@ def downscale(
         "calibrate": calibrate,
     }
     if is_dask(bands):
-        out = _downscale_dask(bands, scale, model, nodata, options)
-        from geosr.pipeline import _card_of
+        from geosr.models.files import LoadedModel, load_model
 
-        warn_untrained_scale(_card_of(model), scale)  # the graph is made, every check passed; nothing ran yet
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
+        out = _downscale_dask(bands, scale, loaded, nodata, options)
+        warn_untrained_scale(loaded.card, scale)  # the graph is made, every check passed; nothing ran yet
     else:
         filled = as_float(np.asarray(bands), nodata)
         downscaler = Downscaler(model, **options)

@@ -246,3 +246,18 @@ def data_tolerance(data: np.ndarray) -> float:
 def affine_mul(a: Affine, b: Any) -> Any:
     """``a @ b`` (affine >= 3, where ``*`` is deprecated for this) or ``a * b`` (older affine)."""
     return a @ b if hasattr(Affine, "__matmul__") else a * b
+
+
+def footprint_cells(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """The coarse cells touching each fine pixel's centre, computed independently of geosr in exact
+    fractions: (the cell holding it, the cell before it where the centre lies on their shared edge, else the
+    same cell again)."""
+    from fractions import Fraction
+
+    later, earlier = [], []
+    for j in range(n_out):
+        centre = (j + Fraction(1, 2)) * Fraction(n_in, n_out)
+        cell = min(int(centre), n_in - 1)
+        later.append(cell)
+        earlier.append(cell - 1 if centre.denominator == 1 and cell > 0 else cell)
+    return np.array(later), np.array(earlier)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import footprint_cells
 
 import geosr
 from geosr.degrade import area_average
@@ -59,20 +60,6 @@ def models(
         "three": model3,
     }
     return {kind: load_model(str(path), "cpu") for kind, path in paths.items()}
-
-
-def footprint(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Coarse cells touching each fine pixel's centre, computed here independently of the tiler (in exact
-    fractions): the cell holding it, twice, or for a centre on the edge between two cells both."""
-    from fractions import Fraction
-
-    later, earlier = [], []
-    for j in range(n_out):
-        centre = (j + Fraction(1, 2)) * Fraction(n_in, n_out)
-        cell = min(int(centre), n_in - 1)
-        later.append(cell)
-        earlier.append(cell - 1 if centre.denominator == 1 and cell > 0 else cell)
-    return np.array(later), np.array(earlier)
 
 
 def tolerance(values: np.ndarray) -> float:
@@ -226,7 +213,7 @@ def check_case(models: dict[str, Any], case: dict[str, Any]) -> str:
     tol = tolerance(reference)
 
     # promise 4: nodata exactly where the footprint is missing, finite elsewhere
-    rows, cols = footprint(h, h_out), footprint(w, w_out)
+    rows, cols = footprint_cells(h, h_out), footprint_cells(w, w_out)
     missing = np.logical_or.reduce([mask[:, r[:, None], c[None, :]] for r in rows for c in cols])
     assert np.array_equal(np.isnan(whole), missing), "nodata pixels are not those whose footprint is missing"
 

@@ -9,7 +9,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import DEPTH, data_tolerance
+from conftest import DEPTH, data_tolerance, footprint_cells
 
 from geosr.errors import InputError, ModelError
 from geosr.predict import Downscaler, downscale
@@ -35,19 +35,9 @@ def assert_close(actual, expected, tol):
 
 def expected_nodata_mask(coarse_missing: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
     """Fine pixels whose centre falls in a coarse cell without data, or on the edge of one (computed without
-    geosr, in exact fractions)."""
-    from fractions import Fraction
-
-    def cells(n: int, n_out: int) -> list[tuple[int, int]]:
-        pairs = []
-        for j in range(n_out):
-            centre = (j + Fraction(1, 2)) * Fraction(n, n_out)
-            cell = min(int(centre), n - 1)
-            pairs.append((cell, cell - 1 if centre.denominator == 1 and cell > 0 else cell))
-        return pairs
-
+    geosr: :func:`conftest.footprint_cells`)."""
     (h, w), (ho, wo) = coarse_missing.shape, out_shape
-    rows, cols = np.array(cells(h, ho)).T, np.array(cells(w, wo)).T
+    rows, cols = footprint_cells(h, ho), footprint_cells(w, wo)
     return np.logical_or.reduce([coarse_missing[r[:, None], c[None, :]] for r in rows for c in cols])
 
 

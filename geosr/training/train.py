@@ -233,6 +233,7 @@ def evaluate_batches(
     """RMSE (normalised units) of the network, the network + conservation, and the ILR on validation samples
     (without ``margin`` pixels at each side of a patch, :attr:`TrainConfig.loss_margin`)."""
     network.eval()
+    inner = _inner(margin)
     errs, cons, base = [], [], []
     with torch.no_grad():
         for i in range(0, len(val.ilr), 16):
@@ -240,7 +241,6 @@ def evaluate_batches(
             with _autocast(device, precision):
                 residual = network.residual(network.inputs(part.ilr, part.coarse_up))
             out = part.ilr + residual.float()
-            inner = _inner(margin)
             target, valid = part.target[inner], part.valid[inner]
             errs.append(masked_mse(out[inner], target, valid).item())
             cons.append(masked_mse(part.conserved(out)[inner], target, valid).item())
