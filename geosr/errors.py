@@ -54,6 +54,11 @@ class ScaleWarning(GeosrWarning):
     """The requested scale lies outside the range of scales the model was trained at."""
 
 
+class PrecisionWarning(GeosrWarning):
+    """The precision asked for is emulated on this device (a CPU without bf16 or fp16 instructions): the run
+    gives the same kind of result, many times more slowly than in fp32."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl+C or ``kill`` stopped a run; the message says what it left behind."""
 

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import click
 
-from geosr.cli.options import int_list, overwrite_option, progress_bar, reports_errors, state, verbose_option
+from geosr.cli.options import (
+    int_list,
+    overwrite_option,
+    progress_bar,
+    reports_errors,
+    state,
+    verbose_option,
+    warnings_as_lines,
+)
 from geosr.georef import pixel_size, unit_key
 
 
@@ -292,17 +300,18 @@ def train(
 
     before, model_before = stamp(checkpoint), stamp(output)
     try:
-        summary = run_training(
-            train_sets,
-            val_sets,
-            config,
-            output,
-            card,
-            resume=resume,
-            init=init_model,
-            log=log,
-            progress=progress_bar(quiet, "step"),
-        )
+        with warnings_as_lines():  # an emulated --precision: one 'Warning:' line before the first step
+            summary = run_training(
+                train_sets,
+                val_sets,
+                config,
+                output,
+                card,
+                resume=resume,
+                init=init_model,
+                log=log,
+                progress=progress_bar(quiet, "step"),
+            )
     except KeyboardInterrupt:
         again = f"continue with the same command and --resume {checkpoint}"
         if stamp(checkpoint) in (None, before):

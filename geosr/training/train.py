@@ -30,6 +30,7 @@ from geosr.io import replaced_atomically
 from geosr.models.card import ModelCard
 from geosr.models.files import load_model, save_model
 from geosr.models.vdsr import VDSR
+from geosr.predict import warn_emulated_precision
 from geosr.tiling import KERNELS
 from geosr.training.data import Prepared, Sample
 
@@ -282,6 +283,7 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
+    warn_emulated_precision(device, config.precision)
     channels = rasters[0].shape[0]
     network = VDSR(channels, depth=config.depth, width=config.width, cell_input=config.cell_input).to(device)
     if card.in_channels != channels:  # found now, not when the first epoch's model is saved
