@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from geosr.cli.options import warnings_as_lines
 from geosr.models.card import ModelCard
 from geosr.models.registry import WEIGHTS_DIR
 from geosr.training.data import normalise
@@ -252,17 +253,18 @@ def main(argv: list[str] | None = None) -> None:
     card = CARDS[args.model]()
     card.training["command"] = "python -m geosr.training.shipped " + shlex.join(argv or sys.argv[1:])
     output = args.output or WEIGHTS_DIR / f"{args.model}.safetensors"
-    train(
-        [normalise(r) for r in train_sets],
-        [normalise(r) for r in val_sets],
-        config,
-        output,
-        card,
-        resume=args.resume,
-        init=args.init,
-        weights=_weights(train_sets, n_real, args.real_share, later),
-        log=lambda line: print(line, flush=True),
-    )
+    with warnings_as_lines():  # bf16 (the default here) on a CPU that emulates it: one 'Warning:' line
+        train(
+            [normalise(r) for r in train_sets],
+            [normalise(r) for r in val_sets],
+            config,
+            output,
+            card,
+            resume=args.resume,
+            init=args.init,
+            weights=_weights(train_sets, n_real, args.real_share, later),
+            log=lambda line: print(line, flush=True),
+        )
     if args.wise is not None:
         average_weights(args.init, output, args.wise)
         print(f"weights averaged: (1 - {args.wise:g}) x {args.init} + {args.wise:g} x fine-tuned", flush=True)
