@@ -343,7 +343,7 @@ def downscale_grid(
     from affine import Affine
 
     from geosr.accessor import regular_step, spatial_dims
-    from geosr.io import open_grid, write_grid
+    from geosr.io import netcdf_chunk_cache, open_grid, write_grid
     from geosr.predict import eager_statistics, select_device
     from geosr.tiling import tile_pair
 
@@ -352,7 +352,7 @@ def downscale_grid(
     given = {"scale": scale, "resolution": resolution, "model": model, "device": device, "precision": precision}
     given.update(tile_size=tile_size, batch_size=batch_size, conserve=conserve, ensemble=ensemble, calibrate=calibrate)
     src = Path(src)
-    with open_grid(src, variable) as ds:
+    with netcdf_chunk_cache(), open_grid(src, variable) as ds:
         var = ds[variable]
         ydim, xdim = spatial_dims(var)
         if scale is None:

@@ -835,7 +835,7 @@ def _tile_task(
     stats: BandStats,
     gains: np.ndarray | None,
     nodata: float | None,
-    after: None = None,  # the token of the tiles two rows up: run after them
+    after: None = None,  # the token of the row's chunks and of the tiles two rows up: run after them
 ) -> np.ndarray:
     """One tile's output from the input chunks its source window touches (``window`` within them)."""
     whole = blocks[0][0] if len(blocks) == len(blocks[0]) == 1 else np.block(blocks)
@@ -905,15 +905,22 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # does not read ahead of the network (it held up to half the input at 12000 x 12000).
     name = "geosr-tiles-" + tokenize(data, scale, loaded.source, options, nodata, stats, gains)
     row_bounds, col_bounds = np.cumsum((0, *data.chunks[1])), np.cumsum((0, *data.chunks[2]))
+    # Each row's tiles wait for one token, "read", that stands for the row's input chunks and the tiles two rows
+    # up: every tile of the row then reaches the same input chunks through the graph as the token does. Waiting
+    # for the row token directly gave each tile its own set of them (its chunks and every chunk above), and dask's
+    # ordering (dask.order) kept one such set per tile: 108 MiB for 2209 tiles, growing with their square.
     layer: dict[Any, Any] = {}
     for i in range(plan.grid_shape[0]):
         gate = (f"{name}-row", i - TILE_ROWS_AHEAD) if i >= TILE_ROWS_AHEAD else None
-        for j in range(plan.grid_shape[1]):
-            tile = Tile((i, j), plan.row_tiles[i], plan.col_tiles[j])
-            (bi, rs), (bj, cs) = _touched(row_bounds, tile.rows.source), _touched(col_bounds, tile.cols.source)
+        tiles = [Tile((i, j), plan.row_tiles[i], plan.col_tiles[j]) for j in range(plan.grid_shape[1])]
+        bi, rs = _touched(row_bounds, plan.row_tiles[i].source)  # every tile of the row: the same chunk rows
+        touched = [_touched(col_bounds, tile.cols.source) for tile in tiles]
+        chunks = sorted({(data.name, 0, a, b) for bj, _ in touched for b in bj for a in bi})
+        layer[f"{name}-read", i] = (_nothing, [chunks, gate])
+        for j, (tile, (bj, cs)) in enumerate(zip(tiles, touched, strict=True)):
             pieces = [[(data.name, 0, a, b) for b in bj] for a in bi]
-            args = (loaded.source, options, plan, tile, pieces, (rs, cs), _key(stats), _key(gains), nodata, gate)
-            layer[name, 0, i, j] = (_tile_task, *args)
+            args = (loaded.source, options, plan, tile, pieces, (rs, cs), _key(stats), _key(gains), nodata)
+            layer[name, 0, i, j] = (_tile_task, *args, (f"{name}-read", i))
             layer[f"{name}-done", i, j] = (_nothing, (name, 0, i, j))  # the row's token holds no tile
         layer[f"{name}-row", i] = (_nothing, [(f"{name}-done", i, j) for j in range(plan.grid_shape[1])])
     parents = [data, *(value for value in (stats, gains) if isinstance(value, Delayed))]

@@ -291,7 +291,8 @@ def test_eager_statistics_free_the_tiles_from_a_reduction_and_lazy_ones_compute_
         return {k for k in seen if str(k).startswith("chunk-")}  # the keys of dask.delayed(chunk)(i, j)
 
     assert len(chunks_needed(lazy)) == 36  # the statistics within the graph: every chunk
-    assert len(chunks_needed(eager)) <= 4, "the first tile needs the chunks its window touches, no more"
+    # the first tile waits for its row of tiles' chunks (the two chunk rows its window touches, 2 x 6), no more
+    assert len(chunks_needed(eager)) == 12, "the first tile needs its row's chunks, not the whole input"
     np.testing.assert_array_equal(eager.compute(), lazy.compute())
 
 
@@ -322,3 +323,65 @@ def test_an_output_folder_removed_during_the_run_is_one_clear_line(cli, make_geo
     assert removed
     assert "is gone" in assert_one_line_error(result.err, result.code, "out")
     assert not folder.exists()
+
+
+def test_the_tiles_of_a_row_reach_the_same_input_chunks(model1):
+    """dask's ordering keeps, for every task, the set of input chunks it reaches through the graph. A tile that
+    waited for the row two up reached its own chunks and every chunk above, a set of its own: they grew with
+    the square of the number of tiles (108 MiB for 2209 tiles of a 12000 x 12000 NetCDF at x2, 3.9 MiB since).
+    Now each tile waits for its row's token, which reaches the row's chunks: one set per row of tiles."""
+    import dask.array as da
+    from dask.core import get_dependencies
+
+    from geosr.predict import downscale, eager_statistics
+
+    data = da.ones((96, 96), chunks=8, dtype=np.float32)
+    with eager_statistics():
+        out = downscale(data, 2, model1, device="cpu", tile_size=16)
+    graph, memo = dict(out.__dask_graph__()), {}
+
+    def reached(key) -> frozenset:
+        if key not in memo:
+            below = get_dependencies(graph, key)
+            own = {key} if isinstance(key, tuple) and key[0] == data.name else set()
+            memo[key] = frozenset(own.union(*(reached(k) for k in below)))
+        return memo[key]
+
+    keys = out.__dask_keys__()
+    assert len(keys) == 12 and len(keys[0]) == 12  # 12 x 12 tiles of 16 fine pixels
+    for i, row in enumerate(keys):
+        sets = {reached(key) for key in row}
+        assert len(sets) == 1, f"the tiles of row {i} reach {len(sets)} different sets of input chunks"
+        (chunks,) = sets
+        assert {k[1] for k in chunks} <= set(range(min(12, i + 2))), "a row reaches no chunk row below its window"
+
+
+def test_netcdf_runs_with_a_small_chunk_cache_and_restore_the_default(cli, model1, tmp_path, monkeypatch):
+    """netCDF4 gives each variable an HDF5 chunk cache of 64 MiB: reading the input and writing the output, memory
+    grew with the grid until both were full (427 / 472 / 557 MiB peak at sides 2000 / 6000 / 12000 with 4 MiB,
+    against 492 / 600 / 780 before, tile 512, x2: benchmarks/results/bench_memory_netcdf_cpu.txt)."""
+    netCDF4 = pytest.importorskip("netCDF4")
+    import xarray as xr
+
+    from geosr import io
+
+    before = netCDF4.get_chunk_cache()
+    seen = []
+    write = io.write_grid
+
+    def write_grid(*args, **kwargs):  # the cache the output is created with
+        seen.append(netCDF4.get_chunk_cache()[0])
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(io, "write_grid", write_grid)
+    grid = xr.DataArray(
+        fbm_surface((12, 16), seed=3), dims=("y", "x"), coords={"y": 100.0 - np.arange(12), "x": np.arange(16.0)}
+    )
+    src = tmp_path / "g.nc"
+    grid.to_dataset(name="z").to_netcdf(src)
+    result = cli("downscale", src, "--variable", "z", "--scale", 2, "--model", model1, "-o", tmp_path / "o.nc", "-q")
+    assert result.code == 0, result.err
+    assert seen == [io.NETCDF_CHUNK_CACHE] and before[0] > io.NETCDF_CHUNK_CACHE
+    assert netCDF4.get_chunk_cache() == before
+    with xr.open_dataset(tmp_path / "o.nc") as fine:
+        assert fine.z.shape == (24, 32) and np.isfinite(fine.z.values).all()
