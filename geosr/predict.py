@@ -880,9 +880,9 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
 
     from geosr.models.files import LoadedModel, load_model
 
+    _autocast_dtype(options["precision"])  # an unknown one refused now, not by the first tile
     # Statistics are per band: every block must hold all the bands, or blocks of different bands
     # would be merged into one band's statistics.
-    _autocast_dtype(options["precision"])  # an unknown one refused now, not by the first tile
     data = data.rechunk({0: -1})
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
     plan = plan_tiles(data.shape[1:], scale, tile_pair(options["tile_size"]), loaded, options["conserve"])
