@@ -2,7 +2,8 @@
 
 SGD: momentum 0.9, weight decay 1e-4, learning rate 0.1, gradients clipped to [-theta/lr, theta/lr]
 with theta = 0.01 (Kim et al. 2016). Adam: learning rate 2e-4. Both: 20-layer VDSR, batches of 16
-48-pixel patches mixing scales 2, 3 and 4, bf16 autocast, seed 0. Prints the validation RMSE
+48-pixel patches mixing scales 2, 3 and 4, bf16 autocast (``--precision fp32`` where the CPU has no bf16
+instructions), seed 0. Prints the validation RMSE
 (normalised units) after each epoch, and bicubic's (the network's input here).
 
 Data: the real Jacksboro DEM's training columns [0, 190) and 48 synthetic terrains (256 x 256, seed
@@ -12,7 +13,7 @@ The figures in README and `benchmarks/results/compare_optimizers_cpu.txt` were m
 training code of 2026-11-25; it has changed since, so a rerun prints other numbers (a validation
 RMSE of 0.4807 before training where the stored run had 0.3718).
 
-Usage: python benchmarks/compare_optimizers.py [--epochs 6] [--steps 50] [--threads 1]
+Usage: python benchmarks/compare_optimizers.py [--epochs 6] [--steps 50] [--threads 1] [--precision bf16|fp32]
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--precision",
+        choices=["bf16", "fp32"],
+        default="bf16",
+        help="bf16 (as recorded) is emulated, about 17 times slower than fp32, on a CPU without bf16 instructions",
+    )
     args = parser.parse_args()
     real = jacksboro()
     train_sets = [real[None, :, JACKSBORO_TRAIN]] + [s[None] for s in synthetic_terrain(48, 256, 0)]
@@ -45,7 +52,7 @@ def main() -> None:
             lr=lr,
             epochs=args.epochs,
             steps_per_epoch=args.steps,
-            precision="bf16",
+            precision=args.precision,
             threads=args.threads,
             interpolation="bicubic",
             loss="mse",
