@@ -207,7 +207,7 @@ def emulated_precision_message(device: Any, precision: str) -> str | None:
     """Why ``precision`` on ``device`` is a poor choice, or None: on a CPU without instructions for bf16 or
     fp16 PyTorch emulates them, many times more slowly than fp32 (a 2-core AVX2 CPU took 17 times as
     long for a training step of the 20-layer VDSR in bf16, 120 times as long to run a 64-pixel tile)."""
-    if getattr(device, "type", device) != "cpu" or _cpu_computes(precision):
+    if device.type != "cpu" or _cpu_computes(precision):
         return None
     return (
         f"this CPU has no {precision} instructions (AVX-512 {precision.upper()} or AMX), so PyTorch emulates "

@@ -37,6 +37,11 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
+#: `geosr train` options for a run of seconds: one step per epoch of two 16-pixel patches, a 3-layer VDSR of width 4
+TINY_TRAIN = ["--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "16", "--depth", "3", "--width", "4"]
+TINY_TRAIN += ["--device", "cpu", "-q"]
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

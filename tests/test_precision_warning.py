@@ -14,15 +14,14 @@ import pytest
 import rasterio
 import torch
 import xarray as xr
-from conftest import write_geotiff
+from conftest import TINY_TRAIN, write_geotiff
 
 import geosr
 from geosr import predict
 from geosr.errors import GeosrWarning, PrecisionWarning
 from geosr.testing import fbm_surface
 
-TINY = ["--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "16", "--depth", "3", "--width", "4"]
-TINY += ["--device", "cpu", "-q", "--scales", "2", "--epochs", "1"]
+TINY = [*TINY_TRAIN, "--scales", "2", "--epochs", "1"]
 
 
 @pytest.fixture

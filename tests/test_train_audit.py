@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from affine import Affine
-from conftest import assert_one_line_error, write_geotiff
+from conftest import TINY_TRAIN, assert_one_line_error, write_geotiff
 
 from geosr.evaluate import classical
 from geosr.models.card import read_card
@@ -97,10 +97,6 @@ def test_slope_of_a_geographic_raster_uses_each_rows_latitude(tmp_path, cli):
     assert found["south"] == pytest.approx(found["north"], rel=1e-9)
 
 
-TINY = ["--steps-per-epoch", "1", "--batch-size", "2", "--patch-size", "16", "--depth", "3", "--width", "4"]
-TINY += ["--device", "cpu", "-q"]
-
-
 def test_resume_with_another_recipe_is_refused_and_the_same_one_continues(tmp_path, cli):
     """Resumed with other rasters, --scales or --seed, a run went on silently: the weights mixed two trainings
     and the card recorded the first command with the second run's data and scales."""
@@ -108,7 +104,7 @@ def test_resume_with_another_recipe_is_refused_and_the_same_one_continues(tmp_pa
     hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0), units=["m"])
     other = write_geotiff(tmp_path / "other.tif", fbm_surface((64, 48), seed=4, relief=50.0), units=["m"])
     model = tmp_path / "m.safetensors"
-    assert cli("train", hr, "-o", model, "--scales", "2", "--epochs", "1", *TINY).code == 0
+    assert cli("train", hr, "-o", model, "--scales", "2", "--epochs", "1", *TINY_TRAIN).code == 0
     before = model.read_bytes()
     resume = ["--resume", f"{model}.ckpt", "--epochs", "2"]
     for inputs, extra, words in [
@@ -117,12 +113,12 @@ def test_resume_with_another_recipe_is_refused_and_the_same_one_continues(tmp_pa
         ([hr], ["--scales", "2", "--seed", "3"], "--seed 0 then, 3 now"),
         ([hr], ["--scales", "2", "--patch-size", "24"], "--patch-size 16 then, 24 now"),
     ]:
-        result = cli("train", *inputs, "-o", model, *TINY, *extra, *resume)
+        result = cli("train", *inputs, "-o", model, *TINY_TRAIN, *extra, *resume)
         message = assert_one_line_error(result.err, result.code, "was written with another recipe", words)
         assert "resume it with the command that started it (geosr train " in message
         assert model.read_bytes() == before
     # the same recipe, with more epochs, a budget and another learning rate, continues
-    result = cli("train", hr, "-o", model, "--scales", "2", *TINY, *resume, "--minutes", "5", "--lr", "5e-5")
+    result = cli("train", hr, "-o", model, "--scales", "2", *TINY_TRAIN, *resume, "--minutes", "5", "--lr", "5e-5")
     assert result.code == 0, result.err
     assert read_card(model).training["epochs"] == 2
 
@@ -138,7 +134,7 @@ def test_interrupted_between_the_checkpoint_and_the_model_says_so(tmp_path, cli,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "save_model", stopped)
-    args = ["train", hr, "-o", model, "--scales", "2", "--epochs", "2", *TINY]
+    args = ["train", hr, "-o", model, "--scales", "2", "--epochs", "2", *TINY_TRAIN]
     result = cli(*args)
     message = assert_one_line_error(result.err, result.code)
     assert result.code == 130 and not model.exists()
@@ -154,7 +150,7 @@ def test_a_resumed_run_interrupted_before_an_epoch_says_its_checkpoint_is_still_
 
     hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0))
     model = tmp_path / "m.safetensors"
-    args = ["train", hr, "-o", model, "--scales", "2", *TINY]
+    args = ["train", hr, "-o", model, "--scales", "2", *TINY_TRAIN]
     assert cli(*args, "--epochs", "1").code == 0
 
     def stopped(*args, **kwargs):
@@ -207,9 +203,9 @@ def test_train_leaves_an_alpha_band_out_with_bands_as_its_refusal_advises(tmp_pa
         dst.write(np.stack([grey, grey // 2 + 10, 255 - grey, alpha]))
         dst.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha)
     model = tmp_path / "rgb.safetensors"
-    refused = cli("train", path, "-o", model, "--scales", "2", "--epochs", "1", *TINY)
+    refused = cli("train", path, "-o", model, "--scales", "2", "--epochs", "1", *TINY_TRAIN)
     assert_one_line_error(refused.err, refused.code, "is an alpha band", "pass --bands 1,2,3")
-    result = cli("train", path, "-o", model, "--bands", "1,2,3", "--scales", "2", "--epochs", "1", *TINY)
+    result = cli("train", path, "-o", model, "--bands", "1,2,3", "--scales", "2", "--epochs", "1", *TINY_TRAIN)
     assert result.code == 0, result.err
     assert read_card(model).in_channels == 3
     # the model runs on the same bands, the transparent corner masked as in training
