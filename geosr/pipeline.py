@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -326,6 +326,7 @@ def downscale_grid(
     ensemble: int = 1,
     calibrate: bool | None = None,
     scheduler: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Result:
     """Super-resolve ``variable`` of a NetCDF file or Zarr store into NetCDF or Zarr (by ``dst``'s suffix).
 
@@ -337,7 +338,8 @@ def downscale_grid(
     time bounds), stored as :func:`_grid_output` says (float32, compressed, the input's fill value,
     fine-cell bounds, a ``history`` line); a Zarr output keeps a Zarr input's version (2 or 3). The
     default ``dst`` is ``<name>_x<scale>`` beside ``src``, in the same format.
-    With ``scheduler`` the chunks run on that dask.distributed cluster.
+    With ``scheduler`` the chunks run on that dask.distributed cluster. ``progress(done, total)`` is
+    called as tiles finish (of every slice together; not with ``scheduler``: the cluster's dashboard shows it).
     """
     import dask
     from affine import Affine
@@ -389,7 +391,8 @@ def downscale_grid(
         fine, encoding = _grid_output(ds, fine, variable, (ydim, xdim), out, src, scale, command=command)
         zarr_format = _zarr_format(src) if grid_format(src) == "zarr" else None
         if scheduler is None:
-            write_grid(fine, out, encoding, zarr_format)
+            with tile_progress(progress, fine):
+                write_grid(fine, out, encoding, zarr_format)
         else:
             from geosr.distributed import connect
 
@@ -405,6 +408,28 @@ def downscale_grid(
         str(select_device(device)),
         fine[variable].data.npartitions,
     )
+
+
+@contextlib.contextmanager
+def tile_progress(progress: ProgressCallback | None, collection: Any) -> Iterator[None]:
+    """Call ``progress(done, total)`` as each tile of the lazy downscales in ``collection`` finishes while inside
+    (computed by dask's threaded or synchronous scheduler in this process; ``total``: every slice's tiles)."""
+    if progress is None:
+        yield
+        return
+    import threading
+
+    from geosr.predict import count_tiles, watching_tiles
+
+    total, done, lock = count_tiles(collection), [0], threading.Lock()
+
+    def one() -> None:
+        with lock:  # tiles finish on the scheduler's worker threads
+            done[0] += 1
+            progress(min(done[0], total), total)
+
+    with watching_tiles(one):
+        yield
 
 
 #: DEFLATE level of a NetCDF output whose input was not DEFLATE-compressed (netCDF's zlib).

@@ -58,6 +58,41 @@ ENSEMBLES = (1, 4, 8)
 
 ProgressCallback = Callable[[int, int], None]
 
+#: Name prefix of the tile tasks of a dask graph (:func:`downscale`'s lazy path): ``(name, 0, i, j)``, one per tile.
+TILE_TASKS = "geosr-tiles-"
+
+
+#: Called (with no argument) as each tile task of a lazy downscale finishes in this process; see :func:`watching_tiles`.
+_TILE_WATCHERS: list[Callable[[], None]] = []
+
+
+def count_tiles(collection: Any) -> int:
+    """The tile tasks in the graph of a dask collection (an array, a DataArray or a Dataset of lazy downscales).
+
+    Counted on the high-level graph, whose layers keep their names: dask's optimisation may fuse a tile
+    with the tasks after it under another key."""
+    graph = collection.__dask_graph__()
+    if graph is None:
+        return 0
+    layers = getattr(graph, "layers", {"": graph})
+    return sum(
+        1
+        for layer in layers.values()
+        for key in layer
+        if isinstance(key, tuple) and len(key) == 4 and isinstance(key[0], str) and key[0].startswith(TILE_TASKS)
+    )
+
+
+@contextlib.contextmanager
+def watching_tiles(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback()`` each time a tile task of a lazy downscale finishes in this process, while inside (from
+    the thread that ran it: the threaded and synchronous schedulers; not on other processes' workers)."""
+    _TILE_WATCHERS.append(callback)
+    try:
+        yield
+    finally:
+        _TILE_WATCHERS.remove(callback)
+
 
 def _whole(in_shape: tuple[int, int], scale: float) -> bool:
     """Whether every coarse cell becomes exactly ``round(scale)`` x ``round(scale)`` fine pixels."""
@@ -842,6 +877,8 @@ def _tile_task(
     source = whole[:, window[0], window[1]]
     downscaler = cached_downscaler(model, **options)
     ((_, core),) = downscaler.run(plan, stats, [(tile, as_float(source, nodata))], gains)
+    for watcher in tuple(_TILE_WATCHERS):
+        watcher()
     return core.astype(np.float32)
 
 
@@ -903,7 +940,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # to lay out a 12000 x 12000 grid). A tile takes the input chunks its window touches and cuts the window
     # itself; it waits for the tiles two rows up (a token per row), so dask reads the input row by row and
     # does not read ahead of the network (it held up to half the input at 12000 x 12000).
-    name = "geosr-tiles-" + tokenize(data, scale, loaded.source, options, nodata, stats, gains)
+    name = TILE_TASKS + tokenize(data, scale, loaded.source, options, nodata, stats, gains)
     row_bounds, col_bounds = np.cumsum((0, *data.chunks[1])), np.cumsum((0, *data.chunks[2]))
     # Each row's tiles wait for one token, "read", that stands for the row's input chunks and the tiles two rows
     # up: every tile of the row then reaches the same input chunks through the graph as the token does. Waiting

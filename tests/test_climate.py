@@ -117,6 +117,36 @@ def test_cli_variable_default_output_and_overwrite(cli, a1b, model1):
     default.unlink()
 
 
+def test_cli_variable_progress_lines_count_every_slice_tile(cli, a1b, model1, tmp_path):
+    # 3 time steps, each 74 x 98 px at x2 in 32 px tiles: 3 x 4 tiles a step, one line as each finishes
+    args = ["downscale", a1b, "--variable", VARIABLE, "--scale", 2, "--model", model1, "--tile-size", 32]
+    result = cli(*args, "--progress-lines", "--quiet", "-o", tmp_path / "lines.nc")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [f"PROGRESS {done}/36" for done in range(1, 37)]
+    assert result.err == ""
+    bar = cli(*args, "-o", tmp_path / "bar.nc")  # without the flag: a bar on stderr, nothing on stdout
+    assert bar.code == 0, bar.err
+    assert bar.out == "" and "/36 [" in bar.err  # tqdm draws at most every 0.1 s: the first state at least
+    assert reopen(tmp_path / "lines.nc")[VARIABLE].shape == (3, 74, 98)
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
+def test_grid_progress_counts_each_tile_once_at_a_non_whole_scale(a1b, model1, tmp_path):
+    # Zarr at x2.5: uneven chunks rechunked for the store, and dask fuses tiles with the tasks after them
+    from geosr.pipeline import downscale_grid
+    from geosr.predict import _TILE_WATCHERS
+
+    calls = []
+    result = downscale_grid(
+        a1b, tmp_path / "out.zarr", variable=VARIABLE, scale=2.5, model=model1, device="cpu", tile_size=40,
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert result.tiles > 3  # several tiles a time step, one output chunk each
+    assert calls == [(done, result.tiles) for done in range(1, result.tiles + 1)]
+    assert _TILE_WATCHERS == []  # nothing left listening after the run
+    assert reopen(tmp_path / "out.zarr")[VARIABLE].shape == (3, *result.shape)
+
+
 def test_cli_variable_resolution(cli, a1b, model1, tmp_path):
     result = cli("downscale", a1b, "--variable", VARIABLE, "--resolution", 0.625, "--model", model1)
     assert "needs square pixels but this raster's are 1.875 x 1.25" in assert_one_line_error(result.err, result.code)
@@ -137,6 +167,10 @@ def test_cli_variable_resolution(cli, a1b, model1, tmp_path):
         ),
         (["--variable", VARIABLE, "-o", "{tmp}/out.tif"], "must be a NetCDF file (.nc) or a Zarr store (.zarr)"),
         (["--variable", VARIABLE, "--cog"], "--keep-dtype and --bands are for GeoTIFF output"),
+        (
+            ["--variable", VARIABLE, "--progress-lines", "--scheduler", "tcp://127.0.0.1:9"],
+            "--progress-lines counts the tiles of a --variable run on this machine, not on a --scheduler cluster",
+        ),
     ],
 )
 def test_cli_variable_errors(cli, a1b, model1, tmp_path, args, message):

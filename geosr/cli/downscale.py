@@ -93,7 +93,8 @@ def print_progress_line(done: int, total: int) -> None:
     default=None,
     metavar="NAME",
     help="Downscale variable NAME of a NetCDF file or Zarr store (extra dimensions such as time are kept) "
-    "into NetCDF or Zarr, by the suffix of -o. Default output: INPUT_x<scale>.nc (or .zarr).",
+    "into NetCDF or Zarr, by the suffix of -o. Default output: INPUT_x<scale> (INPUT_r<resolution> with "
+    "--resolution) in the input's format.",
 )
 @click.option(
     "--scheduler",
@@ -168,16 +169,21 @@ def downscale(
     chosen = None if bands is None else int_list(bands, "--bands", unique=False)
     if variable is not None and (cog or keep_dtype or bands):
         raise click.UsageError("--cog, --keep-dtype and --bands are for GeoTIFF output; drop them with --variable")
+    if variable is not None and scheduler is not None and progress_lines:
+        raise click.UsageError(
+            "--progress-lines counts the tiles of a --variable run on this machine, not on a --scheduler cluster "
+            "(its dashboard shows them); drop one of the two"
+        )
     # a scale outside the model's trained ones: one 'Warning:' line before the tiles run, even with --quiet
     # (it is about the result, not progress), and the exit code stays 0
     with warnings_as_lines():
+        progress = print_progress_line if progress_lines else progress_bar(quiet, unit="tile")
         if variable is None:
-            progress = print_progress_line if progress_lines else progress_bar(quiet, unit="tile")
             result = downscale_raster(
                 input_path, output, cog=cog, keep_dtype=keep_dtype, bands=chosen, progress=progress, **options
             )
         else:
-            result = downscale_grid(input_path, output, variable=variable, **options)
+            result = downscale_grid(input_path, output, variable=variable, progress=progress, **options)
     if not quiet:
         rows, cols = result.shape
         click.echo(
