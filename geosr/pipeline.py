@@ -394,9 +394,16 @@ def downscale_grid(
             with tile_progress(progress, fine):
                 write_grid(fine, out, encoding, zarr_format)
         else:
-            from geosr.distributed import connect
+            from geosr.distributed import connect, worker_netcdf_cache
+            from geosr.io import NETCDF_CHUNK_CACHE
 
-            with connect(scheduler) as client, client.as_current(), dask.config.set(scheduler=client):
+            # the workers read the input: netCDF4's chunk cache is per process, set on each of them too
+            with (
+                connect(scheduler) as client,
+                client.as_current(),
+                dask.config.set(scheduler=client),
+                worker_netcdf_cache(client, NETCDF_CHUNK_CACHE),
+            ):
                 write_grid(fine, out, encoding, zarr_format)
     shape = (fine[variable].sizes[ydim], fine[variable].sizes[xdim])  # the spatial dimensions need not be last
     factors = (shape[0] / var.sizes[ydim], shape[1] / var.sizes[xdim])

@@ -115,6 +115,36 @@ def test_cli_scheduler_netcdf_identical_to_local(cli, cluster, model1, tmp_path)
         assert b.tas.shape == (4, 32, 40)
 
 
+def test_cluster_workers_get_geosr_netcdf_chunk_cache_while_a_grid_runs(cli, client, model1, tmp_path, monkeypatch):
+    netCDF4 = pytest.importorskip("netCDF4")
+    from geosr import distributed as geosr_distributed
+    from geosr.io import NETCDF_CHUNK_CACHE
+
+    own = client.run(netCDF4.get_chunk_cache)
+    assert all(setting[0] != NETCDF_CHUNK_CACHE for setting in own.values())  # else the test shows nothing
+    with geosr_distributed.worker_netcdf_cache(client, NETCDF_CHUNK_CACHE):
+        inside = client.run(netCDF4.get_chunk_cache)
+    assert {setting[0] for setting in inside.values()} == {NETCDF_CHUNK_CACHE}
+    assert [setting[1:] for setting in inside.values()] == [setting[1:] for setting in own.values()]
+    assert client.run(netCDF4.get_chunk_cache) == own  # each worker's own setting back
+
+    seen = []  # the run itself: the workers hold geosr's setting while the grid is written, their own after
+    wrapped = geosr_distributed.worker_netcdf_cache
+
+    def watched(running_client, nbytes):
+        seen.append(nbytes)
+        return wrapped(running_client, nbytes)
+
+    monkeypatch.setattr(geosr_distributed, "worker_netcdf_cache", watched)
+    src = tmp_path / "tas.nc"
+    grid().to_dataset().to_netcdf(src)
+    args = ("downscale", src, "--variable", "tas", "--scale", 2, "--model", model1, "--tile-size", 16, "-q")
+    result = cli(*args, "--scheduler", client.scheduler.address)
+    assert result.code == 0, result.err
+    assert seen == [NETCDF_CHUNK_CACHE]
+    assert client.run(netCDF4.get_chunk_cache) == own
+
+
 def test_unreachable_scheduler_is_one_clear_line(cli, dem_tif, model1, tmp_path, monkeypatch):
     from geosr import distributed as geosr_distributed
 
