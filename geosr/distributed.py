@@ -56,32 +56,21 @@ def connect(address: str) -> Any:
         ) from None
 
 
-def _set_netcdf_cache(setting: Any) -> Any:
-    """On a worker: netCDF4's chunk cache set to ``setting`` (bytes, or netCDF4's (bytes, slots, preemption));
-    returns the one before, or None without netCDF4."""
-    try:
-        import netCDF4
-    except ImportError:
-        return None
-    before = netCDF4.get_chunk_cache()
-    size, slots, preemption = (setting, before[1], before[2]) if np.isscalar(setting) else setting
-    netCDF4.set_chunk_cache(int(size), int(slots), float(preemption))
-    return before
-
-
 @contextlib.contextmanager
 def worker_netcdf_cache(client: Any, nbytes: int) -> Iterator[None]:
     """Give the NetCDF files that the workers of ``client`` open inside an HDF5 chunk cache of ``nbytes`` (the
     setting is per process, as :func:`geosr.io.netcdf_chunk_cache` makes it for this one); each worker's own
     setting comes back after."""
-    before = client.run(_set_netcdf_cache, nbytes)
+    from geosr.io import set_netcdf_chunk_cache
+
+    before = client.run(set_netcdf_chunk_cache, nbytes)
     try:
         yield
     finally:
         for worker, setting in before.items():
             if setting is not None:
                 with contextlib.suppress(Exception):  # a worker gone meanwhile keeps nothing to restore
-                    client.run(_set_netcdf_cache, setting, workers=[worker])
+                    client.run(set_netcdf_chunk_cache, setting, workers=[worker])
 
 
 def check_address(address: str) -> None:

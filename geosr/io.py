@@ -838,21 +838,30 @@ def grid_format(path: Path) -> str | None:
 NETCDF_CHUNK_CACHE = 4 * 2**20
 
 
+def set_netcdf_chunk_cache(setting: Any) -> tuple[int, int, float] | None:
+    """Set netCDF4's HDF5 chunk cache for the variables opened from now on in this process: ``setting`` is a size
+    in bytes (slots and preemption kept) or netCDF4's whole (bytes, slots, preemption). Returns the setting
+    before, or None without netCDF4 (then nothing is set)."""
+    try:
+        import netCDF4
+    except ImportError:
+        return None
+    before = netCDF4.get_chunk_cache()
+    size, slots, preemption = (setting, *before[1:]) if np.isscalar(setting) else setting
+    netCDF4.set_chunk_cache(int(size), int(slots), float(preemption))
+    return before
+
+
 @contextlib.contextmanager
 def netcdf_chunk_cache(nbytes: int = NETCDF_CHUNK_CACHE) -> Iterator[None]:
     """Give the NetCDF variables opened or created inside (through netCDF4, xarray's default engine) an HDF5
     chunk cache of ``nbytes``; the previous setting comes back after. Without netCDF4 it does nothing."""
-    try:
-        import netCDF4
-    except ImportError:
-        yield
-        return
-    size, slots, preemption = netCDF4.get_chunk_cache()
-    netCDF4.set_chunk_cache(nbytes, slots, preemption)
+    before = set_netcdf_chunk_cache(nbytes)
     try:
         yield
     finally:
-        netCDF4.set_chunk_cache(size, slots, preemption)
+        if before is not None:
+            set_netcdf_chunk_cache(before)
 
 
 def open_grid(path: str | Path, variable: str) -> Any:
