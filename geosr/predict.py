@@ -2,8 +2,10 @@
 
 Steps for every tile, all on the fine grid:
 
-1. normalise the coarse input window with whole-raster per-band statistics (nodata becomes the
-   band mean, i.e. 0 after normalisation, so valid output never depends on the stored nodata value);
+1. normalise the coarse input window with whole-raster per-band statistics; missing cells next to
+   data are filled from their neighbours (:func:`geosr.tiling.extend_into_missing`, the input window
+   padded to keep tiles exact), those further away become the band mean (0 after normalisation), so
+   valid output never depends on the stored nodata value;
 2. interpolate it to the tile's extended window with the model's kernel of :mod:`geosr.tiling`
    (the "ILR": bicubic, or ``consistent``, the limit of back-projection);
 3. add the residual predicted by the network (skipped for a constant band);
@@ -40,7 +42,7 @@ from geosr.errors import DeviceError, InputError, ModelError, ScaleError
 from geosr.georef import output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float
-from geosr.tiling import Span, Tile, TilePlan, footprint_pair, tile_pair
+from geosr.tiling import Span, Tile, TilePlan, extend_into_missing, fill_radius, footprint_pair, tile_pair
 
 if TYPE_CHECKING:
     import torch
@@ -179,7 +181,8 @@ def plan_tiles(
             )
         halo += round(scale)
     out_shape = output_shape(in_shape[0], in_shape[1], scale)
-    return TilePlan.build(in_shape, out_shape, tile_size, halo, model.card.kernel, conserve, from_end)
+    fill = fill_radius(halo, scale, model.card.kernel)
+    return TilePlan.build(in_shape, out_shape, tile_size, halo, model.card.kernel, conserve, from_end, fill)
 
 
 def check_bands(card: ModelCard, n_bands: int) -> None:
@@ -479,6 +482,8 @@ class Downscaler:
         """Normalise a tile's source window and interpolate it to the tile's extended window."""
         valid = np.isfinite(source)
         z = np.where(valid, (source - mean) / scale_by, 0.0)
+        if plan.fill and not valid.all():
+            z = extend_into_missing(z, valid, plan.fill)
         rows, cols = plan.matrices(tile)
         ilr = np.matmul(np.matmul(rows, z), cols.T)
         cells = None

@@ -10,6 +10,13 @@ Interpolation weights are computed from global pixel indices (edges replicated a
 border, never at a tile's), so a tile sees exactly the values the whole raster would. The last tile
 of each axis is kept even when it is smaller than the others (no tile is ever dropped).
 
+Missing coarse cells (nodata) next to data are filled before interpolating by :func:`extend_into_missing`:
+``rounds`` times, every missing cell with a known neighbour (of eight) takes their mean, so the data
+extends smoothly into a void or the sea instead of meeting a cliff (the band mean), which spoilt the
+interpolation and the network's detail over the last cells before the edge. A cell's fill depends only
+on cells within ``rounds`` of it, so a plan built with ``fill`` (:func:`fill_radius`: every cell that
+can reach valid output) pads each input window by that many cells and tiles stay exact.
+
 Interpolation kernels (:data:`KERNELS`), all sampling fine pixel centre ``j`` at coarse coordinate
 ``(j + 0.5) * n_in / n_out - 0.5`` with edge pixels replicated:
 
@@ -203,10 +210,18 @@ def interpolation_matrix(out_span: Span, in_span: Span, n_in: int, n_out: int, k
 
 
 def plan_axis(
-    n_in: int, n_out: int, tile: int, halo: int, kernel: Kernel = BICUBIC, from_end: bool = False
+    n_in: int,
+    n_out: int,
+    tile: int,
+    halo: int,
+    kernel: Kernel = BICUBIC,
+    from_end: bool = False,
+    pad: int = 0,
 ) -> list[AxisTile]:
     """Split ``n_out`` fine pixels into cores of ``tile`` pixels (the last may be smaller; with
-    ``from_end``, the first, so that the cores counted from the far end are whole tiles)."""
+    ``from_end``, the first, so that the cores counted from the far end are whole tiles). Each input
+    span gets ``pad`` more coarse pixels on either side, within the raster (for the fill of missing
+    cells, :func:`extend_into_missing`)."""
     if tile <= 0:
         raise ValueError(f"tile size must be positive, got {tile}")
     starts = sorted({0, *range(n_out % tile if from_end else 0, n_out, tile)})
@@ -214,7 +229,8 @@ def plan_axis(
     for start, stop in zip(starts, [*starts[1:], n_out], strict=True):
         core = Span(start, stop)
         extended = Span(max(0, core.start - halo), min(n_out, core.stop + halo))
-        tiles.append(AxisTile(core, extended, source_span(extended, n_in, n_out, kernel)))
+        source = source_span(extended, n_in, n_out, kernel)
+        tiles.append(AxisTile(core, extended, Span(max(0, source.start - pad), min(n_in, source.stop + pad))))
     return tiles
 
 
@@ -238,6 +254,7 @@ class TilePlan:
     col_tiles: tuple[AxisTile, ...]
     kernel: Kernel = BICUBIC
     conserve: bool = False
+    fill: int = 0
 
     @classmethod
     def build(
@@ -249,17 +266,20 @@ class TilePlan:
         kernel: Kernel = BICUBIC,
         conserve: bool = False,
         from_end: tuple[bool, bool] = (False, False),
+        fill: int = 0,
     ) -> TilePlan:
         """Plan with square tiles of ``tile_size`` or (rows, columns) tiles of ``tile_size``.
 
         ``conserve`` records that the tiles' cells are to be conserved (the caller's halo covers it).
         ``from_end`` lays the tiles of the rows (columns) from their far end (:func:`plan_axis`): a raster
         run mirrored and written back so gets whole tiles from its own first row (column).
+        ``fill`` is the rounds of :func:`extend_into_missing` the tiles' missing cells get; the input
+        windows are padded by as many cells, so that every tile fills its cells as the whole raster would.
         """
         sizes = tile_pair(tile_size)
-        rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo, kernel, from_end[0])
-        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel, from_end[1])
-        return cls(tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols), kernel, conserve)
+        rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo, kernel, from_end[0], fill)
+        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel, from_end[1], fill)
+        return cls(tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols), kernel, conserve, fill)
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -301,6 +321,45 @@ def footprint_pair(n_in: int, n_out: int, out_span: Span) -> tuple[np.ndarray, n
     return later, np.maximum(earlier, 0)
 
 
+def fill_radius(halo: int, scale: float, kernel: Kernel = BICUBIC) -> int:
+    """Coarse cells around valid data that can reach valid output through the network (``halo`` fine
+    pixels) and the kernel: the rounds of :func:`extend_into_missing` that fill every one of them."""
+    return int(np.ceil(halo / scale)) + kernel.support + 1
+
+
+def _neighbour_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over each cell's 3 x 3 neighbourhood of the last two axes (zeros beyond the edges), added
+    in an order that mirrors and transposes exactly: rows then columns and columns then rows, averaged."""
+
+    def along(x: np.ndarray, axis: int) -> np.ndarray:
+        padded = np.pad(x, [(1, 1) if k == axis % x.ndim else (0, 0) for k in range(x.ndim)])
+        n = x.shape[axis]
+        before = np.take(padded, range(0, n), axis=axis)
+        after = np.take(padded, range(2, n + 2), axis=axis)
+        return (before + after) + x
+
+    return (along(along(a, -2), -1) + along(along(a, -1), -2)) / 2
+
+
+def extend_into_missing(z: np.ndarray, valid: np.ndarray, rounds: int) -> np.ndarray:
+    """``z`` (..., y, x) with its missing cells (``valid`` False) next to data filled: in each of
+    ``rounds`` rounds, every missing cell with known cells among its eight neighbours takes their mean
+    and is known from then on. Cells further than ``rounds`` from data keep their value in ``z``. The
+    fill commutes with ``a * z + b``, flips and transposes, and a cell's fill depends only on the cells
+    within ``rounds`` of it."""
+    known = np.asarray(valid, dtype=bool).copy()
+    out = np.array(z, dtype=np.float64, copy=True)
+    for _ in range(rounds):
+        counts = _neighbour_sum(known.astype(np.float64))
+        new = ~known & (counts > 0)
+        if not new.any():
+            break
+        sums = _neighbour_sum(np.where(known, out, 0.0))
+        out[new] = sums[new] / counts[new]
+        known |= new
+    return out
+
+
 def halo_fraction(tile_size: int, halo: int) -> float:
     """Share of the computed pixels that belong to halos for an interior tile."""
     return 1.0 - tile_size**2 / (tile_size + 2 * halo) ** 2
@@ -318,6 +377,8 @@ __all__ = [
     "Tile",
     "TilePlan",
     "cubic_kernel",
+    "extend_into_missing",
+    "fill_radius",
     "footprint_index",
     "footprint_pair",
     "halo_fraction",

@@ -1,0 +1,161 @@
+"""Quality next to nodata: the shipped models' output along the edges of missing data.
+
+For each validation raster of both models (``compare_validation.validation_parts``; never trained on,
+never held out), each scale, and each mask (the raster's own nodata where it has any, and that with a
+disc void added: radius a sixth of the shorter side, at the centre), the raster is area-averaged by the
+scale (a cell with any missing pixel is missing) and restored by:
+
+* the shipped model with missing cells entering as the band mean (the fill before
+  ``geosr.tiling.extend_into_missing``: ``fill_radius`` forced to 0);
+* the shipped model as it is (missing cells next to data filled from their neighbours);
+* bicubic and Lanczos-3 with their weights renormalised over valid cells (what GDAL's resamplers do
+  with nodata).
+
+RMSE over the valid fine pixels outside a border of 2 x scale: near the edge (within two cells of a
+missing cell) and over all of them. With ``--heldout`` the held-out rasters that have real nodata are
+measured instead, with their nodata (not their largest windows). Needs the fetched rasters
+(``python -m geosr.training.fetch``).
+
+Usage: python benchmarks/nodata_edges.py [--heldout] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SCALES = (2, 3, 4)
+
+
+def disc(shape: tuple[int, int]) -> np.ndarray:
+    """A disc of radius a sixth of the shorter side at the centre of a grid."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2 < (min(shape) / 6) ** 2
+
+
+def validation_cases() -> Iterator[tuple[str, str, np.ndarray]]:
+    """(model, label, raster with NaN) for every validation raster and mask."""
+    from compare_validation import validation_parts
+
+    for kind in ("dem", "climate"):
+        for part, rasters in validation_parts(kind).items():
+            for index, raster in enumerate(rasters):
+                field = np.asarray(raster[0], dtype=np.float64)
+                label = f"{kind} {part}{index} {field.shape[0]}x{field.shape[1]}"
+                if np.isnan(field).any():
+                    yield kind, f"{label} own nodata", field
+                yield kind, f"{label} + disc", np.where(disc(field.shape), np.nan, field)
+
+
+def heldout_cases() -> Iterator[tuple[str, str, np.ndarray]]:
+    """(model, label, raster with NaN) for the held-out rasters that have real nodata, whole."""
+    from geosr.training.heldout import HELDOUT_SEA, _read_netcdf
+    from geosr.training.sources import fetched, region_mask
+
+    def region(name: str) -> np.ndarray:
+        grid = fetched(name)
+        pacific = {"lon": (180.0, HELDOUT_SEA["lon"][1]), "lat": HELDOUT_SEA["lat"]}
+        inside = region_mask(name, grid.shape, **pacific)
+        rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        grid = np.where(inside, grid, np.nan)
+        return grid[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+    gothenburg = fetched("srtm_gothenburg")
+    yield "dem", "Luxembourg (SRTM 1 km, the country)", fetched("luxembourg")
+    yield "dem", "SRTM Gothenburg (its sea as nodata)", np.where(gothenburg >= 1.0, gothenburg, np.nan)
+    yield "climate", "ORCA2 sea temperature (its land)", _read_netcdf("orca2_votemper.nc", "votemper")[0]
+    yield "climate", "OISST sea-surface temperature, SE Pacific", region("oisst")
+    yield "climate", "WOA05 surface oxygen saturation, SE Pacific", region("woa_oxygen_saturation")
+
+
+def renormalised(coarse: np.ndarray, shape: tuple[int, int], method: str) -> np.ndarray:
+    """Classical interpolation with its weights renormalised over the valid cells."""
+    from geosr.evaluate import interpolate
+
+    valid = np.isfinite(coarse)
+    weights = interpolate(valid.astype(np.float64), shape, method)
+    values = interpolate(np.where(valid, coarse, 0.0), shape, method)
+    return values / np.where(np.abs(weights) > 1e-6, weights, np.nan)
+
+
+def measure(kind: str, field: np.ndarray, scale: int) -> dict[str, tuple[float, float]] | None:
+    """{method: (near-edge RMSE, all RMSE)} for one raster and scale, or None when too small."""
+    from scipy import ndimage
+
+    import geosr
+    from geosr.degrade import area_average
+
+    h, w = (n - n % scale for n in field.shape)
+    if min(h, w) < 8 * scale:
+        return None
+    truth = field[:h, :w]
+    coarse = area_average(truth, scale)
+    missing = np.repeat(np.repeat(~np.isfinite(coarse), scale, axis=0), scale, axis=1)
+    if not missing.any() or missing.all():
+        return None
+    outputs = {}
+    with mock.patch("geosr.predict.fill_radius", lambda *args: 0):
+        outputs["mean fill"] = geosr.downscale(coarse, scale, model=kind, device="cpu")
+    outputs["neighbour fill"] = geosr.downscale(coarse, scale, model=kind, device="cpu")
+    for method in ("bicubic", "lanczos"):
+        outputs[f"{method} renorm."] = renormalised(coarse, (h, w), method)
+    border = np.zeros((h, w), dtype=bool)
+    border[2 * scale : -2 * scale, 2 * scale : -2 * scale] = True
+    valid = border & np.isfinite(truth) & np.isfinite(outputs["neighbour fill"])
+    if not np.array_equal(np.isfinite(outputs["mean fill"]), np.isfinite(outputs["neighbour fill"])):
+        raise AssertionError("the two fills gave different nodata masks")
+    near = valid & (ndimage.distance_transform_edt(~missing) <= 2 * scale)
+    if near.sum() < 20:
+        return None
+    result = {}
+    for name, out in outputs.items():
+        err = out.astype(np.float64) - truth
+        result[name] = (float(np.sqrt(np.nanmean(err[near] ** 2))), float(np.sqrt(np.nanmean(err[valid] ** 2))))
+    result["pixels"] = (float(near.sum()), float(valid.sum()))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--heldout", action="store_true", help="the held-out rasters with real nodata")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    near_changes, all_changes = [], []
+    print(
+        "| raster, mask | scale | near-edge px | mean fill | neighbour fill | bicubic renorm. | lanczos renorm. "
+        "| all px: mean fill -> neighbour fill |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, label, field in heldout_cases() if args.heldout else validation_cases():
+        for scale in SCALES:
+            result = measure(kind, field, scale)
+            if result is None:
+                continue
+            (old_near, old_all), (new_near, new_all) = result["mean fill"], result["neighbour fill"]
+            near_changes.append(100 * (new_near / old_near - 1))
+            all_changes.append(100 * (new_all / old_all - 1))
+            print(
+                f"| {label} | x{scale} | {int(result['pixels'][0])} | {old_near:.4g} | {new_near:.4g} "
+                f"({near_changes[-1]:+.1f}%) | {result['bicubic renorm.'][0]:.4g} | {result['lanczos renorm.'][0]:.4g} "
+                f"| {old_all:.4g} -> {new_all:.4g} ({all_changes[-1]:+.2f}%) |",
+                flush=True,
+            )
+    print(
+        f"near the edge: mean change {np.mean(near_changes):+.1f}%, worst {max(near_changes):+.1f}%; "
+        f"all valid pixels: mean {np.mean(all_changes):+.2f}%, worst {max(all_changes):+.2f}%; "
+        f"{len(near_changes)} cases"
+    )
+
+
+if __name__ == "__main__":
+    main()
