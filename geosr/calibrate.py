@@ -130,7 +130,8 @@ def _sums(downscaler: Any, target: np.ndarray, factor: int) -> tuple[np.ndarray,
     coarse = area_average(target, factor)
     stats = BandStats.of_block(coarse)
     # conserved, whatever the run asks, so that plain and conserved runs get the same gains
-    plan = plan_tiles(coarse.shape[1:], factor, downscaler.tile_size, downscaler.model, conserve=True)
+    missing = bool(np.isnan(coarse).any())
+    plan = plan_tiles(coarse.shape[1:], factor, downscaler.tile_size, downscaler.model, conserve=True, missing=missing)
 
     def restore(with_gains: np.ndarray) -> np.ndarray:
         out = np.empty_like(target)

@@ -55,6 +55,7 @@ from geosr.predict import (
     calibration_plan,
     check_ensemble,
     check_magnitudes,
+    has_missing,
     untrained_scale_message,
     warn_untrained_scale,
 )
@@ -171,7 +172,8 @@ def downscale_raster(
             )
         flips = north_up_flips(info)  # a south-up raster runs north-up and is written back south-up
         # tiles laid from the far end of a mirrored axis: written back, each fills the blocks it touches
-        plan = downscaler.plan((info.height, info.width), scale, from_end=flips)
+        shape = (info.height, info.width)
+        plan = downscaler.plan(shape, scale, from_end=flips, missing=has_missing(stats, shape))
         cal = calibration_plan(
             downscaler.model.card, downscaler.calibrate, info.count, (info.height, info.width), scale
         )

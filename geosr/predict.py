@@ -168,10 +168,13 @@ def plan_tiles(
     model: LoadedModel,
     conserve: bool | None,
     from_end: tuple[bool, bool] = (False, False),
+    missing: bool = True,
 ) -> TilePlan:
     """Tile plan for ``model``: its kernel, a halo covering its receptive radius (plus one coarse
     cell when conserving), and conservation as asked or as its card says (:func:`conserves`);
-    ``from_end`` as for :meth:`geosr.tiling.TilePlan.build`."""
+    ``from_end`` as for :meth:`geosr.tiling.TilePlan.build`. With ``missing`` (the raster may have
+    missing cells), the tiles fill the missing cells next to data (:func:`geosr.tiling.fill_radius`;
+    their input windows are padded for it); a raster known to have none reads no more than it needs."""
     halo = model.receptive_radius
     conserve = conserves(model.card, conserve, in_shape, scale)
     if conserve:
@@ -181,7 +184,7 @@ def plan_tiles(
             )
         halo += round(scale)
     out_shape = output_shape(in_shape[0], in_shape[1], scale)
-    fill = fill_radius(halo, scale, model.card.kernel)
+    fill = fill_radius(halo, scale, model.card.kernel) if missing else 0
     return TilePlan.build(in_shape, out_shape, tile_size, halo, model.card.kernel, conserve, from_end, fill)
 
 
@@ -402,10 +405,17 @@ class Downscaler:
         """Refuse a raster whose band count the model cannot take."""
         check_bands(self.model.card, n_bands)
 
-    def plan(self, in_shape: tuple[int, int], scale: float, from_end: tuple[bool, bool] = (False, False)) -> TilePlan:
+    def plan(
+        self,
+        in_shape: tuple[int, int],
+        scale: float,
+        from_end: tuple[bool, bool] = (False, False),
+        missing: bool = True,
+    ) -> TilePlan:
         """Tiles covering the fine grid of a coarse raster of shape ``in_shape`` (``from_end``: laid from
-        the far end of the rows, columns; :meth:`geosr.tiling.TilePlan.build`)."""
-        return plan_tiles(in_shape, scale, self.tile_size, self.model, self.conserve, from_end)
+        the far end of the rows, columns; :meth:`geosr.tiling.TilePlan.build`; ``missing``: whether the
+        raster may have missing cells, :func:`plan_tiles`)."""
+        return plan_tiles(in_shape, scale, self.tile_size, self.model, self.conserve, from_end, missing)
 
     def run(
         self,
@@ -841,7 +851,7 @@ def downscale(
     else:
         filled = as_float(np.asarray(bands), nodata)
         downscaler = Downscaler(model, **options)
-        plan = downscaler.plan(filled.shape[1:], scale)
+        plan = downscaler.plan(filled.shape[1:], scale, missing=bool(np.isnan(filled).any()))
         warn_untrained_scale(downscaler.model.card, scale)
         out = np.empty((filled.shape[0], *plan.out_shape), dtype=np.float32)
         sources = ((t, filled[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
@@ -854,6 +864,11 @@ def downscale(
             if progress is not None:
                 progress(done, len(plan))
     return out[0] if squeeze else out
+
+
+def has_missing(stats: BandStats, shape: tuple[int, int]) -> bool:
+    """Whether a raster of ``shape`` (y, x) whose whole-raster ``stats`` these are misses a cell in any band."""
+    return bool(np.any(stats.count < shape[0] * shape[1]))
 
 
 def is_dask(data: Any) -> bool:
@@ -927,8 +942,9 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # would be merged into one band's statistics.
     data = data.rechunk({0: -1})
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
-    plan = plan_tiles(data.shape[1:], scale, tile_pair(options["tile_size"]), loaded, options["conserve"])
-    check_bands(loaded.card, data.shape[0])
+    tiles = tile_pair(options["tile_size"])
+    plan = plan_tiles(data.shape[1:], scale, tiles, loaded, options["conserve"])
+    check_bands(loaded.card, data.shape[0])  # before the statistics, which may be computed now
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
     stats = dask.delayed(BandStats.combine, pure=True)(parts)
     gains = None
@@ -940,6 +956,9 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
         gains = dask.delayed(np.concatenate, pure=True)(parts)
     if _EAGER_STATISTICS.get():  # computed now: the tiles then depend on no reduction over the whole input
         stats, gains = dask.compute(stats, gains)
+        # known now: without missing cells the tiles read no padding for their fill (lazy, they must)
+        missing = has_missing(stats, data.shape[1:])
+        plan = plan_tiles(data.shape[1:], scale, tiles, loaded, options["conserve"], missing=missing)
     # The graph is written out, one task per tile (dask.delayed with each tile's chunks as arguments merged
     # the whole input graph into every tile's: memory grew with the square of the number of tiles, 1.2 GB
     # to lay out a 12000 x 12000 grid). A tile takes the input chunks its window touches and cuts the window
