@@ -8,6 +8,13 @@ bilinear, bicubic (Keys a=-0.5), cubic B-spline, Lanczos-3, and iterative back-p
 up, then repeatedly add the Lanczos-upsampled error of the cell averages until the output's cell
 averages match the input). All interpolators sample fine pixel ``j`` at coarse coordinate
 ``(j + 0.5) / s - 0.5`` with edges replicated.
+
+Nodata (NaN) in the fine raster: a coarse cell with any missing fine pixel is missing
+(:func:`geosr.degrade.area_average`), and so is every fine pixel of it in each method's output. The
+classical methods take their weights renormalised over the valid cells (what GDAL's resamplers do with
+nodata; back-projection corrects only valid cells), the model its own nodata handling, and every
+metric is taken over the valid fine pixels of the interior (SSIM's Gaussian statistics renormalised
+over them too). A complete raster is measured exactly as before.
 """
 
 from __future__ import annotations
@@ -64,44 +71,79 @@ def interpolate(coarse: np.ndarray, shape: tuple[int, int], method: str) -> np.n
     return np.matmul(np.matmul(rows, coarse), cols.T)
 
 
+def interpolate_valid(coarse: np.ndarray, shape: tuple[int, int], method: str) -> np.ndarray:
+    """:func:`interpolate` with the weights renormalised over the finite cells of ``coarse`` (normalised
+    convolution); NaN where no valid cell has weight. A complete ``coarse`` is interpolated as it is."""
+    valid = np.isfinite(coarse)
+    if valid.all():
+        return interpolate(coarse, shape, method)
+    weights = interpolate(valid.astype(np.float64), shape, method)
+    values = interpolate(np.where(valid, coarse, 0.0), shape, method)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.abs(weights) > 1e-6, values / weights, np.nan)
+
+
+def missing_cells(coarse: np.ndarray, scale: int) -> np.ndarray:
+    """The fine pixels (..., y * scale, x * scale) of the missing (non-finite) cells of ``coarse``."""
+    return np.repeat(np.repeat(~np.isfinite(coarse), scale, axis=-2), scale, axis=-1)
+
+
 def back_project(coarse: np.ndarray, scale: int, iterations: int = 20) -> np.ndarray:
-    """Iterative back-projection: Lanczos up, then correct until the cell averages match ``coarse``."""
+    """Iterative back-projection: Lanczos up, then correct until the cell averages match ``coarse``
+    (the valid cells': with missing cells the Lanczos weights are renormalised over the valid ones)."""
     shape = (coarse.shape[-2] * scale, coarse.shape[-1] * scale)
-    fine = interpolate(coarse, shape, "lanczos")
+    fine = interpolate_valid(coarse, shape, "lanczos")
     for _ in range(iterations):
-        fine = fine + interpolate(coarse - area_average(fine, scale), shape, "lanczos")
+        fine = fine + interpolate_valid(coarse - area_average(fine, scale), shape, "lanczos")
     return fine
 
 
 def classical(coarse: np.ndarray, scale: int, method: str) -> np.ndarray:
-    """Any classical method of :data:`CLASSICAL` applied to a coarse (..., y, x) array."""
+    """Any classical method of :data:`CLASSICAL` applied to a coarse (..., y, x) array; the fine pixels
+    of its missing (NaN) cells are NaN, the others interpolated from the valid cells."""
     if method == "backprojection":
-        return back_project(coarse, scale)
-    return interpolate(coarse, (coarse.shape[-2] * scale, coarse.shape[-1] * scale), method)
+        fine = back_project(coarse, scale)
+    else:
+        fine = interpolate_valid(coarse, (coarse.shape[-2] * scale, coarse.shape[-1] * scale), method)
+    missing = missing_cells(coarse, scale)
+    return np.where(missing, np.nan, fine) if missing.any() else fine
 
 
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float | None:
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float, valid: np.ndarray | None = None) -> float | None:
     """Mean structural similarity (Gaussian window, sigma 1.5, K1=0.01, K2=0.03).
 
     ``None`` when ``data_range`` is not positive: SSIM's stabilising constants are fractions of the
-    data range, so SSIM against a constant reference is undefined (0 / 0).
+    data range, so SSIM against a constant reference is undefined (0 / 0). With ``valid`` (a mask of
+    the pixels to use, not all True), the Gaussian statistics are renormalised over the valid pixels
+    and the index averaged over them (``None`` when none is valid).
     """
     from scipy.ndimage import gaussian_filter
 
     if not data_range > 0:
         return None
+    partial = valid is not None and not valid.all()
+    if partial and not valid.any():
+        return None
+    weight = valid.astype(np.float64) if partial else None
+
+    def smooth(x: np.ndarray) -> np.ndarray:
+        if weight is None:
+            return gaussian_filter(x, 1.5)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return gaussian_filter(np.where(valid, x, 0.0), 1.5) / gaussian_filter(weight, 1.5)
+
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_a, mu_b = gaussian_filter(a, 1.5), gaussian_filter(b, 1.5)
+    mu_a, mu_b = smooth(a), smooth(b)
     # (Co)variances do not change with a common offset: remove one first, so that E[x^2] - E[x]^2
     # does not cancel catastrophically on data far from zero (a DEM at 3000 m with a 1 m range).
-    offset = float(np.mean(b))
+    offset = float(np.mean(b[valid])) if partial else float(np.mean(b))
     a0, b0 = a - offset, b - offset
     m_a, m_b = mu_a - offset, mu_b - offset
-    var_a = gaussian_filter(a0 * a0, 1.5) - m_a**2
-    var_b = gaussian_filter(b0 * b0, 1.5) - m_b**2
-    cov = gaussian_filter(a0 * b0, 1.5) - m_a * m_b
+    var_a = smooth(a0 * a0) - m_a**2
+    var_b = smooth(b0 * b0) - m_b**2
+    cov = smooth(a0 * b0) - m_a * m_b
     index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return float(index.mean())
+    return float(index[valid].mean()) if partial else float(index.mean())
 
 
 def slope_degrees(z: np.ndarray, dx: float | np.ndarray, dy: float | np.ndarray) -> np.ndarray:
@@ -146,13 +188,19 @@ def measure(
     *,
     pixel_size: tuple[float | np.ndarray, float | np.ndarray] | None = None,
 ) -> Metrics:
-    """Metrics of a (y, x) ``estimate`` of ``truth`` over the interior (border of ``2 * scale`` cropped).
+    """Metrics of a (y, x) ``estimate`` of ``truth`` over the interior (border of ``2 * scale`` cropped),
+    over the pixels of the cells ``coarse`` has (all of them for a complete raster), the same pixels for
+    every method (:func:`valid_interior`).
 
     PSNR and SSIM are ``None`` when ``truth`` is constant (see :class:`Metrics`).
     """
     crop = (slice(2 * scale, -2 * scale), slice(2 * scale, -2 * scale))
-    err = (estimate - truth)[crop]
-    data_range = float(np.ptp(truth))
+    valid = ~missing_cells(coarse, scale)[crop]
+    if not valid.any():
+        raise ValueError(f"no cell without nodata inside the border of {2 * scale} pixels: nothing to measure")
+    complete = bool(valid.all())
+    err = (estimate - truth)[crop][valid]
+    data_range = float(np.ptp(truth)) if complete else float(np.ptp(truth[np.isfinite(truth)]))
     rmse = float(np.sqrt(np.mean(err**2)))
     if data_range > 0:
         psnr: float | None = float(20 * np.log10(data_range / rmse)) if rmse > 0 else float("inf")
@@ -161,14 +209,16 @@ def measure(
     slope = None
     if pixel_size is not None:
         s_err = (slope_degrees(estimate, *pixel_size) - slope_degrees(truth, *pixel_size))[crop]
-        slope = float(np.sqrt(np.mean(s_err**2)))
+        s_err = s_err[np.isfinite(s_err)]  # next to nodata the central differences have none
+        slope = float(np.sqrt(np.mean(s_err**2))) if s_err.size else None
     # the same border as the errors, in coarse cells: 2 * scale fine pixels are 2 cells
     back = (area_average(estimate, scale) - coarse)[2:-2, 2:-2]
+    back = back[np.isfinite(back)]
     return Metrics(
         rmse=rmse,
         mae=float(np.mean(np.abs(err))),
         psnr=psnr,
-        ssim=ssim(estimate[crop], truth[crop], data_range),
+        ssim=ssim(estimate[crop], truth[crop], data_range, None if complete else valid),
         max_error=float(np.max(np.abs(err))),
         slope_rmse=slope,
         consistency_rmse=float(np.sqrt(np.mean(back**2))),
@@ -184,7 +234,7 @@ def evaluate_array(
     methods: tuple[str, ...] = CLASSICAL,
     **options: object,
 ) -> dict[str, Metrics]:
-    """Metrics of every method on one (y, x) fine raster without nodata.
+    """Metrics of every method on one (y, x) fine raster (NaN: nodata, see the module's notes).
 
     With a ``model``, adds ``model`` (its plain output, ``conserve=False``) and ``model_conserved``
     (with ``conserve``, the default output of a model whose card says ``conserve``).
@@ -224,7 +274,7 @@ def evaluate_bands(
         # same whether applied to the whole raster here or tile by tile by ``downscale(conserve=True)``.
         with quiet_scale_warning():  # geosr evaluate reports an untrained scale its own way
             estimate = np.asarray(downscale(coarse, scale, model, **{**options, "conserve": False}), dtype=np.float64)
-        if not np.isfinite(estimate).all():
+        if not np.isfinite(estimate[~missing_cells(coarse, scale)]).all():  # NaN only where cells are missing
             name = getattr(getattr(model, "card", None), "name", model)
             raise ModelError(
                 f"model '{name}' gave NaN or infinite values on this raster, so it cannot be measured; "
@@ -237,10 +287,21 @@ def evaluate_bands(
     return results
 
 
+def valid_interior(truth: np.ndarray, scale: int) -> np.ndarray:
+    """The (y, x) pixels of a fine raster, cropped to whole cells of ``scale``, that every method restores
+    and the metrics use: inside the border of ``2 * scale`` pixels, in a cell without nodata."""
+    h, w = (truth.shape[-2] // scale) * scale, (truth.shape[-1] // scale) * scale
+    cropped = np.asarray(truth, dtype=np.float64)[..., :h, :w]
+    inside = ~missing_cells(area_average(cropped, scale), scale)
+    border = np.zeros(inside.shape[-2:], dtype=bool)
+    border[2 * scale : -2 * scale, 2 * scale : -2 * scale] = True
+    return inside & border
+
+
 def best_classical(results: dict[str, Metrics]) -> str:
     """Name of the classical method with the lowest RMSE (the first of equals, in the order of ``results``).
 
-    RMSE is always defined for a complete raster, so this stays meaningful where PSNR or SSIM is not
-    (a constant band, where every method may be exact).
+    RMSE is always defined (over the valid interior pixels), so this stays meaningful where PSNR or SSIM
+    is not (a constant band, where every method may be exact).
     """
     return min((m for m in results if not m.startswith("model")), key=lambda m: results[m].rmse)

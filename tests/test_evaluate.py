@@ -150,15 +150,6 @@ def test_cli_ensemble_reports_the_ensemble(tmp_path, model1, cli):
     assert "model tiny1, ensemble 4" in text.out
 
 
-def test_cli_refuses_a_raster_with_nodata(tmp_path, cli):
-    data = fbm_surface((40, 40), seed=7)
-    data[3, 3] = -9999
-    path = write_geotiff(tmp_path / "hr.tif", data, nodata=-9999)
-    result = cli("evaluate", path, "--scale", 2, "--no-model")
-    assert result.code != 0
-    assert "nodata" in result.err and "crop" in result.err
-
-
 def _strict_json(text: str) -> dict:
     """``json.loads`` that refuses the NaN / Infinity / -Infinity that ``json.dumps`` writes by default."""
 

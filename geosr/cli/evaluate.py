@@ -112,6 +112,10 @@ def evaluate(
     that of each row's latitude (WGS 84 ellipsoid). The consistency RMSE leaves out the same border
     (2 input cells).
 
+    Nodata: a coarse cell with any nodata pixel is nodata, and so are its fine pixels in every output.
+    Every method is measured on the same pixels, the interior pixels of the cells without nodata (their
+    number is reported); the classical methods renormalise their weights over the valid cells.
+
     PSNR and SSIM are undefined on a constant band (zero data range): the table shows them as n/a,
     with a note. PSNR of an exact reconstruction (RMSE 0) is infinite: the table shows inf. JSON has
     no infinity or NaN, so with --json both are null (a band's "constant" tells which), and the
@@ -120,7 +124,7 @@ def evaluate(
     import numpy as np
 
     from geosr.errors import InputError, ScaleError
-    from geosr.evaluate import best_classical, evaluate_bands
+    from geosr.evaluate import best_classical, evaluate_bands, valid_interior
     from geosr.georef import pixel_size
     from geosr.io import iter_blocks, mirrored_array, north_up_flips, open_raster, raster_info
     from geosr.models.files import load_model
@@ -148,8 +152,16 @@ def evaluate(
             f"'{input_path}' ({info.width} x {info.height}) is too small to evaluate at x{scale}; "
             f"it needs at least {8 * scale} pixels per side"
         )
-    if np.isnan(data).any():
-        raise InputError(f"'{input_path}' has nodata pixels; evaluate needs a complete raster (crop it first)")
+    # with nodata, every method is measured on the same pixels: those of the cells without nodata
+    measured_pixels = [int(valid_interior(band, scale).sum()) for band in data]
+    for band, count in enumerate(measured_pixels):
+        if count == 0:
+            raise InputError(
+                f"band {numbers[band]} of '{input_path}' has no {scale} x {scale} cell without nodata inside the "
+                f"border of {2 * scale} pixels, so there is nothing to measure; use a smaller --scale or a raster "
+                "with more data"
+            )
+    interior = (info.height // scale * scale - 4 * scale) * (info.width // scale * scale - 4 * scale)
     # physical values, as GDAL defines them (raw x scale + offset), which the band's unit describes
     scales = np.asarray(info.scales or [1.0] * info.count, dtype=np.float64)[:, None, None]
     offsets = np.asarray(info.offsets or [0.0] * info.count, dtype=np.float64)[:, None, None]
@@ -175,6 +187,7 @@ def evaluate(
         best = best_classical(results)
         report[f"band {numbers[band]}"] = {
             "best_classical": best,
+            "measured_pixels": measured_pixels[band],  # fewer than the interior's where cells have nodata
             # measure() leaves PSNR undefined exactly when the reference band has a zero range
             "constant": all(metrics.psnr is None for metrics in results.values()),
             "methods": {name: asdict(metrics) for name, metrics in results.items()},
@@ -186,6 +199,7 @@ def evaluate(
                     "input": str(input_path),
                     "scale": scale,
                     "border": 2 * scale,
+                    "interior_pixels": interior,
                     "model": None if loaded is None else loaded.card.name,
                     "ensemble": copies,
                     "calibrate": calibrated,
@@ -214,6 +228,11 @@ def evaluate(
             click.echo(
                 f"  {name:<15}{m['rmse']:10.4f}{m['mae']:10.4f}{_cell(m['psnr'], 8, 2)}{_cell(m['ssim'], 8, 4)}"
                 f"{m['max_error']:10.3f}{slope}{m['consistency_rmse']:9.4f}"
+            )
+        if entry["measured_pixels"] < interior:
+            click.echo(
+                f"  note: nodata: measured on the {entry['measured_pixels']} of {interior} interior pixels whose "
+                f"{scale} x {scale} cell has no nodata, the same for every method"
             )
         if entry["constant"]:
             click.echo("  note: the band is constant (zero data range), so PSNR and SSIM are undefined (n/a)")
