@@ -327,37 +327,48 @@ def fill_radius(halo: int, scale: float, kernel: Kernel = BICUBIC) -> int:
     return int(np.ceil(halo / scale)) + kernel.support + 1
 
 
-def _neighbour_sum(a: np.ndarray) -> np.ndarray:
-    """Sum over each cell's 3 x 3 neighbourhood of the last two axes (zeros beyond the edges), added
-    in an order that mirrors and transposes exactly: rows then columns and columns then rows, averaged."""
-
-    def along(x: np.ndarray, axis: int) -> np.ndarray:
-        padded = np.pad(x, [(1, 1) if k == axis % x.ndim else (0, 0) for k in range(x.ndim)])
-        n = x.shape[axis]
-        before = np.take(padded, range(0, n), axis=axis)
-        after = np.take(padded, range(2, n + 2), axis=axis)
-        return (before + after) + x
-
-    return (along(along(a, -2), -1) + along(along(a, -1), -2)) / 2
-
-
 def extend_into_missing(z: np.ndarray, valid: np.ndarray, rounds: int) -> np.ndarray:
     """``z`` (..., y, x) with its missing cells (``valid`` False) next to data filled: in each of
     ``rounds`` rounds, every missing cell with known cells among its eight neighbours takes their mean
     and is known from then on. Cells further than ``rounds`` from data keep their value in ``z``. The
-    fill commutes with ``a * z + b``, flips and transposes, and a cell's fill depends only on the cells
-    within ``rounds`` of it."""
-    known = np.asarray(valid, dtype=bool).copy()
+    fill commutes with ``a * z + b``, flips and transposes (the neighbours are added in pairs of
+    opposites, so exactly), and a cell's fill depends only on the cells within ``rounds`` of it. Each
+    round visits only the cells next to the last round's, so a void costs what its rim does."""
     out = np.array(z, dtype=np.float64, copy=True)
+    valid = np.broadcast_to(np.asarray(valid, dtype=bool), out.shape)
+    if rounds <= 0 or valid.all() or not valid.any():
+        return out
+    shape = out.shape
+    h, w = shape[-2:]
+    # every band (and leading index) padded by one missing cell on each side: flat indices then reach a
+    # cell's neighbours by fixed offsets and never the next band's
+    values = np.pad(out.reshape(-1, h, w), ((0, 0), (1, 1), (1, 1))).ravel()
+    known = np.pad(valid.reshape(-1, h, w), ((0, 0), (1, 1), (1, 1))).ravel()
+    inside = np.pad(np.ones((1, h, w), dtype=bool), ((0, 0), (1, 1), (1, 1)))
+    inside = np.broadcast_to(inside, (values.size // inside.size, h + 2, w + 2)).ravel()
+    row = w + 2
+    # opposite neighbours in pairs: N S, W E, NW SE, NE SW
+    pairs = ((-row, row), (-1, 1), (-row - 1, row + 1), (-row + 1, row - 1))
+    neighbours = np.array([o for pair in pairs for o in pair])
+    missing = ~known & inside
+    # the first rim: missing cells with a known neighbour
+    rim = np.flatnonzero(missing)
+    rim = rim[known[rim[:, None] + neighbours].any(axis=1)]
     for _ in range(rounds):
-        counts = _neighbour_sum(known.astype(np.float64))
-        new = ~known & (counts > 0)
-        if not new.any():
+        if not rim.size:
             break
-        sums = _neighbour_sum(np.where(known, out, 0.0))
-        out[new] = sums[new] / counts[new]
-        known |= new
-    return out
+        around = rim[:, None] + neighbours
+        took = known[around]
+        terms = np.where(took, values[around], 0.0)
+        sums = ((terms[:, 0] + terms[:, 1]) + (terms[:, 2] + terms[:, 3])) + (
+            (terms[:, 4] + terms[:, 5]) + (terms[:, 6] + terms[:, 7])
+        )
+        values[rim] = sums / took.sum(axis=1)
+        known[rim] = True
+        following = np.unique(around.ravel())
+        rim = following[~known[following] & inside[following]]
+    filled = values.reshape(-1, h + 2, w + 2)[:, 1:-1, 1:-1]
+    return filled.reshape(shape)
 
 
 def halo_fraction(tile_size: int, halo: int) -> float:
