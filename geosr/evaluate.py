@@ -156,9 +156,13 @@ def slope_degrees(z: np.ndarray, dx: float | np.ndarray, dy: float | np.ndarray)
         gy, gx = np.gradient(z, dy, dx)
     else:
         rows = z.shape[0]
+
+        def per_row(size: float | np.ndarray) -> np.ndarray:  # a number for every row, or the first rows' own
+            values = np.asarray(size, dtype=np.float64)
+            return (np.broadcast_to(values, (rows,)) if values.ndim == 0 else values[:rows])[:, None]
+
         gy, gx = np.gradient(z)
-        gx = gx / np.broadcast_to(np.asarray(dx, dtype=np.float64), (rows,))[:rows, None]
-        gy = gy / np.broadcast_to(np.asarray(dy, dtype=np.float64), (rows,))[:rows, None]
+        gx, gy = gx / per_row(dx), gy / per_row(dy)
     return np.degrees(np.arctan(np.hypot(gx, gy)))
 
 

@@ -271,6 +271,23 @@ def test_cli_slope_uses_the_true_pixel_size_of_rotated_rasters_and_none_for_gcps
     assert json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]["slope_rmse"] is None
 
 
+def test_cli_slope_of_a_geographic_raster_whose_rows_the_scale_does_not_divide(tmp_path, cli):
+    # the pixel size of each row's latitude came for every row of the raster, the measured rows one fewer:
+    # "operands could not be broadcast together" on any geographic DEM of an odd number of rows at x2
+    from affine import Affine
+
+    dem = fbm_surface((61, 50), seed=4, relief=300.0) + 100.0
+    transform = Affine(1 / 1200, 0, 11.5, 0, -1 / 1200, 58.0)
+    slopes = []
+    for rows in (61, 60):  # evaluate crops to whole cells: the 61st row is never measured
+        path = write_geotiff(tmp_path / f"geo{rows}.tif", dem[:rows], transform=transform, crs="EPSG:4326", units=["m"])
+        result = cli("evaluate", path, "--scale", 2, "--no-model", "--json")
+        assert result.code == 0, result.err
+        slopes.append(json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]["slope_rmse"])
+    assert slopes[0] is not None and slopes[0] > 0
+    assert slopes[0] == slopes[1]
+
+
 def test_cli_slope_and_errors_are_the_same_whatever_the_units(tmp_path, cli):
     """Slope is an angle: the same terrain stored in metres, in feet, on a CRS in US feet, or as int16
     decimetres with a scale of 0.1 has the same slope errors, and its height errors in the band's unit."""
