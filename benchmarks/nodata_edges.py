@@ -13,10 +13,12 @@ scale (a cell with any missing pixel is missing) and restored by:
 
 RMSE over the valid fine pixels outside a border of 2 x scale: near the edge (within two cells of a
 missing cell) and over all of them. With ``--heldout`` the held-out rasters that have real nodata are
-measured instead, with their nodata (not their largest windows). Needs the fetched rasters
-(``python -m geosr.training.fetch``).
+measured instead, with their nodata (not their largest windows). With ``--write-geotiffs DIR`` those
+held-out rasters are written as GeoTIFFs instead (NaN nodata; the DEMs georeferenced, in metres), for
+``geosr evaluate DIR/NAME.tif --scale S`` (``--model climate`` for the climate grids). Needs the fetched
+rasters (``python -m geosr.training.fetch``).
 
-Usage: python benchmarks/nodata_edges.py [--heldout] [--threads N]
+Usage: python benchmarks/nodata_edges.py [--heldout] [--threads N] [--write-geotiffs DIR]
 """
 
 from __future__ import annotations
@@ -68,11 +70,40 @@ def heldout_cases() -> Iterator[tuple[str, str, np.ndarray]]:
         return grid[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     gothenburg = fetched("srtm_gothenburg")
-    yield "dem", "Luxembourg (SRTM 1 km, the country)", fetched("luxembourg")
+    yield "dem", "Luxembourg (SRTM 1 km, the country)", fetched("luxembourg")  # GEOTIFFS: the order of these
     yield "dem", "SRTM Gothenburg (its sea as nodata)", np.where(gothenburg >= 1.0, gothenburg, np.nan)
     yield "climate", "ORCA2 sea temperature (its land)", _read_netcdf("orca2_votemper.nc", "votemper")[0]
     yield "climate", "OISST sea-surface temperature, SE Pacific", region("oisst")
     yield "climate", "WOA05 surface oxygen saturation, SE Pacific", region("woa_oxygen_saturation")
+
+
+#: File names and georeferencing (EPSG:4326 transforms, for the DEMs' slope errors) of :func:`heldout_cases`
+GEOTIFFS = (
+    ("luxembourg", (5.741667, 50.19167, 1 / 120)),  # R terra's ex/elev.tif
+    ("gothenburg", (11 - 1 / 2400, 58 + 1 / 2400, 1 / 1200)),  # SRTM tile N57E011, pixel centres on the grid
+    ("orca2", None),
+    ("oisst_se_pacific", None),
+    ("woa_oxygen_se_pacific", None),
+)
+
+
+def write_geotiffs(folder: Path) -> None:
+    """The held-out rasters with real nodata as float32 GeoTIFFs (NaN nodata) in ``folder``."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for (kind, label, field), (name, place) in zip(heldout_cases(), GEOTIFFS, strict=True):
+        profile: dict[str, object] = {"driver": "GTiff", "count": 1, "dtype": "float32", "nodata": float("nan")}
+        if place is not None:
+            profile.update(crs="EPSG:4326", transform=from_origin(place[0], place[1], place[2], place[2]))
+        path = folder / f"{name}.tif"
+        with rasterio.open(path, "w", height=field.shape[0], width=field.shape[1], **profile) as dst:
+            dst.write(field.astype(np.float32), 1)
+            if kind == "dem":
+                dst.set_band_unit(1, "metre")
+            dst.update_tags(SOURCE=label, GEOSR_MODEL=kind)
+        print(f"{path}: {label}, {field.shape[0]} x {field.shape[1]}, model {kind}")
 
 
 def renormalised(coarse: np.ndarray, shape: tuple[int, int], method: str) -> np.ndarray:
@@ -126,7 +157,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--heldout", action="store_true", help="the held-out rasters with real nodata")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write-geotiffs", type=Path, metavar="DIR", help="write the held-out rasters instead")
     args = parser.parse_args()
+    if args.write_geotiffs is not None:
+        write_geotiffs(args.write_geotiffs)
+        return
     import torch
 
     torch.set_num_threads(args.threads)
