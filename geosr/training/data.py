@@ -13,7 +13,10 @@ with interpolation and area averaging): flips and 90-degree rotations (square pi
 random gain and offset of the normalised values, so the network meets rasters whose relief differs
 from the mean. A patch always starts on a cell boundary (after the flips too); when its size is not a
 multiple of the scale, its last row and column of cells are partial. Coarse cells without data enter
-as the (augmented) mean, as at inference, and a coarse cell with any fine pixel missing is missing:
+as the (augmented) mean, as the shipped models were trained (inference has since filled the missing cells
+next to data from their neighbours, :func:`geosr.tiling.extend_into_missing`, which restores the cells
+before a nodata edge far better with these same weights; training does not yet), and a coarse cell with
+any fine pixel missing is missing:
 none of its fine pixels is a target (inference writes nodata over the whole of such a cell, and
 conserving towards the filled mean would teach the network nothing but the filling).
 """
