@@ -204,7 +204,8 @@ def measure(
         raise ValueError(f"no cell without nodata inside the border of {2 * scale} pixels: nothing to measure")
     complete = bool(valid.all())
     err = (estimate - truth)[crop][valid]
-    data_range = float(np.ptp(truth)) if complete else float(np.ptp(truth[np.isfinite(truth)]))
+    finite = np.isfinite(truth)  # nodata may lie in the border only: the interior is complete, the range not
+    data_range = float(np.ptp(truth)) if finite.all() else float(np.ptp(truth[finite]))
     rmse = float(np.sqrt(np.mean(err**2)))
     if data_range > 0:
         psnr: float | None = float(20 * np.log10(data_range / rmse)) if rmse > 0 else float("inf")

@@ -144,3 +144,31 @@ def test_cli_refuses_a_raster_with_no_complete_cell_inside_the_border(tmp_path, 
     assert result.code == 1 and result.out == ""
     assert len(result.err.strip().splitlines()) == 1
     assert "band 1" in result.err and "no 2 x 2 cell without nodata" in result.err and "--scale" in result.err
+
+
+def test_nodata_only_in_the_cropped_border_leaves_psnr_and_ssim_defined(tmp_path, cli):
+    # the interior was complete, so the data range was taken over the whole truth, NaN included: PSNR and
+    # SSIM came out undefined and the band was called constant
+    data = fbm_surface((40, 40), seed=7, relief=100.0)
+    data[0, 0] = -9999
+    path = write_geotiff(tmp_path / "hr.tif", data, nodata=-9999)
+    result = cli("evaluate", path, "--scale", 2, "--no-model", "--json")
+    assert result.code == 0, result.err
+    band = json.loads(result.out)["bands"]["band 1"]
+    assert band["constant"] is False and band["measured_pixels"] == 32 * 32
+    truth = np.where(data == -9999, np.nan, data).astype(np.float64)
+    coarse = area_average(truth, 2)
+    nearest = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)
+    rmse = np.sqrt(np.mean((nearest - truth)[4:-4, 4:-4] ** 2))
+    data_range = np.nanmax(truth) - np.nanmin(truth)
+    assert band["methods"]["nearest"]["psnr"] == pytest.approx(20 * np.log10(data_range / rmse), rel=1e-5)
+    assert 0 < band["methods"]["nearest"]["ssim"] < 1
+
+
+def test_a_band_without_any_data_is_named_with_the_bands_that_have_some(tmp_path, cli):
+    data = np.stack([fbm_surface((40, 40), seed=7), np.full((40, 40), -9999.0)])
+    path = write_geotiff(tmp_path / "hr.tif", data, nodata=-9999)
+    result = cli("evaluate", path, "--scale", 2, "--no-model")
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
+    assert "band 2" in result.err and "no data at all" in result.err and "--bands 1" in result.err
+    assert cli("evaluate", path, "--scale", 2, "--no-model", "--bands", 1).code == 0

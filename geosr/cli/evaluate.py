@@ -155,6 +155,12 @@ def evaluate(
     # with nodata, every method is measured on the same pixels: those of the cells without nodata
     measured_pixels = [int(valid_interior(band, scale).sum()) for band in data]
     for band, count in enumerate(measured_pixels):
+        if count == 0 and not np.isfinite(data[band]).any():
+            others = ",".join(str(n) for b, n in enumerate(numbers) if np.isfinite(data[b]).any())
+            raise InputError(
+                f"band {numbers[band]} of '{input_path}' has no data at all, so there is nothing to measure; "
+                + (f"leave it out with --bands {others}" if others else "check the raster's nodata value")
+            )
         if count == 0:
             raise InputError(
                 f"band {numbers[band]} of '{input_path}' has no {scale} x {scale} cell without nodata inside the "
@@ -232,7 +238,8 @@ def evaluate(
         if entry["measured_pixels"] < interior:
             click.echo(
                 f"  note: nodata: measured on the {entry['measured_pixels']} of {interior} interior pixels whose "
-                f"{scale} x {scale} cell has no nodata, the same for every method"
+                f"{scale} x {scale} cell has no nodata, the same for every method (slope: those of them whose "
+                "neighbours have data too; - where none has)"
             )
         if entry["constant"]:
             click.echo("  note: the band is constant (zero data range), so PSNR and SSIM are undefined (n/a)")
