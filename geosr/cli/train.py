@@ -96,6 +96,14 @@ def _finite(value: float | None, what: str) -> None:
     help="The network also takes the input cells (the coarse values repeated onto the fine grid), so it knows "
     "where each cell's edges fall; with --init from a model without them, their weights start at zero.",
 )
+@click.option(
+    "--fill-missing",
+    type=click.Choice(["neighbours", "mean"]),
+    default="neighbours",
+    show_default=True,
+    help="Nodata cells next to data enter the network filled from their neighbours, as geosr downscale fills "
+    "them, or as the band mean (as the shipped models were trained).",
+)
 @click.option("--depth", type=click.IntRange(min=2), default=20, show_default=True)
 @click.option("--width", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
@@ -134,6 +142,7 @@ def train(
     loss: str,
     interpolation: str,
     cell_input: bool,
+    fill_missing: str,
     depth: int,
     width: int,
     device: str,
@@ -277,6 +286,7 @@ def train(
         square_pixels=square,
         interpolation=interpolation,
         cell_input=cell_input,
+        fill_missing=fill_missing == "neighbours",
     )
     card = ModelCard(
         name=name or output.stem,

@@ -12,13 +12,12 @@ Augmentation, applied to the fine patch, its ILR and its coarse values alike (ev
 with interpolation and area averaging): flips and 90-degree rotations (square pixels only), and a
 random gain and offset of the normalised values, so the network meets rasters whose relief differs
 from the mean. A patch always starts on a cell boundary (after the flips too); when its size is not a
-multiple of the scale, its last row and column of cells are partial. Coarse cells without data enter
-as the (augmented) mean, as the shipped models were trained (inference has since filled the missing cells
-next to data from their neighbours, :func:`geosr.tiling.extend_into_missing`, which restores the cells
-before a nodata edge far better with these same weights; training does not yet), and a coarse cell with
-any fine pixel missing is missing:
+multiple of the scale, its last row and column of cells are partial. Coarse cells without data are
+filled from their neighbours over ``fill`` rings, as inference fills them
+(:func:`geosr.tiling.extend_into_missing`), and the rest enter as the (augmented) mean; with ``fill`` 0 all
+of them enter as the mean, as the shipped models were trained. A coarse cell with any fine pixel missing is missing:
 none of its fine pixels is a target (inference writes nodata over the whole of such a cell, and
-conserving towards the filled mean would teach the network nothing but the filling).
+conserving towards the filled value would teach the network nothing but the filling).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import numpy as np
 
 from geosr.degrade import area_average
 from geosr.stats import BandStats
-from geosr.tiling import BICUBIC, Kernel, Span, interpolation_matrix
+from geosr.tiling import BICUBIC, Kernel, Span, extend_into_missing, interpolation_matrix
 
 
 def normalise(raster: np.ndarray) -> np.ndarray:
@@ -57,9 +56,10 @@ class Sample:
 
 
 class Prepared:
-    """A normalised (band, y, x) raster with its area average and ILR at one whole ``scale``."""
+    """A normalised (band, y, x) raster with its area average and ILR at one whole ``scale`` (missing cells
+    next to data filled over ``fill`` rings, as inference fills them; the others 0, the mean)."""
 
-    def __init__(self, raster: np.ndarray, scale: int, kernel: Kernel = BICUBIC) -> None:
+    def __init__(self, raster: np.ndarray, scale: int, kernel: Kernel = BICUBIC, fill: int = 0) -> None:
         _, h, w = raster.shape
         h, w = (h // scale) * scale, (w // scale) * scale
         self.scale = int(scale)
@@ -71,6 +71,8 @@ class Prepared:
             block = np.repeat(np.repeat(missing, scale, axis=-2), scale, axis=-1)
             self.fine = np.where(block, np.float32(np.nan), self.fine)
         coarse = np.where(missing, 0.0, coarse)
+        if fill and missing.any():
+            coarse = extend_into_missing(coarse, ~missing, fill)
         self.coarse = coarse.astype(np.float32)
         self.ilr = ilr_of(coarse, (h, w), kernel).astype(np.float32) if h and w else self.fine.copy()
 

@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         loss_margin=args.loss_margin,
         interpolation=args.interpolation,
         cell_input=args.cell_input,
+        fill_missing=False,  # the recipes' missing cells enter as the mean, as the shipped models were trained
     )
     card = CARDS[args.model]()
     card.training["command"] = "python -m geosr.training.shipped " + shlex.join(argv or sys.argv[1:])

@@ -31,7 +31,7 @@ from geosr.models.card import ModelCard
 from geosr.models.files import load_model, save_model
 from geosr.models.vdsr import VDSR
 from geosr.predict import warn_emulated_precision
-from geosr.tiling import KERNELS
+from geosr.tiling import KERNELS, fill_radius
 from geosr.training.data import Prepared, Sample
 
 
@@ -63,6 +63,9 @@ class TrainConfig:
     #: receptive field (20 pixels for 20 layers) reaches the patch's zero padding, which inference never
     #: sees (the tiler's halo gives every output pixel its real neighbours); 0 counts every pixel
     loss_margin: int = 0
+    #: missing coarse cells next to data filled from their neighbours, as inference fills them
+    #: (geosr.tiling.extend_into_missing); False: the band mean, as the shipped models were trained
+    fill_missing: bool = True
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -102,7 +105,10 @@ class Batches:
             scale = int(self.rng.choice(cfg.scales))
             key = (index, scale)
             if key not in self.prepared:
-                self.prepared[key] = Prepared(self.rasters[index], scale, KERNELS[cfg.interpolation])
+                kernel = KERNELS[cfg.interpolation]
+                # every cell inference would fill for a network of this depth, conserving (the larger halo)
+                fill = fill_radius(cfg.depth + scale, scale, kernel) if cfg.fill_missing else 0
+                self.prepared[key] = Prepared(self.rasters[index], scale, kernel, fill)
             sample = self.prepared[key].cut(cfg.patch, self.rng, square_pixels=cfg.square_pixels)
             if sample is not None:
                 return sample
@@ -466,6 +472,7 @@ _OPTIONS = {
     "width": "--width",
     "seed": "--seed",
     "init": "--init",
+    "fill_missing": "--fill-missing",
 }
 
 
@@ -488,6 +495,8 @@ def _recipe(
     recipe = {k: v for k, v in asdict(config).items() if k not in RESUMABLE}
     if not recipe.get("loss_margin"):  # the default, as in checkpoints written before the option
         recipe.pop("loss_margin", None)
+    if not recipe.get("fill_missing"):  # the band mean, as in checkpoints written before the option
+        recipe.pop("fill_missing", None)
     recipe.update(
         data=digest.hexdigest(),
         weights=None if weights is None else [float(w) for w in weights],
@@ -514,6 +523,8 @@ def _check_recipe(resume: str | Path, stored: str | None, recipe: dict[str, Any]
             was, now = before.get(key), recipe.get(key)
             if key == "scales":
                 was, now = ",".join(map(str, was or [])), ",".join(map(str, now or []))
+            if key == "fill_missing":
+                was, now = ("neighbours" if v else "mean" for v in (was, now))
             said.append(f"{name} {was} then, {now} now")
     start = f" ({command})" if command else ""
     raise InputError(

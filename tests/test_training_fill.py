@@ -1,0 +1,75 @@
+"""Training sees nodata as inference does: missing coarse cells next to data are filled from their
+neighbours (:func:`geosr.tiling.extend_into_missing`) in the training pairs too, so that the ILR of a
+patch next to a void is what inference computes there (``geosr train --fill-missing neighbours``, the
+default); ``--fill-missing mean`` and the shipped recipes keep the band mean the shipped models were
+trained with."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from conftest import TINY_TRAIN, assert_one_line_error, write_geotiff
+
+from geosr.degrade import area_average
+from geosr.models.files import load_model
+from geosr.predict import Downscaler
+from geosr.testing import fbm_surface, random_model
+from geosr.tiling import CONSISTENT, fill_radius
+from geosr.training.data import Prepared, normalise
+from geosr.training.train import Batches, TrainConfig
+
+
+def voided(shape: tuple[int, int]) -> np.ndarray:
+    data = fbm_surface(shape, seed=11, relief=200.0).astype(np.float64)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    data[(yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2 < (min(shape) / 4) ** 2] = np.nan
+    return normalise(data[None])
+
+
+def inference_ilr(model: Path, coarse: np.ndarray, scale: int) -> np.ndarray:
+    """The ILR inference computes for a whole (band, y, x) normalised coarse raster (one tile)."""
+    downscaler = Downscaler(str(model), device="cpu", tile_size=4096, conserve=False)
+    plan = downscaler.plan(coarse.shape[1:], scale, missing=True)
+    (tile,) = list(plan)
+    item = downscaler._prepare(plan, tile, coarse, np.zeros((1, 1, 1)), np.ones((1, 1, 1)))
+    return item.ilr
+
+
+def test_training_pairs_next_to_a_void_get_the_ilr_inference_computes(tmp_path):
+    model = random_model(tmp_path / "m.safetensors", depth=5, width=4, interpolation="consistent")
+    raster, scale = voided((64, 72)), 2
+    config = TrainConfig(depth=5, interpolation="consistent", scales=(scale,))
+    prepared = Prepared(raster, scale, CONSISTENT, fill_radius(config.depth + scale, scale, CONSISTENT))
+    coarse = area_average(raster, scale)  # NaN in the cells with a missing pixel, as inference gets them
+    assert np.isnan(coarse).any()
+    valid = np.isfinite(prepared.fine)  # the fine pixels of the cells with data: the targets
+    expected = inference_ilr(model, coarse, scale)
+    np.testing.assert_allclose(prepared.ilr[valid], expected[valid], rtol=0, atol=1e-5)
+    # the band mean there instead (the shipped recipes): the ILR next to the void differs
+    mean_filled = Prepared(raster, scale, CONSISTENT, 0)
+    assert np.abs(mean_filled.ilr[valid] - expected[valid]).max() > 0.1
+    # the training batches fill so by default, and give the mean with fill_missing=False
+    for fill_missing, reference in ((True, prepared), (False, mean_filled)):
+        batches = Batches([raster], replace(config, fill_missing=fill_missing), 0)
+        batches.sample()
+        assert np.array_equal(batches.prepared[0, scale].ilr, reference.ilr)
+
+
+def test_geosr_train_records_the_fill_and_a_resume_with_the_other_is_refused(tmp_path, cli):
+    data = fbm_surface((64, 48), seed=3, relief=50.0)
+    data[20:34, 10:30] = -9999
+    hr = write_geotiff(tmp_path / "hr.tif", data, nodata=-9999, units=["m"])
+    model = tmp_path / "m.safetensors"
+    assert cli("train", hr, "-o", model, "--scales", "2", "--epochs", "1", *TINY_TRAIN).code == 0
+    assert load_model(model).card.training["config"]["fill_missing"] is True
+    result = cli(
+        "train", hr, "-o", model, "--scales", "2", "--epochs", "2", *TINY_TRAIN,
+        "--fill-missing", "mean", "--resume", f"{model}.ckpt",
+    )  # fmt: skip
+    assert_one_line_error(result.err, result.code, "another recipe", "--fill-missing neighbours then, mean now")
+    other = tmp_path / "mean.safetensors"
+    mean = ["--fill-missing", "mean"]
+    assert cli("train", hr, "-o", other, "--scales", "2", "--epochs", "1", *TINY_TRAIN, *mean).code == 0
+    assert load_model(other).card.training["config"]["fill_missing"] is False
