@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import rasterio
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -91,3 +92,18 @@ def test_stage_profile_times_every_stage_with_and_without_overlap():
     stages = ("read", "normalise + interpolate", "network (with transfers)", "conserve + un-normalise", "write")
     for line in lines:
         assert all(f"{stage} " in line for stage in stages), line
+
+
+def test_downscale_benchmark_of_a_coast_runs_on_a_raster_with_nodata(tmp_path):
+    args = ["--size", "48", "--scale", "2", "--tile-size", "64", "--skip-memory", "--coast"]
+    out = run_benchmark("bench_downscale.py", *args)
+    assert "45% nodata behind a coast" in out and "end-to-end geosr downscale:" in out
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from bench_downscale import make_raster
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    make_raster(tmp_path / "coast.tif", 64, coast=True)
+    with rasterio.open(tmp_path / "coast.tif") as src:
+        share = float((src.read_masks(1) == 0).mean())
+    assert 0.35 < share < 0.55
