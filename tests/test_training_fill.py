@@ -73,3 +73,18 @@ def test_geosr_train_records_the_fill_and_a_resume_with_the_other_is_refused(tmp
     mean = ["--fill-missing", "mean"]
     assert cli("train", hr, "-o", other, "--scales", "2", "--epochs", "1", *TINY_TRAIN, *mean).code == 0
     assert load_model(other).card.training["config"]["fill_missing"] is False
+
+
+def test_a_raster_whose_last_part_is_sea_validates_on_its_first(tmp_path, cli):
+    # a coastal DEM with the sea along its last 15%: the validation part had no data, and the run stopped
+    # saying that every raster's validation part was constant
+    data = fbm_surface((80, 48), seed=5, relief=50.0) + 10.0
+    data[-16:] = -9999
+    hr = write_geotiff(tmp_path / "coast.tif", data, nodata=-9999, units=["m"])
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2", "--epochs", "1", *TINY_TRAIN)
+    assert result.code == 0, result.err
+    # with no data at either end there is nothing to validate on, and the refusal says so
+    data[:16] = -9999
+    hr = write_geotiff(tmp_path / "middle.tif", data, nodata=-9999, units=["m"])
+    result = cli("train", hr, "-o", tmp_path / "n.safetensors", "--scales", "2", "--epochs", "1", *TINY_TRAIN)
+    assert_one_line_error(result.err, result.code, "validation part", "every raster is nodata")

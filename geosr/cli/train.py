@@ -157,7 +157,8 @@ def train(
     """Train a model on HR rasters: pairs are made by area-averaging them (self-supervised).
 
     Each raster is normalised with its own per-band statistics (as at inference). The last 15% (at
-    least one patch) of every raster along its longer axis is held out for validation; each epoch
+    least one patch) of every raster along its longer axis is held out for validation (the first 15%
+    where the last holds no data); each epoch
     prints the validation RMSE of the model against its interpolated input. Nodata pixels are left out of the loss.
     A checkpoint OUTPUT.ckpt is written every epoch for --resume, with the same command (only --epochs,
     --minutes, --lr, --schedule, --device and --precision may change).
@@ -227,8 +228,14 @@ def train(
                 f"{','.join(map(str, scale_list))}: it needs {patch_size} pixels across and {patch_size + whole} "
                 "along (a patch to train on and one of whole cells to validate on); use a smaller --patch-size"
             )
-        train_sets.append(np.take(data, range(length - held), axis=axis))
-        val_sets.append(np.take(data, range(length - held, length), axis=axis))
+        first, last = range(held), range(length - held, length)
+        if not np.isfinite(np.take(data, last, axis=axis)).any() and np.isfinite(np.take(data, first, axis=axis)).any():
+            # its last part holds no data (a coastal DEM whose sea is there): validate on its first part instead
+            train_sets.append(np.take(data, range(held, length), axis=axis))
+            val_sets.append(np.take(data, first, axis=axis))
+        else:
+            train_sets.append(np.take(data, range(length - held), axis=axis))
+            val_sets.append(np.take(data, last, axis=axis))
         square &= bool(np.isclose(*pixel_size(info.transform), rtol=1e-6))
         described = [d or "" for d in info.descriptions]
         if names is not None:  # the same bands in another order would teach each channel two quantities
@@ -252,6 +259,11 @@ def train(
     if init_model is not None and names is not None:
         _check_init_bands(init_model, names, inputs[0])
     for part, sets in (("", train_sets), ("the validation part (the last 15%) of ", val_sets)):
+        if not any(np.isfinite(s).any() for s in sets):
+            raise InputError(
+                f"{part}every raster is nodata ({', '.join(Path(p).name for p in inputs)}); a model learns from "
+                "data: train on rasters with more of it, or check their nodata value"
+            )
         if not any(np.nanmax(s) > np.nanmin(s) for s in sets if np.isfinite(s).any()):
             raise InputError(
                 f"{part}every raster is constant ({', '.join(Path(p).name for p in inputs)}); a model learns "
