@@ -507,11 +507,15 @@ class Downscaler:
         return _Pending(tile, ilr, z, valid, cells)
 
     def _batch_residuals(self, batch: list[_Pending], active: np.ndarray) -> np.ndarray:
-        """The network's residuals for a batch of prepared tiles (zeros where no band is active)."""
-        if not active.any():
-            return np.zeros((len(batch), *batch[0].ilr.shape))
-        cells = np.stack([p.cells for p in batch]) if batch[0].cells is not None else None
-        return self._residuals(np.stack([p.ilr for p in batch]), cells)
+        """The network's residuals for a batch of prepared tiles (zeros where no band is active, and for a
+        tile whose input window holds no data: all its output is nodata, the sea of a coastal DEM)."""
+        residuals = np.zeros((len(batch), *batch[0].ilr.shape))
+        run = [i for i, p in enumerate(batch) if p.valid.any()]
+        if not active.any() or not run:
+            return residuals
+        cells = np.stack([batch[i].cells for i in run]) if batch[0].cells is not None else None
+        residuals[run] = self._residuals(np.stack([batch[i].ilr for i in run]), cells)
+        return residuals
 
     def _complete(
         self,

@@ -140,3 +140,27 @@ def test_shipped_dem_beats_a_renormalised_bicubic_next_to_a_void_on_the_held_out
     assert rmse(out) < 0.9 * rmse(renormalised_bicubic(coarse, truth.shape))
     # ... and within 1.6x of what the same pixels get with no void at all (4.1)
     assert rmse(out) < 1.6 * rmse(unmasked)
+
+
+def test_tiles_whose_input_holds_no_data_skip_the_network(model1: Path, monkeypatch: Any):
+    # the sea of a coastal DEM: such a tile's output is all nodata whatever the network says, and it ran anyway
+    # (the SRTM tile at Gothenburg, 86% sea, x4: 52.9 s, now 31.8 s, the same output)
+    from geosr.predict import Downscaler
+
+    data = geosr.testing.fbm_surface((64, 96), seed=4, relief=300.0).astype(np.float64)
+    data[:, 24:] = np.nan  # the east is sea
+    whole = geosr.downscale(data, 2, str(model1), device="cpu", tile_size=4096)
+    calls = []
+    original = Downscaler._residuals
+
+    def counted(self: Downscaler, ilr: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
+        calls.append(len(ilr))
+        return original(self, ilr, cells)
+
+    monkeypatch.setattr(Downscaler, "_residuals", counted)
+    tiled = geosr.downscale(data, 2, str(model1), device="cpu", tile_size=32)
+    assert np.array_equal(np.isnan(tiled), np.isnan(whole))
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-4 * 300)
+    plan = Downscaler(str(model1), device="cpu", tile_size=32).plan(data.shape, 2)
+    with_data = [t for t in plan if np.isfinite(data[t.rows.source.as_slice(), t.cols.source.as_slice()]).any()]
+    assert 0 < sum(calls) == len(with_data) < len(plan)
