@@ -26,7 +26,8 @@ Usage: python benchmarks/bench_downscale.py [--size 768] [--scale 4] [--tile-siz
 
 With ``--coast`` the raster's east, about 45% of it behind a wavy coastline, is nodata: the command fills the
 missing cells next to the coast (``geosr.tiling.extend_into_missing``) and reads padded windows, which the
-bare pass does not, so the ratio includes that cost (the network still runs on every tile).
+bare pass does not, so the ratio includes that cost (every tile's input reaches the coast, so the network
+runs on every tile; a tile whose input held no data would skip it).
 """
 
 from __future__ import annotations
