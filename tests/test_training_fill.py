@@ -88,3 +88,27 @@ def test_a_raster_whose_last_part_is_sea_validates_on_its_first(tmp_path, cli):
     hr = write_geotiff(tmp_path / "middle.tif", data, nodata=-9999, units=["m"])
     result = cli("train", hr, "-o", tmp_path / "n.safetensors", "--scales", "2", "--epochs", "1", *TINY_TRAIN)
     assert_one_line_error(result.err, result.code, "validation part", "every raster is nodata")
+
+
+def test_a_raster_whose_last_part_is_mostly_sea_validates_on_its_first(tmp_path, cli):
+    # the last 15% (18 rows) with data in 6 of them only: no validation patch, which needs half of its pixels
+    # valid, could be cut there, and the run stopped advising a smaller --patch-size
+    data = fbm_surface((110, 80), seed=6, relief=50.0) + 10.0
+    data[-12:] = -9999
+    hr = write_geotiff(tmp_path / "coast.tif", data, nodata=-9999, units=["m"])
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2,3", "--epochs", "1", *TINY_TRAIN)
+    assert result.code == 0, result.err
+    assert "Warning" not in result.err
+
+
+def test_a_scale_without_any_validation_patch_is_said(tmp_path, cli):
+    # both ends mostly nodata; the last 18 rows hold data in their first 8: patches of whole 2-pixel cells can be
+    # cut there, patches of whole 3-pixel cells (6 valid rows of 16) cannot, and scale 3 went unvalidated silently
+    data = fbm_surface((110, 80), seed=6, relief=50.0) + 10.0
+    data[:18] = -9999
+    data[-10:] = -9999
+    hr = write_geotiff(tmp_path / "ends.tif", data, nodata=-9999, units=["m"])
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2,3", "--epochs", "1", *TINY_TRAIN)
+    assert result.code == 0, result.err
+    warning = [line for line in result.err.splitlines() if line.startswith("Warning")]
+    assert len(warning) == 1 and "no validation patch at scale 3" in warning[0], result.err

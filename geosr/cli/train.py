@@ -158,7 +158,7 @@ def train(
 
     Each raster is normalised with its own per-band statistics (as at inference). The last 15% (at
     least one patch) of every raster along its longer axis is held out for validation (the first 15%
-    where the last holds no data); each epoch
+    where the last is mostly nodata and the first holds more data); each epoch
     prints the validation RMSE of the model against its interpolated input. Nodata pixels are left out of the loss.
     A checkpoint OUTPUT.ckpt is written every epoch for --resume, with the same command (only --epochs,
     --minutes, --lr, --schedule, --device and --precision may change).
@@ -229,8 +229,10 @@ def train(
                 "along (a patch to train on and one of whole cells to validate on); use a smaller --patch-size"
             )
         first, last = range(held), range(length - held, length)
-        if not np.isfinite(np.take(data, last, axis=axis)).any() and np.isfinite(np.take(data, first, axis=axis)).any():
-            # its last part holds no data (a coastal DEM whose sea is there): validate on its first part instead
+        shares = [float(np.isfinite(np.take(data, part, axis=axis)).mean()) for part in (first, last)]
+        if shares[1] < 0.5 and shares[0] > shares[1]:
+            # its last part is mostly nodata (a coastal DEM whose sea is there), where a validation patch, which
+            # needs half of its pixels valid, is rare or none: validate on its first part, which holds more
             train_sets.append(np.take(data, range(held, length), axis=axis))
             val_sets.append(np.take(data, first, axis=axis))
         else:
@@ -258,7 +260,7 @@ def train(
         names = names or [d or f"band{b}" for d, b in zip(info.descriptions, chosen, strict=True)]
     if init_model is not None and names is not None:
         _check_init_bands(init_model, names, inputs[0])
-    for part, sets in (("", train_sets), ("the validation part (the last 15%) of ", val_sets)):
+    for part, sets in (("", train_sets), ("the validation part (15% at one end) of ", val_sets)):
         if not any(np.isfinite(s).any() for s in sets):
             raise InputError(
                 f"{part}every raster is nodata ({', '.join(Path(p).name for p in inputs)}); a model learns from "
@@ -274,7 +276,7 @@ def train(
             if not any(min(r.shape[1] // scale, r.shape[2] // scale) * scale >= patch_size for r in sets):
                 raise InputError(
                     f"scale {scale} gives no {patch_size}-pixel patch of whole {scale}-pixel cells in the {part} part "
-                    "of any raster (the last 15% of each is the validation part); drop it from --scales, use a "
+                    "of any raster (15% at one end of each is the validation part); drop it from --scales, use a "
                     "smaller --patch-size, or larger rasters"
                 )
     if len({s.shape[0] for s in train_sets}) != 1:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from geosr.conserve import conserve_torch
-from geosr.errors import InputError, ModelError, TrainingDiverged, first_line
+from geosr.errors import GeosrWarning, InputError, ModelError, TrainingDiverged, first_line
 from geosr.io import replaced_atomically
 from geosr.models.card import ModelCard
 from geosr.models.files import load_model, save_model
@@ -115,7 +116,7 @@ class Batches:
         raise InputError(
             f"no {cfg.patch}-pixel patch of the {self.what} part with at least half of its pixels valid was found "
             f"in {MAX_TRIES} tries at scales {', '.join(map(str, cfg.scales))} (a patch must hold whole cells of "
-            f"every scale, and the last 15% of each raster is the validation part); use a smaller --patch-size, "
+            f"every scale, and 15% at one end of each raster is the validation part); use a smaller --patch-size, "
             f"smaller --scales, or rasters with more valid data"
         )
 
@@ -363,6 +364,15 @@ def train(
         # (checkpoints written before it was kept continue with a fresh seed)
         batches.rng.bit_generator.state = state["sampler"]
     val = Batches(val_rasters, config, config.seed + 7, what="validation").batch(config.val_samples)
+    unvalidated = sorted(set(config.scales) - {int(s) for s in val.scales.tolist()})
+    if unvalidated:  # a scale whose patches the validation part's nodata always rejects: say so, not silently
+        warnings.warn(
+            f"no validation patch at scale {', '.join(map(str, unvalidated))} (a patch needs half of its pixels in "
+            "whole cells without nodata), so the validation RMSE covers the other scales only; validation parts "
+            "with more data (15% at one end of each raster) would cover it",
+            GeosrWarning,
+            stacklevel=2,
+        )
     started, processor_started = time.perf_counter(), time.process_time()
     history = []
     rmse, conserved, base = evaluate_batches(network, val, device, config.precision, config.loss_margin)
