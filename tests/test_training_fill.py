@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import TINY_TRAIN, assert_one_line_error, write_geotiff
 
 from geosr.degrade import area_average
@@ -75,30 +76,31 @@ def test_geosr_train_records_the_fill_and_a_resume_with_the_other_is_refused(tmp
     assert load_model(other).card.training["config"]["fill_missing"] is False
 
 
-def test_a_raster_whose_last_part_is_sea_validates_on_its_first(tmp_path, cli):
-    # a coastal DEM with the sea along its last 15%: the validation part had no data, and the run stopped
-    # saying that every raster's validation part was constant
-    data = fbm_surface((80, 48), seed=5, relief=50.0) + 10.0
-    data[-16:] = -9999
+@pytest.mark.parametrize(
+    ("shape", "sea", "scales"),
+    [
+        # all of the last 15% (12 rows) is sea: the run stopped saying every validation part was constant
+        ((80, 48), 16, "2"),
+        # 6 of the last 18 rows hold data: no validation patch, which needs half of its pixels valid, could be cut
+        # there, and the run stopped advising a smaller --patch-size
+        ((110, 80), 12, "2,3"),
+    ],
+)
+def test_a_raster_whose_last_part_is_sea_validates_on_its_first(tmp_path, cli, shape, sea, scales):
+    data = fbm_surface(shape, seed=5, relief=50.0) + 10.0
+    data[-sea:] = -9999
     hr = write_geotiff(tmp_path / "coast.tif", data, nodata=-9999, units=["m"])
-    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2", "--epochs", "1", *TINY_TRAIN)
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", scales, "--epochs", "1", *TINY_TRAIN)
     assert result.code == 0, result.err
-    # with no data at either end there is nothing to validate on, and the refusal says so
-    data[:16] = -9999
+    assert "Warning" not in result.err
+
+
+def test_a_raster_without_data_at_either_end_is_refused_as_nodata(tmp_path, cli):
+    data = fbm_surface((80, 48), seed=5, relief=50.0) + 10.0
+    data[-16:] = data[:16] = -9999
     hr = write_geotiff(tmp_path / "middle.tif", data, nodata=-9999, units=["m"])
     result = cli("train", hr, "-o", tmp_path / "n.safetensors", "--scales", "2", "--epochs", "1", *TINY_TRAIN)
     assert_one_line_error(result.err, result.code, "validation part", "every raster is nodata")
-
-
-def test_a_raster_whose_last_part_is_mostly_sea_validates_on_its_first(tmp_path, cli):
-    # the last 15% (18 rows) with data in 6 of them only: no validation patch, which needs half of its pixels
-    # valid, could be cut there, and the run stopped advising a smaller --patch-size
-    data = fbm_surface((110, 80), seed=6, relief=50.0) + 10.0
-    data[-12:] = -9999
-    hr = write_geotiff(tmp_path / "coast.tif", data, nodata=-9999, units=["m"])
-    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2,3", "--epochs", "1", *TINY_TRAIN)
-    assert result.code == 0, result.err
-    assert "Warning" not in result.err
 
 
 def test_a_scale_without_any_validation_patch_is_said(tmp_path, cli):
