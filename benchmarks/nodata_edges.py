@@ -106,22 +106,13 @@ def write_geotiffs(folder: Path) -> None:
         print(f"{path}: {label}, {field.shape[0]} x {field.shape[1]}, model {kind}")
 
 
-def renormalised(coarse: np.ndarray, shape: tuple[int, int], method: str) -> np.ndarray:
-    """Classical interpolation with its weights renormalised over the valid cells."""
-    from geosr.evaluate import interpolate
-
-    valid = np.isfinite(coarse)
-    weights = interpolate(valid.astype(np.float64), shape, method)
-    values = interpolate(np.where(valid, coarse, 0.0), shape, method)
-    return values / np.where(np.abs(weights) > 1e-6, weights, np.nan)
-
-
 def measure(kind: str, field: np.ndarray, scale: int) -> dict[str, tuple[float, float]] | None:
     """{method: (near-edge RMSE, all RMSE)} for one raster and scale, or None when too small."""
     from scipy import ndimage
 
     import geosr
     from geosr.degrade import area_average
+    from geosr.evaluate import interpolate_valid
 
     h, w = (n - n % scale for n in field.shape)
     if min(h, w) < 8 * scale:
@@ -136,7 +127,7 @@ def measure(kind: str, field: np.ndarray, scale: int) -> dict[str, tuple[float, 
         outputs["mean fill"] = geosr.downscale(coarse, scale, model=kind, device="cpu")
     outputs["neighbour fill"] = geosr.downscale(coarse, scale, model=kind, device="cpu")
     for method in ("bicubic", "lanczos"):
-        outputs[f"{method} renorm."] = renormalised(coarse, (h, w), method)
+        outputs[f"{method} renorm."] = interpolate_valid(coarse, (h, w), method)
     border = np.zeros((h, w), dtype=bool)
     border[2 * scale : -2 * scale, 2 * scale : -2 * scale] = True
     valid = border & np.isfinite(truth) & np.isfinite(outputs["neighbour fill"])

@@ -71,13 +71,17 @@ def interpolate(coarse: np.ndarray, shape: tuple[int, int], method: str) -> np.n
     return np.matmul(np.matmul(rows, coarse), cols.T)
 
 
-def interpolate_valid(coarse: np.ndarray, shape: tuple[int, int], method: str) -> np.ndarray:
+def interpolate_valid(
+    coarse: np.ndarray, shape: tuple[int, int], method: str, weights: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`interpolate` with the weights renormalised over the finite cells of ``coarse`` (normalised
-    convolution); NaN where no valid cell has weight. A complete ``coarse`` is interpolated as it is."""
+    convolution); NaN where no valid cell has weight. A complete ``coarse`` is interpolated as it is.
+    ``weights``: the interpolated valid mask, when the caller has it (the same mask again and again)."""
     valid = np.isfinite(coarse)
     if valid.all():
         return interpolate(coarse, shape, method)
-    weights = interpolate(valid.astype(np.float64), shape, method)
+    if weights is None:
+        weights = interpolate(valid.astype(np.float64), shape, method)
     values = interpolate(np.where(valid, coarse, 0.0), shape, method)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(np.abs(weights) > 1e-6, values / weights, np.nan)
@@ -92,9 +96,12 @@ def back_project(coarse: np.ndarray, scale: int, iterations: int = 20) -> np.nda
     """Iterative back-projection: Lanczos up, then correct until the cell averages match ``coarse``
     (the valid cells': with missing cells the Lanczos weights are renormalised over the valid ones)."""
     shape = (coarse.shape[-2] * scale, coarse.shape[-1] * scale)
-    fine = interpolate_valid(coarse, shape, "lanczos")
+    valid = np.isfinite(coarse)
+    # every correction has the input's missing cells (a fine pixel without weight lies in one): one mask
+    weights = None if valid.all() else interpolate(valid.astype(np.float64), shape, "lanczos")
+    fine = interpolate_valid(coarse, shape, "lanczos", weights)
     for _ in range(iterations):
-        fine = fine + interpolate_valid(coarse - area_average(fine, scale), shape, "lanczos")
+        fine = fine + interpolate_valid(coarse - area_average(fine, scale), shape, "lanczos", weights)
     return fine
 
 
