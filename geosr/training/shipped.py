@@ -193,6 +193,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--interpolation", choices=["bicubic", "consistent"], default="consistent", help="network input kernel"
     )
+    parser.add_argument(
+        "--fill-missing",
+        choices=["mean", "neighbours"],
+        default="mean",
+        help="how a patch's missing cells enter the network: the band mean (the shipped models' recipes) or filled "
+        "from their neighbours as inference does (TrainConfig.fill_missing)",
+    )
     parser.add_argument("--init", default=None, help="start from this model file's weights (fine-tuning)")
     parser.add_argument(
         "--cell-input",
@@ -249,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         loss_margin=args.loss_margin,
         interpolation=args.interpolation,
         cell_input=args.cell_input,
-        fill_missing=False,  # the recipes' missing cells enter as the mean, as the shipped models were trained
+        fill_missing=args.fill_missing == "neighbours",  # the recipes': the mean, as the shipped models were trained
     )
     card = CARDS[args.model]()
     card.training["command"] = "python -m geosr.training.shipped " + shlex.join(argv or sys.argv[1:])
