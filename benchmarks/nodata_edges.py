@@ -18,7 +18,12 @@ held-out rasters are written as GeoTIFFs instead (NaN nodata; the DEMs georefere
 ``geosr evaluate DIR/NAME.tif --scale S`` (``--model climate`` for the climate grids). Needs the fetched
 rasters (``python -m geosr.training.fetch``).
 
+With ``--compare BASE MODEL [MODEL ...]`` model files are compared instead, all with the neighbour fill,
+on the validation cases of ``--kind`` (default dem): each one's near-edge and all-pixel RMSE against
+the first's.
+
 Usage: python benchmarks/nodata_edges.py [--heldout] [--threads N] [--write-geotiffs DIR]
+       python benchmarks/nodata_edges.py --compare BASE MODEL [MODEL ...] [--kind dem|climate]
 """
 
 from __future__ import annotations
@@ -106,13 +111,10 @@ def write_geotiffs(folder: Path) -> None:
         print(f"{path}: {label}, {field.shape[0]} x {field.shape[1]}, model {kind}")
 
 
-def measure(kind: str, field: np.ndarray, scale: int) -> dict[str, tuple[float, float]] | None:
-    """{method: (near-edge RMSE, all RMSE)} for one raster and scale, or None when too small."""
-    from scipy import ndimage
-
-    import geosr
+def _degraded(field: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(truth cropped to whole cells, its area average, the fine pixels of missing cells) for one raster
+    and scale, or None when it is too small or has no missing cell (or nothing but)."""
     from geosr.degrade import area_average
-    from geosr.evaluate import interpolate_valid
 
     h, w = (n - n % scale for n in field.shape)
     if min(h, w) < 8 * scale:
@@ -122,17 +124,24 @@ def measure(kind: str, field: np.ndarray, scale: int) -> dict[str, tuple[float, 
     missing = np.repeat(np.repeat(~np.isfinite(coarse), scale, axis=0), scale, axis=1)
     if not missing.any() or missing.all():
         return None
-    outputs = {}
-    with mock.patch("geosr.predict.fill_radius", lambda *args: 0):
-        outputs["mean fill"] = geosr.downscale(coarse, scale, model=kind, device="cpu")
-    outputs["neighbour fill"] = geosr.downscale(coarse, scale, model=kind, device="cpu")
-    for method in ("bicubic", "lanczos"):
-        outputs[f"{method} renorm."] = interpolate_valid(coarse, (h, w), method)
-    border = np.zeros((h, w), dtype=bool)
+    return truth, coarse, missing
+
+
+def _rmses(
+    truth: np.ndarray, missing: np.ndarray, scale: int, outputs: dict[str, np.ndarray], same_mask: list[str]
+) -> dict[str, tuple[float, float]] | None:
+    """{name: (near-edge RMSE, all RMSE)} of each output, plus "pixels": how many of each; None when
+    fewer than 20 valid pixels lie near the edge. The outputs named in ``same_mask`` (the first defines
+    the valid pixels) must have the same nodata mask."""
+    from scipy import ndimage
+
+    first = outputs[same_mask[0]]
+    for name in same_mask[1:]:
+        if not np.array_equal(np.isfinite(outputs[name]), np.isfinite(first)):
+            raise AssertionError(f"{name} gave another nodata mask than {same_mask[0]}")
+    border = np.zeros(truth.shape, dtype=bool)
     border[2 * scale : -2 * scale, 2 * scale : -2 * scale] = True
-    valid = border & np.isfinite(truth) & np.isfinite(outputs["neighbour fill"])
-    if not np.array_equal(np.isfinite(outputs["mean fill"]), np.isfinite(outputs["neighbour fill"])):
-        raise AssertionError("the two fills gave different nodata masks")
+    valid = border & np.isfinite(truth) & np.isfinite(first)
     near = valid & (ndimage.distance_transform_edt(~missing) <= 2 * scale)
     if near.sum() < 20:
         return None
@@ -144,11 +153,72 @@ def measure(kind: str, field: np.ndarray, scale: int) -> dict[str, tuple[float, 
     return result
 
 
+def measure(kind: str, field: np.ndarray, scale: int) -> dict[str, tuple[float, float]] | None:
+    """{method: (near-edge RMSE, all RMSE)} for one raster and scale, or None when too small."""
+    import geosr
+    from geosr.evaluate import interpolate_valid
+
+    degraded = _degraded(field, scale)
+    if degraded is None:
+        return None
+    truth, coarse, missing = degraded
+    outputs = {}
+    with mock.patch("geosr.predict.fill_radius", lambda *args: 0):
+        outputs["mean fill"] = geosr.downscale(coarse, scale, model=kind, device="cpu")
+    outputs["neighbour fill"] = geosr.downscale(coarse, scale, model=kind, device="cpu")
+    for method in ("bicubic", "lanczos"):
+        outputs[f"{method} renorm."] = interpolate_valid(coarse, truth.shape, method)
+    return _rmses(truth, missing, scale, outputs, ["neighbour fill", "mean fill"])
+
+
+def compare_models(kind: str, models: list[str]) -> None:
+    """Near-edge and all-pixel RMSE of model files (all with the neighbour fill) on the validation cases
+    of ``kind``, each against the first model's."""
+    import geosr
+
+    base, *others = models
+    near_changes: dict[str, list[float]] = {m: [] for m in others}
+    all_changes: dict[str, list[float]] = {m: [] for m in others}
+    for case_kind, label, field in validation_cases():
+        if case_kind != kind:
+            continue
+        for scale in SCALES:
+            degraded = _degraded(field, scale)
+            if degraded is None:
+                continue
+            truth, coarse, missing = degraded
+            outputs = {m: geosr.downscale(coarse, scale, model=m, device="cpu") for m in models}
+            result = _rmses(truth, missing, scale, outputs, models)
+            if result is None:
+                continue
+            near_px = int(result["pixels"][0])
+            line = [f"{label} x{scale} ({near_px} near-edge px): {base} {result[base][0]:.5g} / {result[base][1]:.5g}"]
+            for m in others:
+                near_changes[m].append(100 * (result[m][0] / result[base][0] - 1))
+                all_changes[m].append(100 * (result[m][1] / result[base][1] - 1))
+                near, whole = result[m]
+                line.append(f"{m} {near:.5g} ({near_changes[m][-1]:+.2f}%) / {whole:.5g} ({all_changes[m][-1]:+.2f}%)")
+            print("; ".join(line), flush=True)
+    for m in others:
+        print(
+            f"{m}: near the edge mean change {np.mean(near_changes[m]):+.2f}%, worst {max(near_changes[m]):+.2f}%; "
+            f"all valid pixels mean {np.mean(all_changes[m]):+.2f}%, worst {max(all_changes[m]):+.2f}%; "
+            f"{len(near_changes[m])} cases"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--heldout", action="store_true", help="the held-out rasters with real nodata")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write-geotiffs", type=Path, metavar="DIR", help="write the held-out rasters instead")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="MODEL",
+        help="compare model files on the validation cases instead (the first is the base)",
+    )
+    parser.add_argument("--kind", choices=("dem", "climate"), default="dem", help="the validation cases of --compare")
     args = parser.parse_args()
     if args.write_geotiffs is not None:
         write_geotiffs(args.write_geotiffs)
@@ -156,6 +226,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.compare:
+        if len(args.compare) < 2:
+            parser.error(f"--compare takes a base model and at least one other; got {len(args.compare)}")
+        compare_models(args.kind, args.compare)
+        return
     near_changes, all_changes = [], []
     print(
         "| raster, mask | scale | near-edge px | mean fill | neighbour fill | bicubic renorm. | lanczos renorm. "

@@ -156,3 +156,32 @@ def test_tiles_whose_input_holds_no_data_skip_the_network(model1: Path, monkeypa
     plan = Downscaler(str(model1), device="cpu", tile_size=32).plan(data.shape, 2)
     with_data = [t for t in plan if np.isfinite(data[t.rows.source.as_slice(), t.cols.source.as_slice()]).any()]
     assert 0 < sum(calls) == len(with_data) < len(plan)
+
+
+def test_nodata_benchmark_measures_near_edge_pixels_by_their_distance_to_a_missing_cell():
+    # benchmarks/nodata_edges.py judges candidate models (--compare) on these two RMSEs
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nodata_edges", REPO / "benchmarks" / "nodata_edges.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=(48, 64))
+    truth[20:30, 30:44] = np.nan  # a void of whole cells at x2
+    truth_cut, coarse, missing = bench._degraded(truth, 2)
+    assert coarse.shape == (24, 32) and np.array_equal(missing, np.isnan(truth))
+    # brute force: valid pixels inside the 4-pixel border within 4 pixels (2 cells) of a missing pixel
+    yy, xx = np.mgrid[:48, :64]
+    gaps = np.argwhere(missing)
+    distance = np.min(np.hypot(yy[..., None] - gaps[:, 0], xx[..., None] - gaps[:, 1]), axis=-1)
+    inside = (yy >= 4) & (yy < 44) & (xx >= 4) & (xx < 60) & ~missing
+    near = inside & (distance <= 4)
+    error = np.where(near, 2.0, 0.5)
+    outputs = {"a": np.where(missing, np.nan, truth + error), "b": np.where(missing, np.nan, truth - 1.0)}
+    result = bench._rmses(truth_cut, missing, 2, outputs, ["a", "b"])
+    assert result["pixels"] == (near.sum(), inside.sum())
+    assert result["a"] == pytest.approx((2.0, np.sqrt(np.mean(error[inside] ** 2))))
+    assert result["b"] == pytest.approx((1.0, 1.0))
+    outputs["b"][5, 5] = np.nan
+    with pytest.raises(AssertionError, match="another nodata mask"):
+        bench._rmses(truth_cut, missing, 2, outputs, ["a", "b"])
