@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import TINY_TRAIN, assert_one_line_error, write_geotiff
 
+from geosr.cli.train import split_validation
 from geosr.degrade import area_average
 from geosr.models.files import load_model
 from geosr.predict import Downscaler
@@ -114,3 +115,57 @@ def test_a_scale_without_any_validation_patch_is_said(tmp_path, cli):
     assert result.code == 0, result.err
     warning = [line for line in result.err.splitlines() if line.startswith("Warning")]
     assert len(warning) == 1 and "no validation patch at scale 3" in warning[0], result.err
+
+
+def two_bands(shape: tuple[int, int]) -> np.ndarray:
+    first = fbm_surface(shape, seed=7, relief=50.0) + 10.0
+    return np.stack([first, fbm_surface(shape, seed=8, relief=20.0) + 5.0])
+
+
+def test_a_band_missing_from_the_last_part_validates_on_the_first(tmp_path, cli):
+    # band 2 is nodata in the last 20 of 80 rows, band 1 valid everywhere: over both bands the last part was
+    # half valid, it was kept, and band 2 was never validated, silently; the first part holds both bands
+    data = two_bands((80, 48))
+    data[1, -20:] = -9999
+    train_part, val_part = split_validation(normalise(np.where(data == -9999, np.nan, data)), 12, 1)
+    assert val_part.shape == (2, 12, 48) and np.isfinite(val_part).all()
+    assert train_part.shape == (2, 68, 48) and np.array_equal(
+        np.isnan(train_part[1]), np.repeat(np.arange(68)[:, None] >= 48, 48, axis=1)
+    )
+    hr = write_geotiff(tmp_path / "two.tif", data, nodata=-9999, units=["m", "K"])
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2", "--epochs", "1", *TINY_TRAIN)
+    assert result.code == 0, result.err
+    assert "Warning" not in result.err
+
+
+def test_a_band_without_data_at_either_end_is_said_unvalidated(tmp_path, cli):
+    data = two_bands((80, 48))
+    data[1, -20:] = data[1, :20] = -9999
+    hr = write_geotiff(tmp_path / "two.tif", data, nodata=-9999, units=["m", "K"])
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2", "--epochs", "1", *TINY_TRAIN)
+    assert result.code == 0, result.err
+    warning = [line for line in result.err.splitlines() if line.startswith("Warning")]
+    assert len(warning) == 1 and "band 2 has no valid pixel in the validation part" in warning[0], result.err
+
+
+def test_a_band_without_data_in_any_training_part_is_refused(tmp_path, cli):
+    # band 2 holds data only in the last 12 rows, the validation part: it would be on the model, never trained
+    data = two_bands((80, 48))
+    data[1, :-12] = -9999
+    hr = write_geotiff(tmp_path / "two.tif", data, nodata=-9999, units=["m", "K"])
+    output = tmp_path / "m.safetensors"
+    result = cli("train", hr, "-o", output, "--scales", "2", "--epochs", "1", *TINY_TRAIN)
+    assert_one_line_error(result.err, result.code, "band 2 has no valid pixel in the training part")
+    assert not output.exists()
+
+
+def test_a_raster_whose_validation_part_is_nodata_is_said(tmp_path, cli):
+    # among two rasters, one's ends are both nodata: its validation part adds nothing, the other's validates
+    good = write_geotiff(tmp_path / "good.tif", fbm_surface((80, 48), seed=5, relief=50.0) + 10.0, units=["m"])
+    data = fbm_surface((80, 48), seed=6, relief=50.0) + 10.0
+    data[-16:] = data[:16] = -9999
+    middle = write_geotiff(tmp_path / "middle.tif", data, nodata=-9999, units=["m"])
+    result = cli("train", good, middle, "-o", tmp_path / "m.safetensors", "--scales", "2", "--epochs", "1", *TINY_TRAIN)
+    assert result.code == 0, result.err
+    warning = [line for line in result.err.splitlines() if line.startswith("Warning")]
+    assert len(warning) == 1 and "'middle.tif'" in warning[0] and "no valid pixel" in warning[0], result.err

@@ -6,10 +6,12 @@ import math
 import os
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from geosr.cli.options import (
+    echo_warning,
     int_list,
     overwrite_option,
     progress_bar,
@@ -19,6 +21,9 @@ from geosr.cli.options import (
     warnings_as_lines,
 )
 from geosr.georef import pixel_size, unit_key
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _check_init_bands(init: str, names: list[str], first: str) -> None:
@@ -33,6 +38,25 @@ def _check_init_bands(init: str, names: list[str], first: str) -> None:
             f"model {card.name!r} (--init) takes the bands {', '.join(card.bands)} in that order, but '{first}' "
             f"gives them as {', '.join(names)}; pick them in the model's order with --bands"
         )
+
+
+def split_validation(data: np.ndarray, held: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (band, y, x) raster as (training part, validation part): the validation part is its last ``held``
+    rows or columns along ``axis``, or its first where the last is mostly nodata in some band (a coastal
+    DEM whose sea is there; a band missing there) and the first holds more of that band, since a
+    validation patch needs half of its pixels valid and an all-nodata band would never be validated."""
+    import numpy as np
+
+    length = data.shape[axis]
+    first, last = range(held), range(length - held, length)
+
+    def share(part: range) -> float:  # the valid share of the band with the least data in the part
+        valid = np.isfinite(np.take(data, part, axis=axis))
+        return float(valid.reshape(valid.shape[0], -1).mean(axis=1).min())
+
+    if share(last) < 0.5 and share(first) > share(last):
+        return np.take(data, range(held, length), axis=axis), np.take(data, first, axis=axis)
+    return np.take(data, range(length - held), axis=axis), np.take(data, last, axis=axis)
 
 
 def _finite(value: float | None, what: str) -> None:
@@ -158,7 +182,7 @@ def train(
 
     Each raster is normalised with its own per-band statistics (as at inference). The last 15% (at
     least one patch) of every raster along its longer axis is held out for validation (the first 15%
-    where the last is mostly nodata and the first holds more data); each epoch
+    where the last is mostly nodata in some band and the first holds more data); each epoch
     prints the validation RMSE of the model against its interpolated input. Nodata pixels are left out of the loss.
     A checkpoint OUTPUT.ckpt is written every epoch for --resume, with the same command (only --epochs,
     --minutes, --lr, --schedule, --device and --precision may change).
@@ -228,16 +252,9 @@ def train(
                 f"{','.join(map(str, scale_list))}: it needs {patch_size} pixels across and {patch_size + whole} "
                 "along (a patch to train on and one of whole cells to validate on); use a smaller --patch-size"
             )
-        first, last = range(held), range(length - held, length)
-        shares = [float(np.isfinite(np.take(data, part, axis=axis)).mean()) for part in (first, last)]
-        if shares[1] < 0.5 and shares[0] > shares[1]:
-            # its last part is mostly nodata (a coastal DEM whose sea is there), where a validation patch, which
-            # needs half of its pixels valid, is rare or none: validate on its first part, which holds more
-            train_sets.append(np.take(data, range(held, length), axis=axis))
-            val_sets.append(np.take(data, first, axis=axis))
-        else:
-            train_sets.append(np.take(data, range(length - held), axis=axis))
-            val_sets.append(np.take(data, last, axis=axis))
+        train_part, val_part = split_validation(data, held, axis)
+        train_sets.append(train_part)
+        val_sets.append(val_part)
         square &= bool(np.isclose(*pixel_size(info.transform), rtol=1e-6))
         described = [d or "" for d in info.descriptions]
         if names is not None:  # the same bands in another order would teach each channel two quantities
@@ -281,6 +298,24 @@ def train(
                 )
     if len({s.shape[0] for s in train_sets}) != 1:
         raise InputError("the rasters have different numbers of bands; choose the same bands with --bands")
+    for band, number in enumerate(chosen):  # a band with other nodata than the rest: trained and validated?
+        if not any(np.isfinite(s[band]).any() for s in train_sets):
+            raise InputError(
+                f"band {number} has no valid pixel in the training part of any raster (15% at one end of each is "
+                "the validation part): it would be on the model but never trained; leave it out with --bands, or "
+                "add rasters with more of its data"
+            )
+        if not any(np.isfinite(s[band]).any() for s in val_sets):
+            echo_warning(
+                f"band {number} has no valid pixel in the validation part (15% at one end) of any raster, so the "
+                "validation RMSE covers the other bands only; rasters with its data at one end would cover it"
+            )
+    empty = [Path(p).name for p, s in zip(inputs, val_sets, strict=True) if not np.isfinite(s).any()]
+    if empty:  # while another raster's has data (or every raster would have been refused above)
+        echo_warning(
+            f"the validation part (15% at one end) of {', '.join(map(repr, empty))} has no valid pixel, so the "
+            "validation RMSE covers the other rasters only"
+        )
     config = TrainConfig(
         scales=tuple(scale_list),
         patch=patch_size,
