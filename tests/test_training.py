@@ -911,3 +911,27 @@ def test_training_with_a_margin_runs_and_validates_on_the_inner_pixels(tmp_path)
         [terrain(0)], [terrain(1)], config, tmp_path / "m.safetensors", ModelCard(name="t", in_channels=1), log=print
     )
     assert summary["steps"] == TINY["steps_per_epoch"] and (tmp_path / "m.safetensors").is_file()
+
+
+def test_validation_is_printed_against_bicubic_too_on_the_same_patches(tmp_path):
+    # the network's input is the consistent kernel, a stronger baseline; the is bicubic: both are printed
+    from geosr.models.card import ModelCard
+
+    def run(interpolation: str, margin: int) -> tuple[list[str], dict]:
+        options = {**SMALL, "scales": (2, 3), "patch": 30, "loss_margin": margin}
+        config = TrainConfig(**options, epochs=1, lr=1e-3, interpolation=interpolation)
+        card = ModelCard(name="t", in_channels=1, depth=4, width=16, bands=["elevation"], units=["m"])
+        lines: list[str] = []
+        out = tmp_path / f"{interpolation}{margin}.safetensors"
+        summary = train([terrain(s) for s in range(2)], [terrain(9, 96)], config, out, card, log=lines.append)
+        return lines, summary["history"][-1]
+
+    for margin in (0, 4):
+        lines, consistent = run("consistent", margin)
+        assert all(" vs consistent " in line and ", bicubic " in line for line in lines), lines
+        bicubic_lines, bicubic = run("bicubic", margin)
+        assert not any(", bicubic " in line for line in bicubic_lines), bicubic_lines
+        # the bicubic-input run measures its own input on the same patches: the same RMSE
+        assert consistent["val_bicubic"] == pytest.approx(bicubic["val_interpolation"], rel=1e-6)
+        assert bicubic["val_bicubic"] == bicubic["val_interpolation"]
+        assert consistent["val_interpolation"] != pytest.approx(consistent["val_bicubic"], rel=1e-3)

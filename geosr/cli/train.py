@@ -182,8 +182,9 @@ def train(
 
     Each raster is normalised with its own per-band statistics (as at inference). The last 15% (at
     least one patch) of every raster along its longer axis is held out for validation (the first 15%
-    where the last is mostly nodata in some band and the first holds more data); each epoch
-    prints the validation RMSE of the model against its interpolated input. Nodata pixels are left out of the loss.
+    where the last is mostly nodata in some band and the first holds more data); each epoch prints the
+    validation RMSE of the model against its interpolated input and bicubic. Nodata pixels are left out
+    of the loss.
     A checkpoint OUTPUT.ckpt is written every epoch for --resume, with the same command (only --epochs,
     --minutes, --lr, --schedule, --device and --precision may change).
     """

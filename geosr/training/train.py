@@ -18,7 +18,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +257,26 @@ def evaluate_batches(
     return tuple(math.sqrt(float(np.mean(v))) for v in (errs, cons, base))  # type: ignore[return-value]
 
 
+def bicubic_rmse(val_rasters: Sequence[np.ndarray], config: TrainConfig, val: Batch) -> float | None:
+    """RMSE (normalised units) of bicubic interpolation on the validation patches ``val``, which were cut
+    with ``config``'s kernel (without ``loss_margin`` pixels at each side, chunked as
+    :func:`evaluate_batches`): the classical baseline every epoch is also printed against. None when the
+    network's input is bicubic already."""
+    if config.interpolation == "bicubic":
+        return None
+    # the same seed cuts the same patches: where they lie depends on the data and the seed, not the kernel
+    bicubic = replace(config, interpolation="bicubic")
+    same = Batches(val_rasters, bicubic, config.seed + 7, what="validation").batch(config.val_samples)
+    if not (torch.equal(same.target, val.target) and torch.equal(same.valid, val.valid)):
+        raise AssertionError("the bicubic validation patches are not the network's")
+    inner = _inner(config.loss_margin)
+    chunks = [
+        masked_mse(same.ilr[i : i + 16][inner], val.target[i : i + 16][inner], val.valid[i : i + 16][inner]).item()
+        for i in range(0, len(val.ilr), 16)
+    ]
+    return math.sqrt(float(np.mean(chunks)))
+
+
 def train(
     rasters: Sequence[np.ndarray],
     val_rasters: Sequence[np.ndarray],
@@ -377,8 +397,13 @@ def train(
     history = []
     rmse, conserved, base = evaluate_batches(network, val, device, config.precision, config.loss_margin)
     initial = rmse
-    kernel = config.interpolation
-    log(f"epoch {epoch}: val RMSE {rmse:.5f} vs {kernel} {base:.5f} ({_gain(rmse, base)})")
+    bicubic = bicubic_rmse(val_rasters, config, val)
+
+    def against(rmse: float) -> str:  # the network's own input kernel, and bicubic where that is another
+        line = f"vs {config.interpolation} {base:.5f} ({_gain(rmse, base)})"
+        return line if bicubic is None else f"{line}, bicubic {bicubic:.5f} ({_gain(rmse, bicubic)})"
+
+    log(f"epoch {epoch}: val RMSE {rmse:.5f} {against(rmse)}")
     saved = False  # this run has written the model
     while epoch < config.epochs:
         lr = learning_rate(config, epoch)
@@ -414,11 +439,12 @@ def train(
                 "val_rmse": rmse,
                 "val_rmse_conserved": conserved,
                 "val_interpolation": base,
+                "val_bicubic": bicubic if bicubic is not None else base,
             }
         )
         log(
             f"epoch {epoch} step {step} {seconds / 60:.1f} min: loss {np.mean(losses):.5f}, val RMSE {rmse:.5f} "
-            f"(conserved {conserved:.5f}) vs {kernel} {base:.5f} ({_gain(rmse, base)})"
+            f"(conserved {conserved:.5f}) {against(rmse)}"
         )
         state = {
             "model": network.state_dict(),
@@ -450,6 +476,7 @@ def train(
                 "val_rmse_normalised": round(rmse, 6),
                 "val_rmse_conserved_normalised": round(conserved, 6),
                 "val_interpolation_rmse_normalised": round(base, 6),
+                "val_bicubic_rmse_normalised": round(bicubic if bicubic is not None else base, 6),
             }
         )
         save_model(network.cpu(), card, output)
