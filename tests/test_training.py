@@ -589,6 +589,20 @@ def test_shipped_wise_needs_the_model_it_started_from():
         shipped.main(["climate", "--wise", "0.5", "--epochs", "1"])
 
 
+@pytest.mark.parametrize(("flag", "fill"), [((), False), (("--fill-missing", "neighbours"), True)])
+def test_shipped_recipes_fill_missing_cells_with_the_mean_unless_asked(monkeypatch, tmp_path, flag, fill):
+    # the recipes regenerate models trained with the band mean; --fill-missing neighbours trains as inference fills
+    from geosr.training import shipped
+
+    seen = []
+    monkeypatch.setitem(shipped.SOURCES, "dem", lambda: ([terrain(0)], [terrain(1)], 1))
+    monkeypatch.setattr(shipped, "train", lambda rasters, val, config, *args, **kwargs: seen.append(config))
+    shipped.main(["dem", "--epochs", "1", *flag, "--output", str(tmp_path / "m.safetensors")])
+    assert [c.fill_missing for c in seen] == [fill]
+    with pytest.raises(SystemExit):
+        shipped.main(["dem", "--fill-missing", "nearest"])
+
+
 def test_spectral_fields_are_band_limited_and_seeded():
     from geosr.training.sources import synthetic_spectral
 
