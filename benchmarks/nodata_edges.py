@@ -199,6 +199,8 @@ def compare_models(kind: str, models: list[str]) -> None:
                 near, whole = result[m]
                 line.append(f"{m} {near:.5g} ({near_changes[m][-1]:+.2f}%) / {whole:.5g} ({all_changes[m][-1]:+.2f}%)")
             print("; ".join(line), flush=True)
+    if not near_changes[others[0]]:
+        raise SystemExit(f"no {kind} validation case with missing cells was measured (are the rasters fetched?)")
     for m in others:
         print(
             f"{m}: near the edge mean change {np.mean(near_changes[m]):+.2f}%, worst {max(near_changes[m]):+.2f}%; "
@@ -227,8 +229,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.compare:
-        if len(args.compare) < 2:
-            parser.error(f"--compare takes a base model and at least one other; got {len(args.compare)}")
+        if len(args.compare) < 2 or len(set(args.compare)) < len(args.compare):
+            parser.error(f"--compare takes a base model and at least one other, each once; got {args.compare}")
+        if args.heldout:
+            parser.error("--compare measures the validation cases: leave out --heldout")
         compare_models(args.kind, args.compare)
         return
     near_changes, all_changes = [], []

@@ -43,8 +43,9 @@ def _check_init_bands(init: str, names: list[str], first: str) -> None:
 def split_validation(data: np.ndarray, held: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """A (band, y, x) raster as (training part, validation part): the validation part is its last ``held``
     rows or columns along ``axis``, or its first where the last is mostly nodata in some band (a coastal
-    DEM whose sea is there; a band missing there) and the first holds more of that band, since a
-    validation patch needs half of its pixels valid and an all-nodata band would never be validated."""
+    DEM whose sea is there; a band missing there) and the band with the least data in the first holds
+    more than the one with the least in the last, since a validation patch needs half of its pixels valid
+    and an all-nodata band would never be validated."""
     import numpy as np
 
     length = data.shape[axis]

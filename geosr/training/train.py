@@ -555,7 +555,9 @@ def _check_recipe(resume: str | Path, stored: str | None, recipe: dict[str, Any]
     for key in changed:
         name = _OPTIONS.get(key, key)
         if key == "data":
-            said.append("other rasters or --bands")
+            # or the same rasters split at their other end: geosr.cli.train.split_validation has chosen the end
+            # by the band with the least data since 2026-12-07, so an older multiband checkpoint may differ
+            said.append("other rasters or --bands, or another validation part of them")
         else:
             was, now = before.get(key), recipe.get(key)
             if key == "scales":
