@@ -49,15 +49,14 @@ def split_validation(data: np.ndarray, held: int, axis: int) -> tuple[np.ndarray
     import numpy as np
 
     length = data.shape[axis]
-    first, last = range(held), range(length - held, length)
+    first, last = np.take(data, range(held), axis=axis), np.take(data, range(length - held, length), axis=axis)
 
-    def share(part: range) -> float:  # the valid share of the band with the least data in the part
-        valid = np.isfinite(np.take(data, part, axis=axis))
-        return float(valid.reshape(valid.shape[0], -1).mean(axis=1).min())
+    def share(part: np.ndarray) -> float:  # the valid share of the band with the least data in the part
+        return float(np.isfinite(part).reshape(part.shape[0], -1).mean(axis=1).min())
 
     if share(last) < 0.5 and share(first) > share(last):
-        return np.take(data, range(held, length), axis=axis), np.take(data, first, axis=axis)
-    return np.take(data, range(length - held), axis=axis), np.take(data, last, axis=axis)
+        return np.take(data, range(held, length), axis=axis), first
+    return np.take(data, range(length - held), axis=axis), last
 
 
 def _finite(value: float | None, what: str) -> None:

@@ -235,6 +235,10 @@ def _gain(rmse: float, base: float) -> str:
     return f"{100 * (1 - rmse / base):+.1f}%" if base > 0 else "n/a: the interpolation is exact"
 
 
+#: Validation samples per network call (:func:`evaluate_batches`); an RMSE is the root of the chunks' mean MSE.
+VAL_CHUNK = 16
+
+
 def evaluate_batches(
     network: VDSR, val: Batch, device: torch.device, precision: str, margin: int = 0
 ) -> tuple[float, float, float]:
@@ -242,26 +246,38 @@ def evaluate_batches(
     (without ``margin`` pixels at each side of a patch, :attr:`TrainConfig.loss_margin`)."""
     network.eval()
     inner = _inner(margin)
-    errs, cons, base = [], [], []
+    errs, cons = [], []
     with torch.no_grad():
-        for i in range(0, len(val.ilr), 16):
-            part = val[i : i + 16].to(device)
+        for i in range(0, len(val.ilr), VAL_CHUNK):
+            part = val[i : i + VAL_CHUNK].to(device)
             with _autocast(device, precision):
                 residual = network.residual(network.inputs(part.ilr, part.coarse_up))
             out = part.ilr + residual.float()
             target, valid = part.target[inner], part.valid[inner]
             errs.append(masked_mse(out[inner], target, valid).item())
             cons.append(masked_mse(part.conserved(out)[inner], target, valid).item())
-            base.append(masked_mse(part.ilr[inner], target, valid).item())
     network.train()
-    return tuple(math.sqrt(float(np.mean(v))) for v in (errs, cons, base))  # type: ignore[return-value]
+    base = interpolation_rmse(val.ilr, val, margin)
+    return math.sqrt(float(np.mean(errs))), math.sqrt(float(np.mean(cons))), base
+
+
+def interpolation_rmse(ilr: torch.Tensor, val: Batch, margin: int = 0) -> float:
+    """RMSE (normalised units) of an interpolation ``ilr`` of the validation patches ``val`` against their
+    targets, without ``margin`` pixels at each side, in :data:`VAL_CHUNK` chunks as the network's."""
+    inner = _inner(margin)
+    chunks = [
+        masked_mse(
+            ilr[i : i + VAL_CHUNK][inner], val.target[i : i + VAL_CHUNK][inner], val.valid[i : i + VAL_CHUNK][inner]
+        )
+        for i in range(0, len(ilr), VAL_CHUNK)
+    ]
+    return math.sqrt(float(np.mean([c.item() for c in chunks])))
 
 
 def bicubic_rmse(val_rasters: Sequence[np.ndarray], config: TrainConfig, val: Batch) -> float | None:
     """RMSE (normalised units) of bicubic interpolation on the validation patches ``val``, which were cut
-    with ``config``'s kernel (without ``loss_margin`` pixels at each side, chunked as
-    :func:`evaluate_batches`): the classical baseline every epoch is also printed against. None when the
-    network's input is bicubic already."""
+    with ``config``'s kernel (:func:`interpolation_rmse`): the classical baseline every epoch is also printed
+    against. None when the network's input is bicubic already."""
     if config.interpolation == "bicubic":
         return None
     # the same seed cuts the same patches: where they lie depends on the data and the seed, not the kernel
@@ -269,12 +285,7 @@ def bicubic_rmse(val_rasters: Sequence[np.ndarray], config: TrainConfig, val: Ba
     same = Batches(val_rasters, bicubic, config.seed + 7, what="validation").batch(config.val_samples)
     if not (torch.equal(same.target, val.target) and torch.equal(same.valid, val.valid)):
         raise AssertionError("the bicubic validation patches are not the network's")
-    inner = _inner(config.loss_margin)
-    chunks = [
-        masked_mse(same.ilr[i : i + 16][inner], val.target[i : i + 16][inner], val.valid[i : i + 16][inner]).item()
-        for i in range(0, len(val.ilr), 16)
-    ]
-    return math.sqrt(float(np.mean(chunks)))
+    return interpolation_rmse(same.ilr, val, config.loss_margin)
 
 
 def train(
@@ -398,6 +409,7 @@ def train(
     rmse, conserved, base = evaluate_batches(network, val, device, config.precision, config.loss_margin)
     initial = rmse
     bicubic = bicubic_rmse(val_rasters, config, val)
+    bicubic_or_base = base if bicubic is None else bicubic  # the network's input is bicubic, or bicubic apart
 
     def against(rmse: float) -> str:  # the network's own input kernel, and bicubic where that is another
         line = f"vs {config.interpolation} {base:.5f} ({_gain(rmse, base)})"
@@ -439,7 +451,7 @@ def train(
                 "val_rmse": rmse,
                 "val_rmse_conserved": conserved,
                 "val_interpolation": base,
-                "val_bicubic": bicubic if bicubic is not None else base,
+                "val_bicubic": bicubic_or_base,
             }
         )
         log(
@@ -476,7 +488,7 @@ def train(
                 "val_rmse_normalised": round(rmse, 6),
                 "val_rmse_conserved_normalised": round(conserved, 6),
                 "val_interpolation_rmse_normalised": round(base, 6),
-                "val_bicubic_rmse_normalised": round(bicubic if bicubic is not None else base, 6),
+                "val_bicubic_rmse_normalised": round(bicubic_or_base, 6),
             }
         )
         save_model(network.cpu(), card, output)
