@@ -20,10 +20,14 @@ rasters (``python -m geosr.training.fetch``).
 
 With ``--compare BASE MODEL [MODEL ...]`` model files are compared instead, all with the neighbour fill,
 on the validation cases of ``--kind`` (default dem): each one's near-edge and all-pixel RMSE against
-the first's.
+the first's. With ``--trend T`` each shipped model (or ``--kind``'s) is compared so with a fill trend of 0
+and of T (``geosr.tiling.extend_into_missing``; copies whose cards say ``fill_trend: 0`` and ``T``), on
+the validation cases, or with ``--heldout`` on the held-out ones
+(``benchmarks/results/nodata_fill_trend.md``).
 
 Usage: python benchmarks/nodata_edges.py [--heldout] [--threads N] [--write-geotiffs DIR]
        python benchmarks/nodata_edges.py --compare BASE MODEL [MODEL ...] [--kind dem|climate]
+       python benchmarks/nodata_edges.py --trend T [--heldout] [--kind dem|climate]
 """
 
 from __future__ import annotations
@@ -171,15 +175,26 @@ def measure(kind: str, field: np.ndarray, scale: int) -> dict[str, tuple[float, 
     return _rmses(truth, missing, scale, outputs, ["neighbour fill", "mean fill"])
 
 
-def compare_models(kind: str, models: list[str]) -> None:
+def with_trend(model: str, trend: float, folder: Path) -> str:
+    """A copy of ``model`` in ``folder`` whose card has a fill trend of ``trend`` (the same weights)."""
+    import dataclasses
+
+    from geosr.models.files import load_model, save_model
+
+    loaded = load_model(model)
+    card = dataclasses.replace(loaded.card, fill_trend=trend, name=f"{loaded.card.name}-trend{trend:g}")
+    return str(save_model(loaded.network, card, folder / f"{card.name}.safetensors"))
+
+
+def compare_models(kind: str, models: list[str], heldout: bool = False) -> None:
     """Near-edge and all-pixel RMSE of model files (all with the neighbour fill) on the validation cases
-    of ``kind``, each against the first model's."""
+    of ``kind`` (``heldout``: its held-out cases), each against the first model's."""
     import geosr
 
     base, *others = models
     near_changes: dict[str, list[float]] = {m: [] for m in others}
     all_changes: dict[str, list[float]] = {m: [] for m in others}
-    for case_kind, label, field in validation_cases():
+    for case_kind, label, field in heldout_cases() if heldout else validation_cases():
         if case_kind != kind:
             continue
         for scale in SCALES:
@@ -200,7 +215,7 @@ def compare_models(kind: str, models: list[str]) -> None:
                 line.append(f"{m} {near:.5g} ({near_changes[m][-1]:+.2f}%) / {whole:.5g} ({all_changes[m][-1]:+.2f}%)")
             print("; ".join(line), flush=True)
     if not near_changes[others[0]]:
-        raise SystemExit(f"no {kind} validation case with missing cells was measured (are the rasters fetched?)")
+        raise SystemExit(f"no {kind} case with missing cells was measured (are the rasters fetched?)")
     for m in others:
         print(
             f"{m}: near the edge mean change {np.mean(near_changes[m]):+.2f}%, worst {max(near_changes[m]):+.2f}%; "
@@ -220,7 +235,10 @@ def main() -> None:
         metavar="MODEL",
         help="compare model files on the validation cases instead (the first is the base)",
     )
-    parser.add_argument("--kind", choices=("dem", "climate"), default="dem", help="the validation cases of --compare")
+    parser.add_argument("--trend", type=float, help="compare each shipped model with itself given this fill trend")
+    parser.add_argument(
+        "--kind", choices=("dem", "climate"), help="the cases of --compare (default dem) or --trend (default both)"
+    )
     args = parser.parse_args()
     if args.write_geotiffs is not None:
         write_geotiffs(args.write_geotiffs)
@@ -233,7 +251,17 @@ def main() -> None:
             parser.error(f"--compare takes a base model and at least one other, each once; got {args.compare}")
         if args.heldout:
             parser.error("--compare measures the validation cases: leave out --heldout")
-        compare_models(args.kind, args.compare)
+        compare_models(args.kind or "dem", args.compare)
+        return
+    if args.trend is not None:
+        import tempfile
+
+        if not 0 < args.trend <= 1:
+            parser.error(f"--trend takes a number in (0, 1], got {args.trend:g}")
+        with tempfile.TemporaryDirectory() as folder:
+            for kind in [args.kind] if args.kind else ["dem", "climate"]:
+                models = [with_trend(kind, trend, Path(folder)) for trend in (0.0, args.trend)]
+                compare_models(kind, models, heldout=args.heldout)
         return
     near_changes, all_changes = [], []
     print(

@@ -185,7 +185,9 @@ def plan_tiles(
         halo += round(scale)
     out_shape = output_shape(in_shape[0], in_shape[1], scale)
     fill = fill_radius(halo, scale, model.card.kernel) if missing else 0
-    return TilePlan.build(in_shape, out_shape, tile_size, halo, model.card.kernel, conserve, from_end, fill)
+    return TilePlan.build(
+        in_shape, out_shape, tile_size, halo, model.card.kernel, conserve, from_end, fill, model.card.fill_trend
+    )
 
 
 def check_bands(card: ModelCard, n_bands: int) -> None:
@@ -493,7 +495,7 @@ class Downscaler:
         valid = np.isfinite(source)
         z = np.where(valid, (source - mean) / scale_by, 0.0)
         if plan.fill and not valid.all():
-            z = extend_into_missing(z, valid, plan.fill)
+            z = extend_into_missing(z, valid, plan.fill, plan.fill_trend)
         rows, cols = plan.matrices(tile)
         ilr = np.matmul(np.matmul(rows, z), cols.T)
         cells = None

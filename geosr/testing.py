@@ -36,12 +36,14 @@ def random_model(
     conserve: bool = False,
     cell_input: bool = False,
     calibrate: bool = False,
+    fill_trend: float = 0.0,
 ) -> Path:
     """Save a randomly initialised (untrained) VDSR to ``path``; right for pipeline properties only.
 
     ``interpolation`` names the kernel of its input (see :data:`geosr.tiling.KERNELS`); ``conserve``
     is the card's default for conservation; ``cell_input`` makes the network take the input cells;
-    ``calibrate`` is the card's default for self-calibration.
+    ``calibrate`` is the card's default for self-calibration; ``fill_trend`` the card's trend of the
+    fill next to missing cells (:func:`geosr.tiling.extend_into_missing`).
     """
     import torch
 
@@ -66,5 +68,6 @@ def random_model(
         conserve=conserve,
         cell_input=cell_input,
         calibrate=calibrate,
+        fill_trend=fill_trend,
     )
     return save_model(network, card, path)

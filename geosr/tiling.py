@@ -14,8 +14,9 @@ Missing coarse cells (nodata) next to data are filled before interpolating by :f
 ``rounds`` times, every missing cell with a known neighbour (of eight) takes their mean, so the data
 extends smoothly into a void or the sea instead of meeting a cliff (the band mean), which spoilt the
 interpolation and the network's detail over the last cells before the edge. A cell's fill depends only
-on cells within ``rounds`` of it, so a plan built with ``fill`` (:func:`fill_radius`: every cell that
-can reach valid output) pads each input window by that many cells and tiles stay exact.
+on cells within ``rounds`` of it (one more with a model's ``fill_trend``, which continues a slope into the
+first missing ring), so a plan built with ``fill`` (:func:`fill_radius`: every cell that can reach valid
+output) pads each input window by that many cells (:func:`fill_padding`) and tiles stay exact.
 
 Interpolation kernels (:data:`KERNELS`), all sampling fine pixel centre ``j`` at coarse coordinate
 ``(j + 0.5) * n_in / n_out - 0.5`` with edge pixels replicated:
@@ -255,6 +256,7 @@ class TilePlan:
     kernel: Kernel = BICUBIC
     conserve: bool = False
     fill: int = 0
+    fill_trend: float = 0.0
 
     @classmethod
     def build(
@@ -267,19 +269,24 @@ class TilePlan:
         conserve: bool = False,
         from_end: tuple[bool, bool] = (False, False),
         fill: int = 0,
+        fill_trend: float = 0.0,
     ) -> TilePlan:
         """Plan with square tiles of ``tile_size`` or (rows, columns) tiles of ``tile_size``.
 
         ``conserve`` records that the tiles' cells are to be conserved (the caller's halo covers it).
         ``from_end`` lays the tiles of the rows (columns) from their far end (:func:`plan_axis`): a raster
         run mirrored and written back so gets whole tiles from its own first row (column).
-        ``fill`` is the rounds of :func:`extend_into_missing` the tiles' missing cells get; the input
-        windows are padded by as many cells, so that every tile fills its cells as the whole raster would.
+        ``fill`` is the rounds of :func:`extend_into_missing` the tiles' missing cells get, with
+        ``fill_trend`` its trend; the input windows are padded by :func:`fill_padding` cells, so that every
+        tile fills its cells as the whole raster would.
         """
         sizes = tile_pair(tile_size)
-        rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo, kernel, from_end[0], fill)
-        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel, from_end[1], fill)
-        return cls(tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols), kernel, conserve, fill)
+        pad = fill_padding(fill, fill_trend)
+        rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo, kernel, from_end[0], pad)
+        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel, from_end[1], pad)
+        return cls(
+            tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols), kernel, conserve, fill, fill_trend
+        )
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -327,12 +334,21 @@ def fill_radius(halo: int, scale: float, kernel: Kernel = BICUBIC) -> int:
     return int(np.ceil(halo / scale)) + kernel.support + 1
 
 
-def extend_into_missing(z: np.ndarray, valid: np.ndarray, rounds: int) -> np.ndarray:
+def fill_padding(rounds: int, trend: float = 0.0) -> int:
+    """Cells by which an input window is padded so that :func:`extend_into_missing` fills its inside as
+    the whole raster would: ``rounds``, one more with a trend (its first round reads two cells out)."""
+    return rounds + 1 if rounds and trend else rounds
+
+
+def extend_into_missing(z: np.ndarray, valid: np.ndarray, rounds: int, trend: float = 0.0) -> np.ndarray:
     """``z`` (..., y, x) with its missing cells (``valid`` False) next to data filled: in each of
     ``rounds`` rounds, every missing cell with known cells among its eight neighbours takes their mean
-    and is known from then on. Cells further than ``rounds`` from data keep their value in ``z``. The
-    fill commutes with ``a * z + b``, flips and transposes (the neighbours are added in pairs of
-    opposites, so exactly), and a cell's fill depends only on the cells within ``rounds`` of it. Each
+    and is known from then on. With a ``trend`` t, in the first round each valid neighbour ``n1`` counts
+    as ``n1 + t * (n1 - n2)``, ``n2`` the cell beyond it in the same direction where that is valid (a
+    slope continues a little into the first missing ring instead of meeting a plateau). Cells further
+    than ``rounds`` from data keep their value in ``z``. The fill commutes with ``a * z + b``, flips and
+    transposes (the neighbours are added in pairs of opposites, so exactly), and a cell's fill depends
+    only on the cells within ``rounds`` of it (``rounds + 1`` with a trend: :func:`fill_padding`). Each
     round visits only the cells next to the last round's, so a void costs what its rim does."""
     out = np.array(z, dtype=np.float64, copy=True)
     valid = np.broadcast_to(np.asarray(valid, dtype=bool), out.shape)
@@ -340,13 +356,14 @@ def extend_into_missing(z: np.ndarray, valid: np.ndarray, rounds: int) -> np.nda
         return out
     shape = out.shape
     h, w = shape[-2:]
-    # every band (and leading index) padded by one missing cell on each side: flat indices then reach a
-    # cell's neighbours by fixed offsets and never the next band's
-    values = np.pad(out.reshape(-1, h, w), ((0, 0), (1, 1), (1, 1))).ravel()
-    known = np.pad(valid.reshape(-1, h, w), ((0, 0), (1, 1), (1, 1))).ravel()
-    inside = np.pad(np.ones((1, h, w), dtype=bool), ((0, 0), (1, 1), (1, 1)))
-    inside = np.broadcast_to(inside, (values.size // inside.size, h + 2, w + 2)).ravel()
-    row = w + 2
+    # every band (and leading index) padded by two missing cells on each side: flat indices then reach a
+    # cell's neighbours, and the cells beyond them, by fixed offsets and never the next band's
+    pad = ((0, 0), (2, 2), (2, 2))
+    values = np.pad(out.reshape(-1, h, w), pad).ravel()
+    known = np.pad(valid.reshape(-1, h, w), pad).ravel()
+    inside = np.pad(np.ones((1, h, w), dtype=bool), pad)
+    inside = np.broadcast_to(inside, (values.size // inside.size, h + 4, w + 4)).ravel()
+    row = w + 4
     # opposite neighbours in pairs: N S, W E, NW SE, NE SW
     pairs = ((-row, row), (-1, 1), (-row - 1, row + 1), (-row + 1, row - 1))
     neighbours = np.array([o for pair in pairs for o in pair])
@@ -354,12 +371,16 @@ def extend_into_missing(z: np.ndarray, valid: np.ndarray, rounds: int) -> np.nda
     # the first rim: missing cells with a known neighbour
     rim = np.flatnonzero(missing)
     rim = rim[known[rim[:, None] + neighbours].any(axis=1)]
-    for _ in range(rounds):
+    for step in range(rounds):
         if not rim.size:
             break
         around = rim[:, None] + neighbours
         took = known[around]
         terms = np.where(took, values[around], 0.0)
+        if step == 0 and trend:
+            beyond = around + neighbours  # in the first round every known neighbour is valid data
+            slope = np.where(took & known[beyond], terms - values[beyond], 0.0)
+            terms = terms + trend * slope
         sums = ((terms[:, 0] + terms[:, 1]) + (terms[:, 2] + terms[:, 3])) + (
             (terms[:, 4] + terms[:, 5]) + (terms[:, 6] + terms[:, 7])
         )
@@ -367,7 +388,7 @@ def extend_into_missing(z: np.ndarray, valid: np.ndarray, rounds: int) -> np.nda
         known[rim] = True
         following = np.unique(around.ravel())
         rim = following[~known[following] & inside[following]]
-    filled = values.reshape(-1, h + 2, w + 2)[:, 1:-1, 1:-1]
+    filled = values.reshape(-1, h + 4, w + 4)[:, 2:-2, 2:-2]
     return filled.reshape(shape)
 
 
@@ -389,6 +410,7 @@ __all__ = [
     "TilePlan",
     "cubic_kernel",
     "extend_into_missing",
+    "fill_padding",
     "fill_radius",
     "footprint_index",
     "footprint_pair",

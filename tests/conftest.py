@@ -60,7 +60,7 @@ def model_consistent(model_dir: Path) -> Path:
     return random_model(path, depth=DEPTH, width=WIDTH, seed=2, name="tinyc", interpolation="consistent")
 
 
-def _like_shipped(model_dir: Path, file: str, name: str, seed: int, **flags: bool) -> Path:
+def _like_shipped(model_dir: Path, file: str, name: str, seed: int, **flags: bool | float) -> Path:
     """A random VDSR configured like the shipped models (consistent kernel, conserving by default)."""
     shape = {"depth": DEPTH, "width": WIDTH, "interpolation": "consistent", "conserve": True}
     return random_model(model_dir / file, seed=seed, name=name, **shape, **flags)
@@ -70,6 +70,12 @@ def _like_shipped(model_dir: Path, file: str, name: str, seed: int, **flags: boo
 def model_like_shipped(model_dir: Path) -> Path:
     """A random VDSR configured like the shipped models: consistent kernel, conserving by default."""
     return _like_shipped(model_dir, "tiny_like_shipped.safetensors", "tinys", seed=4)
+
+
+@pytest.fixture(scope="session")
+def model_trend(model_dir: Path) -> Path:
+    """``model_like_shipped``'s network (the same seed) with a fill trend of 0.25 on its card."""
+    return _like_shipped(model_dir, "tiny_trend.safetensors", "tinytrend", seed=4, fill_trend=0.25)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from scipy import ndimage
 import geosr
 from geosr.degrade import area_average
 from geosr.evaluate import interpolate_valid
-from geosr.tiling import BICUBIC, CONSISTENT, extend_into_missing, fill_radius
+from geosr.tiling import BICUBIC, CONSISTENT, TilePlan, extend_into_missing, fill_padding, fill_radius
 from geosr.training.sources import JACKSBORO_TEST
 
 
@@ -44,17 +44,39 @@ def test_a_missing_cell_takes_the_mean_of_its_known_neighbours_one_ring_a_round(
     assert both[4, 4] == 5.0 and both[4, 6] == 1.0 and both[0, 0] == 0.0
 
 
-def test_fill_commutes_with_affine_maps_flips_and_transposes():
+def test_a_trend_continues_a_slope_into_the_first_missing_ring_only():
+    # a plane rising 1 a column, missing from column 5 on: the first ring's valid neighbours (W, NW, SW)
+    # are all 4 with 3 beyond them, so the ring takes 4 + t; the next rings take the ring's mean (rows
+    # away from the grid's edges, where a diagonal neighbour or the cell beyond it is missing)
+    x = np.tile(np.arange(12, dtype=np.float64), (15, 1))
+    valid = x < 5
+    flat = extend_into_missing(np.where(valid, x, 0.0), valid, 3)
+    sloped = extend_into_missing(np.where(valid, x, 0.0), valid, 3, trend=0.25)
+    assert np.all(flat[:, 5:8] == 4.0)
+    assert np.all(sloped[5:-5, 5:8] == 4.25)
+    assert sloped[0, 5] == 4.25 and sloped[1, 5] == (4.0 + 4.25 + 4.25) / 3  # at row 1 the NW cell has none beyond
+    assert np.array_equal(sloped[:, :5], x[:, :5]) and np.all(sloped[:, 8:] == 0.0)
+    # a neighbour with nothing valid beyond it counts as itself: one valid cell, no slope to continue
+    z, valid = np.zeros((7, 7)), np.zeros((7, 7), dtype=bool)
+    z[3, 3], valid[3, 3] = 5.0, True
+    assert np.array_equal(extend_into_missing(z, valid, 2, trend=0.25), extend_into_missing(z, valid, 2))
+
+
+@pytest.mark.parametrize("trend", [0.0, 0.25])
+def test_fill_commutes_with_affine_maps_flips_and_transposes(trend: float):
     rng = np.random.default_rng(3)
     z = rng.normal(size=(2, 23, 31))
     valid = rng.random((2, 23, 31)) < 0.3
     valid[1] = void((23, 31), (11, 15), 8) ^ True
-    filled = extend_into_missing(np.where(valid, z, 0.0), valid, 6)
+    filled = extend_into_missing(np.where(valid, z, 0.0), valid, 6, trend)
     np.testing.assert_allclose(
-        extend_into_missing(np.where(valid, 2.5 * z + 7.0, 7.0), valid, 6), 2.5 * filled + 7.0, rtol=0, atol=1e-12
+        extend_into_missing(np.where(valid, 2.5 * z + 7.0, 7.0), valid, 6, trend),
+        2.5 * filled + 7.0,
+        rtol=0,
+        atol=1e-12,
     )
     for view in (lambda a: a[..., ::-1, :], lambda a: a[..., :, ::-1], lambda a: np.swapaxes(a, -1, -2)):
-        got = extend_into_missing(view(np.where(valid, z, 0.0)), view(valid), 6)
+        got = extend_into_missing(view(np.where(valid, z, 0.0)), view(valid), 6, trend)
         assert np.array_equal(got, view(filled))
 
 
@@ -73,6 +95,30 @@ def test_a_window_padded_by_the_rounds_fills_its_inside_as_the_whole_grid():
     assert not np.array_equal(unpadded, whole[rows, cols])
 
 
+def test_with_a_trend_a_window_padded_by_one_more_cell_fills_its_inside_as_the_whole_grid():
+    # the trend's first round reads the cell beyond each neighbour: a fill of r rounds reaches r + 1 cells
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(60, 70))
+    valid = ~void((60, 70), (30, 30), 18) & (rng.random((60, 70)) < 0.9)
+    rounds, trend = 7, 0.25
+    pad = fill_padding(rounds, trend)
+    assert pad == rounds + 1 and fill_padding(rounds) == rounds and fill_padding(0, trend) == 0
+    whole = extend_into_missing(np.where(valid, z, 0.0), valid, rounds, trend)
+    rows, cols = slice(20, 41), slice(25, 52)
+
+    def window(p: int) -> np.ndarray:
+        cut = (slice(rows.start - p, rows.stop + p), slice(cols.start - p, cols.stop + p))
+        return extend_into_missing(np.where(valid, z, 0.0)[cut], valid[cut], rounds, trend)[p:-p, p:-p]
+
+    assert np.array_equal(window(pad), whole[rows, cols])
+    assert not np.array_equal(window(rounds), whole[rows, cols])  # the rounds alone are one cell short
+    # and a plan with the trend pads its input windows by that one more cell
+    plan = TilePlan.build((200, 200), (400, 400), 32, 10, CONSISTENT, fill=rounds, fill_trend=trend)
+    flat = TilePlan.build((200, 200), (400, 400), 32, 10, CONSISTENT, fill=rounds)
+    sloped, level = plan.row_tiles[6].source, flat.row_tiles[6].source
+    assert (sloped.start, sloped.stop) == (level.start - 1, level.stop + 1)
+
+
 def test_fill_radius_covers_the_network_and_the_kernel():
     # the coarse cells a valid fine pixel can see: halo / scale through the network, then the kernel's support
     assert fill_radius(20, 2, BICUBIC) == 10 + 2 + 1
@@ -80,11 +126,11 @@ def test_fill_radius_covers_the_network_and_the_kernel():
     assert fill_radius(20, 2.5, BICUBIC) == 8 + 2 + 1
 
 
-@pytest.mark.parametrize("kind", ["plain", "consistent", "shipped"])
+@pytest.mark.parametrize("kind", ["plain", "consistent", "shipped", "trend"])
 def test_tiles_next_to_a_large_void_equal_the_whole_raster(
-    kind: str, model1: Path, model_consistent: Path, model_like_shipped: Path
+    kind: str, model1: Path, model_consistent: Path, model_like_shipped: Path, model_trend: Path
 ):
-    model = {"plain": model1, "consistent": model_consistent, "shipped": model_like_shipped}[kind]
+    model = {"plain": model1, "consistent": model_consistent, "shipped": model_like_shipped, "trend": model_trend}[kind]
     data = geosr.testing.fbm_surface((96, 84), seed=8, relief=300.0).astype(np.float64)
     data[void(data.shape, (40, 34), 24)] = np.nan
     data[:, -6:] = np.nan  # and a strip along an edge
@@ -185,3 +231,24 @@ def test_nodata_benchmark_measures_near_edge_pixels_by_their_distance_to_a_missi
     outputs["b"][5, 5] = np.nan
     with pytest.raises(AssertionError, match="another nodata mask"):
         bench._rmses(truth_cut, missing, 2, outputs, ["a", "b"])
+
+
+def test_a_cards_fill_trend_changes_the_output_only_within_reach_of_the_filled_cells(
+    model_like_shipped: Path, model_trend: Path
+):
+    # the same network (seed) with and without the card's trend: the fill changes only missing cells, so
+    # fine pixels further from the missing ones than the kernel, the network and the conservation reach
+    # are the same to the bit
+    from geosr.predict import Downscaler
+
+    scale = 2
+    data = geosr.testing.fbm_surface((72, 80), seed=3, relief=300.0).astype(np.float64)
+    data[:, 40:] = np.nan  # the east missing: fine columns from 80 on
+    flat = geosr.downscale(data, scale, str(model_like_shipped), device="cpu")
+    sloped = geosr.downscale(data, scale, str(model_trend), device="cpu")
+    assert np.array_equal(np.isnan(flat), np.isnan(sloped))
+    differs = np.isfinite(flat) & (flat != sloped)
+    assert differs[:, 76:80].any()  # the last cells before the edge
+    halo = Downscaler(str(model_trend), device="cpu").halo
+    reach = scale * (CONSISTENT.support + 1) + halo + scale
+    assert not differs[:, : 80 - reach].any()

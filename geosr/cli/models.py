@@ -23,6 +23,11 @@ def _format_card(name: str, card: object) -> str:
     lines.append("  conserve: " + ("yes, by default at whole scales" if data["conserve"] else "only with --conserve"))
     if data.get("calibrate"):
         lines.append("  calibrate: yes, by default at whole scales (--no-calibrate to turn it off)")
+    if data.get("fill_trend"):
+        lines.append(
+            f"  next to nodata: missing cells filled from their neighbours, {data['fill_trend']:g} of the slope "
+            "continued into the first ring"
+        )
     if data.get("cell_input"):
         lines.append("  input cells: yes (the network also sees the coarse values repeated onto the fine grid)")
     for section in ("training", "metrics"):

@@ -51,6 +51,11 @@ class ModelCard:
         Self-calibrate by default: scale each band's residual by how much of it the input's own
         coarser copy supports (:mod:`geosr.calibrate`), for models whose detail suits some fields
         and not others.
+    fill_trend
+        The trend of the fill of missing cells next to data (:func:`geosr.tiling.extend_into_missing`):
+        0, each filled cell the mean of its known neighbours; t > 0, in the first ring a neighbour's
+        slope continued by t of a cell. Chosen by measurement next to nodata
+        (``benchmarks/nodata_edges.py --trend``).
     training
         Free-form record of the training data, recipe, budget and command.
     metrics
@@ -73,6 +78,7 @@ class ModelCard:
     conserve: bool = False
     cell_input: bool = False
     calibrate: bool = False
+    fill_trend: float = 0.0
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -133,6 +139,7 @@ def _check_fields(card: ModelCard) -> None:
         "conserve": (lambda v: isinstance(v, bool), "true or false"),
         "cell_input": (lambda v: isinstance(v, bool), "true or false"),
         "calibrate": (lambda v: isinstance(v, bool), "true or false"),
+        "fill_trend": (lambda v: number(v) and 0 <= v <= 1, "a number from 0 to 1"),
         "training": (lambda v: isinstance(v, dict), "an object"),
         "metrics": (lambda v: isinstance(v, dict), "an object"),
         "description": (lambda v: isinstance(v, str), "text"),

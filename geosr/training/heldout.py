@@ -222,7 +222,7 @@ def write_card(model: str | Path, kind: str, table: str) -> Path:
     fields = asdict(card)
     for key in ("architecture", "depth", "width", "in_channels", "bands", "units", "scales"):
         lines.append(f"- **{key}**: {fields[key]}")
-    for key in ("normalisation", "interpolation", "degradation", "conserve", "cell_input", "calibrate"):
+    for key in ("normalisation", "interpolation", "degradation", "conserve", "cell_input", "calibrate", "fill_trend"):
         lines.append(f"- **{key}**: {fields[key]}")
     lines += ["", "## Training", ""]
     lines += [f"- **{key}**: {value}" for key, value in flat_items(card.training)]

@@ -33,6 +33,7 @@ def dem_card() -> ModelCard:
         name="dem",
         in_channels=1,
         conserve=True,
+        fill_trend=0.25,  # benchmarks/results/nodata_fill_trend.md
         bands=["elevation"],
         units=["m"],
         description=(
@@ -41,7 +42,8 @@ def dem_card() -> ModelCard:
             "SRTM near Erzurum, the Copernicus DSM around Grenoble and the Rhine basin, see "
             "geosr.training.sources) and on synthetic fractional-Brownian and ridged terrain. Its input is "
             "the consistent (back-projection) interpolation and its output is conserved by default at whole "
-            "scales, so it adds only detail that keeps every input cell's average."
+            "scales, so it adds only detail that keeps every input cell's average. Next to nodata, missing "
+            "cells are filled from their neighbours with a quarter of the slope continued into the first ring."
         ),
         training={
             "data": "real: jacksboro columns [0, 190), PRISM USA 4 km without the held-out areas, UM orography "
