@@ -204,13 +204,18 @@ def test_tiles_whose_input_holds_no_data_skip_the_network(model1: Path, monkeypa
     assert 0 < sum(calls) == len(with_data) < len(plan)
 
 
-def test_nodata_benchmark_measures_near_edge_pixels_by_their_distance_to_a_missing_cell():
-    # benchmarks/nodata_edges.py judges candidate models (--compare) on these two RMSEs
+def _nodata_benchmark() -> Any:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("nodata_edges", REPO / "benchmarks" / "nodata_edges.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_nodata_benchmark_measures_near_edge_pixels_by_their_distance_to_a_missing_cell():
+    # benchmarks/nodata_edges.py judges candidate models (--compare) on these two RMSEs
+    bench = _nodata_benchmark()
     rng = np.random.default_rng(3)
     truth = rng.normal(size=(48, 64))
     truth[20:30, 30:44] = np.nan  # a void of whole cells at x2
@@ -252,3 +257,20 @@ def test_a_cards_fill_trend_changes_the_output_only_within_reach_of_the_filled_c
     halo = Downscaler(str(model_trend), device="cpu").halo
     reach = scale * (CONSISTENT.support + 1) + halo + scale
     assert not differs[:, : 80 - reach].any()
+
+
+def test_nodata_benchmark_compares_fill_trends_on_copies_with_the_same_weights(model_like_shipped: Path, tmp_path: Path):
+    # benchmarks/nodata_edges.py --trend T measures a model with fill_trend 0 against itself with T
+    import torch
+
+    from geosr.models.files import load_model
+
+    bench = _nodata_benchmark()
+    paths = [bench.with_trend(str(model_like_shipped), t, tmp_path) for t in (0.0, 0.25)]
+    assert len(set(paths)) == 2
+    original = load_model(model_like_shipped)
+    for path, trend in zip(paths, (0.0, 0.25), strict=True):
+        copy = load_model(path)
+        assert copy.card.fill_trend == trend and copy.card.conserve == original.card.conserve
+        for name, tensor in original.network.state_dict().items():
+            assert torch.equal(copy.network.state_dict()[name], tensor)
