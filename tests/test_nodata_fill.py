@@ -259,7 +259,9 @@ def test_a_cards_fill_trend_changes_the_output_only_within_reach_of_the_filled_c
     assert not differs[:, : 80 - reach].any()
 
 
-def test_nodata_benchmark_compares_fill_trends_on_copies_with_the_same_weights(model_like_shipped: Path, tmp_path: Path):
+def test_nodata_benchmark_compares_fill_trends_on_copies_with_the_same_weights(
+    model_like_shipped: Path, tmp_path: Path
+):
     # benchmarks/nodata_edges.py --trend T measures a model with fill_trend 0 against itself with T
     import torch
 
