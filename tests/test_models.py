@@ -219,6 +219,8 @@ def test_unknown_architecture_and_bad_card_refused(tmp_path):
         ('{"name": "t", "in_channels": 1, "bands": 5}', "field 'bands' should be a list of names"),
         ('{"name": "t", "in_channels": "1"}', "field 'in_channels' should be a whole number >= 1"),
         ('{"name": "t", "in_channels": 1, "conserve": "yes"}', "field 'conserve' should be true or false"),
+        ('{"name": "t", "in_channels": 1, "fill_trend": 1.5}', "field 'fill_trend' should be a number from 0 to 1"),
+        ('{"name": "t", "in_channels": 1, "fill_trend": "0.25"}', "field 'fill_trend' should be a number from 0 to 1"),
     ],
 )
 def test_card_of_the_wrong_shape_is_unreadable(tmp_path, cli, card, words):

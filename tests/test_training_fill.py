@@ -59,6 +59,30 @@ def test_training_pairs_next_to_a_void_get_the_ilr_inference_computes(tmp_path):
         assert np.array_equal(batches.prepared[0, scale].ilr, reference.ilr)
 
 
+def test_training_pairs_get_the_fill_trend_of_the_model_card_as_inference_does(tmp_path, cli):
+    # a model whose card continues the slope into the first missing ring (the shipped dem's fill_trend)
+    model = random_model(tmp_path / "m.safetensors", depth=5, width=4, interpolation="consistent", fill_trend=0.25)
+    raster, scale = voided((64, 72)), 2
+    fill = fill_radius(5 + scale, scale, CONSISTENT)
+    sloped = Prepared(raster, scale, CONSISTENT, fill, 0.25)
+    valid = np.isfinite(sloped.fine)
+    expected = inference_ilr(model, area_average(raster, scale), scale)
+    np.testing.assert_allclose(sloped.ilr[valid], expected[valid], rtol=0, atol=1e-5)
+    assert np.abs(Prepared(raster, scale, CONSISTENT, fill).ilr[valid] - expected[valid]).max() > 1e-3
+    batches = Batches([raster], TrainConfig(depth=5, interpolation="consistent", scales=(scale,)), 0, fill_trend=0.25)
+    batches.sample()
+    assert np.array_equal(batches.prepared[0, scale].ilr, sloped.ilr)
+    # geosr train --init keeps the trend of the model it starts from, as it keeps conservation
+    data = fbm_surface((64, 48), seed=3, relief=50.0)
+    data[20:34, 10:30] = -9999
+    hr = write_geotiff(tmp_path / "hr.tif", data, nodata=-9999, units=["m"])
+    start = random_model(tmp_path / "start.safetensors", depth=3, width=4, fill_trend=0.25)
+    tuned = tmp_path / "tuned.safetensors"
+    result = cli("train", hr, "-o", tuned, "--scales", "2", "--epochs", "1", *TINY_TRAIN, "--init", start)
+    assert result.code == 0, result.err
+    assert load_model(tuned).card.fill_trend == 0.25
+
+
 def test_geosr_train_records_the_fill_and_a_resume_with_the_other_is_refused(tmp_path, cli):
     data = fbm_surface((64, 48), seed=3, relief=50.0)
     data[20:34, 10:30] = -9999

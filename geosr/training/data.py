@@ -57,9 +57,12 @@ class Sample:
 
 class Prepared:
     """A normalised (band, y, x) raster with its area average and ILR at one whole ``scale`` (missing cells
-    next to data filled over ``fill`` rings, as inference fills them; the others 0, the mean)."""
+    next to data filled over ``fill`` rings with the model card's ``trend``, as inference fills them; the
+    others 0, the mean)."""
 
-    def __init__(self, raster: np.ndarray, scale: int, kernel: Kernel = BICUBIC, fill: int = 0) -> None:
+    def __init__(
+        self, raster: np.ndarray, scale: int, kernel: Kernel = BICUBIC, fill: int = 0, trend: float = 0.0
+    ) -> None:
         _, h, w = raster.shape
         h, w = (h // scale) * scale, (w // scale) * scale
         self.scale = int(scale)
@@ -72,7 +75,7 @@ class Prepared:
             self.fine = np.where(block, np.float32(np.nan), self.fine)
         coarse = np.where(missing, 0.0, coarse)
         if fill and missing.any():
-            coarse = extend_into_missing(coarse, ~missing, fill)
+            coarse = extend_into_missing(coarse, ~missing, fill, trend)
         self.coarse = coarse.astype(np.float32)
         self.ilr = ilr_of(coarse, (h, w), kernel).astype(np.float32) if h and w else self.fine.copy()
 

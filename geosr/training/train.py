@@ -88,8 +88,10 @@ class Batches:
         seed: int,
         weights: Sequence[float] | None = None,
         what: str = "training",
+        fill_trend: float = 0.0,
     ) -> None:
         self.what = what
+        self.fill_trend = fill_trend  # the model card's (geosr.tiling.extend_into_missing), when config fills
         self.rasters = list(rasters)
         self.config = config
         self.rng = np.random.default_rng(seed)
@@ -109,7 +111,7 @@ class Batches:
                 kernel = KERNELS[cfg.interpolation]
                 # every cell inference would fill for a network of this depth, conserving (the larger halo)
                 fill = fill_radius(cfg.depth + scale, scale, kernel) if cfg.fill_missing else 0
-                self.prepared[key] = Prepared(self.rasters[index], scale, kernel, fill)
+                self.prepared[key] = Prepared(self.rasters[index], scale, kernel, fill, self.fill_trend)
             sample = self.prepared[key].cut(cfg.patch, self.rng, square_pixels=cfg.square_pixels)
             if sample is not None:
                 return sample
@@ -274,15 +276,18 @@ def interpolation_rmse(ilr: torch.Tensor, val: Batch, margin: int = 0) -> float:
     return math.sqrt(float(np.mean([c.item() for c in chunks])))
 
 
-def bicubic_rmse(val_rasters: Sequence[np.ndarray], config: TrainConfig, val: Batch) -> float | None:
+def bicubic_rmse(
+    val_rasters: Sequence[np.ndarray], config: TrainConfig, val: Batch, fill_trend: float = 0.0
+) -> float | None:
     """RMSE (normalised units) of bicubic interpolation on the validation patches ``val``, which were cut
-    with ``config``'s kernel (:func:`interpolation_rmse`): the classical baseline every epoch is also printed
-    against. None when the network's input is bicubic already."""
+    with ``config``'s kernel and ``fill_trend`` (:func:`interpolation_rmse`): the classical baseline every
+    epoch is also printed against. None when the network's input is bicubic already."""
     if config.interpolation == "bicubic":
         return None
     # the same seed cuts the same patches: where they lie depends on the data and the seed, not the kernel
     bicubic = replace(config, interpolation="bicubic")
-    same = Batches(val_rasters, bicubic, config.seed + 7, what="validation").batch(config.val_samples)
+    same = Batches(val_rasters, bicubic, config.seed + 7, what="validation", fill_trend=fill_trend)
+    same = same.batch(config.val_samples)
     if not (torch.equal(same.target, val.target) and torch.equal(same.valid, val.valid)):
         raise AssertionError("the bicubic validation patches are not the network's")
     return interpolation_rmse(same.ilr, val, config.loss_margin)
@@ -346,6 +351,7 @@ def train(
         earlier = {k: v for k, v in start.card.training.items() if k != "config"}
         card.training["started_from"] = {"model": str(init), "interpolation": start.card.interpolation, **earlier}
         card.conserve = card.conserve or start.card.conserve
+        card.fill_trend = card.fill_trend or start.card.fill_trend  # inference fills as the model started from
         if not resume:  # a resumed run continues its checkpoint's weights, not these
             log(f"starting from the weights of {init}")
     if config.optimizer == "sgd":
@@ -389,12 +395,15 @@ def train(
                 "ask for more epochs to continue it"
             )
         log(f"resumed from {resume} at epoch {epoch}, step {step}")
-    batches = Batches(rasters, config, config.seed + 1000 * epoch + 1, weights)
+    # the training pairs' missing cells filled as inference will fill them for this card
+    trend = card.fill_trend if config.fill_missing else 0.0
+    batches = Batches(rasters, config, config.seed + 1000 * epoch + 1, weights, fill_trend=trend)
     if resume and "sampler" in state:
         # the patch sampler continues where it stopped, so a resumed run ends as an uninterrupted one would
         # (checkpoints written before it was kept continue with a fresh seed)
         batches.rng.bit_generator.state = state["sampler"]
-    val = Batches(val_rasters, config, config.seed + 7, what="validation").batch(config.val_samples)
+    val = Batches(val_rasters, config, config.seed + 7, what="validation", fill_trend=trend)
+    val = val.batch(config.val_samples)
     unvalidated = sorted(set(config.scales) - {int(s) for s in val.scales.tolist()})
     if unvalidated:  # a scale whose patches the validation part's nodata always rejects: say so, not silently
         warnings.warn(
@@ -408,7 +417,7 @@ def train(
     history = []
     rmse, conserved, base = evaluate_batches(network, val, device, config.precision, config.loss_margin)
     initial = rmse
-    bicubic = bicubic_rmse(val_rasters, config, val)
+    bicubic = bicubic_rmse(val_rasters, config, val, trend)
     bicubic_or_base = base if bicubic is None else bicubic  # the network's input is bicubic, or bicubic apart
 
     def against(rmse: float) -> str:  # the network's own input kernel, and bicubic where that is another
