@@ -928,9 +928,20 @@ def _touched(bounds: np.ndarray, span: Span) -> tuple[range, slice]:
 
 
 def _gains_task(
-    source: np.ndarray, model: str, options: dict[str, Any], scale: float, stats: BandStats, nodata: float | None
+    blocks: list[list[np.ndarray]],
+    window: tuple[slice, slice],
+    group: list[int],
+    model: str,
+    options: dict[str, Any],
+    scale: float,
+    stats: BandStats,
+    nodata: float | None,
 ) -> np.ndarray | None:
+    """The gains of one group of bands from the input chunks the calibration window touches (``window``
+    within them), as :func:`_tile_task` cuts a tile's."""
     check_magnitudes(stats)  # as the tiles would, before the network sees the window
+    whole = blocks[0][0] if len(blocks) == len(blocks[0]) == 1 else np.block(blocks)
+    source = whole[group, window[0], window[1]]
     return cached_downscaler(model, **options).gains(as_float(source, nodata), scale)
 
 
@@ -953,13 +964,24 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     check_bands(loaded.card, data.shape[0])  # before the statistics, which may be computed now
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
     stats = dask.delayed(BandStats.combine, pure=True)(parts)
+    row_bounds, col_bounds = np.cumsum((0, *data.chunks[1])), np.cumsum((0, *data.chunks[2]))
     gains = None
     cal = calibration_plan(loaded.card, options["calibrate"], data.shape[0], data.shape[1:], scale)
     if cal is not None:  # one task per group of bands: memory follows one group's window
-        task = dask.delayed(_gains_task, pure=True)
-        args = (loaded.source, options, cal.scale, stats, nodata)  # stats: a delayed, computed before the task
-        parts = [task(data[group, cal.rows, cal.cols], *args) for group in cal.groups]
-        gains = dask.delayed(np.concatenate, pure=True)(parts)
+        # written out like the tiles, on the input's own chunk keys: a sliced dask array passed to
+        # dask.delayed is optimised into a graph of new keys, which read the chunks again (a NetCDF variable
+        # of 24 time steps in one chunk was read 25 times, once per step's calibration and once by the tiles)
+        gains_name = "geosr-gains-" + tokenize(data, loaded.source, options, cal, nodata, stats)
+        bi, rs = _touched(row_bounds, Span(cal.rows.start, cal.rows.stop))
+        bj, cs = _touched(col_bounds, Span(cal.cols.start, cal.cols.stop))
+        pieces = [[(data.name, 0, a, b) for b in bj] for a in bi]
+        args = (loaded.source, options, cal.scale, _key(stats), nodata)  # stats: computed before the tasks
+        gains_layer: dict[Any, Any] = {
+            (gains_name, k): (_gains_task, pieces, (rs, cs), group, *args) for k, group in enumerate(cal.groups)
+        }
+        gains_layer[gains_name] = (np.concatenate, [(gains_name, k) for k in range(len(cal.groups))])
+        depends = [data, *([stats] if isinstance(stats, Delayed) else [])]
+        gains = Delayed(gains_name, HighLevelGraph.from_collections(gains_name, gains_layer, dependencies=depends))
     if _EAGER_STATISTICS.get():  # computed now: the tiles then depend on no reduction over the whole input
         stats, gains = dask.compute(stats, gains)
         # known now: without missing cells the tiles read no padding for their fill (lazy, they must)
@@ -971,7 +993,6 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # itself; it waits for the tiles two rows up (a token per row), so dask reads the input row by row and
     # does not read ahead of the network (it held up to half the input at 12000 x 12000).
     name = TILE_TASKS + tokenize(data, scale, loaded.source, options, nodata, stats, gains)
-    row_bounds, col_bounds = np.cumsum((0, *data.chunks[1])), np.cumsum((0, *data.chunks[2]))
     # Each row's tiles wait for one token, "read", that stands for the row's input chunks and the tiles two rows
     # up: every tile of the row then reaches the same input chunks through the graph as the token does. Waiting
     # for the row token directly gave each tile its own set of them (its chunks and every chunk above), and dask's

@@ -334,3 +334,28 @@ def cli_run(src: Path, model: Path, out: Path) -> int:
 
     downscale_raster(src, out, scale=2, model=model, device="cpu")
     return 0
+
+
+def test_calibrating_a_lazy_stack_reads_each_input_chunk_once(calibrating):
+    # a NetCDF variable of many time steps in one dask chunk: each step's calibration took the chunk through
+    # a graph of its own keys and read it again (25 reads for 24 steps); now it shares the tiles' chunk keys
+    import dask
+    import dask.array as dsa
+    import xarray as xr
+
+    stack = np.stack([fbm_surface((30, 34), seed=s) for s in range(6)]).astype(np.float64)
+    loads: list[int] = []
+
+    def load() -> np.ndarray:
+        loads.append(1)
+        return stack
+
+    lazy = dsa.from_delayed(dask.delayed(load, pure=True)(), shape=stack.shape, dtype=stack.dtype)
+    coords = {"time": np.arange(6), "y": -np.arange(30.0), "x": np.arange(34.0)}
+    grid = xr.DataArray(lazy, dims=("time", "y", "x"), coords=coords, name="tas")
+    expected = [downscale(step, 2, calibrating, device="cpu") for step in stack]
+    for calibrate in (False, True):
+        loads.clear()
+        out = grid.geosr.downscale(2, model=str(calibrating), calibrate=calibrate, device="cpu").compute()
+        assert len(loads) == 1, calibrate
+    np.testing.assert_allclose(out.values, np.stack(expected), atol=1e-5)
