@@ -104,6 +104,15 @@ def regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
     return float(step)
 
 
+def step_precision(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
+    """How far :func:`regular_step` of ``dim`` can be from the true step by the rounding of its coordinate's own
+    floating-point type (its two end values): 0 for a float64 or integer coordinate."""
+    raw = np.asarray(obj[dim].values)
+    if raw.dtype.kind != "f" or raw.dtype.itemsize >= 8:
+        return 0.0
+    return float(2 * np.finfo(raw.dtype).eps * np.abs(raw.astype(np.float64)).max() / (raw.size - 1))
+
+
 def fine_coordinate(values: np.ndarray, n_out: int) -> np.ndarray:
     """Cell centres of ``n_out`` cells spanning the same edges as the regular centres ``values``."""
     n = values.size
@@ -144,10 +153,16 @@ def _nodata(da: xr.DataArray) -> list[float]:
         rio_nodata = None  # the attributes and encoding it reads it from are read below, exactly
     stated: list[float] = []
     scaled = any(key in da.encoding for key in ("scale_factor", "add_offset"))
-    for source in (da.attrs, {} if scaled else da.encoding):
+    for where, source in (("attribute", da.attrs), ("encoding", {} if scaled else da.encoding)):
         for key in ("_FillValue", "nodata", "missing_value"):
             if source.get(key) is not None:
-                stated += _numbers(source[key])
+                try:
+                    stated += _numbers(source[key])
+                except (TypeError, ValueError):
+                    raise InputError(
+                        f"the {where} {key} of {da.name or 'the data'!r} is {source[key]!r}, not a number; set it to "
+                        f"the number that marks missing data, drop it, or pass nodata=VALUE"
+                    ) from None
     # rioxarray passes an integer marker through a float (2**62 + 1 comes back as 2**62): the attribute's is exact
     rio = [] if rio_nodata is None else _numbers(rio_nodata)
     found = [v for v in rio if not any(v != m and float(v) == float(m) for m in stated)] + stated
@@ -156,6 +171,11 @@ def _nodata(da: xr.DataArray) -> list[float]:
         if (isinstance(value, int) or not np.isnan(value)) and value not in values:
             values.append(value)
     return values
+
+
+def _stored_unsigned(da: xr.DataArray) -> bool:
+    """Whether ``da`` holds unsigned integers stored as signed ones, undecoded (CF's ``_Unsigned = "true"``)."""
+    return da.dtype.kind == "i" and str(da.attrs.get("_Unsigned", "")).strip().lower() == "true"
 
 
 def _numbers(value: Any) -> list[float]:
@@ -407,7 +427,7 @@ class GeosrDataArrayAccessor:
         check_numeric(da.dtype, f"variable {da.name!r}" if da.name is not None else "the DataArray")
         ydim, xdim = spatial_dims(da, y_dim, x_dim)
         dy, dx = regular_step(da, ydim), regular_step(da, xdim)
-        check_ensemble(ensemble, (dx, dy))
+        check_ensemble(ensemble, (dx, dy), step_precision(da, xdim) + step_precision(da, ydim))
         mapping = _grid_mapping(da)
         # every grid mapping coordinate that carries a GeoTransform (the one named by grid_mapping, and any other
         # such as rioxarray's spatial_ref beside a file's crs) describes this grid: checked, and moved to the fine one
@@ -424,7 +444,19 @@ class GeosrDataArrayAccessor:
         if band is not None:  # the bands come last before y, x: the model takes them together
             others = [d for d in others if d != band] + [band]
         arranged = da.transpose(*others, ydim, xdim)
-        missing = _numbers(nodata)[:1] if nodata is not None else _nodata(da)
+        if nodata is None:
+            missing = _nodata(da)
+        else:
+            try:
+                missing = _numbers(nodata)[:1]
+            except (TypeError, ValueError):
+                raise InputError(f"nodata must be a number, got {nodata!r}") from None
+        if _stored_unsigned(arranged):
+            # undecoded NetCDF-3 bytes (or shorts) of unsigned values, stored signed with _Unsigned = "true" (xarray
+            # decodes them unless mask_and_scale=False): read as the unsigned numbers they are, and their markers too
+            bits = 8 * arranged.dtype.itemsize
+            arranged = arranged.copy(data=arranged.data.view(f"u{arranged.dtype.itemsize}"))
+            missing = [m + 2**bits if isinstance(m, int) and -(2 ** (bits - 1)) <= m < 0 else m for m in missing]
         # undecoded data stored with a negative scale (a scale_factor, or per band rioxarray's scales): the stored
         # numbers fall as the values rise, and the network is equivariant only to positive scalings; those slices
         # run on the negated numbers, as the command line runs a GeoTIFF band with a negative scale
@@ -479,7 +511,8 @@ class GeosrDataArrayAccessor:
         # valid_range/min/max: of packed data they are in packed units (CF 8.1), which the float output is not;
         # of any data they bound the input, not the output, whose detail may overshoot them (precipitation
         # below a valid_min of 0), and readers that apply them (netCDF4-python, CDO) would mask those pixels
-        dropped = {"_FillValue", "missing_value", "nodata", "valid_range", "valid_min", "valid_max"}
+        # _Unsigned: the float output holds the unsigned values themselves
+        dropped = {"_FillValue", "missing_value", "nodata", "valid_range", "valid_min", "valid_max", "_Unsigned"}
         attrs = {k: v for k, v in da.attrs.items() if k not in dropped}
         if "coordinates" in attrs:  # CF's list of auxiliary coordinates: those on the coarse grid are gone
             kept = [name for name in str(attrs["coordinates"]).split() if name in coords]

@@ -698,15 +698,18 @@ def check_magnitudes(stats: BandStats, source: str | None = None, bands: Sequenc
             )
 
 
-def check_ensemble(ensemble: Any, pixel_size: tuple[float, float] | None = None) -> int:
+def check_ensemble(ensemble: Any, pixel_size: tuple[float, float] | None = None, precision: float = 0.0) -> int:
     """The self-ensemble size as an int, refused unless it is one of :data:`ENSEMBLES`, and 8 (which
-    rotates the raster) refused for pixels that are not square (``pixel_size``: x and y sizes)."""
+    rotates the raster) refused for pixels that are not square (``pixel_size``: x and y sizes, square to
+    1e-5 of their size or ``precision``, how far the sizes may be off by their coordinates' rounding)."""
     if isinstance(ensemble, bool) or ensemble not in ENSEMBLES:
         choices = ", ".join(str(n) for n in ENSEMBLES)
         raise InputError(f"ensemble must be one of {choices} (copies of the raster averaged), got {ensemble!r}")
     if ensemble == 8 and pixel_size is not None:
         dx, dy = (abs(float(v)) for v in pixel_size)
-        if not np.isclose(dx, dy, rtol=1e-6, atol=0.0):
+        # square to 1e-5, as regular coordinates are regular, or to their rounding (float32 coordinates of a
+        # 1/120 degree grid near 120 E give steps of 0.00833326 and 0.00833335)
+        if not np.isclose(dx, dy, rtol=1e-5, atol=precision):
             raise InputError(
                 f"an ensemble of 8 rotates the raster, which needs square pixels, but they are {dx:g} x {dy:g}; "
                 "use an ensemble of 4 (flips only)"

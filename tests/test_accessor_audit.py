@@ -7,7 +7,10 @@ a second missing value (``missing_value`` beside ``_FillValue``) was compared in
 1e20 stayed valid; a DataArray's second GeoTransform coordinate (``spatial_ref`` beside ``crs``) kept the
 coarse grid's; the command line printed xarray's multi-line warnings (a Zarr store without consolidated
 metadata, times before 1582), answered ``--variable crs`` with an accessor-only fix (``pass y_dim=...``), and
-failed to write Zarr at a scale such as 2.3, whose fine chunks alternate (16, 16, 17...)."""
+failed to write Zarr at a scale such as 2.3, whose fine chunks alternate (16, 16, 17...). A second audit: unsigned
+bytes stored signed with ``_Unsigned = "true"`` (NetCDF-3, opened undecoded) ran as signed numbers, wrapping at
+128; a non-numeric missing-value attribute ("N/A") raised a bare ValueError; an ensemble of 8 refused the square
+cells of float32 coordinates (steps 0.0083333 and 0.00833334 on a 1/120 degree grid)."""
 
 from __future__ import annotations
 
@@ -283,3 +286,46 @@ def test_a_grid_one_cell_wide_is_refused_with_the_fix():
     with pytest.raises(InputError, match=r"'lat' has 1 cell\(s\).*at least 2 x 2 cells") as raised:
         da.geosr.downscale(2, model="backprojection")
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_unsigned_bytes_stored_signed_run_as_the_unsigned_values(kind):
+    values = np.tile(np.linspace(100, 200, 24), (20, 1)).round().astype(np.uint8)
+    values[5, 5] = 255  # the fill value, stored as -1
+    coords = {"lat": 50.0 - np.arange(20.0), "lon": np.arange(24.0)}
+    raw = xr.DataArray(
+        values.view(np.int8), dims=("lat", "lon"), coords=coords, attrs={"_Unsigned": "true", "_FillValue": np.int8(-1)}
+    )
+    decoded = xr.DataArray(
+        np.where(values == 255, np.nan, values.astype(np.float32)), dims=("lat", "lon"), coords=coords
+    )
+    if kind == "dask":
+        raw = raw.chunk({"lat": 10})
+    out = raw.geosr.downscale(2, model="backprojection")
+    np.testing.assert_allclose(out.values, decoded.geosr.downscale(2, model="backprojection").values, atol=1e-4)
+    assert np.isnan(out.values).sum() == 4 and "_Unsigned" not in out.attrs  # the float output is unsigned itself
+    assert float(np.nanmin(out.values)) > 90.0  # not wrapped below zero past 127
+
+
+@pytest.mark.parametrize(("attrs", "nodata"), [({"missing_value": "N/A"}, None), ({}, "x")])
+def test_a_missing_value_that_is_not_a_number_is_refused_in_one_line(attrs, nodata):
+    da = xr.DataArray(
+        fbm_surface((12, 15), seed=1),
+        dims=("y", "x"),
+        coords={"y": -np.arange(12.0), "x": np.arange(15.0)},
+        attrs=attrs,
+    )
+    with pytest.raises(InputError, match="N/A', not a number; set it to the number|nodata must be a number, got 'x'"):
+        da.geosr.downscale(2, model="backprojection", nodata=nodata)
+
+
+def test_an_ensemble_of_8_takes_square_cells_of_float32_coordinates():
+    step = np.float32(1 / 120)
+    lat = (np.float32(50.0) - step * np.arange(40, dtype=np.float32)).astype(np.float32)
+    lon = (np.float32(120.0) + step * np.arange(40, dtype=np.float32)).astype(np.float32)
+    da = xr.DataArray(fbm_surface((40, 40), seed=3), dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    out = da.geosr.downscale(2, model="backprojection", ensemble=8)
+    assert out.shape == (80, 80) and np.isfinite(out.values).all()
+    wide = da.assign_coords(lon=np.float32(120.0) + np.float32(1.01) * step * np.arange(40, dtype=np.float32))
+    with pytest.raises(InputError, match="needs square pixels"):
+        wide.geosr.downscale(2, model="backprojection", ensemble=8)
