@@ -154,9 +154,11 @@ def raster_info(dataset: Any) -> RasterInfo:
         )
     _check_bands(dataset)
     gcps, gcp_crs = dataset.gcps
-    by_gcps = bool(gcps) and dataset.transform.is_identity  # GCPs, not a transform, place the raster
-    # GDAL's default transform (identity) is no placement, whether or not the file declares a CRS
-    placed = not dataset.transform.is_identity or bool(gcps)
+    # GDAL's default transform (identity, when the file stores none) is no placement, whether or not the file
+    # declares a CRS; an identity transform the file stores is one (pixel space, an engineering CRS)
+    stored = not dataset.transform.is_identity or _stores_geotransform(dataset)
+    by_gcps = bool(gcps) and not stored  # GCPs, not a transform, place the raster
+    placed = stored or bool(gcps)
     if not placed and dataset.rpcs is not None:
         raise InputError(
             f"'{dataset.name}' is georeferenced by RPCs only, which geosr cannot carry to a finer grid; "
@@ -216,18 +218,32 @@ def _nodatavals(dataset: Any) -> list[float | None]:
     return values
 
 
-def _vrt_nodata(dataset: Any) -> dict[int, int]:
-    """The integer nodata values a VRT copy of ``dataset`` states, by band number (GDAL writes them exactly)."""
+def _vrt_of(dataset: Any) -> Any:
+    """The XML root of a VRT copy of ``dataset`` (GDAL describes the raster's metadata there exactly)."""
     import xml.etree.ElementTree as ET
 
     import rasterio.shutil
     from rasterio.io import MemoryFile
 
+    with MemoryFile(ext=".vrt") as vrt:
+        rasterio.shutil.copy(getattr(dataset, "_dataset", dataset), vrt.name, driver="VRT")
+        return ET.fromstring(vrt.read())
+
+
+def _stores_geotransform(dataset: Any) -> bool:
+    """Whether GDAL found a geotransform in the file: rasterio gives the identity both for none and for a stored
+    identity (pixel space written on purpose), but a VRT copy states a stored one."""
+    try:
+        return _vrt_of(dataset).find("GeoTransform") is not None
+    except Exception:  # noqa: BLE001 - a driver GDAL cannot describe as a VRT: no placement, as before
+        return False
+
+
+def _vrt_nodata(dataset: Any) -> dict[int, int]:
+    """The integer nodata values a VRT copy of ``dataset`` states, by band number (GDAL writes them exactly)."""
     stated: dict[int, int] = {}
     try:
-        with MemoryFile(ext=".vrt") as vrt:
-            rasterio.shutil.copy(getattr(dataset, "_dataset", dataset), vrt.name, driver="VRT")
-            root = ET.fromstring(vrt.read())
+        root = _vrt_of(dataset)
         for band in root.iter("VRTRasterBand"):
             with contextlib.suppress(TypeError, ValueError):
                 stated[int(band.get("band", ""))] = int(str(band.findtext("NoDataValue")).strip())
@@ -335,13 +351,40 @@ def read_window(
             f"cannot read rows {rows.start}-{rows.stop} of '{dataset.name}' ({reason}); the file may be truncated or "
             "damaged: check it with gdalinfo -checksum, and copy or download it again"
         ) from None
-    data = np.concatenate([np.ma.getdata(p).astype(np.float64) for p in parts])
+    stored = [np.ma.getdata(p) for p in parts]
+    data = np.concatenate([p.astype(np.float64) for p in stored])
     mask = np.concatenate([np.ma.getmaskarray(p) for p in parts])
+    for band, marker in _nodata_beside_mask(dataset):
+        # GDAL masks by a file's mask (internal, .msk) and then ignores the band's nodata: both are missing data
+        values = stored[0][band] if len(stored) == 1 else stored[band][0]
+        mask[band] |= values == marker
     data[mask | ~np.isfinite(data)] = np.nan
     signs = band_signs(dataset) if oriented else np.ones(1)
     if (signs < 0).any():  # the values' own orientation: a band stored with a negative scale runs negated
         data *= signs[:, None, None]
     return np.ascontiguousarray(mirrored_array(data, flips))
+
+
+def _nodata_beside_mask(dataset: Any) -> list[tuple[int, Any]]:
+    """(band index, nodata in the band's own type) for each band whose mask is not its nodata (a per-dataset
+    mask, internal or a .msk file) though it states one: GDAL's mask then leaves those cells valid."""
+    from rasterio.enums import MaskFlags
+
+    found = []
+    for i, (value, dtype, flags) in enumerate(
+        zip(dataset.nodatavals, dataset.dtypes, dataset.mask_flag_enums, strict=True)
+    ):
+        if value is None or MaskFlags.nodata in flags or np.isnan(value):  # NaN cells are missing anyway
+            continue
+        kind = np.dtype(dtype)
+        if kind.kind == "f":
+            with np.errstate(over="ignore"):
+                found.append((i, np.asarray(value).astype(kind)))
+        elif kind.kind in "iu" and float(value).is_integer():
+            info = np.iinfo(kind)
+            if info.min <= value <= info.max:
+                found.append((i, int(value)))
+    return found
 
 
 def band_signs(dataset: Any) -> np.ndarray:

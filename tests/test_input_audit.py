@@ -2,7 +2,10 @@
 
 Each test reproduces a defect found by the audit (it fails without its fix): work done before a refusal
 promised "before any work", nodata an integer GeoTIFF would not keep, GDAL's reason hidden behind
-rasterio's "Read failed", outputs named as other formats, and misleading or late refusals of a folder.
+rasterio's "Read failed", outputs named as other formats, and misleading or late refusals of a folder. A second
+audit: a band's nodata was ignored where the file also has a mask (GDAL then masks by the mask alone), and an
+identity geotransform the file stores (pixel space, ``gdal_edit.py -a_ullr 0 0 W H``) was taken for none, so
+the output lost its transform and covered twice the input's area.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import rasterio
 from affine import Affine
 from conftest import CRS, TRANSFORM, affine_mul, assert_one_line_error
 
+import geosr
 import geosr.io
 import geosr.pipeline
 from geosr.testing import fbm_surface
@@ -502,3 +506,40 @@ def test_a_raster_placed_only_by_geolocation_arrays_is_refused_before_any_work(c
     result = cli("downscale", name, "--scale", 2, "--model", "backprojection", "-o", tmp_path / "out.tif")
     assert_one_line_error(result.err, result.code, "placed only by geolocation arrays", "gdalwarp -geoloc")
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_bands_nodata_is_missing_beside_an_internal_mask(cli, tmp_path, model1):
+    # GDAL masks a band by the file's mask and then ignores its nodata value: -9999 entered the network
+    data = fbm_surface((40, 50), seed=6, relief=50.0).astype("float32") + 100
+    data[5:10, 5:10] = -9999
+    mask = np.full((40, 50), 255, np.uint8)
+    mask[20:30, 20:30] = 0
+    src = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        profile = dict(driver="GTiff", height=40, width=50, count=1, dtype="float32", crs=CRS, transform=TRANSFORM)
+        with rasterio.open(src, "w", nodata=-9999, **profile) as ds:
+            ds.write(data, 1)
+            ds.write_mask(mask)
+    out = tmp_path / "out.tif"
+    assert cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet").code == 0
+    expected = geosr.downscale(np.where((data == -9999) | (mask == 0), np.nan, data), 2, str(model1), device="cpu")
+    with rasterio.open(out) as result:
+        got = result.read(1, masked=True).astype(np.float64).filled(np.nan)
+    assert np.array_equal(np.isnan(got), np.isnan(expected)) and np.isnan(got).sum() == 4 * (25 + 100)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_an_identity_transform_the_file_stores_is_kept_on_the_fine_grid(cli, tmp_path, model1):
+    # pixel space written on purpose (gdal_edit.py -a_ullr 0 0 W H): the output covers the same bounds
+    src = tmp_path / "pixels.tif"
+    with rasterio.open(
+        src, "w", driver="GTiff", height=10, width=14, count=1, dtype="float32", crs=CRS, transform=Affine.identity()
+    ) as ds:  # fmt: skip
+        ds.write(fbm_surface((10, 14), seed=4).astype("float32")[None])
+    with geosr.io.open_raster(src) as ds:
+        assert geosr.io.raster_info(ds).georeferenced
+    out = tmp_path / "out.tif"
+    assert cli("downscale", src, "--scale", 2, "-o", out, "--model", model1, "--quiet").code == 0
+    with rasterio.open(out) as result:
+        assert result.transform == Affine(0.5, 0, 0, 0, 0.5, 0)
+        assert tuple(result.bounds) == (0.0, 10.0, 14.0, 0.0) and result.crs == rasterio.crs.CRS.from_string(CRS)
