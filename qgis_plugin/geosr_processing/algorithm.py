@@ -288,6 +288,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(  # noqa: N802
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
+        feedback = feedback or QgsProcessingFeedback()  # alg.run(parameters, context, None) passes none
         parameters = self._normalised(parameters)
         scale, resolution = self._scale_and_resolution(parameters, context)
         output = self._output(parameters, context)

@@ -26,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import threading
+import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,12 @@ class Feedback(Protocol):
 WARNING_PREFIX = "Warning: "
 #: How geosr's command line starts its one-line error on stderr (then it exits non-zero).
 ERROR_PREFIX = "Error: "
+
+
+def _push_debug(feedback: Feedback, text: str) -> None:
+    """``text`` in the log's debug lines where the feedback has them (QGIS's), else its console lines."""
+    push = getattr(feedback, "pushDebugInfo", None) or feedback.pushConsoleInfo
+    push(text)
 
 
 def push_warning(feedback: Feedback, message: str) -> None:
@@ -228,18 +235,77 @@ def find_geosr(configured: str = "") -> Path | None:
                 raise GeosrNotFound(
                     f"the geosr executable '{value}' named by the {origin} is not an executable file; {INSTALL_HINT}"
                 )
+            _check_startable(path, f"named by the {origin}")
             return path
     if geosr_importable():
         return None
     found = shutil.which("geosr")
     if found is None:
+        broken = import_error()
+        if broken is not None:
+            raise GeosrNotFound(
+                f"geosr is installed in QGIS's Python but cannot be imported ({broken}); {INSTALL_HINT}"
+            )
         raise GeosrNotFound(f"geosr is not available; {INSTALL_HINT}")
+    _check_startable(Path(found), "found on the PATH")
     return Path(found)
 
 
+def _check_startable(path: Path, origin: str) -> None:
+    """Raise :class:`GeosrNotFound` when the script ``path`` names an interpreter that is not there (a virtual
+    environment whose Python was removed or upgraded): it would fail to start, with an error about itself."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(4096)
+    except OSError as exc:
+        raise GeosrNotFound(
+            f"the geosr executable '{path}' {origin} cannot be read ({exc.strerror}); {INSTALL_HINT}"
+        ) from None
+    if not first.startswith(b"#!"):
+        return
+    words = first[2:].decode("utf-8", "replace").split()
+    interpreter = Path(words[0]) if words else None
+    if interpreter is None or not (interpreter.is_file() and os.access(interpreter, os.X_OK)):
+        raise GeosrNotFound(
+            f"the geosr executable '{path}' {origin} cannot start: its interpreter "
+            f"'{words[0] if words else ''}' is not there (was its Python removed or upgraded?); reinstall geosr, "
+            f"or {INSTALL_HINT}"
+        )
+
+
+#: The outcome of trying geosr in this Python, once: (whether it runs here, why not where it is installed but
+#: fails to import).
+_IMPORTED: list[tuple[bool, str | None]] = []
+
+
+def _try_import() -> tuple[bool, str | None]:
+    if not _IMPORTED:
+        if any(importlib.util.find_spec(name) is None for name in ("geosr", "torch", "rasterio")):
+            _IMPORTED.append((False, None))  # not installed here: nothing to say about it
+        else:
+            try:
+                importlib.import_module("geosr.pipeline")
+            except Exception as exc:  # noqa: BLE001 - any failure: geosr cannot run in this Python
+                _IMPORTED.append((False, f"{type(exc).__name__}: {_first_line(exc)}"))
+            else:
+                _IMPORTED.append((True, None))
+    return _IMPORTED[0]
+
+
+def import_error() -> str | None:
+    """Why geosr, installed in this Python with torch and rasterio, fails to import (as beside a numpy that its
+    other packages do not take), or None (it imports, or is not installed). Tried once; QGIS restarts to retry."""
+    return _try_import()[1]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def geosr_importable() -> bool:
-    """Whether geosr, torch and rasterio are installed in this Python (found, not imported)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("geosr", "torch", "rasterio"))
+    """Whether geosr, torch and rasterio are installed in this Python and geosr imports (:func:`import_error`)."""
+    return _try_import()[0]
 
 
 def run(job: Job, feedback: Feedback, executable: Path | None) -> None:
@@ -274,6 +340,14 @@ def _run_in_process(job: Job, feedback: Feedback) -> None:
             result = downscale_raster(job.source, job.output, **job.pipeline_keywords(), progress=progress)
     except GeosrError as exc:
         raise RunError(for_qgis(str(exc))) from exc
+    except Canceled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failure geosr did not foresee: one line, the traceback in the log
+        _push_debug(feedback, traceback.format_exc())
+        raise RunError(
+            f"geosr failed in QGIS's Python ({type(exc).__name__}: {_first_line(exc)}); the traceback is in the log. "
+            f"Running a geosr executable instead may help: {INSTALL_HINT}"
+        ) from exc
     rows, cols = result.shape
     feedback.pushInfo(f"wrote {result.path}: {cols} x {rows} pixels, model {result.model}, {result.device}")
 
@@ -304,15 +378,21 @@ def _run_executable(executable: Path, job: Job, feedback: Feedback) -> None:
     feedback.pushCommandInfo(shlex.join(command))
     env = {name: value for name, value in os.environ.items() if name not in FOREIGN_ENV}
     env["PYTHONIOENCODING"] = "utf-8"
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        encoding="utf-8",
-        errors="replace",
-    )
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            encoding="utf-8",
+            errors="replace",
+        )
+    except OSError as exc:  # not a program this system runs (a damaged file, another platform's binary)
+        raise RunError(
+            f"the geosr executable '{executable}' could not be started ({exc.strerror or exc}); check it, or "
+            f"{INSTALL_HINT}"
+        ) from None
     lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
     assert process.stdout is not None and process.stderr is not None
     for name, stream in (("stdout", process.stdout), ("stderr", process.stderr)):

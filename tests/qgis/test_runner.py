@@ -130,6 +130,72 @@ def test_unconfigured_uses_importable_geosr_then_path(monkeypatch, tmp_path):
     assert find_geosr() == on_path
 
 
+def test_an_executable_that_cannot_start_is_said_in_one_line(monkeypatch, tmp_path, jacksboro, tiny_model):
+    # a virtual environment whose Python was removed: found, not startable; said by find_geosr (canExecute)
+    monkeypatch.delenv(EXECUTABLE_ENV, raising=False)
+    orphan = tmp_path / "venv" / "bin" / "geosr"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text(f"#!{tmp_path / 'venv' / 'bin' / 'python'}\n")
+    orphan.chmod(0o755)
+    with pytest.raises(GeosrNotFound, match="cannot start: its interpreter .*venv/bin/python' is not there"):
+        find_geosr(str(orphan))
+    monkeypatch.setenv("PATH", str(orphan.parent))
+    monkeypatch.setattr(runner, "geosr_importable", lambda: False)
+    with pytest.raises(GeosrNotFound, match="found on the PATH cannot start"):
+        find_geosr()
+    # a file no interpreter names and the system cannot run (damaged, another platform's): at run time, one line
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    garbage.chmod(0o755)
+    assert find_geosr(str(garbage)) == garbage
+    with pytest.raises(RunError, match="could not be started \\(Exec format error\\); check it"):
+        run(make_job(jacksboro, tmp_path / "out.tif", tiny_model), Recorder(), garbage)
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_a_geosr_in_qgis_python_that_fails_to_import_falls_back_to_the_path(monkeypatch, tmp_path):
+    # installed beside a numpy its other packages do not take: importing it fails, which find_spec cannot see
+    import importlib
+
+    monkeypatch.delenv(EXECUTABLE_ENV, raising=False)
+    monkeypatch.setattr(runner, "_IMPORTED", [])
+    monkeypatch.setattr(runner.importlib.util, "find_spec", lambda name, *args: object())
+
+    def broken(name: str, *args: Any) -> Any:
+        if name.startswith("geosr"):
+            raise ImportError("Please upgrade numpy to >= 2.0.2 to use this pandas version.\nmore lines")
+        return importlib.import_module(name, *args)
+
+    monkeypatch.setattr(runner.importlib, "import_module", broken)
+    assert not runner.geosr_importable()
+    assert runner.import_error() == "ImportError: Please upgrade numpy to >= 2.0.2 to use this pandas version."
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(GeosrNotFound, match="installed in QGIS's Python but cannot be imported \\(ImportError: Please"):
+        find_geosr()
+    on_path = tmp_path / "geosr"
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    assert find_geosr() == on_path
+
+
+def test_in_process_failures_geosr_did_not_foresee_are_one_line(monkeypatch, jacksboro, tmp_path, tiny_model):
+    if not runner.geosr_importable():
+        pytest.skip(NO_GEOSR)
+    import geosr.pipeline
+
+    def fails(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("CUDA driver version is insufficient\nsecond line")
+
+    monkeypatch.setattr(geosr.pipeline, "downscale_raster", fails)
+    feedback = Recorder()
+    with pytest.raises(RunError) as error:
+        run(make_job(jacksboro, tmp_path / "out.tif", tiny_model), feedback, None)
+    assert str(error.value).startswith(
+        "geosr failed in QGIS's Python (RuntimeError: CUDA driver version is insufficient)"
+    )
+    assert "\n" not in str(error.value) and any("Traceback" in m for m in feedback.messages)
+
+
 def test_subprocess_run_streams_progress(jacksboro, tmp_path, geosr_executable, tiny_model):
     feedback = Recorder()
     run(make_job(jacksboro, tmp_path / "out.tif", tiny_model), feedback, geosr_executable)
