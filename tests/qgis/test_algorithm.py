@@ -227,6 +227,17 @@ def test_an_alpha_band_is_left_out_with_bands_as_geosr_says(processing, tiny_mod
         assert missing[:, :8, :10].all() and missing.sum() == len(bands) * 8 * 10
 
 
+def test_runs_without_a_feedback_object(processing, jacksboro, tiny_model, tmp_path):
+    """QgsProcessingAlgorithm.run(parameters, context, None), as a script may call it: no feedback given."""
+    from qgis.core import QgsProcessingContext
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("geosr:downscale").create()
+    out = tmp_path / "no_feedback.tif"
+    parameters = {"INPUT": str(jacksboro), "SCALE": 2, "MODEL": str(tiny_model), "DEVICE": "cpu", "OUTPUT": str(out)}
+    results, ok = algorithm.run(parameters, QgsProcessingContext(), None)
+    assert ok and results["OUTPUT"] == str(out) and QgsRasterLayer(str(out), "out").width() == 806
+
+
 def test_target_resolution_keeps_twelve_decimals_in_the_dialog():
     """1 arc-second is 0.000277777...: the default 6 decimals would give a scale of 2.9976, not 3."""
     algorithm = QgsApplication.processingRegistry().algorithmById("geosr:downscale")
