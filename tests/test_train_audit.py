@@ -112,6 +112,9 @@ def test_resume_with_another_recipe_is_refused_and_the_same_one_continues(tmp_pa
         ([hr], ["--scales", "2,4"], "--scales 2 then, 2,4 now"),
         ([hr], ["--scales", "2", "--seed", "3"], "--seed 0 then, 3 now"),
         ([hr], ["--scales", "2", "--patch-size", "24"], "--patch-size 16 then, 24 now"),
+        # the network's shape and the optimiser are named too (they failed to load first: "another network")
+        ([hr], ["--scales", "2", "--depth", "4"], "--depth 3 then, 4 now"),
+        ([hr], ["--scales", "2", "--optimizer", "sgd"], "--optimizer adam then, sgd now"),
     ]:
         result = cli("train", *inputs, "-o", model, *TINY_TRAIN, *extra, *resume)
         message = assert_one_line_error(result.err, result.code, "was written with another recipe", words)
@@ -215,3 +218,40 @@ def test_train_leaves_an_alpha_band_out_with_bands_as_its_refusal_advises(tmp_pa
     with rasterio.open(out) as done:
         masked = done.read(masked=True)
     assert masked.shape[0] == 3 and masked.mask[:, :16, :16].all() and not masked.mask[:, 16:, 16:].any()
+
+
+def test_a_scale_nodata_leaves_without_training_patches_is_refused(tmp_path, cli):
+    """Thin stripes of nodata leave whole cells of 2 pixels but none of 3 or 4: the sampler quietly trained
+    scale 2 alone, and the card listed 2, 3, 4."""
+    data = fbm_surface((120, 120), seed=1, relief=50.0)
+    data[:, (np.arange(120) % 8 == 1) | (np.arange(120) % 8 == 6)] = np.nan
+    hr = write_geotiff(tmp_path / "stripes.tif", data, units=["m"])
+    model = tmp_path / "m.safetensors"
+    result = cli("train", hr, "-o", model, "--epochs", "1", *TINY_TRAIN)
+    assert_one_line_error(result.err, result.code, "can be cut at scales 3, 4", "leave them out of --scales")
+    assert not model.exists()
+    assert cli("train", hr, "-o", model, "--scales", "2", "--epochs", "1", *TINY_TRAIN).code == 0
+
+
+def test_an_input_where_the_checkpoint_goes_is_refused_and_kept(tmp_path, cli):
+    """A raster named like the output's checkpoint (m.safetensors.ckpt) was replaced by the checkpoint."""
+    hr = write_geotiff(tmp_path / "m.safetensors.ckpt", fbm_surface((64, 48), seed=3, relief=50.0), units=["m"])
+    before = hr.read_bytes()
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--epochs", "1", "--overwrite", *TINY_TRAIN)
+    assert_one_line_error(result.err, result.code, "is where this run writes its checkpoint", "choose another name")
+    assert hr.read_bytes() == before and not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (["--seed", "-5"], "'--seed': -5 is not in the range 0<=x<=4294967295"),
+        (["--seed", "99999999999999999999999"], "'--seed'"),
+        (["--lr", "1e300"], "'--lr': must be at most 1e+30, got 1e+300"),
+    ],
+)
+def test_a_seed_or_learning_rate_out_of_range_is_refused_before_reading(tmp_path, cli, option, words):
+    """They failed after every raster was read, with numpy's or torch's words and no option named."""
+    missing = tmp_path / "not_read.tif"  # never opened: the refusal comes first
+    result = cli("train", missing, "-o", tmp_path / "m.safetensors", *TINY_TRAIN, *option)
+    assert_one_line_error(result.err, result.code, words)

@@ -690,7 +690,7 @@ def test_cli_resume_refusals_are_one_line(tmp_path, cli):
     junk.write_text("not a checkpoint")
     cases = [
         (["--resume", checkpoint], "has already run 1 epochs, and --epochs asks for 1"),
-        (["--resume", checkpoint, "--epochs", "2", "--width", "8"], "is of another network"),
+        (["--resume", checkpoint, "--epochs", "2", "--width", "8"], "another recipe (--width 4 then, 8 now)"),
         (["--resume", junk, "--epochs", "2"], "is not a geosr training checkpoint"),
         (["--resume", model, "--epochs", "2"], "is not a geosr training checkpoint"),
     ]
@@ -814,7 +814,15 @@ def test_cli_resume_with_another_optimiser_is_one_line(tmp_path, cli):
     model = tmp_path / "m.safetensors"
     args = ["--scales", "2", "--patch-size", "16", *TINY_CLI]
     assert cli("train", hr, "-o", model, *args).code == 0
-    result = cli("train", hr, "-o", model, "--resume", f"{model}.ckpt", *args, "--epochs", "2", "--optimizer", "sgd")
+    resume = ["--resume", f"{model}.ckpt", *args, "--epochs", "2", "--optimizer", "sgd"]
+    result = cli("train", hr, "-o", model, *resume)
+    assert result.code == 1
+    assert_one_line_error(result.err, "another recipe (--optimizer adam then, sgd now)")
+    # a checkpoint written before checkpoints kept their recipe: the network or optimiser that fails to load
+    state = torch.load(f"{model}.ckpt", weights_only=False)
+    del state["recipe"]
+    torch.save(state, f"{model}.ckpt")
+    result = cli("train", hr, "-o", model, *resume)
     assert result.code == 1
     assert_one_line_error(result.err, "is of another network or optimiser")
 

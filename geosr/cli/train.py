@@ -59,9 +59,11 @@ def split_validation(data: np.ndarray, held: int, axis: int) -> tuple[np.ndarray
     return np.take(data, range(length - held), axis=axis), last
 
 
-def _finite(value: float | None, what: str) -> None:
+def _finite(value: float | None, what: str, most: float | None = None) -> None:
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"must be a finite number, got {value}", param_hint=f"'{what}'")
+    if value is not None and most is not None and value > most:
+        raise click.BadParameter(f"must be at most {most:g}, got {value:g}", param_hint=f"'{what}'")
 
 
 @click.command()
@@ -132,7 +134,7 @@ def _finite(value: float | None, what: str) -> None:
 @click.option("--width", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]))
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--name", default=None, help="Model name for its card (default: the output file's stem).")
 @click.option(
     "--resume",
@@ -202,20 +204,25 @@ def train(
     scale_list = int_list(scales, "--scales")
     if min(scale_list) < 2:
         raise click.BadParameter(f"--scales must all be at least 2, got {scales!r}")
-    _finite(lr, "--lr")
+    _finite(lr, "--lr", 1e30)  # torch keeps it in float32 (3.4e38 at most): far beyond any useful rate
     _finite(minutes, "--minutes")
     if output.is_dir():
         raise OutputExistsError(f"output '{output}' is a folder; give a file name with -o")
     if not output.parent.is_dir():
         raise InputError(f"output folder '{output.parent}' does not exist; create it or choose another -o")
+    checkpoint = Path(str(output) + ".ckpt")
     for path in inputs:
         if Path(path).exists() and Path(path).resolve() == output.resolve():
             raise OutputExistsError(f"output '{output}' is one of the input rasters; choose another name with -o")
+        if Path(path).exists() and Path(path).resolve() == checkpoint.resolve():
+            raise OutputExistsError(
+                f"input raster '{path}' is where this run writes its checkpoint ({checkpoint.name}); rename the "
+                "raster or choose another name with -o"
+            )
     if output.suffix.lower() != ".safetensors":
         raise InputError(
             f"the model file must be named *.safetensors (geosr reads models by that suffix), got '{output}'"
         )
-    checkpoint = Path(str(output) + ".ckpt")
     continuing = resume is not None and checkpoint.exists() and Path(resume).resolve() == checkpoint.resolve()
     if output.exists() and not overwrite and not continuing:
         raise OutputExistsError(f"output '{output}' already exists; pass --overwrite to replace it")

@@ -74,6 +74,9 @@ class TrainConfig:
 #: Random patches tried in a row before a raster set is declared unable to give one.
 MAX_TRIES = 10_000
 
+#: Random patches tried at each scale before it is declared unable to give one (:meth:`Batches.scales_without_patches`).
+SCALE_TRIES = 2_000
+
 
 class Batches:
     """Mixed-scale random batches from a list of normalised rasters.
@@ -101,18 +104,22 @@ class Batches:
         self.weights = chances / chances.sum()
         self.prepared: dict[tuple[int, int], Prepared] = {}
 
+    def _prepared(self, index: int, scale: int) -> Prepared:
+        key = (index, scale)
+        if key not in self.prepared:
+            cfg = self.config
+            kernel = KERNELS[cfg.interpolation]
+            # every cell inference would fill for a network of this depth, conserving (the larger halo)
+            fill = fill_radius(cfg.depth + scale, scale, kernel) if cfg.fill_missing else 0
+            self.prepared[key] = Prepared(self.rasters[index], scale, kernel, fill, self.fill_trend)
+        return self.prepared[key]
+
     def sample(self) -> Sample:
         cfg = self.config
         for _ in range(MAX_TRIES):
             index = int(self.rng.choice(len(self.rasters), p=self.weights))
             scale = int(self.rng.choice(cfg.scales))
-            key = (index, scale)
-            if key not in self.prepared:
-                kernel = KERNELS[cfg.interpolation]
-                # every cell inference would fill for a network of this depth, conserving (the larger halo)
-                fill = fill_radius(cfg.depth + scale, scale, kernel) if cfg.fill_missing else 0
-                self.prepared[key] = Prepared(self.rasters[index], scale, kernel, fill, self.fill_trend)
-            sample = self.prepared[key].cut(cfg.patch, self.rng, square_pixels=cfg.square_pixels)
+            sample = self._prepared(index, scale).cut(cfg.patch, self.rng, square_pixels=cfg.square_pixels)
             if sample is not None:
                 return sample
         raise InputError(
@@ -121,6 +128,23 @@ class Batches:
             f"every scale, and 15% at one end of each raster is the validation part); use a smaller --patch-size, "
             f"smaller --scales, or rasters with more valid data"
         )
+
+    def scales_without_patches(self, tries: int = SCALE_TRIES) -> list[int]:
+        """The scales at which no patch of the rasters (raster by raster, ``tries`` random ones in all) has half
+        its pixels valid: nodata can leave a scale none where the rasters are large enough for it, and
+        :meth:`sample` would then quietly train the other scales alone. Draws from a generator of its own, so
+        the patches the sampler cuts are the same with or without this check."""
+        rng = np.random.default_rng(0)
+        cfg = self.config
+        lacking = []
+        for scale in cfg.scales:
+            if not any(
+                self._prepared(t % len(self.rasters), int(scale)).cut(cfg.patch, rng, square_pixels=cfg.square_pixels)
+                is not None
+                for t in range(tries)
+            ):
+                lacking.append(int(scale))
+        return lacking
 
     def batch(self, n: int) -> Batch:
         samples = [self.sample() for _ in range(n)]
@@ -366,6 +390,8 @@ def train(
     processor_before = 0.0  # CPU time of this process, all its threads (checkpoints before it was kept: 0)
     if resume:
         state = _load_checkpoint(resume, device)
+        # first, so that a changed --depth, --width or --optimizer is named with its values
+        _check_recipe(resume, state.get("recipe"), recipe, str(state.get("command") or ""))
         mismatch = InputError(
             f"checkpoint '{resume}' is of another network or optimiser; resume with the same --depth, --width, "
             "--bands, --cell-input and --optimizer as the run that wrote it"
@@ -378,8 +404,7 @@ def train(
             network.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError):
-            raise mismatch from None
-        _check_recipe(resume, state.get("recipe"), recipe, str(state.get("command") or ""))
+            raise mismatch from None  # a checkpoint written before they kept their recipe
         step, epoch, elapsed_before = int(state["step"]), int(state["epoch"]), float(state["seconds"])
         processor_before = float(state.get("processor_seconds", 0.0))
         if state.get("command") and card.training.get("command"):
@@ -398,6 +423,14 @@ def train(
     # the training pairs' missing cells filled as inference will fill them for this card
     trend = card.fill_trend if config.fill_missing else 0.0
     batches = Batches(rasters, config, config.seed + 1000 * epoch + 1, weights, fill_trend=trend)
+    lacking = batches.scales_without_patches()
+    if lacking:  # the card would list scales never trained
+        raise InputError(
+            f"no {config.patch}-pixel training patch with at least half of its pixels valid can be cut at scale"
+            f"{'s' if len(lacking) > 1 else ''} {', '.join(map(str, lacking))} (their cells with a missing pixel are "
+            f"missing, so nodata leaves too few whole cells); leave {'them' if len(lacking) > 1 else 'it'} out of "
+            "--scales, use a smaller --patch-size, or rasters with more valid data"
+        )
     if resume and "sampler" in state:
         # the patch sampler continues where it stopped, so a resumed run ends as an uninterrupted one would
         # (checkpoints written before it was kept continue with a fresh seed)
