@@ -178,6 +178,13 @@ def _stored_unsigned(da: xr.DataArray) -> bool:
     return da.dtype.kind == "i" and str(da.attrs.get("_Unsigned", "")).strip().lower() == "true"
 
 
+def _as_unsigned(marker: float, bits: int) -> float:
+    """A missing-data marker of signed storage (int or float, -1 or -1.0) as the unsigned value it stands for."""
+    if -(2 ** (bits - 1)) <= marker < 0 and float(marker).is_integer():
+        return int(marker) + 2**bits
+    return marker
+
+
 def _numbers(value: Any) -> list[float]:
     """The numbers of an attribute (a scalar or a sequence), each on its own: integers as Python integers
     (exact; NumPy would make [0, 2**64 - 1] floats), the others as floats."""
@@ -456,7 +463,7 @@ class GeosrDataArrayAccessor:
             # decodes them unless mask_and_scale=False): read as the unsigned numbers they are, and their markers too
             bits = 8 * arranged.dtype.itemsize
             arranged = arranged.copy(data=arranged.data.view(f"u{arranged.dtype.itemsize}"))
-            missing = [m + 2**bits if isinstance(m, int) and -(2 ** (bits - 1)) <= m < 0 else m for m in missing]
+            missing = [_as_unsigned(m, bits) for m in missing]
         # undecoded data stored with a negative scale (a scale_factor, or per band rioxarray's scales): the stored
         # numbers fall as the values rise, and the network is equivariant only to positive scalings; those slices
         # run on the negated numbers, as the command line runs a GeoTIFF band with a negative scale

@@ -367,23 +367,38 @@ def read_window(
 
 def _nodata_beside_mask(dataset: Any) -> list[tuple[int, Any]]:
     """(band index, nodata in the band's own type) for each band whose mask is not its nodata (a per-dataset
-    mask, internal or a .msk file) though it states one: GDAL's mask then leaves those cells valid."""
+    mask, internal or a .msk file) though it states one: GDAL's mask then leaves those cells valid. Found once
+    per open dataset (each window read asks)."""
+    # the object's own attribute (a --bands view would otherwise get its dataset's through __getattr__)
+    cached = getattr(dataset, "__dict__", {}).get("_geosr_beside_mask")
+    if cached is not None:
+        return cached
     from rasterio.enums import MaskFlags
 
-    found = []
-    for i, (value, dtype, flags) in enumerate(
-        zip(dataset.nodatavals, dataset.dtypes, dataset.mask_flag_enums, strict=True)
-    ):
-        if value is None or MaskFlags.nodata in flags or np.isnan(value):  # NaN cells are missing anyway
-            continue
-        kind = np.dtype(dtype)
-        if kind.kind == "f":
-            with np.errstate(over="ignore"):
-                found.append((i, np.asarray(value).astype(kind)))
-        elif kind.kind in "iu" and float(value).is_integer():
-            info = np.iinfo(kind)
-            if info.min <= value <= info.max:
-                found.append((i, int(value)))
+    found: list[tuple[int, Any]] = []
+    beside = [MaskFlags.nodata not in flags for flags in dataset.mask_flag_enums]
+    if any(beside):
+        values: list[Any] = list(dataset.nodatavals)
+        if any(b and dtype in ("int64", "uint64") for b, dtype in zip(beside, dataset.dtypes, strict=True)):
+            # a 64-bit integer nodata as a double is not the band's (2**62 + 1 reads 2**62): the VRT's is exact
+            stated = _vrt_nodata(dataset)
+            numbers = getattr(dataset, "band_numbers", range(1, dataset.count + 1))  # the raster's, under --bands
+            for i, dtype in enumerate(dataset.dtypes):
+                if dtype in ("int64", "uint64") and numbers[i] in stated:
+                    values[i] = stated[numbers[i]]
+        for i, (value, dtype) in enumerate(zip(values, dataset.dtypes, strict=True)):
+            if not beside[i] or value is None or (isinstance(value, float) and np.isnan(value)):
+                continue  # NaN cells are missing anyway
+            kind = np.dtype(dtype)
+            if kind.kind == "f":
+                with np.errstate(over="ignore"):
+                    found.append((i, np.asarray(value).astype(kind)))
+            elif kind.kind in "iu" and float(value).is_integer():
+                info = np.iinfo(kind)
+                if info.min <= int(value) <= info.max:
+                    found.append((i, int(value)))
+    with contextlib.suppress(AttributeError):
+        dataset._geosr_beside_mask = found
     return found
 
 

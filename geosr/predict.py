@@ -902,8 +902,7 @@ def _tile_task(
     after: None = None,  # the token of the row's chunks and of the tiles two rows up: run after them
 ) -> np.ndarray:
     """One tile's output from the input chunks its source window touches (``window`` within them)."""
-    whole = blocks[0][0] if len(blocks) == len(blocks[0]) == 1 else np.block(blocks)
-    source = whole[:, window[0], window[1]]
+    source = _assembled(blocks, window)
     downscaler = cached_downscaler(model, **options)
     ((_, core),) = downscaler.run(plan, stats, [(tile, as_float(source, nodata))], gains)
     for watcher in tuple(_TILE_WATCHERS):
@@ -943,9 +942,20 @@ def _gains_task(
     """The gains of one group of bands from the input chunks the calibration window touches (``window``
     within them), as :func:`_tile_task` cuts a tile's."""
     check_magnitudes(stats)  # as the tiles would, before the network sees the window
-    whole = blocks[0][0] if len(blocks) == len(blocks[0]) == 1 else np.block(blocks)
-    source = whole[group, window[0], window[1]]
+    source = _assembled(blocks, window, group)
     return cached_downscaler(model, **options).gains(as_float(source, nodata), scale)
+
+
+def _assembled(
+    blocks: list[list[np.ndarray]], window: tuple[slice, slice], bands: list[int] | None = None
+) -> np.ndarray:
+    """The (band, y, x) ``window`` of the chunks ``blocks`` (rows of chunks, each holding every band), of the
+    ``bands`` only when given: each chunk is cut to them first, so that a task for one band of a long stack
+    assembles that band's chunks, not every band's."""
+    if bands is not None:
+        blocks = [[block[bands] for block in row] for row in blocks]
+    whole = blocks[0][0] if len(blocks) == len(blocks[0]) == 1 else np.block(blocks)
+    return whole[:, window[0], window[1]]
 
 
 def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, options: dict[str, Any]) -> Any:

@@ -289,12 +289,13 @@ def test_a_grid_one_cell_wide_is_refused_with_the_fix():
 
 
 @pytest.mark.parametrize("kind", ["numpy", "dask"])
-def test_unsigned_bytes_stored_signed_run_as_the_unsigned_values(kind):
+@pytest.mark.parametrize("fill", [np.int8(-1), -1.0, np.float32(-1.0)])
+def test_unsigned_bytes_stored_signed_run_as_the_unsigned_values(kind, fill):
     values = np.tile(np.linspace(100, 200, 24), (20, 1)).round().astype(np.uint8)
-    values[5, 5] = 255  # the fill value, stored as -1
+    values[5, 5] = 255  # the fill value, stored as -1 (an int, or a float as a notebook or a file may give it)
     coords = {"lat": 50.0 - np.arange(20.0), "lon": np.arange(24.0)}
     raw = xr.DataArray(
-        values.view(np.int8), dims=("lat", "lon"), coords=coords, attrs={"_Unsigned": "true", "_FillValue": np.int8(-1)}
+        values.view(np.int8), dims=("lat", "lon"), coords=coords, attrs={"_Unsigned": "true", "_FillValue": fill}
     )
     decoded = xr.DataArray(
         np.where(values == 255, np.nan, values.astype(np.float32)), dims=("lat", "lon"), coords=coords

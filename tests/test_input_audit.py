@@ -543,3 +543,32 @@ def test_an_identity_transform_the_file_stores_is_kept_on_the_fine_grid(cli, tmp
     with rasterio.open(out) as result:
         assert result.transform == Affine(0.5, 0, 0, 0, 0.5, 0)
         assert tuple(result.bounds) == (0.0, 10.0, 14.0, 0.0) and result.crs == rasterio.crs.CRS.from_string(CRS)
+
+
+@pytest.mark.parametrize(("dtype", "nodata"), [("int64", 2**62 + 1), ("uint64", 2**64 - 1), ("int64", 2**63 - 1)])
+def test_a_64_bit_nodata_beside_a_mask_is_compared_exactly(tmp_path, dtype, nodata):
+    # as a double the nodata is another number (2**62 + 1 reads 2**62) or none (2**64 - 1): the valid cells
+    # holding 2**62 were masked and the nodata cells kept. A VRT states the nodata exactly beside a mask band.
+    data = np.full((12, 16), 1000, dtype=dtype)
+    data[2, 3] = nodata
+    data[4, 5] = 2**62
+    mask = np.full((12, 16), 255, np.uint8)
+    mask[8, 9] = 0
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(
+            tmp_path / "big.tif", "w", driver="GTiff", height=12, width=16, count=1, dtype=dtype, crs=CRS, transform=TRANSFORM
+        ) as ds:  # fmt: skip
+            ds.write(data, 1)
+            ds.write_mask(mask)
+    kind = {"int64": "Int64", "uint64": "UInt64"}[dtype]
+    source = '<SourceFilename relativeToVRT="1">big.tif</SourceFilename>'
+    (tmp_path / "big.vrt").write_text(
+        f'<VRTDataset rasterXSize="16" rasterYSize="12"><GeoTransform>500000, 30, 0, 4200000, 0, -30</GeoTransform>'
+        f'<VRTRasterBand dataType="{kind}" band="1"><NoDataValue>{nodata}</NoDataValue>'
+        f"<SimpleSource>{source}<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+        f'<MaskBand><VRTRasterBand dataType="Byte"><SimpleSource>{source}<SourceBand>mask,1</SourceBand>'
+        "</SimpleSource></VRTRasterBand></MaskBand></VRTDataset>"
+    )
+    with geosr.io.open_raster(tmp_path / "big.vrt") as ds:
+        read = geosr.io.read_window(ds, geosr.io.Span(0, 12), geosr.io.Span(0, 16))[0]
+    assert np.isnan(read[2, 3]) and np.isnan(read[8, 9]) and read[4, 5] == 2.0**62 and np.isnan(read).sum() == 2

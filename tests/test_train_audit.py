@@ -245,7 +245,7 @@ def test_an_input_where_the_checkpoint_goes_is_refused_and_kept(tmp_path, cli):
 @pytest.mark.parametrize(
     ("option", "words"),
     [
-        (["--seed", "-5"], "'--seed': -5 is not in the range 0<=x<=4294967295"),
+        (["--seed", "-5"], "'--seed': -5 is not in the range 0<=x<=18446744073709551615"),
         (["--seed", "99999999999999999999999"], "'--seed'"),
         (["--lr", "1e300"], "'--lr': must be at most 1e+30, got 1e+300"),
     ],
@@ -255,3 +255,59 @@ def test_a_seed_or_learning_rate_out_of_range_is_refused_before_reading(tmp_path
     missing = tmp_path / "not_read.tif"  # never opened: the refusal comes first
     result = cli("train", missing, "-o", tmp_path / "m.safetensors", *TINY_TRAIN, *option)
     assert_one_line_error(result.err, result.code, words)
+
+
+def test_whether_a_patch_can_be_cut_is_exact_however_rare_the_patches():
+    """The scale check tried 2000 random patches: a large raster with one small valid island was refused a
+    scale the sampler could cut. Prepared.can_cut is exact: checked against every position and corner."""
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        scale, patch = int(rng.integers(2, 5)), int(rng.integers(12, 20))
+        raster = fbm_surface((40, 44), seed=trial)[None].astype(np.float64)
+        raster[:, rng.random((40, 44)) < rng.uniform(0.2, 0.8)] = np.nan
+        prepared = Prepared(raster, scale, KERNELS["bicubic"])
+        _, h, w = prepared.fine.shape
+        extra = -(-patch // scale) * scale - patch
+        valid = np.isfinite(prepared.fine)
+        brute = (
+            h >= patch
+            and w >= patch
+            and any(
+                valid[:, y + dy : y + dy + patch, x + dx : x + dx + patch].mean() >= 0.5
+                for y in range(0, h - patch + 1, scale)
+                for x in range(0, w - patch + 1, scale)
+                for dy in (0, extra)
+                for dx in (0, extra)
+            )
+        )
+        assert prepared.can_cut(patch) == brute, (trial, scale, patch)
+    island = np.full((1, 1200, 1200), np.nan)
+    island[0, 600:650, 600:650] = fbm_surface((50, 50), seed=1)
+    config = train_module.TrainConfig(scales=(2,), patch=48, depth=3, interpolation="bicubic")
+    batches = train_module.Batches([island], config, 0)
+    assert batches.scales_without_patches() == [] and batches.sample().scale == 2
+
+
+def test_train_fills_its_pairs_with_the_trend_of_the_card_it_writes(tmp_path, cli, monkeypatch):
+    """The card's fill trend reaches the training and validation pairs (a fine-tune of a model with one), and
+    the band mean (--fill-missing mean) has none."""
+    from geosr.testing import random_model
+
+    data = fbm_surface((64, 48), seed=3, relief=50.0)
+    data[20:34, 10:30] = -9999
+    hr = write_geotiff(tmp_path / "hr.tif", data, nodata=-9999, units=["m"])
+    start = random_model(tmp_path / "start.safetensors", depth=3, width=4, fill_trend=0.25)
+    seen: list[float] = []
+    original = train_module.Batches.__init__
+
+    def recording(self, *args, fill_trend=0.0, **kwargs):
+        seen.append(fill_trend)
+        original(self, *args, fill_trend=fill_trend, **kwargs)
+
+    monkeypatch.setattr(train_module.Batches, "__init__", recording)
+    for fill, expected in (("neighbours", 0.25), ("mean", 0.0)):
+        seen.clear()
+        out = tmp_path / f"{fill}.safetensors"
+        result = cli("train", hr, "-o", out, "--epochs", "1", *TINY_TRAIN, "--init", start, "--fill-missing", fill)
+        assert result.code == 0, result.err
+        assert seen and set(seen) == {expected}, (fill, seen)

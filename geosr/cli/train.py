@@ -134,7 +134,7 @@ def _finite(value: float | None, what: str, most: float | None = None) -> None:
 @click.option("--width", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]))
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
 @click.option("--name", default=None, help="Model name for its card (default: the output file's stem).")
 @click.option(
     "--resume",
@@ -212,9 +212,10 @@ def train(
         raise InputError(f"output folder '{output.parent}' does not exist; create it or choose another -o")
     checkpoint = Path(str(output) + ".ckpt")
     for path in inputs:
-        if Path(path).exists() and Path(path).resolve() == output.resolve():
+        resolved = Path(path).resolve() if Path(path).exists() else None
+        if resolved == output.resolve():
             raise OutputExistsError(f"output '{output}' is one of the input rasters; choose another name with -o")
-        if Path(path).exists() and Path(path).resolve() == checkpoint.resolve():
+        if resolved == checkpoint.resolve():
             raise OutputExistsError(
                 f"input raster '{path}' is where this run writes its checkpoint ({checkpoint.name}); rename the "
                 "raster or choose another name with -o"

@@ -79,6 +79,28 @@ class Prepared:
         self.coarse = coarse.astype(np.float32)
         self.ilr = ilr_of(coarse, (h, w), kernel).astype(np.float32) if h and w else self.fine.copy()
 
+    def can_cut(self, patch: int) -> bool:
+        """Whether :meth:`cut` can ever give a sample: some patch it may cut (a window of whole cells at a cell
+        boundary, cut to ``patch`` from any of its corners as the flips and turns leave it) has at least half of
+        its pixels valid. Exact, from a summed-area table of the valid pixels."""
+        s = self.scale
+        bands, h, w = self.fine.shape
+        if h < patch or w < patch:
+            return False
+        table = np.zeros((h + 1, w + 1), dtype=np.int64)
+        table[1:, 1:] = np.isfinite(self.fine).sum(axis=0).cumsum(axis=0).cumsum(axis=1)
+        ys = s * np.arange((h - patch) // s + 1)
+        xs = s * np.arange((w - patch) // s + 1)
+        extra = -(-patch // s) * s - patch  # the whole-cell window's pixels beyond the patch
+        for dy in {0, extra}:
+            for dx in {0, extra}:
+                top, left = (ys + dy)[:, None], (xs + dx)[None, :]
+                counts = table[top + patch, left + patch] - table[top, left + patch] - table[top + patch, left]
+                counts += table[top, left]
+                if (2 * counts >= bands * patch * patch).any():  # valid.mean() >= 0.5
+                    return True
+        return False
+
     def cut(
         self,
         patch: int,

@@ -74,9 +74,6 @@ class TrainConfig:
 #: Random patches tried in a row before a raster set is declared unable to give one.
 MAX_TRIES = 10_000
 
-#: Random patches tried at each scale before it is declared unable to give one (:meth:`Batches.scales_without_patches`).
-SCALE_TRIES = 2_000
-
 
 class Batches:
     """Mixed-scale random batches from a list of normalised rasters.
@@ -129,22 +126,16 @@ class Batches:
             f"smaller --scales, or rasters with more valid data"
         )
 
-    def scales_without_patches(self, tries: int = SCALE_TRIES) -> list[int]:
-        """The scales at which no patch of the rasters (raster by raster, ``tries`` random ones in all) has half
-        its pixels valid: nodata can leave a scale none where the rasters are large enough for it, and
-        :meth:`sample` would then quietly train the other scales alone. Draws from a generator of its own, so
-        the patches the sampler cuts are the same with or without this check."""
-        rng = np.random.default_rng(0)
+    def scales_without_patches(self) -> list[int]:
+        """The scales at which no raster can give a patch with half its pixels valid (:meth:`Prepared.can_cut`):
+        nodata can leave a scale none where the rasters are large enough for it, and :meth:`sample` would then
+        quietly train the other scales alone."""
         cfg = self.config
-        lacking = []
-        for scale in cfg.scales:
-            if not any(
-                self._prepared(t % len(self.rasters), int(scale)).cut(cfg.patch, rng, square_pixels=cfg.square_pixels)
-                is not None
-                for t in range(tries)
-            ):
-                lacking.append(int(scale))
-        return lacking
+        return [
+            int(scale)
+            for scale in cfg.scales
+            if not any(self._prepared(index, int(scale)).can_cut(cfg.patch) for index in range(len(self.rasters)))
+        ]
 
     def batch(self, n: int) -> Batch:
         samples = [self.sample() for _ in range(n)]
