@@ -554,12 +554,10 @@ def test_a_64_bit_nodata_beside_a_mask_is_compared_exactly(tmp_path, dtype, noda
     data[4, 5] = 2**62
     mask = np.full((12, 16), 255, np.uint8)
     mask[8, 9] = 0
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(
-            tmp_path / "big.tif", "w", driver="GTiff", height=12, width=16, count=1, dtype=dtype, crs=CRS, transform=TRANSFORM
-        ) as ds:  # fmt: skip
-            ds.write(data, 1)
-            ds.write_mask(mask)
+    profile = dict(driver="GTiff", height=12, width=16, count=1, dtype=dtype, crs=CRS, transform=TRANSFORM)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp_path / "big.tif", "w", **profile) as ds:
+        ds.write(data, 1)
+        ds.write_mask(mask)
     kind = {"int64": "Int64", "uint64": "UInt64"}[dtype]
     source = '<SourceFilename relativeToVRT="1">big.tif</SourceFilename>'
     (tmp_path / "big.vrt").write_text(
