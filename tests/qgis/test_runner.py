@@ -44,6 +44,13 @@ class Recorder:
     pushCommandInfo = pushConsoleInfo = pushInfo  # noqa: N815
 
 
+def shell_script(path: Path) -> Path:
+    """An executable script whose interpreter is there (/bin/sh): a geosr that can start, for find_geosr."""
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
 def make_job(jacksboro: Path, output: Path, model: Path, **changes: Any) -> Job:
     options: dict[str, Any] = {
         "source": str(jacksboro),
@@ -105,9 +112,7 @@ def test_both_runners_leave_conservation_to_the_model_unless_told(jacksboro, tmp
 def test_configured_executable_comes_first(monkeypatch, tmp_path, geosr_executable):
     monkeypatch.setenv(EXECUTABLE_ENV, str(geosr_executable))
     assert find_geosr() == geosr_executable
-    other = tmp_path / "geosr"
-    other.write_text("#!/bin/sh\n")
-    other.chmod(0o755)
+    other = shell_script(tmp_path / "geosr")
     assert find_geosr(str(other)) == other
     with pytest.raises(GeosrNotFound, match="nope.*Processing setting.*pip install geosr"):
         find_geosr(str(tmp_path / "nope"))
@@ -124,9 +129,7 @@ def test_unconfigured_uses_importable_geosr_then_path(monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "geosr_importable", lambda: False)
     with pytest.raises(GeosrNotFound, match=f"geosr is not available; install geosr .*{EXECUTABLE_ENV}"):
         find_geosr()
-    on_path = tmp_path / "geosr"
-    on_path.write_text("#!/bin/sh\n")
-    on_path.chmod(0o755)
+    on_path = shell_script(tmp_path / "geosr")
     assert find_geosr() == on_path
 
 
@@ -172,9 +175,7 @@ def test_a_geosr_in_qgis_python_that_fails_to_import_falls_back_to_the_path(monk
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(GeosrNotFound, match="installed in QGIS's Python but cannot be imported \\(ImportError: Please"):
         find_geosr()
-    on_path = tmp_path / "geosr"
-    on_path.write_text("#!/bin/sh\n")
-    on_path.chmod(0o755)
+    on_path = shell_script(tmp_path / "geosr")
     assert find_geosr() == on_path
 
 
