@@ -311,3 +311,21 @@ def test_train_fills_its_pairs_with_the_trend_of_the_card_it_writes(tmp_path, cl
         result = cli("train", hr, "-o", out, "--epochs", "1", *TINY_TRAIN, "--init", start, "--fill-missing", fill)
         assert result.code == 0, result.err
         assert seen and set(seen) == {expected}, (fill, seen)
+
+
+def test_a_resume_whose_minutes_are_spent_is_refused_as_one_whose_epochs_are(tmp_path, cli):
+    """Stopped by --minutes, the same command with --resume trained one more epoch every time it was run."""
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0), units=["m"])
+    model = tmp_path / "m.safetensors"
+    budget = ["--scales", "2", "--epochs", "50", "--minutes", "0.0001", *TINY_TRAIN]
+    assert cli("train", hr, "-o", model, *budget).code == 0
+    assert read_card(model).training["epochs"] == 1
+    before = model.read_bytes()
+    result = cli("train", hr, "-o", model, *budget, "--resume", f"{model}.ckpt")
+    assert_one_line_error(
+        result.err, result.code, "has already run", "--minutes asks for 0.0001", "ask for more minutes"
+    )
+    assert model.read_bytes() == before
+    result = cli("train", hr, "-o", model, "--scales", "2", "--epochs", "2", *TINY_TRAIN, "--resume", f"{model}.ckpt")
+    assert result.code == 0, result.err
+    assert read_card(model).training["epochs"] == 2

@@ -410,6 +410,11 @@ def train(
                 f"checkpoint '{resume}' has already run {epoch} epochs, and --epochs asks for {config.epochs}; "
                 "ask for more epochs to continue it"
             )
+        if config.minutes is not None and elapsed_before >= config.minutes * 60:  # else one more epoch each time
+            raise InputError(
+                f"checkpoint '{resume}' has already run {elapsed_before / 60:.3g} minutes, and --minutes asks for "
+                f"{config.minutes:g}; ask for more minutes to continue it"
+            )
         log(f"resumed from {resume} at epoch {epoch}, step {step}")
     # the training pairs' missing cells filled as inference will fill them for this card
     trend = card.fill_trend if config.fill_missing else 0.0
