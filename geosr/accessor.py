@@ -26,7 +26,7 @@ import xarray as xr
 
 from geosr.errors import InputError, ModelError
 from geosr.georef import check_scale, output_shape
-from geosr.io import mirrored_array
+from geosr.io import markers_in_type, mirrored_array
 
 Y_NAMES = ("y", "lat", "latitude", "rlat", "northing", "south_north")
 X_NAMES = ("x", "lon", "longitude", "rlon", "easting", "west_east")
@@ -195,20 +195,6 @@ def _numbers(value: Any) -> list[float]:
         whole = isinstance(item, int) and not isinstance(item, bool) and -(2**63) <= item < 2**64
         numbers.append(item if whole else float(item))  # beyond 64 bits, no integer type holds it: a float
     return numbers
-
-
-def _markers(values: list[float], dtype: np.dtype) -> np.ndarray:
-    """Missing-data ``values`` as an array of ``dtype`` to compare data of that type with: in its precision for a
-    float type (as the core compares its one value); for an integer type exactly, those it cannot hold left out."""
-    if dtype.kind == "f":
-        with np.errstate(over="ignore"):  # beyond the type's range: infinite, which is missing anyway
-            return np.asarray(values, dtype=np.float64).astype(dtype)
-    if dtype.kind not in "iu":
-        return np.asarray(values, dtype=np.float64)
-    info = np.iinfo(dtype)
-    whole = [int(v) for v in values if (isinstance(v, int) or (np.isfinite(v) and v == int(v)))]
-    whole = [v for v in whole if info.min <= v <= info.max]
-    return np.asarray(whole, dtype=dtype)
 
 
 def _scale_signs(da: xr.DataArray, others: list[str], band_dim: str | None) -> xr.DataArray | None:
@@ -472,7 +458,7 @@ class GeosrDataArrayAccessor:
         # the core masks one value besides NaN; with more (or before a negation) they all become NaN here, compared
         # in the data's own type (the float64 that masking makes of integers would merge 2**64 - 1 with its neighbours)
         if len(missing) > 1 or (missing and signs is not None):
-            arranged = arranged.where(~arranged.isin(_markers(missing, arranged.dtype)))
+            arranged = arranged.where(~arranged.isin(markers_in_type(missing, arranged.dtype)))
             missing = []
         if signs is not None:
             # negated exactly (unsigned and the lowest signed integers do not negate in their own type)

@@ -387,19 +387,26 @@ def _nodata_beside_mask(dataset: Any) -> list[tuple[int, Any]]:
                 if dtype in ("int64", "uint64") and numbers[i] in stated:
                     values[i] = stated[numbers[i]]
         for i, (value, dtype) in enumerate(zip(values, dataset.dtypes, strict=True)):
-            if not beside[i] or value is None or (isinstance(value, float) and np.isnan(value)):
-                continue  # NaN cells are missing anyway
-            kind = np.dtype(dtype)
-            if kind.kind == "f":
-                with np.errstate(over="ignore"):
-                    found.append((i, np.asarray(value).astype(kind)))
-            elif kind.kind in "iu" and float(value).is_integer():
-                info = np.iinfo(kind)
-                if info.min <= int(value) <= info.max:
-                    found.append((i, int(value)))
+            # a NaN nodata: those cells are missing anyway
+            if beside[i] and value is not None and not (isinstance(value, float) and np.isnan(value)):
+                found += [(i, marker) for marker in markers_in_type([value], np.dtype(dtype))]
     with contextlib.suppress(AttributeError):
         dataset._geosr_beside_mask = found
     return found
+
+
+def markers_in_type(values: list[float], dtype: np.dtype) -> np.ndarray:
+    """Missing-data ``values`` as an array of ``dtype`` to compare data of that type with: in its precision for a
+    float type (as the core compares its one value); for an integer type exactly, those it cannot hold left out."""
+    if dtype.kind == "f":
+        with np.errstate(over="ignore"):  # beyond the type's range: infinite, which is missing anyway
+            return np.asarray(values, dtype=np.float64).astype(dtype)
+    if dtype.kind not in "iu":
+        return np.asarray(values, dtype=np.float64)
+    info = np.iinfo(dtype)
+    whole = [int(v) for v in values if (isinstance(v, int) or (np.isfinite(v) and v == int(v)))]
+    whole = [v for v in whole if info.min <= v <= info.max]
+    return np.asarray(whole, dtype=dtype)
 
 
 def band_signs(dataset: Any) -> np.ndarray:

@@ -993,8 +993,8 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
             (gains_name, k): (_gains_task, pieces, (rs, cs), group, *args) for k, group in enumerate(cal.groups)
         }
         gains_layer[gains_name] = (np.concatenate, [(gains_name, k) for k in range(len(cal.groups))])
-        depends = [data, *([stats] if isinstance(stats, Delayed) else [])]
-        gains = Delayed(gains_name, HighLevelGraph.from_collections(gains_name, gains_layer, dependencies=depends))
+        graph = HighLevelGraph.from_collections(gains_name, gains_layer, dependencies=[data, stats])
+        gains = Delayed(gains_name, graph)
     if _EAGER_STATISTICS.get():  # computed now: the tiles then depend on no reduction over the whole input
         stats, gains = dask.compute(stats, gains)
         # known now: without missing cells the tiles read no padding for their fill (lazy, they must)

@@ -95,8 +95,8 @@ class Prepared:
         for dy in {0, extra}:
             for dx in {0, extra}:
                 top, left = (ys + dy)[:, None], (xs + dx)[None, :]
-                counts = table[top + patch, left + patch] - table[top, left + patch] - table[top + patch, left]
-                counts += table[top, left]
+                bottom, right = top + patch, left + patch
+                counts = table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
                 if (2 * counts >= bands * patch * patch).any():  # valid.mean() >= 0.5
                     return True
         return False

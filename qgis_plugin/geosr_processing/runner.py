@@ -17,6 +17,7 @@ Which geosr runs, first match wins:
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import importlib.util
 import os
@@ -263,33 +264,24 @@ def _check_startable(path: Path, origin: str) -> None:
         ) from None
     if not first.startswith(b"#!"):
         return
-    words = first[2:].decode("utf-8", "replace").split()
-    interpreter = Path(words[0]) if words else None
-    if interpreter is None or not (interpreter.is_file() and os.access(interpreter, os.X_OK)):
+    interpreter = (first[2:].decode("utf-8", "replace").split() or [""])[0]
+    if not (Path(interpreter).is_file() and os.access(interpreter, os.X_OK)):
         raise GeosrNotFound(
-            f"the geosr executable '{path}' {origin} cannot start: its interpreter "
-            f"'{words[0] if words else ''}' is not there (was its Python removed or upgraded?); reinstall geosr, "
-            f"or {INSTALL_HINT}"
+            f"the geosr executable '{path}' {origin} cannot start: its interpreter '{interpreter}' is not there "
+            f"(was its Python removed or upgraded?); reinstall geosr, or {INSTALL_HINT}"
         )
 
 
-#: The outcome of trying geosr in this Python, once: (whether it runs here, why not where it is installed but
-#: fails to import).
-_IMPORTED: list[tuple[bool, str | None]] = []
-
-
+@functools.cache
 def _try_import() -> tuple[bool, str | None]:
-    if not _IMPORTED:
-        if any(importlib.util.find_spec(name) is None for name in ("geosr", "torch", "rasterio")):
-            _IMPORTED.append((False, None))  # not installed here: nothing to say about it
-        else:
-            try:
-                importlib.import_module("geosr.pipeline")
-            except Exception as exc:  # noqa: BLE001 - any failure: geosr cannot run in this Python
-                _IMPORTED.append((False, f"{type(exc).__name__}: {_first_line(exc)}"))
-            else:
-                _IMPORTED.append((True, None))
-    return _IMPORTED[0]
+    """Whether geosr runs in this Python, and why not where it is installed but fails to import; tried once."""
+    if any(importlib.util.find_spec(name) is None for name in ("geosr", "torch", "rasterio")):
+        return False, None  # not installed here: nothing to say about it
+    try:
+        importlib.import_module("geosr.pipeline")
+    except Exception as exc:  # noqa: BLE001 - any failure: geosr cannot run in this Python
+        return False, f"{type(exc).__name__}: {_first_line(exc)}"
+    return True, None
 
 
 def import_error() -> str | None:

@@ -7,6 +7,7 @@ Runs in geosr's environment (``make test``: the in-process path) and in QGIS's P
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from pathlib import Path
@@ -161,7 +162,8 @@ def test_a_geosr_in_qgis_python_that_fails_to_import_falls_back_to_the_path(monk
     import importlib
 
     monkeypatch.delenv(EXECUTABLE_ENV, raising=False)
-    monkeypatch.setattr(runner, "_IMPORTED", [])
+    # tried anew with the stand-ins below, in a cache of this test's own
+    monkeypatch.setattr(runner, "_try_import", functools.cache(runner._try_import.__wrapped__))
     monkeypatch.setattr(runner.importlib.util, "find_spec", lambda name, *args: object())
 
     def broken(name: str, *args: Any) -> Any:
