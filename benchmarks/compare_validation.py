@@ -1,7 +1,8 @@
 """Validation RMSE of candidate models, part by part: what the training records' decision rules measure.
 
 Prints, for each model file, the plain and conserved RMSE (normalised units, 512 validation patches of
-48 pixels, bf16, the same seed for every model) and how much lower each is than the ``consistent``
+48 pixels, bf16, the same seed for every model; missing cells next to data filled with the model card's
+``fill_trend``, as inference fills them) and how much lower each is than the ``consistent``
 input's, on each validation part of the model kind (never trained on, never held out):
 
 * ``dem``: a = the Jacksboro columns [190, 262), b = the 1-degree Earth relief outside its held-out
@@ -58,13 +59,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     parts = validation_parts(args.kind)
     config = TrainConfig(interpolation="consistent", val_samples=512, precision="bf16")
-    batches = {
-        name: Batches([normalise(r) for r in rasters], config, config.seed + 7).batch(config.val_samples)
-        for name, rasters in parts.items()
-    }
+    by_trend: dict[float, dict[str, object]] = {}  # the patches of each fill trend (a card's), cut once
     for model in args.models:
-        network = load_model(model, "cpu").network
-        for name, val in batches.items():
+        loaded = load_model(model, "cpu")
+        network, trend = loaded.network, loaded.card.fill_trend
+        if trend not in by_trend:  # missing cells filled as inference fills them for this model
+            by_trend[trend] = {
+                name: Batches([normalise(r) for r in rasters], config, config.seed + 7, fill_trend=trend).batch(
+                    config.val_samples
+                )
+                for name, rasters in parts.items()
+            }
+        for name, val in by_trend[trend].items():
             plain, conserved, base = evaluate_batches(network, val, torch.device("cpu"), "bf16")
             print(
                 f"{model} [{name}]: plain {plain:.5f} ({100 * (1 - plain / base):+.2f}%), conserved {conserved:.5f} "

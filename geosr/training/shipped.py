@@ -64,6 +64,7 @@ def climate_card() -> ModelCard:
         in_channels=1,
         conserve=True,
         calibrate=True,
+        fill_trend=0.1,  # benchmarks/results/nodata_fill_trend.md
         bands=["air_temperature"],
         units=["K"],
         description=(
@@ -77,7 +78,9 @@ def climate_card() -> ModelCard:
             "averaged with the model before that once more. Its input is the consistent (back-projection) "
             "interpolation and its output is conserved by default at whole scales. It self-calibrates by "
             "default (geosr.calibrate): each band's added detail is scaled by how much of it the input's own "
-            "coarser copy supports, which withdraws the detail it would invent on band-limited fields."
+            "coarser copy supports, which withdraws the detail it would invent on band-limited fields. Next "
+            "to nodata, missing cells are filled from their neighbours with a tenth of the slope continued "
+            "into the first ring."
         ),
         training={
             "data": "real: 72 GloSea4 monthly surface temperature fields (12 members, eastern hemisphere) and 2 "
