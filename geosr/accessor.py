@@ -240,13 +240,44 @@ def _check_north_up(name: str, mapping: xr.DataArray, ydim: str, xdim: str) -> N
         )
 
 
-def _refit(var: xr.DataArray, y: np.ndarray, x: np.ndarray) -> xr.DataArray:
-    """``var`` (a grid mapping) with its ``GeoTransform`` moved to the fine grid of centres ``y``, ``x``."""
+def _refit(
+    var: xr.DataArray, coarse: tuple[xr.DataArray, xr.DataArray], fine: tuple[np.ndarray, np.ndarray]
+) -> xr.DataArray:
+    """``var`` (a grid mapping) with its ``GeoTransform`` moved to the fine grid: the stored one with its steps
+    divided (``transform * Affine.scale(1 / s)``, exact and in its own orientation) where it describes the
+    ``coarse`` (y, x) coordinates, else one made from the ``fine`` (y, x) cell centres."""
     if "GeoTransform" not in var.attrs:
         return var
     var = var.copy()
-    var.attrs["GeoTransform"] = _geotransform(y, x)
+    try:
+        terms = [float(v) for v in str(var.attrs["GeoTransform"]).split()]
+    except ValueError:
+        terms = []
+    (y, x), (fine_y, fine_x) = coarse, fine
+    if len(terms) == 6 and _describes(terms[3], terms[5], y) and _describes(terms[0], terms[1], x):
+        steps = (terms[1] * (x.size / fine_x.size), terms[5] * (y.size / fine_y.size))  # as georef.output_transform
+        var.attrs["GeoTransform"] = " ".join(
+            f"{v:.17g}" for v in (terms[0], steps[0], terms[2], terms[3], terms[4], steps[1])
+        )
+    else:  # none, or one that does not describe the coordinates: made from them
+        var.attrs["GeoTransform"] = _geotransform(fine_y, fine_x)
     return var
+
+
+def _describes(origin: float, step: float, centres: xr.DataArray) -> bool:
+    """Whether cells of ``step`` from the edge ``origin`` are those of the regular cell ``centres`` (either
+    orientation), to a thousandth of a step and the rounding of the centres' own floating-point type."""
+    raw = np.asarray(centres.values)
+    values = raw.astype(np.float64)
+    n = values.size
+    spacing = (values[-1] - values[0]) / (n - 1)
+    eps = np.finfo(raw.dtype).eps if raw.dtype.kind == "f" else 0.0
+    tolerance = 1e-3 * abs(spacing) + 4 * eps * float(np.abs(values).max())
+    edges = sorted((values[0] - spacing / 2, values[-1] + spacing / 2))
+    stored = sorted((origin, origin + n * step))
+    return abs(abs(step) - abs(spacing)) * n <= tolerance and all(
+        abs(a - b) <= tolerance for a, b in zip(edges, stored, strict=True)
+    )
 
 
 def _grid_mapping(da: xr.DataArray) -> str | None:
@@ -320,12 +351,18 @@ def _downscale_slices(data: Any, scale: float, loaded: Any, options: dict[str, A
     return dsa.concatenate(parts, axis=0)
 
 
+#: Attributes bounding the input's values (or coordinates), which the output's overshoot
+STALE_RANGES = ("valid_range", "valid_min", "valid_max", "actual_range")
+
+
 def _fine_coords(da: xr.DataArray, dims: tuple[str, str], shape: tuple[int, int]) -> dict[str, Any]:
     """The coordinates of ``da`` that do not depend on the spatial ``dims``, and the fine spatial ones."""
     coords: dict[str, Any] = {str(k): c for k, c in da.coords.items() if not set(dims) & set(c.dims)}
     for dim, n_out in zip(dims, shape, strict=True):
-        # the coarse cells' bounds variable does not fit the fine grid: its CF link goes with it
-        attrs = {k: v for k, v in da[dim].attrs.items() if k != "bounds"}
+        # the coarse cells' bounds variable does not fit the fine grid: its CF link goes with it; the fine centres
+        # of the outer cells lie beyond the coarse ones (past 90 degrees for cells centred on a pole), which a
+        # valid_range/min/max of the coarse centres would make readers (netCDF4-python, CDO) mask
+        attrs = {k: v for k, v in da[dim].attrs.items() if k not in ("bounds", *STALE_RANGES)}
         coords[dim] = (dim, fine_coordinate(np.asarray(da[dim].values, np.float64), n_out), attrs)
     return coords
 
@@ -500,12 +537,13 @@ class GeosrDataArrayAccessor:
         out = out.rechunk((*data.chunks[:-2], *out_chunks)) if lazy else np.ascontiguousarray(out)
         coords = _fine_coords(da, (ydim, xdim), (ny_out, nx_out))
         for name in transforms:
-            coords[name] = _refit(da[name], coords[ydim][1], coords[xdim][1])
+            coords[name] = _refit(da[name], (da[ydim], da[xdim]), (coords[ydim][1], coords[xdim][1]))
         # valid_range/min/max: of packed data they are in packed units (CF 8.1), which the float output is not;
         # of any data they bound the input, not the output, whose detail may overshoot them (precipitation
         # below a valid_min of 0), and readers that apply them (netCDF4-python, CDO) would mask those pixels
         # _Unsigned: the float output holds the unsigned values themselves
-        dropped = {"_FillValue", "missing_value", "nodata", "valid_range", "valid_min", "valid_max", "_Unsigned"}
+        # actual_range: the input's own minimum and maximum, which the output's are not
+        dropped = {"_FillValue", "missing_value", "nodata", "_Unsigned", *STALE_RANGES}
         attrs = {k: v for k, v in da.attrs.items() if k not in dropped}
         if "coordinates" in attrs:  # CF's list of auxiliary coordinates: those on the coarse grid are gone
             kept = [name for name in str(attrs["coordinates"]).split() if name in coords]
@@ -524,7 +562,7 @@ class GeosrDataArrayAccessor:
         warn_untrained_scale(loaded.card, scale)  # every check passed; a lazy result has computed nothing yet
         # (a ScaleWarning for the caller, unless the Dataset accessor quietened it to warn once for all)
         result.encoding["_FillValue"] = np.float32(np.nan)
-        if mapping is not None:
+        if mapping is not None and "grid_mapping" not in attrs:  # in both, xarray refuses to write it
             result.encoding["grid_mapping"] = mapping
         return result.transpose(*da.dims)
 
@@ -609,9 +647,9 @@ class GeosrDatasetAccessor:
                 warn_untrained_scale(card, scale)
         # grid mappings (coordinates or data variables) get the fine grid's GeoTransform, like each variable's
         fine = next(v for v in out.values() if spatial <= set(v.dims))
-        y, x = fine[ydim].values, fine[xdim].values
+        grids = ((ds[ydim], ds[xdim]), (fine[ydim].values, fine[xdim].values))
         for name, var in out.items():
             if not spatial & set(var.dims):
-                out[name] = _refit(var, y, x)
-        kept = {name: _refit(coord, y, x) for name, coord in ds.coords.items() if not spatial & set(coord.dims)}
+                out[name] = _refit(var, *grids)
+        kept = {name: _refit(coord, *grids) for name, coord in ds.coords.items() if not spatial & set(coord.dims)}
         return xr.Dataset(out, attrs=dict(ds.attrs)).assign_coords(kept)

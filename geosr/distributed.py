@@ -100,7 +100,7 @@ def downscale_tile(
 ) -> tuple[Tile, np.ndarray]:
     """On a worker: read the tile's input window from ``path`` (its ``bands``) and return ``(tile, fine core)``."""
     from geosr.io import open_raster, read_window
-    from geosr.predict import cached_downscaler
+    from geosr.predict import cached_downscaler, dask_worker_address
 
     try:
         with open_raster(path, bands) as dataset:
@@ -109,7 +109,7 @@ def downscale_tile(
     except GeosrError as exc:
         # the client read the same path already: what a worker cannot read, it cannot see (another machine,
         # user or container), which the bare error (such as 'does not exist') would not say
-        raise SchedulerError(f"on dask worker {_worker_address()}: {exc}{_SAME_PATHS}") from None
+        raise SchedulerError(f"on dask worker {dask_worker_address() or '(unknown)'}: {exc}{_SAME_PATHS}") from None
     ((_, core),) = downscaler.run(plan, stats, [(tile, source)], gains)
     return tile, core
 
@@ -118,15 +118,6 @@ _SAME_PATHS = (
     " (the workers open the input and the model at the paths this machine uses: put them where every worker "
     "sees them, such as a shared file system, or drop --scheduler to run locally)"
 )
-
-
-def _worker_address() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return "(unknown)"
 
 
 def _bundle(*shared: Any) -> tuple[Any, ...]:

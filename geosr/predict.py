@@ -38,7 +38,7 @@ from geosr.background import ahead
 from geosr.calibrate import band_groups, residual_gains, whole_scale
 from geosr.calibrate import window as calibration_window
 from geosr.conserve import conserve
-from geosr.errors import DeviceError, InputError, ModelError, ScaleError
+from geosr.errors import DeviceError, GeosrError, InputError, ModelError, ScaleError
 from geosr.georef import output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float
@@ -903,7 +903,7 @@ def _tile_task(
 ) -> np.ndarray:
     """One tile's output from the input chunks its source window touches (``window`` within them)."""
     source = _assembled(blocks, window)
-    downscaler = cached_downscaler(model, **options)
+    downscaler = _task_downscaler(model, options)
     ((_, core),) = downscaler.run(plan, stats, [(tile, as_float(source, nodata))], gains)
     for watcher in tuple(_TILE_WATCHERS):
         watcher()
@@ -943,7 +943,32 @@ def _gains_task(
     within them), as :func:`_tile_task` cuts a tile's."""
     check_magnitudes(stats)  # as the tiles would, before the network sees the window
     source = _assembled(blocks, window, group)
-    return cached_downscaler(model, **options).gains(as_float(source, nodata), scale)
+    return _task_downscaler(model, options).gains(as_float(source, nodata), scale)
+
+
+def _task_downscaler(model: str, options: dict[str, Any]) -> Downscaler:
+    """:func:`cached_downscaler` in a task of a lazy result; on a dask worker (of a distributed cluster) that
+    cannot load the model, an error that names the worker and says why its files may differ."""
+    try:
+        return cached_downscaler(model, **options)
+    except GeosrError as exc:
+        worker = dask_worker_address()
+        if worker is None:
+            raise
+        raise type(exc)(
+            f"on dask worker {worker}: {exc} (the workers load the model at the path this machine uses: put it "
+            "where every worker sees it, such as a shared file system)"
+        ) from None
+
+
+def dask_worker_address() -> str | None:
+    """The address of the dask distributed worker running this code; None outside one."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return None
 
 
 def _assembled(

@@ -234,7 +234,7 @@ def test_every_geotransform_coordinate_of_a_dataarray_moves_to_the_fine_grid(mod
     )
     out = da.geosr.downscale(2, model=str(model1), device="cpu")
     assert out.crs.attrs["GeoTransform"] == out.spatial_ref.attrs["GeoTransform"] == "-0.5 0.5 0 50.5 0 -0.5"
-    assert out.encoding["grid_mapping"] == "crs"
+    assert out.attrs["grid_mapping"] == "crs" and "grid_mapping" not in out.encoding  # named once: xarray writes it
     rotated_ref = da.assign_coords(spatial_ref=((), 0, {"GeoTransform": "-0.5 1 0.1 50.5 0 -1"}))
     with pytest.raises(InputError, match="the grid mapping 'spatial_ref' rotates the grid"):
         rotated_ref.geosr.downscale(2, model=str(model1), device="cpu")
@@ -330,3 +330,83 @@ def test_an_ensemble_of_8_takes_square_cells_of_float32_coordinates():
     wide = da.assign_coords(lon=np.float32(120.0) + np.float32(1.01) * step * np.arange(40, dtype=np.float32))
     with pytest.raises(InputError, match="needs square pixels"):
         wide.geosr.downscale(2, model="backprojection", ensemble=8)
+
+
+# A third audit: a grid mapping named in attrs and held as a coordinate (xarray's set_coords("crs")) went into
+# the output's encoding as well, and xarray refused to write it ("Key 'grid_mapping' already exists in attrs");
+# a lazy result kept a relative model path, which failed to load once the working directory changed; the fine
+# coordinates kept the coarse ones' valid_range (netCDF4-python then masked the outer cells, whose centres lie
+# beyond a pole-centred grid's 90 degrees); and a GeoTransform was remade from float32 coordinates (origin and
+# steps off by their rounding, square cells no longer square) instead of the stored one's steps divided.
+
+
+def mapped_grid(shape=(10, 12)) -> xr.DataArray:
+    data = fbm_surface(shape, seed=3, relief=5.0, base=280.0)
+    crs = xr.DataArray(0, attrs={"grid_mapping_name": "latitude_longitude"})
+    coords = {"lat": 35 - 0.5 * np.arange(shape[0]), "lon": 0.5 * np.arange(shape[1]), "crs": crs}
+    attrs = {"units": "K", "grid_mapping": "crs"}
+    return xr.DataArray(data, dims=("lat", "lon"), coords=coords, attrs=attrs, name="tas")
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_grid_mapping_coordinate_named_in_attrs_writes_back(model1, tmp_path, lazy):
+    grid = mapped_grid()
+    grid.to_netcdf(tmp_path / "in.nc")
+    opened = xr.open_dataset(tmp_path / "in.nc", chunks={} if lazy else None)
+    assert "crs" in opened.coords and opened.tas.attrs["grid_mapping"] == "crs"  # as xarray reads it back
+    for fine in (grid.geosr.downscale(2, model=model1), opened.geosr.downscale(2, model=model1).tas):
+        fine.to_netcdf(tmp_path / "out.nc")
+        with xr.open_dataset(tmp_path / "out.nc", decode_coords=False) as back:
+            assert back.tas.attrs["grid_mapping"] == "crs" and "crs" in back.variables
+            assert back.tas.shape == (20, 24)
+
+
+def test_a_lazy_result_loads_its_model_wherever_it_is_computed(model1, tmp_path, monkeypatch):
+    import shutil
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(model1, tmp_path / "b" / "m.safetensors")
+    grid = mapped_grid().drop_vars("crs").chunk({"lat": 5})
+    monkeypatch.chdir(tmp_path / "b")
+    eager = grid.compute().geosr.downscale(2, model="m.safetensors")
+    lazy = grid.geosr.downscale(2, model="m.safetensors")
+    monkeypatch.chdir(tmp_path / "a")  # where 'm.safetensors' is no file
+    np.testing.assert_array_equal(lazy.values, eager.values)
+
+
+def test_fine_coordinates_drop_the_coarse_ones_valid_range(model1, tmp_path):
+    netCDF4 = pytest.importorskip("netCDF4")
+    lat, lon = np.linspace(90, -90, 13), np.arange(0, 360, 15.0)
+    data = 250 + 10 * np.cos(np.deg2rad(lat))[:, None] + np.sin(np.deg2rad(lon))
+    grid = xr.DataArray(
+        data, dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, attrs={"units": "K", "actual_range": [250, 261]}
+    )
+    grid.lat.attrs.update(units="degrees_north", valid_range=np.array([-90.0, 90.0]), standard_name="latitude")
+    grid.lon.attrs.update(units="degrees_east", valid_min=0.0, valid_max=360.0)
+    fine = grid.geosr.downscale(2, model=model1)
+    assert fine.lat.values[0] > 90 and fine.lon.values[0] < 0  # centres of the outer cells' fine halves
+    assert fine.lat.attrs == {"units": "degrees_north", "standard_name": "latitude"}
+    assert fine.lon.attrs == {"units": "degrees_east"} and "actual_range" not in fine.attrs
+    fine.to_netcdf(tmp_path / "fine.nc")
+    with netCDF4.Dataset(tmp_path / "fine.nc") as back:  # it masks values outside a valid_range
+        assert not np.ma.is_masked(back["lat"][:]) and not np.ma.is_masked(back["lon"][:])
+
+
+@pytest.mark.parametrize("ascending", [False, True])
+def test_a_stored_geotransform_is_refit_exactly_in_its_own_orientation(model1, ascending):
+    # float32 centres of 0.1 degree cells from 120 E, 45.1 N (GDAL writes a bottom-up NetCDF's GeoTransform
+    # north-up, with ascending latitudes)
+    lat = (45.05 - 0.1 * np.arange(10)).astype("f4")
+    lon = (120.05 + 0.1 * np.arange(12)).astype("f4")
+    data = fbm_surface((10, 12), seed=1, relief=3.0, base=280.0).astype("f4")
+    mapping = xr.DataArray(0, attrs={"crs_wkt": "EPSG:4326", "GeoTransform": "120 0.1 0 45.1 0 -0.1"})
+    grid = xr.DataArray(data, dims=("lat", "lon"), coords={"lat": lat, "lon": lon, "spatial_ref": mapping})
+    if ascending:
+        grid = grid.isel(lat=slice(None, None, -1))
+    fine = grid.geosr.downscale(2, model=model1)
+    assert [float(v) for v in fine.spatial_ref.attrs["GeoTransform"].split()] == [120, 0.05, 0, 45.1, 0, -0.05]
+    # one that does not describe the coordinates (half a cell off) is made from them, as before
+    shifted = grid.assign_coords(spatial_ref=mapping.assign_attrs(GeoTransform="120.05 0.1 0 45.1 0 -0.1"))
+    refit = [float(v) for v in shifted.geosr.downscale(2, model=model1).spatial_ref.attrs["GeoTransform"].split()]
+    assert refit[0] == pytest.approx(120, abs=1e-5) and refit[1] == pytest.approx(0.05, rel=1e-5)

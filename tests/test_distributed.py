@@ -210,3 +210,21 @@ def test_a_south_up_raster_runs_north_up_on_the_cluster_too(cli, cluster, make_g
         np.testing.assert_array_equal(a.read(), b.read())
         assert a.transform.e > 0 and a.bounds == b.bounds
         np.testing.assert_allclose(a.read()[:, ::-1], n.read(), atol=1e-4)
+
+
+def test_a_worker_that_cannot_load_the_model_of_a_lazy_result_says_so(client, model1, tmp_path):
+    # the accessor's tasks carry the model's path: a worker that cannot open it (another machine, or the file
+    # gone) names itself and says why, as the command line's --scheduler does
+    import shutil
+
+    from geosr.errors import ModelError
+
+    copy = tmp_path / "gone.safetensors"
+    shutil.copy(model1, copy)
+    lazy = grid(n_time=2).chunk({"time": 1}).geosr.downscale(2, model=str(copy))
+    copy.unlink()
+    with pytest.raises(ModelError) as caught:
+        lazy.compute()
+    message = str(caught.value)
+    assert message.startswith("on dask worker tcp://") and "gone.safetensors" in message
+    assert "where every worker sees it" in message and "\n" not in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,4 +69,5 @@ def load_model(model: str | Path | None = None, device: Any = "cpu") -> LoadedMo
         first = str(exc).splitlines()[0]
         raise ModelError(f"model file {path} does not match its card ({first})") from None
     network.eval().requires_grad_(False).to(device)
-    return LoadedModel(network, card, str(path), _digest(path))
+    # absolute: dask tasks carry the path, and may run in another working directory (or on another machine's worker)
+    return LoadedModel(network, card, os.path.abspath(path), _digest(path))
