@@ -329,3 +329,96 @@ def test_a_resume_whose_minutes_are_spent_is_refused_as_one_whose_epochs_are(tmp
     result = cli("train", hr, "-o", model, "--scales", "2", "--epochs", "2", *TINY_TRAIN, "--resume", f"{model}.ckpt")
     assert result.code == 0, result.err
     assert read_card(model).training["epochs"] == 2
+
+
+# A third audit: a band stored with a negative GDAL scale (depths stored as -1 x elevation) was trained on its
+# stored numbers, valleys as ridges, where downscale and evaluate run its values; a resumed fine-tune rebuilt
+# the card's started_from from the --init file as it was then (with -o the same file: the run's own first
+# epoch, a phantom stage); --init from a self-calibrating model dropped the calibration its card asks for;
+# --resume naming the model file first asked for --overwrite, and a file that is no checkpoint repeated
+# torch's advice to load it with weights_only=False; a changed --patch-size also blamed "other rasters".
+
+
+def _weights(path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_a_band_stored_with_a_negative_scale_trains_on_its_values(tmp_path, cli):
+    z = fbm_surface((64, 48), seed=3, relief=50.0).astype(np.float32)
+    plain = write_geotiff(tmp_path / "plain.tif", z, units=["m"])
+    negated = write_geotiff(tmp_path / "negated.tif", -z, units=["m"], scales=[-1.0])  # its values: z
+    stored = write_geotiff(tmp_path / "stored.tif", -z, units=["m"])  # its values: -z
+    models = {}
+    for raster in (plain, negated, stored):
+        models[raster.stem] = tmp_path / f"{raster.stem}.safetensors"
+        result = cli("train", raster, "-o", models[raster.stem], "--scales", "2", "--epochs", "1", *TINY_TRAIN)
+        assert result.code == 0, result.err
+    a, b, c = (_weights(models[name]) for name in ("plain", "negated", "stored"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(c[k], b[k]) for k in a)
+
+
+def test_a_resumed_fine_tune_keeps_the_card_of_the_model_it_started_from(tmp_path, cli):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0), units=["m"])
+    model = tmp_path / "self.safetensors"
+    base = ["--scales", "2", *TINY_TRAIN]
+    assert cli("train", hr, "-o", model, *base, "--epochs", "1").code == 0
+    first = read_card(model).training["command"]
+    tune = [*base, "--init", model, "--overwrite"]
+    assert cli("train", hr, "-o", model, *tune, "--epochs", "1").code == 0  # the --init file is now its output
+    result = cli("train", hr, "-o", model, *tune, "--epochs", "2", "--resume", f"{model}.ckpt")
+    assert result.code == 0, result.err
+    training = read_card(model).training
+    assert training["epochs"] == 2
+    assert training["started_from"]["command"] == first and "started_from" not in training["started_from"]
+
+
+def test_a_fine_tune_of_a_self_calibrating_model_self_calibrates(tmp_path, cli, model_calibrating):
+    from geosr.models.files import load_model
+
+    start = load_model(model_calibrating).card
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0), units=["K"])
+    out = tmp_path / "tuned.safetensors"
+    shape = ["--depth", str(start.depth), "--width", str(start.width), "--interpolation", "consistent"]
+    result = cli(
+        "train", hr, "-o", out, "--scales", "2", "--epochs", "1", *TINY_TRAIN, *shape, "--init", model_calibrating
+    )
+    assert result.code == 0, result.err
+    card = read_card(out)
+    assert card.calibrate and card.conserve
+
+
+def test_resume_errors_name_the_real_problem_first(tmp_path, cli):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0), units=["m"])
+    model = tmp_path / "m.safetensors"
+    assert cli("train", hr, "-o", model, "--scales", "2", "--epochs", "1", *TINY_TRAIN).code == 0
+    before = model.read_bytes()
+    result = cli("train", hr, "-o", model, "--scales", "2", "--epochs", "2", *TINY_TRAIN, "--resume", model)
+    assert_one_line_error(result.err, result.code, "--resume names the model file", f"--resume {model}.ckpt")
+    script, pickled = tmp_path / "script.py", tmp_path / "module.ckpt"
+    script.write_text("print('hello')\n")
+    torch.save({"layer": torch.nn.Linear(2, 2)}, pickled)  # a pickled module: torch refuses it with weights_only
+    for other in (script, pickled):
+        result = cli("train", hr, "-o", tmp_path / "n.safetensors", "--scales", "2", *TINY_TRAIN, "--resume", other)
+        message = assert_one_line_error(result.err, result.code, "is not a geosr training checkpoint")
+        assert "weights" not in message.lower() and "trust" not in message and "\x1b" not in message
+    result = cli(
+        "train",
+        hr,
+        "-o",
+        model,
+        "--scales",
+        "2",
+        "--epochs",
+        "2",
+        *TINY_TRAIN,
+        "--patch-size",
+        "24",
+        "--resume",
+        f"{model}.ckpt",
+    )
+    message = assert_one_line_error(result.err, result.code, "--patch-size 16 then, 24 now")
+    assert "other rasters" not in message
+    assert model.read_bytes() == before

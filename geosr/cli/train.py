@@ -193,7 +193,7 @@ def train(
     import numpy as np
 
     from geosr.errors import InputError, Interrupted, OutputExistsError
-    from geosr.io import iter_blocks, open_raster, raster_info
+    from geosr.io import band_signs, iter_blocks, open_raster, raster_info
     from geosr.models.card import ModelCard
     from geosr.predict import check_magnitudes, select_device
     from geosr.stats import BandStats
@@ -224,6 +224,11 @@ def train(
         raise InputError(
             f"the model file must be named *.safetensors (geosr reads models by that suffix), got '{output}'"
         )
+    if resume is not None and Path(resume).resolve() == output.resolve():  # before "already exists: --overwrite"
+        raise InputError(
+            f"--resume names the model file '{resume}', which a run writes; resume from its checkpoint: "
+            f"--resume {checkpoint}"
+        )
     continuing = resume is not None and checkpoint.exists() and Path(resume).resolve() == checkpoint.resolve()
     if output.exists() and not overwrite and not continuing:
         raise OutputExistsError(f"output '{output}' already exists; pass --overwrite to replace it")
@@ -240,7 +245,9 @@ def train(
         # --bands masks the others instead of refusing the raster, and the other bands are never read
         with open_raster(path, wanted) as dataset:
             info = raster_info(dataset)  # count, descriptions and units of the chosen bands, in their order
-            data = np.concatenate(list(iter_blocks(dataset)), axis=1)
+            # the values' own orientation, as downscale and evaluate run a band stored with a negative scale (depths
+            # stored as -1 x elevation): normalised, the scale's size and the offset do not matter, its sign does
+            data = np.concatenate(list(iter_blocks(dataset)), axis=1) * band_signs(dataset)[:, None, None]
         chosen = wanted or list(range(1, info.count + 1))  # the raster's numbers of the bands read
         raw = BandStats.of_block(data)
         check_magnitudes(raw, str(path), chosen)  # an undeclared nodata marker would flatten the rest of the band

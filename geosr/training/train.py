@@ -350,7 +350,15 @@ def train(
     card.interpolation = KERNELS[config.interpolation].description
     card.cell_input = config.cell_input
     card.scales = [float(s) for s in config.scales]  # what it was trained for, whatever the card said
-    if init:
+    state = _load_checkpoint(resume, device) if resume else None
+    inherited = (state or {}).get("started_from")
+    if init and inherited is not None:
+        # resumed: the model it started from as it was when the run began (the --init file may have been
+        # rewritten since, by this very run with -o the same file); the weights are the checkpoint's
+        card.training["started_from"] = inherited["training"]
+        card.conserve, card.calibrate = bool(inherited["conserve"]), bool(inherited["calibrate"])
+        card.fill_trend = float(inherited["fill_trend"])
+    elif init:
         start = load_model(init, "cpu")
         have = (start.card.in_channels, start.card.depth, start.card.width)
         if have != (channels, config.depth, config.width):
@@ -365,8 +373,10 @@ def train(
         # the whole chain of earlier stages stays (each with its own started_from), without the bulky configs
         earlier = {k: v for k, v in start.card.training.items() if k != "config"}
         card.training["started_from"] = {"model": str(init), "interpolation": start.card.interpolation, **earlier}
+        # the defaults of inference it was made for: conserved, self-calibrated, filled as the model started from
         card.conserve = card.conserve or start.card.conserve
-        card.fill_trend = card.fill_trend or start.card.fill_trend  # inference fills as the model started from
+        card.calibrate = card.calibrate or start.card.calibrate
+        card.fill_trend = card.fill_trend or start.card.fill_trend
         if not resume:  # a resumed run continues its checkpoint's weights, not these
             log(f"starting from the weights of {init}")
     if config.optimizer == "sgd":
@@ -380,7 +390,7 @@ def train(
     step, epoch, elapsed_before = 0, 0, 0.0
     processor_before = 0.0  # CPU time of this process, all its threads (checkpoints before it was kept: 0)
     if resume:
-        state = _load_checkpoint(resume, device)
+        assert state is not None
         # first, so that a changed --depth, --width or --optimizer is named with its values
         _check_recipe(resume, state.get("recipe"), recipe, str(state.get("command") or ""))
         mismatch = InputError(
@@ -508,6 +518,13 @@ def train(
             "folder": card.training.get("folder", ""),
             "recipe": json.dumps(recipe, sort_keys=True),
         }
+        if init:  # what the card takes from the --init model, kept for a resume
+            state["started_from"] = {
+                "training": card.training["started_from"],
+                "conserve": card.conserve,
+                "calibrate": card.calibrate,
+                "fill_trend": card.fill_trend,
+            }
         # a run stopped while writing (Ctrl-C, a killed job) keeps the previous epoch's checkpoint whole
         with replaced_atomically(checkpoint) as tmp:
             torch.save(state, tmp)
@@ -604,6 +621,8 @@ def _check_recipe(resume: str | Path, stored: str | None, recipe: dict[str, Any]
     said = []
     for key in changed:
         name = _OPTIONS.get(key, key)
+        if key == "data" and {"patch", "scales"} & set(changed):
+            continue  # the validation part's length follows the patch size and the scales: named below
         if key == "data":
             # or the same rasters split at their other end: geosr.cli.train.split_validation has chosen the end
             # by the band with the least data since 2026-12-07, so an older multiband checkpoint may differ
@@ -631,8 +650,11 @@ def _load_checkpoint(path: str | Path, device: torch.device) -> dict[str, Any]:
     except FileNotFoundError:
         raise InputError(f"checkpoint '{path}' does not exist; pass the OUTPUT.ckpt file a run left") from None
     except Exception as exc:
+        # torch's own message about an unsafe file suggests loading it with weights_only=False: not for a file
+        # that is no checkpoint of ours
+        why = "not a file of plain tensors" if "weights_only" in str(exc) else first_line(exc)
         raise InputError(
-            f"'{path}' is not a geosr training checkpoint ({first_line(exc)}); pass the OUTPUT.ckpt file a run left"
+            f"'{path}' is not a geosr training checkpoint ({why}); pass the OUTPUT.ckpt file a run left"
         ) from None
     if not isinstance(state, dict) or not keys <= set(state):
         raise InputError(
