@@ -478,6 +478,32 @@ def archive_of(name: str) -> Path | None:
     return None
 
 
+def files_read(dataset: Any) -> list[str]:
+    """The files GDAL reads for ``dataset`` (its ``files``: a VRT's sources, side files), through VRTs of
+    VRTs: GDAL lists a VRT's own sources, not those of a VRT among them."""
+    import rasterio
+
+    listed = list(dataset.files or [])
+    opened = {str(dataset.name)}
+    pending = [f for f in listed if f.lower().endswith(".vrt")]
+    while pending:
+        name = pending.pop()
+        if name in opened:
+            continue
+        opened.add(name)
+        try:
+            with rasterio.open(name) as inner:
+                more = list(inner.files or [])
+        except (rasterio.errors.RasterioError, OSError):
+            continue  # what GDAL cannot open here, it does not read for the input either
+        for file in more:
+            if file not in listed:
+                listed.append(file)
+                if file.lower().endswith(".vrt"):
+                    pending.append(file)
+    return listed
+
+
 def check_destination(
     src: Path, dst: Path, overwrite: bool, *, store: bool = False, input_files: Sequence[str] = ()
 ) -> None:

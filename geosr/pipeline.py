@@ -37,6 +37,7 @@ from geosr.io import (
     check_geotiff_name,
     check_nodata_writable,
     check_space,
+    files_read,
     geotiff_tile_size,
     grid_format,
     iter_windows,
@@ -144,7 +145,7 @@ def downscale_raster(
         check_ensemble(ensemble, pixel_size(info.transform))
         out = Path(dst) if dst is not None else default_output(src, scale, resolution)
         check_geotiff_name(out)
-        check_destination(src, out, overwrite, input_files=dataset.files)  # a VRT's sources too
+        check_destination(src, out, overwrite, input_files=files_read(dataset))  # a VRT's sources too
         out_dtype = info.dtype if keep_dtype else "float32"
         if keep_dtype:
             check_nodata_writable(out_dtype, info.nodata, src)

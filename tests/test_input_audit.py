@@ -570,3 +570,30 @@ def test_a_64_bit_nodata_beside_a_mask_is_compared_exactly(tmp_path, dtype, noda
     with geosr.io.open_raster(tmp_path / "big.vrt") as ds:
         read = geosr.io.read_window(ds, geosr.io.Span(0, 12), geosr.io.Span(0, 16))[0]
     assert np.isnan(read[2, 3]) and np.isnan(read[8, 9]) and read[4, 5] == 2.0**62 and np.isnan(read).sum() == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# A VRT of a VRT: GDAL lists a VRT's own sources, not those of a VRT among them, so the raster behind
+# both was replaced by its own downscaled copy (-o it --overwrite; found by a QGIS audit)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_the_raster_behind_a_vrt_of_a_vrt_is_never_replaced(cli, tmp_path, make_geotiff):
+    from rasterio.shutil import copy as rio_copy
+
+    (tmp_path / "sub").mkdir()
+    victim = make_geotiff("sub/victim.tif", np.arange(24 * 20, dtype=np.float32).reshape(24, 20))
+    inner, outer = tmp_path / "sub" / "a.vrt", tmp_path / "b.vrt"
+    with rasterio.open(victim) as src:
+        rio_copy(src, inner, driver="VRT")
+    outer.write_text(
+        '<VRTDataset rasterXSize="20" rasterYSize="24"><VRTRasterBand dataType="Float32" band="1"><SimpleSource>'
+        '<SourceFilename relativeToVRT="1">sub/a.vrt</SourceFilename><SourceBand>1</SourceBand></SimpleSource>'
+        "</VRTRasterBand></VRTDataset>"
+    )
+    with rasterio.open(outer) as nested:
+        assert str(victim) not in nested.files  # what GDAL lists
+    before = victim.read_bytes()
+    result = cli("downscale", outer, "--scale", 2, "--model", "backprojection", "-o", victim, "--overwrite")
+    assert_one_line_error(result.err, result.code, "is one of the files GDAL reads for the input")
+    assert victim.read_bytes() == before

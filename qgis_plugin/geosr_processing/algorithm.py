@@ -569,10 +569,7 @@ def _refuse_input_as_output(layer: QgsRasterLayer, name: str, open_options: list
     target = Path(output)
     if not target.is_file():
         return
-    dataset = _open(name, open_options)
-    files = (dataset.GetFileList() or []) if dataset is not None else []
-    dataset = None
-    for file in [*files, name]:
+    for file in [*_files_read(name, open_options), name]:
         try:
             same = Path(file).is_file() and target.samefile(file)
         except OSError:
@@ -584,6 +581,30 @@ def _refuse_input_as_output(layer: QgsRasterLayer, name: str, open_options: list
                     "Downscaled raster (OUTPUT)"
                 ).format(output, file, layer.name())
             )
+
+
+def _files_read(name: str, open_options: list[str]) -> list[str]:
+    """The files GDAL reads for the raster ``name``, through VRTs of VRTs (GDAL lists a VRT's own sources, not
+    those of a VRT among them)."""
+    dataset = _open(name, open_options)
+    listed = list((dataset.GetFileList() or []) if dataset is not None else [])
+    dataset = None
+    opened = {name}
+    pending = [f for f in listed if f.lower().endswith(".vrt")]
+    while pending:
+        inner_name = pending.pop()
+        if inner_name in opened:
+            continue
+        opened.add(inner_name)
+        inner = _open(inner_name, [])
+        more = (inner.GetFileList() or []) if inner is not None else []
+        inner = None
+        for file in more:
+            if file not in listed:
+                listed.append(file)
+                if file.lower().endswith(".vrt"):
+                    pending.append(file)
+    return listed
 
 
 def _assigned_crs(layer: QgsRasterLayer, name: str, open_options: list[str]) -> str:

@@ -93,12 +93,23 @@ def _vrt_of(source: Path, path: Path) -> str:
     return str(path)
 
 
+def _vrt_of_vrt(source: Path, folder: Path) -> str:
+    from osgeo import gdal
+
+    inner = _vrt_of(source, folder / "a.vrt")
+    gdal.BuildVRT(str(folder / "b.vrt"), [inner]).FlushCache()  # its source: a.vrt, not the file behind it
+    assert str(source) not in gdal.Open(str(folder / "b.vrt")).GetFileList()
+    return str(folder / "b.vrt")
+
+
 # how the input is given, from the file ``dem.tif`` that is also the output
 INPUTS_READING_THE_OUTPUT = {
     "a band subset": lambda dem, tmp: {"INPUT": str(dem), "BANDS": [2, 1]},
     # as a source string: a QgsRasterLayer kept alive by the exception's traceback outlives QGIS and crashes
     "open options": lambda dem, tmp: {"INPUT": f"{dem}|option:NUM_THREADS=2"},
     "a VRT of it": lambda dem, tmp: {"INPUT": _vrt_of(dem, tmp / "dem.vrt")},
+    # GDAL lists a VRT's sources, not those of a VRT among them: the file behind two VRTs was replaced
+    "a VRT of a VRT of it": lambda dem, tmp: {"INPUT": _vrt_of_vrt(dem, tmp)},
     "the file itself": lambda dem, tmp: {"INPUT": str(dem)},
 }
 
