@@ -299,10 +299,10 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             scale=scale,
             resolution=resolution,
             model=self.parameterAsFile(parameters, self.MODEL, context).strip(),
-            device=self.parameterAsEnumString(parameters, self.DEVICE, context),
-            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
+            device=self._device_value(parameters, context),
+            tile_size=self._tile_size_value(parameters, context),
             conserve=self._switch_value(parameters, self.CONSERVE, context),
-            ensemble=int(self.parameterAsEnumString(parameters, self.ENSEMBLE, context) or 1),
+            ensemble=self._ensemble_value(parameters, context),
             calibrate=self._switch_value(parameters, self.CALIBRATE, context),
             bands=tuple(bands),
             precision=self._precision_value(parameters, context),
@@ -338,23 +338,13 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                     ) from None
         bands = parameters.get(self.BANDS)
         if isinstance(bands, str) and bands.strip():
-            # QGIS separates bands with ';' and reads anything else as band 0; geosr's --bands (and its
-            # messages) use ',': both are taken
-            numbers = [part.strip() for part in re.split(r"[;,]", bands)]
-            if not all(number.isdigit() for number in numbers):
-                raise QgsProcessingException(
-                    _tr("BANDS must be band numbers separated by ';' (for example 3;1), got '{}'").format(bands)
-                )
-            parameters = {**parameters, self.BANDS: ";".join(numbers)}
+            parameters = {**parameters, self.BANDS: ";".join(map(str, self._bands(bands)))}
         device = parameters.get(self.DEVICE)
-        if _is_set(device) and not isinstance(device, QgsProperty) and str(device).strip() not in self.DEVICES:
-            # qgis_process help lists the devices by number ("0: auto, 1: cpu"): take the number too
-            text = str(device).strip()
-            if not (text.isdigit() and int(text) < len(self.DEVICES)):
-                raise QgsProcessingException(
-                    _tr("DEVICE must be one of {}, got {}").format(", ".join(self.DEVICES), device)
-                )
-            parameters = {**parameters, self.DEVICE: self.DEVICES[int(text)]}
+        if _is_set(device) and not isinstance(device, QgsProperty):
+            parameters = {**parameters, self.DEVICE: self._device(device)}
+        value = parameters.get(self.TILE_SIZE)
+        if _is_set(value) and not isinstance(value, QgsProperty):
+            parameters = {**parameters, self.TILE_SIZE: self._whole(value, self.TILE_SIZE, 16)}
         for name in (self.CONSERVE, self.CALIBRATE):
             parameters = self._switch(parameters, name)
         value = parameters.get(self.PRECISION)
@@ -370,14 +360,51 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         value = parameters.get(self.ENSEMBLE)
         if not _is_set(value) or isinstance(value, QgsProperty):
             return parameters
+        return {**parameters, self.ENSEMBLE: self._ensemble(value)}
+
+    def _bands(self, value: Any) -> list[int]:
+        """Band numbers given as text: separated by ';' (QGIS's way, which reads anything else as band 0) or
+        by ',' (geosr's --bands, and its messages)."""
+        numbers = [part.strip() for part in re.split(r"[;,]", str(value))]
+        if not all(number.isdigit() for number in numbers):
+            raise QgsProcessingException(
+                _tr("BANDS must be band numbers separated by ';' (for example 3;1), got '{}'").format(value)
+            )
+        return [int(number) for number in numbers]
+
+    def _device(self, value: Any) -> str:
+        """A device by name, or by its number in ``qgis_process help`` ("0: auto, 1: cpu")."""
         text = str(value).strip()
         if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
             text = str(int(value))
+        if text.isdigit() and int(text) < len(self.DEVICES):
+            text = self.DEVICES[int(text)]
+        if text not in self.DEVICES:
+            raise QgsProcessingException(_tr("DEVICE must be one of {}, got {}").format(", ".join(self.DEVICES), value))
+        return text
+
+    def _ensemble(self, value: Any) -> str:
+        """An ensemble size, 1, 4 or 8, given as the number itself (``4``, ``4.0`` or ``"4"``)."""
+        text = str(value).strip()
+        try:
+            number = float(text) if not isinstance(value, bool) else float("nan")
+        except ValueError:
+            number = float("nan")
+        if number.is_integer():
+            text = str(int(number))
         if text not in self.ENSEMBLES:
             raise QgsProcessingException(
                 _tr("ENSEMBLE must be 1, 4 or 8 (copies of the layer averaged), got {}").format(value)
             )
-        return {**parameters, self.ENSEMBLE: text}
+        return text
+
+    def _evaluated(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> Any:
+        """A parameter's value as given, a data-defined one (a QgsProperty) evaluated to its text ("" for none)."""
+        value = parameters.get(name)
+        if isinstance(value, QgsProperty):
+            text, _ = value.valueAsString(context.expressionContext(), "")
+            return text
+        return value
 
     def _precision(self, value: Any) -> str:
         """A precision as its option: given by name (any case) or by its number in ``qgis_process help``
@@ -395,14 +422,20 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
 
     def _batch_size(self, value: Any) -> int:
         """A batch size as a whole number of at least 1 (``4``, ``4.0`` or ``"4"``)."""
+        return self._whole(value, self.BATCH_SIZE, 1)
+
+    def _whole(self, value: Any, name: str, least: int) -> int:
+        """A batch or tile size as a whole number from ``least`` to the largest QGIS's integers hold (beyond
+        it QGIS would read 0)."""
         try:
             number = float(str(value).strip()) if not isinstance(value, bool) else float("nan")
         except ValueError:
             number = float("nan")
-        if not (number.is_integer() and number >= 1):
+        if not (number.is_integer() and least <= number <= 2**31 - 1):
+            what, example = ("tile images", 4) if name == self.BATCH_SIZE else ("output pixels a side", 1024)
             raise QgsProcessingException(
-                _tr("BATCH_SIZE must be a whole number of tile images, at least 1 (for example 4), got {}").format(
-                    value
+                _tr("{} must be a whole number of {}, at least {} (for example {}), got {}").format(
+                    name, what, least, example, value
                 )
             )
         return int(number)
@@ -427,6 +460,32 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         else:
             text = self.parameterAsEnumString(parameters, self.PRECISION, context)
         return self._precision(text or "fp32")
+
+    def _device_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        """The device, a data-defined one included (QGIS would take a value outside the options as auto)."""
+        value = self._evaluated(parameters, self.DEVICE, context)
+        return self._device(value) if _is_set(value) else self.DEVICES[0]
+
+    def _ensemble_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
+        """The ensemble size, a data-defined one included (QGIS would take 3 as the default, 1)."""
+        value = self._evaluated(parameters, self.ENSEMBLE, context)
+        return int(self._ensemble(value)) if _is_set(value) else 1
+
+    def _tile_size_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
+        """The tile size, a data-defined one included (QGIS would take text as the default), checked as
+        given: a Processing model does not apply the parameter's minimum, and QGIS reads 3e9 as 0."""
+        value = self._evaluated(parameters, self.TILE_SIZE, context)
+        return self._whole(value, self.TILE_SIZE, 16) if _is_set(value) else DEFAULT_TILE_SIZE
+
+    def _bands_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[int]:
+        """The bands chosen (empty: all), a data-defined text ('3;1', '3,1') included; "" (qgis_process BANDS=)
+        means all bands, as the label says (QGIS would read it as band 0)."""
+        value = self._evaluated(parameters, self.BANDS, context)
+        if not _is_set(value):
+            return []
+        if isinstance(value, str):
+            return self._bands(value) if value.strip() else []
+        return self.parameterAsInts(parameters, self.BANDS, context)
 
     def _batch_size_value(self, parameters: dict[str, Any], context: QgsProcessingContext) -> int:
         """The batch size, a data-defined one included (checked as a given one is)."""
@@ -521,8 +580,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             )
         name, open_options = _gdal_name(layer.source())
         _refuse_input_as_output(layer, name, open_options, output)
-        # "" (qgis_process BANDS=) means all bands, as the label says; QGIS would read it as band 0
-        bands = self.parameterAsInts(parameters, self.BANDS, context) if _is_set(parameters.get(self.BANDS)) else []
+        bands = self._bands_value(parameters, context)
         if bands == list(range(1, layer.bandCount() + 1)):
             bands = []
         _check_bands(layer, bands)

@@ -480,6 +480,8 @@ PHRASES = {
     "use --device ": "set the Device (DEVICE) to ",
     "drop --keep-dtype": "turn Keep data type (KEEP_DTYPE) off",
     "pass --keep-dtype": "turn Keep data type (KEEP_DTYPE) on",
+    # an unforeseen failure: the tool has no --verbose, the command it ran (in the log) does
+    "rerun with --verbose for details": "run the geosr command in the log with --verbose in a terminal for details",
 }
 #: A quoted name in geosr's messages (a path, a model): left as it is
 _QUOTED = re.compile(r"('[^']*')")
@@ -504,7 +506,10 @@ def for_qgis(message: str) -> str:
         text = _BANDS.sub(lambda match: _BANDS_WORDS[match[1]] + match[2].replace(",", ";"), text)
         return _OPTION.sub(lambda match: PARAMETER_NAMES[match[1]], text)
 
-    return "".join(part if _QUOTED.fullmatch(part) else words(part) for part in _QUOTED.split(message))
+    def quoted(part: str) -> str:  # click quotes the option it refuses a value of: "for '--tile-size': ..."
+        return PARAMETER_NAMES.get(part[1:-1], part)
+
+    return "".join(quoted(part) if _QUOTED.fullmatch(part) else words(part) for part in _QUOTED.split(message))
 
 
 def _error_message(stderr: Sequence[str], code: int) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,17 @@ def test_in_process_run_takes_the_options(jacksboro, tmp_path, tiny_model):
         ("--precision fp16 and --batch-size 8", "the Precision (PRECISION) fp16 and the Batch size (BATCH_SIZE) 8"),
         ("--cog needs a GeoTIFF", "the Cloud Optimized GeoTIFF (COG) option needs a GeoTIFF"),
         ("with --keep-dtype", "with the Keep data type (KEEP_DTYPE) option"),
+        # click quotes the option whose value it refuses (a Processing model does not apply a minimum)
+        (
+            "Invalid value for '--tile-size': 8 is not in the range x>=16.",
+            "Invalid value for the Tile size (TILE_SIZE): 8 is not in the range x>=16.",
+        ),
+        ("Invalid value for '--scale': 'x'", "Invalid value for the Scale factor (SCALE): 'x'"),
+        # an unforeseen failure: the tool has no --verbose, the command in the log has
+        (
+            "TypeError: bad (rerun with --verbose for details)",
+            "TypeError: bad (run the geosr command in the log with --verbose in a terminal for details)",
+        ),
     ],
 )
 def test_messages_name_the_new_parameters_not_geosrs_options(message, expected):
@@ -320,6 +332,38 @@ def test_data_defined_options_are_read_as_given_ones(captured, processing, tmp_p
             processing.run("geosr:downscale", {**common, name: QgsProperty.fromExpression(expression)})
 
 
+@needs_qgis
+def test_data_defined_device_ensemble_tile_size_and_bands_are_read_and_checked(captured, processing, tmp_path):
+    # they were read with parameterAsEnumString / parameterAsInt / parameterAsInts, which take a value they
+    # cannot read as the default (DEVICE 'gpu' ran on auto, ENSEMBLE 3 as 1, BANDS '3;1' as band 0)
+    from osgeo import gdal
+    from qgis.core import QgsProcessingException, QgsProperty
+
+    source = write_int16(tmp_path / "small.tif")
+    three = tmp_path / "three.tif"
+    gdal.Translate(str(three), str(source), bandList=[1, 1, 1]).FlushCache()
+    common = {"INPUT": str(three), "SCALE": 2, "OUTPUT": str(tmp_path / "out.tif")}
+    for expressions, expected in (
+        ({"DEVICE": "'cpu'", "ENSEMBLE": "2 * 2", "TILE_SIZE": "256", "BANDS": "'3;1'"}, ("cpu", 4, 256, (3, 1))),
+        ({"DEVICE": "1", "ENSEMBLE": "'8'", "TILE_SIZE": "'64'", "BANDS": "'3,1'"}, ("cpu", 8, 64, (3, 1))),
+    ):
+        captured.clear()
+        processing.run(
+            "geosr:downscale", {**common, **{k: QgsProperty.fromExpression(v) for k, v in expressions.items()}}
+        )
+        job = captured[0]
+        assert (job.device, job.ensemble, job.tile_size, job.bands) == expected
+    for name, expression, words in (
+        ("DEVICE", "'gpu'", "DEVICE must be one of auto, cpu, cuda, mps, got gpu"),
+        ("ENSEMBLE", "3", "ENSEMBLE must be 1, 4 or 8 (copies of the layer averaged), got 3"),
+        ("TILE_SIZE", "'abc'", "TILE_SIZE must be a whole number of output pixels a side, at least 16"),
+        ("TILE_SIZE", "8", "TILE_SIZE must be a whole number of output pixels a side, at least 16"),
+        ("BANDS", "'3 and 1'", "BANDS must be band numbers separated by ';' (for example 3;1), got '3 and 1'"),
+    ):
+        with pytest.raises(QgsProcessingException, match=re.escape(words)):
+            processing.run("geosr:downscale", {**common, name: QgsProperty.fromExpression(expression)})
+
+
 # (parameters changed from a good run, the line the message ends with)
 BAD_VALUES = {
     "precision unknown": ({"PRECISION": "fp64"}, "PRECISION must be one of fp32, bf16, fp16, got fp64"),
@@ -335,6 +379,15 @@ BAD_VALUES = {
     "batch size text": (
         {"BATCH_SIZE": "many"},
         "BATCH_SIZE must be a whole number of tile images, at least 1 (for example 4), got many",
+    ),
+    # beyond QGIS's integers, which it would read as 0 (and geosr then refuse with its option's name)
+    "batch size beyond an integer": (
+        {"BATCH_SIZE": 3_000_000_000},
+        "BATCH_SIZE must be a whole number of tile images, at least 1 (for example 4), got 3000000000",
+    ),
+    "tile size beyond an integer": (
+        {"TILE_SIZE": 3_000_000_000},
+        "TILE_SIZE must be a whole number of output pixels a side, at least 16 (for example 1024), got 3000000000",
     ),
     "cog not a boolean": ({"COG": "maybe"}, "COG must be true or false, got maybe"),
     "keep dtype not a boolean": ({"KEEP_DTYPE": 2}, "KEEP_DTYPE must be true or false, got 2"),
