@@ -9,6 +9,7 @@ that temporary file with overviews before the rename.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -257,6 +258,15 @@ def _carried_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.upper().startswith("STATISTICS_")}
 
 
+def _real_numbers(dtype: str) -> bool:
+    """Whether GDAL's data type ``dtype`` (as rasterio names it) holds real numbers: not complex ones, among
+    them GDAL's complex integers (``complex_int16``), which NumPy has no type for."""
+    try:
+        return np.dtype(dtype).kind in "iuf"
+    except TypeError:
+        return False
+
+
 def _check_bands(dataset: Any) -> None:
     """Refuse bands whose values are not quantities: complex numbers, palette indices, alpha masks."""
     from rasterio.enums import ColorInterp
@@ -268,7 +278,7 @@ def _check_bands(dataset: Any) -> None:
     # mask); one of another type would leave its transparent pixels as data once --bands leaves it out
     masking = not alphas or all(_alpha_masks(every, b) for b in range(1, every.count + 1) if b not in alphas)
     for i, dtype, interp in zip(numbers, dataset.dtypes, dataset.colorinterp, strict=True):
-        if np.dtype(dtype).kind not in "iuf":
+        if not _real_numbers(dtype):
             raise InputError(
                 f"band {i} of '{dataset.name}' holds {dtype} values, not real numbers; write its real part, "
                 "amplitude or phase to a raster of its own first"
@@ -1068,6 +1078,17 @@ def write_grid(
         else:
             ds.to_netcdf(tmp, encoding=encodings)
         _replace(tmp, dst)
+    except (RuntimeError, OSError) as exc:
+        _remove(tmp)
+        # a full disk: netCDF4 says only "NetCDF: HDF error" (and Zarr an OSError), which names no cause or fix
+        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+        if not (full or "HDF error" in str(exc) or "No space left" in str(exc)):
+            raise
+        free = shutil.disk_usage(parent).free
+        raise RasterIOError(
+            f"the output could not be written in full beside '{dst}' ({first_line(exc)}; {free / 1e6:.3g} MB free "
+            "there); free some space or choose another -o"
+        ) from None
     except BaseException:
         _remove(tmp)
         raise

@@ -71,13 +71,39 @@ GDAL_CACHE_MB = 64
 def default_output(src: Path, scale: float | None, resolution: float | None, suffix: str = ".tif") -> Path:
     """``dem_x4.tif`` (or ``dem_r10.tif`` for ``--resolution 10``) beside the input."""
     label = f"x{scale:g}" if resolution is None else f"r{resolution:g}"
-    subdataset = re.match(r'^[A-Za-z][A-Za-z0-9_]+:"?(.+?)"?:([^:"/\\]+)$', str(src))
-    if subdataset:  # NETCDF:"tas.nc":tas -> tas_tas_x4.tif beside tas.nc
-        path = Path(subdataset.group(1))
-        return path.with_name(f"{path.stem}_{subdataset.group(2)}_{label}{suffix}")
-    if str(src).startswith("/vsi"):  # /vsizip/dems.zip/dem.tif -> dem_x4.tif in the current folder
-        return Path(f"{src.stem}_{label}{suffix}")
+    name = str(src)
+    remote = re.match(r"^(https?|ftp|s3|gs|az|abfs|oss|swift)://?", name, re.IGNORECASE)  # (a Path keeps one /)
+    if name.startswith("/vsi") or remote:  # /vsizip/dems.zip/dem.tif, https://.../dem.tif -> dem_x4.tif here
+        return Path(f"{Path(name.split('?')[0]).stem}_{label}{suffix}")
+    part = None if src.exists() else _subdataset(name)
+    if part is not None:  # NETCDF:"tas.nc":tas -> tas_tas_x4.tif beside tas.nc
+        path, variable = part
+        return path.with_name(f"{path.stem}_{variable}_{label}{suffix}")
+    if not src.exists() and re.match(r"^[A-Za-z][A-Za-z0-9_]+:", name):
+        raise InputError(
+            f"cannot tell which file the GDAL name '{name}' reads, to name the output beside it; give one with -o"
+        )
     return src.with_name(f"{src.stem}_{label}{suffix}")
+
+
+def _subdataset(name: str) -> tuple[Path, str] | None:
+    """The file and the part (a variable, an image) that a GDAL subdataset name reads, the part's last name
+    made fit for a file name: ``NETCDF:"tas.nc":tas``, ``NETCDF:tas.nc:tas``, a grouped
+    ``NETCDF:"imerg.nc":/Grid/precipitation`` or ``HDF5:"imerg.nc"://Grid/precipitation`` (``precipitation``),
+    ``HDF4_EOS:EOS_GRID:"mod.hdf":Grid:"250m NDVI"`` (``250m_NDVI``), ``GTIFF_DIR:2:dem.tif`` (``dir2``)."""
+    quoted = re.match(r'^[A-Za-z][A-Za-z0-9_]+:(?:[^"]*:)?"([^"]+)":(.+)$', name)
+    unquoted = re.match(r'^[A-Za-z][A-Za-z0-9_]+:([^:"]+):([^:"]+)$', name)
+    if quoted:
+        file, rest = quoted.groups()
+    elif unquoted:
+        file, rest = unquoted.groups()
+        if file.isdigit():  # GTIFF_DIR:2:dem.tif, the second image of dem.tif
+            file, rest = rest, f"dir{file}"
+    else:
+        return None
+    last = [p for p in re.split(r"[/:\\]", rest) if p.strip('" ')]
+    variable = re.sub(r"[^A-Za-z0-9_.-]+", "_", last[-1].strip('" ')) if last else ""
+    return (Path(file), variable) if variable else None
 
 
 @dataclass
@@ -366,6 +392,8 @@ def downscale_grid(
         scale = check_scale(scale)
         out = Path(dst) if dst is not None else default_output(src, scale, resolution, suffix=src.suffix)
         check_destination(src, out, overwrite, store=grid_format(out) == "zarr")  # a folder only for Zarr
+        slices = int(np.prod([var.sizes[d] for d in var.dims if d not in (ydim, xdim)]))
+        check_space(out, output_shape(var.sizes[ydim], var.sizes[xdim], scale), slices, "float32")
         rows, cols = tile_pair(tile_size)
         chunks = {str(d): 1 for d in var.dims if d not in (ydim, xdim)}
         chunks.update({ydim: max(1, round(rows / scale)), xdim: max(1, round(cols / scale))})

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+import xarray as xr
 from affine import Affine
 from conftest import CRS, TRANSFORM, affine_mul, assert_one_line_error
 
 import geosr
 import geosr.io
 import geosr.pipeline
+from geosr.errors import InputError
 from geosr.testing import fbm_surface
 
 
@@ -597,3 +599,99 @@ def test_the_raster_behind_a_vrt_of_a_vrt_is_never_replaced(cli, tmp_path, make_
     result = cli("downscale", outer, "--scale", 2, "--model", "backprojection", "-o", victim, "--overwrite")
     assert_one_line_error(result.err, result.code, "is one of the files GDAL reads for the input")
     assert victim.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------------
+# A fourth audit (a GIS analyst's journeys): the default output of a grouped NetCDF4 / HDF5 subdataset
+# (NETCDF:"imerg.nc":/Grid/precipitation) was taken for a folder that does not exist; a GeoTIFF of GDAL's
+# complex integers (CInt16: SAR) gave a bare TypeError; a NetCDF output on a full disk said only "NetCDF: HDF
+# error", and a NetCDF output too large for its folder was not refused before the work
+# ------------------------------------------------------------------------------------------------
+
+
+def test_the_default_output_of_a_grouped_subdataset_goes_beside_its_file(cli, tmp_path, monkeypatch):
+    netCDF4 = pytest.importorskip("netCDF4")
+    monkeypatch.chdir(tmp_path)
+    with netCDF4.Dataset("imerg.nc", "w") as nc:
+        grid = nc.createGroup("Grid")
+        grid.createDimension("lat", 12)
+        grid.createDimension("lon", 16)
+        lat = grid.createVariable("lat", "f8", ("lat",))
+        lat[:], lat.units = np.linspace(50.05, 51.15, 12), "degrees_north"
+        lon = grid.createVariable("lon", "f8", ("lon",))
+        lon[:], lon.units = np.linspace(5.05, 6.55, 16), "degrees_east"
+        rain = grid.createVariable("precipitation", "f4", ("lat", "lon"), fill_value=-9999.9)
+        rain[:] = fbm_surface((12, 16), seed=2, relief=3.0, base=5.0)
+    for name in ('NETCDF:"imerg.nc":/Grid/precipitation', 'HDF5:"imerg.nc"://Grid/precipitation'):
+        r = cli("downscale", name, "--scale", 2, "--model", "backprojection", "--quiet", "--overwrite")
+        assert r.code == 0, r.err
+        with rasterio.open(tmp_path / "imerg_precipitation_x2.tif") as out:
+            assert out.shape == (24, 32)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ('HDF4_EOS:EOS_GRID:"{d}/mod.hdf":MODIS_Grid_16DAY:"250m 16 days NDVI"', "{d}/mod_250m_16_days_NDVI_x2.tif"),
+        ("GTIFF_DIR:2:{d}/dem.tif", "{d}/dem_dir2_x2.tif"),
+        ("https://example.com:8080/data/dem.tif?token=1", "dem_x2.tif"),
+    ],
+)
+def test_default_output_names_of_more_gdal_names(tmp_path, name, expected):
+    from geosr.pipeline import default_output
+
+    d = str(tmp_path)
+    assert default_output(Path(name.format(d=d)), 2, None) == Path(expected.format(d=d))
+
+
+def test_a_gdal_name_whose_file_cannot_be_told_asks_for_an_output(cli, tmp_path):
+    from geosr.pipeline import default_output
+
+    with pytest.raises(InputError, match="cannot tell which file the GDAL name 'WMS:x' reads"):
+        default_output(Path("WMS:x"), 2, None)
+
+
+def test_complex_integers_are_refused_in_one_line(cli, tmp_path):
+    path = tmp_path / "slc.tif"
+    with rasterio.open(
+        path, "w", driver="GTiff", height=12, width=12, count=1, dtype="complex_int16", crs=CRS, transform=TRANSFORM
+    ):
+        pass
+    for command in (("downscale", path, "--scale", 2, "-o", tmp_path / "o.tif"), ("evaluate", path, "--scale", 2)):
+        r = cli(*command, "--model", "backprojection")
+        assert_one_line_error(r.err, r.code, "holds complex_int16 values, not real numbers")
+    assert not (tmp_path / "o.tif").exists()
+
+
+def _grid_nc(path: Path) -> Path:
+    data = np.stack([fbm_surface((12, 16), seed=i, relief=5.0, base=280.0) for i in range(2)])
+    coords = {"time": [0, 1], "lat": 50.0 - 0.5 * np.arange(12), "lon": 5.0 + 0.5 * np.arange(16)}
+    xr.Dataset({"tas": (("time", "lat", "lon"), data)}, coords=coords).to_netcdf(path)
+    return path
+
+
+def test_a_netcdf_output_on_a_full_disk_says_so(cli, tmp_path, monkeypatch):
+    pytest.importorskip("netCDF4")
+    src = _grid_nc(tmp_path / "tas.nc")
+
+    def full(self, path, *args, **kwargs):  # what netCDF4 raises when HDF5 cannot write (seen on a 64 kB tmpfs)
+        Path(path).write_bytes(b"CDF")
+        raise RuntimeError("NetCDF: HDF error")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    out = tmp_path / "out.nc"
+    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "-o", out, "--model", "backprojection", "--quiet")
+    assert_one_line_error(r.err, r.code, "could not be written in full", "NetCDF: HDF error", "MB free there")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tas.nc"]
+
+
+def test_a_netcdf_output_too_large_for_its_folder_is_refused_before_the_work(cli, tmp_path, monkeypatch):
+    pytest.importorskip("netCDF4")
+    src = _grid_nc(tmp_path / "tas.nc")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1, 0, 1))
+    monkeypatch.setattr(geosr.io, "write_grid", lambda *a, **k: pytest.fail("the run went on"))
+    out = tmp_path / "out.nc"
+    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "-o", out, "--model", "backprojection", "--quiet")
+    assert_one_line_error(r.err, r.code, "32 x 24 pixels x 2 bands", "cannot fit")
+    assert not out.exists()
