@@ -115,6 +115,8 @@ def test_resume_with_another_recipe_is_refused_and_the_same_one_continues(tmp_pa
         # the network's shape and the optimiser are named too (they failed to load first: "another network")
         ([hr], ["--scales", "2", "--depth", "4"], "--depth 3 then, 4 now"),
         ([hr], ["--scales", "2", "--optimizer", "sgd"], "--optimizer adam then, sgd now"),
+        # a switch and an option left out, in words (they read "--cell-input False then, True now")
+        ([hr], ["--scales", "2", "--cell-input"], "without --cell-input then, with it now"),
     ]:
         result = cli("train", *inputs, "-o", model, *TINY_TRAIN, *extra, *resume)
         message = assert_one_line_error(result.err, result.code, "was written with another recipe", words)
@@ -422,3 +424,20 @@ def test_resume_errors_name_the_real_problem_first(tmp_path, cli):
     message = assert_one_line_error(result.err, result.code, "--patch-size 16 then, 24 now")
     assert "other rasters" not in message
     assert model.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--model", "nothing.safetensors"], "drop --model"),
+        (["--ensemble", "4"], "drop --ensemble"),
+        (["--no-calibrate", "--model", "dem"], "drop --model and --no-calibrate"),
+    ],
+)
+def test_evaluate_refuses_model_options_beside_no_model(tmp_path, cli, options, words):
+    # they were ignored (a model that does not exist too), and the JSON reported an ensemble of 4 never run
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((48, 48), seed=3, relief=50.0), units=["m"])
+    result = cli("evaluate", hr, "--scale", "2", "--no-model", "--json", *options)
+    assert_one_line_error(result.err, result.code, "--no-model measures the classical methods only", words)
+    plain = cli("evaluate", hr, "--scale", "2", "--no-model", "--json")
+    assert plain.code == 0 and json.loads(plain.out)["model"] is None

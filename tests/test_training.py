@@ -157,6 +157,12 @@ def test_learning_rate_schedules():
     assert learning_rate(cosine, 5) == pytest.approx(0.5)
     assert learning_rate(TrainConfig(lr=1.0, lr_decay_epochs=3), 7) == pytest.approx(0.01)
     assert learning_rate(TrainConfig(lr=0.5), 99) == 0.5
+    # with a budget of minutes, the cosine anneals over whichever of the budgets the run has used more of: it
+    # followed the (default 50) epochs only, and a one-hour run stopped after 10 epochs at 90% of its rate
+    timed = TrainConfig(lr=1.0, cosine=True, epochs=50, minutes=60)
+    assert learning_rate(timed, 10, seconds=30 * 60) == pytest.approx(0.5)
+    assert learning_rate(timed, 10, seconds=60 * 60) == pytest.approx(0.0)
+    assert learning_rate(timed, 25, seconds=60) == pytest.approx(0.5)  # the epochs used more
 
 
 @pytest.mark.parametrize("optimizer, lr", [("adam", 3e-3), ("sgd", 0.03)])
@@ -689,7 +695,7 @@ def test_cli_resume_refusals_are_one_line(tmp_path, cli):
     junk = tmp_path / "junk.ckpt"
     junk.write_text("not a checkpoint")
     cases = [
-        (["--resume", checkpoint], "has already run 1 epochs, and --epochs asks for 1"),
+        (["--resume", checkpoint], "has already run 1 epoch, and --epochs asks for 1"),
         (["--resume", checkpoint, "--epochs", "2", "--width", "8"], "another recipe (--width 4 then, 8 now)"),
         (["--resume", junk, "--epochs", "2"], "is not a geosr training checkpoint"),
         (["--resume", model, "--epochs", "2"], "is not a geosr training checkpoint"),

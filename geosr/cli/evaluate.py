@@ -135,6 +135,11 @@ def evaluate(
 
     if scale < 2:
         raise ScaleError(f"--scale must be a whole number of at least 2, got {scale}")
+    switch = "--calibrate" if calibrate else "--no-calibrate"
+    given = [name for name, value in (("--model", model), (switch, calibrate)) if value is not None]
+    given += ["--ensemble"] if int(ensemble) != 1 else []
+    if no_model and given:  # they were ignored, and the JSON reported an ensemble that never ran
+        raise click.UsageError(f"--no-model measures the classical methods only; drop {' and '.join(given)}")
     chosen = None if bands is None else int_list(bands, "--bands", unique=False)  # a repeat: the band view says
     with open_raster(input_path, chosen) as dataset:
         info = raster_info(dataset)

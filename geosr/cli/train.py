@@ -99,7 +99,8 @@ def _finite(value: float | None, what: str, most: float | None = None) -> None:
     type=click.Choice(["constant", "cosine"]),
     default="constant",
     show_default=True,
-    help="Learning rate over the epochs: constant, or cosine decay to 0 at --epochs.",
+    help="Learning rate over the run: constant, or cosine decay to 0 at --epochs or at --minutes, whichever "
+    "the run has used more of.",
 )
 @click.option(
     "--loss",

@@ -210,10 +210,15 @@ def _inner(margin: int) -> tuple[slice, ...]:
     return (Ellipsis, cut, cut)
 
 
-def learning_rate(config: TrainConfig, epoch: int) -> float:
-    """Learning rate of an epoch: constant, step decay (x0.1 every ``lr_decay_epochs``) or cosine to 0."""
+def learning_rate(config: TrainConfig, epoch: int, seconds: float = 0.0) -> float:
+    """Learning rate of an epoch: constant, step decay (x0.1 every ``lr_decay_epochs``) or cosine to 0 at the
+    end of the budget: of the epochs, or of the minutes where ``seconds`` (trained so far) have used more of
+    them (``--minutes 60 --schedule cosine`` anneals over the hour, not over the 50 default epochs)."""
     if config.cosine:
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+        progress = epoch / config.epochs
+        if config.minutes is not None:
+            progress = max(progress, min(1.0, seconds / (config.minutes * 60)))
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     if config.lr_decay_epochs:
         return config.lr * 0.1 ** (epoch // config.lr_decay_epochs)
     return config.lr
@@ -417,7 +422,8 @@ def train(
                 card.training["folder"] = state["folder"]
         if epoch >= config.epochs:
             raise InputError(
-                f"checkpoint '{resume}' has already run {epoch} epochs, and --epochs asks for {config.epochs}; "
+                f"checkpoint '{resume}' has already run {epoch} epoch{'s' if epoch != 1 else ''}, and --epochs asks "
+                f"for {config.epochs}; "
                 "ask for more epochs to continue it"
             )
         if config.minutes is not None and elapsed_before >= config.minutes * 60:  # else one more epoch each time
@@ -466,7 +472,7 @@ def train(
     log(f"epoch {epoch}: val RMSE {rmse:.5f} {against(rmse)}")
     saved = False  # this run has written the model
     while epoch < config.epochs:
-        lr = learning_rate(config, epoch)
+        lr = learning_rate(config, epoch, elapsed_before + time.perf_counter() - started)
         for group in optimizer.param_groups:
             group["lr"] = lr
         losses = []
@@ -633,6 +639,10 @@ def _check_recipe(resume: str | Path, stored: str | None, recipe: dict[str, Any]
                 was, now = ",".join(map(str, was or [])), ",".join(map(str, now or []))
             if key == "fill_missing":
                 was, now = ("neighbours" if v else "mean" for v in (was, now))
+            if isinstance(was, bool) and isinstance(now, bool):  # a switch: --cell-input
+                said.append(f"{'with' if was else 'without'} {name} then, {'with' if now else 'without'} it now")
+                continue
+            was, now = ("none" if v is None else v for v in (was, now))  # --init
             said.append(f"{name} {was} then, {now} now")
     start = f" ({command})" if command else ""
     raise InputError(
