@@ -890,7 +890,7 @@ def _block_stats(block: np.ndarray, nodata: float | None) -> BandStats:
 
 
 def _tile_task(
-    model: str,
+    model: tuple[str, str],
     options: dict[str, Any],
     plan: TilePlan,
     tile: Tile,
@@ -933,7 +933,7 @@ def _gains_task(
     blocks: list[list[np.ndarray]],
     window: tuple[slice, slice],
     group: list[int],
-    model: str,
+    model: tuple[str, str],
     options: dict[str, Any],
     scale: float,
     stats: BandStats,
@@ -946,11 +946,19 @@ def _gains_task(
     return _task_downscaler(model, options).gains(as_float(source, nodata), scale)
 
 
-def _task_downscaler(model: str, options: dict[str, Any]) -> Downscaler:
-    """:func:`cached_downscaler` in a task of a lazy result; on a dask worker (of a distributed cluster) that
-    cannot load the model, an error that names the worker and says why its files may differ."""
+def _task_downscaler(model: tuple[str, str], options: dict[str, Any]) -> Downscaler:
+    """:func:`cached_downscaler` in a task of a lazy result, for the model file (path, digest) the result was
+    built with; on a dask worker (of a distributed cluster) that cannot load it, an error that names the
+    worker and says why its files may differ."""
+    path, digest = model
     try:
-        return cached_downscaler(model, **options)
+        downscaler = cached_downscaler(path, **options)
+        if downscaler.model.digest != digest:  # retrained or replaced in place since: other weights
+            raise ModelError(
+                f"model file '{path}' changed after this result was built (retrained or replaced); build the "
+                "result again to use the new model, or keep the model it was built with under another name"
+            )
+        return downscaler
     except GeosrError as exc:
         worker = dask_worker_address()
         if worker is None:
@@ -1003,17 +1011,19 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
     stats = dask.delayed(BandStats.combine, pure=True)(parts)
     row_bounds, col_bounds = np.cumsum((0, *data.chunks[1])), np.cumsum((0, *data.chunks[2]))
+    # the tasks load the model file where they run; its digest tells them (and the tasks' names) which one
+    ref = (loaded.source, loaded.digest)
     gains = None
     cal = calibration_plan(loaded.card, options["calibrate"], data.shape[0], data.shape[1:], scale)
     if cal is not None:  # one task per group of bands: memory follows one group's window
         # written out like the tiles, on the input's own chunk keys: a sliced dask array passed to
         # dask.delayed is optimised into a graph of new keys, which read the chunks again (a NetCDF variable
         # of 24 time steps in one chunk was read 25 times, once per step's calibration and once by the tiles)
-        gains_name = "geosr-gains-" + tokenize(data, loaded.source, options, cal, nodata, stats)
+        gains_name = "geosr-gains-" + tokenize(data, ref, options, cal, nodata, stats)
         bi, rs = _touched(row_bounds, Span(cal.rows.start, cal.rows.stop))
         bj, cs = _touched(col_bounds, Span(cal.cols.start, cal.cols.stop))
         pieces = [[(data.name, 0, a, b) for b in bj] for a in bi]
-        args = (loaded.source, options, cal.scale, _key(stats), nodata)  # stats: computed before the tasks
+        args = (ref, options, cal.scale, _key(stats), nodata)  # stats: computed before the tasks
         gains_layer: dict[Any, Any] = {
             (gains_name, k): (_gains_task, pieces, (rs, cs), group, *args) for k, group in enumerate(cal.groups)
         }
@@ -1030,7 +1040,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # to lay out a 12000 x 12000 grid). A tile takes the input chunks its window touches and cuts the window
     # itself; it waits for the tiles two rows up (a token per row), so dask reads the input row by row and
     # does not read ahead of the network (it held up to half the input at 12000 x 12000).
-    name = TILE_TASKS + tokenize(data, scale, loaded.source, options, nodata, stats, gains)
+    name = TILE_TASKS + tokenize(data, scale, ref, options, nodata, stats, gains)
     # Each row's tiles wait for one token, "read", that stands for the row's input chunks and the tiles two rows
     # up: every tile of the row then reaches the same input chunks through the graph as the token does. Waiting
     # for the row token directly gave each tile its own set of them (its chunks and every chunk above), and dask's
@@ -1045,7 +1055,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
         layer[f"{name}-read", i] = (_nothing, [chunks, gate])
         for j, (tile, (bj, cs)) in enumerate(zip(tiles, touched, strict=True)):
             pieces = [[(data.name, 0, a, b) for b in bj] for a in bi]
-            args = (loaded.source, options, plan, tile, pieces, (rs, cs), _key(stats), _key(gains), nodata)
+            args = (ref, options, plan, tile, pieces, (rs, cs), _key(stats), _key(gains), nodata)
             layer[name, 0, i, j] = (_tile_task, *args, (f"{name}-read", i))
             layer[f"{name}-done", i, j] = (_nothing, (name, 0, i, j))  # the row's token holds no tile
         layer[f"{name}-row", i] = (_nothing, [(f"{name}-done", i, j) for j in range(plan.grid_shape[1])])

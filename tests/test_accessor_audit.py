@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geosr.errors import InputError
+from geosr.errors import InputError, ModelError
 from geosr.io import open_grid
 from geosr.testing import fbm_surface
 
@@ -410,3 +410,20 @@ def test_a_stored_geotransform_is_refit_exactly_in_its_own_orientation(model1, a
     shifted = grid.assign_coords(spatial_ref=mapping.assign_attrs(GeoTransform="120.05 0.1 0 45.1 0 -0.1"))
     refit = [float(v) for v in shifted.geosr.downscale(2, model=model1).spatial_ref.attrs["GeoTransform"].split()]
     assert refit[0] == pytest.approx(120, abs=1e-5) and refit[1] == pytest.approx(0.05, rel=1e-5)
+
+
+def test_a_lazy_result_refuses_a_model_file_replaced_after_it_was_built(model1, model_consistent, tmp_path):
+    # the tasks load the model file where they run: one retrained in place between building and computing gave
+    # the new weights lazily and the old ones eagerly, and both results had the same task names
+    import shutil
+
+    path = tmp_path / "m.safetensors"
+    shutil.copy(model1, path)
+    grid = mapped_grid().drop_vars("crs").chunk({"lat": 5})
+    before = grid.geosr.downscale(2, model=str(path))
+    shutil.copy(model_consistent, path)  # another model at the same path
+    after = grid.geosr.downscale(2, model=str(path))
+    assert before.data.name != after.data.name
+    with pytest.raises(ModelError, match="changed after this result was built"):
+        before.compute()
+    np.testing.assert_array_equal(after.values, grid.compute().geosr.downscale(2, model=str(path)).values)
