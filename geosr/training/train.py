@@ -434,6 +434,9 @@ def train(
         log(f"resumed from {resume} at epoch {epoch}, step {step}")
     # the training pairs' missing cells filled as inference will fill them for this card
     trend = card.fill_trend if config.fill_missing else 0.0
+    # conserved by default when the card says so (the model it started from did), else when its conserved
+    # output is the better one on the validation patches (decided again each epoch)
+    conserve_given = card.conserve
     batches = Batches(rasters, config, config.seed + 1000 * epoch + 1, weights, fill_trend=trend)
     lacking = batches.scales_without_patches()
     if lacking:  # the card would list scales never trained
@@ -527,7 +530,7 @@ def train(
         if init:  # what the card takes from the --init model, kept for a resume
             state["started_from"] = {
                 "training": card.training["started_from"],
-                "conserve": card.conserve,
+                "conserve": conserve_given,
                 "calibrate": card.calibrate,
                 "fill_trend": card.fill_trend,
             }
@@ -544,6 +547,7 @@ def train(
                 "config": {k: v for k, v in asdict(config).items() if k != "extra"},
             }
         )
+        card.conserve = conserve_given or conserved < rmse
         card.metrics.update(
             {
                 "val_rmse_normalised": round(rmse, 6),
