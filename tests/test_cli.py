@@ -483,3 +483,17 @@ def test_cli_names_the_rasters_band_numbers_under_bands(tmp_path, cli):
     )
     assert result.code == 1
     assert_one_line_error(result.err, "band 3 of")
+
+
+def test_the_summary_gives_both_axes_factors_when_a_resolution_makes_them_differ(cli, dem_tif, model1, tmp_path):
+    # --resolution fits whole pixels to the same bounds: the summary said only the factor across
+    with rasterio.open(dem_tif) as src:
+        step = src.res[0]
+    result = cli("downscale", dem_tif, "--resolution", step / 2.3, "--model", model1, "-o", tmp_path / "r.tif")
+    assert result.code == 0, result.err
+    with rasterio.open(tmp_path / "r.tif") as out:
+        across, down = out.width / 24, out.height / 20
+    assert across != down
+    assert f"scale {across:g} across, {down:g} down," in result.err
+    plain = cli("downscale", dem_tif, "--scale", 2, "--model", model1, "-o", tmp_path / "s.tif")
+    assert "pixels, scale 2, model" in plain.err

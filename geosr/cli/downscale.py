@@ -186,8 +186,11 @@ def downscale(
             result = downscale_grid(input_path, output, variable=variable, progress=progress, **options)
     if not quiet:
         rows, cols = result.shape
+        sy, sx = result.scale
+        # --resolution fits whole pixels to the same bounds: the two axes' factors may then differ a little
+        scale = f"{sx:g}" if f"{sx:g}" == f"{sy:g}" else f"{sx:g} across, {sy:g} down"
         click.echo(
-            f"wrote {result.path}: {cols} x {rows} pixels, scale {result.scale[1]:g}, model {result.model}, "
+            f"wrote {result.path}: {cols} x {rows} pixels, scale {scale}, model {result.model}, "
             f"{result.device}, {time.perf_counter() - started:.1f} s",
             err=True,
         )
