@@ -7,8 +7,9 @@ residual is zero and its output is the ``consistent`` interpolation, the limit o
 back-projection (Lanczos-3 up, then the cell-average error added back until the output's cell averages
 equal the input), conserved at whole scales. Everything else is the pipeline every model runs in:
 georeferencing, nodata, seam-free tiles, dask, the QGIS tool. It is the best classical method on
-every held-out raster and scale of ``python -m geosr.training.heldout`` but two (bicubic on the oxygen
-window at x4, the cubic spline on the 500 hPa height at x2); use it where ``geosr evaluate``
+every held-out raster and scale of ``python -m geosr.training.heldout`` but three (bicubic on the oxygen
+window at x4, the cubic spline on the 500 hPa height at x2, Lanczos on the CFSv2 precipitation at x2);
+use it where ``geosr evaluate``
 shows a learned model losing to back-projection on a sample of your own data.
 """
 
@@ -40,9 +41,10 @@ def backprojection_card() -> ModelCard:
             "Classical iterative back-projection, no learned weights: the consistent interpolation (the limit "
             "of Lanczos-3 back-projection, whose cell averages equal the input) through geosr's pipeline, "
             "conserved at whole scales. Its network's weights are all zero, so it adds nothing. Back-projection "
-            "is the best classical method on all but two of the held-out rasters and scales of "
+            "is the best classical method on all but three of the held-out rasters and scales of "
             "geosr.training.heldout (bicubic on the oxygen window at x4, the cubic spline on the 500 hPa height "
-            "at x2); use this where geosr evaluate shows a learned model losing to it on your data."
+            "at x2, Lanczos on the CFSv2 precipitation at x2); use this where geosr evaluate shows a learned "
+            "model losing to it on your data."
         ),
         training={
             "command": "python -m geosr.models.classical",

