@@ -38,12 +38,22 @@ IN_FLIGHT = 2
 CONNECT_TIMEOUT = "10s"
 
 
+def require_distributed() -> None:
+    """Refuse --scheduler without dask.distributed installed, in one line (checked before any work)."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise SchedulerError(
+            "--scheduler needs dask.distributed; install it with `pip install distributed` (or `pip install "
+            "'geosr[distributed]'`)"
+        )
+
+
 def connect(address: str) -> Any:
     """A :class:`distributed.Client` for the scheduler at ``address`` (``tcp://host:8786``)."""
-    try:
-        from distributed import Client
-    except ImportError:
-        raise SchedulerError("--scheduler needs dask.distributed; install it with `pip install distributed`") from None
+    require_distributed()
+    from distributed import Client
+
     try:
         # before a Client is made: one refused for an unknown scheme (http://) is left half made, and its
         # __del__ waits 20 s to close it, then prints a traceback after the one-line error
@@ -147,9 +157,9 @@ def run_tiles(
     (:meth:`geosr.predict.Downscaler.gains`, computed once by the caller); ``flips`` how the raster is
     read north-up (:func:`geosr.io.north_up_flips`): cores come back north-up, as from a local run.
     """
-    from distributed import as_completed
-
     with _quiet_client_logs(), connect(address) as client:
+        from distributed import as_completed
+
         threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
         if threads == 0:
             raise SchedulerError(f"the dask scheduler at {address!r} has no workers; start some with `dask worker`")

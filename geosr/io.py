@@ -540,7 +540,7 @@ def check_destination(
         raise OutputExistsError(
             f"output '{dst}' is not a regular file (a device, pipe or socket); give a file name with -o"
         )
-    if dst.exists() and not overwrite:
+    if os.path.lexists(dst) and not overwrite:  # a link too, whose target is gone
         raise OutputExistsError(
             f"output '{dst}' already exists; pass --overwrite to replace it or -o to choose another"
         )
@@ -726,8 +726,8 @@ def _missing_block(ds: Any, size: int) -> str | None:
 class TileWriter:
     """Writes fine tiles into a temporary GeoTIFF, then moves it onto the destination atomically."""
 
-    def __init__(self, dst: Path, spec: OutputSpec, *, cog: bool = False) -> None:
-        self.dst, self.spec, self.cog = dst, spec, cog
+    def __init__(self, dst: Path, spec: OutputSpec, *, cog: bool = False, overwrite: bool = True) -> None:
+        self.dst, self.spec, self.cog, self.overwrite = dst, spec, cog, overwrite
         try:
             self.tmp = Path(_temp_file(dst.parent, f".{dst.name}.", ".geosr-part"))
         except OSError as exc:  # a folder made read-only, or full, since the checks
@@ -870,7 +870,7 @@ class TileWriter:
         if final != self.tmp:
             self._check_complete(final)
         os.chmod(final, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a normal mode
-        os.replace(final, self.dst)
+        _publish(final, self.dst, self.overwrite)
         for sidecar in (".aux.xml", ".ovr", ".msk"):  # GDAL's side files of the file replaced describe it, not us
             with contextlib.suppress(FileNotFoundError):
                 Path(f"{self.dst}{sidecar}").unlink()
@@ -965,6 +965,23 @@ def netcdf_chunk_cache(nbytes: int = NETCDF_CHUNK_CACHE) -> Iterator[None]:
             set_netcdf_chunk_cache(before)
 
 
+#: The library each grid format needs (xarray's backends), and the extra of geosr that installs it
+GRID_LIBRARIES = {"netcdf": ("netCDF4", "climate"), "zarr": ("zarr", "climate")}
+
+
+def check_grid_library(kind: str, role: str, path: Path) -> None:
+    """Refuse a NetCDF or Zarr input or output whose library is not installed, before any work, in one line
+    (xarray said "... dependencies may not be installed, see:" or raised a bare ImportError)."""
+    import importlib.util
+
+    library, extra = GRID_LIBRARIES[kind]
+    if importlib.util.find_spec(library) is None:
+        raise InputError(
+            f"the {role} '{path}' is {'a NetCDF file' if kind == 'netcdf' else 'a Zarr store'}, which needs the "
+            f"{library} package; install it: pip install '{library}' (or pip install 'geosr[{extra}]')"
+        )
+
+
 def open_grid(path: str | Path, variable: str) -> Any:
     """Open a NetCDF file (lazily indexed) or Zarr store (dask-backed, in its own chunks) lazily as a Dataset.
 
@@ -983,6 +1000,7 @@ def open_grid(path: str | Path, variable: str) -> Any:
         )
     if not path.exists():
         raise InputError(f"input '{path}' does not exist; check the path")
+    check_grid_library(kind, "input", path)
     try:
         with warnings.catch_warnings():
             # a store without consolidated metadata (written by zarr itself, or by another tool) reads the same,
@@ -1021,7 +1039,11 @@ VALUE_ENCODING = ("dtype", "units", "calendar", "_FillValue", "missing_value", "
 
 
 def write_grid(
-    ds: Any, dst: Path, encoding: dict[str, dict[str, Any]] | None = None, zarr_format: int | None = None
+    ds: Any,
+    dst: Path,
+    encoding: dict[str, dict[str, Any]] | None = None,
+    zarr_format: int | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``ds`` as NetCDF or Zarr (by the suffix of ``dst``) under a temporary name, then rename it.
 
@@ -1030,7 +1052,8 @@ def write_grid(
     file is complete; an interrupted write leaves ``dst`` as it was. Each variable keeps the
     :data:`VALUE_ENCODING` part of its encoding, updated by ``encoding`` (by variable name);
     ``zarr_format`` (2 or 3) picks the Zarr version (default: the zarr library's). A Zarr variable whose
-    dask chunks are uneven (as a non-whole scale maps them) is written in chunks of its largest.
+    dask chunks are uneven (as a non-whole scale maps them) is written in chunks of its largest. Without
+    ``overwrite`` an output that appeared meanwhile (another run) is left as it is, and this one refused.
     """
     kind = grid_format(dst)
     if kind is None:
@@ -1077,7 +1100,7 @@ def write_grid(
                 ds.to_zarr(tmp, mode="w", encoding=encodings, **extra)
         else:
             ds.to_netcdf(tmp, encoding=encodings)
-        _replace(tmp, dst)
+        _publish(tmp, dst, overwrite)
     except (RuntimeError, OSError) as exc:
         _remove(tmp)
         # a full disk: netCDF4 says only "NetCDF: HDF error" (and Zarr an OSError), which names no cause or fix
@@ -1178,11 +1201,50 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def _publish(new: Path, dst: Path, overwrite: bool) -> None:
+    """Move the finished ``new`` onto ``dst``: replacing what is there with ``overwrite``, else never, even
+    an output another run wrote meanwhile (checked at the start, it was absent): a file is linked, which
+    fails where a name exists, then its temporary name removed."""
+    if overwrite:
+        _replace(new, dst)
+        return
+    appeared = OutputExistsError(
+        f"output '{dst}' appeared while this run was writing it (another run?) and was left as it is; pass "
+        "--overwrite to replace it or -o to choose another"
+    )
+    if new.is_dir():  # a Zarr store: renaming a folder fails onto anything but an empty folder
+        if os.path.lexists(dst):
+            raise appeared
+        try:
+            os.rename(new, dst)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise appeared from None
+            raise
+        return
+    try:
+        os.link(new, dst)
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # a file system without hard links: checked, then renamed
+        if os.path.lexists(dst):
+            raise appeared from None
+        os.replace(new, dst)
+        return
+    os.unlink(new)
+
+
 def _replace(new: Path, dst: Path) -> None:
     """Move ``new`` onto ``dst``; an old folder (a Zarr store) or a file of the other kind goes only after."""
     os.chmod(new, (0o777 if new.is_dir() else 0o666) & ~_umask())
     if dst.exists() and (dst.is_dir() or new.is_dir()):
-        old = dst.with_name(f".{dst.name}.geosr-old")
+        # the old store goes aside under a name of its own (a fixed one, left by an interrupted removal or
+        # taken by a run beside this one, made every later --overwrite fail)
+        prefix, suffix = f".{dst.name}.", ".geosr-old"
+        if dst.is_dir():  # onto an empty folder of that name, or a file onto a file
+            old = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dst.parent))
+        else:
+            old = Path(_temp_file(dst.parent, prefix, suffix))
         os.replace(dst, old)
         os.replace(new, dst)
         _remove(old)

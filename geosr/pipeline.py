@@ -155,6 +155,10 @@ def downscale_raster(
     """
     if (scale is None) == (resolution is None):
         raise ScaleError("give exactly one of --scale and --resolution")
+    if scheduler is not None:  # before the statistics pass, not after
+        from geosr.distributed import require_distributed
+
+        require_distributed()
     name, src = str(src), Path(src)  # GDAL opens the name as given (a Path folds /vsizip//abs/... into a relative name)
     import rasterio
 
@@ -231,7 +235,7 @@ def downscale_raster(
             writer.write(rows.as_slice(), cols.as_slice(), mirrored_array(core, flips))
 
         # closed (its reader stopped) and the writes settled before the files are closed
-        with TileWriter(out, spec, cog=cog) as writer, contextlib.closing(iter(results)) as tiles:
+        with TileWriter(out, spec, cog=cog, overwrite=overwrite) as writer, contextlib.closing(iter(results)) as tiles:
             with Behind(depth=1) as behind:
                 for done, (tile, core) in enumerate(tiles, 1):
                     behind.submit(write, tile, core)  # returns once the tile before is written
@@ -374,7 +378,7 @@ def downscale_grid(
     from affine import Affine
 
     from geosr.accessor import regular_step, spatial_dims
-    from geosr.io import netcdf_chunk_cache, open_grid, write_grid
+    from geosr.io import check_grid_library, netcdf_chunk_cache, open_grid, write_grid
     from geosr.predict import eager_statistics, select_device
     from geosr.tiling import tile_pair
 
@@ -382,6 +386,10 @@ def downscale_grid(
         raise ScaleError("give exactly one of --scale and --resolution")
     given = {"scale": scale, "resolution": resolution, "model": model, "device": device, "precision": precision}
     given.update(tile_size=tile_size, batch_size=batch_size, conserve=conserve, ensemble=ensemble, calibrate=calibrate)
+    if scheduler is not None:
+        from geosr.distributed import require_distributed
+
+        require_distributed()
     src = Path(src)
     with netcdf_chunk_cache(), open_grid(src, variable) as ds:
         var = ds[variable]
@@ -392,6 +400,8 @@ def downscale_grid(
         scale = check_scale(scale)
         out = Path(dst) if dst is not None else default_output(src, scale, resolution, suffix=src.suffix)
         check_destination(src, out, overwrite, store=grid_format(out) == "zarr")  # a folder only for Zarr
+        if grid_format(out) is not None:  # else write_grid refuses the name itself
+            check_grid_library(str(grid_format(out)), "output", out)
         slices = int(np.prod([var.sizes[d] for d in var.dims if d not in (ydim, xdim)]))
         check_space(out, output_shape(var.sizes[ydim], var.sizes[xdim], scale), slices, "float32")
         rows, cols = tile_pair(tile_size)
@@ -423,7 +433,7 @@ def downscale_grid(
         zarr_format = _zarr_format(src) if grid_format(src) == "zarr" else None
         if scheduler is None:
             with tile_progress(progress, fine):
-                write_grid(fine, out, encoding, zarr_format)
+                write_grid(fine, out, encoding, zarr_format, overwrite)
         else:
             from geosr.distributed import connect, worker_netcdf_cache
             from geosr.io import NETCDF_CHUNK_CACHE
@@ -435,7 +445,7 @@ def downscale_grid(
                 dask.config.set(scheduler=client),
                 worker_netcdf_cache(client, NETCDF_CHUNK_CACHE),
             ):
-                write_grid(fine, out, encoding, zarr_format)
+                write_grid(fine, out, encoding, zarr_format, overwrite)
     shape = (fine[variable].sizes[ydim], fine[variable].sizes[xdim])  # the spatial dimensions need not be last
     factors = (shape[0] / var.sizes[ydim], shape[1] / var.sizes[xdim])
     return Result(

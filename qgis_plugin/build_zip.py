@@ -1,7 +1,8 @@
 """Build the plugin zip that QGIS installs (Plugins > Manage and Install Plugins > Install from ZIP).
 
 ``python qgis_plugin/build_zip.py [FOLDER]`` writes ``FOLDER/geosr_processing-<version>.zip`` (default
-folder ``dist``) holding the ``geosr_processing/`` folder without Python caches, and prints its path.
+folder ``dist``) holding the ``geosr_processing/`` folder without Python caches, with the repository's
+LICENSE inside it (QGIS's plugin repository requires one), and prints its path.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 PLUGIN = Path(__file__).resolve().with_name("geosr_processing")
+LICENSE = PLUGIN.parent.parent / "LICENSE"
 
 
 def build(folder: str | Path = "dist") -> Path:
@@ -24,6 +26,7 @@ def build(folder: str | Path = "dist") -> Path:
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
         for path in files:
             zipped.write(path, path.relative_to(PLUGIN.parent).as_posix())
+        zipped.write(LICENSE, f"{PLUGIN.name}/LICENSE")
     return archive
 
 

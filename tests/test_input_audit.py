@@ -695,3 +695,104 @@ def test_a_netcdf_output_too_large_for_its_folder_is_refused_before_the_work(cli
     r = cli("downscale", src, "--variable", "tas", "--scale", 2, "-o", out, "--model", "backprojection", "--quiet")
     assert_one_line_error(r.err, r.code, "32 x 24 pixels x 2 bands", "cannot fit")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# A packaging and environments audit: without netCDF4 (or zarr) a NetCDF input was "not a netcdf dataset
+# xarray can read (... their dependencies may not be installed, see:)" and an output a bare ValueError; a
+# GeoTIFF run with --scheduler and no distributed a bare ModuleNotFoundError after the statistics pass; a
+# Zarr --overwrite failed for good once its fixed side folder '.NAME.geosr-old' was left behind; a run
+# without --overwrite replaced the output another run had written meanwhile, and an output that is a
+# dangling link; the training sources gave a traceback without matplotlib
+# ------------------------------------------------------------------------------------------------
+
+
+def _without(monkeypatch, *modules: str) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in modules else find_spec(name, *a))
+
+
+def test_a_grid_library_not_installed_is_named_with_its_install(cli, tmp_path, monkeypatch):
+    pytest.importorskip("netCDF4")
+    src = _grid_nc(tmp_path / "tas.nc")
+    _without(monkeypatch, "netCDF4")
+    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", "backprojection", "-o", tmp_path / "o.zarr")
+    assert_one_line_error(
+        r.err, r.code, "the input", "is a NetCDF file, which needs the netCDF4 package", "geosr[climate]"
+    )
+    monkeypatch.undo()
+    _without(monkeypatch, "zarr")
+    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", "backprojection", "-o", tmp_path / "o.zarr")
+    assert_one_line_error(r.err, r.code, "the output", "is a Zarr store, which needs the zarr package")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tas.nc"]
+
+
+def test_scheduler_without_distributed_is_refused_before_any_work(cli, dem_tif, tmp_path, monkeypatch):
+    _without(monkeypatch, "distributed")
+    _no_stats_pass(monkeypatch)
+    r = cli("downscale", dem_tif, "--scale", 2, "-o", tmp_path / "o.tif", "--scheduler", "tcp://127.0.0.1:1")
+    assert_one_line_error(r.err, r.code, "--scheduler needs dask.distributed", "pip install distributed")
+
+
+def test_a_zarr_overwrite_is_not_blocked_by_a_side_folder_left_behind(cli, tmp_path):
+    pytest.importorskip("zarr")
+    src = _grid_nc(tmp_path / "tas.nc")
+    out = tmp_path / "t.zarr"
+    command = ("downscale", src, "--variable", "tas", "--model", "backprojection", "-o", out, "--quiet")
+    assert cli(*command, "--scale", 2).code == 0
+    left = tmp_path / ".t.zarr.geosr-old" / "tas"  # as an interrupted removal of the old store leaves it
+    left.mkdir(parents=True)
+    (left / "zarr.json").write_text("{}")
+    r = cli(*command, "--scale", 3, "--overwrite")
+    assert r.code == 0, r.err
+    assert xr.open_zarr(out).tas.shape == (2, 36, 48)
+
+
+@pytest.mark.parametrize("kind", ["file", "store"])
+def test_an_output_written_meanwhile_is_never_replaced_without_overwrite(tmp_path, kind):
+    from geosr.errors import OutputExistsError
+
+    new, dst = tmp_path / "new", tmp_path / "out"
+    if kind == "file":
+        new.write_bytes(b"this run's")
+        dst.write_bytes(b"another run's")
+    else:
+        (new / "a").mkdir(parents=True)
+        (dst / "b").mkdir(parents=True)
+    with pytest.raises(OutputExistsError, match="appeared while this run was writing it"):
+        geosr.io._publish(new, dst, overwrite=False)
+    assert (dst.read_bytes() == b"another run's") if kind == "file" else (dst / "b").is_dir()
+    geosr.io._publish(new, dst, overwrite=True)
+    assert (dst.read_bytes() == b"this run's") if kind == "file" else (dst / "a").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    geosr.io._publish(_fresh(tmp_path / "again", kind), tmp_path / "elsewhere", overwrite=False)
+    assert (tmp_path / "elsewhere").exists() and not (tmp_path / "again").exists()
+
+
+def _fresh(path: Path, kind: str) -> Path:
+    if kind == "file":
+        path.write_bytes(b"x")
+    else:
+        path.mkdir()
+    return path
+
+
+def test_an_output_that_is_a_dangling_link_needs_overwrite(cli, dem_tif, tmp_path):
+    out = tmp_path / "out.tif"
+    out.symlink_to(tmp_path / "gone.tif")
+    r = cli("downscale", dem_tif, "--scale", 2, "--model", "backprojection", "-o", out)
+    assert_one_line_error(r.err, r.code, "already exists; pass --overwrite")
+    assert out.is_symlink()
+
+
+def test_the_training_sources_say_what_to_install_without_matplotlib(monkeypatch):
+    import sys
+
+    from geosr.training import sources
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.cbook", None)
+    with pytest.raises(SystemExit, match="install it with `pip install matplotlib`"):
+        sources.jacksboro()

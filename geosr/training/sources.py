@@ -48,8 +48,8 @@ was not adopted (:func:`observed_ocean_sets`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import matplotlib.cbook
 import numpy as np
 
 from geosr.testing import fbm_surface
@@ -59,15 +59,27 @@ JACKSBORO_VAL = slice(190, 262)
 JACKSBORO_TEST = slice(262, 403)
 
 
+def _sample_data(name: str) -> Any:
+    """One of matplotlib's sample data files (the real DEMs trained on), or one line saying what to install."""
+    try:
+        import matplotlib.cbook
+    except ImportError:
+        raise SystemExit(
+            "the dem model trains on and is evaluated against real DEMs of matplotlib's sample data; install it "
+            "with `pip install matplotlib` (or `pip install 'geosr[training]'`)"
+        ) from None
+    return matplotlib.cbook.get_sample_data(name)
+
+
 def jacksboro() -> np.ndarray:
     """The whole Jacksboro DEM, (y, x) float64 metres, row 0 north."""
-    with matplotlib.cbook.get_sample_data("jacksboro_fault_dem.npz") as sample:
+    with _sample_data("jacksboro_fault_dem.npz") as sample:
         return np.asarray(sample["elevation"], dtype=np.float64)
 
 
 def topobathy() -> np.ndarray:
     """matplotlib's topography/bathymetry sample, (y, x) float64 metres."""
-    with matplotlib.cbook.get_sample_data("topobathy.npz") as sample:
+    with _sample_data("topobathy.npz") as sample:
         return np.asarray(sample["topo"], dtype=np.float64)
 
 

@@ -365,7 +365,17 @@ def _warnings_to(feedback: Feedback) -> Iterator[None]:
         yield
 
 
+def _stamp(path: str) -> tuple[int, int] | None:
+    """A file's inode and modification time (a replaced or rewritten file has others), None when absent."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
 def _run_executable(executable: Path, job: Job, feedback: Feedback) -> None:
+    before = _stamp(job.output)
     command = [str(executable), *job.cli_arguments()]
     feedback.pushCommandInfo(shlex.join(command))
     env = {name: value for name, value in os.environ.items() if name not in FOREIGN_ENV}
@@ -421,6 +431,12 @@ def _run_executable(executable: Path, job: Job, feedback: Feedback) -> None:
         feedback.pushConsoleInfo(for_qgis(line))
     if code != 0:
         raise RunError(_error_message(errors, code))
+    after = _stamp(job.output)
+    if after is None or after == before:  # a wrong executable (not geosr) that succeeds without doing the work
+        raise RunError(
+            f"'{executable}' ended without an error but wrote no '{job.output}': is it geosr? Set the geosr "
+            "executable in Processing > Options > Providers > geosr"
+        )
 
 
 def _pump(name: str, stream: IO[str], lines: queue.Queue[tuple[str, str | None]]) -> None:

@@ -147,11 +147,24 @@ def test_other_lines_still_reach_the_log_around_an_error(tmp_path):
 
 def test_an_error_line_of_a_run_that_succeeds_is_shown_in_the_tools_terms(tmp_path):
     """geosr never does this; should it, its error line is shown (not lost), but in the tool's terms."""
-    script = fake_geosr(tmp_path, "echo 'Error: drop --conserve or use a whole scale' >&2", 0)
+    script = fake_geosr(
+        tmp_path, f"echo 'Error: drop --conserve or use a whole scale' >&2\ntouch '{tmp_path}/out.tif'", 0
+    )
     feedback = Recorder()
     run(make_job(Path("in.tif"), tmp_path, Path("m.safetensors")), feedback, script)
     console = [text for method, text in feedback.pushed if method == "pushConsoleInfo"]
     assert console == ["Error: set Conserve (CONSERVE) to model or off or use a whole scale"]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_executable_that_succeeds_without_writing_the_output_is_an_error(tmp_path, existing):
+    # a wrong executable configured (/usr/bin/true): the tool reported the output, which did not exist (or was
+    # the one an earlier run left)
+    script = fake_geosr(tmp_path, "echo 'nothing done'", 0)
+    if existing:
+        (tmp_path / "out.tif").write_bytes(b"an earlier run's")
+    with pytest.raises(RunError, match="ended without an error but wrote no .*out.tif': is it geosr"):
+        run(make_job(Path("in.tif"), tmp_path, Path("m.safetensors")), Recorder(), script)
 
 
 @pytest.fixture

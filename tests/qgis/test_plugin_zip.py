@@ -18,4 +18,8 @@ def test_zip_holds_the_plugin_folder_and_nothing_else(tmp_path):
         names = set(zipped.namelist())
         assert zipped.testzip() is None
     expected = ["__init__.py", "algorithm.py", "icon.svg", "metadata.txt", "plugin.py", "provider.py", "runner.py"]
-    assert names == {f"geosr_processing/{name}" for name in expected}
+    # QGIS's plugin repository requires the licence inside the plugin folder
+    assert names == {f"geosr_processing/{name}" for name in [*expected, "LICENSE"]}
+    with zipfile.ZipFile(archive) as zipped:
+        assert zipped.read("geosr_processing/LICENSE").decode().startswith("MIT License")
+    assert metadata["general"]["license"] == "MIT"
