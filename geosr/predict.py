@@ -788,6 +788,8 @@ def check_numeric(dtype: Any, what: str = "array") -> None:
 
 def _as_bands(data: Any) -> tuple[Any, bool]:
     check_numeric(data.dtype)
+    if np.ma.isMaskedArray(data):  # its masked cells are missing data (np.asarray would keep their stored numbers)
+        data = np.ma.filled(data.astype(data.dtype if data.dtype.kind == "f" else np.float64), np.nan)
     if data.ndim == 2:
         return data[None], True
     if data.ndim != 3:
@@ -815,7 +817,8 @@ def downscale(
     Parameters
     ----------
     data
-        numpy or dask array. NaN and ``nodata`` cells are treated as missing.
+        numpy or dask array. NaN and ``nodata`` cells (and the masked cells of a NumPy masked array) are
+        treated as missing.
     scale
         Refinement factor (> 1); the output has ``round(n * scale)`` pixels along each axis.
     model
@@ -922,9 +925,11 @@ def _key(value: Any) -> Any:
 
 
 def _touched(bounds: np.ndarray, span: Span) -> tuple[range, slice]:
-    """The chunks (by index, from their ``bounds``) that ``span`` touches, and ``span`` within them."""
-    first = int(np.searchsorted(bounds, span.start, side="right")) - 1
-    last = int(np.searchsorted(bounds, span.stop, side="left"))  # one past the last chunk touched
+    """The chunks (by index, from their ``bounds``) that ``span`` touches, and ``span`` within them: at least
+    one, cut to nothing for an empty span (the calibration window of a side shorter than the scale), which
+    otherwise touched none on a chunk boundary and left its task no array to cut."""
+    first = min(int(np.searchsorted(bounds, span.start, side="right")) - 1, len(bounds) - 2)
+    last = max(int(np.searchsorted(bounds, span.stop, side="left")), first + 1)  # one past the last chunk touched
     origin = int(bounds[first])
     return range(first, last), slice(span.start - origin, span.stop - origin)
 

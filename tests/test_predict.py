@@ -630,3 +630,26 @@ def test_the_nodata_mask_mirrors_at_fractional_scales(model1, model_cells, scale
         missing = np.zeros(data.shape, bool)
         missing[7, 11] = missing[0, 3] = True
         np.testing.assert_array_equal(np.isnan(out), expected_nodata_mask(missing, out.shape))
+
+
+# A fuzzing audit: a dask run that self-calibrates failed on a raster with a side shorter than the scale
+# (its calibration window is empty) where a chunk boundary fell on that window ("List at arrays[0] cannot
+# be empty"), though numpy ran it; and a NumPy masked array's masked cells entered as data.
+
+
+@pytest.mark.parametrize(("shape", "chunks"), [((15, 2), (15, 1)), ((2, 10), (1, 10))])
+def test_dask_calibrating_a_side_shorter_than_the_scale_equals_numpy(model_calibrating, shape, chunks):
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) ** 1.5
+    whole = downscale(x, 3, str(model_calibrating), device="cpu", calibrate=True)
+    lazy = downscale(da.from_array(x, chunks=chunks), 3, str(model_calibrating), device="cpu", calibrate=True)
+    np.testing.assert_array_equal(lazy.compute(), whole)
+
+
+def test_the_masked_cells_of_a_masked_array_are_missing(dem, model1):
+    holes = np.zeros(dem.shape, bool)
+    holes[5:9, 7:12] = True
+    for values in (dem, (dem * 10).astype(np.int32)):
+        masked = np.ma.masked_array(values, mask=holes)
+        expected = downscale(np.where(holes, np.nan, values.astype(np.float64)), 2, str(model1), device="cpu")
+        np.testing.assert_array_equal(downscale(masked, 2, str(model1), device="cpu"), expected)
+    assert np.isnan(downscale(np.ma.masked_array(dem, mask=holes), 2, str(model1), device="cpu")).any()
