@@ -965,21 +965,27 @@ def netcdf_chunk_cache(nbytes: int = NETCDF_CHUNK_CACHE) -> Iterator[None]:
             set_netcdf_chunk_cache(before)
 
 
-#: The library each grid format needs (xarray's backends), and the extra of geosr that installs it
-GRID_LIBRARIES = {"netcdf": ("netCDF4", "climate"), "zarr": ("zarr", "climate")}
+#: The libraries that read and write each grid format through xarray (any one will do; netCDF4 first, as
+#: geosr's climate extra installs it; scipy reads NetCDF-3 only, so it does not count for an output)
+GRID_LIBRARIES = {"netcdf": ("netCDF4", "h5netcdf"), "zarr": ("zarr",)}
+
+
+def _needs_library(kind: str, role: str, path: Path) -> InputError:
+    library = GRID_LIBRARIES[kind][0]
+    return InputError(
+        f"the {role} '{path}' is {'a NetCDF file' if kind == 'netcdf' else 'a Zarr store'}, which needs the "
+        f"{library} package; install it: pip install '{library}' (or pip install 'geosr[climate]')"
+    )
 
 
 def check_grid_library(kind: str, role: str, path: Path) -> None:
-    """Refuse a NetCDF or Zarr input or output whose library is not installed, before any work, in one line
-    (xarray said "... dependencies may not be installed, see:" or raised a bare ImportError)."""
+    """Refuse a NetCDF or Zarr output (or a Zarr input) whose library is not installed, before any work, in
+    one line (xarray raised a bare ImportError or ValueError after it); a NetCDF input is tried with the
+    libraries there are (:func:`open_grid` says what is missing when none reads it)."""
     import importlib.util
 
-    library, extra = GRID_LIBRARIES[kind]
-    if importlib.util.find_spec(library) is None:
-        raise InputError(
-            f"the {role} '{path}' is {'a NetCDF file' if kind == 'netcdf' else 'a Zarr store'}, which needs the "
-            f"{library} package; install it: pip install '{library}' (or pip install 'geosr[{extra}]')"
-        )
+    if not any(importlib.util.find_spec(library) for library in GRID_LIBRARIES[kind]):
+        raise _needs_library(kind, role, path)
 
 
 def open_grid(path: str | Path, variable: str) -> Any:
@@ -1000,7 +1006,8 @@ def open_grid(path: str | Path, variable: str) -> Any:
         )
     if not path.exists():
         raise InputError(f"input '{path}' does not exist; check the path")
-    check_grid_library(kind, "input", path)
+    if kind == "zarr":
+        check_grid_library(kind, "input", path)
     try:
         with warnings.catch_warnings():
             # a store without consolidated metadata (written by zarr itself, or by another tool) reads the same,
@@ -1013,6 +1020,8 @@ def open_grid(path: str | Path, variable: str) -> Any:
             # chunk then reads only its part of the file
             ds = xr.open_zarr(path) if kind == "zarr" else xr.open_dataset(path)
     except (OSError, ValueError, KeyError) as exc:
+        if "dependencies may not be installed" in str(exc):  # a NetCDF-4 file, and only scipy to read it
+            raise _needs_library(kind, "input", path) from None
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"'{path}' is not a {kind} dataset xarray can read ({reason})") from None
     if variable not in ds.data_vars:
@@ -1110,7 +1119,7 @@ def write_grid(
         free = shutil.disk_usage(parent).free
         raise RasterIOError(
             f"the output could not be written in full beside '{dst}' ({first_line(exc)}; {free / 1e6:.3g} MB free "
-            "there); free some space or choose another -o"
+            "there: a full disk?); free some space or choose another -o"
         ) from None
     except BaseException:
         _remove(tmp)
@@ -1204,7 +1213,9 @@ def _remove(path: Path) -> None:
 def _publish(new: Path, dst: Path, overwrite: bool) -> None:
     """Move the finished ``new`` onto ``dst``: replacing what is there with ``overwrite``, else never, even
     an output another run wrote meanwhile (checked at the start, it was absent): a file is linked, which
-    fails where a name exists, then its temporary name removed."""
+    fails where a name exists, then its temporary name removed. Either way with the mode a new file gets
+    (mkstemp and mkdtemp make them private)."""
+    os.chmod(new, (0o777 if new.is_dir() else 0o666) & ~_umask())
     if overwrite:
         _replace(new, dst)
         return
@@ -1238,15 +1249,21 @@ def _replace(new: Path, dst: Path) -> None:
     """Move ``new`` onto ``dst``; an old folder (a Zarr store) or a file of the other kind goes only after."""
     os.chmod(new, (0o777 if new.is_dir() else 0o666) & ~_umask())
     if dst.exists() and (dst.is_dir() or new.is_dir()):
-        # the old store goes aside under a name of its own (a fixed one, left by an interrupted removal or
-        # taken by a run beside this one, made every later --overwrite fail)
-        prefix, suffix = f".{dst.name}.", ".geosr-old"
-        if dst.is_dir():  # onto an empty folder of that name, or a file onto a file
-            old = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dst.parent))
-        else:
-            old = Path(_temp_file(dst.parent, prefix, suffix))
-        os.replace(dst, old)
-        os.replace(new, dst)
-        _remove(old)
+        # the old store goes aside into a folder of its own, under a name that does not exist there (a fixed
+        # side name, left by an interrupted removal or taken by a run beside this one, made every later
+        # --overwrite fail; renaming onto an existing folder fails for a link, and on Windows)
+        holder = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".geosr-old", dir=dst.parent))
+        try:
+            os.replace(dst, holder / dst.name)
+        except BaseException:
+            _remove(holder)
+            raise
+        try:
+            os.replace(new, dst)
+        except BaseException:
+            os.replace(holder / dst.name, dst)  # the old output back where it was
+            _remove(holder)
+            raise
+        _remove(holder)  # a link set aside goes, not the store it pointed to
     else:
         os.replace(new, dst)

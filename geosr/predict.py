@@ -958,6 +958,11 @@ def _task_downscaler(model: tuple[str, str], options: dict[str, Any]) -> Downsca
     path, digest = model
     try:
         downscaler = cached_downscaler(path, **options)
+        if downscaler.model.digest != digest:  # the cache's (a file replaced with its size and time kept)?
+            with _CACHE_LOCK:
+                for key in [key for key, cached in _CACHE.items() if cached is downscaler]:
+                    del _CACHE[key]
+            downscaler = cached_downscaler(path, **options)
         if downscaler.model.digest != digest:  # retrained or replaced in place since: other weights
             raise ModelError(
                 f"model file '{path}' changed after this result was built (retrained or replaced); build the "

@@ -427,3 +427,25 @@ def test_a_lazy_result_refuses_a_model_file_replaced_after_it_was_built(model1, 
     with pytest.raises(ModelError, match="changed after this result was built"):
         before.compute()
     np.testing.assert_array_equal(after.values, grid.compute().geosr.downscale(2, model=str(path)).values)
+
+
+def test_a_model_file_replaced_with_its_size_and_time_kept_is_loaded_again(tmp_path):
+    # the cache of loaded models goes by path, size and modification time: a file replaced by one of the same
+    # size with its time kept (cp -p, rsync -t) was refused as changed after the result was built
+    import os
+    import shutil
+
+    from geosr.testing import random_model
+
+    a = random_model(tmp_path / "a.safetensors", depth=3, width=4, seed=1, name="m")
+    b = random_model(tmp_path / "b.safetensors", depth=3, width=4, seed=2, name="m")
+    assert a.stat().st_size == b.stat().st_size
+    path = tmp_path / "m.safetensors"
+    shutil.copy(a, path)
+    grid = mapped_grid().drop_vars("crs").chunk({"lat": 5})
+    grid.geosr.downscale(2, model=str(path)).compute()  # loads a, cached
+    stamp = path.stat().st_mtime_ns
+    shutil.copy(b, path)
+    os.utime(path, ns=(stamp, stamp))
+    lazy = grid.geosr.downscale(2, model=str(path))
+    np.testing.assert_array_equal(lazy.values, grid.compute().geosr.downscale(2, model=str(b)).values)

@@ -708,25 +708,56 @@ def test_a_netcdf_output_too_large_for_its_folder_is_refused_before_the_work(cli
 
 
 def _without(monkeypatch, *modules: str) -> None:
+    """As if ``modules`` were not installed (xarray finds its backends by find_spec, and caches the list)."""
     import importlib.util
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in modules else find_spec(name, *a))
+    _forget_backends()
 
 
-def test_a_grid_library_not_installed_is_named_with_its_install(cli, tmp_path, monkeypatch):
+def _forget_backends() -> None:
+    from xarray.backends.plugins import list_engines
+    from xarray.namedarray.utils import module_available
+
+    list_engines.cache_clear()
+    module_available.cache_clear()
+
+
+@pytest.fixture
+def engines_after():
+    yield
+    _forget_backends()  # the backends there are, once the test's find_spec is gone
+
+
+@pytest.mark.usefixtures("engines_after")
+@pytest.mark.parametrize(
+    ("missing", "out", "words"),
+    [
+        (("netCDF4", "h5netcdf"), "o.zarr", ("the input", "is a NetCDF file, which needs the netCDF4 package")),
+        (("zarr",), "o.zarr", ("the output", "is a Zarr store, which needs the zarr package")),
+        (("netCDF4", "h5netcdf"), "o.nc", ("the input", "which needs the netCDF4 package", "geosr[climate]")),
+    ],
+)
+def test_a_grid_library_not_installed_is_named_with_its_install(cli, tmp_path, monkeypatch, missing, out, words):
     pytest.importorskip("netCDF4")
-    src = _grid_nc(tmp_path / "tas.nc")
-    _without(monkeypatch, "netCDF4")
-    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", "backprojection", "-o", tmp_path / "o.zarr")
-    assert_one_line_error(
-        r.err, r.code, "the input", "is a NetCDF file, which needs the netCDF4 package", "geosr[climate]"
-    )
-    monkeypatch.undo()
-    _without(monkeypatch, "zarr")
-    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", "backprojection", "-o", tmp_path / "o.zarr")
-    assert_one_line_error(r.err, r.code, "the output", "is a Zarr store, which needs the zarr package")
+    src = _grid_nc(tmp_path / "tas.nc")  # NetCDF-4, which scipy cannot read
+    _without(monkeypatch, *missing)
+    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", "backprojection", "-o", tmp_path / out)
+    assert_one_line_error(r.err, r.code, *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tas.nc"]
+
+
+@pytest.mark.usefixtures("engines_after")
+def test_a_netcdf3_input_reads_without_netcdf4(cli, tmp_path, monkeypatch):
+    pytest.importorskip("zarr")
+    src = tmp_path / "n3.nc"
+    data = np.stack([fbm_surface((12, 16), seed=i, relief=5.0, base=280.0) for i in range(2)])
+    coords = {"time": [0, 1], "lat": 50.0 - 0.5 * np.arange(12), "lon": 5.0 + 0.5 * np.arange(16)}
+    xr.Dataset({"tas": (("time", "lat", "lon"), data)}, coords=coords).to_netcdf(src, engine="scipy")
+    _without(monkeypatch, "netCDF4", "h5netcdf")
+    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", "backprojection", "-o", tmp_path / "o.zarr")
+    assert r.code == 0, r.err
 
 
 def test_scheduler_without_distributed_is_refused_before_any_work(cli, dem_tif, tmp_path, monkeypatch):
@@ -796,3 +827,29 @@ def test_the_training_sources_say_what_to_install_without_matplotlib(monkeypatch
     monkeypatch.setitem(sys.modules, "matplotlib.cbook", None)
     with pytest.raises(SystemExit, match="install it with `pip install matplotlib`"):
         sources.jacksboro()
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_grid_output_gets_the_mode_of_a_new_file(cli, tmp_path, overwrite):
+    # published without --overwrite, a NetCDF output kept mkstemp's private mode (0600)
+    pytest.importorskip("netCDF4")
+    src = _grid_nc(tmp_path / "tas.nc")
+    out = tmp_path / "out.nc"
+    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", "backprojection", "-o", out, *overwrite)
+    assert r.code == 0, r.err
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_zarr_store_behind_a_link_is_replaced_with_overwrite(cli, tmp_path):
+    # its link was renamed onto an empty folder, which fails (EISDIR), after all the work
+    pytest.importorskip("zarr")
+    src = _grid_nc(tmp_path / "tas.nc")
+    command = ("downscale", src, "--variable", "tas", "--model", "backprojection", "--quiet")
+    assert cli(*command, "--scale", 2, "-o", tmp_path / "real.zarr").code == 0
+    (tmp_path / "link.zarr").symlink_to(tmp_path / "real.zarr")
+    r = cli(*command, "--scale", 3, "-o", tmp_path / "link.zarr", "--overwrite")
+    assert r.code == 0, r.err
+    assert xr.open_zarr(tmp_path / "link.zarr").tas.shape == (2, 36, 48)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.zarr", "real.zarr", "tas.nc"]

@@ -452,3 +452,17 @@ def test_a_model_trained_from_scratch_conserves_by_default_when_that_validates_b
     card = read_card(model)
     plain, conserved = card.metrics["val_rmse_normalised"], card.metrics["val_rmse_conserved_normalised"]
     assert conserved < plain and card.conserve
+
+
+def test_a_cosine_over_minutes_never_reaches_a_rate_of_zero(tmp_path, cli):
+    # the rate followed a fresher clock than the budget check: a budget spent during validation or saving
+    # started one more epoch at a rate of exactly 0, where SGD's clipping (theta / rate) divided by zero
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 48), seed=3, relief=50.0), units=["m"])
+    model = tmp_path / "m.safetensors"
+    recipe = ["--scales", "2", "--optimizer", "sgd", "--schedule", "cosine", *TINY_TRAIN]
+    assert cli("train", hr, "-o", model, *recipe, "--epochs", "1").code == 0
+    seconds = float(torch.load(f"{model}.ckpt", weights_only=True)["seconds"])
+    budget = str((seconds + 0.0005) / 60)  # spent by the first validation of the resumed run
+    result = cli("train", hr, "-o", model, *recipe, "--epochs", "3", "--minutes", budget, "--resume", f"{model}.ckpt")
+    assert result.code == 0, result.err
+    assert read_card(model).training["epochs"] == 2

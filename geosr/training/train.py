@@ -331,8 +331,9 @@ def train(
     ``weights`` sets how often each raster is sampled (default: in proportion to its area).
     ``init`` starts from the weights of a model file of the same shape (fine-tuning, new optimiser);
     ``resume`` continues a checkpoint (weights, optimiser, step, the patch sampler's state). The card's
-    ``interpolation`` is set from ``config.interpolation``; a model fine-tuned from one that conserves by
-    default does too.
+    ``interpolation`` is set from ``config.interpolation``; a model fine-tuned from one that conserves (or
+    self-calibrates, or fills with a trend) by default does too, and any other conserves by default when its
+    conserved validation RMSE is the lower.
 
     ``progress(step, total_steps)`` is called after every step. Returns a summary: steps, epochs,
     the validation RMSE before training and a per-epoch history.
@@ -474,8 +475,11 @@ def train(
 
     log(f"epoch {epoch}: val RMSE {rmse:.5f} {against(rmse)}")
     saved = False  # this run has written the model
+    spent = elapsed_before
     while epoch < config.epochs:
-        lr = learning_rate(config, epoch, elapsed_before + time.perf_counter() - started)
+        # the time the budget is checked by (at the last epoch's end, or the run's start): an epoch starts only
+        # while it is below the budget, so the cosine never reaches 0 (SGD's clipping divides by the rate)
+        lr = learning_rate(config, epoch, spent)
         for group in optimizer.param_groups:
             group["lr"] = lr
         losses = []
@@ -495,7 +499,7 @@ def train(
             step += 1
             if progress is not None:
                 progress(step, config.epochs * config.steps_per_epoch)
-        seconds = elapsed_before + time.perf_counter() - started
+        seconds = spent = elapsed_before + time.perf_counter() - started
         processor = processor_before + time.process_time() - processor_started
         rmse, conserved, base = evaluate_batches(network, val, device, config.precision, config.loss_margin)
         if not math.isfinite(rmse):
