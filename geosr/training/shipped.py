@@ -52,8 +52,9 @@ def dem_card() -> ModelCard:
             "around Grenoble and the Rhine basin without Luxembourg (geosr.training.sources, fetched by "
             "geosr.training.fetch); 48 synthetic 256x256 DEMs; validation: jacksboro columns [190, 262), the "
             "1-degree Earth relief outside the held-out window and the USA, and the southern quarters of SRTM "
-            "Erzurum and Gironde; held out: jacksboro [262, 403), topobathy, UM orography of hybrid_height.nc, "
-            "Rocky Mountain NP, Luxembourg, Earth relief 15-170 E",
+            "Erzurum and Gironde; held out: jacksboro [262, 403), topobathy (but about 72% of it lies under "
+            "the PRISM grid trained on: not held out), UM orography of hybrid_height.nc, Rocky Mountain NP, "
+            "Luxembourg, Earth relief 15-170 E",
         },
     )
 

