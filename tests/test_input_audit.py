@@ -629,21 +629,6 @@ def test_the_default_output_of_a_grouped_subdataset_goes_beside_its_file(cli, tm
             assert out.shape == (24, 32)
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ('HDF4_EOS:EOS_GRID:"{d}/mod.hdf":MODIS_Grid_16DAY:"250m 16 days NDVI"', "{d}/mod_250m_16_days_NDVI_x2.tif"),
-        ("GTIFF_DIR:2:{d}/dem.tif", "{d}/dem_dir2_x2.tif"),
-        ("https://example.com:8080/data/dem.tif?token=1", "dem_x2.tif"),
-    ],
-)
-def test_default_output_names_of_more_gdal_names(tmp_path, name, expected):
-    from geosr.pipeline import default_output
-
-    d = str(tmp_path)
-    assert default_output(Path(name.format(d=d)), 2, None) == Path(expected.format(d=d))
-
-
 def test_a_gdal_name_whose_file_cannot_be_told_asks_for_an_output(cli, tmp_path):
     from geosr.pipeline import default_output
 

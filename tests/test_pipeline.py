@@ -630,6 +630,11 @@ def test_outputs_too_large_to_write_are_refused_before_work(dem_tif, tmp_path, m
         ("netcdf:{d}/c.nc:tas", "{d}/c_tas_x2.tif"),
         ("/vsizip/{d}/dems.zip/dem.tif", "dem_x2.tif"),
         ("{d}/dem.tif", "{d}/dem_x2.tif"),
+        # a grouped subdataset, others, a URL (an audit: the first was taken for a folder that does not exist)
+        ('NETCDF:"{d}/imerg.nc":/Grid/precipitation', "{d}/imerg_precipitation_x2.tif"),
+        ('HDF4_EOS:EOS_GRID:"{d}/mod.hdf":MODIS_Grid_16DAY:"250m 16 days NDVI"', "{d}/mod_250m_16_days_NDVI_x2.tif"),
+        ("GTIFF_DIR:2:{d}/dem.tif", "{d}/dem_dir2_x2.tif"),
+        ("https://example.com:8080/data/dem.tif?token=1", "dem_x2.tif"),
     ],
 )
 def test_default_output_names_for_gdal_names(tmp_path, name, expected):
