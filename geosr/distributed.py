@@ -99,7 +99,7 @@ def worker_path(path: str | Path) -> str:
 
 def downscale_tile(
     path: str,
-    model: str,
+    model: tuple[str, str],
     options: dict[str, Any],
     plan: TilePlan,
     stats: BandStats,
@@ -110,12 +110,12 @@ def downscale_tile(
 ) -> tuple[Tile, np.ndarray]:
     """On a worker: read the tile's input window from ``path`` (its ``bands``) and return ``(tile, fine core)``."""
     from geosr.io import open_raster, read_window
-    from geosr.predict import cached_downscaler, dask_worker_address
+    from geosr.predict import dask_worker_address, digest_downscaler
 
     try:
         with open_raster(path, bands) as dataset:
             source = read_window(dataset, tile.rows.source, tile.cols.source, flips)
-        downscaler = cached_downscaler(model, **options)
+        downscaler = digest_downscaler(model, options)  # the model file the client planned with
     except GeosrError as exc:
         # the client read the same path already: what a worker cannot read, it cannot see (another machine,
         # user or container), which the bare error (such as 'does not exist') would not say
@@ -142,7 +142,7 @@ def _bundled_tile(shared: tuple[Any, ...], tile: Tile) -> tuple[Tile, np.ndarray
 def run_tiles(
     address: str,
     path: str | Path,
-    model: str,
+    model: tuple[str, str],
     options: dict[str, Any],
     plan: TilePlan,
     stats: BandStats,
@@ -152,7 +152,8 @@ def run_tiles(
 ) -> Iterator[tuple[Tile, np.ndarray]]:
     """Downscale every tile of the raster at ``path`` on the cluster; yield ``(tile, core)`` as they finish.
 
-    ``model`` is the model file's path and ``options`` the keyword arguments of
+    ``model`` is the model file's path and digest (a worker refuses a file replaced since) and ``options`` the
+    keyword arguments of
     :class:`geosr.predict.Downscaler`, as for the local run; ``gains`` its residual gains
     (:meth:`geosr.predict.Downscaler.gains`, computed once by the caller); ``flips`` how the raster is
     read north-up (:func:`geosr.io.north_up_flips`): cores come back north-up, as from a local run.

@@ -224,7 +224,8 @@ def downscale_raster(
         else:
             from geosr.distributed import run_tiles
 
-            results = run_tiles(scheduler, name, downscaler.model.source, options, plan, stats, bands, gains, flips)
+            model_ref = (downscaler.model.source, downscaler.model.digest)
+            results = run_tiles(scheduler, name, model_ref, options, plan, stats, bands, gains, flips)
         (height, width), (flip_rows, flip_cols) = plan.out_shape, flips
         signs = band_signs(dataset)  # a band with a negative scale ran negated (read_window): its stored numbers back
 

@@ -951,24 +951,29 @@ def _gains_task(
     return _task_downscaler(model, options).gains(as_float(source, nodata), scale)
 
 
-def _task_downscaler(model: tuple[str, str], options: dict[str, Any]) -> Downscaler:
-    """:func:`cached_downscaler` in a task of a lazy result, for the model file (path, digest) the result was
-    built with; on a dask worker (of a distributed cluster) that cannot load it, an error that names the
-    worker and says why its files may differ."""
+def digest_downscaler(model: tuple[str, str], options: dict[str, Any]) -> Downscaler:
+    """:func:`cached_downscaler` for the model file (path, digest) a run or a lazy result was planned with:
+    a file retrained or replaced in place since is refused (its weights are not those planned with)."""
     path, digest = model
-    try:
+    downscaler = cached_downscaler(path, **options)
+    if downscaler.model.digest != digest:  # the cache's (a file replaced with its size and time kept)?
+        with _CACHE_LOCK:
+            for key in [key for key, cached in _CACHE.items() if cached is downscaler]:
+                del _CACHE[key]
         downscaler = cached_downscaler(path, **options)
-        if downscaler.model.digest != digest:  # the cache's (a file replaced with its size and time kept)?
-            with _CACHE_LOCK:
-                for key in [key for key, cached in _CACHE.items() if cached is downscaler]:
-                    del _CACHE[key]
-            downscaler = cached_downscaler(path, **options)
-        if downscaler.model.digest != digest:  # retrained or replaced in place since: other weights
-            raise ModelError(
-                f"model file '{path}' changed after this result was built (retrained or replaced); build the "
-                "result again to use the new model, or keep the model it was built with under another name"
-            )
-        return downscaler
+    if downscaler.model.digest != digest:  # retrained or replaced in place since: other weights
+        raise ModelError(
+            f"model file '{path}' changed after this result was built (retrained or replaced); build the "
+            "result again to use the new model, or keep the model it was built with under another name"
+        )
+    return downscaler
+
+
+def _task_downscaler(model: tuple[str, str], options: dict[str, Any]) -> Downscaler:
+    """:func:`digest_downscaler` in a task of a lazy result; on a dask worker (of a distributed cluster) that
+    cannot load it, an error that names the worker and says why its files may differ."""
+    try:
+        return digest_downscaler(model, options)
     except GeosrError as exc:
         worker = dask_worker_address()
         if worker is None:

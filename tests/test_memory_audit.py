@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,7 +91,7 @@ def test_a_worker_that_cannot_read_the_input_says_where(tmp_path, model1):
     with pytest.raises(SchedulerError) as caught:
         downscale_tile(
             str(tmp_path / "elsewhere.tif"),
-            str(model1),
+            (str(model1), downscaler.model.digest),
             options,
             plan,
             stats,
@@ -139,7 +140,7 @@ def test_a_run_goes_on_when_every_worker_dies(make_geotiff, model1, tmp_path):
     ):
         results = {}
         for done, (tile, core) in enumerate(
-            run_tiles(cluster.scheduler_address, src, str(model1), options, plan, stats), 1
+            run_tiles(cluster.scheduler_address, src, (str(model1), _digest(model1)), options, plan, stats), 1
         ):
             results[tile.index] = core
             if done == 1:
@@ -385,3 +386,26 @@ def test_netcdf_runs_with_a_small_chunk_cache_and_restore_the_default(cli, model
     assert netCDF4.get_chunk_cache() == before
     with xr.open_dataset(tmp_path / "o.nc") as fine:
         assert fine.z.shape == (24, 32) and np.isfinite(fine.z.values).all()
+
+
+def _digest(model: Path) -> str:
+    from geosr.models.files import load_model
+
+    return load_model(model).digest
+
+
+def test_a_worker_refuses_a_model_file_replaced_since_the_run_was_planned(tmp_path, model1, make_geotiff):
+    # the accessor's tasks check the model file's digest; the command line's --scheduler tiles did not
+    from geosr.distributed import downscale_tile
+    from geosr.predict import Downscaler
+    from geosr.stats import BandStats
+
+    src = make_geotiff("dem.tif", fbm_surface((20, 20)))
+    downscaler = Downscaler(str(model1), device="cpu", tile_size=16)
+    plan = downscaler.plan((20, 20), 2)
+    stats = BandStats.of_block(fbm_surface((20, 20))[None].astype(np.float64))
+    tile = next(iter(plan))
+    args = ({"device": "cpu", "tile_size": 16}, plan, stats, None, None, (False, False), tile)
+    assert downscale_tile(str(src), (str(model1), downscaler.model.digest), *args)[0] == tile
+    with pytest.raises(SchedulerError, match="changed after this result was built"):
+        downscale_tile(str(src), (str(model1), "0" * 16), *args)
