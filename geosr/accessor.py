@@ -51,7 +51,10 @@ def spatial_dims(obj: xr.DataArray | xr.Dataset, y_dim: str | None = None, x_dim
             "to the xarray accessor"
         )
 
-    return find(y_dim, Y_NAMES, "y"), find(x_dim, X_NAMES, "x")
+    y, x = find(y_dim, Y_NAMES, "y"), find(x_dim, X_NAMES, "x")
+    if y == x:  # else xarray's transpose failed with "axes don't match array"
+        raise InputError(f"y and x name the same dimension {y!r}; give y_dim= and x_dim= two different dimensions")
+    return y, x
 
 
 def regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
@@ -603,6 +606,7 @@ class GeosrDatasetAccessor:
             As for :meth:`GeosrDataArrayAccessor.downscale`, and for a ``model`` dict naming a variable
             that is not downscaled (a typo would otherwise give that variable the default model).
         """
+        scale = check_scale(scale)  # once, as every variable's would be (and the warning below compares it)
         ds = self._obj
         ydim, xdim = spatial_dims(ds, options.get("y_dim"), options.get("x_dim"))
         spatial = {ydim, xdim}

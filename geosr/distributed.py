@@ -88,8 +88,14 @@ def check_address(address: str) -> None:
     from distributed.comm.addressing import parse_address
     from distributed.comm.registry import get_backend
 
-    scheme, _ = parse_address(address)  # no scheme: tcp
+    scheme, location = parse_address(address)  # no scheme: tcp
     get_backend(scheme)
+    if scheme in ("tcp", "tls", "ws", "wss"):  # a host and a port: without one, a Client is left half made too
+        from distributed.comm.addressing import parse_host_port
+
+        host, port = parse_host_port(location)
+        if not host or not port:
+            raise ValueError(f"no host or port in {address!r} (give one such as tcp://HOST:8786)")
 
 
 def worker_path(path: str | Path) -> str:

@@ -367,8 +367,12 @@ class Downscaler:
             self.tile_size = tile_pair(tile_size)
         except (TypeError, ValueError):
             raise InputError(f"tile size must be a positive number of pixels, got {tile_size}") from None
-        if int(batch_size) < 1:
-            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        try:
+            batch = int(batch_size)
+        except (TypeError, ValueError):
+            batch = 0
+        if batch < 1:
+            raise InputError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
         self.device = select_device(device)
         self.autocast = _autocast_dtype(precision)
         self.precision = precision
@@ -842,6 +846,23 @@ def downscale(
         When ``scale`` lies outside the range of the scales the model was trained at (x8 with the
         shipped models' 2, 3, 4): the detail it adds may be worse than plain interpolation.
     """
+    if not hasattr(data, "dtype") or not hasattr(data, "ndim"):  # a list, a path, None
+        raise InputError(
+            f"data must be a NumPy or dask array, got {type(data).__name__}; pass np.asarray(...) of the values "
+            "(for a raster file, geosr.downscale_raster or the command line)"
+        )
+    from geosr.georef import check_scale
+
+    scale = check_scale(scale)  # before untrained_scale_message compares it ('2' failed there)
+    if nodata is not None and not (
+        isinstance(nodata, int | np.integer) and not isinstance(nodata, bool) and -(2**63) <= nodata < 2**64
+    ):  # an integer a 64-bit type holds stays exact; anything else must be a float
+        try:
+            nodata = float(nodata)
+        except (TypeError, ValueError):
+            raise InputError(f"nodata must be a number, got {nodata!r}") from None
+    if progress is not None and not callable(progress):
+        raise InputError(f"progress must be a function progress(done, total), got {progress!r}")
     bands, squeeze = _as_bands(data)
     if 0 in bands.shape:
         raise InputError(f"array has zero size {tuple(data.shape)}; nothing to downscale")

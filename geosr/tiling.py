@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geosr.errors import InputError
+
 #: Half-width of the bicubic interpolation kernel, in coarse pixels.
 KERNEL_SUPPORT = 2
 #: Coarse pixels of the inverse filter kept on each side by the ``consistent`` kernel.
@@ -237,9 +239,13 @@ def plan_axis(
 
 def tile_pair(tile_size: int | tuple[int, int]) -> tuple[int, int]:
     """(rows, columns) of a tile size given as one number or a pair; each must be positive."""
-    pair = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)
-    if len(pair) != 2 or min(int(v) for v in pair) < 1:
-        raise ValueError(f"tile size must be a positive number of pixels or a pair of them, got {tile_size}")
+    try:
+        pair = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(tile_size)
+        good = len(pair) == 2 and min(int(v) for v in pair) >= 1
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        raise InputError(f"tile size must be a positive number of pixels or a pair of them, got {tile_size!r}")
     return int(pair[0]), int(pair[1])
 
 

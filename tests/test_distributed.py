@@ -155,6 +155,15 @@ def test_unreachable_scheduler_is_one_clear_line(cli, dem_tif, model1, tmp_path,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("address", ["nope", "tcp://", ""])
+def test_a_scheduler_address_without_a_port_is_one_line(cli_subprocess, dem_tif, model1, tmp_path, address):
+    # the Client was built and failed half made: after the line, a 20 s wait and a 9-line traceback
+    out = tmp_path / "out.tif"
+    result = cli_subprocess("downscale", dem_tif, "--scale", 2, "--model", model1, "-o", out, "--scheduler", address)
+    assert "missing port number" in assert_one_line_error(result.stderr, result.returncode)
+    assert not out.exists()
+
+
 def test_calibrated_runs_on_the_cluster_identical_to_local(cli, client, cluster, make_geotiff, tmp_path):
     # the gains are estimated once (by the caller) and reach every tile on every worker
     from geosr.testing import random_model

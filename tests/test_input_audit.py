@@ -838,3 +838,58 @@ def test_a_zarr_store_behind_a_link_is_replaced_with_overwrite(cli, tmp_path):
     assert r.code == 0, r.err
     assert xr.open_zarr(tmp_path / "link.zarr").tas.shape == (2, 36, 48)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.zarr", "real.zarr", "tas.nc"]
+
+
+# ------------------------------------------------------------------------------------------------
+# A bad-input sweep: Python calls failed with bare library errors (scale '2', nodata 'x', batch_size None,
+# tile_size 'abc' on dask, a list as data, progress=5, y_dim = x_dim), and empty values were taken as
+# absent with exit code 0 (evaluate --model '', train --bands '', models '', train --name ''), or ignored
+# (evaluate --no-model --device cuda)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda a, da: geosr.downscale(a, 2, "backprojection", nodata="x"), "nodata must be a number, got 'x'"),
+        (lambda a, da: geosr.downscale(a, 2, "backprojection", nodata=[1, 2]), "nodata must be a number"),
+        (lambda a, da: geosr.downscale(a, 2, "backprojection", batch_size=None), "batch size must be a whole number"),
+        (lambda a, da: geosr.downscale(da.from_array(a), 2, "backprojection", tile_size="abc"), "tile size must be"),
+        (lambda a, da: geosr.downscale(a.tolist(), 2, "backprojection"), "data must be a NumPy or dask array"),
+        (lambda a, da: geosr.downscale(a, 2, "backprojection", progress=5), "progress must be a function"),
+        (
+            lambda a, da: xr.DataArray(
+                a, dims=("lat", "lon"), coords={"lat": np.arange(12.0), "lon": np.arange(14.0)}
+            ).geosr.downscale(2, model="backprojection", y_dim="lon"),
+            "y and x name the same dimension 'lon'",
+        ),
+    ],
+)
+def test_bad_python_arguments_are_geosr_errors(call, words):
+    import dask.array as da
+
+    a = fbm_surface((12, 14), seed=1).astype(np.float32)
+    with pytest.raises(geosr.errors.GeosrError, match=words):
+        call(a, da)
+
+
+def test_a_scale_given_as_text_is_read_as_the_command_line_reads_it():
+    a = fbm_surface((12, 14), seed=1).astype(np.float32)
+    grid = xr.Dataset(
+        {"t": xr.DataArray(a, dims=("lat", "lon"), coords={"lat": np.arange(12.0), "lon": np.arange(14.0)})}
+    )
+    np.testing.assert_array_equal(geosr.downscale(a, "2", "backprojection"), geosr.downscale(a, 2, "backprojection"))
+    assert grid.geosr.downscale("2", model="backprojection").t.shape == (24, 28)
+
+
+def test_empty_values_are_refused_not_taken_as_absent(cli, dem_tif, tmp_path):
+    r = cli("evaluate", dem_tif, "--scale", 2, "--model", "")
+    assert_one_line_error(r.err, r.code, "unknown model ''")
+    r = cli("models", "")
+    assert_one_line_error(r.err, r.code, "unknown model ''")
+    r = cli("evaluate", dem_tif, "--scale", 2, "--no-model", "--device", "cuda")
+    assert_one_line_error(r.err, r.code, "drop --device")
+    for option, value, words in (("--bands", "", "--bands"), ("--name", "", "--name"), ("--name", "a\nb", "--name")):
+        r = cli("train", dem_tif, "-o", tmp_path / "m.safetensors", option, value, "--epochs", "1")
+        assert_one_line_error(r.err, r.code, words)
+    assert not (tmp_path / "m.safetensors").exists()

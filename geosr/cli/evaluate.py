@@ -138,13 +138,14 @@ def evaluate(
     switch = "--calibrate" if calibrate else "--no-calibrate"
     given = [name for name, value in (("--model", model), (switch, calibrate)) if value is not None]
     given += ["--ensemble"] if int(ensemble) != 1 else []
+    given += ["--device"] if device != "auto" else []
     if no_model and given:  # they were ignored, and the JSON reported an ensemble that never ran
         raise click.UsageError(f"--no-model measures the classical methods only; drop {' and '.join(given)}")
     chosen = None if bands is None else int_list(bands, "--bands", unique=False)  # a repeat: the band view says
     with open_raster(input_path, chosen) as dataset:
         info = raster_info(dataset)
         # no --model means the default model, as for downscale (evaluate_array takes None as "no model")
-        loaded = None if no_model else load_model(model or DEFAULT_MODEL, "cpu")
+        loaded = None if no_model else load_model(DEFAULT_MODEL if model is None else model, "cpu")
         numbers = list(getattr(dataset, "band_numbers", range(1, info.count + 1)))  # the raster's, under --bands
         if loaded is not None:
             check_band_names(loaded.card, dataset, str(input_path))

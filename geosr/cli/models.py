@@ -46,7 +46,7 @@ def models(model: str | None, as_json: bool) -> None:
     """List the models shipped with geosr, or show the card of one model (by name or file)."""
     from geosr.models import list_models, read_card, resolve_model
 
-    cards = {model: read_card(resolve_model(model))} if model else list_models()
+    cards = {model: read_card(resolve_model(model))} if model is not None else list_models()
     if as_json:
         # strict JSON: a diverged training's NaN metrics are null
         cards_json = {name: jsonable(asdict(card)) for name, card in cards.items()}

@@ -202,6 +202,8 @@ def train(
     from geosr.training.train import TrainConfig
     from geosr.training.train import train as run_training
 
+    if name is not None and (not name.strip() or any(not c.isprintable() for c in name)):
+        raise click.BadParameter(f"must be a name of printable characters, got {name!r}", param_hint="'--name'")
     scale_list = int_list(scales, "--scales")
     if min(scale_list) < 2:
         raise click.BadParameter(f"--scales must all be at least 2, got {scales!r}")
@@ -239,7 +241,7 @@ def train(
             "continue that run, or --overwrite to replace it"
         )
     run_on = str(select_device(device))  # an unavailable --device is refused before the rasters are read
-    wanted = int_list(bands, "--bands") if bands else None
+    wanted = int_list(bands, "--bands") if bands is not None else None  # "" is refused, as elsewhere
     train_sets, val_sets, square, units, names = [], [], True, None, None
     for path in inputs:
         # seen through the chosen bands only, as downscale and evaluate read them: an alpha band left out with
