@@ -869,8 +869,7 @@ class TileWriter:
         final = self._make_cog() if self.cog else self.tmp
         if final != self.tmp:
             self._check_complete(final)
-        os.chmod(final, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a normal mode
-        _publish(final, self.dst, self.overwrite)
+        _publish(final, self.dst, self.overwrite)  # with a new file's mode (mkstemp makes it private)
         for sidecar in (".aux.xml", ".ovr", ".msk"):  # GDAL's side files of the file replaced describe it, not us
             with contextlib.suppress(FileNotFoundError):
                 Path(f"{self.dst}{sidecar}").unlink()
@@ -1215,10 +1214,10 @@ def _publish(new: Path, dst: Path, overwrite: bool) -> None:
     an output another run wrote meanwhile (checked at the start, it was absent): a file is linked, which
     fails where a name exists, then its temporary name removed. Either way with the mode a new file gets
     (mkstemp and mkdtemp make them private)."""
-    os.chmod(new, (0o777 if new.is_dir() else 0o666) & ~_umask())
     if overwrite:
         _replace(new, dst)
         return
+    os.chmod(new, (0o777 if new.is_dir() else 0o666) & ~_umask())  # as _replace gives it
     appeared = OutputExistsError(
         f"output '{dst}' appeared while this run was writing it (another run?) and was left as it is; pass "
         "--overwrite to replace it or -o to choose another"

@@ -39,7 +39,7 @@ from geosr.calibrate import band_groups, residual_gains, whole_scale
 from geosr.calibrate import window as calibration_window
 from geosr.conserve import conserve
 from geosr.errors import DeviceError, GeosrError, InputError, ModelError, ScaleError
-from geosr.georef import output_shape
+from geosr.georef import check_scale, output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float
 from geosr.tiling import Span, Tile, TilePlan, extend_into_missing, fill_radius, footprint_pair, tile_pair
@@ -851,8 +851,6 @@ def downscale(
             f"data must be a NumPy or dask array, got {type(data).__name__}; pass np.asarray(...) of the values "
             "(for a raster file, geosr.downscale_raster or the command line)"
         )
-    from geosr.georef import check_scale
-
     scale = check_scale(scale)  # before untrained_scale_message compares it ('2' failed there)
     if nodata is not None and not (
         isinstance(nodata, int | np.integer) and not isinstance(nodata, bool) and -(2**63) <= nodata < 2**64

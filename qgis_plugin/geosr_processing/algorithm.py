@@ -374,9 +374,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
 
     def _device(self, value: Any) -> str:
         """A device by name, or by its number in ``qgis_process help`` ("0: auto, 1: cpu")."""
-        text = str(value).strip()
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
-            text = str(int(value))
+        text = _as_text(value)
         if text.isdigit() and int(text) < len(self.DEVICES):
             text = self.DEVICES[int(text)]
         if text not in self.DEVICES:
@@ -409,9 +407,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
     def _precision(self, value: Any) -> str:
         """A precision as its option: given by name (any case) or by its number in ``qgis_process help``
         (0 fp32, 1 bf16, 2 fp16)."""
-        text = str(value).strip().lower()
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
-            text = str(int(value))
+        text = _as_text(value).lower()
         if text.isdigit() and int(text) < len(self.PRECISIONS):
             text = self.PRECISIONS[int(text)]
         if text not in self.PRECISIONS:
@@ -443,9 +439,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
     def _flag(self, value: Any, name: str) -> bool:
         """A COG or Keep data type switch as a bool: true or false (any case), 1 or 0. QGIS itself would
         read any other text as true."""
-        text = str(value).strip().lower()
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
-            text = str(int(value))
+        text = _as_text(value).lower()
         if text in ("true", "1"):
             return True
         if text in ("false", "0"):
@@ -515,11 +509,9 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         (0 model, 1 on, 2 off), or, as the Conserve box of earlier versions took it, true (on) or false
         (as the model says)."""
         choices = list(self.SWITCHES)
-        text = str(value).strip().lower()
+        text = _as_text(value).lower()
         if text in ("true", "false"):
             text = "on" if text == "true" else "model"
-        elif isinstance(value, (int, float)) and float(value).is_integer():
-            text = str(int(value))
         if text.isdigit() and int(text) < len(choices):
             text = choices[int(text)]
         if text not in choices:
@@ -592,6 +584,13 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
 
 def _configured_executable() -> str:
     return ProcessingConfig.getSetting(EXECUTABLE_SETTING) or ""
+
+
+def _as_text(value: Any) -> str:
+    """A parameter value as text, a whole number given as a float (4.0, as QGIS passes numbers) as ``4``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
 
 
 def _is_set(value: Any) -> bool:
