@@ -190,10 +190,18 @@ def test_card_that_does_not_match_the_tensors_refused(tmp_path):
     card = make_card(network, depth=5)
     save_file(network.state_dict(), str(path), metadata={CARD_KEY: card.to_json()})
     assert read_card(path).depth == 5
-    with pytest.raises(ModelError, match="does not match its card"):
+    with pytest.raises(ModelError, match="does not match its card") as error:
         load_model(path)
+    # says what differs, not torch's heading cut at its colon
+    assert "4 tensor(s) missing: body.6.weight, body.6.bias, body.8.weight... and 1 more" in str(error.value), (
+        error.value
+    )
     with pytest.raises(ModelError, match="does not match"):
         save_model(network, card, tmp_path / "other.safetensors")
+    wider = tmp_path / "wider.safetensors"
+    save_file(network.state_dict(), str(wider), metadata={CARD_KEY: make_card(network, width=8).to_json()})
+    with pytest.raises(ModelError, match=r"is \(4, 1, 3, 3\), the card's network has \(8, 1, 3, 3\)"):
+        load_model(wider)
 
 
 def test_unknown_architecture_and_bad_card_refused(tmp_path):
@@ -221,6 +229,19 @@ def test_unknown_architecture_and_bad_card_refused(tmp_path):
         ('{"name": "t", "in_channels": 1, "conserve": "yes"}', "field 'conserve' should be true or false"),
         ('{"name": "t", "in_channels": 1, "fill_trend": 1.5}', "field 'fill_trend' should be a number from 0 to 1"),
         ('{"name": "t", "in_channels": 1, "fill_trend": "0.25"}', "field 'fill_trend' should be a number from 0 to 1"),
+        ('{"name": "t", "in_channels": 1, "scales": []}', "field 'scales' should be a list of numbers > 1"),
+        (
+            '{"name": "t", "in_channels": 1, "format_version": 0}',
+            "field 'format_version' should be a whole number >= 1",
+        ),
+        (
+            '{"name": "t", "in_channels": 2, "bands": ["a"], "units": ["m", "K"]}',
+            "field 'bands' should have one entry per channel (2), got 1",
+        ),
+        (
+            '{"name": "t", "in_channels": 1, "units": ["m", "K"]}',
+            "field 'units' should have one entry per channel (1), got 2",
+        ),
     ],
 )
 def test_card_of_the_wrong_shape_is_unreadable(tmp_path, cli, card, words):
@@ -233,6 +254,20 @@ def test_card_of_the_wrong_shape_is_unreadable(tmp_path, cli, card, words):
     assert words in str(error.value)
     result = cli("models", path)
     assert result.code == 1 and "unreadable model card" in result.err and "Traceback" not in result.err
+
+
+def test_card_of_a_newer_format_is_refused_with_the_upgrade(tmp_path, cli):
+    from safetensors.torch import save_file
+
+    network = VDSR(1, depth=2, width=2)
+    path = tmp_path / "future.safetensors"
+    save_file(network.state_dict(), str(path), metadata={CARD_KEY: make_card(network, format_version=99).to_json()})
+    with pytest.raises(
+        ModelError, match=r"written by a newer geosr \(model format 99, this geosr reads up to 1\); upgrade"
+    ):
+        read_card(path)
+    result = cli("models", path)
+    assert result.code == 1 and "upgrade geosr" in result.err and "Traceback" not in result.err
 
 
 def test_models_json_is_strict_when_a_metric_is_nan(tmp_path, cli):
@@ -264,6 +299,11 @@ def test_resolve_model(model1, tmp_path):
     assert resolve_model(model1) == model1
     with pytest.raises(ModelError, match="unknown model 'nothing-here'"):
         resolve_model("nothing-here")
+    # a folder is named as one, with the model files in it
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "mine.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"is a folder, not a model file \(it holds mine.safetensors\)"):
+        resolve_model(str(tmp_path / "runs"))
     shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
     assert sorted(list_models()) == shipped
     for name in shipped:

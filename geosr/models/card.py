@@ -103,6 +103,11 @@ class ModelCard:
             _check_fields(card)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source} has an unreadable model card ({exc}); re-save it with geosr") from None
+        if card.format_version > FORMAT_VERSION:
+            raise ModelError(
+                f"{source} was written by a newer geosr (model format {card.format_version}, this geosr reads "
+                f"up to {FORMAT_VERSION}); upgrade geosr"
+            )
         if card.architecture != "vdsr":
             raise ModelError(f"{source} holds a {card.architecture!r} model; geosr only runs 'vdsr' models")
         try:
@@ -133,7 +138,10 @@ def _check_fields(card: ModelCard) -> None:
         "bands": (lambda v: isinstance(v, list) and all(isinstance(b, str) for b in v), "a list of names"),
         "units": (lambda v: isinstance(v, list) and all(u is None or isinstance(u, str) for u in v), "a list of units"),
         "normalisation": (lambda v: isinstance(v, str), "text"),
-        "scales": (lambda v: isinstance(v, list) and all(number(x) and x > 1 for x in v), "a list of numbers > 1"),
+        "scales": (
+            lambda v: isinstance(v, list) and v and all(number(x) and x > 1 for x in v),
+            "a list of numbers > 1",
+        ),
         "degradation": (lambda v: isinstance(v, str), "text"),
         "interpolation": (lambda v: isinstance(v, str), "text"),
         "conserve": (lambda v: isinstance(v, bool), "true or false"),
@@ -143,12 +151,17 @@ def _check_fields(card: ModelCard) -> None:
         "training": (lambda v: isinstance(v, dict), "an object"),
         "metrics": (lambda v: isinstance(v, dict), "an object"),
         "description": (lambda v: isinstance(v, str), "text"),
-        "format_version": whole(None),
+        "format_version": whole(1),
     }
     for name, (ok, what) in checks.items():
         value = getattr(card, name)
         if not ok(value):
             raise ValueError(f"field '{name}' should be {what}, got {value!r:.60}")
+    for name in ("bands", "units"):  # one per channel: band names pick and order a multiband model's inputs
+        if len(getattr(card, name)) != card.in_channels:
+            raise ValueError(
+                f"field '{name}' should have one entry per channel ({card.in_channels}), got {len(getattr(card, name))}"
+            )
 
 
 def jsonable(value: Any) -> Any:

@@ -54,6 +54,29 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _state_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str:
+    """What differs between the tensors a network expects and those a file holds, in words ("" if none)."""
+
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f"... and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    shapes = [
+        f"{k} is {tuple(found[k].shape)}, the card's network has {tuple(expected[k].shape)}"
+        for k in expected
+        if k in found and tuple(found[k].shape) != tuple(expected[k].shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing: {names(missing)}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected tensor(s): {names(extra)}")
+    if shapes:
+        parts.append(shapes[0] + (f" (and {len(shapes) - 1} more of another shape)" if len(shapes) > 1 else ""))
+    return "; ".join(parts)
+
+
 def load_model(model: str | Path | None = None, device: Any = "cpu") -> LoadedModel:
     """Load a shipped model by name, or a model file by path, onto ``device`` in eval mode."""
     path = resolve_model(model)
@@ -63,11 +86,12 @@ def load_model(model: str | Path | None = None, device: Any = "cpu") -> LoadedMo
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"cannot read model file {path} ({exc})") from None
     network = VDSR(card.in_channels, depth=card.depth, width=card.width, cell_input=card.cell_input)
-    try:
-        network.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ModelError(f"model file {path} does not match its card ({first})") from None
+    mismatch = _state_mismatch(network.state_dict(), tensors)
+    if mismatch:
+        raise ModelError(
+            f"model file {path} does not match its card ({mismatch}); re-save it with geosr or pass another model"
+        )
+    network.load_state_dict(tensors, strict=True)
     network.eval().requires_grad_(False).to(device)
     # absolute: dask tasks carry the path, and may run in another working directory (or on another machine's worker)
     return LoadedModel(network, card, os.path.abspath(path), _digest(path))

@@ -28,6 +28,10 @@ def resolve_model(model: str | Path | None) -> Path:
     path = Path(name).expanduser()
     if path.is_file():
         return path
+    if name and path.is_dir():  # Path('') is the working folder
+        inside = sorted(p.name for p in path.glob("*.safetensors"))
+        hint = f"it holds {', '.join(inside[:3])}" if inside else "it holds no .safetensors file"
+        raise ModelError(f"model {name!r} is a folder, not a model file ({hint}); pass the path of a .safetensors file")
     available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
     if not available:
         where = "no trained model ships with this version of geosr yet"
