@@ -727,6 +727,24 @@ def test_cli_refuses_a_learning_rate_or_budget_that_is_not_positive(tmp_path, cl
     assert not (tmp_path / "m.safetensors").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--batch-size", "100000000"), ("--width", str(2**40)), ("--depth", "100000000")],
+)
+def test_cli_refuses_a_network_or_batch_larger_than_memory(tmp_path, cli, option, value):
+    # before: a bare allocator line (width), or swapping until killed (batch, depth)
+    from geosr.training.train import TrainConfig, device_memory, training_bytes
+
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((64, 32), seed=3, relief=50.0))
+    result = cli("train", hr, "-o", tmp_path / "m.safetensors", *TINY_CLI, "--patch-size", "16", option, value)
+    assert result.code == 1
+    assert_one_line_error(result.err, "GiB of memory; lower --batch-size, --patch-size, --depth or --width")
+    assert "needs at least" in result.err and "more than this machine's" in result.err
+    assert not (tmp_path / "m.safetensors").exists()
+    # the default recipe is far from refused: its lower bound is under a gigabyte
+    assert training_bytes(TrainConfig(), 1) < 2**30 < device_memory(torch.device("cpu"))
+
+
 def test_cli_refuses_constant_rasters(tmp_path, cli):
     hr = write_geotiff(tmp_path / "flat.tif", np.full((64, 32), 5.0, dtype=np.float32))
     result = cli("train", hr, "-o", tmp_path / "m.safetensors", "--scales", "2", "--patch-size", "16", *TINY_CLI)
