@@ -44,7 +44,8 @@ def output_shape(height: int, width: int, scale: float) -> tuple[int, int]:
     if max(height, width) * scale > MAX_SIDE:
         raise ScaleError(
             f"scale {scale:g} would make the {height} x {width} raster {height * scale:.4g} x {width * scale:.4g} "
-            f"pixels, beyond the {MAX_SIDE} pixels a side that GDAL can write; choose a smaller scale"
+            f"pixels, beyond the {MAX_SIDE} pixels a side that GDAL can write; "
+            "choose a smaller scale (a coarser resolution)"
         )
     shape = max(1, round(height * scale)), max(1, round(width * scale))
     if shape == (height, width):

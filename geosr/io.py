@@ -580,7 +580,7 @@ def check_space(dst: Path, shape: tuple[int, int], count: int, dtype: str) -> No
         raise InputError(
             f"the output would be {shape[1]} x {shape[0]} pixels x {count} bands, {raw / 1e9:.3g} GB uncompressed, "
             f"and cannot fit in the {free / 1e9:.3g} GB free in '{dst.parent}'; "
-            "choose a smaller scale or another folder"
+            "choose a smaller scale (a coarser resolution) or another folder"
         )
 
 

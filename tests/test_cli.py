@@ -205,6 +205,13 @@ def test_unexpected_error_is_one_line_and_verbose_shows_it(files, cli, monkeypat
     assert verbose.code == 1 and "Traceback" in verbose.err and "ZeroDivisionError" in verbose.err
 
 
+def test_geosr_without_a_subcommand_prints_the_help_not_an_error(cli):
+    # click 8.2 raises its help as a usage error: it was printed as "Error: Usage: ..." with code 2
+    bare, helped = cli(), cli("--help")
+    assert (bare.code, bare.err) == (0, "")
+    assert bare.out == helped.out and bare.out.startswith("Usage: geosr [OPTIONS] COMMAND")
+
+
 NO_TORCH = """
 import sys
 from geosr.cli import main

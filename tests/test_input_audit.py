@@ -893,3 +893,17 @@ def test_empty_values_are_refused_not_taken_as_absent(cli, dem_tif, tmp_path):
         r = cli("train", dem_tif, "-o", tmp_path / "m.safetensors", option, value, "--epochs", "1")
         assert_one_line_error(r.err, r.code, words)
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize(("resolution", "free"), [(1e-300, 10**15), (1e-3, 1)])
+def test_output_too_large_under_resolution_names_the_resolution(
+    cli, make_geotiff, model1, tmp_path, monkeypatch, resolution, free
+):
+    # the user gave no scale: the advice says which way to move the resolution too
+    src = make_geotiff("dem.tif", fbm_surface((13, 17), seed=1))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(free, 0, free))
+    out = tmp_path / "out.tif"
+    r = cli("downscale", src, "--resolution", resolution, "-o", out, "--model", model1, "--quiet")
+    assert_one_line_error(r.err, r.code, "choose a smaller scale (a coarser resolution)")
+    assert not out.exists()

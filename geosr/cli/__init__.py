@@ -34,6 +34,10 @@ cli.add_command(evaluate)
 cli.add_command(train)
 
 
+#: Raised by click 8.2 and later for a group called with no arguments; its message is the help.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the group and report errors in one line."""
     state["verbose"] = False  # set again by --verbose; not carried over from an earlier call in this process
@@ -42,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="geosr", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except _NO_ARGS_IS_HELP as exc:  # plain `geosr`: the help, as --help gives it, not an error
+        click.echo(exc.format_message())
+        return 0
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         return exc.exit_code
