@@ -41,7 +41,7 @@ from geosr.conserve import conserve
 from geosr.errors import DeviceError, GeosrError, InputError, ModelError, ScaleError
 from geosr.georef import check_scale, output_shape
 from geosr.models.card import ModelCard
-from geosr.stats import BandStats, as_float
+from geosr.stats import BandStats, as_float, unmasked
 from geosr.tiling import Span, Tile, TilePlan, extend_into_missing, fill_radius, footprint_pair, tile_pair
 
 if TYPE_CHECKING:
@@ -792,8 +792,7 @@ def check_numeric(dtype: Any, what: str = "array") -> None:
 
 def _as_bands(data: Any) -> tuple[Any, bool]:
     check_numeric(data.dtype)
-    if np.ma.isMaskedArray(data):  # its masked cells are missing data (np.asarray would keep their stored numbers)
-        data = np.ma.filled(data.astype(data.dtype if data.dtype.kind == "f" else np.float64), np.nan)
+    data = unmasked(data)  # its masked cells are missing data (np.asarray would keep their stored numbers)
     if data.ndim == 2:
         return data[None], True
     if data.ndim != 3:
@@ -1021,6 +1020,7 @@ def _assembled(
     assembles that band's chunks, not every band's."""
     if bands is not None:
         blocks = [[block[bands] for block in row] for row in blocks]
+    blocks = [[unmasked(block) for block in row] for row in blocks]  # chunks of a masked dask array
     whole = blocks[0][0] if len(blocks) == len(blocks[0]) == 1 else np.block(blocks)
     return whole[:, window[0], window[1]]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,17 @@ def valid_mask(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
     return valid
 
 
+def unmasked(block: Any) -> Any:
+    """``block`` itself, or for a NumPy masked array its values with NaN in the masked cells (as floats):
+    ``np.asarray`` and ``np.block`` would keep the numbers stored under the mask as data."""
+    if not np.ma.isMaskedArray(block):
+        return block
+    return np.ma.filled(block.astype(block.dtype if block.dtype.kind == "f" else np.float64), np.nan)
+
+
 def as_float(block: np.ndarray, nodata: float | None = None) -> np.ndarray:
-    """Copy of ``block`` as float64 with NaN wherever it holds no data."""
+    """Copy of ``block`` as float64 with NaN wherever it holds no data (masked cells included)."""
+    block = unmasked(block)
     out = np.asarray(block, dtype=np.float64).copy()
     out[~valid_mask(np.asarray(block), nodata)] = np.nan
     return out

@@ -653,3 +653,15 @@ def test_the_masked_cells_of_a_masked_array_are_missing(dem, model1):
         expected = downscale(np.where(holes, np.nan, values.astype(np.float64)), 2, str(model1), device="cpu")
         np.testing.assert_array_equal(downscale(masked, 2, str(model1), device="cpu"), expected)
     assert np.isnan(downscale(np.ma.masked_array(dem, mask=holes), 2, str(model1), device="cpu")).any()
+
+
+@pytest.mark.parametrize("chunks", [(64, 64), (13, 17)])
+def test_the_masked_cells_of_a_masked_dask_array_are_missing(dem, model1, chunks):
+    # dask chunks that are masked arrays: their masked cells entered the statistics and the tiles as data
+    holes = np.zeros(dem.shape, bool)
+    holes[5:9, 7:12] = holes[30:34, 2:40] = True
+    for values in (dem, (dem * 10).astype(np.int32)):
+        stored = np.where(holes, -1e6, values).astype(values.dtype)  # what lies under the mask
+        lazy = da.from_array(np.ma.masked_array(stored, mask=holes), chunks=chunks)
+        expected = downscale(np.where(holes, np.nan, values.astype(np.float64)), 2, str(model1), device="cpu")
+        np.testing.assert_array_equal(downscale(lazy, 2, str(model1), device="cpu").compute(), expected)
