@@ -155,6 +155,31 @@ def test_zarr_output_keeps_the_time_encoding_too(cli, tmp_path, model1, zarr_for
     assert "_FillValue" not in lat_attrs and lat_dtype == np.float32
 
 
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_float32_coordinates_that_cannot_hold_the_fine_centres_are_written_as_float64(cli, tmp_path, model1, suffix):
+    # an audit: float32 northings near 9e6 are 1 m apart, so the 15 m cells' centres (x.5 m) were rounded to
+    # whole metres; GDAL then read 15 x 14.96 m pixels and bounds half a metre in
+    if suffix == ".zarr":
+        pytest.importorskip("zarr")
+    y = (9_000_000 - 15 - 30 * np.arange(12)).astype(np.float32)  # float32 holds these exactly
+    x = (500_015 + 30 * np.arange(16)).astype(np.float32)
+    tas = 280 + np.random.default_rng(0).random((12, 16)).astype(np.float32)
+    attrs = {"units": "m", "axis": "Y"}
+    src = tmp_path / "utm.nc"
+    xr.Dataset(
+        {"tas": (("y", "x"), tas, {"units": "K"})},
+        coords={"y": ("y", y, attrs), "x": ("x", x, {**attrs, "axis": "X"})},
+    ).to_netcdf(src)
+    out = tmp_path / f"out{suffix}"
+    downscale(cli, src, out, model1, "--scale", 2)
+    with xr.open_dataset(out, engine="zarr" if suffix == ".zarr" else None) as ds:
+        fine_y, fine_x = ds.y.values, ds.x.values
+    assert fine_y.dtype == np.float64  # float32 cannot hold them
+    np.testing.assert_array_equal(fine_y, 9_000_000 - 15 * (np.arange(24) + 0.5))
+    assert fine_x.dtype == np.float32  # float32 holds 500007.5 + 15 k exactly: kept
+    np.testing.assert_array_equal(fine_x, 500_000 + 15 * (np.arange(32) + 0.5))
+
+
 # --- history ---------------------------------------------------------------------------------------
 
 
