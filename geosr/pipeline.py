@@ -562,9 +562,9 @@ def _coordinate_encoding(ds: Any, fine: Any, variable: str, dims: tuple[str, str
             stored = value.get("dtype")
             value = {k: v for k, v in value.items() if k in ("_FillValue", "missing_value")}
             packed = {"scale_factor", "add_offset"} & set(ds.variables[name].encoding)
-            if stored is not None and np.dtype(stored).kind == "f" and not packed:
-                if _holds_centres(np.dtype(stored), fine.variables[name].values):
-                    value["dtype"] = np.dtype(stored)
+            floating = stored is not None and np.dtype(stored).kind == "f" and not packed
+            if floating and _holds_centres(np.dtype(stored), fine.variables[name].values):
+                value["dtype"] = np.dtype(stored)
         own = fine.variables[name].encoding
         encoding[str(name)] = {k: v for k, v in value.items() if k not in own}
     return encoding
