@@ -9,10 +9,12 @@ from typing import Any
 from processing.core.ProcessingConfig import ProcessingConfig
 from qgis.core import (
     Qgis,
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
@@ -280,7 +282,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
             return ok, message
         try:
             self._scale_and_resolution(parameters, context)
-            self._output(parameters, context)
+            _check_output_name(self._output_name(parameters, context))
         except QgsProcessingException as exc:
             return False, str(exc)
         return True, ""
@@ -548,11 +550,21 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
 
     def _output(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        if Path(output).suffix.lower() not in (".tif", ".tiff"):
-            raise QgsProcessingException(
-                _tr("geosr writes GeoTIFF: give the output a .tif name instead of '{}'").format(output)
-            )
+        _check_output_name(output)
         return output
+
+    def _output_name(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        """The output as given, without making it: ``parameterAsOutputLayer`` makes a temporary output's file
+        name and adds it to the layers to load, and the check before the run (the dialog's, with the context
+        of the run) then left one that the run never wrote ("The following layers were not correctly
+        generated" after every run to a temporary layer). "" for a temporary output."""
+        value = parameters.get(self.OUTPUT, self.parameterDefinition(self.OUTPUT).defaultValue())
+        if isinstance(value, QgsProcessingOutputLayerDefinition):
+            value = value.sink
+        if isinstance(value, QgsProperty):
+            value, _ = value.valueAsString(context.expressionContext(), "")  # PyQGIS returns (value, ok)
+        name = "" if value is None else str(value)
+        return "" if name in ("", QgsProcessing.TEMPORARY_OUTPUT) else name
 
     def _source(self, parameters: dict[str, Any], context: QgsProcessingContext, output: str) -> tuple[str, list[int]]:
         """The input as GDAL opens it, and the bands chosen (empty: all), which geosr picks itself.
@@ -618,6 +630,15 @@ def _open(name: str, open_options: list[str]) -> Any:
         return gdal.OpenEx(name, gdal.OF_RASTER, open_options=open_options)
     except RuntimeError:  # with gdal.UseExceptions()
         return None
+
+
+def _check_output_name(output: str) -> None:
+    """Refuse an output that is not a GeoTIFF (nothing to check of a temporary output, ``""``: its name is
+    made with the parameter's .tif extension)."""
+    if output and Path(output).suffix.lower() not in (".tif", ".tiff"):
+        raise QgsProcessingException(
+            _tr("geosr writes GeoTIFF: give the output a .tif name instead of '{}'").format(output)
+        )
 
 
 def _refuse_input_as_output(layer: QgsRasterLayer, name: str, open_options: list[str], output: str) -> None:

@@ -272,7 +272,7 @@ def _check_startable(path: Path, origin: str) -> None:
         )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)  # not functools.cache, which is Python 3.9+: QGIS 3.22 may run 3.8
 def _try_import() -> tuple[bool, str | None]:
     """Whether geosr runs in this Python, and why not where it is installed but fails to import; tried once."""
     if any(importlib.util.find_spec(name) is None for name in ("geosr", "torch", "rasterio")):

@@ -238,6 +238,33 @@ def test_runs_without_a_feedback_object(processing, jacksboro, tiny_model, tmp_p
     assert ok and results["OUTPUT"] == str(out) and QgsRasterLayer(str(out), "out").width() == 806
 
 
+def test_a_temporary_output_checked_then_run_leaves_no_layer_unmade(processing, jacksboro, tiny_model, tmp_path):
+    """The dialog checks the parameters, runs and loads the results with one context: the check made a
+    temporary output's file name and added it to the layers to load, the run wrote another, and every run to
+    a temporary layer ended in "The following layers were not correctly generated" (an audit)."""
+    from qgis.core import QgsProcessingContext, QgsProcessingOutputLayerDefinition, QgsProject, QgsProperty
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("geosr:downscale").create()
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    base = {"INPUT": str(jacksboro), "SCALE": 2, "MODEL": str(tiny_model), "DEVICE": "cpu"}
+    temporary = {**base, "OUTPUT": QgsProcessingOutputLayerDefinition("TEMPORARY_OUTPUT", QgsProject.instance())}
+    assert algorithm.checkParameterValues(temporary, context) == (True, "")
+    assert list(context.layersToLoadOnCompletion()) == []
+    results, ok = algorithm.run(temporary, context, QgsProcessingFeedback())
+    assert ok and Path(results["OUTPUT"]).suffix == ".tif"
+    assert list(context.layersToLoadOnCompletion()) == [results["OUTPUT"]] and Path(results["OUTPUT"]).is_file()
+    # a named output is still checked before the run, as text, as a definition or as an expression
+    for bad in (
+        str(tmp_path / "out.vrt"),
+        QgsProcessingOutputLayerDefinition(str(tmp_path / "out.vrt")),
+        QgsProcessingOutputLayerDefinition(QgsProperty.fromExpression(f"'{tmp_path}/out' || '.png'")),
+    ):
+        ok, message = algorithm.checkParameterValues({**base, "OUTPUT": bad}, context)
+        assert not ok and "geosr writes GeoTIFF" in message, message
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_target_resolution_keeps_twelve_decimals_in_the_dialog():
     """1 arc-second is 0.000277777...: the default 6 decimals would give a scale of 2.9976, not 3."""
     algorithm = QgsApplication.processingRegistry().algorithmById("geosr:downscale")
