@@ -9,16 +9,21 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "downscale"]
+__all__ = ["__version__", "downscale", "downscale_raster"]
 
 from geosr import accessor as _accessor  # noqa: E402,F401  (registers the .geosr accessor)
 
 
 def __getattr__(name: str) -> Any:
-    """``geosr.downscale`` is :func:`geosr.predict.downscale` itself, imported when first asked for (so that
-    its warnings name the caller's line, not a wrapper's)."""
+    """``geosr.downscale`` is :func:`geosr.predict.downscale` itself and ``geosr.downscale_raster``
+    :func:`geosr.pipeline.downscale_raster` (a raster file to a GeoTIFF), imported when first asked for (so
+    that their warnings name the caller's line, not a wrapper's)."""
     if name == "downscale":
         from geosr.predict import downscale
 
         return downscale
+    if name == "downscale_raster":
+        from geosr.pipeline import downscale_raster
+
+        return downscale_raster
     raise AttributeError(f"module 'geosr' has no attribute {name!r}")

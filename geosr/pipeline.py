@@ -61,7 +61,7 @@ from geosr.predict import (
     warn_untrained_scale,
 )
 from geosr.stats import BandStats
-from geosr.tiling import Span, TilePlan
+from geosr.tiling import Span, TilePlan, tile_pair
 
 #: GDAL's block cache (MB). Bounded so that dirty output blocks are flushed as tiles complete instead
 #: of accumulating up to GDAL's default of 5% of RAM: peak memory then follows the tile size.
@@ -155,6 +155,12 @@ def downscale_raster(
     """
     if (scale is None) == (resolution is None):
         raise ScaleError("give exactly one of --scale and --resolution")
+    rows, cols = tile_pair(tile_size)  # one clear line for text or a bad pair, as geosr.downscale gives
+    if rows != cols:
+        raise InputError(
+            f"a GeoTIFF is written in square tiles (whole blocks each), got tile size {tile_size!r}; pass one number"
+        )
+    tile_size = rows
     if scheduler is not None:  # before the statistics pass, not after
         from geosr.distributed import require_distributed
 
@@ -381,7 +387,6 @@ def downscale_grid(
     from geosr.accessor import regular_step, spatial_dims
     from geosr.io import check_grid_library, netcdf_chunk_cache, open_grid, write_grid
     from geosr.predict import eager_statistics, select_device
-    from geosr.tiling import tile_pair
 
     if (scale is None) == (resolution is None):
         raise ScaleError("give exactly one of --scale and --resolution")

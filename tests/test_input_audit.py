@@ -11,6 +11,7 @@ the output lost its transform and covered twice the input's area.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections import namedtuple
 from pathlib import Path
@@ -871,6 +872,24 @@ def test_bad_python_arguments_are_geosr_errors(call, words):
     a = fbm_surface((12, 14), seed=1).astype(np.float32)
     with pytest.raises(geosr.errors.GeosrError, match=words):
         call(a, da)
+
+
+@pytest.mark.parametrize(
+    ("tile_size", "words"),
+    [("big", "tile size must be a positive number"), ((3, 40), "GeoTIFF is written in square tiles")],
+)
+def test_downscale_raster_is_public_and_refuses_a_bad_tile_size_in_one_line(make_geotiff, tmp_path, tile_size, words):
+    # the error of geosr.downscale for a path names geosr.downscale_raster, which was only geosr.pipeline's;
+    # and its tile_size 'big' or (3, 40) raised bare ValueError and TypeError (a fuzzing audit)
+    from geosr.pipeline import downscale_raster
+
+    assert geosr.downscale_raster is downscale_raster and "downscale_raster" in geosr.__all__
+    with pytest.raises(geosr.errors.InputError, match="geosr.downscale_raster"):
+        geosr.downscale("dem.tif", 2)
+    src = make_geotiff("dem.tif", fbm_surface((13, 17), seed=1))
+    with pytest.raises(geosr.errors.InputError, match=re.escape(words)):
+        geosr.downscale_raster(src, tmp_path / "out.tif", scale=2, model="backprojection", tile_size=tile_size)
+    assert not (tmp_path / "out.tif").exists()
 
 
 def test_a_scale_given_as_text_is_read_as_the_command_line_reads_it():
