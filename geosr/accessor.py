@@ -19,12 +19,14 @@ latitudes gives the same values through every front door.
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from geosr.errors import InputError, ModelError
+from geosr.errors import GeosrWarning, InputError, ModelError
 from geosr.georef import check_scale, output_shape
 from geosr.io import markers_in_type, mirrored_array
 
@@ -457,7 +459,11 @@ class GeosrDataArrayAccessor:
 
         da = self._obj
         scale = check_scale(scale)
-        check_numeric(da.dtype, f"variable {da.name!r}" if da.name is not None else "the DataArray")
+        what = f"variable {da.name!r}" if da.name is not None else "the DataArray"
+        check_numeric(da.dtype, what)
+        kind = not_a_field(da)
+        if kind is not None:
+            raise InputError(f"{what} is {kind}, not a continuous field; {NOT_A_FIELD_ADVICE}")
         ydim, xdim = spatial_dims(da, y_dim, x_dim)
         dy, dx = regular_step(da, ydim), regular_step(da, xdim)
         check_ensemble(ensemble, (dx, dy), step_precision(da, xdim) + step_precision(da, ydim))
@@ -570,6 +576,40 @@ class GeosrDataArrayAccessor:
         return result.transpose(*da.dims)
 
 
+#: What to do with a variable that is not a continuous field.
+NOT_A_FIELD_ADVICE = (
+    "regrid categories with nearest neighbour (.interp(method='nearest')) and compute cell measures for the fine grid"
+)
+
+
+def not_a_field(var: xr.DataArray, measure: bool = False) -> str | None:
+    """What ``var`` is when it is not a continuous field, in words: categories (CF ``flag_values`` or
+    ``flag_masks``, whose in-between values mean nothing) or a cell measure (``standard_name`` cell_area or
+    cell_thickness, or named in another variable's ``cell_measures``: a value per cell, which the fine
+    cells do not share); None for a field."""
+    if "flag_values" in var.attrs or "flag_masks" in var.attrs:
+        return "categorical (flag_values)"
+    if measure or var.attrs.get("standard_name") in ("cell_area", "cell_thickness"):
+        return "a cell measure"
+    return None
+
+
+def _cell_measures(ds: xr.Dataset) -> set[str]:
+    """The variables named in the CF ``cell_measures`` attributes ("area: areacella") of ``ds``."""
+    names: set[str] = set()
+    for var in ds.variables.values():
+        text = var.attrs.get("cell_measures")
+        if isinstance(text, str):
+            names.update(re.findall(r"\w+:\s*(\S+)", text))
+    return names
+
+
+def _without_measures(text: str, dropped: set[str]) -> str:
+    """A CF ``cell_measures`` attribute without the entries naming ``dropped`` variables."""
+    pairs = re.findall(r"(\w+:)\s*(\S+)", text)
+    return " ".join(f"{key} {name}" for key, name in pairs if name not in dropped)
+
+
 @xr.register_dataset_accessor("geosr")
 class GeosrDatasetAccessor:
     """``Dataset.geosr``: super-resolution of every gridded variable."""
@@ -613,11 +653,28 @@ class GeosrDatasetAccessor:
         # CF cell bounds (the `bounds` of a coordinate, such as the vertices of a rotated grid's 2-D lat/lon) are
         # corners of the coarse cells, not a field: on the spatial grid they are dropped with what they bound
         bounds = {str(v.attrs["bounds"]) for v in ds.variables.values() if isinstance(v.attrs.get("bounds"), str)}
+        # categories (flag_values) and cell measures (areacella) on the grid are not fields: dropped, with a warning
+        measures = _cell_measures(ds)
+        others = {
+            str(name): kind
+            for name, var in ds.data_vars.items()
+            if spatial <= set(var.dims) and (kind := not_a_field(var, str(name) in measures)) is not None
+        }
         gridded = [
-            str(name) for name, var in ds.data_vars.items() if spatial <= set(var.dims) and str(name) not in bounds
+            str(name)
+            for name, var in ds.data_vars.items()
+            if spatial <= set(var.dims) and str(name) not in bounds and str(name) not in others
         ]
         if not gridded:
-            raise InputError(f"no data variable of the dataset has both dimensions {ydim!r} and {xdim!r}")
+            left = f" (left out: {', '.join(f'{n!r}, {k}' for n, k in others.items())})" if others else ""
+            raise InputError(f"no data variable of the dataset has both dimensions {ydim!r} and {xdim!r}{left}")
+        if others:
+            warnings.warn(
+                f"left out {'; '.join(f'{n!r}: {k}' for n, k in others.items())}: not continuous fields; "
+                f"{NOT_A_FIELD_ADVICE}",
+                GeosrWarning,
+                stacklevel=2,
+            )
         for name, var in ds.variables.items():
             if not spatial & set(var.dims):
                 _check_north_up(str(name), var, ydim, xdim)
@@ -634,7 +691,7 @@ class GeosrDatasetAccessor:
         chosen_models: list[Any] = []
         with quiet_scale_warning():  # warned below, once per model, not once per variable
             for name, var in ds.data_vars.items():
-                if str(name) in bounds and spatial & set(var.dims):
+                if (str(name) in bounds or str(name) in others) and spatial & set(var.dims):
                     continue
                 if spatial <= set(var.dims):
                     chosen = model.get(name) if isinstance(model, dict) else model
@@ -656,4 +713,15 @@ class GeosrDatasetAccessor:
             if not spatial & set(var.dims):
                 out[name] = _refit(var, *grids)
         kept = {name: _refit(coord, *grids) for name, coord in ds.coords.items() if not spatial & set(coord.dims)}
-        return xr.Dataset(out, attrs=dict(ds.attrs)).assign_coords(kept)
+        for name, var in out.items():  # no link to a cell measure left out
+            if others and isinstance(var.attrs.get("cell_measures"), str):
+                links = _without_measures(var.attrs["cell_measures"], set(others))
+                out[name] = var.copy(deep=False)
+                out[name].attrs = {k: v for k, v in var.attrs.items() if k != "cell_measures"}
+                if links:
+                    out[name].attrs["cell_measures"] = links
+        result = xr.Dataset(out, attrs=dict(ds.attrs)).assign_coords(kept)
+        unlimited = [d for d in ds.encoding.get("unlimited_dims", ()) if d in result.dims]
+        if unlimited:  # a record dimension (time) stays one in a written file, as xarray's own operations keep it
+            result.encoding["unlimited_dims"] = set(unlimited)
+        return result

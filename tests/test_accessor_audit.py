@@ -449,3 +449,57 @@ def test_a_model_file_replaced_with_its_size_and_time_kept_is_loaded_again(tmp_p
     os.utime(path, ns=(stamp, stamp))
     lazy = grid.geosr.downscale(2, model=str(path))
     np.testing.assert_array_equal(lazy.values, grid.compute().geosr.downscale(2, model=str(b)).values)
+
+
+# An audit of the accessor on Datasets: categories (flag_values) and cell measures (areacella) were
+# super-resolved as fields, silently (a continuous "land-sea mask" with its flag_values kept; cell areas
+# copied onto cells four times smaller, the total area x4, and tas still pointing at them); and a
+# Dataset's record dimension (unlimited_dims) was lost, so time was no longer unlimited in a written file.
+
+
+def _cmip_like(ny: int = 12, nx: int = 14) -> xr.Dataset:
+    rng = np.random.default_rng(2)
+    return xr.Dataset(
+        {
+            "tas": (("time", "lat", "lon"), 280 + rng.normal(size=(2, ny, nx)), {"cell_measures": "area: areacella"}),
+            "sftlf": (
+                ("lat", "lon"),
+                (rng.random((ny, nx)) > 0.5).astype("int8"),
+                {"flag_values": np.array([0, 1], "int8"), "flag_meanings": "sea land"},
+            ),
+            "areacella": (("lat", "lon"), np.full((ny, nx), 1e8), {"units": "m2"}),
+            "orog": (("lat", "lon"), fbm_surface((ny, nx), seed=3), {"standard_name": "surface_altitude"}),
+        },
+        coords={"time": [0.0, 1.0], "lat": np.arange(ny) * 2.0, "lon": np.arange(nx) * 2.0},
+    )
+
+
+def test_categories_and_cell_measures_are_left_out_of_a_dataset_with_a_warning():
+    ds = _cmip_like()
+    with pytest.warns(UserWarning, match=r"left out 'sftlf': categorical \(flag_values\); 'areacella': a cell measure"):
+        out = ds.geosr.downscale(2, model="backprojection")
+    assert sorted(out.data_vars) == ["orog", "tas"]
+    assert "cell_measures" not in out.tas.attrs  # its only link was to a variable left out
+    with_volume = ds.assign(volcello=ds.areacella.assign_attrs(standard_name="cell_thickness"))
+    with_volume.tas.attrs["cell_measures"] = "area: areacella volume: other"
+    with pytest.warns(UserWarning, match="'volcello': a cell measure"):
+        out = with_volume.geosr.downscale(2, model="backprojection")
+    assert out.tas.attrs["cell_measures"] == "volume: other"
+    for name in ("sftlf", "areacella"):  # asked for alone, refused in one line
+        with pytest.raises(InputError, match=f"variable '{name}' is .*, not a continuous field; regrid categories"):
+            ds[name].assign_attrs(standard_name="cell_area" if name == "areacella" else None).geosr.downscale(2)
+    only = ds[["sftlf"]]
+    with pytest.raises(InputError, match=r"no data variable .* \(left out: 'sftlf', categorical"):
+        only.geosr.downscale(2, model="backprojection")
+
+
+def test_a_datasets_record_dimension_stays_unlimited(tmp_path):
+    src = tmp_path / "tas.nc"
+    _cmip_like()[["tas"]].to_netcdf(src, unlimited_dims=["time"])
+    with xr.open_dataset(src) as ds:
+        out = ds.geosr.downscale(2, model="backprojection")
+    assert out.encoding["unlimited_dims"] == {"time"}
+    out.to_netcdf(tmp_path / "out.nc")
+    netCDF4 = pytest.importorskip("netCDF4")
+    with netCDF4.Dataset(tmp_path / "out.nc") as nc:
+        assert nc.dimensions["time"].isunlimited()
