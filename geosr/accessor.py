@@ -604,10 +604,22 @@ def _cell_measures(ds: xr.Dataset) -> set[str]:
     return names
 
 
-def _without_measures(text: str, dropped: set[str]) -> str:
-    """A CF ``cell_measures`` attribute without the entries naming ``dropped`` variables."""
-    pairs = re.findall(r"(\w+:)\s*(\S+)", text)
-    return " ".join(f"{key} {name}" for key, name in pairs if name not in dropped)
+def without_measures(ds: xr.Dataset, dropped: set[str]) -> xr.Dataset:
+    """``ds`` without the entries of its CF ``cell_measures`` attributes ("area: areacella") that name the
+    ``dropped`` variables (left out of it), and without the attributes left empty. Names of other variables
+    (external ones, listed in the global ``external_variables``) stay."""
+    changed = {}
+    for name, var in ds.data_vars.items():
+        text = var.attrs.get("cell_measures")
+        if not dropped or not isinstance(text, str):
+            continue
+        pairs = re.findall(r"(\w+:)\s*(\S+)", text)
+        links = " ".join(f"{key} {measure}" for key, measure in pairs if measure not in dropped)
+        changed[name] = var.copy(deep=False)
+        changed[name].attrs = {k: v for k, v in var.attrs.items() if k != "cell_measures"}
+        if links:
+            changed[name].attrs["cell_measures"] = links
+    return ds.assign(changed) if changed else ds
 
 
 @xr.register_dataset_accessor("geosr")
@@ -713,14 +725,7 @@ class GeosrDatasetAccessor:
             if not spatial & set(var.dims):
                 out[name] = _refit(var, *grids)
         kept = {name: _refit(coord, *grids) for name, coord in ds.coords.items() if not spatial & set(coord.dims)}
-        for name, var in out.items():  # no link to a cell measure left out
-            if others and isinstance(var.attrs.get("cell_measures"), str):
-                links = _without_measures(var.attrs["cell_measures"], set(others))
-                out[name] = var.copy(deep=False)
-                out[name].attrs = {k: v for k, v in var.attrs.items() if k != "cell_measures"}
-                if links:
-                    out[name].attrs["cell_measures"] = links
-        result = xr.Dataset(out, attrs=dict(ds.attrs)).assign_coords(kept)
+        result = without_measures(xr.Dataset(out, attrs=dict(ds.attrs)).assign_coords(kept), set(others))
         unlimited = [d for d in ds.encoding.get("unlimited_dims", ()) if d in result.dims]
         if unlimited:  # a record dimension (time) stays one in a written file, as xarray's own operations keep it
             result.encoding["unlimited_dims"] = set(unlimited)

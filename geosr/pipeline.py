@@ -384,7 +384,7 @@ def downscale_grid(
     import dask
     from affine import Affine
 
-    from geosr.accessor import regular_step, spatial_dims
+    from geosr.accessor import regular_step, spatial_dims, without_measures
     from geosr.io import check_grid_library, netcdf_chunk_cache, open_grid, write_grid
     from geosr.predict import eager_statistics, select_device
 
@@ -434,6 +434,8 @@ def downscale_grid(
                 y_dim=ydim,
                 x_dim=xdim,
             )
+        # no link to a cell measure on the grid (areacella), which is not written
+        fine = without_measures(fine, {str(name) for name in ds.data_vars if str(name) not in fine.variables})
         command = _command_line() or _python_call(src, out, variable, given)
         fine, encoding = _grid_output(ds, fine, variable, (ydim, xdim), out, src, scale, command=command)
         zarr_format = _zarr_format(src) if grid_format(src) == "zarr" else None

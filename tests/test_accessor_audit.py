@@ -503,3 +503,16 @@ def test_a_datasets_record_dimension_stays_unlimited(tmp_path):
     netCDF4 = pytest.importorskip("netCDF4")
     with netCDF4.Dataset(tmp_path / "out.nc") as nc:
         assert nc.dimensions["time"].isunlimited()
+
+
+def test_cli_variable_output_keeps_no_link_to_a_cell_measure_it_does_not_write(cli, tmp_path):
+    src = tmp_path / "cmip.nc"
+    ds = _cmip_like()
+    ds.tas.attrs["cell_measures"] = "area: areacella volume: volcello"  # volcello: external, not in the file
+    ds.to_netcdf(src)
+    out = tmp_path / "out.nc"
+    r = cli("downscale", src, "--variable", "tas", "--scale", 2, "--model", "backprojection", "-q", "-o", out)
+    assert r.code == 0, r.err
+    with xr.open_dataset(out) as written:
+        assert "areacella" not in written.variables
+        assert written.tas.attrs["cell_measures"] == "volume: volcello"
