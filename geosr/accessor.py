@@ -356,6 +356,50 @@ def _downscale_slices(data: Any, scale: float, loaded: Any, options: dict[str, A
     return dsa.concatenate(parts, axis=0)
 
 
+def _checked_magnitudes(arranged: xr.DataArray, nodata: Any, what: str) -> Any:
+    """The data of ``arranged``, whose values beyond float32's range or at its limit (undeclared missing data)
+    are refused naming ``what`` and where they lie (``time=... (index 4)``), with xarray's remedies: the core's
+    refusal named a band numbered within the slice or the dask chunk it was given, with GDAL's remedies. For
+    dask data the check is a task before every chunk's first use, at compute time."""
+    from geosr.predict import FLOAT32_MAX, is_dask
+    from geosr.stats import unmasked, valid_mask
+
+    data = arranged.data
+    if np.dtype(data.dtype).kind != "f" or np.finfo(data.dtype).max < FLOAT32_MAX:  # integers, float16: in range
+        return data
+    dims = [str(d) for d in arranged.dims]
+    labels = {d: arranged[d].values for d in dims if d in arranged.coords}
+
+    def check(block: Any, origin: tuple[int, ...]) -> Any:
+        values = np.asarray(unmasked(block))
+        with np.errstate(invalid="ignore"):
+            bad = valid_mask(values, nodata) & (np.abs(values) >= FLOAT32_MAX)
+        if bad.any():
+            at = [int(i) + o for i, o in zip(np.argwhere(bad)[0], origin, strict=True)]
+            where = ", ".join(
+                f"{d}={labels[d][i]} (index {i})" if d in labels else f"{d} index {i}"
+                for d, i in zip(dims, at, strict=True)
+            )
+            value = abs(float(values[tuple(np.argwhere(bad)[0])]))
+            limit = (
+                "beyond the range of float32" if value > FLOAT32_MAX else "float32's limit, a usual missing-data marker"
+            )
+            raise InputError(
+                f"{what} holds a value of magnitude {value:.7g} ({limit}) at {where}; if such values mark missing "
+                "data, mask them (.where(abs(da) < 1e38)) or declare them (nodata=, _FillValue), else rescale it"
+            )
+        return block
+
+    if not is_dask(data):
+        return check(data, (0,) * data.ndim)
+
+    def check_chunk(block: Any, block_info: dict[Any, Any] | None = None) -> Any:
+        location = (block_info or {}).get(0, {}).get("array-location") or [(0, 0)] * block.ndim
+        return check(block, tuple(start for start, _ in location))
+
+    return data.map_blocks(check_chunk, dtype=data.dtype, meta=data._meta)
+
+
 #: Attributes bounding the input's values (or coordinates), which the output's overshoot
 STALE_RANGES = ("valid_range", "valid_min", "valid_max", "actual_range")
 
@@ -512,7 +556,7 @@ class GeosrDataArrayAccessor:
             arranged = (arranged * signs.astype(arranged.dtype)).transpose(*arranged.dims)
         ny, nx = arranged.shape[-2:]
         ny_out, nx_out = output_shape(ny, nx, scale)
-        data = arranged.data
+        data = _checked_magnitudes(arranged, missing[0] if missing else None, what)
         # The network runs on the grid as a north-up GeoTIFF stores it (row 0 north, columns west to east),
         # as GDAL (the command line, QGIS) reads every raster, a bottom-up NetCDF included: without a
         # self-ensemble its output depends on the orientation, and the same file must give the same result

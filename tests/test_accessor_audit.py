@@ -516,3 +516,20 @@ def test_cli_variable_output_keeps_no_link_to_a_cell_measure_it_does_not_write(c
     with xr.open_dataset(out) as written:
         assert "areacella" not in written.variables
         assert written.tas.attrs["cell_measures"] == "volume: volcello"
+
+
+def test_a_value_at_float32s_limit_is_refused_naming_the_variable_and_where_it_lies():
+    # the refusal named "band 1" or "band 2": a position within the slice or dask chunk the core was given
+    a = np.random.default_rng(0).random((6, 10, 10)).astype("float32")
+    a[4, 2, 3] = np.finfo(np.float32).max
+    coords = {"time": np.arange(6) * 10, "lat": np.arange(10.0), "lon": np.arange(10.0)}
+    tos = xr.DataArray(a, dims=("time", "lat", "lon"), coords=coords, name="tos")
+    where = "variable 'tos' holds a value of magnitude 3.402823e+38 (float32's limit, a usual missing-data marker) "
+    where += "at time=40 (index 4), lat=2.0 (index 2), lon=3.0 (index 3); if such values mark missing data, mask"
+    for data in (tos, tos.chunk({"time": 3}), tos.chunk({"time": 1, "lat": 5}), xr.Dataset({"tos": tos})):
+        with pytest.raises(InputError) as error:
+            data.geosr.downscale(2, model="backprojection").compute()
+        assert where in str(error.value), error.value
+    # declared missing, it is no error
+    out = tos.geosr.downscale(2, model="backprojection", nodata=float(np.finfo(np.float32).max))
+    assert np.isnan(out.values[4, 4:6, 6:8]).all() and np.isfinite(out.values[:4]).all()
