@@ -375,12 +375,13 @@ def _checked_magnitudes(arranged: xr.DataArray, nodata: Any, what: str) -> Any:
         with np.errstate(invalid="ignore"):
             bad = valid_mask(values, nodata) & (np.abs(values) >= FLOAT32_MAX)
         if bad.any():
-            at = [int(i) + o for i, o in zip(np.argwhere(bad)[0], origin, strict=True)]
+            first = tuple(np.argwhere(bad)[0])
+            at = [int(i) + o for i, o in zip(first, origin, strict=True)]
             where = ", ".join(
                 f"{d}={labels[d][i]} (index {i})" if d in labels else f"{d} index {i}"
                 for d, i in zip(dims, at, strict=True)
             )
-            value = abs(float(values[tuple(np.argwhere(bad)[0])]))
+            value = abs(float(values[first]))
             limit = (
                 "beyond the range of float32" if value > FLOAT32_MAX else "float32's limit, a usual missing-data marker"
             )
@@ -638,14 +639,15 @@ def not_a_field(var: xr.DataArray, measure: bool = False) -> str | None:
     return None
 
 
+def _measure_links(text: Any) -> list[tuple[str, str]]:
+    """The ``(measure:, variable)`` pairs of a CF ``cell_measures`` attribute ("area: areacella"); none for
+    anything but text."""
+    return re.findall(r"(\w+:)\s*(\S+)", text) if isinstance(text, str) else []
+
+
 def _cell_measures(ds: xr.Dataset) -> set[str]:
-    """The variables named in the CF ``cell_measures`` attributes ("area: areacella") of ``ds``."""
-    names: set[str] = set()
-    for var in ds.variables.values():
-        text = var.attrs.get("cell_measures")
-        if isinstance(text, str):
-            names.update(re.findall(r"\w+:\s*(\S+)", text))
-    return names
+    """The variables named in the CF ``cell_measures`` attributes of ``ds``."""
+    return {name for var in ds.variables.values() for _, name in _measure_links(var.attrs.get("cell_measures"))}
 
 
 def without_measures(ds: xr.Dataset, dropped: set[str]) -> xr.Dataset:
@@ -654,10 +656,9 @@ def without_measures(ds: xr.Dataset, dropped: set[str]) -> xr.Dataset:
     (external ones, listed in the global ``external_variables``) stay."""
     changed = {}
     for name, var in ds.data_vars.items():
-        text = var.attrs.get("cell_measures")
-        if not dropped or not isinstance(text, str):
+        pairs = _measure_links(var.attrs.get("cell_measures")) if dropped else []
+        if not pairs:
             continue
-        pairs = re.findall(r"(\w+:)\s*(\S+)", text)
         links = " ".join(f"{key} {measure}" for key, measure in pairs if measure not in dropped)
         changed[name] = var.copy(deep=False)
         changed[name].attrs = {k: v for k, v in var.attrs.items() if k != "cell_measures"}
