@@ -10,6 +10,7 @@ so that the output bounds equal the input bounds exactly and the output transfor
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -93,6 +94,49 @@ def metres_per_degree(lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     w = 1.0 - _WGS84_E2 * np.sin(phi) ** 2
     prime_vertical, meridional = _WGS84_A / np.sqrt(w), _WGS84_A * (1.0 - _WGS84_E2) / w**1.5
     return np.radians(prime_vertical * np.cos(phi)), np.radians(meridional)
+
+
+def ground_pixel_size(info: Any) -> tuple[float | np.ndarray, float | np.ndarray] | None:
+    """Pixel width and height in metres of a raster (a :class:`geosr.io.RasterInfo`); None for a raster
+    georeferenced by ground control points, whose pixels have no single size, and for one without a CRS,
+    whose pixel size in metres is unknown.
+
+    Linear units are converted by the CRS's factor. Degrees are converted row by row at each row's
+    latitude (one width and height per row, in north-up order, as evaluate reads the raster), since a
+    degree of longitude shrinks towards the poles: at the raster's centre alone, the slopes of a raster
+    from 20 to 70 degrees north came out 12% too low. A rotated geographic raster uses its centre's."""
+    transform, crs = info.transform, info.crs
+    if info.gcps or crs is None:
+        return None
+    dx, dy = pixel_size(transform)
+    if crs.is_geographic:
+        height = info.height
+        if transform.b == 0 and transform.d == 0:
+            top = max(transform.f, transform.f + transform.e * height)  # rows are read north-up
+            lat = np.clip(top - (np.arange(height) + 0.5) * abs(transform.e), -90.0, 90.0)
+        else:
+            lat = np.full(height, (transform * (info.width / 2, height / 2))[1])
+        per_lon, per_lat = metres_per_degree(lat)
+        return dx * per_lon, dy * per_lat
+    try:
+        factor = float(crs.linear_units_factor[1])
+    except Exception:  # a CRS whose units rasterio cannot tell: metres, as for most projected CRSs
+        factor = 1.0
+    return dx * factor, dy * factor
+
+
+#: How far from square (relative) pixels may be on the ground for training to rotate them by 90 degrees.
+SQUARE_ON_GROUND = 0.01
+
+
+def square_on_ground(info: Any) -> bool:
+    """True where the raster's pixels are square on the ground to :data:`SQUARE_ON_GROUND` in every row:
+    for a geographic CRS in metres at each row's latitude (a 3-arc-second SRTM pixel at 36 N is 75 x 93 m,
+    not square), else in the CRS's units; for a raster without a CRS or georeferenced by ground control
+    points, in its transform's units."""
+    sizes = ground_pixel_size(info)
+    dx, dy = pixel_size(info.transform) if sizes is None else sizes
+    return bool(np.all(np.isclose(dx, dy, rtol=SQUARE_ON_GROUND)))
 
 
 def metres_per_unit(unit: str | None) -> float | None:

@@ -19,42 +19,10 @@ from geosr.cli.options import (
     reports_errors,
     verbose_option,
 )
-from geosr.georef import metres_per_degree, metres_per_unit
+from geosr.georef import ground_pixel_size, metres_per_unit
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-def _pixel_size_m(info: object) -> tuple[float | np.ndarray, float | np.ndarray] | None:
-    """Pixel width and height in metres; None for a raster georeferenced by ground control points, whose
-    pixels have no single size, and for one without a CRS, whose pixel size in metres is unknown.
-
-    Linear units are converted by the CRS's factor. Degrees are converted row by row at each row's
-    latitude (one width and height per row, in north-up order, as evaluate reads the raster), since a
-    degree of longitude shrinks towards the poles: at the raster's centre alone, the slopes of a raster
-    from 20 to 70 degrees north came out 12% too low. A rotated geographic raster uses its centre's."""
-    import numpy as np
-
-    from geosr.georef import pixel_size
-
-    transform, crs = info.transform, info.crs  # type: ignore[attr-defined]
-    if info.gcps or crs is None:  # type: ignore[attr-defined]
-        return None
-    dx, dy = pixel_size(transform)
-    if crs.is_geographic:
-        height = info.height  # type: ignore[attr-defined]
-        if transform.b == 0 and transform.d == 0:
-            top = max(transform.f, transform.f + transform.e * height)  # rows are read north-up
-            lat = np.clip(top - (np.arange(height) + 0.5) * abs(transform.e), -90.0, 90.0)
-        else:
-            lat = np.full(height, (transform * (info.width / 2, height / 2))[1])  # type: ignore[attr-defined]
-        per_lon, per_lat = metres_per_degree(lat)
-        return dx * per_lon, dy * per_lat
-    try:
-        factor = float(crs.linear_units_factor[1])
-    except Exception:  # a CRS whose units rasterio cannot tell: metres, as for most projected CRSs
-        factor = 1.0
-    return dx * factor, dy * factor
 
 
 def _json_metrics(metrics: dict[str, object]) -> dict[str, object]:
@@ -180,7 +148,7 @@ def evaluate(
     check_magnitudes(BandStats.of_block(data), str(input_path), numbers)  # as downscale and train refuse them
     data = data.astype(np.float64) * scales + offsets
     check_magnitudes(BandStats.of_block(data), str(input_path), numbers)  # scaled beyond float32's range
-    metres = _pixel_size_m(info)
+    metres = ground_pixel_size(info)
     pixel_sizes: list[tuple[float | np.ndarray, float | np.ndarray] | None] = []
     for band in range(info.count):
         per_unit = metres_per_unit(info.units[band])  # slope errors for bands in a length unit

@@ -20,7 +20,7 @@ from geosr.cli.options import (
     verbose_option,
     warnings_as_lines,
 )
-from geosr.georef import pixel_size, unit_key
+from geosr.georef import square_on_ground, unit_key
 
 if TYPE_CHECKING:
     import numpy as np
@@ -274,7 +274,7 @@ def train(
         train_part, val_part = split_validation(data, held, axis)
         train_sets.append(train_part)
         val_sets.append(val_part)
-        square &= bool(np.isclose(*pixel_size(info.transform), rtol=1e-6))
+        square &= square_on_ground(info)  # rotations only where pixels are square on the ground
         described = [d or "" for d in info.descriptions]
         if names is not None:  # the same bands in another order would teach each channel two quantities
             for channel, (first, now) in enumerate(zip(names, described, strict=False)):
