@@ -914,6 +914,16 @@ def test_empty_values_are_refused_not_taken_as_absent(cli, dem_tif, tmp_path):
     assert not (tmp_path / "m.safetensors").exists()
 
 
+@pytest.mark.parametrize(("option", "value"), [("--scales", "2,,3"), ("--scales", "2,3,"), ("--bands", ",1")])
+def test_a_list_with_an_empty_entry_is_refused_not_read_without_it(cli, dem_tif, tmp_path, option, value):
+    # '2,,3' is a value left out by a slip: it was read as 2,3 and trained those scales
+    r = cli("train", dem_tif, "-o", tmp_path / "m.safetensors", option, value, "--epochs", "1")
+    assert_one_line_error(r.err, r.code, f"{option} has an empty entry in '{value}'")
+    assert not (tmp_path / "m.safetensors").exists()
+    r = cli("evaluate", dem_tif, "--scale", 2, "--no-model", "--bands", "1,")
+    assert_one_line_error(r.err, r.code, "--bands has an empty entry in '1,'")
+
+
 @pytest.mark.parametrize(("resolution", "free"), [(1e-300, 10**15), (1e-3, 1)])
 def test_output_too_large_under_resolution_names_the_resolution(
     cli, make_geotiff, model1, tmp_path, monkeypatch, resolution, free

@@ -134,12 +134,17 @@ def warnings_as_lines() -> Iterator[None]:
 def int_list(text: str, what: str, *, unique: bool = True) -> list[int]:
     """Whole numbers separated by commas (``--scales 2,3,4``, ``--bands 3,1``), as a click parameter error
     when they are not, are empty or (``unique``) repeat one."""
+    parts = text.split(",")
+    if not any(v.strip() for v in parts):
+        raise click.BadParameter(f"{what} must not be empty")
+    if not all(v.strip() for v in parts):  # '2,,3' or '2,3,': a value left out by a slip, not read as 2,3
+        raise click.BadParameter(
+            f"{what} has an empty entry in {text!r}; give whole numbers separated by single commas"
+        )
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in parts]
     except ValueError:
         raise click.BadParameter(f"{what} must be whole numbers separated by commas, got {text!r}") from None
-    if not values:
-        raise click.BadParameter(f"{what} must not be empty")
     if unique and len(set(values)) != len(values):
         raise click.BadParameter(f"{what} names a value twice ({text!r}); give each once")
     return values
