@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -338,6 +339,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
                             name, "4" if name == self.SCALE else "10", value
                         )
                     ) from None
+            self._check_range(name, value)
         bands = parameters.get(self.BANDS)
         if isinstance(bands, str) and bands.strip():
             parameters = {**parameters, self.BANDS: ";".join(map(str, self._bands(bands)))}
@@ -529,6 +531,29 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         else:
             text = self.parameterAsEnumString(parameters, name, context)
         return self.SWITCHES[self._choice(text or "model", name)]
+
+    def _check_range(self, name: str, value: Any) -> None:
+        """A scale of 1 or less, or a resolution of 0 or less, or either not finite, refused in geosr's words:
+        QGIS's own check said only "Incorrect parameter value for SCALE" (SCALE=0.5, -2, inf)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or not str(value).strip():
+            return  # unset, or a QgsProperty evaluated at the run
+        number = float(value)
+        if name == self.SCALE and not (math.isfinite(number) and number > 1.0):
+            fix = (
+                "geosr only refines rasters (use gdalwarp to coarsen one)"
+                if math.isfinite(number)
+                else "give a factor such as 2 or 4"
+            )
+            raise QgsProcessingException(
+                _tr("scale must be greater than 1, got {} (the Scale factor, SCALE); {}").format(value, fix)
+            )
+        if name == self.RESOLUTION and not (math.isfinite(number) and number > 0.0):
+            raise QgsProcessingException(
+                _tr(
+                    "resolution must be a positive number, got {} "
+                    "(the Target resolution, RESOLUTION, in the layer's CRS units)"
+                ).format(value)
+            )
 
     def _scale_and_resolution(
         self, parameters: dict[str, Any], context: QgsProcessingContext

@@ -265,6 +265,29 @@ def test_a_temporary_output_checked_then_run_leaves_no_layer_unmade(processing, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("SCALE", 0.5, "scale must be greater than 1, got 0.5 (the Scale factor, SCALE); geosr only refines"),
+        ("SCALE", -2, "scale must be greater than 1, got -2 (the Scale factor, SCALE)"),
+        ("SCALE", float("inf"), "got inf (the Scale factor, SCALE); give a factor such as 2 or 4"),
+        ("SCALE", "nan", "got nan (the Scale factor, SCALE)"),
+        ("RESOLUTION", 0, "resolution must be a positive number, got 0 (the Target resolution, RESOLUTION"),
+        ("RESOLUTION", "-30", "resolution must be a positive number, got -30"),
+    ],
+)
+def test_a_scale_or_resolution_out_of_range_is_refused_in_geosr_words(
+    processing, jacksboro, tiny_model, name, value, words
+):
+    """QGIS's own range check said only "Incorrect parameter value for SCALE" (an audit)."""
+    from qgis.core import QgsProcessingContext
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("geosr:downscale").create()
+    parameters = {"INPUT": str(jacksboro), name: value, "MODEL": str(tiny_model), "DEVICE": "cpu"}
+    ok, message = algorithm.checkParameterValues(parameters, QgsProcessingContext())
+    assert not ok and words in message, message
+
+
 def test_target_resolution_keeps_twelve_decimals_in_the_dialog():
     """1 arc-second is 0.000277777...: the default 6 decimals would give a scale of 2.9976, not 3."""
     algorithm = QgsApplication.processingRegistry().algorithmById("geosr:downscale")
@@ -400,3 +423,6 @@ def test_qgis_process_runs_downscale(qgis_profile, run_qgis_process, jacksboro, 
     refused = call("run", "geosr:downscale", "--", "SCALE=abc", *options)
     assert refused.returncode != 0
     assert "SCALE must be a number (for example 4), got 'abc'" in refused.stdout + refused.stderr
+    refused = call("run", "geosr:downscale", "--", "SCALE=0.5", *options)  # QGIS said "Incorrect parameter value"
+    assert refused.returncode != 0
+    assert "scale must be greater than 1, got 0.5 (the Scale factor, SCALE)" in refused.stdout + refused.stderr
