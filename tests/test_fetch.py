@@ -384,6 +384,12 @@ def test_dems_table_pins_every_source():
         "vega_wind_speed",
         "picos_dtm",
         "srtm_gothenburg",
+        "eur11_tas",
+        "mpi_esm_tas_jan2005",
+        "mpi_esm_uas_jan2005",
+        "ccm_t500",
+        "trinidad_co",
+        "afr22_orog",
     }
     for name, dem in fetch.RASTERS.items():
         assert dem.registry in ("debian", "pypi", "npm"), name

