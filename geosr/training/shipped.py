@@ -33,6 +33,7 @@ def dem_card() -> ModelCard:
         name="dem",
         in_channels=1,
         conserve=True,
+        calibrate=True,  # benchmarks/results/training_dem_self_calibration.md
         fill_trend=0.25,  # benchmarks/results/nodata_fill_trend.md
         bands=["elevation"],
         units=["m"],
@@ -42,8 +43,11 @@ def dem_card() -> ModelCard:
             "SRTM near Erzurum, the Copernicus DSM around Grenoble and the Rhine basin, see "
             "geosr.training.sources) and on synthetic fractional-Brownian and ridged terrain. Its input is "
             "the consistent (back-projection) interpolation and its output is conserved by default at whole "
-            "scales, so it adds only detail that keeps every input cell's average. Next to nodata, missing "
-            "cells are filled from their neighbours with a quarter of the slope continued into the first ring."
+            "scales, so it adds only detail that keeps every input cell's average. It self-calibrates by "
+            "default (geosr.calibrate): its added detail is scaled by how much of it the input's own coarser "
+            "copy supports, which withdraws detail on terrain smoothed to its grid, such as a climate model's "
+            "orography. Next to nodata, missing cells are filled from their neighbours with a quarter of the "
+            "slope continued into the first ring."
         ),
         training={
             "data": "real: jacksboro columns [0, 190), PRISM USA 4 km without the held-out areas, UM orography "
