@@ -185,9 +185,10 @@ def test_card_calibrate_must_be_true_or_false(calibrating, tmp_path):
         load_model(path)
 
 
-def test_shipped_climate_calibrates_and_dem_does_not():
+def test_both_shipped_models_calibrate():
+    # dem since 2026-12-07 (benchmarks/results/training_dem_self_calibration.md)
     assert load_model("climate").card.calibrate is True
-    assert load_model("dem").card.calibrate is False
+    assert load_model("dem").card.calibrate is True
 
 
 def test_evaluate_reports_and_switches_calibration(cli, make_geotiff, calibrating):
