@@ -66,8 +66,8 @@ scales); <i>on</i>: make the output pixels of each input cell average exactly to
 only); <i>off</i>: never.</li>
 <li><b>Ensemble</b>: average the model over 4 flipped copies of the layer, or 8 flipped and rotated copies \
 (square pixels only): 4 or 8 times slower, usually a little more accurate. 1: the model once.</li>
-<li><b>Calibrate</b>: <i>model</i> (default): as the model says (the shipped <i>climate</i> model \
-self-calibrates, <i>dem</i> does not); <i>on</i>: scale each band's added detail by how much of it the \
+<li><b>Calibrate</b>: <i>model</i> (default): as the model says (both shipped models \
+self-calibrate); <i>on</i>: scale each band's added detail by how much of it the \
 layer's own coarser copy supports (0 to 1, whole scales); <i>off</i>: never.</li>
 <li><b>Precision</b>: the network's arithmetic. <i>fp32</i> (default): float32, the result of earlier \
 versions; <i>bf16</i> or <i>fp16</i>: faster on a GPU (bf16 also on CPUs with bfloat16 support), with \
