@@ -98,7 +98,7 @@ def evaluate(
     from geosr.models.files import load_model
     from geosr.models.registry import DEFAULT_MODEL
     from geosr.pipeline import check_band_names, untrained_scale_message
-    from geosr.predict import calibrates, check_bands, check_ensemble, check_magnitudes
+    from geosr.predict import calibrates, check_bands, check_ensemble, check_magnitudes, select_device
     from geosr.stats import BandStats
 
     if scale < 2:
@@ -110,6 +110,8 @@ def evaluate(
     if no_model and given:  # they were ignored, and the JSON reported an ensemble that never ran
         raise click.UsageError(f"--no-model measures the classical methods only; drop {' and '.join(given)}")
     chosen = None if bands is None else int_list(bands, "--bands", unique=False)  # a repeat: the band view says
+    if not no_model:  # an unavailable --device is refused before the raster is read and measured (7 s at 1500²)
+        select_device(device)
     with open_raster(input_path, chosen) as dataset:
         info = raster_info(dataset)
         # no --model means the default model, as for downscale (evaluate_array takes None as "no model")
