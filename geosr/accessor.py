@@ -613,6 +613,7 @@ class GeosrDataArrayAccessor:
             geosr_calibrate="no" if calibration_plan(loaded.card, calibrate, 1, (ny, nx), scale) is None else "yes",
         )
         result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
+        result.name = da.name  # an unnamed input stays unnamed: xarray names it after a dask array's graph key
         warn_untrained_scale(loaded.card, scale)  # every check passed; a lazy result has computed nothing yet
         # (a ScaleWarning for the caller, unless the Dataset accessor quietened it to warn once for all)
         result.encoding["_FillValue"] = np.float32(np.nan)

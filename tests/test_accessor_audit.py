@@ -533,3 +533,15 @@ def test_a_value_at_float32s_limit_is_refused_naming_the_variable_and_where_it_l
     # declared missing, it is no error
     out = tos.geosr.downscale(2, model="backprojection", nodata=float(np.finfo(np.float32).max))
     assert np.isnan(out.values[4, 4:6, 6:8]).all() and np.isfinite(out.values[:4]).all()
+
+
+def test_an_unnamed_dask_backed_array_gives_an_unnamed_result():
+    # xarray named it after the dask graph ('rechunk-merge-<hash>'); numpy input gave None
+    grid = xr.DataArray(
+        np.random.default_rng(0).random((16, 16)).astype(np.float32),
+        dims=("y", "x"),
+        coords={"y": np.arange(16.0)[::-1], "x": np.arange(16.0)},
+    )
+    assert grid.geosr.downscale(2, model="backprojection").name is None
+    assert grid.chunk(8).geosr.downscale(2, model="backprojection").name is None
+    assert grid.rename("z").chunk(8).geosr.downscale(2, model="backprojection").name == "z"
