@@ -44,9 +44,20 @@ def _format_card(name: str, card: object) -> str:
 @reports_errors
 def models(model: str | None, as_json: bool) -> None:
     """List the models shipped with geosr, or show the card of one model (by name or file)."""
+    from geosr.errors import ModelError
     from geosr.models import list_models, read_card, resolve_model
 
-    cards = {model: read_card(resolve_model(model))} if model is not None else list_models()
+    if model is None:
+        cards = list_models()
+    else:
+        path = resolve_model(model)
+        try:
+            cards = {model: read_card(path)}
+        except ModelError:
+            from geosr.models.files import refuse_checkpoint  # imports torch: only for a file that is no model
+
+            refuse_checkpoint(path)  # a training checkpoint (OUTPUT.ckpt): say so, and what to do with it
+            raise
     if as_json:
         # strict JSON: a diverged training's NaN metrics are null
         cards_json = {name: jsonable(asdict(card)) for name, card in cards.items()}

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shlex
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from geosr.cli.options import (
+    device_option,
     echo_warning,
     int_list,
     overwrite_option,
-    progress_bar,
     reports_errors,
     state,
     verbose_option,
@@ -59,6 +63,113 @@ def split_validation(data: np.ndarray, held: int, axis: int) -> tuple[np.ndarray
     return np.take(data, range(length - held), axis=axis), last
 
 
+#: The smallest --patch-size, and the fewest cells of a scale a patch must hold a side (fewer: the network's input
+#: is one or two flat cells, nothing to learn detail from).
+SMALLEST_PATCH = 12
+CELLS_A_SIDE = 2
+#: The smallest training: the smallest patch at the smallest scale.
+SMALLEST = f"--patch-size {SMALLEST_PATCH} --scales 2"
+
+
+def _held(length: int, patch: int, scales: list[int]) -> tuple[int, int]:
+    """(whole, held): the pixels of one patch of whole cells of every scale, and the pixels held out for
+    validation along a raster's longer side of ``length`` pixels (15%, at least ``whole``)."""
+    # at least one patch of whole cells of every scale (16 pixels hold no whole 3-pixel cells: 18 do)
+    whole = max(-(-patch // s) * s for s in scales)
+    return whole, max(int(round(0.15 * length)), whole)
+
+
+def _fits(width: int, height: int, patch: int, scales: list[int]) -> bool:
+    """Whether a ``width`` x ``height`` raster gives a training patch and a validation patch of whole cells."""
+    length = max(width, height)
+    return length - _held(length, patch, scales)[1] >= patch and min(width, height) >= patch
+
+
+def _size_advice(width: int, height: int, patch: int, scales: list[int]) -> str:
+    """What makes a raster that is too small for ``patch`` and ``scales`` large enough: a smaller --patch-size
+    where one is, else fewer or smaller --scales, else a larger raster (the smallest patch is 12 pixels, and a patch
+    holds at least two cells of each scale a side)."""
+
+    def works(p: int, ss: list[int]) -> bool:
+        return CELLS_A_SIDE * max(ss) <= p and _fits(width, height, p, ss)
+
+    top = min(patch, width, height)  # no larger patch fits across
+
+    def largest_patch(ss: list[int]) -> int | None:
+        return next((p for p in range(top, SMALLEST_PATCH - 1, -1) if works(p, ss)), None)
+
+    smaller = next((p for p in range(min(top, patch - 1), SMALLEST_PATCH - 1, -1) if works(p, scales)), None)
+    if smaller is not None:
+        return f"use a --patch-size of {smaller} or less"
+    keep = [s for s in scales if largest_patch([s]) is not None]
+    if keep:
+        bad = ",".join(str(s) for s in scales if s not in keep)
+        best = largest_patch(keep)
+        return f"drop {bad} from --scales" + ("" if best == patch else f" and use a --patch-size of {best} or less")
+    start = min(min(scales) - 1, top // CELLS_A_SIDE)  # a patch holds two cells of a scale a side
+    below = next((s for s in range(start, 1, -1) if largest_patch([s]) is not None), None)
+    if below is not None:
+        best = largest_patch([below])
+        return f"use a smaller scale (--scales {below} at most)" + (
+            "" if best == patch else f" and a --patch-size of {best} or less"
+        )
+    length = next(n for n in range(2 * SMALLEST_PATCH, 10**6) if _fits(SMALLEST_PATCH, n, SMALLEST_PATCH, [2]))
+    return (
+        f"no patch size or scale makes it large enough (the smallest training, {SMALLEST}, needs "
+        f"{SMALLEST_PATCH} pixels across and {length} along); use a larger raster"
+    )
+
+
+class _Progress:
+    """The bar of training steps on stderr where that is a terminal (elsewhere, in a log file, the epoch lines are
+    the progress: a bar would be redrawn there with carriage returns), and the lines printed above it, each
+    starting a line of its own."""
+
+    def __init__(self, show: bool) -> None:
+        stream = sys.stderr
+        self.show = show and bool(getattr(stream, "isatty", lambda: False)())
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.show:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # a resumed run starts at its checkpoint's step; a budget of minutes has no total to count down to
+            self.bar = tqdm(total=total, initial=done - 1, unit="step", file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def echo(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        click.echo(line, err=True)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    @contextlib.contextmanager
+    def above(self) -> Iterator[None]:
+        """Warnings printed inside go above the bar too, and the bar is gone when the block ends, whether by an
+        error (whose line then starts a line) or not."""
+        shows = warnings.showwarning
+
+        def show(*args: Any, **kwargs: Any) -> None:
+            if self.bar is not None:
+                self.bar.clear()
+            shows(*args, **kwargs)
+            if self.bar is not None:
+                self.bar.refresh()
+
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            warnings.showwarning = shows
+            if self.bar is not None:
+                self.bar.close()  # leave=False: the bar's line is cleared, the cursor at its start
+                self.bar = None
+
+
 def _finite(value: float | None, what: str, most: float | None = None) -> None:
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"must be a finite number, got {value}", param_hint=f"'{what}'")
@@ -69,25 +180,55 @@ def _finite(value: float | None, what: str, most: float | None = None) -> None:
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="HR.tif [HR2.tif ...]", type=click.Path())
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Model file to write (.safetensors)."
+    "-o", "--output", "output_name", type=click.Path(), required=True, help="Model file to write (.safetensors)."
 )
-@click.option("--scales", default="2,3,4", show_default=True, help="Whole scales mixed in every batch.")
+@click.option(
+    "--scales",
+    default="2,3,4",
+    show_default=True,
+    help="Scales mixed in every batch: whole numbers of at least 2, each at most half of --patch-size.",
+)
 @click.option(
     "--bands", default=None, help="Bands to train on, e.g. 1,2 (default: all; a model gets one channel per band)."
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many epochs (of --steps-per-epoch steps each, counted from the start of a resumed run). "
+    "Default: 50 without --minutes, no limit with it; with both, whichever ends first.",
+)
 @click.option(
     "--minutes",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Stop after this many minutes (checked each epoch).",
+    help="Stop after this many minutes of training (checked after each epoch; counted from the start of a resumed "
+    "run). Without --epochs the minutes alone are the budget; with it, whichever ends first.",
 )
-@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option(
-    "--patch-size", type=click.IntRange(min=12), default=48, show_default=True, help="Fine pixels per patch side."
+    "--steps-per-epoch",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Training steps (batches) between validations and checkpoints.",
 )
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Patches per training step."
+)
+@click.option(
+    "--patch-size",
+    type=click.IntRange(min=SMALLEST_PATCH),
+    default=48,
+    show_default=True,
+    help="Fine pixels per patch side.",
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adam", "sgd"]),
+    default="adam",
+    show_default=True,
+    help="adam, or sgd (momentum 0.9 with gradient clipping, as in the VDSR paper).",
+)
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
@@ -99,8 +240,8 @@ def _finite(value: float | None, what: str, most: float | None = None) -> None:
     type=click.Choice(["constant", "cosine"]),
     default="constant",
     show_default=True,
-    help="Learning rate over the run: constant, or cosine decay to 0 at --epochs or at --minutes, whichever "
-    "the run has used more of.",
+    help="Learning rate over the run: constant, or cosine decay to 0 at the end of the budget (--epochs, or "
+    "--minutes: whichever the run has used more of).",
 )
 @click.option(
     "--loss",
@@ -131,11 +272,28 @@ def _finite(value: float | None, what: str, most: float | None = None) -> None:
     help="Nodata cells next to data enter the network filled from their neighbours, as geosr downscale fills "
     "them, or as the band mean (as the shipped models were trained).",
 )
-@click.option("--depth", type=click.IntRange(min=2), default=20, show_default=True)
-@click.option("--width", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]))
-@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
+@click.option(
+    "--depth", type=click.IntRange(min=2), default=20, show_default=True, help="Convolution layers of the network."
+)
+@click.option(
+    "--width", type=click.IntRange(min=1), default=64, show_default=True, help="Features per layer of the network."
+)
+@device_option
+@click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    help="Arithmetic of the network: fp32, or bf16 and fp16 (faster on GPUs with them; on a CPU without their "
+    "instructions, emulated and many times slower).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the network's initial weights and of the patches drawn for training and validation.",
+)
 @click.option("--name", default=None, help="Model name for its card (default: the output file's stem).")
 @click.option(
     "--resume",
@@ -150,15 +308,20 @@ def _finite(value: float | None, what: str, most: float | None = None) -> None:
     help="Start from the weights of this model (a shipped name such as dem, or a file) to fine-tune it.",
 )
 @overwrite_option
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress bar, epoch lines or summary: only warnings and errors are printed.",
+)
 @verbose_option
 @reports_errors
 def train(
     inputs: tuple[str, ...],  # str: a Path folds /vsizip//abs/...
-    output: Path,
+    output_name: str,  # str: click's Path("") would be the working folder
     scales: str,
     bands: str | None,
-    epochs: int,
+    epochs: int | None,
     minutes: float | None,
     steps_per_epoch: int,
     batch_size: int,
@@ -202,6 +365,13 @@ def train(
     from geosr.training.train import TrainConfig
     from geosr.training.train import train as run_training
 
+    if output_name == "":  # Path("") is the working folder, which was refused as "output '.' is a folder"
+        raise click.BadParameter(
+            "the output name is empty; give the model file to write, such as model.safetensors", param_hint="'-o'"
+        )
+    output = Path(output_name)
+    if epochs is None and minutes is None:
+        epochs = 50  # the default budget; with --minutes alone, the minutes are the budget
     if name is not None and (not name.strip() or any(not c.isprintable() for c in name)):
         raise click.BadParameter(f"must be a name of printable characters, got {name!r}", param_hint="'--name'")
     scale_list = int_list(scales, "--scales")
@@ -214,6 +384,17 @@ def train(
     if not output.parent.is_dir():
         raise InputError(f"output folder '{output.parent}' does not exist; create it or choose another -o")
     checkpoint = Path(str(output) + ".ckpt")
+    if checkpoint.is_dir():  # --overwrite replaced it, deleting the folder and its files
+        raise OutputExistsError(
+            f"'{checkpoint}' is a folder, where this run keeps its checkpoint; move it or choose another -o"
+        )
+    seen: dict[str, str] = {}
+    for path in inputs:  # sampled twice as often, and listed twice on the card
+        key = str(Path(path).resolve()) if Path(path).exists() else path
+        if key in seen:
+            same = f"'{path}'" if seen[key] == path else f"'{path}' (as '{seen[key]}')"
+            raise InputError(f"{same} is given twice; give each raster once")
+        seen[key] = path
     for path in inputs:
         resolved = Path(path).resolve() if Path(path).exists() else None
         if resolved == output.resolve():
@@ -243,11 +424,18 @@ def train(
     run_on = str(select_device(device))  # an unavailable --device is refused before the rasters are read
     wanted = int_list(bands, "--bands") if bands is not None else None  # "" is refused, as elsewhere
     train_sets, val_sets, square, units, names = [], [], True, None, None
+    counts: list[int] = []
     for path in inputs:
         # seen through the chosen bands only, as downscale and evaluate read them: an alpha band left out with
         # --bands masks the others instead of refusing the raster, and the other bands are never read
         with open_raster(path, wanted) as dataset:
             info = raster_info(dataset)  # count, descriptions and units of the chosen bands, in their order
+            if counts and info.count != counts[0]:  # from the metadata, before its data is read
+                raise InputError(
+                    f"'{inputs[0]}' has {counts[0]} band{'s' if counts[0] != 1 else ''}, '{path}' has {info.count}; "
+                    "a model takes one number of bands: choose the same bands with --bands"
+                )
+            counts.append(info.count)
             # the values' own orientation, as downscale and evaluate run a band stored with a negative scale (depths
             # stored as -1 x elevation): normalised, the scale's size and the offset do not matter, its sign does
             data = np.concatenate(list(iter_blocks(dataset)), axis=1) * band_signs(dataset)[:, None, None]
@@ -262,14 +450,13 @@ def train(
         data = normalise(data)
         axis = 1 if info.height >= info.width else 2
         length = data.shape[axis]
-        # at least one patch of whole cells of every scale (16 pixels hold no whole 3-pixel cells: 18 do)
-        whole = max(-(-patch_size // s) * s for s in scale_list)
-        held = max(int(round(0.15 * length)), whole)
+        whole, held = _held(length, patch_size, scale_list)
         if length - held < patch_size or min(info.height, info.width) < patch_size:
             raise InputError(
                 f"'{path}' ({info.width} x {info.height}) is too small for {patch_size}-pixel patches at scales "
                 f"{','.join(map(str, scale_list))}: it needs {patch_size} pixels across and {patch_size + whole} "
-                "along (a patch to train on and one of whole cells to validate on); use a smaller --patch-size"
+                "along (a patch to train on and one of whole cells to validate on); "
+                + _size_advice(info.width, info.height, patch_size, scale_list)
             )
         train_part, val_part = split_validation(data, held, axis)
         train_sets.append(train_part)
@@ -308,15 +495,25 @@ def train(
                 "detail from rasters whose values vary: train on rasters with relief or structure"
             )
     for scale in scale_list:  # a scale no raster part can cut a patch from would be on the card but never trained
+        few = CELLS_A_SIDE * scale > patch_size  # a patch of fewer cells a side than it needs, refused below
         for part, sets in (("training", train_sets), ("validation", val_sets)):
             if not any(min(r.shape[1] // scale, r.shape[2] // scale) * scale >= patch_size for r in sets):
                 raise InputError(
                     f"scale {scale} gives no {patch_size}-pixel patch of whole {scale}-pixel cells in the {part} part "
-                    "of any raster (15% at one end of each is the validation part); drop it from --scales, use a "
-                    "smaller --patch-size, or larger rasters"
+                    "of any raster (15% at one end of each is the validation part); drop it from --scales, "
+                    + (
+                        f"or use a --patch-size of {CELLS_A_SIDE * scale} or more (a patch holds {CELLS_A_SIDE} of its "
+                        "cells a side) and larger rasters"
+                        if few
+                        else "use a smaller --patch-size, or larger rasters"
+                    )
                 )
-    if len({s.shape[0] for s in train_sets}) != 1:
-        raise InputError("the rasters have different numbers of bands; choose the same bands with --bands")
+        if few:  # every patch a cell or two: the network's input is flat, nothing to learn detail from
+            raise InputError(
+                f"scale {scale} (--scales) is more than half of --patch-size {patch_size}: a patch would hold less "
+                f"than {CELLS_A_SIDE} of its {scale}-pixel cells a side, too few to learn from; use scales of at most "
+                f"{patch_size // CELLS_A_SIDE}, or a --patch-size of {CELLS_A_SIDE * scale} or more"
+            )
     for band, number in enumerate(chosen):  # a band with other nodata than the rest: trained and validated?
         if not any(np.isfinite(s[band]).any() for s in train_sets):
             raise InputError(
@@ -371,14 +568,16 @@ def train(
             "folder": os.getcwd(),  # where the command ran: its relative paths start there
         },
     )
-    log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    progress = _Progress(not quiet)
+    log = (lambda line: None) if quiet else progress.echo
 
     def stamp(path: Path) -> int | None:
         return path.stat().st_mtime_ns if path.exists() else None
 
     before, model_before = stamp(checkpoint), stamp(output)
     try:
-        with warnings_as_lines():  # an emulated --precision: one 'Warning:' line before the first step
+        # an emulated --precision: one 'Warning:' line before the first step; any warning above the bar
+        with warnings_as_lines(), progress.above():
             summary = run_training(
                 train_sets,
                 val_sets,
@@ -388,7 +587,7 @@ def train(
                 resume=resume,
                 init=init_model,
                 log=log,
-                progress=progress_bar(quiet, "step"),
+                progress=progress,
             )
     except KeyboardInterrupt:
         again = f"continue with the same command and --resume {checkpoint}"
@@ -404,4 +603,11 @@ def train(
             ) from None
         raise Interrupted(f"{output} holds the model of the last finished epoch; {again}") from None
     if not quiet:
-        click.echo(f"wrote {output} after {summary['epochs']} epochs ({summary['steps']} steps)", err=True)
+        done, steps = summary["epochs"], summary["steps"]
+        epochs_done = f"{done} epoch{'s' if done != 1 else ''}"
+        steps_done, minutes_done = f"{steps} step{'s' if steps != 1 else ''}", f"{summary['seconds'] / 60:.1f} minutes"
+        if summary["ended_by"] == "minutes":  # which budget ended the run
+            ended = f"{minutes_done} (--minutes; {epochs_done}, {steps_done})"
+        else:
+            ended = f"{epochs_done} (--epochs; {steps_done}, {minutes_done})"
+        click.echo(f"wrote {output} after {ended}", err=True)

@@ -77,10 +77,50 @@ def _state_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+#: The largest pickle of a torch file read to tell a training checkpoint (its tensors are stored apart).
+_PICKLE_BYTES = 16 * 2**20
+
+
+def is_training_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint written by ``geosr train`` (OUTPUT.ckpt: a torch zip file whose pickle
+    holds the run's state, see :func:`geosr.training.train.train`), which is not a model file."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            pickles = [i for i in archive.infolist() if i.filename.rsplit("/", 1)[-1] == "data.pkl"]
+            if len(pickles) != 1 or pickles[0].file_size > _PICKLE_BYTES:
+                return False
+            data = archive.read(pickles[0])
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError):
+        return False
+    return all(key in data for key in (b"model", b"optimizer", b"epoch", b"step", b"seconds"))
+
+
+def refuse_checkpoint(path: str | Path) -> None:
+    """A :class:`ModelError` naming what to do with a training checkpoint given where a model is expected (its
+    safetensors header could not be read: "header too large")."""
+    if not is_training_checkpoint(path):
+        return
+    path = str(path)
+    model = path[: -len(".ckpt")] if path.endswith(".ckpt") else ""
+    belongs = f" ('{model}')" if model and Path(model).is_file() else ""
+    raise ModelError(
+        f"'{path}' is a training checkpoint, not a model; continue its run with geosr train --resume {path}, or "
+        f"use the model file it belongs to{belongs}"
+    )
+
+
 def load_model(model: str | Path | None = None, device: Any = "cpu") -> LoadedModel:
     """Load a shipped model by name, or a model file by path, onto ``device`` in eval mode."""
     path = resolve_model(model)
-    card = read_card(path)
+    try:
+        card = read_card(path)
+    except ModelError:
+        refuse_checkpoint(path)  # a training checkpoint: say so, and what to do with it
+        raise
     try:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as exc:

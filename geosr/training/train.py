@@ -43,7 +43,9 @@ class TrainConfig:
     patch: int = 48
     batch_size: int = 16
     steps_per_epoch: int = 100
-    epochs: int = 1000
+    #: the budget, counted from the start of the run a resume continues: epochs, minutes or both (whichever ends
+    #: first); None for no limit of that kind (at least one must be set)
+    epochs: int | None = 1000
     minutes: float | None = None
     optimizer: str = "adam"
     lr: float = 1e-4
@@ -216,7 +218,7 @@ def learning_rate(config: TrainConfig, epoch: int, seconds: float = 0.0) -> floa
     end of the budget: of the epochs, or of the minutes where ``seconds`` (trained so far) have used more of
     them (``--minutes 60 --schedule cosine`` anneals over the hour, not over the 50 default epochs)."""
     if config.cosine:
-        progress = epoch / config.epochs
+        progress = 0.0 if config.epochs is None else epoch / config.epochs
         if config.minutes is not None:
             progress = max(progress, min(1.0, seconds / (config.minutes * 60)))
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -379,9 +381,17 @@ def train(
     self-calibrates, or fills with a trend) by default does too, and any other conserves by default when its
     conserved validation RMSE is the lower.
 
-    ``progress(step, total_steps)`` is called after every step. Returns a summary: steps, epochs,
-    the validation RMSE before training and a per-epoch history.
+    ``progress(step, total_steps)`` is called after every step; ``total_steps`` is None where the run has a budget
+    of minutes (the minutes may end it before its epochs). Returns a summary: steps, epochs, seconds (trained in
+    all, a resumed run's earlier ones too), ``ended_by`` (``"epochs"`` or ``"minutes"``: the budget that ended the
+    run), the validation RMSE before training and a per-epoch history.
     """
+    if config.epochs is None and config.minutes is None:
+        raise InputError("a training run needs a budget: a number of epochs, of minutes, or both")
+    checkpoint = Path(str(output) + ".ckpt")
+    for path, what in ((Path(output), "writes its model"), (checkpoint, "keeps its checkpoint")):
+        if path.is_dir():  # replacing it with the file would delete the folder and its files
+            raise InputError(f"'{path}' is a folder, where this run {what}; move it or choose another output")
     if config.loss_margin < 0 or 2 * config.loss_margin >= config.patch:
         raise InputError(
             f"a loss margin of {config.loss_margin} pixels leaves nothing of a {config.patch}-pixel patch to learn "
@@ -436,7 +446,6 @@ def train(
         )
     else:
         optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    checkpoint = Path(str(output) + ".ckpt")
     recipe = _recipe(config, rasters, val_rasters, weights, init)
     step, epoch, elapsed_before = 0, 0, 0.0
     processor_before = 0.0  # CPU time of this process, all its threads (checkpoints before it was kept: 0)
@@ -466,7 +475,7 @@ def train(
             if state.get("folder"):
                 card.training["resumed_in"] = card.training.get("folder", "")
                 card.training["folder"] = state["folder"]
-        if epoch >= config.epochs:
+        if config.epochs is not None and epoch >= config.epochs:
             raise InputError(
                 f"checkpoint '{resume}' has already run {epoch} epoch{'s' if epoch != 1 else ''}, and --epochs asks "
                 f"for {config.epochs}; "
@@ -521,7 +530,11 @@ def train(
     log(f"epoch {epoch}: val RMSE {rmse:.5f} {against(rmse)}")
     saved = False  # this run has written the model
     spent = elapsed_before
-    while epoch < config.epochs:
+    ended_by = "epochs"
+    total_steps = None  # a budget of minutes may end the run before its epochs: no total to count down to then
+    if config.minutes is None and config.epochs is not None:
+        total_steps = config.epochs * config.steps_per_epoch
+    while config.epochs is None or epoch < config.epochs:
         # the time the budget is checked by (at the last epoch's end, or the run's start): an epoch starts only
         # while it is below the budget, so the cosine never reaches 0 (SGD's clipping divides by the rate)
         lr = learning_rate(config, epoch, spent)
@@ -543,7 +556,7 @@ def train(
             losses.append(loss.item())
             step += 1
             if progress is not None:
-                progress(step, config.epochs * config.steps_per_epoch)
+                progress(step, total_steps)
         seconds = spent = elapsed_before + time.perf_counter() - started
         processor = processor_before + time.process_time() - processor_started
         rmse, conserved, base = evaluate_batches(network, val, device, config.precision, config.loss_margin)
@@ -609,9 +622,17 @@ def train(
         saved = True
         network.to(device)
         if config.minutes is not None and seconds >= config.minutes * 60:
-            log(f"budget of {config.minutes} minutes reached")
+            log(f"budget of {config.minutes:g} minutes reached")
+            ended_by = "minutes"
             break
-    return {"steps": step, "epochs": epoch, "initial_val_rmse": initial, "history": history}
+    return {
+        "steps": step,
+        "epochs": epoch,
+        "seconds": spent,
+        "ended_by": ended_by,
+        "initial_val_rmse": initial,
+        "history": history,
+    }
 
 
 #: What a resumed run may change: the budget, the learning rate from there on (lowered after a
@@ -709,7 +730,9 @@ def _load_checkpoint(path: str | Path, device: torch.device) -> dict[str, Any]:
     """A training checkpoint written by :func:`train`, or one clear error."""
     keys = {"model", "optimizer", "step", "epoch", "seconds"}
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a file of another pickle protocol: refused below anyway
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise InputError(f"checkpoint '{path}' does not exist; pass the OUTPUT.ckpt file a run left") from None
     except Exception as exc:
