@@ -14,6 +14,7 @@ from geosr.cli.options import (
     int_list,
     model_option,
     overwrite_option,
+    precision_option,
     progress_bar,
     quiet_option,
     reports_errors,
@@ -49,13 +50,7 @@ def print_progress_line(done: int, total: int) -> None:
 )
 @model_option
 @device_option
-@click.option(
-    "--precision",
-    default="fp32",
-    show_default=True,
-    type=click.Choice(["fp32", "bf16", "fp16"]),
-    help="Arithmetic of the network.",
-)
+@precision_option
 @click.option(
     "--tile-size",
     default=None,

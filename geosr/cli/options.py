@@ -48,6 +48,14 @@ calibrate_option = click.option(
     "estimated once per band; whole scales). Default: as the model's card says (the shipped climate model "
     "calibrates, dem does not).",
 )
+precision_option = click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    help="Arithmetic of the network: fp32, or bf16 and fp16 (faster on GPUs with them; on a CPU without their "
+    "instructions, emulated and many times slower).",
+)
 ensemble_option = click.option(
     "--ensemble",
     default="1",

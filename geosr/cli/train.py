@@ -19,6 +19,7 @@ from geosr.cli.options import (
     echo_warning,
     int_list,
     overwrite_option,
+    precision_option,
     reports_errors,
     state,
     verbose_option,
@@ -279,14 +280,7 @@ def _finite(value: float | None, what: str, most: float | None = None) -> None:
     "--width", type=click.IntRange(min=1), default=64, show_default=True, help="Features per layer of the network."
 )
 @device_option
-@click.option(
-    "--precision",
-    default="fp32",
-    show_default=True,
-    type=click.Choice(["fp32", "bf16", "fp16"]),
-    help="Arithmetic of the network: fp32, or bf16 and fp16 (faster on GPUs with them; on a CPU without their "
-    "instructions, emulated and many times slower).",
-)
+@precision_option
 @click.option(
     "--seed",
     type=click.IntRange(0, 2**64 - 1),
