@@ -11,7 +11,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
-from conftest import assert_one_line_error, write_geotiff
+from conftest import CRS, assert_one_line_error, write_geotiff
 
 from geosr.degrade import area_average
 from geosr.errors import ModelError
@@ -312,39 +312,21 @@ def test_cli_trains_a_multiband_model_that_downscales(tmp_path, cli):
 
 
 @pytest.mark.parametrize(
-    ("transform", "square"),
+    ("transform", "crs", "square"),
     [
-        (Affine.rotation(30) * Affine.scale(10.0, -10.0), True),  # rotated, pixels still square
-        (Affine.scale(10.0, -20.0), False),
-        (Affine.rotation(30) * Affine.scale(10.0, -20.0), False),
-        (Affine.rotation(90) * Affine.scale(10.0, -20.0), False),  # a == e == 0: compare the pixel sizes
+        (Affine.rotation(30) * Affine.scale(10.0, -10.0), CRS, True),  # rotated, pixels still square
+        (Affine.scale(10.0, -20.0), CRS, False),
+        (Affine.rotation(30) * Affine.scale(10.0, -20.0), CRS, False),
+        (Affine.rotation(90) * Affine.scale(10.0, -20.0), CRS, False),  # a == e == 0: compare the pixel sizes
+        # a geographic raster's pixels are measured on the ground, where a degree of longitude is shorter than one
+        # of latitude (before, 'square in degrees' was rotated): SRTM's 3 arc-seconds at 36 N are 75 x 93 m
+        (Affine(1 / 1200, 0, -84.5, 0, -1 / 1200, 36.5), "EPSG:4326", False),
+        # degrees of longitude 1/cos(36.45 N) times those of latitude: square on the ground to 1%
+        (Affine(1 / 1200 / math.cos(math.radians(36.45)), 0, -84.5, 0, -1 / 1200, 36.5), "EPSG:4326", True),
     ],
 )
-def test_cli_rotates_training_patches_only_where_pixels_are_square(tmp_path, cli, transform, square):
-    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((96, 48), seed=4, relief=50.0), transform=transform)
-    model = tmp_path / "m.safetensors"
-    args = ["train", hr, "-o", model, "--scales", "2", "--epochs", "1", "--steps-per-epoch", "1"]
-    args += ["--batch-size", "2", "--patch-size", "16", "--depth", "3", "--width", "4", "--device", "cpu", "-q"]
-    result = cli(*args)
-    assert result.code == 0, result.err
-    assert read_card(model).training["config"]["square_pixels"] is square
-
-
-@pytest.mark.parametrize(
-    ("transform", "square"),
-    [
-        # SRTM's 3 arc-seconds at 36 N, square in degrees: 75 x 93 m on the ground, not square
-        (Affine(1 / 1200, 0, -84.5, 0, -1 / 1200, 36.5), False),
-        # degrees of longitude 1/cos(36.4 N) times those of latitude: square on the ground to 1%
-        (Affine(1 / 1200 / math.cos(math.radians(36.45)), 0, -84.5, 0, -1 / 1200, 36.5), True),
-    ],
-)
-def test_cli_measures_geographic_pixels_on_the_ground_to_rotate_them(tmp_path, cli, transform, square):
-    """Training rotates patches only where pixels are square: a geographic raster's on the ground, where a
-    degree of longitude is shorter than one of latitude (before, 'square in degrees' was rotated)."""
-    hr = write_geotiff(
-        tmp_path / "hr.tif", fbm_surface((96, 48), seed=4, relief=50.0), transform=transform, crs="EPSG:4326"
-    )
+def test_cli_rotates_training_patches_only_where_pixels_are_square(tmp_path, cli, transform, crs, square):
+    hr = write_geotiff(tmp_path / "hr.tif", fbm_surface((96, 48), seed=4, relief=50.0), transform=transform, crs=crs)
     model = tmp_path / "m.safetensors"
     args = ["train", hr, "-o", model, "--scales", "2", "--epochs", "1", "--steps-per-epoch", "1"]
     args += ["--batch-size", "2", "--patch-size", "16", "--depth", "3", "--width", "4", "--device", "cpu", "-q"]
