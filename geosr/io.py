@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import uuid
@@ -46,6 +47,9 @@ class RasterInfo:
     colorinterp: tuple[Any, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     band_tags: list[dict[str, str]] = field(default_factory=list)
+    # the tags of named metadata domains (GDAL's update_tags(ns=...)), of the raster and of each band
+    tag_domains: dict[str, dict[str, str]] = field(default_factory=dict)
+    band_tag_domains: list[dict[str, dict[str, str]]] = field(default_factory=list)
     gcps: list[Any] = field(default_factory=list)  # ground control points, where they are the georeferencing
     gcp_crs: Any = None
     rpcs: Any = None  # rational polynomial coefficients beside a transform (rasterio's RPC), carried to the fine grid
@@ -131,6 +135,9 @@ class BandSubset:
     def tags(self, bidx: int = 0, **kwargs: Any) -> dict[str, str]:
         return self._dataset.tags(self._bands[bidx - 1] if bidx else 0, **kwargs)
 
+    def tag_namespaces(self, bidx: int = 0) -> list[str]:
+        return self._dataset.tag_namespaces(self._bands[bidx - 1] if bidx else 0)
+
     def read(self, indexes: int | Sequence[int] | None = None, **kwargs: Any) -> Any:
         if indexes is None:
             return self._dataset.read(self._bands, **kwargs)
@@ -188,6 +195,8 @@ def raster_info(dataset: Any) -> RasterInfo:
         colorinterp=tuple(dataset.colorinterp),
         tags=dict(dataset.tags()),
         band_tags=[_carried_tags(dataset.tags(i)) for i in range(1, dataset.count + 1)],
+        tag_domains=_custom_domains(dataset),
+        band_tag_domains=[_custom_domains(dataset, i) for i in range(1, dataset.count + 1)],
         gcps=list(gcps) if by_gcps else [],
         gcp_crs=gcp_crs if by_gcps else None,
         rpcs=dataset.rpcs,
@@ -251,6 +260,49 @@ def _vrt_nodata(dataset: Any) -> dict[int, int]:
     except Exception:  # noqa: BLE001 - a driver GDAL cannot describe as a VRT: the nodata stays unknown, as before
         return {}
     return stated
+
+
+#: GDAL's metadata domains that describe how a file is stored or read (its structure, subdatasets, the
+#: georeferencing carried otherwise, a colour profile, TIFF and EXIF internals), not what its values are
+STRUCTURAL_DOMAINS = frozenset(
+    {
+        "IMAGE_STRUCTURE",
+        "DERIVED_SUBDATASETS",
+        "SUBDATASETS",
+        "RPC",
+        "GEOLOCATION",
+        "IMAGERY",
+        "COLOR_PROFILE",
+        "TIFF",
+        "EXIF",
+    }
+)
+
+#: The drivers whose other named domains are the ones a user or program set (other drivers, such as ENVI's or
+#: NITF's, present their header fields as domains: the input's sizes and layout, false of the output)
+CUSTOM_DOMAIN_DRIVERS = ("GTiff", "COG", "VRT")
+
+
+def _custom_domains(dataset: Any, bidx: int = 0) -> dict[str, dict[str, str]]:
+    """The tags of the named metadata domains of ``dataset`` (band ``bidx``, or the raster for 0) that a user
+    or program set (``update_tags(ns="MYDOMAIN")``) in a GeoTIFF or VRT, without GDAL's
+    :data:`STRUCTURAL_DOMAINS` and its ``xml:`` and ``json:`` ones; carried to a GeoTIFF output as its default
+    domain's tags are (GDAL's COG driver keeps only the default domain of a ``--cog`` output)."""
+    if getattr(dataset, "driver", None) not in CUSTOM_DOMAIN_DRIVERS:
+        return {}
+    try:
+        names = dataset.tag_namespaces(bidx) or []
+    except Exception:  # noqa: BLE001 - a rasterio or driver without the list: the default domain only, as before
+        return {}
+    domains = {}
+    for name in names:
+        if not name or name.upper() in STRUCTURAL_DOMAINS or name.lower().startswith(("xml:", "json:")):
+            continue
+        with contextlib.suppress(Exception):
+            tags = dict(dataset.tags(bidx, ns=name))
+            if tags:
+                domains[name] = tags
+    return domains
 
 
 def _carried_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -522,6 +574,12 @@ def check_destination(
     ``store`` allows a folder as destination (a Zarr store); ``input_files`` are the other files GDAL
     reads for the input (a VRT's sources, an ENVI header, side files), never replaced either.
     """
+    size, limit = len(os.fsencode(dst.name)), name_max(dst.parent)
+    if size > limit:  # else a bare 'File name too long' from the first look at it
+        raise InputError(
+            f"output name '{dst.name[:40]}...' is {size} bytes long, more than the {limit} a file name may have in "
+            f"'{dst.parent}'; choose a shorter name with -o"
+        )
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputExistsError(f"output '{dst}' is the input file; choose another name with -o")
     for name in (str(src), *input_files) if dst.exists() else ():  # a name inside an archive reads the archive
@@ -728,20 +786,33 @@ class TileWriter:
 
     def __init__(self, dst: Path, spec: OutputSpec, *, cog: bool = False, overwrite: bool = True) -> None:
         self.dst, self.spec, self.cog, self.overwrite = dst, spec, cog, overwrite
-        try:
-            self.tmp = Path(_temp_file(dst.parent, f".{dst.name}.", ".geosr-part"))
-        except OSError as exc:  # a folder made read-only, or full, since the checks
-            raise RasterIOError(
-                f"cannot create the output in '{dst.parent}' ({exc.strerror or exc}); free it or choose another -o"
-            ) from None
-        self._extra: list[Path] = [self.tmp]
+        # every temporary file, recorded before it is created (new_temp), deleted by discard()
+        self._extra: list[Path] = []
         self._dataset: Any = None
         self.block = _block_size(geotiff_tile_size(spec.tile_size))
 
     def __enter__(self) -> TileWriter:
+        # the temporary file is made here, not in __init__: an interrupt between __init__ and __enter__ (or in
+        # either) left it behind, the ``with`` block not yet begun; any error or interrupt in here deletes it
+        try:
+            self._create()
+        except BaseException:
+            self.discard()
+            raise
+        return self
+
+    def _create(self) -> None:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning
 
+        dst = self.dst
+        try:
+            self.tmp = new_temp(dst.parent, dst.name, ".geosr-part", self._extra, room=TEMP_SIDE_ROOM)
+        except OSError as exc:  # a folder made read-only, or full, since the checks
+            raise RasterIOError(
+                f"cannot create the output in '{dst.parent}' ({exc.strerror or exc}); free it or choose another -o"
+            ) from None
+        self._extra.append(Path(f"{self.tmp}.aux.xml"))  # GDAL's side file for metadata a TIFF tag cannot hold
         spec = self.spec
         integer = np.issubdtype(np.dtype(spec.dtype), np.integer)
         block = self.block
@@ -776,16 +847,13 @@ class TileWriter:
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self._dataset = rasterio.open(self.tmp, "w", **profile)
         except Exception as exc:
-            self.discard()
             raise RasterIOError(f"cannot create output beside '{self.dst}' ({exc})") from None
         if spec.nodata is not None and not same_nodata(spec.dtype, self._dataset.nodata, spec.nodata):
-            written = self._dataset.nodata
-            self.discard()  # its missing pixels would read back as data
+            written = self._dataset.nodata  # its missing pixels would read back as data
             raise RasterIOError(
                 f"the output's nodata {spec.nodata!r} would be stored as {written!r}; drop --keep-dtype to write "
                 "float32"
             )
-        return self
 
     def write(self, rows: slice, cols: slice, values: np.ndarray) -> None:
         """Write a (band, y, x) block of output values (NaN where no data) at ``rows``, ``cols``."""
@@ -826,9 +894,13 @@ class TileWriter:
     def _write_metadata(self) -> None:
         ds, info = self._dataset, self.spec.info
         ds.update_tags(**{**info.tags, **self.spec.tags})
+        for domain, tags in info.tag_domains.items():
+            ds.update_tags(ns=domain, **tags)
         for i in range(1, ds.count + 1):
             if info.band_tags[i - 1]:
                 ds.update_tags(i, **info.band_tags[i - 1])
+            for domain, tags in (info.band_tag_domains[i - 1] if info.band_tag_domains else {}).items():
+                ds.update_tags(i, ns=domain, **tags)
             if info.descriptions[i - 1]:
                 ds.set_band_description(i, info.descriptions[i - 1])
             if info.units[i - 1]:
@@ -840,8 +912,9 @@ class TileWriter:
     def _make_cog(self) -> Path:
         from rasterio.shutil import copy as gdal_copy
 
-        cog = Path(_temp_file(self.dst.parent, f".{self.dst.name}.", ".geosr-cog"))
-        self._extra.append(cog)
+        # recorded before it exists, with the overview files GDAL's COG driver makes beside it meanwhile
+        cog = new_temp(self.dst.parent, self.dst.name, ".geosr-cog", self._extra, room=TEMP_SIDE_ROOM)
+        self._extra += [Path(f"{cog}{side}") for side in (".ovr.tmp", ".msk.ovr.tmp", ".aux.xml")]
         integer = np.issubdtype(np.dtype(self.spec.dtype), np.integer)
         try:
             gdal_copy(
@@ -869,10 +942,9 @@ class TileWriter:
         final = self._make_cog() if self.cog else self.tmp
         if final != self.tmp:
             self._check_complete(final)
-        _publish(final, self.dst, self.overwrite)  # with a new file's mode (mkstemp makes it private)
-        for sidecar in (".aux.xml", ".ovr", ".msk"):  # GDAL's side files of the file replaced describe it, not us
-            with contextlib.suppress(FileNotFoundError):
-                Path(f"{self.dst}{sidecar}").unlink()
+        # with a new file's mode (new_temp makes it private); GDAL's side files of the file replaced (which
+        # describe it, not this output) are removed before the rename, so nothing is left to do after it
+        _publish(final, self.dst, self.overwrite, keep=(self.spec.info.path,))
         self.discard()
         return self.dst
 
@@ -915,7 +987,7 @@ class TileWriter:
                 self._dataset.close()
             self._dataset = None
         for path in self._extra:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone, or never made (a name too long for a side file)
                 path.unlink()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -1092,13 +1164,9 @@ def write_grid(
             encodings[name]["_FillValue"] = None
     ds = _encode_times(ds, encodings)
     parent = dst.parent.resolve()
-    prefix, suffix = f".{dst.name}.", ".geosr-part"
-    tmp = Path(
-        tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent)
-        if kind == "zarr"
-        else _temp_file(parent, prefix, suffix)
-    )
+    made: list[Path] = []  # the temporary file or store, recorded before it exists (new_temp)
     try:
+        tmp = new_temp(parent, dst.name, ".geosr-part", made, folder=kind == "zarr", room=TEMP_SIDE_ROOM)
         if kind == "zarr":
             with warnings.catch_warnings():
                 # zarr-python 3 warns that consolidated metadata is not in the Zarr 3 specification;
@@ -1110,7 +1178,7 @@ def write_grid(
             ds.to_netcdf(tmp, encoding=encodings)
         _publish(tmp, dst, overwrite)
     except (RuntimeError, OSError) as exc:
-        _remove(tmp)
+        _remove_all(made)
         # a full disk: netCDF4 says only "NetCDF: HDF error" (and Zarr an OSError), which names no cause or fix
         full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
         if not (full or "HDF error" in str(exc) or "No space left" in str(exc)):
@@ -1121,7 +1189,7 @@ def write_grid(
             "there: a full disk?); free some space or choose another -o"
         ) from None
     except BaseException:
-        _remove(tmp)
+        _remove_all(made)
         raise
     return dst
 
@@ -1186,19 +1254,76 @@ def replaced_atomically(dst: Path) -> Iterator[Path]:
     (with the mode of any new file: mkstemp and safetensors make it private), deleted otherwise, so
     that an interrupted write leaves ``dst`` as it was."""
     dst = Path(dst)
-    tmp = Path(_temp_file(dst.parent, f".{dst.name}.", ".part"))
+    made: list[Path] = []  # recorded before it exists (new_temp)
     try:
+        tmp = new_temp(dst.parent, dst.name, ".part", made)
         yield tmp
         _replace(tmp, dst)
     except BaseException:
-        _remove(tmp)
+        _remove_all(made)
         raise
 
 
+#: Random characters in a temporary name (as tempfile's).
+TEMP_RANDOM = 8
+
+#: Bytes a temporary file's name leaves free for the names GDAL derives from it: ``.aux.xml`` of the file being
+#: written, and the COG driver's ``.msk.ovr.tmp`` while it builds overviews.
+TEMP_SIDE_ROOM = len(".msk.ovr.tmp")
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system of ``folder`` allows (255 where it does not say)."""
+    try:
+        limit = int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (AttributeError, OSError, ValueError, TypeError):  # no pathconf (Windows), or no such folder
+        return 255
+    return limit if limit > 0 else 255
+
+
+def temp_prefix(parent: Path, name: str, suffix: str, room: int = 0) -> str:
+    """``.NAME.`` for a temporary name ``.NAME.XXXXXXXX{suffix}`` in ``parent``, NAME cut short where the whole
+    (and ``room`` more bytes) would exceed the longest file name there: a valid output name of 235 to 255 bytes
+    otherwise failed with 'File name too long', the temporary name being 21 bytes longer."""
+    budget = name_max(parent) - len(os.fsencode(f"..{suffix}")) - TEMP_RANDOM - room
+    part = name
+    while part and len(os.fsencode(part)) > budget:
+        part = part[:-1]
+    return f".{part}."
+
+
 def _temp_file(parent: Path, prefix: str, suffix: str) -> str:
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
-    os.close(fd)
-    return name
+    """The name of a temporary file or folder ``{prefix}XXXXXXXX{suffix}`` in ``parent``, not yet made
+    (:func:`new_temp` records it, then makes it)."""
+    return os.path.join(parent, f"{prefix}{secrets.token_hex(TEMP_RANDOM // 2)}{suffix}")
+
+
+def new_temp(parent: Path, name: str, suffix: str, made: list[Path], *, folder: bool = False, room: int = 0) -> Path:
+    """Create a private empty file (or ``folder``) ``.NAME.XXXXXXXX{suffix}`` beside the output ``name`` in
+    ``parent`` (:func:`temp_prefix`) and return it. Its path is appended to ``made`` before it exists, so that
+    an interrupt (Ctrl+C, ``kill``) landing at any point finds it there to delete: created by ``mkstemp``, a
+    file was recorded only after it returned, and one interrupt in between left the file behind."""
+    prefix = temp_prefix(parent, name, suffix, room)
+    for _ in range(tempfile.TMP_MAX):
+        path = Path(_temp_file(parent, prefix, suffix))
+        made.append(path)
+        try:
+            if folder:
+                os.mkdir(path, 0o700)
+            else:
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600))
+        except OSError as exc:
+            made.remove(path)  # not created: another's (the name was taken), or none at all
+            if isinstance(exc, FileExistsError):
+                continue
+            raise
+        return path
+    raise FileExistsError(errno.EEXIST, f"no free temporary name in '{parent}'")
+
+
+def _remove_all(paths: Sequence[Path]) -> None:
+    for path in paths:
+        _remove(path)
 
 
 def _remove(path: Path) -> None:
@@ -1209,19 +1334,129 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _publish(new: Path, dst: Path, overwrite: bool) -> None:
+#: GDAL's side files of a raster ``NAME`` that hold its overviews or mask, matched ignoring case (GDAL finds
+#: ``NAME.OVR`` or ``Name.Tif.Ovr`` among a folder's files as it finds ``NAME.ovr``), and of its metadata (PAM;
+#: GDAL reads that one only spelled exactly so)
+SIDE_FILES_ANY_CASE = (".ovr", ".msk")
+SIDE_FILES_EXACT = (".aux.xml",)
+
+
+def stale_side_files(dst: Path, keep: Sequence[Path] = ()) -> list[Path]:
+    """The files beside ``dst`` that GDAL would attach to a raster written there, with their overviews, mask or
+    metadata: ``NAME.ovr`` and ``NAME.msk`` in any case, ``NAME.aux.xml``, and an ERDAS RRD file (``NAME.aux``,
+    or ``STEM.aux`` as gdaladdo --config USE_RRD YES writes it; ``.AUX`` too) whose header names ``NAME`` as
+    the file it describes. Left beside a new output, GDAL (and QGIS) would show their old overviews and
+    metadata as the new file's. Never among them: a file of another raster of the folder (``OUT.TIF.ovr``
+    where ``OUT.TIF`` exists beside ``out.tif``), the files in ``keep`` (the input) and ``dst`` itself."""
+    folder = dst.parent
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    any_case = {(dst.name + side).lower() for side in SIDE_FILES_ANY_CASE}
+    exact = [dst.name + side for side in SIDE_FILES_EXACT]
+    rrd = [dst.name + ".aux", dst.name + ".AUX"]
+    if dst.suffix:
+        rrd += [dst.stem + ".aux", dst.stem + ".AUX"]
+
+    def spelled(name: str, spellings: list[str]) -> bool:  # or the same file, on a case-insensitive file system
+        return name in spellings or any(
+            name.lower() == s.lower() and _same_file(folder / name, folder / s) for s in spellings
+        )
+
+    found = []
+    for name in names:
+        path = folder / name
+        if name == dst.name or path.is_dir():
+            continue
+        if name.lower() in any_case:
+            owner = folder / name[: -len(SIDE_FILES_ANY_CASE[0])]  # the raster whose side file it is by its name
+            if owner.name != dst.name and os.path.lexists(owner) and not _same_file(owner, dst):
+                continue  # another raster's (its name in another case), not a side file of this one's name
+        elif not spelled(name, exact) and not (spelled(name, rrd) and _rrd_describes(path, dst)):
+            continue
+        if any(_same_file(path, Path(k)) for k in keep):
+            continue
+        found.append(path)
+    return found
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _rrd_describes(path: Path, dst: Path) -> bool:
+    """Whether ``path`` is an ERDAS RRD (.aux) file that GDAL attaches to ``dst``: one whose dependent file is
+    ``dst``'s name (in any case, as GDAL compares it), or names no file that exists (GDAL then takes it for
+    any raster of its name). A file of another kind under that name is not GDAL's, and is left alone."""
+    try:
+        with open(path, "rb") as f:
+            if not f.read(32).upper().startswith(b"EHFA_HEADER_TAG"):
+                return False
+        import rasterio
+
+        with warnings.catch_warnings(), rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as aux:
+                dependent = aux.tags(ns="HFA").get("HFA_DEPENDENT_FILE")
+    except Exception:  # noqa: BLE001 - not a file GDAL reads as an RRD: not one it attaches either
+        return False
+    if dependent is None:
+        return False
+    if os.path.basename(dependent).lower() == dst.name.lower():
+        return True
+    return not os.path.lexists(dst.parent / dependent) and not os.path.lexists(dependent)
+
+
+def _remove_stale_side_files(dst: Path, keep: Sequence[Path] = ()) -> None:
+    for path in stale_side_files(dst, keep):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+#: (destination, device, inode) of each output this process was about to move into place, recorded before the
+#: rename (:func:`written_since` tells which of them were): an interrupt landing just after the rename was
+#: reported as 'no output was written' though the output was complete and had replaced the old one.
+PUBLISHED: list[tuple[Path, int, int]] = []
+
+
+def written_since(mark: int) -> list[Path]:
+    """The outputs moved into place since ``len(PUBLISHED)`` was ``mark`` that are still there."""
+    written = []
+    for dst, device, inode in PUBLISHED[mark:]:
+        try:
+            st = os.stat(dst)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (device, inode) and dst not in written:
+            written.append(dst)
+    return written
+
+
+def _publish(new: Path, dst: Path, overwrite: bool, keep: Sequence[Path] = ()) -> None:
     """Move the finished ``new`` onto ``dst``: replacing what is there with ``overwrite``, else never, even
     an output another run wrote meanwhile (checked at the start, it was absent): a file is linked, which
     fails where a name exists, then its temporary name removed. Either way with the mode a new file gets
-    (mkstemp and mkdtemp make them private)."""
-    if overwrite:
-        _replace(new, dst)
-        return
-    os.chmod(new, (0o777 if new.is_dir() else 0o666) & ~_umask())  # as _replace gives it
+    (temporary files and folders are made private). Before that, the side files GDAL would attach to
+    ``dst`` (:func:`stale_side_files`; ``keep``, the input, never) are deleted: they describe the file
+    replaced, or another that was there once."""
     appeared = OutputExistsError(
         f"output '{dst}' appeared while this run was writing it (another run?) and was left as it is; pass "
         "--overwrite to replace it or -o to choose another"
     )
+    if not overwrite and os.path.lexists(dst):  # not a side file of another run's output removed
+        raise appeared
+    if not new.is_dir():
+        _remove_stale_side_files(dst, keep)
+    st = os.stat(new)
+    PUBLISHED.append((dst, st.st_dev, st.st_ino))
+    if overwrite:
+        _replace(new, dst)
+        return
+    os.chmod(new, (0o777 if new.is_dir() else 0o666) & ~_umask())  # as _replace gives it
     if new.is_dir():  # a Zarr store: renaming a folder fails onto anything but an empty folder
         if os.path.lexists(dst):
             raise appeared
@@ -1251,18 +1486,20 @@ def _replace(new: Path, dst: Path) -> None:
         # the old store goes aside into a folder of its own, under a name that does not exist there (a fixed
         # side name, left by an interrupted removal or taken by a run beside this one, made every later
         # --overwrite fail; renaming onto an existing folder fails for a link, and on Windows)
-        holder = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".geosr-old", dir=dst.parent))
+        made: list[Path] = []  # the holder, recorded before it exists (new_temp)
+        aside: Path | None = None
         try:
-            os.replace(dst, holder / dst.name)
-        except BaseException:
-            _remove(holder)
-            raise
-        try:
+            holder = new_temp(dst.parent, dst.name, ".geosr-old", made, folder=True)
+            aside = holder / dst.name
+            os.replace(dst, aside)
             os.replace(new, dst)
+            _remove(holder)  # a link set aside goes, not the store it pointed to
         except BaseException:
-            os.replace(holder / dst.name, dst)  # the old output back where it was
-            _remove(holder)
+            # an interrupt may land just after either rename: the old output goes back where the new one has
+            # not taken its place (deleted with the holder, it was lost), and goes once the new one has
+            if aside is not None and os.path.lexists(aside) and os.path.lexists(new):
+                os.replace(aside, dst)
+            _remove_all(made)
             raise
-        _remove(holder)  # a link set aside goes, not the store it pointed to
     else:
         os.replace(new, dst)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import glob
 import importlib.util
 import os
 import queue
@@ -457,8 +456,27 @@ def _stop(process: subprocess.Popen[str], output: Path) -> None:
         process.kill()
         process.wait()
     # a killed geosr cannot clean up: remove its temporary files (".<name>.<random>.geosr-part" beside the output)
-    for leftover in output.parent.glob(f".{glob.escape(output.name)}.*.geosr-*"):
+    for leftover in _temporaries(output):
         leftover.unlink(missing_ok=True)
+
+
+#: geosr's temporary files beside an output: ".NAME.XXXXXXXX.geosr-part" and the like (GDAL's ".ovr.tmp" after it)
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.geosr-")
+#: Output names longer than this many bytes may have their temporary names cut short (NAME a prefix of the name)
+_SHORTENED_FROM = 200
+
+
+def _temporaries(output: Path) -> list[Path]:
+    """geosr's temporary files of ``output``: NAME is the output's name, or for a name long enough that geosr cut it
+    short to fit the file system's limit (a 250-byte name), a prefix of it."""
+    name = output.name
+    long_name = len(os.fsencode(name)) > _SHORTENED_FROM
+    found = []
+    for entry in output.parent.glob(".*.geosr-*"):
+        match = _TEMPORARY.match(entry.name)
+        if match and (match["name"] == name or (long_name and name.startswith(match["name"]))):
+            found.append(entry)
+    return found
 
 
 #: geosr's command-line options named in its messages, and the tool's parameters that set them

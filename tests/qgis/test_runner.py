@@ -302,3 +302,17 @@ def test_in_process_errors_and_cancel(jacksboro, tmp_path, tiny_model):
 )
 def test_messages_name_the_tools_parameters_not_geosrs_options(message, expected):
     assert runner.for_qgis(message) == expected
+
+
+def test_a_killed_run_s_temporaries_are_found_for_long_output_names_too(tmp_path):
+    """geosr cuts the name part of a temporary file short where the whole would pass the file system's 255 bytes
+    (a 250-byte output name): the cleanup after a kill looked for the whole name only and left them."""
+    long_name = "a" * 246 + ".tif"
+    ours = [tmp_path / f".{'a' * 220}.0123abcd.geosr-part", tmp_path / f".{long_name[:200]}.89abcdef.geosr-cog.ovr.tmp"]
+    short = tmp_path / ".out.tif.0123abcd.geosr-part"
+    theirs = [tmp_path / ".other.tif.0123abcd.geosr-part", tmp_path / ".out.0123abcd.geosr-part", tmp_path / "out.tif"]
+    for path in [*ours, short, *theirs]:
+        path.write_bytes(b"")
+    assert sorted(runner._temporaries(tmp_path / long_name)) == sorted(ours)
+    # a short name's temporaries carry it whole: another output's ('out', a prefix of 'out.tif') are not touched
+    assert runner._temporaries(tmp_path / "out.tif") == [short]
