@@ -470,6 +470,29 @@ for _name, _band, _what in (
         description=f"as era5_z500, {_name[1:]} hPa {_what}",
         item=(str(_band),),
     )
+
+
+def _sample(
+    registry: str,
+    package: str,
+    version: str,
+    member: str,
+    licence: str,
+    kind: str,
+    item: tuple[str, ...],
+    shape: tuple[int, int],
+    sha256: str,
+    place: str,
+    spacing: str,
+    description: str,
+) -> Raster:
+    """One of several sample files of one package version (NCL's, pygrib's)."""
+    return Raster(
+        registry=registry, package=package, version=version, member=member, place=place, spacing=spacing,
+        licence=licence, description=description, kind=kind, item=item, shape=shape, sha256=sha256,
+    )  # fmt: skip
+
+
 # Grids of NCL's sample data beside hgt.nc (held out: geosr.training.heldout); pre-registered in
 # benchmarks/results/heldout_ncl_grids.md before any model ran on them.
 for _name, _member, _item, _shape, _sha, _place, _spacing, _what in (
@@ -534,20 +557,10 @@ for _name, _member, _item, _shape, _sha, _place, _spacing, _what in (
         "surface height (m) of a CORDEX-Africa regional climate model; the sea is 0 m",
     ),
 ):
-    RASTERS[_name] = Raster(
-        registry="debian",
-        package="libncarg-data",
-        version="6.6.2.dfsg.1-1",
-        member=f"usr/share/ncarg/data/{_member}",
-        place=_place,
-        spacing=_spacing,
-        licence="Apache-2.0 (NCL)",
-        description=_what,
-        kind="netcdf",
-        item=_item,
-        shape=_shape,
-        sha256=_sha,
-    )
+    RASTERS[_name] = _sample(
+        "debian", "libncarg-data", "6.6.2.dfsg.1-1", f"usr/share/ncarg/data/{_member}", "Apache-2.0 (NCL)", "netcdf",
+        _item, _shape, _sha, _place, _spacing, _what,
+    )  # fmt: skip
 
 RASTERS["bcsd_tas_jul"] = dataclasses.replace(
     RASTERS["bcsd_tas_jan"], description="as bcsd_tas_jan, for July 1999", item=("tas", "6")
@@ -627,20 +640,10 @@ for _name, _member, _band, _shape, _sha, _place, _spacing, _what in (
         "NCEP reanalysis flux-file maximum 2 m air temperature (deg C), 2004 (GRIB 1)",
     ),
 ):
-    RASTERS[_name] = Raster(
-        registry="pypi",
-        package="pygrib",
-        version="2.1.8",
-        member=f"sampledata/{_member}",
-        place=_place,
-        spacing=_spacing,
-        licence="MIT (pygrib); NOAA/NCEP data are in the public domain",
-        description=_what,
-        kind="grib",
-        item=(str(_band),),
-        shape=_shape,
-        sha256=_sha,
-    )
+    RASTERS[_name] = _sample(
+        "pypi", "pygrib", "2.1.8", f"sampledata/{_member}", "MIT (pygrib); NOAA/NCEP data are in the public domain",
+        "grib", (str(_band),), _shape, _sha, _place, _spacing, _what,
+    )  # fmt: skip
 
 _REGISTRY_NAMES = {"debian": "Debian", "pypi": "PyPI", "npm": "npm"}
 _NEEDS_RDATA = {"rda_xyz", "rdb_xyz", "rdb_im"}
