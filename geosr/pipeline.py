@@ -381,7 +381,6 @@ def downscale_grid(
     With ``scheduler`` the chunks run on that dask.distributed cluster. ``progress(done, total)`` is
     called as tiles finish (of every slice together; not with ``scheduler``: the cluster's dashboard shows it).
     """
-    import dask
     from affine import Affine
 
     from geosr.accessor import regular_step, spatial_dims, without_measures
@@ -443,16 +442,12 @@ def downscale_grid(
             with tile_progress(progress, fine):
                 write_grid(fine, out, encoding, zarr_format, overwrite)
         else:
-            from geosr.distributed import connect, worker_netcdf_cache
+            from geosr.distributed import computing_on
             from geosr.io import NETCDF_CHUNK_CACHE
 
-            # the workers read the input: netCDF4's chunk cache is per process, set on each of them too
-            with (
-                connect(scheduler) as client,
-                client.as_current(),
-                dask.config.set(scheduler=client),
-                worker_netcdf_cache(client, NETCDF_CHUNK_CACHE),
-            ):
+            # the workers read the input: netCDF4's chunk cache is per process, set on each of them too. A lost
+            # cluster is one line, as for a GeoTIFF; a run stopped stops its tasks before its temporary output goes
+            with computing_on(scheduler, netcdf_cache=NETCDF_CHUNK_CACHE):
                 write_grid(fine, out, encoding, zarr_format, overwrite)
     shape = (fine[variable].sizes[ydim], fine[variable].sizes[xdim])  # the spatial dimensions need not be last
     factors = (shape[0] / var.sizes[ydim], shape[1] / var.sizes[xdim])
