@@ -131,6 +131,10 @@ def probe(address: str) -> None:
     thread.start()
     thread.join(seconds + 5)  # _identity keeps its own deadline; this one only in case it did not
     reply = answer[0] if answer else TimeoutError(f"no answer within {seconds:g} s")
+    if isinstance(reply, (AttributeError, ImportError, NameError)):
+        # the probe itself could not run (it speaks distributed's protocol through its internals, which another
+        # version of distributed may name otherwise): say nothing, and let the Client find out
+        return
     if isinstance(reply, _Unreachable):
         raise SchedulerError(
             f"cannot reach a dask scheduler at {address!r} ({reply}); start one (`dask scheduler`, "

@@ -523,3 +523,15 @@ def test_an_interrupted_grid_run_on_a_cluster_leaves_no_temporary_output(cli, mo
         wait_until(lambda: running_tasks(client) == 0, 30, "the workers idle")
         time.sleep(0.5)
     assert left_in(tmp_path) == ["tas.nc"]
+
+
+def test_a_probe_that_cannot_run_on_this_distributed_leaves_the_answer_to_the_client(monkeypatch):
+    # the probe speaks distributed's protocol through its internals: where another version names them otherwise,
+    # a working scheduler must not be refused as 'answered in another protocol'
+    import geosr.distributed as d
+
+    async def renamed(address, seconds):
+        raise AttributeError("'TCP' object has no attribute 'handshake_info'")
+
+    monkeypatch.setattr(d, "_identity", renamed)
+    assert d.probe("tcp://127.0.0.1:8786") is None
