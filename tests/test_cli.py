@@ -504,3 +504,11 @@ def test_the_summary_gives_both_axes_factors_when_a_resolution_makes_them_differ
     assert f"scale {across:g} across, {down:g} down," in result.err
     plain = cli("downscale", dem_tif, "--scale", 2, "--model", model1, "-o", tmp_path / "s.tif")
     assert "pixels, scale 2, model" in plain.err
+
+
+def test_downscale_draws_no_progress_bar_into_a_log(cli, make_geotiff, model1, tmp_path):
+    # to a file or a pipe the tile bar was redrawn with carriage returns, and 'wrote ...' was glued onto it
+    src = make_geotiff("dem.tif", fbm_surface((40, 40), seed=2))
+    result = cli("downscale", src, "--scale", 2, "--model", model1, "--tile-size", 16, "-o", tmp_path / "o.tif")
+    assert result.code == 0, result.err
+    assert "\r" not in result.err and result.err.startswith("wrote "), result.err

@@ -76,8 +76,10 @@ overwrite_option = click.option("--overwrite", is_flag=True, help="Replace the o
 
 
 def progress_bar(quiet: bool, unit: str) -> Callable[[int, int], None]:
-    """A callback ``(done, total)`` that drives a tqdm bar on stderr (or nothing when quiet)."""
-    if quiet:
+    """A callback ``(done, total)`` that drives a tqdm bar on stderr where that is a terminal; nothing when quiet
+    or where stderr is a file or a pipe (a log), where the bar was redrawn with carriage returns and the run's last
+    line (``wrote ...`` or ``Error: ...``) was glued onto it (``--progress-lines`` is the progress for a program)."""
+    if quiet or not bool(getattr(sys.stderr, "isatty", lambda: False)()):
         return lambda done, total: None
     from tqdm import tqdm
 
