@@ -117,13 +117,14 @@ def test_cli_variable_default_output_and_overwrite(cli, a1b, model1):
     default.unlink()
 
 
-def test_cli_variable_progress_lines_count_every_slice_tile(cli, a1b, model1, tmp_path):
+def test_cli_variable_progress_lines_count_every_slice_tile(cli, a1b, model1, tmp_path, monkeypatch):
     # 3 time steps, each 74 x 98 px at x2 in 32 px tiles: 3 x 4 tiles a step, one line as each finishes
     args = ["downscale", a1b, "--variable", VARIABLE, "--scale", 2, "--model", model1, "--tile-size", 32]
     result = cli(*args, "--progress-lines", "--quiet", "-o", tmp_path / "lines.nc")
     assert result.code == 0, result.err
     assert result.out.splitlines() == [f"PROGRESS {done}/36" for done in range(1, 37)]
     assert result.err == ""
+    monkeypatch.setattr("geosr.cli.options.stderr_is_terminal", lambda: True)  # the bar is drawn on a terminal only
     bar = cli(*args, "-o", tmp_path / "bar.nc")  # without the flag: a bar on stderr, nothing on stdout
     assert bar.code == 0, bar.err
     assert bar.out == "" and "/36 [" in bar.err  # tqdm draws at most every 0.1 s: the first state at least

@@ -75,11 +75,16 @@ model_option = click.option(
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 
 
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal, where a progress bar may be drawn."""
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 def progress_bar(quiet: bool, unit: str) -> Callable[[int, int], None]:
     """A callback ``(done, total)`` that drives a tqdm bar on stderr where that is a terminal; nothing when quiet
     or where stderr is a file or a pipe (a log), where the bar was redrawn with carriage returns and the run's last
     line (``wrote ...`` or ``Error: ...``) was glued onto it (``--progress-lines`` is the progress for a program)."""
-    if quiet or not bool(getattr(sys.stderr, "isatty", lambda: False)()):
+    if quiet or not stderr_is_terminal():
         return lambda done, total: None
     from tqdm import tqdm
 
