@@ -1079,7 +1079,9 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # up: every tile of the row then reaches the same input chunks through the graph as the token does. Waiting
     # for the row token directly gave each tile its own set of them (its chunks and every chunk above), and dask's
     # ordering (dask.order) kept one such set per tile: 108 MiB for 2209 tiles, growing with their square.
-    layer: dict[Any, Any] = {}
+    # the plan is one value of the graph, which each tile task names: given to each it was pickled into each (29 KB
+    # a task at 24000 x 24000, its spans growing with the raster's side), and a cluster ships tasks one by one
+    layer: dict[Any, Any] = {f"{name}-plan": plan}
     for i in range(plan.grid_shape[0]):
         gate = (f"{name}-row", i - TILE_ROWS_AHEAD) if i >= TILE_ROWS_AHEAD else None
         tiles = [Tile((i, j), plan.row_tiles[i], plan.col_tiles[j]) for j in range(plan.grid_shape[1])]
@@ -1089,7 +1091,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
         layer[f"{name}-read", i] = (_nothing, [chunks, gate])
         for j, (tile, (bj, cs)) in enumerate(zip(tiles, touched, strict=True)):
             pieces = [[(data.name, 0, a, b) for b in bj] for a in bi]
-            args = (ref, options, plan, tile, pieces, (rs, cs), _key(stats), _key(gains), nodata)
+            args = (ref, options, f"{name}-plan", tile, pieces, (rs, cs), _key(stats), _key(gains), nodata)
             layer[name, 0, i, j] = (_tile_task, *args, (f"{name}-read", i))
             layer[f"{name}-done", i, j] = (_nothing, (name, 0, i, j))  # the row's token holds no tile
         layer[f"{name}-row", i] = (_nothing, [(f"{name}-done", i, j) for j in range(plan.grid_shape[1])])

@@ -409,3 +409,25 @@ def test_a_worker_refuses_a_model_file_replaced_since_the_run_was_planned(tmp_pa
     assert downscale_tile(str(src), (str(model1), downscaler.model.digest), *args)[0] == tile
     with pytest.raises(SchedulerError, match="changed after this result was built"):
         downscale_tile(str(src), (str(model1), "0" * 16), *args)
+
+
+def test_a_dask_tile_task_does_not_carry_the_whole_tile_plan():
+    """Each tile task took the TilePlan, whose spans grow with the raster's side (29 KB a task at 24000 x 24000),
+    and a cluster ships tasks one by one; the plan is now one value of the graph that the tasks name."""
+    import pickle
+
+    import dask.array as da
+
+    import geosr
+    from geosr.predict import TILE_TASKS
+    from geosr.tiling import TilePlan
+
+    def task_bytes(side: int) -> int:
+        lazy = da.random.RandomState(0).random_sample((1, side, side), chunks=(1, 400, 400)).astype(np.float32)
+        graph = dict(geosr.downscale(lazy, 2, "backprojection", tile_size=64).__dask_graph__())
+        tasks = [v for k, v in graph.items() if isinstance(k, tuple) and len(k) == 4 and k[0].startswith(TILE_TASKS)]
+        assert tasks and not any(isinstance(part, TilePlan) for task in tasks for part in task)
+        return max(len(pickle.dumps(task)) for task in tasks)
+
+    small, large = task_bytes(400), task_bytes(2400)  # 7 and 38 tiles a side
+    assert large < 1.2 * small, (small, large)
