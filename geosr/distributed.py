@@ -339,8 +339,8 @@ def run_tiles(
     """
     with cluster_client(address) as client:
         threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
-        if threads == 0:
-            raise SchedulerError(f"the dask scheduler at {address!r} has no workers; start some with `dask worker`")
+        if threads == 0:  # where check_workers could not ask the workers
+            raise _no_workers(address)
         chosen = None if bands is None else list(bands)
         # a task, not client.scatter: scattered data dies with the workers that hold it, and every tile
         # not yet run would then be cancelled ('already forgotten'); a task's result the scheduler recomputes
@@ -408,7 +408,7 @@ def check_workers(client: Any, address: str) -> None:
     except Exception:  # noqa: BLE001 - a cluster that cannot answer this says so when the run starts
         return
     if not lacking:  # the tasks would wait for ever for one (a GeoTIFF run refused this already, not a grid's)
-        raise SchedulerError(f"the dask scheduler at {address!r} has no workers; start some with `dask worker`")
+        raise _no_workers(address)
     bad = {worker: names for worker, names in lacking.items() if isinstance(names, list) and names}
     if not bad:
         return
@@ -420,6 +420,10 @@ def check_workers(client: Any, address: str) -> None:
         f"cannot be imported there ({named}); install geosr and torch in the workers' environment (the versions "
         "this machine has), or drop --scheduler to run locally"
     )
+
+
+def _no_workers(address: str) -> SchedulerError:
+    return SchedulerError(f"the dask scheduler at {address!r} has no workers; start some with `dask worker`")
 
 
 def _lacking() -> Any:

@@ -22,6 +22,7 @@ from geosr.cli.options import (
     precision_option,
     reports_errors,
     state,
+    stderr_is_terminal,
     verbose_option,
     warnings_as_lines,
 )
@@ -127,8 +128,7 @@ class _Progress:
     starting a line of its own."""
 
     def __init__(self, show: bool) -> None:
-        stream = sys.stderr
-        self.show = show and bool(getattr(stream, "isatty", lambda: False)())
+        self.show = show and stderr_is_terminal()
         self.bar: Any = None
 
     def __call__(self, done: int, total: int | None) -> None:
@@ -445,7 +445,7 @@ def train(
         axis = 1 if info.height >= info.width else 2
         length = data.shape[axis]
         whole, held = _held(length, patch_size, scale_list)
-        if length - held < patch_size or min(info.height, info.width) < patch_size:
+        if not _fits(info.width, info.height, patch_size, scale_list):
             raise InputError(
                 f"'{path}' ({info.width} x {info.height}) is too small for {patch_size}-pixel patches at scales "
                 f"{','.join(map(str, scale_list))}: it needs {patch_size} pixels across and {patch_size + whole} "
