@@ -75,8 +75,9 @@ def main() -> None:
                 source = coarse[window(coarse.shape, scale)]
                 h2, w2 = source.shape[0] // scale * scale, source.shape[1] // scale * scale
                 g1, g2 = gain(source, scale), gain(area_average(source[:h2, :w2], scale), scale)
+                truth = gain(fine[:h, :w], scale)
                 print(
-                    f"{part}{i} x{scale}: input {coarse.shape[0]}x{coarse.shape[1]}, truth {gain(fine[:h, :w], scale):.2f}, "
+                    f"{part}{i} x{scale}: input {coarse.shape[0]}x{coarse.shape[1]}, truth {truth:.2f}, "
                     f"g1 {g1:.2f}, g2 {g2:.2f}",
                     flush=True,
                 )
