@@ -781,7 +781,7 @@ def test_cli_never_writes_the_model_over_an_input_or_an_earlier_checkpoint(tmp_p
     assert_one_line_error(result.err, "is one of the input rasters")
     assert hr.read_bytes() == before
     result = cli("train", hr, "-o", tmp_path / "dem", *args)
-    assert result.code == 1
+    assert result.code == 2
     assert_one_line_error(result.err, "must be named *.safetensors")
     # a checkpoint left by an earlier run is an output too
     model = tmp_path / "m.safetensors"

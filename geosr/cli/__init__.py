@@ -1,8 +1,9 @@
 """The ``geosr`` command: one click group, one module per subcommand.
 
 Only click is imported here, so ``geosr --help`` stays fast; each subcommand imports what it needs.
-Every error ends as one line on stderr and a non-zero exit code (2 for usage, 1 otherwise, 130 when
-interrupted); ``--verbose`` adds the traceback.
+Every error ends as one line on stderr and a non-zero exit code: 2 for usage (an option or argument value wrong
+as typed, whatever the files: click's own refusals and geosr's alike), 1 for a problem found in the files, data,
+device or environment, 130 when interrupted; ``--verbose`` adds the traceback (not to a usage error).
 """
 
 from __future__ import annotations

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 import click
 
 from geosr.cli.options import (
+    band_list,
     calibrate_option,
     device_option,
     ensemble_option,
-    int_list,
     model_option,
     overwrite_option,
     precision_option,
     progress_bar,
     quiet_option,
     reports_errors,
+    typed_values,
     verbose_option,
     warnings_as_lines,
 )
@@ -136,7 +138,8 @@ def downscale(
         raise click.UsageError("give --scale (for example --scale 4) or --resolution")
     if scale is not None and resolution is not None:
         raise click.UsageError("give either --scale or --resolution, not both")
-    from geosr.io import grid_format
+    from geosr.georef import check_scale
+    from geosr.io import check_geotiff_name, grid_format
     from geosr.pipeline import downscale_grid, downscale_raster
     from geosr.predict import DEFAULT_TILE_SIZE
 
@@ -160,8 +163,20 @@ def downscale(
             f"-o {output} names a {grid_format(Path(output))} output, which needs --variable NAME; "
             "without it geosr writes a GeoTIFF (-o NAME.tif)"
         )
-    # a band named twice is refused by the raster's band view, which names the raster
-    chosen = None if bands is None else int_list(bands, "--bands", unique=False)
+    # values wrong whatever the raster: usage errors (exit code 2) before it is read, in the pipeline's words
+    with typed_values():
+        if scale is not None:
+            check_scale(scale)
+        if variable is None and output is not None:
+            check_geotiff_name(Path(output))  # -o dem.png
+    if variable is not None and output is not None and grid_format(Path(output)) is None:  # write_grid's words
+        raise click.UsageError(
+            f"output '{output}' must be a NetCDF file (.nc) or a Zarr store (.zarr) for a --variable input; "
+            "for a GeoTIFF pass a GDAL subdataset such as 'NETCDF:\"file.nc\":NAME' as INPUT without --variable"
+        )
+    if resolution is not None and not (math.isfinite(resolution) and resolution > 0):
+        raise click.UsageError(f"resolution must be a positive number, got {resolution!r}")
+    chosen = None if bands is None else band_list(bands)
     if variable is not None and (cog or keep_dtype or bands):
         raise click.UsageError("--cog, --keep-dtype and --bands are for GeoTIFF output; drop them with --variable")
     if variable is not None and scheduler is not None and progress_lines:

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import click
 
 from geosr.cli.options import (
+    band_list,
     calibrate_option,
     device_option,
     echo_warning,
     ensemble_option,
-    int_list,
     model_option,
     reports_errors,
     verbose_option,
@@ -91,7 +91,7 @@ def evaluate(
     """
     import numpy as np
 
-    from geosr.errors import InputError, ScaleError
+    from geosr.errors import InputError
     from geosr.evaluate import best_classical, evaluate_bands, valid_interior
     from geosr.georef import pixel_size
     from geosr.io import iter_blocks, mirrored_array, north_up_flips, open_raster, raster_info
@@ -101,15 +101,15 @@ def evaluate(
     from geosr.predict import calibrates, check_bands, check_ensemble, check_magnitudes, select_device
     from geosr.stats import BandStats
 
-    if scale < 2:
-        raise ScaleError(f"--scale must be a whole number of at least 2, got {scale}")
+    if scale < 2:  # wrong whatever the raster: a usage error (exit code 2), as click's own
+        raise click.UsageError(f"--scale must be a whole number of at least 2, got {scale}")
     switch = "--calibrate" if calibrate else "--no-calibrate"
     given = [name for name, value in (("--model", model), (switch, calibrate)) if value is not None]
     given += ["--ensemble"] if int(ensemble) != 1 else []
     given += ["--device"] if device != "auto" else []
     if no_model and given:  # they were ignored, and the JSON reported an ensemble that never ran
         raise click.UsageError(f"--no-model measures the classical methods only; drop {' and '.join(given)}")
-    chosen = None if bands is None else int_list(bands, "--bands", unique=False)  # a repeat: the band view says
+    chosen = None if bands is None else band_list(bands)  # a band named twice: a usage error too
     if not no_model:  # an unavailable --device is refused before the raster is read and measured (7 s at 1500²)
         select_device(device)
     with open_raster(input_path, chosen) as dataset:

@@ -1,4 +1,9 @@
-"""Options shared by several subcommands, defined once, and the one-line error reporting."""
+"""Options shared by several subcommands, defined once, and the one-line error reporting.
+
+Exit codes: a value wrong as typed (its form, its range, or options that contradict each other: wrong whatever
+the files, data, device or environment) is a usage error, exit code 2, as click's own; a problem found in the
+files, the data, the device or the environment exits 1; an interrupted run 130 (:func:`geosr.cli.main`).
+"""
 
 from __future__ import annotations
 
@@ -117,6 +122,18 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@contextlib.contextmanager
+def typed_values() -> Iterator[None]:
+    """geosr's errors raised inside by checks of typed values alone (no file, data, device or environment looked
+    at) as click usage errors: exit code 2, as click's own, with geosr's one-line message."""
+    from geosr.errors import GeosrError
+
+    try:
+        yield
+    except GeosrError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def echo_warning(message: str) -> None:
     """Print one of geosr's warnings as one line on stderr: ``Warning: ...``, as errors are ``Error: ...``."""
     click.echo(f"Warning: {message}", err=True)
@@ -162,4 +179,13 @@ def int_list(text: str, what: str, *, unique: bool = True) -> list[int]:
         raise click.BadParameter(f"{what} must be whole numbers separated by commas, got {text!r}") from None
     if unique and len(set(values)) != len(values):
         raise click.BadParameter(f"{what} names a value twice ({text!r}); give each once")
+    return values
+
+
+def band_list(text: str) -> list[int]:
+    """The bands of ``--bands 3,1`` (downscale, evaluate): a band named twice refused in the words of the raster's
+    band view (geosr.io), but before the raster is opened, as a usage error (exit code 2)."""
+    values = int_list(text, "--bands", unique=False)
+    if len(set(values)) != len(values):
+        raise click.UsageError(f"bands {','.join(map(str, values))} name a band twice; give each once")
     return values

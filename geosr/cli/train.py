@@ -197,7 +197,8 @@ def _finite(value: float | None, what: str, most: float | None = None) -> None:
     type=click.IntRange(min=1),
     default=None,
     help="Stop after this many epochs (of --steps-per-epoch steps each, counted from the start of a resumed run). "
-    "Default: 50 without --minutes, no limit with it; with both, whichever ends first.",
+    "Default: 50 without --minutes, no limit with it; with both, whichever ends first. A --resume given neither "
+    "continues the budget of the run it resumes.",
 )
 @click.option(
     "--minutes",
@@ -291,7 +292,7 @@ def _finite(value: float | None, what: str, most: float | None = None) -> None:
 @click.option("--name", default=None, help="Model name for its card (default: the output file's stem).")
 @click.option(
     "--resume",
-    type=click.Path(exists=True, path_type=Path),
+    type=click.Path(path_type=Path),  # a missing file is refused below: exit code 1, as a missing raster
     default=None,
     help="Checkpoint (OUTPUT.ckpt) to continue from.",
 )
@@ -346,7 +347,8 @@ def train(
     validation RMSE of the model against its interpolated input and bicubic. Nodata pixels are left out
     of the loss.
     A checkpoint OUTPUT.ckpt is written every epoch for --resume, with the same command (only --epochs,
-    --minutes, --lr, --schedule, --device and --precision may change).
+    --minutes, --lr, --schedule, --device and --precision may change; given neither --epochs nor --minutes, a
+    resumed run continues the budget of the run it resumes).
     """
     import numpy as np
 
@@ -356,7 +358,7 @@ def train(
     from geosr.predict import check_magnitudes, select_device
     from geosr.stats import BandStats
     from geosr.training.data import normalise
-    from geosr.training.train import TrainConfig
+    from geosr.training.train import DEFAULT_EPOCHS, TrainConfig
     from geosr.training.train import train as run_training
 
     if output_name == "":  # Path("") is the working folder, which was refused as "output '.' is a folder"
@@ -364,8 +366,10 @@ def train(
             "the output name is empty; give the model file to write, such as model.safetensors", param_hint="'-o'"
         )
     output = Path(output_name)
-    if epochs is None and minutes is None:
-        epochs = 50  # the default budget; with --minutes alone, the minutes are the budget
+    if epochs is None and minutes is None and resume is None:
+        # the default budget; with --minutes alone, the minutes are the budget; a resumed run given neither continues
+        # the budget of the run it resumes (kept in its checkpoint)
+        epochs = DEFAULT_EPOCHS
     if name is not None and (not name.strip() or any(not c.isprintable() for c in name)):
         raise click.BadParameter(f"must be a name of printable characters, got {name!r}", param_hint="'--name'")
     scale_list = int_list(scales, "--scales")
@@ -373,6 +377,8 @@ def train(
         raise click.BadParameter(f"--scales must all be at least 2, got {scales!r}")
     _finite(lr, "--lr", 1e30)  # torch keeps it in float32 (3.4e38 at most): far beyond any useful rate
     _finite(minutes, "--minutes")
+    if resume is not None and not resume.exists():  # the wording of geosr.training.train's check
+        raise InputError(f"checkpoint '{resume}' does not exist; pass the OUTPUT.ckpt file a run left")
     if output.is_dir():
         raise OutputExistsError(f"output '{output}' is a folder; give a file name with -o")
     if not output.parent.is_dir():
@@ -398,8 +404,8 @@ def train(
                 f"input raster '{path}' is where this run writes its checkpoint ({checkpoint.name}); rename the "
                 "raster or choose another name with -o"
             )
-    if output.suffix.lower() != ".safetensors":
-        raise InputError(
+    if output.suffix.lower() != ".safetensors":  # a name wrong as typed: a usage error, exit code 2
+        raise click.UsageError(
             f"the model file must be named *.safetensors (geosr reads models by that suffix), got '{output}'"
         )
     if resume is not None and Path(resume).resolve() == output.resolve():  # before "already exists: --overwrite"
@@ -502,8 +508,9 @@ def train(
                         else "use a smaller --patch-size, or larger rasters"
                     )
                 )
-        if few:  # every patch a cell or two: the network's input is flat, nothing to learn detail from
-            raise InputError(
+        if few:  # every patch a cell or two: the network's input is flat, nothing to learn detail from (options
+            # that contradict each other, whatever the rasters: a usage error, exit code 2)
+            raise click.UsageError(
                 f"scale {scale} (--scales) is more than half of --patch-size {patch_size}: a patch would hold less "
                 f"than {CELLS_A_SIDE} of its {scale}-pixel cells a side, too few to learn from; use scales of at most "
                 f"{patch_size // CELLS_A_SIDE}, or a --patch-size of {CELLS_A_SIDE * scale} or more"

@@ -44,7 +44,8 @@ class TrainConfig:
     batch_size: int = 16
     steps_per_epoch: int = 100
     #: the budget, counted from the start of the run a resume continues: epochs, minutes or both (whichever ends
-    #: first); None for no limit of that kind (at least one must be set)
+    #: first); None for no limit of that kind (at least one must be set, except to resume: both None continue the
+    #: budget kept in the checkpoint, :data:`DEFAULT_EPOCHS` for one written before checkpoints kept it)
     epochs: int | None = 1000
     minutes: float | None = None
     optimizer: str = "adam"
@@ -72,6 +73,37 @@ class TrainConfig:
     fill_missing: bool = True
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: The budget of ``geosr train`` given neither --epochs nor --minutes, and of a resumed run given neither whose
+#: checkpoint does not keep its run's budget (written before checkpoints kept it).
+DEFAULT_EPOCHS = 50
+
+
+def _budget_options(epochs: int | None, minutes: float | None) -> str:
+    """A budget as the options that ask for it: ``--epochs 10 --minutes 30``."""
+    given = [f"--epochs {epochs}"] if epochs is not None else []
+    return " ".join(given + ([f"--minutes {minutes:g}"] if minutes is not None else []))
+
+
+def _kept_budget(state: dict[str, Any]) -> tuple[int | None, float | None] | None:
+    """The budget (epochs, minutes) of the run that wrote a checkpoint, or None where it keeps none (written
+    before checkpoints kept it)."""
+    kept = state.get("budget")
+    if not isinstance(kept, dict) or (kept.get("epochs") is None and kept.get("minutes") is None):
+        return None
+    epochs, minutes = kept.get("epochs"), kept.get("minutes")
+    return None if epochs is None else int(epochs), None if minutes is None else float(minutes)
+
+
+def _spent(budget: str, config: TrainConfig) -> str:
+    """What budget a resumed run given neither --epochs nor --minutes has spent: its checkpoint's, or the default."""
+    if budget == "kept":
+        return f"all of the budget of the run that wrote it ({_budget_options(config.epochs, config.minutes)})"
+    return (
+        f"the default budget of {DEFAULT_EPOCHS} epochs, used without --epochs or --minutes where a checkpoint "
+        "keeps no budget of its own (written by an older geosr)"
+    )
 
 
 #: Random patches tried in a row before a raster set is declared unable to give one.
@@ -384,9 +416,11 @@ def train(
     ``progress(step, total_steps)`` is called after every step; ``total_steps`` is None where the run has a budget
     of minutes (the minutes may end it before its epochs). Returns a summary: steps, epochs, seconds (trained in
     all, a resumed run's earlier ones too), ``ended_by`` (``"epochs"`` or ``"minutes"``: the budget that ended the
-    run), the validation RMSE before training and a per-epoch history.
+    run), the validation RMSE before training and a per-epoch history. A resumed run whose ``config`` has neither
+    ``epochs`` nor ``minutes`` continues the budget kept in its checkpoint (:data:`DEFAULT_EPOCHS` where the
+    checkpoint, written before they kept it, has none).
     """
-    if config.epochs is None and config.minutes is None:
+    if config.epochs is None and config.minutes is None and not resume:
         raise InputError("a training run needs a budget: a number of epochs, of minutes, or both")
     checkpoint = Path(str(output) + ".ckpt")
     for path, what in ((Path(output), "writes its model"), (checkpoint, "keeps its checkpoint")):
@@ -412,6 +446,12 @@ def train(
     card.cell_input = config.cell_input
     card.scales = [float(s) for s in config.scales]  # what it was trained for, whatever the card said
     state = _load_checkpoint(resume, device) if resume else None
+    budget = "given"  # where the budget comes from: the options, the checkpoint, or the default
+    if state is not None and config.epochs is None and config.minutes is None:
+        kept = _kept_budget(state)  # resumed without --epochs or --minutes: the budget its run was given
+        budget = "kept" if kept is not None else "default"
+        epochs, minutes = kept if kept is not None else (DEFAULT_EPOCHS, None)
+        config = replace(config, epochs=epochs, minutes=minutes)
     inherited = (state or {}).get("started_from")
     if init and inherited is not None:
         # resumed: the model it started from as it was when the run began (the --init file may have been
@@ -476,17 +516,29 @@ def train(
                 card.training["resumed_in"] = card.training.get("folder", "")
                 card.training["folder"] = state["folder"]
         if config.epochs is not None and epoch >= config.epochs:
+            done = f"{epoch} epoch{'s' if epoch != 1 else ''}"
             raise InputError(
-                f"checkpoint '{resume}' has already run {epoch} epoch{'s' if epoch != 1 else ''}, and --epochs asks "
-                f"for {config.epochs}; "
+                f"checkpoint '{resume}' has already run {done}, and --epochs asks for {config.epochs}; "
                 "ask for more epochs to continue it"
+                if budget == "given"
+                else f"checkpoint '{resume}' has already run {done}, {_spent(budget, config)}; ask for more epochs "
+                f"with --epochs (more than {epoch}) to continue it"
             )
         if config.minutes is not None and elapsed_before >= config.minutes * 60:  # else one more epoch each time
+            done = f"{elapsed_before / 60:.3g} minutes"
             raise InputError(
-                f"checkpoint '{resume}' has already run {elapsed_before / 60:.3g} minutes, and --minutes asks for "
-                f"{config.minutes:g}; ask for more minutes to continue it"
+                f"checkpoint '{resume}' has already run {done}, and --minutes asks for {config.minutes:g}; "
+                "ask for more minutes to continue it"
+                if budget == "given"
+                else f"checkpoint '{resume}' has already run {done}, {_spent(budget, config)}; ask for more minutes "
+                "with --minutes to continue it"
             )
-        log(f"resumed from {resume} at epoch {epoch}, step {step}")
+        continues = {
+            "given": "",
+            "kept": f"; continuing its run's budget ({_budget_options(config.epochs, config.minutes)})",
+            "default": f"; it keeps no budget (an older checkpoint): the default of {DEFAULT_EPOCHS} epochs applies",
+        }[budget]
+        log(f"resumed from {resume} at epoch {epoch}, step {step}{continues}")
     # the training pairs' missing cells filled as inference will fill them for this card
     trend = card.fill_trend if config.fill_missing else 0.0
     # conserved by default when the card says so (the model it started from did), else when its conserved
@@ -588,6 +640,8 @@ def train(
             "command": card.training.get("command", ""),
             "folder": card.training.get("folder", ""),
             "recipe": json.dumps(recipe, sort_keys=True),
+            # what a resume given neither --epochs nor --minutes continues
+            "budget": {"epochs": config.epochs, "minutes": config.minutes},
         }
         if init:  # what the card takes from the --init model, kept for a resume
             state["started_from"] = {
