@@ -612,9 +612,19 @@ def check_destination(
 
 def check_geotiff_name(dst: Path) -> None:
     """Refuse a GeoTIFF destination named as another GDAL raster format (``-o dem.png``, ``-o dem.vrt``):
-    geosr writes GeoTIFF only, and a GeoTIFF under such a name misleads every program that goes by it."""
+    geosr writes GeoTIFF only, and a GeoTIFF under such a name misleads every program that goes by it. Refuse
+    too a name GDAL reads as a side file of another raster (``-o dem.tif.ovr``, ``.msk``, ``.aux``,
+    ``.aux.xml``, in any case): GDAL would serve it as that raster's overviews, mask or metadata."""
     from rasterio.drivers import raster_driver_extensions
 
+    side = next((s for s in (*SIDE_FILES_ANY_CASE, ".aux", *SIDE_FILES_EXACT) if dst.name.lower().endswith(s)), None)
+    if side is not None and len(dst.name) > len(side):
+        owner = dst.name[: -len(side)]
+        raise InputError(
+            f"output '{dst}' ends in {dst.name[-len(side) :]}, which GDAL reads as a side file (overviews, mask or "
+            f"metadata) of a raster named '{owner}', and would serve as that raster's; give it a .tif name "
+            f"(for example -o {dst.with_name(Path(owner).stem + '_x.tif')})"
+        )
     suffix = dst.suffix.lower().lstrip(".")
     driver = raster_driver_extensions().get(suffix) if suffix else None
     if driver not in (None, "GTiff", "COG"):
