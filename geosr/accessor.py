@@ -96,17 +96,37 @@ def regular_step(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
         raise InputError(
             f"coordinate {dim!r} holds the same value ({values[0]:g}) for every cell; assign the cells' centres to it"
         )
-    if step == 0 or not np.allclose(np.diff(values), step, rtol=1e-5, atol=max(abs(step) * 1e-5, precision)):
-        wrapped = np.diff(np.unwrap(values, period=360.0))
-        if wrapped[0] != 0 and np.allclose(wrapped, wrapped[0], rtol=1e-5, atol=max(abs(wrapped[0]) * 1e-5, precision)):
+    if step == 0 or not _evenly_spaced(values, step, precision):
+        # a wrap only where there is one: a longitude-like axis (within +-360 degrees) jumping by about 360 degrees
+        # (np.unwrap changes it), regular once unwrapped, by the same test
+        unwrapped = np.unwrap(values, period=360.0)
+        turned = (unwrapped[-1] - unwrapped[0]) / (values.size - 1)
+        if (
+            np.abs(values).max() <= 360
+            and not np.array_equal(unwrapped, values)
+            and turned != 0
+            and _evenly_spaced(unwrapped, turned, precision)
+        ):
             raise InputError(
                 f"coordinate {dim!r} is regular but wraps around at 180 or 360 degrees; give it continuous "
                 f"longitudes first, e.g. da.assign_coords({dim}=np.unwrap(da.{dim}, period=360))"
             )
+        steps = np.diff(values)
+        measured = f"its steps run from {steps.min():.6g} to {steps.max():.6g}, " + (
+            f"up to {np.abs(steps - step).max() / abs(step):.2g} of their mean {step:.6g} off it; regular is 1e-5"
+            if step
+            else f"and it ends where it starts, at {values[0]:g}"
+        )
         raise InputError(
-            f"coordinate {dim!r} is not regularly spaced; regrid it to a regular grid first (e.g. with xarray.interp)"
+            f"coordinate {dim!r} is not regularly spaced; regrid it to a regular axis first ({measured}), e.g. "
+            f"da.interp({dim}=np.linspace(da.{dim}.values[0], da.{dim}.values[-1], da.{dim}.size))"
         )
     return float(step)
+
+
+def _evenly_spaced(values: np.ndarray, step: float, precision: float) -> bool:
+    """Whether every difference of ``values`` is ``step`` to 1e-5 of it, or to the coordinate type's ``precision``."""
+    return bool(np.allclose(np.diff(values), step, rtol=1e-5, atol=max(abs(step) * 1e-5, precision)))
 
 
 def step_precision(obj: xr.DataArray | xr.Dataset, dim: str) -> float:
@@ -176,6 +196,102 @@ def _nodata(da: xr.DataArray) -> list[float]:
         if (isinstance(value, int) or not np.isnan(value)) and value not in values:
             values.append(value)
     return values
+
+
+#: netCDF's default fill of its float types (netCDF4.default_fillvals "f4" and "f8" alike): what the cells of a float
+#: variable never written hold, which netCDF4-python and GDAL read as missing where no _FillValue is set
+NETCDF_FLOAT_FILL = 9.969209968386869e36
+
+
+def _stored_type(da: xr.DataArray) -> np.dtype:
+    """The type ``da``'s numbers are stored in: that of its encoding (decoded data), else its own."""
+    try:
+        return np.dtype(da.encoding.get("dtype", da.dtype))
+    except TypeError:
+        return np.dtype(da.dtype)
+
+
+def _packing(da: xr.DataArray) -> tuple[float, float] | None:
+    """``(scale_factor, add_offset)`` that xarray applied decoding ``da`` (in its encoding), else None."""
+    if not any(key in da.encoding for key in ("scale_factor", "add_offset")):
+        return None
+    scale, offset = (da.encoding.get(key) for key in ("scale_factor", "add_offset"))
+    return (1.0 if scale is None else float(np.ravel(scale)[0]), 0.0 if offset is None else float(np.ravel(offset)[0]))
+
+
+def _default_fill(da: xr.DataArray) -> list[float]:
+    """netCDF's default float fill (:data:`NETCDF_FLOAT_FILL`) for float data stored as floats, unscaled, without a
+    ``_FillValue``, as netCDF4-python and GDAL mask it; none for integers, whose default fills (255 for bytes) can
+    be data, nor for packed data, whose stored fill the scaling moved."""
+    declared = da.attrs.get("_FillValue") is not None or da.encoding.get("_FillValue") is not None
+    stored = _stored_type(da)
+    if da.dtype.kind != "f" or stored.kind != "f" or stored.itemsize < 4 or declared or _packing(da) is not None:
+        return []
+    return [NETCDF_FLOAT_FILL]
+
+
+def _valid_bounds(da: xr.DataArray) -> tuple[float | None, float | None]:
+    """The least and greatest valid value of ``da`` as it holds them (decoded or not), from its CF
+    ``valid_range``, else ``valid_min``/``valid_max`` (None where not stated). Those are in the stored (packed)
+    numbers, compared as netCDF4-python compares them: in the stored type (and as unsigned numbers under
+    ``_Unsigned``); of decoded packed data they are unpacked here, widened by half a packed step for integer
+    storage, so that the rounding of the decoding moves no valid value out."""
+    name = da.name or "the data"
+
+    def numbers(key: str, count: int) -> list[float] | None:
+        if da.attrs.get(key) is None:
+            return None
+        try:
+            found = _numbers(da.attrs[key])
+        except (TypeError, ValueError):
+            found = []
+        if len(found) != count:
+            raise InputError(
+                f"the attribute {key} of {name!r} is {da.attrs[key]!r}, not {count} number{'s' * (count > 1)}; set "
+                "it to the valid values' bounds, or drop it"
+            )
+        return found
+
+    valid_range = numbers("valid_range", 2)
+    low, high = valid_range or [(numbers(key, 1) or [None])[0] for key in ("valid_min", "valid_max")]
+    if low is None and high is None:
+        return None, None
+    stored = _stored_type(da)
+    unsigned = _stored_unsigned(da) or str(da.encoding.get("_Unsigned", "")).strip().lower() == "true"
+
+    def stored_bound(bound: float | None, side: int) -> float | None:
+        """``bound`` (``side`` -1 for the least, 1 for the greatest) as the stored numbers are compared with it."""
+        if bound is None:
+            return None
+        if unsigned and stored.kind == "i":
+            bound = _as_unsigned(bound, 8 * stored.itemsize)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if stored.kind in "iu":  # whole numbers: the least (greatest) one within it, and half a step
+                return float(np.floor(bound) if side > 0 else np.ceil(bound)) + side * 0.5
+            return float(np.asarray(bound, np.float64).astype(stored)) if stored.kind == "f" else float(bound)
+
+    low, high = stored_bound(low, -1), stored_bound(high, 1)
+    packing = _packing(da) if "scale_factor" not in da.attrs and "add_offset" not in da.attrs else None
+    if packing is None:
+        return low, high
+    scale, offset = packing  # decoded: the bounds unpacked as the values were
+    low, high = (None if b is None else b * scale + offset for b in (low, high))
+    if scale < 0:
+        low, high = high, low
+    if stored.kind == "f":  # the decoding rounded in the data's own type: a little more room
+        room = 4 * np.finfo(da.dtype if da.dtype.kind == "f" else np.float64).eps
+        low = None if low is None else low - room * (abs(low) + abs(offset))
+        high = None if high is None else high + room * (abs(high) + abs(offset))
+    return low, high
+
+
+def _invalid(data: xr.DataArray, bounds: tuple[float | None, float | None]) -> xr.DataArray | None:
+    """True where ``data`` lies outside the valid ``bounds`` (:func:`_valid_bounds`), compared in float64; None
+    where no bound is stated."""
+    low, high = bounds
+    masks = [data < np.float64(low)] if low is not None else []
+    masks += [data > np.float64(high)] if high is not None else []
+    return None if not masks else masks[0] if len(masks) == 1 else masks[0] | masks[1]
 
 
 def _stored_unsigned(da: xr.DataArray) -> bool:
@@ -267,6 +383,51 @@ def _refit(
     else:  # none, or one that does not describe the coordinates: made from them
         var.attrs["GeoTransform"] = _geotransform(fine_y, fine_x)
     return var
+
+
+def _legacy_georef(
+    attrs: dict[str, Any], coarse: tuple[xr.DataArray, xr.DataArray], fine: tuple[np.ndarray, np.ndarray]
+) -> dict[str, Any]:
+    """``attrs`` with the legacy ``transform`` (an Affine's six or nine terms, which rioxarray reads where no
+    ``GeoTransform`` is) and ``res`` (x and y cell sizes) of ``xarray.open_rasterio`` moved to the fine grid, in
+    the container they came in: their steps divided where they describe the ``coarse`` (y, x) coordinates (a
+    north-up transform, the coordinates' cell sizes), else dropped, rather than kept describing another grid."""
+    (y, x), (fine_y, fine_x) = coarse, fine
+    factors = (x.size / fine_x.size, y.size / fine_y.size)
+    attrs = dict(attrs)
+
+    def like(old: Any, new: list[float]) -> Any:
+        if isinstance(old, np.ndarray):
+            return np.asarray(new, dtype=old.dtype if old.dtype.kind == "f" else np.float64)
+        if type(old) in (list, tuple):
+            return type(old)(new)
+        return type(old)(*new[:6]) if hasattr(old, "to_gdal") else new[0]  # an Affine itself, or one number
+
+    def terms(key: str) -> list[float] | None:
+        if key not in attrs:
+            return None
+        value = tuple(attrs[key]) if hasattr(attrs[key], "to_gdal") else attrs[key]
+        try:
+            return [float(v) for v in _numbers(value)]
+        except (TypeError, ValueError):  # text: no transform rioxarray reads
+            return []
+
+    transform, res = terms("transform"), terms("res")
+    if transform is not None:
+        a, b, c, d, e, f = (transform + [np.nan] * 6)[:6]
+        if len(transform) in (6, 9) and b == 0 and d == 0 and _describes(c, a, x) and _describes(f, e, y):
+            attrs["transform"] = like(attrs["transform"], [a * factors[0], b, c, d, e * factors[1], f, *transform[6:]])
+        else:
+            del attrs["transform"]
+    if res is not None:
+        steps = [abs(float(x[1] - x[0])), abs(float(y[1] - y[0]))]
+        sizes = res * 2 if len(res) == 1 else res
+        fits = len(sizes) == 2 and all(np.isclose(abs(r), s, rtol=1e-3) for r, s in zip(sizes, steps, strict=True))
+        if fits and (len(res) == 2 or np.isclose(*factors)):
+            attrs["res"] = like(attrs["res"], [r * k for r, k in zip(res, factors, strict=False)])
+        else:
+            del attrs["res"]
+    return attrs
 
 
 def _describes(origin: float, step: float, centres: xr.DataArray) -> bool:
@@ -469,7 +630,9 @@ class GeosrDataArrayAccessor:
         nodata
             Missing-data value besides NaN (default: rioxarray's nodata, and every ``_FillValue``,
             ``nodata`` and ``missing_value`` of the attributes, or of the encoding when it does not
-            scale the stored numbers).
+            scale the stored numbers). Values beyond the CF ``valid_range`` (or ``valid_min``,
+            ``valid_max``; in packed units for packed data) are missing too, and for float data without
+            a ``_FillValue``, netCDF's default fill (9.96921e36), as netCDF4-python and GDAL read them.
         y_dim, x_dim
             Names of the spatial dimensions when they are not recognised.
         band_dim
@@ -509,6 +672,13 @@ class GeosrDataArrayAccessor:
         kind = not_a_field(da)
         if kind is not None:
             raise InputError(f"{what} is {kind}, not a continuous field; {NOT_A_FIELD_ADVICE}")
+        located = geolocation(da)
+        if located is not None:  # as a 2-D coordinate of the grid, which the fine grid does not keep
+            raise InputError(
+                f"{what} holds {located}s (standard_name or units {located}), a coordinate of the grid, not a field: "
+                f"super-resolved, a {located} across the antimeridian or a pole would be wrong by degrees; compute "
+                f"the fine grid's {located}s from its projection (pyproj.Transformer) instead"
+            )
         ydim, xdim = spatial_dims(da, y_dim, x_dim)
         dy, dx = regular_step(da, ydim), regular_step(da, xdim)
         check_ensemble(ensemble, (dx, dy), step_precision(da, xdim) + step_precision(da, ydim))
@@ -535,6 +705,9 @@ class GeosrDataArrayAccessor:
                 missing = _numbers(nodata)[:1]
             except (TypeError, ValueError):
                 raise InputError(f"nodata must be a number, got {nodata!r}") from None
+        # a float variable's cells never written hold netCDF's default fill, without a _FillValue to say so
+        missing += [value for value in _default_fill(da) if value not in missing]
+        bounds = _valid_bounds(da)  # CF valid_range (or valid_min/valid_max): the values beyond are missing
         if _stored_unsigned(arranged):
             # undecoded NetCDF-3 bytes (or shorts) of unsigned values, stored signed with _Unsigned = "true" (xarray
             # decodes them unless mask_and_scale=False): read as the unsigned numbers they are, and their markers too
@@ -546,10 +719,15 @@ class GeosrDataArrayAccessor:
         # run on the negated numbers, as the command line runs a GeoTIFF band with a negative scale
         # (geosr.io.band_signs), and their output is negated back
         signs = _scale_signs(da, others, band or band_dim)
-        # the core masks one value besides NaN; with more (or before a negation) they all become NaN here, compared
-        # in the data's own type (the float64 that masking makes of integers would merge 2**64 - 1 with its neighbours)
-        if len(missing) > 1 or (missing and signs is not None):
-            arranged = arranged.where(~arranged.isin(markers_in_type(missing, arranged.dtype)))
+        # the core masks one value besides NaN; with more (or before a negation, or beside cells beyond the valid
+        # range, which no one value marks) they all become NaN here, compared in the data's own type (the float64
+        # that masking makes of integers would merge 2**64 - 1 with its neighbours)
+        invalid = _invalid(arranged, bounds)
+        if invalid is not None or len(missing) > 1 or (missing and signs is not None):
+            if missing:
+                marked = arranged.isin(markers_in_type(missing, arranged.dtype))
+                invalid = marked if invalid is None else invalid | marked
+            arranged = arranged.where(~invalid)
             missing = []
         if signs is not None:
             # negated exactly (unsigned and the lowest signed integers do not negate in their own type)
@@ -612,6 +790,8 @@ class GeosrDataArrayAccessor:
             geosr_ensemble=str(ensemble),
             geosr_calibrate="no" if calibration_plan(loaded.card, calibrate, 1, (ny, nx), scale) is None else "yes",
         )
+        # the legacy transform and res of xarray.open_rasterio, which rioxarray reads beside the coordinates
+        attrs = _legacy_georef(attrs, (da[ydim], da[xdim]), (coords[ydim][1], coords[xdim][1]))
         result = xr.DataArray(out, dims=(*others, ydim, xdim), coords=coords, attrs=attrs, name=da.name)
         result.name = da.name  # an unnamed input stays unnamed: xarray names it after a dask array's graph key
         warn_untrained_scale(loaded.card, scale)  # every check passed; a lazy result has computed nothing yet
@@ -640,6 +820,24 @@ def not_a_field(var: xr.DataArray, measure: bool = False) -> str | None:
     return None
 
 
+#: CF's units of latitude and of longitude (any case)
+LATITUDE_UNITS = ("degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn")
+LONGITUDE_UNITS = ("degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese")
+
+
+def geolocation(var: xr.DataArray) -> str | None:
+    """What ``var`` is, "latitude" or "longitude", where it is one by CF (its ``standard_name``, else its
+    ``units``: degrees_north, degrees_east and their variants), such as the 2-D latitudes of a projected grid
+    stored as a data variable (WRF's XLAT, or any file opened with decode_coords=False); None for the others."""
+    standard = str(var.attrs.get("standard_name", "")).strip()
+    units = str(var.attrs.get("units", "")).strip().lower()
+    if standard == "latitude" or units in LATITUDE_UNITS:
+        return "latitude"
+    if standard == "longitude" or units in LONGITUDE_UNITS:
+        return "longitude"
+    return None
+
+
 def _measure_links(text: Any) -> list[tuple[str, str]]:
     """The ``(measure:, variable)`` pairs of a CF ``cell_measures`` attribute ("area: areacella"); none for
     anything but text."""
@@ -652,19 +850,23 @@ def _cell_measures(ds: xr.Dataset) -> set[str]:
 
 
 def without_measures(ds: xr.Dataset, dropped: set[str]) -> xr.Dataset:
-    """``ds`` without the entries of its CF ``cell_measures`` attributes ("area: areacella") that name the
-    ``dropped`` variables (left out of it), and without the attributes left empty. Names of other variables
-    (external ones, listed in the global ``external_variables``) stay."""
+    """``ds`` without the entries of its CF ``cell_measures`` ("area: areacella") and ``ancillary_variables``
+    ("tas_qc tas_sd") attributes that name the ``dropped`` variables (left out of it), and without the
+    attributes left empty. Names of other variables (external ones, listed in the global
+    ``external_variables``) stay."""
     changed = {}
     for name, var in ds.data_vars.items():
+        links = {}
         pairs = _measure_links(var.attrs.get("cell_measures")) if dropped else []
-        if not pairs:
-            continue
-        links = " ".join(f"{key} {measure}" for key, measure in pairs if measure not in dropped)
-        changed[name] = var.copy(deep=False)
-        changed[name].attrs = {k: v for k, v in var.attrs.items() if k != "cell_measures"}
+        if any(measure in dropped for _, measure in pairs):
+            links["cell_measures"] = " ".join(f"{key} {measure}" for key, measure in pairs if measure not in dropped)
+        ancillary = var.attrs.get("ancillary_variables")
+        names = ancillary.split() if dropped and isinstance(ancillary, str) else []
+        if any(other in dropped for other in names):
+            links["ancillary_variables"] = " ".join(other for other in names if other not in dropped)
         if links:
-            changed[name].attrs["cell_measures"] = links
+            changed[name] = var.copy(deep=False)
+            changed[name].attrs = {k: v for k, v in {**var.attrs, **links}.items() if k not in links or links[k]}
     return ds.assign(changed) if changed else ds
 
 
@@ -696,7 +898,8 @@ class GeosrDatasetAccessor:
             The downscaled variables, the variables without spatial dimensions (such as time
             bounds) unchanged, and the dataset's attributes. Variables with only one spatial
             dimension (such as latitude bounds) are dropped, since they no longer fit the grid, and so are
-            the CF ``bounds`` variables on the spatial grid (the vertices of 2-D latitudes and longitudes).
+            the CF ``bounds`` variables on the spatial grid (the vertices of 2-D latitudes and longitudes)
+            and its latitudes and longitudes (by ``standard_name`` or ``units``), as its 2-D coordinates are.
 
         Raises
         ------
@@ -718,13 +921,21 @@ class GeosrDatasetAccessor:
             for name, var in ds.data_vars.items()
             if spatial <= set(var.dims) and (kind := not_a_field(var, str(name) in measures)) is not None
         }
+        # latitudes and longitudes on the grid (WRF's XLAT, or 2-D lat/lon opened with decode_coords=False) are
+        # coordinates, not fields: dropped as the 2-D coordinates are
+        located = {
+            str(name): f"{kind}s (a coordinate)"
+            for name, var in ds.data_vars.items()
+            if spatial <= set(var.dims) and str(name) not in others and (kind := geolocation(var)) is not None
+        }
         gridded = [
             str(name)
             for name, var in ds.data_vars.items()
-            if spatial <= set(var.dims) and str(name) not in bounds and str(name) not in others
+            if spatial <= set(var.dims) and str(name) not in bounds and str(name) not in {*others, *located}
         ]
         if not gridded:
-            left = f" (left out: {', '.join(f'{n!r}, {k}' for n, k in others.items())})" if others else ""
+            left_out = {**others, **located}
+            left = f" (left out: {', '.join(f'{n!r}, {k}' for n, k in left_out.items())})" if left_out else ""
             raise InputError(f"no data variable of the dataset has both dimensions {ydim!r} and {xdim!r}{left}")
         if others:
             warnings.warn(
@@ -749,7 +960,7 @@ class GeosrDatasetAccessor:
         chosen_models: list[Any] = []
         with quiet_scale_warning():  # warned below, once per model, not once per variable
             for name, var in ds.data_vars.items():
-                if (str(name) in bounds or str(name) in others) and spatial & set(var.dims):
+                if str(name) in {*bounds, *others, *located} and spatial & set(var.dims):
                     continue
                 if spatial <= set(var.dims):
                     chosen = model.get(name) if isinstance(model, dict) else model
@@ -771,7 +982,10 @@ class GeosrDatasetAccessor:
             if not spatial & set(var.dims):
                 out[name] = _refit(var, *grids)
         kept = {name: _refit(coord, *grids) for name, coord in ds.coords.items() if not spatial & set(coord.dims)}
-        result = without_measures(xr.Dataset(out, attrs=dict(ds.attrs)).assign_coords(kept), set(others))
+        attrs = _legacy_georef(dict(ds.attrs), *grids)
+        result = xr.Dataset(out, attrs=attrs).assign_coords(kept)
+        # no link (cell_measures, ancillary_variables) to a variable left out of it
+        result = without_measures(result, {str(name) for name in ds.variables if name not in result.variables})
         unlimited = [d for d in ds.encoding.get("unlimited_dims", ()) if d in result.dims]
         if unlimited:  # a record dimension (time) stays one in a written file, as xarray's own operations keep it
             result.encoding["unlimited_dims"] = set(unlimited)
