@@ -427,7 +427,32 @@ def _legacy_georef(
             attrs["res"] = like(attrs["res"], [r * k for r, k in zip(res, factors, strict=False)])
         else:
             del attrs["res"]
+    # ACDD's resolution of the grid (a number, or text such as "0.25 degree"), global attributes of a Dataset
+    for key, factor in (("geospatial_lat_resolution", factors[1]), ("geospatial_lon_resolution", factors[0])):
+        if key in attrs:
+            finer = _finer_resolution(attrs[key], factor)
+            if finer is None:
+                del attrs[key]  # not a resolution geosr can read: dropped rather than left describing the coarse grid
+            else:
+                attrs[key] = finer
     return attrs
+
+
+#: A resolution written as text: a number, then anything (its unit): "0.25 degree", "1km", "5e-2 degrees"
+_RESOLUTION_TEXT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(.*)$", re.DOTALL)
+
+
+def _finer_resolution(value: Any, factor: float) -> Any:
+    """An ACDD ``geospatial_*_resolution`` attribute multiplied by ``factor`` (the fine step over the coarse), in
+    the form it came in (a number, or text whose leading number changes and whose unit stays); None where it is
+    neither."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return float(value) * factor
+    if isinstance(value, str):
+        match = _RESOLUTION_TEXT.match(value)
+        if match is not None:
+            return f"{float(match.group(1)) * factor:.6g}{match.group(2)}"
+    return None
 
 
 def _describes(origin: float, step: float, centres: xr.DataArray) -> bool:

@@ -316,3 +316,34 @@ def test_ancillary_links_to_left_out_variables_go_with_them(model1):
     with pytest.warns(GeosrWarning, match="left out 'tas_qc'"):
         alone = ds.drop_vars("tas_sd").geosr.downscale(2, model=str(model1), device="cpu")
     assert "ancillary_variables" not in alone.tas.attrs and list(alone.data_vars) == ["tas"]
+
+
+# --- 7. ACDD's geospatial_*_resolution ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 2.5])
+def test_the_acdd_resolution_attributes_describe_the_fine_grid(model1, scale):
+    """ACDD's resolution attributes (global attributes of a Dataset) kept the coarse grid's step."""
+    coords = {"lat": LAT, "lon": LON}
+    attrs = {"geospatial_lat_resolution": "1 degree", "geospatial_lon_resolution": 1.0, "title": "kept"}
+    ds = xr.Dataset({"tas": xr.DataArray(SST, dims=("lat", "lon"), coords=coords)}, attrs=attrs)
+    out = ds.geosr.downscale(scale, model=str(model1), device="cpu")
+    step = float(out.lat[0] - out.lat[1])
+    assert step == pytest.approx(1 / scale)
+    assert out.attrs["geospatial_lat_resolution"] == f"{step:.6g} degree"
+    assert out.attrs["geospatial_lon_resolution"] == pytest.approx(float(out.lon[1] - out.lon[0]))
+    assert out.attrs["title"] == "kept"
+
+
+def test_an_acdd_resolution_geosr_cannot_read_is_dropped_not_left_stale(tmp_path, model1):
+    coords = {"lat": LAT, "lon": LON}
+    attrs = {"geospatial_lat_resolution": "about a degree", "geospatial_lon_resolution": "5e-1 degrees_east"}
+    ds = xr.Dataset({"tas": xr.DataArray(SST, dims=("lat", "lon"), coords=coords)}, attrs=attrs)
+    src = tmp_path / "in.nc"
+    ds.to_netcdf(src)
+    from geosr.pipeline import downscale_grid
+
+    dst = downscale_grid(src, tmp_path / "out.nc", variable="tas", scale=2, model=str(model1), device="cpu").path
+    with xr.open_dataset(dst) as out:  # the command line's NetCDF output: the same attributes
+        assert "geospatial_lat_resolution" not in out.attrs
+        assert out.attrs["geospatial_lon_resolution"] == "0.25 degrees_east"
