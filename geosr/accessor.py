@@ -782,6 +782,8 @@ class GeosrDataArrayAccessor:
             "conserve": conserve,
             "ensemble": ensemble,
             "calibrate": calibrate,
+            # a global grid's longitudes wrap around: no seam where its last column meets its first
+            "periodic": periodic_longitudes(da, xdim, mapping, dx),
         }
         with quiet_scale_warning():  # warned once below, not once per slice
             out = _downscale_slices(mirrored_array(data, flips), scale, loaded, options)
@@ -848,6 +850,20 @@ def not_a_field(var: xr.DataArray, measure: bool = False) -> str | None:
 #: CF's units of latitude and of longitude (any case)
 LATITUDE_UNITS = ("degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn")
 LONGITUDE_UNITS = ("degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese")
+
+
+def periodic_longitudes(da: xr.DataArray, xdim: str, mapping: str | None, step: float) -> bool:
+    """Whether ``da``'s columns wrap around (:func:`geosr.io.periodic_columns`, for xarray): its ``xdim`` is a
+    longitude (by CF's ``standard_name`` or ``units``, by its name ``lon``/``longitude``, or by a
+    ``latitude_longitude`` grid mapping) and its cells of ``step`` degrees span exactly one full turn."""
+    from geosr.io import full_turn
+
+    coord = da[xdim]
+    by_mapping = mapping is not None and da[mapping].attrs.get("grid_mapping_name") == "latitude_longitude"
+    named = str(xdim).strip().lower() in ("lon", "longitude")
+    if not (by_mapping or named or geolocation(coord) == "longitude"):
+        return False
+    return full_turn(step * da.sizes[xdim])
 
 
 def geolocation(var: xr.DataArray) -> str | None:

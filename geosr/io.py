@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import secrets
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError, OutputExistsError, RasterIOError, first_line
-from geosr.tiling import Span
+from geosr.tiling import Span, wrapped_pieces
 
 
 @dataclass
@@ -376,6 +377,32 @@ def north_up_flips(info: RasterInfo) -> tuple[bool, bool]:
     return t.e > 0, t.a < 0
 
 
+#: How close to one full turn (relative) a geographic raster's width must be for its columns to wrap around
+FULL_TURN_RTOL = 1e-6
+
+
+def full_turn(width: float, units_per_turn: float = 360.0) -> bool:
+    """Whether ``width`` (the raster's extent along its columns, in its CRS's angular units) is one full turn
+    of longitude, to :data:`FULL_TURN_RTOL`: the last column then neighbours the first."""
+    return abs(abs(width) - units_per_turn) <= FULL_TURN_RTOL * units_per_turn
+
+
+def periodic_columns(info: RasterInfo) -> bool:
+    """Whether a raster's columns wrap around: a north-up (or south-up, east-to-west) grid in a geographic CRS
+    whose columns span exactly 360 degrees of longitude (a global climate grid, -180 to 180 or 0 to 360), so
+    that its last column neighbours its first and the output must not have a seam there. Rotated,
+    ground-control-point and projected rasters never do."""
+    t, crs = info.transform, info.crs
+    if not info.georeferenced or info.gcps or crs is None or t.b != 0 or t.d != 0 or not crs.is_geographic:
+        return False
+    try:  # degrees for nearly every geographic CRS; grads (EPSG:4807) or radians turn at other numbers
+        radians = float(crs.units_factor[1])
+        per_turn = 2 * math.pi / radians if radians > 0 else 360.0
+    except Exception:  # noqa: BLE001 - a CRS whose unit rasterio cannot tell: degrees, as most are
+        per_turn = 360.0
+    return full_turn(t.a * info.width, per_turn)
+
+
 def mirrored(span: Span, size: int, flip: bool) -> Span:
     """``span`` of an axis of ``size`` counted from the other end where ``flip``."""
     return Span(size - span.stop, size - span.start) if flip else span
@@ -393,9 +420,13 @@ def read_window(
     """Read a (band, y, x) window as float64 with NaN wherever the raster holds no data; with ``flips``
     (:func:`north_up_flips`), rows and columns are counted from the other edge and read mirrored. With
     ``oriented`` (the default, as the network runs them), a band with a negative scale is negated
-    (:func:`band_signs`); without, the stored numbers are returned as they are."""
+    (:func:`band_signs`); without, the stored numbers are returned as they are. Columns beyond the raster's
+    edges (an unwrapped span of a periodic plan, :func:`periodic_columns`) are read from the other side."""
     from rasterio.windows import Window
 
+    if cols.start < 0 or cols.stop > dataset.width:
+        pieces = wrapped_pieces(cols, dataset.width)
+        return np.concatenate([read_window(dataset, rows, piece, flips, oriented) for piece in pieces], axis=-1)
     rows, cols = mirrored(rows, dataset.height, flips[0]), mirrored(cols, dataset.width, flips[1])
 
     from rasterio.errors import RasterioIOError

@@ -46,6 +46,7 @@ from geosr.io import (
     north_up_flips,
     off_nodata,
     open_raster,
+    periodic_columns,
     raster_info,
     read_window,
 )
@@ -210,7 +211,10 @@ def downscale_raster(
         flips = north_up_flips(info)  # a south-up raster runs north-up and is written back south-up
         # tiles laid from the far end of a mirrored axis: written back, each fills the blocks it touches
         shape = (info.height, info.width)
-        plan = downscaler.plan(shape, scale, from_end=flips, missing=has_missing(stats, shape))
+        # a global grid's columns wrap around: no seam where its last column meets its first
+        plan = downscaler.plan(
+            shape, scale, from_end=flips, missing=has_missing(stats, shape), periodic=periodic_columns(info)
+        )
         cal = calibration_plan(
             downscaler.model.card, downscaler.calibrate, info.count, (info.height, info.width), scale
         )

@@ -42,7 +42,17 @@ from geosr.errors import DeviceError, GeosrError, InputError, ModelError, ScaleE
 from geosr.georef import check_scale, output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float, unmasked
-from geosr.tiling import Span, Tile, TilePlan, extend_into_missing, fill_radius, footprint_pair, tile_pair
+from geosr.tiling import (
+    Span,
+    Tile,
+    TilePlan,
+    extend_into_missing,
+    fill_radius,
+    footprint_pair,
+    tile_pair,
+    wrapped_indices,
+    wrapped_pieces,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -169,12 +179,14 @@ def plan_tiles(
     conserve: bool | None,
     from_end: tuple[bool, bool] = (False, False),
     missing: bool = True,
+    periodic: bool = False,
 ) -> TilePlan:
     """Tile plan for ``model``: its kernel, a halo covering its receptive radius (plus one coarse
     cell when conserving), and conservation as asked or as its card says (:func:`conserves`);
     ``from_end`` as for :meth:`geosr.tiling.TilePlan.build`. With ``missing`` (the raster may have
     missing cells), the tiles fill the missing cells next to data (:func:`geosr.tiling.fill_radius`;
-    their input windows are padded for it); a raster known to have none reads no more than it needs."""
+    their input windows are padded for it); a raster known to have none reads no more than it needs.
+    ``periodic``: the columns wrap around (a global grid's longitudes, :func:`geosr.georef.periodic_columns`)."""
     halo = model.receptive_radius
     conserve = conserves(model.card, conserve, in_shape, scale)
     if conserve:
@@ -186,7 +198,16 @@ def plan_tiles(
     out_shape = output_shape(in_shape[0], in_shape[1], scale)
     fill = fill_radius(halo, scale, model.card.kernel) if missing else 0
     return TilePlan.build(
-        in_shape, out_shape, tile_size, halo, model.card.kernel, conserve, from_end, fill, model.card.fill_trend
+        in_shape,
+        out_shape,
+        tile_size,
+        halo,
+        model.card.kernel,
+        conserve,
+        from_end,
+        fill,
+        model.card.fill_trend,
+        periodic,
     )
 
 
@@ -417,11 +438,12 @@ class Downscaler:
         scale: float,
         from_end: tuple[bool, bool] = (False, False),
         missing: bool = True,
+        periodic: bool = False,
     ) -> TilePlan:
         """Tiles covering the fine grid of a coarse raster of shape ``in_shape`` (``from_end``: laid from
         the far end of the rows, columns; :meth:`geosr.tiling.TilePlan.build`; ``missing``: whether the
-        raster may have missing cells, :func:`plan_tiles`)."""
-        return plan_tiles(in_shape, scale, self.tile_size, self.model, self.conserve, from_end, missing)
+        raster may have missing cells, ``periodic``: whether its columns wrap around, :func:`plan_tiles`)."""
+        return plan_tiles(in_shape, scale, self.tile_size, self.model, self.conserve, from_end, missing, periodic)
 
     def run(
         self,
@@ -507,7 +529,7 @@ class Downscaler:
             (h_in, w_in), (h_out, w_out) = plan.in_shape, plan.out_shape
             # a fine pixel centred on a cell edge (fractional scales) takes the mean of the cells on either side
             rows_pair = _footprints(h_in, h_out, tile.rows.extended, tile.rows.source.start)
-            cols_pair = _footprints(w_in, w_out, tile.cols.extended, tile.cols.source.start)
+            cols_pair = _footprints(w_in, w_out, tile.cols.extended, tile.cols.source.start, plan.periodic)
             cells = sum(z[:, fr[:, None], fc[None, :]] for fr in rows_pair for fc in cols_pair)
             cells = cells / (len(rows_pair) * len(cols_pair))
         return _Pending(tile, ilr, z, valid, cells)
@@ -545,7 +567,7 @@ class Downscaler:
             # within float32's finite range: detail overshooting it (inputs near 3.4e38) would be +-inf in float32
             fine = np.clip(fine_z[:, rows, cols] * scale_by + mean, -OUTPUT_MAX, OUTPUT_MAX)
             rows_pair = _footprints(h_in, h_out, tile.rows.core, tile.rows.source.start)
-            cols_pair = _footprints(w_in, w_out, tile.cols.core, tile.cols.source.start)
+            cols_pair = _footprints(w_in, w_out, tile.cols.core, tile.cols.source.start, plan.periodic)
             core = fine  # float64: the writer casts to the output's type, checking its range
             # nodata where the pixel's cell is missing; a pixel centred on a cell edge, where either cell is
             for fr in rows_pair:
@@ -616,10 +638,10 @@ def eager_statistics() -> Iterator[None]:
         _EAGER_STATISTICS.reset(token)
 
 
-def _footprints(n_in: int, n_out: int, span: Span, start: int) -> list[np.ndarray]:
+def _footprints(n_in: int, n_out: int, span: Span, start: int, periodic: bool = False) -> list[np.ndarray]:
     """The coarse cells under the fine centres of ``span``, as indices into a source window from ``start``:
     one array, or two where some centres lie on a cell edge (:func:`geosr.tiling.footprint_pair`)."""
-    later, earlier = footprint_pair(n_in, n_out, span)
+    later, earlier = footprint_pair(n_in, n_out, span, periodic)
     return [later - start] if np.array_equal(later, earlier) else [later - start, earlier - start]
 
 
@@ -814,6 +836,7 @@ def downscale(
     ensemble: int = 1,
     calibrate: bool | None = None,
     progress: ProgressCallback | None = None,
+    periodic: bool = False,
 ) -> Any:
     """Super-resolve a (y, x) or (band, y, x) array by ``scale``.
 
@@ -832,6 +855,10 @@ def downscale(
         See :class:`Downscaler`.
     progress
         Called as ``progress(done, total)`` after each tile (numpy input only).
+    periodic
+        Whether the columns wrap around, the last neighbouring the first: the longitudes of a global grid
+        (:func:`geosr.georef.periodic_columns`). The output then has no seam where they meet; the raster
+        and the tiles' windows reach across that meridian as across any other.
 
     Returns
     -------
@@ -871,6 +898,7 @@ def downscale(
         "conserve": conserve,
         "ensemble": ensemble,
         "calibrate": calibrate,
+        "periodic": bool(periodic),
     }
     if is_dask(bands):
         from geosr.models.files import LoadedModel, load_model
@@ -880,11 +908,11 @@ def downscale(
         warn_untrained_scale(loaded.card, scale)  # the graph is made, every check passed; nothing ran yet
     else:
         filled = as_float(np.asarray(bands), nodata)
-        downscaler = Downscaler(model, **options)
-        plan = downscaler.plan(filled.shape[1:], scale, missing=bool(np.isnan(filled).any()))
+        downscaler = Downscaler(model, **{k: v for k, v in options.items() if k != "periodic"})
+        plan = downscaler.plan(filled.shape[1:], scale, missing=bool(np.isnan(filled).any()), periodic=periodic)
         warn_untrained_scale(downscaler.model.card, scale)
         out = np.empty((filled.shape[0], *plan.out_shape), dtype=np.float32)
-        sources = ((t, filled[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+        sources = ((t, _window(filled, t, plan)) for t in plan)
         stats = BandStats.of_block(filled)
         check_magnitudes(stats)
         cal = calibration_plan(downscaler.model.card, calibrate, filled.shape[0], filled.shape[1:], scale)
@@ -894,6 +922,16 @@ def downscale(
             if progress is not None:
                 progress(done, len(plan))
     return out[0] if squeeze else out
+
+
+def _window(raster: np.ndarray, tile: Tile, plan: TilePlan) -> np.ndarray:
+    """A tile's (band, y, x) source window of a whole ``raster``: its columns taken across the raster's edges
+    on a periodic plan."""
+    rows = raster[:, tile.rows.source.as_slice()]
+    span = tile.cols.source
+    if plan.periodic and (span.start < 0 or span.stop > raster.shape[-1]):
+        return rows[:, :, wrapped_indices(span, raster.shape[-1])]
+    return rows[:, :, span.as_slice()]
 
 
 def has_missing(stats: BandStats, shape: tuple[int, int]) -> bool:
@@ -950,6 +988,24 @@ def _touched(bounds: np.ndarray, span: Span) -> tuple[range, slice]:
     last = max(int(np.searchsorted(bounds, span.stop, side="left")), first + 1)  # one past the last chunk touched
     origin = int(bounds[first])
     return range(first, last), slice(span.start - origin, span.stop - origin)
+
+
+def _touched_wrapped(bounds: np.ndarray, span: Span) -> tuple[list[int], slice]:
+    """:func:`_touched` for an unwrapped ``span`` of a periodic axis (:func:`geosr.tiling.plan_axis`): the chunks
+    of each of its pieces within the raster in turn (a chunk may come twice), and ``span`` within them all put
+    side by side, which is one window since the pieces meet at the raster's edges."""
+    n = int(bounds[-1])
+    if span.start >= 0 and span.stop <= n:
+        chunks, within = _touched(bounds, span)
+        return list(chunks), within
+    chunks: list[int] = []
+    origin = None
+    for piece in wrapped_pieces(span, n):
+        touched, _ = _touched(bounds, piece)
+        if origin is None:  # where the first piece's chunks begin, unwrapped
+            origin = int(bounds[touched.start]) + (span.start - piece.start)
+        chunks += list(touched)
+    return chunks, slice(span.start - origin, span.stop - origin)
 
 
 def _gains_task(
@@ -1040,7 +1096,9 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     data = data.rechunk({0: -1})
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
     tiles = tile_pair(options["tile_size"])
-    plan = plan_tiles(data.shape[1:], scale, tiles, loaded, options["conserve"])
+    options = dict(options)
+    periodic = bool(options.pop("periodic", False))  # the plan's, not the tasks' Downscaler's
+    plan = plan_tiles(data.shape[1:], scale, tiles, loaded, options["conserve"], periodic=periodic)
     check_bands(loaded.card, data.shape[0])  # before the statistics, which may be computed now
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
     stats = dask.delayed(BandStats.combine, pure=True)(parts)
@@ -1068,7 +1126,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
         stats, gains = dask.compute(stats, gains)
         # known now: without missing cells the tiles read no padding for their fill (lazy, they must)
         missing = has_missing(stats, data.shape[1:])
-        plan = plan_tiles(data.shape[1:], scale, tiles, loaded, options["conserve"], missing=missing)
+        plan = plan_tiles(data.shape[1:], scale, tiles, loaded, options["conserve"], missing=missing, periodic=periodic)
     # The graph is written out, one task per tile (dask.delayed with each tile's chunks as arguments merged
     # the whole input graph into every tile's: memory grew with the square of the number of tiles, 1.2 GB
     # to lay out a 12000 x 12000 grid). A tile takes the input chunks its window touches and cuts the window
@@ -1086,7 +1144,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
         gate = (f"{name}-row", i - TILE_ROWS_AHEAD) if i >= TILE_ROWS_AHEAD else None
         tiles = [Tile((i, j), plan.row_tiles[i], plan.col_tiles[j]) for j in range(plan.grid_shape[1])]
         bi, rs = _touched(row_bounds, plan.row_tiles[i].source)  # every tile of the row: the same chunk rows
-        touched = [_touched(col_bounds, tile.cols.source) for tile in tiles]
+        touched = [_touched_wrapped(col_bounds, tile.cols.source) for tile in tiles]
         chunks = sorted({(data.name, 0, a, b) for bj, _ in touched for b in bj for a in bi})
         layer[f"{name}-read", i] = (_nothing, [chunks, gate])
         for j, (tile, (bj, cs)) in enumerate(zip(tiles, touched, strict=True)):

@@ -184,26 +184,32 @@ def kernel_named(description: str) -> Kernel:
     raise ValueError(f"unknown interpolation {description!r}; known: {', '.join(KERNELS)}")
 
 
-def _taps(out_span: Span, n_in: int, n_out: int, kernel: Kernel = BICUBIC) -> tuple[np.ndarray, np.ndarray]:
-    """Global coarse indices (clamped to the raster) and weights for each fine pixel of a span."""
+def _taps(
+    out_span: Span, n_in: int, n_out: int, kernel: Kernel = BICUBIC, periodic: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Global coarse indices (clamped to the raster; on a ``periodic`` axis, unwrapped: -1 is the last pixel seen
+    from the first, ``n_in`` the first seen from the last) and weights for each fine pixel of a span."""
     j = np.arange(out_span.start, out_span.stop, dtype=np.float64)
     u = (j + 0.5) * (n_in / n_out) - 0.5
     base = np.floor(u).astype(np.int64)
     offsets = np.arange(-kernel.support + 1, kernel.support + 1)
     idx = base[:, None] + offsets[None, :]
     weights = kernel.weights(u[:, None] - idx, n_out / n_in)
-    return np.clip(idx, 0, n_in - 1), weights
+    return (idx if periodic else np.clip(idx, 0, n_in - 1)), weights
 
 
-def source_span(out_span: Span, n_in: int, n_out: int, kernel: Kernel = BICUBIC) -> Span:
-    """Coarse pixels needed to interpolate the fine pixels of ``out_span``."""
-    idx, _ = _taps(out_span, n_in, n_out, kernel)
+def source_span(out_span: Span, n_in: int, n_out: int, kernel: Kernel = BICUBIC, periodic: bool = False) -> Span:
+    """Coarse pixels needed to interpolate the fine pixels of ``out_span`` (unwrapped on a ``periodic`` axis)."""
+    idx, _ = _taps(out_span, n_in, n_out, kernel, periodic)
     return Span(int(idx.min()), int(idx.max()) + 1)
 
 
-def interpolation_matrix(out_span: Span, in_span: Span, n_in: int, n_out: int, kernel: Kernel = BICUBIC) -> np.ndarray:
-    """Matrix ``M`` (fine pixels x coarse pixels) with ``fine = M @ coarse[in_span]`` along one axis."""
-    idx, weights = _taps(out_span, n_in, n_out, kernel)
+def interpolation_matrix(
+    out_span: Span, in_span: Span, n_in: int, n_out: int, kernel: Kernel = BICUBIC, periodic: bool = False
+) -> np.ndarray:
+    """Matrix ``M`` (fine pixels x coarse pixels) with ``fine = M @ coarse[in_span]`` along one axis (on a
+    ``periodic`` axis, spans in unwrapped indices: :func:`wrapped_indices`)."""
+    idx, weights = _taps(out_span, n_in, n_out, kernel, periodic)
     if idx.min() < in_span.start or idx.max() >= in_span.stop:
         raise ValueError(f"input span {in_span} does not cover the kernel support of {out_span}")
     matrix = np.zeros((out_span.size, in_span.size), dtype=np.float64)
@@ -220,21 +226,48 @@ def plan_axis(
     kernel: Kernel = BICUBIC,
     from_end: bool = False,
     pad: int = 0,
+    periodic: bool = False,
 ) -> list[AxisTile]:
     """Split ``n_out`` fine pixels into cores of ``tile`` pixels (the last may be smaller; with
     ``from_end``, the first, so that the cores counted from the far end are whole tiles). Each input
     span gets ``pad`` more coarse pixels on either side, within the raster (for the fill of missing
-    cells, :func:`extend_into_missing`)."""
+    cells, :func:`extend_into_missing`). On a ``periodic`` axis (the longitudes of a global grid, whose last
+    column neighbours its first) the halo, the kernel's support and the padding reach across the raster's
+    edges to the other side: the extended and input spans are unwrapped indices, beyond ``0`` and ``n``, which
+    :func:`wrapped_indices` maps back onto the raster."""
     if tile <= 0:
         raise ValueError(f"tile size must be positive, got {tile}")
     starts = sorted({0, *range(n_out % tile if from_end else 0, n_out, tile)})
     tiles = []
     for start, stop in zip(starts, [*starts[1:], n_out], strict=True):
         core = Span(start, stop)
+        if periodic:
+            extended = Span(core.start - halo, core.stop + halo)
+            source = source_span(extended, n_in, n_out, kernel, periodic=True)
+            tiles.append(AxisTile(core, extended, Span(source.start - pad, source.stop + pad)))
+            continue
         extended = Span(max(0, core.start - halo), min(n_out, core.stop + halo))
         source = source_span(extended, n_in, n_out, kernel)
         tiles.append(AxisTile(core, extended, Span(max(0, source.start - pad), min(n_in, source.stop + pad))))
     return tiles
+
+
+def wrapped_indices(span: Span, n: int) -> np.ndarray:
+    """The raster's own indices (0 to ``n - 1``) of an unwrapped ``span`` of a periodic axis of ``n`` pixels."""
+    return np.arange(span.start, span.stop) % n
+
+
+def wrapped_pieces(span: Span, n: int) -> list[Span]:
+    """An unwrapped ``span`` of a periodic axis of ``n`` pixels as spans within the raster, in order: their
+    windows, read and put side by side, are the span's (a span within the raster is itself)."""
+    pieces = []
+    start = span.start
+    while start < span.stop:
+        turn = start // n
+        stop = min(span.stop, (turn + 1) * n)
+        pieces.append(Span(start - turn * n, stop - turn * n))
+        start = stop
+    return pieces
 
 
 def tile_pair(tile_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -263,6 +296,8 @@ class TilePlan:
     conserve: bool = False
     fill: int = 0
     fill_trend: float = 0.0
+    #: whether the columns are periodic (a global grid's longitudes: :func:`plan_axis`)
+    periodic: bool = False
 
     @classmethod
     def build(
@@ -276,6 +311,7 @@ class TilePlan:
         from_end: tuple[bool, bool] = (False, False),
         fill: int = 0,
         fill_trend: float = 0.0,
+        periodic: bool = False,
     ) -> TilePlan:
         """Plan with square tiles of ``tile_size`` or (rows, columns) tiles of ``tile_size``.
 
@@ -284,14 +320,25 @@ class TilePlan:
         run mirrored and written back so gets whole tiles from its own first row (column).
         ``fill`` is the rounds of :func:`extend_into_missing` the tiles' missing cells get, with
         ``fill_trend`` its trend; the input windows are padded by :func:`fill_padding` cells, so that every
-        tile fills its cells as the whole raster would.
+        tile fills its cells as the whole raster would. ``periodic``: the columns wrap around (the
+        longitudes of a global grid; :func:`plan_axis`), so that the output has no seam where they meet.
         """
         sizes = tile_pair(tile_size)
         pad = fill_padding(fill, fill_trend)
         rows = plan_axis(in_shape[0], out_shape[0], sizes[0], halo, kernel, from_end[0], pad)
-        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel, from_end[1], pad)
+        cols = plan_axis(in_shape[1], out_shape[1], sizes[1], halo, kernel, from_end[1], pad, periodic)
         return cls(
-            tuple(in_shape), tuple(out_shape), sizes, halo, tuple(rows), tuple(cols), kernel, conserve, fill, fill_trend
+            tuple(in_shape),
+            tuple(out_shape),
+            sizes,
+            halo,
+            tuple(rows),
+            tuple(cols),
+            kernel,
+            conserve,
+            fill,
+            fill_trend,
+            periodic,
         )
 
     @property
@@ -311,7 +358,7 @@ class TilePlan:
         (h, w), (ho, wo) = self.in_shape, self.out_shape
         return (
             interpolation_matrix(tile.rows.extended, tile.rows.source, h, ho, self.kernel),
-            interpolation_matrix(tile.cols.extended, tile.cols.source, w, wo, self.kernel),
+            interpolation_matrix(tile.cols.extended, tile.cols.source, w, wo, self.kernel, self.periodic),
         )
 
 
@@ -321,17 +368,20 @@ def footprint_index(n_in: int, n_out: int, out_span: Span) -> np.ndarray:
     return footprint_pair(n_in, n_out, out_span)[0]
 
 
-def footprint_pair(n_in: int, n_out: int, out_span: Span) -> tuple[np.ndarray, np.ndarray]:
+def footprint_pair(n_in: int, n_out: int, out_span: Span, periodic: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The coarse pixels on either side of each fine pixel centre of ``out_span``: (later, earlier), the
     same pixel twice but for a centre exactly on the edge between two (at fractional scales: x2.5 puts the
     centre of every fifth fine pixel on a cell edge). Exact, in integers: fine centre ``j + 0.5`` is at
     ``(2j + 1) * n_in / (2 * n_out)`` coarse pixels. A rule that takes both for such centres (nodata where
-    either is missing) is the same whichever way the raster is mirrored."""
+    either is missing) is the same whichever way the raster is mirrored. On a ``periodic`` axis, an unwrapped
+    ``out_span`` gives unwrapped pixels (beyond the raster's edges, not clamped to them)."""
     j = np.arange(out_span.start, out_span.stop, dtype=np.int64)
     numerator = (2 * j + 1) * n_in
-    later = np.minimum(numerator // (2 * n_out), n_in - 1)
+    later = numerator // (2 * n_out)
     earlier = np.where(numerator % (2 * n_out) == 0, later - 1, later)
-    return later, np.maximum(earlier, 0)
+    if periodic:
+        return later, earlier
+    return np.minimum(later, n_in - 1), np.clip(earlier, 0, n_in - 1)
 
 
 def fill_radius(halo: int, scale: float, kernel: Kernel = BICUBIC) -> int:
