@@ -83,6 +83,22 @@ LENGTH_UNITS = {
 }
 
 
+#: Metres per unit of the length units ``geosr evaluate --elevation`` converts: those of
+#: :data:`LENGTH_UNITS` (which it takes for elevations unasked) and the others an elevation may be stored in
+#: (centimetres, millimetres, kilometres; more spellings of US survey feet). Any other unit is refused.
+ELEVATION_UNITS = {
+    **LENGTH_UNITS,
+    **dict.fromkeys(("km", "kilometre", "kilometres", "kilometer", "kilometers"), 1000.0),
+    **dict.fromkeys(("dm", "decimetre", "decimetres", "decimeter", "decimeters"), 0.1),
+    **dict.fromkeys(("cm", "centimetre", "centimetres", "centimeter", "centimeters"), 0.01),
+    **dict.fromkeys(("mm", "millimetre", "millimetres", "millimeter", "millimeters"), 0.001),
+    "international feet": 0.3048,
+    # metres above sea level, as DEMs often say so
+    **dict.fromkeys(("m a.s.l.", "m asl", "m.a.s.l.", "metres above sea level", "meters above sea level"), 1.0),
+    **dict.fromkeys(("ft [us]", "us survey feet", "us_survey_feet", "us-feet"), 1200 / 3937),
+}
+
+
 #: WGS 84 semi-major axis (m) and first eccentricity squared: metres per degree of a geographic CRS (other
 #: ellipsoids differ from it by less than 1e-4, far below what a slope error can tell).
 _WGS84_A, _WGS84_E2 = 6_378_137.0, 0.00669437999014
@@ -97,32 +113,92 @@ def metres_per_degree(lat: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ground_pixel_size(info: Any) -> tuple[float | np.ndarray, float | np.ndarray] | None:
-    """Pixel width and height in metres of a raster (a :class:`geosr.io.RasterInfo`); None for a raster
-    georeferenced by ground control points, whose pixels have no single size, and for one without a CRS,
-    whose pixel size in metres is unknown.
+    """Pixel width and height in metres on the ground of a raster (a :class:`geosr.io.RasterInfo`); None for
+    a raster georeferenced by ground control points, whose pixels have no single size, and for one without
+    a CRS, whose pixel size in metres is unknown.
 
-    Linear units are converted by the CRS's factor. Degrees are converted row by row at each row's
-    latitude (one width and height per row, in north-up order, as evaluate reads the raster), since a
-    degree of longitude shrinks towards the poles: at the raster's centre alone, the slopes of a raster
-    from 20 to 70 degrees north came out 12% too low. A rotated geographic raster uses its centre's."""
+    Degrees are converted row by row at each row's latitude (one width and height per row, in north-up
+    order, as evaluate reads the raster), since a degree of longitude shrinks towards the poles: at the
+    raster's centre alone, the slopes of a raster from 20 to 70 degrees north came out 12% too low. A
+    rotated geographic raster uses its centre's.
+
+    A projected CRS's units are not ground metres either: a map projection stretches the ground by its
+    scale factor (Web Mercator by 1 / cos(latitude), 2 at 60 N; UTM by 0.9996 to 1.001). So each pixel's
+    width and height are measured on the ground: the pixel's own step along each axis, projected back to
+    latitude and longitude (``rasterio.warp.transform``, to WGS 84) and measured on the ellipsoid. That is
+    the projection's scale factor along each of the raster's axes, exact for any projection (also where
+    the axes are not along parallels and meridians). Row by row along the middle column for a north-up
+    raster, as for degrees; at the centre for a rotated one. Where that cannot be computed (a CRS PROJ
+    cannot bring back to latitude and longitude, a pixel off the projection's domain), the CRS's units
+    are converted by their factor to metres, as before."""
     transform, crs = info.transform, info.crs
     if info.gcps or crs is None:
         return None
     dx, dy = pixel_size(transform)
+    height, width = info.height, info.width
+    north_up = transform.b == 0 and transform.d == 0
     if crs.is_geographic:
-        height = info.height
-        if transform.b == 0 and transform.d == 0:
+        if north_up:
             top = max(transform.f, transform.f + transform.e * height)  # rows are read north-up
             lat = np.clip(top - (np.arange(height) + 0.5) * abs(transform.e), -90.0, 90.0)
         else:
-            lat = np.full(height, (transform * (info.width / 2, height / 2))[1])
+            lat = np.full(height, transform.f + transform.d * width / 2 + transform.e * height / 2)
         per_lon, per_lat = metres_per_degree(lat)
         return dx * per_lon, dy * per_lat
     try:
         factor = float(crs.linear_units_factor[1])
     except Exception:  # a CRS whose units rasterio cannot tell: metres, as for most projected CRSs
         factor = 1.0
-    return dx * factor, dy * factor
+    ground = _projected_ground_size(info)
+    if ground is None:
+        return dx * factor, dy * factor
+    width_m, height_m = ground
+    if north_up:
+        return width_m if np.isfinite(width_m).all() else np.where(np.isfinite(width_m), width_m, dx * factor), (
+            height_m if np.isfinite(height_m).all() else np.where(np.isfinite(height_m), height_m, dy * factor)
+        )
+    ok = np.isfinite(width_m[0]) and np.isfinite(height_m[0])
+    return (float(width_m[0]), float(height_m[0])) if ok else (dx * factor, dy * factor)
+
+
+def _projected_ground_size(info: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Ground width and height in metres (NaN where not computable) of each row's middle pixel of a
+    north-up raster in a projected CRS (north-up order), or of its centre pixel (one value) if rotated:
+    the pixel's step along each axis, centred on it, projected to WGS 84 latitude and longitude and
+    measured on the ellipsoid. None where PROJ cannot transform the CRS at all."""
+    import warnings
+
+    from rasterio.warp import transform as reproject_points
+
+    t, height, width = info.transform, info.height, info.width
+    if t.b == 0 and t.d == 0:
+        top = max(t.f, t.f + t.e * height)  # rows are read north-up
+        ys = top - (np.arange(height) + 0.5) * abs(t.e)
+        xs = np.full(height, t.c + t.a * width / 2)
+        steps = ((abs(t.a), 0.0), (0.0, abs(t.e)))
+    else:
+        xs = np.array([t.c + t.a * width / 2 + t.b * height / 2])  # the centre
+        ys = np.array([t.f + t.d * width / 2 + t.e * height / 2])
+        steps = ((t.a, t.d), (t.b, t.e))
+    # four points per row: each axis's step, half a pixel either side of the pixel's centre
+    px = np.concatenate([xs + sign * sx / 2 for sx, _ in steps for sign in (-1, 1)])
+    py = np.concatenate([ys + sign * sy / 2 for _, sy in steps for sign in (-1, 1)])
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            lon, lat = (np.asarray(v, dtype=np.float64) for v in reproject_points(info.crs, "EPSG:4326", px, py))
+    except Exception:  # no transformation from this CRS to latitude and longitude
+        return None
+    n = xs.size
+    lon, lat = lon.reshape(4, n), lat.reshape(4, n)
+    sizes = []
+    for first in (0, 2):  # the x step's two ends, then the y step's
+        dlon = (lon[first + 1] - lon[first] + 180.0) % 360.0 - 180.0  # across the antimeridian too
+        with np.errstate(all="ignore"):
+            per_lon, per_lat = metres_per_degree((lat[first] + lat[first + 1]) / 2)
+            size = np.hypot(dlon * per_lon, (lat[first + 1] - lat[first]) * per_lat)
+        sizes.append(np.where(np.isfinite(size) & (size > 0), size, np.nan))
+    return sizes[0], sizes[1]
 
 
 #: How far from square (relative) pixels may be on the ground for training to rotate them by 90 degrees.
@@ -142,6 +218,12 @@ def square_on_ground(info: Any) -> bool:
 def metres_per_unit(unit: str | None) -> float | None:
     """Metres per unit of a band's length unit (' Metre ' -> 1.0, 'ft' -> 0.3048), None for other units."""
     return LENGTH_UNITS.get((unit or "").strip().lower())
+
+
+def elevation_metres_per_unit(unit: str | None) -> float | None:
+    """Metres per unit of an elevation band's unit as ``geosr evaluate --elevation`` converts it (' km ' ->
+    1000.0, 'mm' -> 0.001; :data:`ELEVATION_UNITS`), None for any other unit (an empty one included)."""
+    return ELEVATION_UNITS.get((unit or "").strip().lower())
 
 
 def unit_key(unit: str | None) -> str:

@@ -75,7 +75,7 @@ def test_metrics_against_direct_formulas():
     assert m.rmse == pytest.approx(np.sqrt(np.mean(err**2)))
     assert m.mae == pytest.approx(np.mean(np.abs(err)))
     assert m.max_error == pytest.approx(np.abs(err).max())
-    assert m.psnr == pytest.approx(20 * np.log10(np.ptp(truth) / m.rmse))
+    assert m.psnr == pytest.approx(20 * np.log10(np.ptp(truth[4:-4, 4:-4]) / m.rmse))  # the measured pixels'
     back = area_average(estimate, 2) - coarse
     assert m.consistency_rmse == pytest.approx(np.sqrt(np.mean(back[2:-2, 2:-2] ** 2)))  # the 2-cell border
     assert ssim(truth, truth, np.ptp(truth)) == pytest.approx(1.0)
@@ -259,7 +259,9 @@ def test_cli_slope_uses_the_true_pixel_size_of_rotated_rasters_and_none_for_gcps
         result = cli("evaluate", path, "--scale", 2, "--model", "backprojection", "--json", "--device", "cpu")
         assert result.code == 0, result.err
         slopes[name] = json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]["slope_rmse"]
-    assert slopes["rotated"] == pytest.approx(slopes["north"], rel=1e-9)
+    # rotated about the origin, the raster lies elsewhere in the UTM zone, where the projection's scale factor
+    # (which the ground pixel size divides out) differs by about 2e-6
+    assert slopes["rotated"] == pytest.approx(slopes["north"], rel=1e-5)
     path = tmp_path / "gcp.tif"
     gcps = [GroundControlPoint(r, c, 500_000 + 30 * c, 4_600_000 - 30 * r) for r, c in [(0, 0), (0, 48), (48, 0)]]
     profile = {"driver": "GTiff", "height": 48, "width": 48, "count": 1, "dtype": "float32"}
@@ -320,7 +322,10 @@ def test_cli_slope_and_errors_are_the_same_whatever_the_units(tmp_path, cli):
         assert result.code == 0, result.err
         found[name] = json.loads(result.out)["bands"]["band 1"]["methods"]["bicubic"]
     for name in rasters:
-        assert found[name]["slope_rmse"] == pytest.approx(found["metres"]["slope_rmse"], rel=1e-6), name
+        # the Texas CRS in US feet is another projection, at another place: its scale factor (divided out of the
+        # ground pixel size) differs from UTM's there by about 1e-4
+        rel = 1e-3 if name == "crs in US feet" else 1e-6
+        assert found[name]["slope_rmse"] == pytest.approx(found["metres"]["slope_rmse"], rel=rel), name
     assert found["feet"]["rmse"] == pytest.approx(found["metres"]["rmse"] / ft, rel=1e-6)
     assert found["decimetres scaled"]["rmse"] == pytest.approx(found["metres"]["rmse"], rel=1e-6)
     gy, gx = np.gradient(dem.astype(np.float64), 90.0, 90.0)

@@ -19,7 +19,7 @@ from geosr.cli.options import (
     reports_errors,
     verbose_option,
 )
-from geosr.georef import ground_pixel_size, metres_per_unit
+from geosr.georef import elevation_metres_per_unit, ground_pixel_size, metres_per_unit
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,8 +31,22 @@ def _json_metrics(metrics: dict[str, object]) -> dict[str, object]:
 
 
 def _cell(value: float | None, width: int, digits: int) -> str:
-    """A right-aligned table cell: the number, ``inf``, or ``n/a`` for an undefined metric."""
-    return f"{'n/a':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+    """A right-aligned table cell of ``width`` characters, at least the first a space: the number to ``digits``
+    significant digits (fewer, or in exponent form, where it would not fit: 3e-05 and 1.6e+14 as well as 28.65),
+    ``inf``, or ``n/a`` for an undefined metric."""
+    if value is None:
+        text = "n/a"
+    elif not math.isfinite(value):
+        text = "inf" if value > 0 else "-inf" if value < 0 else "nan"
+    else:
+        for places in range(digits, 0, -1):  # '#' keeps trailing zeros, so that a column's decimals align
+            text = f"{value:#.{places}g}"
+            text = text[:-1] if text.endswith(".") else text  # '12346.' -> '12346'
+            if len(text) < width:
+                break
+        else:
+            text = f"{value:.0e}"
+    return f"{text:>{width}}"
 
 
 @click.command()
@@ -50,7 +64,9 @@ def _cell(value: float | None, width: int, digits: int) -> str:
 @calibrate_option
 @click.option("--no-model", is_flag=True, help="Only the classical baselines.")
 @click.option(
-    "--elevation/--not-elevation", default=None, help="Report slope errors (default: when the band's unit is a length)."
+    "--elevation/--not-elevation",
+    default=None,
+    help="Report slope errors for every band, in m, km, dm, cm, mm, ft or US survey ft (default: bands in m or ft).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @verbose_option
@@ -74,17 +90,22 @@ def evaluate(
     bilinear, bicubic, cubic spline, Lanczos and back-projection. A border of 2*SCALE pixels is cropped.
     Bands are named by their number in the raster (--bands picks some, in the order a model takes them).
 
-    Values are the band's physical values (its scale and offset applied). Slope errors are in degrees,
-    for bands in metres or feet (or with --elevation, in metres), and need a CRS: without one the pixel
-    size in metres is unknown and slope is shown as -. In a geographic CRS the pixel size in metres is
-    that of each row's latitude (WGS 84 ellipsoid). The consistency RMSE leaves out the same border
-    (2 input cells).
+    Values are the band's physical values (its scale and offset applied), in the band's unit (shown
+    beside the band). Slope errors are in degrees, for bands in metres or feet (with --elevation for
+    every band: also km, dm, cm, mm and US survey feet, a band without a unit taken as metres, any
+    other unit refused), and need a CRS: without one the pixel size in metres is unknown and slope is
+    shown as -. The pixel size in metres is that on the ground, row by row: in a geographic CRS at
+    each row's latitude (WGS 84 ellipsoid), in a projected one with the projection's scale factor
+    divided out (Web Mercator's 30 m pixels are 15 m at 60 N). The consistency RMSE leaves out the
+    same border (2 input cells).
 
     Nodata: a coarse cell with any nodata pixel is nodata, and so are its fine pixels in every output.
     Every method is measured on the same pixels, the interior pixels of the cells without nodata (their
-    number is reported); the classical methods renormalise their weights over the valid cells.
+    number is reported); the classical methods renormalise their weights over the valid cells (bilinear
+    weights where scattered missing cells leave bicubic, spline or Lanczos weights that nearly cancel).
 
-    PSNR and SSIM are undefined on a constant band (zero data range): the table shows them as n/a,
+    PSNR (20 log10 of the data range over the RMSE) and SSIM take the data range of the measured
+    pixels. They are undefined on a band constant there (zero data range): the table shows them as n/a,
     with a note. PSNR of an exact reconstruction (RMSE 0) is infinite: the table shows inf. JSON has
     no infinity or NaN, so with --json both are null (a band's "constant" tells which), and the
     output is strict JSON. The best classical method is the one with the lowest RMSE.
@@ -117,6 +138,15 @@ def evaluate(
         # no --model means the default model, as for downscale (evaluate_array takes None as "no model")
         loaded = None if no_model else load_model(DEFAULT_MODEL if model is None else model, "cpu")
         numbers = list(getattr(dataset, "band_numbers", range(1, info.count + 1)))  # the raster's, under --bands
+        if elevation:  # slope errors asked for every band: each band's unit must be a length geosr converts
+            for band, unit in enumerate(info.units):
+                if (unit or "").strip() and elevation_metres_per_unit(unit) is None:
+                    raise InputError(
+                        f"band {numbers[band]} of '{input_path}' is in '{unit}', which --elevation cannot convert to "
+                        "metres (it knows m, km, dm, cm, mm, ft and US survey ft); set the band's unit (for example "
+                        "gdal_edit.py -units m FILE when its values are metres), leave the band out with --bands, "
+                        "or drop --elevation"
+                    )
         if loaded is not None:
             check_band_names(loaded.card, dataset, str(input_path))
             check_bands(loaded.card, info.count)
@@ -153,8 +183,10 @@ def evaluate(
     metres = ground_pixel_size(info)
     pixel_sizes: list[tuple[float | np.ndarray, float | np.ndarray] | None] = []
     for band in range(info.count):
-        per_unit = metres_per_unit(info.units[band])  # slope errors for bands in a length unit
+        per_unit = metres_per_unit(info.units[band])  # slope errors by default for bands in m or ft
         slope = elevation if elevation is not None else per_unit is not None
+        if elevation:  # km, cm, mm... too (any other unit was refused above); a band without a unit: metres
+            per_unit = elevation_metres_per_unit(info.units[band])
         per_unit = per_unit or 1.0  # pixel sizes in the band's own unit, as the slope needs
         pixel_sizes.append(None if not slope or metres is None else (metres[0] / per_unit, metres[1] / per_unit))
     untrained = None if loaded is None else untrained_scale_message(loaded.card, scale)
@@ -168,6 +200,7 @@ def evaluate(
     for band, results in enumerate(measured):
         best = best_classical(results)
         report[f"band {numbers[band]}"] = {
+            "unit": (info.units[band] or "").strip() or None,  # that of RMSE, MAE, max error and consistency
             "best_classical": best,
             "measured_pixels": measured_pixels[band],  # fewer than the interior's where cells have nodata
             # measure() leaves PSNR undefined exactly when the reference band has a zero range
@@ -198,18 +231,19 @@ def evaluate(
     used = "" if loaded is None else f"; model {loaded.card.name}" + (f", ensemble {copies}" if copies > 1 else "")
     used += ", self-calibrated" if calibrated else ""
     for band, entry in report.items():
+        unit = f" (unit {entry['unit']})" if entry["unit"] else ""  # of RMSE, MAE, max and consist; slope: degrees
         click.echo(
-            f"{input_path} {band}, x{scale} (border {2 * scale} px cropped); best classical: {entry['best_classical']}"
-            + used
+            f"{input_path} {band}{unit}, x{scale} (border {2 * scale} px cropped); best classical: "
+            f"{entry['best_classical']}" + used
         )
         click.echo(
-            f"  {'method':<15}{'RMSE':>10}{'MAE':>10}{'PSNR':>8}{'SSIM':>8}{'max':>10}{'slope':>8}{'consist':>9}"
+            f"  {'method':<15}{'RMSE':>11}{'MAE':>11}{'PSNR':>8}{'SSIM':>8}{'max':>11}{'slope':>8}{'consist':>11}"
         )
         for name, m in entry["methods"].items():
-            slope = f"{m['slope_rmse']:8.3f}" if m["slope_rmse"] is not None else f"{'-':>8}"
+            slope = _cell(m["slope_rmse"], 8, 4) if m["slope_rmse"] is not None else f"{'-':>8}"
             click.echo(
-                f"  {name:<15}{m['rmse']:10.4f}{m['mae']:10.4f}{_cell(m['psnr'], 8, 2)}{_cell(m['ssim'], 8, 4)}"
-                f"{m['max_error']:10.3f}{slope}{m['consistency_rmse']:9.4f}"
+                f"  {name:<15}{_cell(m['rmse'], 11, 5)}{_cell(m['mae'], 11, 5)}{_cell(m['psnr'], 8, 4)}"
+                f"{_cell(m['ssim'], 8, 4)}{_cell(m['max_error'], 11, 5)}{slope}{_cell(m['consistency_rmse'], 11, 5)}"
             )
         if entry["measured_pixels"] < interior:
             click.echo(
@@ -218,7 +252,10 @@ def evaluate(
                 "neighbours have data too; - where none has)"
             )
         if entry["constant"]:
-            click.echo("  note: the band is constant (zero data range), so PSNR and SSIM are undefined (n/a)")
+            click.echo(
+                "  note: the band is constant over the measured pixels (zero data range), so PSNR and SSIM are "
+                "undefined (n/a)"
+            )
         best, best_rmse = entry["best_classical"], entry["methods"][entry["best_classical"]]["rmse"]
         for name in ("model", "model_conserved"):
             if name in entry["methods"]:

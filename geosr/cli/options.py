@@ -50,8 +50,8 @@ calibrate_option = click.option(
     "--calibrate/--no-calibrate",
     default=None,
     help="Scale each band's added detail by how much of it the input's own coarser copy supports (0 to 1, "
-    "estimated once per band; whole scales). Default: as the model's card says (the shipped climate model "
-    "calibrates, dem does not).",
+    "estimated once per band; whole scales). Default: as the model's card says (both shipped models, dem and "
+    "climate, calibrate).",
 )
 precision_option = click.option(
     "--precision",
@@ -163,9 +163,9 @@ def warnings_as_lines() -> Iterator[None]:
         yield
 
 
-def int_list(text: str, what: str, *, unique: bool = True) -> list[int]:
+def int_list(text: str, what: str, *, unique: bool = True, bands: bool = False) -> list[int]:
     """Whole numbers separated by commas (``--scales 2,3,4``, ``--bands 3,1``), as a click parameter error
-    when they are not, are empty or (``unique``) repeat one."""
+    when they are not, are empty, (``unique``) repeat one, or (``bands``) are not band numbers (from 1)."""
     parts = text.split(",")
     if not any(v.strip() for v in parts):
         raise click.BadParameter(f"{what} must not be empty")
@@ -177,6 +177,11 @@ def int_list(text: str, what: str, *, unique: bool = True) -> list[int]:
         values = [int(v) for v in parts]
     except ValueError:
         raise click.BadParameter(f"{what} must be whole numbers separated by commas, got {text!r}") from None
+    if bands and min(values) < 1:  # no raster has a band 0: wrong as typed, whatever the raster
+        raise click.BadParameter(
+            f"{what} {text!r} names band {min(values)}, but bands count from 1; give band numbers as gdalinfo "
+            "lists them (1, 2, ...)"
+        )
     if unique and len(set(values)) != len(values):
         raise click.BadParameter(f"{what} names a value twice ({text!r}); give each once")
     return values
@@ -184,8 +189,9 @@ def int_list(text: str, what: str, *, unique: bool = True) -> list[int]:
 
 def band_list(text: str) -> list[int]:
     """The bands of ``--bands 3,1`` (downscale, evaluate): a band named twice refused in the words of the raster's
-    band view (geosr.io), but before the raster is opened, as a usage error (exit code 2)."""
-    values = int_list(text, "--bands", unique=False)
+    band view (geosr.io), but before the raster is opened, as a usage error (exit code 2); and so is a band
+    number below 1."""
+    values = int_list(text, "--bands", unique=False, bands=True)
     if len(set(values)) != len(values):
         raise click.UsageError(f"bands {','.join(map(str, values))} name a band twice; give each once")
     return values

@@ -422,7 +422,7 @@ def train(
             "continue that run, or --overwrite to replace it"
         )
     run_on = str(select_device(device))  # an unavailable --device is refused before the rasters are read
-    wanted = int_list(bands, "--bands") if bands is not None else None  # "" is refused, as elsewhere
+    wanted = int_list(bands, "--bands", bands=True) if bands is not None else None  # "" is refused, as elsewhere
     train_sets, val_sets, square, units, names = [], [], True, None, None
     counts: list[int] = []
     for path in inputs:
