@@ -39,7 +39,7 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from compare_calibration import smoothed
+    from compare_calibration import cases, with_smoothed
     from compare_validation import validation_parts
 
     from geosr.calibrate import MIN_CELLS, _sums, window
@@ -49,12 +49,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     downscaler = Downscaler(load_model(args.kind, "cpu"), device="cpu")
-    parts = validation_parts(args.kind)
-    parts |= {
-        f"{part}~{sigma:g}": [smoothed(np.asarray(r, dtype=np.float64), sigma) for r in rasters]
-        for sigma in (1.0, 2.0)
-        for part, rasters in list(parts.items())
-    }
+    parts = with_smoothed(validation_parts(args.kind), [1.0, 2.0])
 
     def gain(grid: np.ndarray, scale: int) -> float:
         """The unclipped residual scale restoring ``grid`` from its average by ``scale`` (nan: too small)."""
@@ -64,23 +59,16 @@ def main() -> None:
         product, power, _ = _sums(downscaler, grid[None, :h, :w], scale)
         return float(product[0] / power[0]) if power[0] > 0 else float("nan")
 
-    for part, rasters in parts.items():
-        for i, raster in enumerate(rasters):
-            fine = np.asarray(raster, dtype=np.float64)[0]
-            for scale in (2, 3, 4):
-                h, w = fine.shape[0] // scale * scale, fine.shape[1] // scale * scale
-                if h // scale < 8 or w // scale < 8:
-                    continue
-                coarse = area_average(fine[:h, :w], scale)
-                source = coarse[window(coarse.shape, scale)]
-                h2, w2 = source.shape[0] // scale * scale, source.shape[1] // scale * scale
-                g1, g2 = gain(source, scale), gain(area_average(source[:h2, :w2], scale), scale)
-                truth = gain(fine[:h, :w], scale)
-                print(
-                    f"{part}{i} x{scale}: input {coarse.shape[0]}x{coarse.shape[1]}, truth {truth:.2f}, "
-                    f"g1 {g1:.2f}, g2 {g2:.2f}",
-                    flush=True,
-                )
+    for part, i, scale, fine in cases(parts):
+        coarse = area_average(fine, scale)
+        source = coarse[window(coarse.shape, scale)]
+        h2, w2 = source.shape[0] // scale * scale, source.shape[1] // scale * scale
+        g1, g2 = gain(source, scale), gain(area_average(source[:h2, :w2], scale), scale)
+        print(
+            f"{part}{i} x{scale}: input {coarse.shape[0]}x{coarse.shape[1]}, truth {gain(fine, scale):.2f}, "
+            f"g1 {g1:.2f}, g2 {g2:.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

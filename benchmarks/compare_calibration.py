@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,27 @@ def smoothed(raster: np.ndarray, sigma: float) -> np.ndarray:
     total = gaussian_filter(np.where(valid, raster[0], 0.0), sigma, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(valid, total / weight, np.nan)[None]
+
+
+def with_smoothed(parts: dict[str, list], sigmas: list[float]) -> dict[str, list]:
+    """``parts`` and, for each part ``P`` and width ``s``, its grids smoothed by :func:`smoothed` (part ``P~s``)."""
+    return parts | {
+        f"{part}~{sigma:g}": [smoothed(np.asarray(r, dtype=np.float64), sigma) for r in rasters]
+        for sigma in sigmas
+        for part, rasters in list(parts.items())
+    }
+
+
+def cases(parts: dict[str, list]) -> Iterator[tuple[str, int, int, np.ndarray]]:
+    """``(part, index, scale, truth)`` for every grid of ``parts`` at x2, x3 and x4 with at least 8 cells a side:
+    the grid cut to a whole number of cells."""
+    for part, rasters in parts.items():
+        for i, raster in enumerate(rasters):
+            fine = np.asarray(raster, dtype=np.float64)[0]
+            for scale in (2, 3, 4):
+                h, w = fine.shape[0] // scale * scale, fine.shape[1] // scale * scale
+                if h // scale >= 8 and w // scale >= 8:
+                    yield part, i, scale, fine[:h, :w]
 
 
 def main() -> None:
@@ -97,57 +119,47 @@ def main() -> None:
             parser.error(f"no validation part {', '.join(unknown)} for {args.kind}; it has {', '.join(parts)}")
         parts = {part: parts[part] for part in args.parts.split(",")}
     if args.smoothed:
-        parts |= {
-            f"{part}~{sigma:g}": [smoothed(np.asarray(r, dtype=np.float64), sigma) for r in rasters]
-            for sigma in (float(v) for v in args.smoothed.split(","))
-            for part, rasters in list(parts.items())
-        }
-    for part, rasters in parts.items():
-        for i, raster in enumerate(rasters):
-            fine = np.asarray(raster, dtype=np.float64)[0]
-            for scale in (2, 3, 4):
-                h, w = fine.shape[0] // scale * scale, fine.shape[1] // scale * scale
-                if h // scale < 8 or w // scale < 8:
-                    continue
-                truth = fine[:h, :w]
-                coarse = area_average(truth, scale)
-                inner = (slice(2 * scale, h - 2 * scale), slice(2 * scale, w - 2 * scale))
+        parts = with_smoothed(parts, [float(v) for v in args.smoothed.split(",")])
+    for part, i, scale, truth in cases(parts):
+        h, w = truth.shape
+        coarse = area_average(truth, scale)
+        inner = (slice(2 * scale, h - 2 * scale), slice(2 * scale, w - 2 * scale))
 
-                def rmse(estimate: np.ndarray, truth: np.ndarray = truth, inner: tuple = inner) -> float:
-                    diff = (np.asarray(estimate, dtype=np.float64) - truth)[inner]
-                    return float(np.sqrt(np.nanmean(diff**2)))
+        def rmse(estimate: np.ndarray, truth: np.ndarray = truth, inner: tuple = inner) -> float:
+            diff = (np.asarray(estimate, dtype=np.float64) - truth)[inner]
+            return float(np.sqrt(np.nanmean(diff**2)))
 
-                plain = rmse(downscale(coarse, scale, model, device="cpu", calibrate=False))
-                calibrated = rmse(downscale(coarse, scale, model, device="cpu", calibrate=True))
-                source = coarse[None][(slice(None), *window(coarse.shape, scale))]
-                gains = residual_gains(downscaler, source, scale)
-                ratios.setdefault(part, []).append(math.log(calibrated / plain))
-                line = f"{part}{i} x{scale}: uncalibrated {plain:.5g}, calibrated {calibrated:.5g}"
-                line += f" (gain {gains[0]:.2f}"
-                at = calibrate.estimation_scale(source.shape[1:], scale)
-                line += f", estimated at x{at})" if at is not None else ", no estimate)"
-                if args.compare_fallback:  # as before the smaller-scale fallback: no estimate unless at the run's scale
-                    without = calibrated
-                    if at != scale:
-                        with_fallback = calibrate.estimation_scale
-                        calibrate.estimation_scale = lambda shape, factor: None
-                        try:
-                            without = rmse(downscale(coarse, scale, model, device="cpu", calibrate=True))
-                        finally:
-                            calibrate.estimation_scale = with_fallback
-                        line += f", without the fallback {without:.5g}"
-                    fallback_ratios.setdefault(part, []).append(math.log(calibrated / without))
-                if np.isfinite(truth).all():
-                    methods = ("cubic_spline", "lanczos", "backprojection")
-                    best_name, best = min(((m, rmse(classical(coarse, scale, m))) for m in methods), key=lambda x: x[1])
-                    line += f", best classical {best_name} {best:.5g}"
-                    compared = [("uncalibrated", plain), ("calibrated", calibrated)]
-                    if args.compare_fallback:
-                        compared.append(("calibrated without the fallback", without))
-                    for name, value in compared:
-                        if value > best:
-                            losing[name].append(f"{part}{i} x{scale} ({100 * (1 - value / best):+.1f}%)")
-                print(line, flush=True)
+        plain = rmse(downscale(coarse, scale, model, device="cpu", calibrate=False))
+        calibrated = rmse(downscale(coarse, scale, model, device="cpu", calibrate=True))
+        source = coarse[None][(slice(None), *window(coarse.shape, scale))]
+        gains = residual_gains(downscaler, source, scale)
+        ratios.setdefault(part, []).append(math.log(calibrated / plain))
+        line = f"{part}{i} x{scale}: uncalibrated {plain:.5g}, calibrated {calibrated:.5g}"
+        line += f" (gain {gains[0]:.2f}"
+        at = calibrate.estimation_scale(source.shape[1:], scale)
+        line += f", estimated at x{at})" if at is not None else ", no estimate)"
+        if args.compare_fallback:  # as before the smaller-scale fallback: no estimate unless at the run's scale
+            without = calibrated
+            if at != scale:
+                with_fallback = calibrate.estimation_scale
+                calibrate.estimation_scale = lambda shape, factor: None
+                try:
+                    without = rmse(downscale(coarse, scale, model, device="cpu", calibrate=True))
+                finally:
+                    calibrate.estimation_scale = with_fallback
+                line += f", without the fallback {without:.5g}"
+            fallback_ratios.setdefault(part, []).append(math.log(calibrated / without))
+        if np.isfinite(truth).all():
+            methods = ("cubic_spline", "lanczos", "backprojection")
+            best_name, best = min(((m, rmse(classical(coarse, scale, m))) for m in methods), key=lambda x: x[1])
+            line += f", best classical {best_name} {best:.5g}"
+            compared = [("uncalibrated", plain), ("calibrated", calibrated)]
+            if args.compare_fallback:
+                compared.append(("calibrated without the fallback", without))
+            for name, value in compared:
+                if value > best:
+                    losing[name].append(f"{part}{i} x{scale} ({100 * (1 - value / best):+.1f}%)")
+        print(line, flush=True)
     means = {part: float(np.mean(r)) for part, r in ratios.items()}
     for part, value in means.items():
         print(f"part {part}: mean log ratio calibrated / uncalibrated {100 * value:+.2f}%")
