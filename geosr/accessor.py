@@ -855,15 +855,22 @@ LONGITUDE_UNITS = ("degrees_east", "degree_east", "degree_e", "degrees_e", "degr
 def periodic_longitudes(da: xr.DataArray, xdim: str, mapping: str | None, step: float) -> bool:
     """Whether ``da``'s columns wrap around (:func:`geosr.io.periodic_columns`, for xarray): its ``xdim`` is a
     longitude (by CF's ``standard_name`` or ``units``, by its name ``lon``/``longitude``, or by a
-    ``latitude_longitude`` grid mapping) and its cells of ``step`` degrees span exactly one full turn."""
+    ``latitude_longitude`` grid mapping), or a rotated pole's ``grid_longitude`` in degrees, and its cells of
+    ``step`` degrees span one full turn (to a quarter of a cell: :func:`geosr.io.full_turn`)."""
     from geosr.io import full_turn
 
     coord = da[xdim]
     by_mapping = mapping is not None and da[mapping].attrs.get("grid_mapping_name") == "latitude_longitude"
     named = str(xdim).strip().lower() in ("lon", "longitude")
-    if not (by_mapping or named or geolocation(coord) == "longitude"):
+    rotated = coord.attrs.get("standard_name") == "grid_longitude" and str(
+        coord.attrs.get("units", "")
+    ).strip().lower() in (
+        "degrees",
+        "degree",
+    )
+    if not (by_mapping or named or rotated or geolocation(coord) == "longitude"):
         return False
-    return full_turn(step * da.sizes[xdim])
+    return full_turn(step * da.sizes[xdim], step)
 
 
 def geolocation(var: xr.DataArray) -> str | None:

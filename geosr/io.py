@@ -377,19 +377,23 @@ def north_up_flips(info: RasterInfo) -> tuple[bool, bool]:
     return t.e > 0, t.a < 0
 
 
-#: How close to one full turn (relative) a geographic raster's width must be for its columns to wrap around
-FULL_TURN_RTOL = 1e-6
+#: How close to one full turn a geographic raster's width must be for its columns to wrap around, in pixels: a
+#: global grid whose pixel size is stored rounded (0.0083333 degrees for 30 arc-seconds: 43200 of them span
+#: 359.99856 degrees, 0.17 of a pixel short) wraps; one a column short or long does not
+FULL_TURN_PIXELS = 0.25
 
 
-def full_turn(width: float, units_per_turn: float = 360.0) -> bool:
-    """Whether ``width`` (the raster's extent along its columns, in its CRS's angular units) is one full turn
-    of longitude, to :data:`FULL_TURN_RTOL`: the last column then neighbours the first."""
-    return abs(abs(width) - units_per_turn) <= FULL_TURN_RTOL * units_per_turn
+def full_turn(width: float, step: float, units_per_turn: float = 360.0) -> bool:
+    """Whether ``width`` (the raster's extent along its columns, in its CRS's angular units) of columns of
+    ``step`` is one full turn of longitude, to :data:`FULL_TURN_PIXELS` of a column: the last column then
+    neighbours the first."""
+    return abs(abs(width) - units_per_turn) <= FULL_TURN_PIXELS * abs(step)
 
 
 def periodic_columns(info: RasterInfo) -> bool:
     """Whether a raster's columns wrap around: a north-up (or south-up, east-to-west) grid in a geographic CRS
-    whose columns span exactly 360 degrees of longitude (a global climate grid, -180 to 180 or 0 to 360), so
+    whose columns span 360 degrees of longitude, to a quarter of a column (a global climate grid, -180 to 180
+    or 0 to 360), so
     that its last column neighbours its first and the output must not have a seam there. Rotated,
     ground-control-point and projected rasters never do."""
     t, crs = info.transform, info.crs
@@ -400,7 +404,7 @@ def periodic_columns(info: RasterInfo) -> bool:
         per_turn = 2 * math.pi / radians if radians > 0 else 360.0
     except Exception:  # noqa: BLE001 - a CRS whose unit rasterio cannot tell: degrees, as most are
         per_turn = 360.0
-    return full_turn(t.a * info.width, per_turn)
+    return full_turn(t.a * info.width, t.a, per_turn)
 
 
 def mirrored(span: Span, size: int, flip: bool) -> Span:

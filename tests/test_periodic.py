@@ -16,7 +16,8 @@ import xarray as xr
 from conftest import write_geotiff
 from rasterio.transform import from_origin
 
-from geosr.io import periodic_columns, raster_info, read_window
+from geosr.accessor import periodic_longitudes
+from geosr.io import full_turn, periodic_columns, raster_info, read_window
 from geosr.predict import downscale
 from geosr.testing import fbm_surface
 from geosr.tiling import Span, plan_axis, wrapped_indices, wrapped_pieces
@@ -195,3 +196,33 @@ def test_read_window_reads_columns_beyond_the_edges_from_the_other_side(tmp_path
     with rasterio.open(global_tif(tmp_path / "g.tif", z)) as dataset:
         got = read_window(dataset, Span(2, 5), Span(-3, 40))[0]
     np.testing.assert_allclose(got, z[2:5, np.arange(-3, 40) % NX], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("step", "n", "wraps"),
+    [
+        (0.0083333, 43200, True),  # 30 arc-seconds stored rounded: 359.99856 degrees, 0.17 of a pixel short
+        (0.041667, 8640, True),  # 2.5 arc-minutes rounded up: 0.07 of a pixel long
+        (1.0, 360, True),
+        (1.0, 359, False),  # a column short: a regional grid
+        (1.0, 361, False),
+        (0.5, 719, False),
+        (2.5, 144, True),
+    ],
+)
+def test_a_full_turn_is_measured_in_pixels(step, n, wraps):
+    assert full_turn(step * n, step) is wraps
+
+
+def test_the_accessor_wraps_rounded_float32_and_rotated_pole_longitudes():
+    step = np.float32(0.1)
+    lon = np.cumsum(np.full(3600, step, dtype=np.float32)) - np.float32(180.05)  # float32 steps add up 0.0036 off
+    lat = np.array([0.05, -0.05])
+    da = xr.DataArray(np.zeros((2, 3600), np.float32), dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    assert abs(float(lon[-1] - lon[0]) / 3599 * 3600 - 360) > 1e-3  # beyond a relative 1e-6 of a turn
+    assert periodic_longitudes(da, "lon", None, float(lon[-1] - lon[0]) / 3599)
+    rotated = xr.DataArray(np.zeros((2, 36)), dims=("rlat", "rlon"), coords={"rlat": lat, "rlon": np.arange(36.0) * 10})
+    rotated["rlon"].attrs.update(standard_name="grid_longitude", units="degrees")
+    assert periodic_longitudes(rotated, "rlon", None, 10.0)
+    rotated["rlon"].attrs["units"] = "m"
+    assert not periodic_longitudes(rotated, "rlon", None, 10.0)
