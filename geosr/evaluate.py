@@ -173,9 +173,21 @@ def back_project(coarse: np.ndarray, scale: int, iterations: int = 20) -> np.nda
     return fine
 
 
-def classical(coarse: np.ndarray, scale: int, method: str) -> np.ndarray:
+#: Coarse columns taken from the other side on each side of a periodic grid (a global one's longitudes) before
+#: a classical method runs: beyond the kernels' support (3 for Lanczos-3) and where back-projection's corrections
+#: have died away (they decay as the consistent kernel does, :data:`geosr.tiling.CONSISTENT_RADIUS` = 14)
+WRAP_CELLS = 16
+
+
+def classical(coarse: np.ndarray, scale: int, method: str, periodic: bool = False) -> np.ndarray:
     """Any classical method of :data:`CLASSICAL` applied to a coarse (..., y, x) array; the fine pixels
-    of its missing (NaN) cells are NaN, the others interpolated from the valid cells."""
+    of its missing (NaN) cells are NaN, the others interpolated from the valid cells. ``periodic``: the
+    columns wrap around (a global grid's longitudes, as ``geosr downscale`` runs them): the method runs on
+    the grid with :data:`WRAP_CELLS` columns of the other side added on either side, which are then cut off."""
+    if periodic:
+        n = coarse.shape[-1]
+        padded = np.take(coarse, np.arange(-WRAP_CELLS, n + WRAP_CELLS) % n, axis=-1)
+        return classical(padded, scale, method)[..., WRAP_CELLS * scale : (WRAP_CELLS + n) * scale]
     if method == "backprojection":
         fine = back_project(coarse, scale)
     else:
@@ -335,11 +347,14 @@ def evaluate_bands(
     *,
     pixel_sizes: list[tuple[float | np.ndarray, float | np.ndarray] | None] | None = None,
     methods: tuple[str, ...] = CLASSICAL,
+    periodic: bool = False,
     **options: object,
 ) -> list[dict[str, Metrics]]:
     """:func:`evaluate_array` for every band of a (band, y, x) fine raster, the model run once on all
     of them (so a model of several bands sees them together); ``pixel_sizes[band]`` for slope errors
-    (numbers, or one per row: see :func:`slope_degrees`).
+    (numbers, or one per row: see :func:`slope_degrees`). ``periodic``: the raster's columns wrap around (a
+    global grid, :func:`geosr.io.periodic_columns`), for the model and the classical methods alike; only where
+    its width is a whole number of cells (else the cut to whole cells leaves less than a full turn).
 
     Raises :class:`geosr.errors.ModelError` if the model's output is not finite.
     """
@@ -349,17 +364,22 @@ def evaluate_bands(
     bands = fine.shape[0]
     sizes = pixel_sizes if pixel_sizes is not None else [None] * bands
     h, w = (fine.shape[1] // scale) * scale, (fine.shape[2] // scale) * scale
+    periodic = periodic and w == fine.shape[2]
     truth = np.asarray(fine, dtype=np.float64)[:, :h, :w]
     coarse = area_average(truth, scale)
     results = [
-        {m: measure(classical(coarse[b], scale, m), truth[b], coarse[b], scale, pixel_size=sizes[b]) for m in methods}
+        {
+            m: measure(classical(coarse[b], scale, m, periodic), truth[b], coarse[b], scale, pixel_size=sizes[b])
+            for m in methods
+        }
         for b in range(bands)
     ]
     if model is not None:
         # One network run: conservation is a per-cell correction of the output (geosr.conserve), the
         # same whether applied to the whole raster here or tile by tile by ``downscale(conserve=True)``.
         with quiet_scale_warning():  # geosr evaluate reports an untrained scale its own way
-            estimate = np.asarray(downscale(coarse, scale, model, **{**options, "conserve": False}), dtype=np.float64)
+            run = {**options, "conserve": False, "periodic": periodic}
+            estimate = np.asarray(downscale(coarse, scale, model, **run), dtype=np.float64)
         if not np.isfinite(estimate[~missing_cells(coarse, scale)]).all():  # NaN only where cells are missing
             name = getattr(getattr(model, "card", None), "name", model)
             raise ModelError(

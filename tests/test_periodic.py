@@ -9,6 +9,8 @@ columns, and every front door (NumPy, dask, the accessor, a GeoTIFF) gives the s
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -226,3 +228,44 @@ def test_the_accessor_wraps_rounded_float32_and_rotated_pole_longitudes():
     assert periodic_longitudes(rotated, "rlon", None, 10.0)
     rotated["rlon"].attrs["units"] = "m"
     assert not periodic_longitudes(rotated, "rlon", None, 10.0)
+
+
+# --- geosr evaluate measures a global grid as geosr downscale runs it ------------------------------------
+
+
+@pytest.mark.parametrize("method", ["bicubic", "cubic_spline", "lanczos", "backprojection"])
+def test_the_classical_methods_wrap_a_global_grid_too(method):
+    from geosr.evaluate import classical
+
+    coarse = fbm_surface((12, 24), seed=3)
+    whole = classical(coarse, 2, method, periodic=True)
+    for k in (1, 9):
+        rolled = classical(np.roll(coarse, k, axis=1), 2, method, periodic=True)
+        np.testing.assert_allclose(np.roll(rolled, -2 * k, axis=1), whole, rtol=1e-6, atol=1e-6 * np.ptp(coarse))
+    plain = classical(coarse, 2, method)
+    assert np.abs(plain - whole)[:, :2].max() > 1e-3 * np.ptp(coarse)  # the edges differ, the middle not
+    np.testing.assert_allclose(plain[:, 20:-20], whole[:, 20:-20], atol=1e-4 * np.ptp(coarse))
+
+
+def test_evaluate_runs_the_model_on_a_global_grid_as_downscale_does(model_like_shipped):
+    from geosr.degrade import area_average
+    from geosr.evaluate import evaluate_array
+
+    fine = fbm_surface((36, 72), seed=5)
+    results = evaluate_array(fine, 2, str(model_like_shipped), device="cpu", periodic=True)
+    estimate = downscale(area_average(fine, 2), 2, str(model_like_shipped), device="cpu", periodic=True)
+    inner = (slice(4, -4), slice(4, -4))
+    assert results["model_conserved"].rmse == pytest.approx(np.sqrt(np.mean((estimate - fine)[inner] ** 2)), rel=1e-5)
+    plain = evaluate_array(fine, 2, str(model_like_shipped), device="cpu")
+    assert plain["model_conserved"].rmse != pytest.approx(results["model_conserved"].rmse, rel=1e-6)
+
+
+def test_geosr_evaluate_says_when_a_grid_wraps(cli, tmp_path):
+    z = fbm_surface((40, 72), seed=5)
+    west = rasterio.Affine(5.0, 0.0, -180.0, 0.0, -4.5, 90.0)
+    for name, data, scale, wraps in (("global", z, 2, True), ("odd", z[:, :71], 2, False), ("x5", z, 5, False)):
+        transform = west if name != "odd" else rasterio.Affine(360 / 71, 0.0, -180.0, 0.0, -4.5, 90.0)
+        path = write_geotiff(tmp_path / f"{name}.tif", data, transform=transform, crs="EPSG:4326")
+        result = cli("evaluate", path, "--scale", scale, "--no-model", "--json")
+        assert result.code == 0, result.err
+        assert json.loads(result.out)["periodic"] is wraps, name  # 71 columns at x2, 72 at x5: not whole cells

@@ -115,7 +115,7 @@ def evaluate(
     from geosr.errors import InputError
     from geosr.evaluate import best_classical, evaluate_bands, valid_interior
     from geosr.georef import pixel_size
-    from geosr.io import iter_blocks, mirrored_array, north_up_flips, open_raster, raster_info
+    from geosr.io import iter_blocks, mirrored_array, north_up_flips, open_raster, periodic_columns, raster_info
     from geosr.models.files import load_model
     from geosr.models.registry import DEFAULT_MODEL
     from geosr.pipeline import check_band_names, untrained_scale_message
@@ -192,8 +192,18 @@ def evaluate(
     untrained = None if loaded is None else untrained_scale_message(loaded.card, scale)
     if untrained is not None:  # every check passed: one line on stderr (--json's stdout stays JSON), exit code 0
         echo_warning(untrained)
+    # a global grid wraps around, as geosr downscale runs it: where its width is whole cells (else the cut to whole
+    # cells leaves less than a full turn)
+    periodic = periodic_columns(info) and info.width % scale == 0
     measured = evaluate_bands(
-        data, scale, loaded, pixel_sizes=pixel_sizes, device=device, ensemble=copies, calibrate=calibrate
+        data,
+        scale,
+        loaded,
+        pixel_sizes=pixel_sizes,
+        device=device,
+        ensemble=copies,
+        calibrate=calibrate,
+        periodic=periodic,
     )
     calibrated = loaded is not None and calibrates(loaded.card, calibrate, scale)
     report = {}
@@ -218,6 +228,7 @@ def evaluate(
                     "model": None if loaded is None else loaded.card.name,
                     "ensemble": copies,
                     "calibrate": calibrated,
+                    "periodic": periodic,  # the columns wrap around: a global grid
                     "bands": {
                         band: {**entry, "methods": {n: _json_metrics(m) for n, m in entry["methods"].items()}}
                         for band, entry in report.items()
@@ -230,6 +241,7 @@ def evaluate(
         return
     used = "" if loaded is None else f"; model {loaded.card.name}" + (f", ensemble {copies}" if copies > 1 else "")
     used += ", self-calibrated" if calibrated else ""
+    used += "; columns wrap around (a global grid)" if periodic else ""
     for band, entry in report.items():
         unit = f" (unit {entry['unit']})" if entry["unit"] else ""  # of RMSE, MAE, max and consist; slope: degrees
         click.echo(

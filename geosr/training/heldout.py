@@ -136,6 +136,18 @@ def _largest_valid_window(field: np.ndarray) -> np.ndarray:
 POLAR_ROWS = slice(4, 69)
 
 
+#: The held-out grids that span the globe in longitude (their columns wrap around, :func:`geosr.io.periodic_columns`):
+#: measured as ``geosr downscale`` runs them, the model and the classical methods alike (since 2026-12-07)
+PERIODIC = {
+    "500 hPa geopotential height, Jan 1958 (2.5 degrees, 65x144)",
+    "200 hPa zonal wind, January mean (2.5 degrees, 65x144)",
+    "CFSv2 precipitation, 2016 total (1 degree, 168x360)",
+    "MPI-ESM-LR 2 m temperature, Jan 2005 (1.875 degrees, 86x192)",
+    "MPI-ESM-LR 10 m eastward wind, Jan 2005 (1.875 degrees, 86x192)",
+    "CCM 500 hPa temperature (T42, 2.8 degrees, 58x128)",
+}
+
+
 def climate_rasters() -> dict[str, np.ndarray]:
     """Held-out real climate grids, (y, x) kelvin, degrees Celsius, percent, gpm, m/s or mm."""
     e1 = _read_netcdf("E1_north_america.nc", "air_temperature")
@@ -209,7 +221,7 @@ def quality_table(model: str | Path, rasters: dict[str, np.ndarray], scales: lis
         for scale in scales:
             if min(raster.shape) < 8 * scale:
                 continue
-            results = evaluate_array(raster, scale, model, device="cpu", ensemble=ensemble)
+            results = evaluate_array(raster, scale, model, device="cpu", ensemble=ensemble, periodic=name in PERIODIC)
             best = best_classical(results)
             base = results[best].rmse
             lines.append(
