@@ -60,7 +60,9 @@ pixels (it may be fractional, like 2.5); a target resolution is a pixel size in 
 <code>.safetensors</code> model file. Empty: geosr's default model, <i>dem</i>. A 1-band model \
 applies to every band; an N-band model needs N bands.</li>
 <li><b>Device</b>: where the network runs; <i>auto</i> picks CUDA, then Apple MPS, then the CPU.</li>
-<li><b>Tile size</b>: output pixels per tile side; memory grows with its square. Tiles are seam-free.</li>
+<li><b>Tile size</b>: output pixels per tile side; memory grows with its square. Tiles are seam-free, \
+and a global layer (a geographic CRS, its columns a full 360 degrees of longitude) wraps around: no seam \
+where its last column meets its first.</li>
 <li><b>Conserve</b>: <i>model</i> (default): as the model says (the shipped models conserve at whole \
 scales); <i>on</i>: make the output pixels of each input cell average exactly to its value (whole scales \
 only); <i>off</i>: never.</li>
