@@ -438,14 +438,15 @@ def _legacy_georef(
     return attrs
 
 
-#: A resolution written as text: a number, then anything (its unit): "0.25 degree", "1km", "5e-2 degrees"
-_RESOLUTION_TEXT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(.*)$", re.DOTALL)
+#: A resolution written as text: a number, then a unit without digits: "0.25 degree", "1km", "5e-2 degrees"
+_RESOLUTION_TEXT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(\D*)$", re.DOTALL)
 
 
 def _finer_resolution(value: Any, factor: float) -> Any:
     """An ACDD ``geospatial_*_resolution`` attribute multiplied by ``factor`` (the fine step over the coarse), in
     the form it came in (a number, or text whose leading number changes and whose unit stays); None where it is
-    neither."""
+    neither, or text with more numbers ("0.25x0.5 degree", "1/4 degree"), which is dropped rather than half
+    changed."""
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return float(value) * factor
     if isinstance(value, str):
@@ -816,6 +817,7 @@ class GeosrDataArrayAccessor:
             geosr_conserve="yes" if conserves(loaded.card, conserve, (ny, nx), scale) else "no",
             geosr_ensemble=str(ensemble),
             geosr_calibrate="no" if calibration_plan(loaded.card, calibrate, 1, (ny, nx), scale) is None else "yes",
+            geosr_periodic="yes" if options["periodic"] else "no",  # the columns wrapped around: a global grid
         )
         # the legacy transform and res of xarray.open_rasterio, which rioxarray reads beside the coordinates
         attrs = _legacy_georef(attrs, (da[ydim], da[xdim]), (coords[ydim][1], coords[xdim][1]))

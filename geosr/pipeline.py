@@ -318,6 +318,7 @@ def _output_spec(
         "GEOSR_CONSERVE": "yes" if plan.conserve else "no",
         "GEOSR_ENSEMBLE": str(downscaler.ensemble),
         "GEOSR_CALIBRATE": "no" if gains is None else "residual gains " + ",".join(f"{g:.3g}" for g in gains),
+        "GEOSR_PERIODIC": "yes" if plan.periodic else "no",  # the columns wrapped around: a global grid
     }
     return OutputSpec(
         height=shape[0],

@@ -186,7 +186,7 @@ def plan_tiles(
     ``from_end`` as for :meth:`geosr.tiling.TilePlan.build`. With ``missing`` (the raster may have
     missing cells), the tiles fill the missing cells next to data (:func:`geosr.tiling.fill_radius`;
     their input windows are padded for it); a raster known to have none reads no more than it needs.
-    ``periodic``: the columns wrap around (a global grid's longitudes, :func:`geosr.georef.periodic_columns`)."""
+    ``periodic``: the columns wrap around (a global grid's longitudes, :func:`geosr.io.periodic_columns`)."""
     halo = model.receptive_radius
     conserve = conserves(model.card, conserve, in_shape, scale)
     if conserve:
@@ -640,7 +640,8 @@ def eager_statistics() -> Iterator[None]:
 
 def _footprints(n_in: int, n_out: int, span: Span, start: int, periodic: bool = False) -> list[np.ndarray]:
     """The coarse cells under the fine centres of ``span``, as indices into a source window from ``start``:
-    one array, or two where some centres lie on a cell edge (:func:`geosr.tiling.footprint_pair`)."""
+    one array, or two where some centres lie on a cell edge (:func:`geosr.tiling.footprint_pair`; unwrapped on a
+    ``periodic`` axis, whose spans reach beyond the raster's edges)."""
     later, earlier = footprint_pair(n_in, n_out, span, periodic)
     return [later - start] if np.array_equal(later, earlier) else [later - start, earlier - start]
 
@@ -857,7 +858,7 @@ def downscale(
         Called as ``progress(done, total)`` after each tile (numpy input only).
     periodic
         Whether the columns wrap around, the last neighbouring the first: the longitudes of a global grid
-        (:func:`geosr.georef.periodic_columns`). The output then has no seam where they meet; the raster
+        (:func:`geosr.io.periodic_columns`). The output then has no seam where they meet; the raster
         and the tiles' windows reach across that meridian as across any other.
 
     Returns
@@ -1132,7 +1133,9 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # to lay out a 12000 x 12000 grid). A tile takes the input chunks its window touches and cuts the window
     # itself; it waits for the tiles two rows up (a token per row), so dask reads the input row by row and
     # does not read ahead of the network (it held up to half the input at 12000 x 12000).
-    name = TILE_TASKS + tokenize(data, scale, ref, options, nodata, stats, gains)
+    # the plan's wrap (periodic) is left out of the tasks' options: named here, or a periodic and a plain run of the
+    # same array would share their keys (and one take the other's tiles in a graph or on a cluster)
+    name = TILE_TASKS + tokenize(data, scale, ref, options, nodata, stats, gains, periodic)
     # Each row's tiles wait for one token, "read", that stands for the row's input chunks and the tiles two rows
     # up: every tile of the row then reaches the same input chunks through the graph as the token does. Waiting
     # for the row token directly gave each tile its own set of them (its chunks and every chunk above), and dask's

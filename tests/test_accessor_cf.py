@@ -337,7 +337,7 @@ def test_the_acdd_resolution_attributes_describe_the_fine_grid(model1, scale):
 
 def test_an_acdd_resolution_geosr_cannot_read_is_dropped_not_left_stale(tmp_path, model1):
     coords = {"lat": LAT, "lon": LON}
-    attrs = {"geospatial_lat_resolution": "about a degree", "geospatial_lon_resolution": "5e-1 degrees_east"}
+    attrs = {"geospatial_lat_resolution": "0.25x0.5 degree", "geospatial_lon_resolution": "5e-1 degrees_east"}
     ds = xr.Dataset({"tas": xr.DataArray(SST, dims=("lat", "lon"), coords=coords)}, attrs=attrs)
     src = tmp_path / "in.nc"
     ds.to_netcdf(src)

@@ -269,3 +269,27 @@ def test_geosr_evaluate_says_when_a_grid_wraps(cli, tmp_path):
         result = cli("evaluate", path, "--scale", scale, "--no-model", "--json")
         assert result.code == 0, result.err
         assert json.loads(result.out)["periodic"] is wraps, name  # 71 columns at x2, 72 at x5: not whole cells
+
+
+def test_a_periodic_and_a_plain_dask_run_of_one_array_do_not_share_their_tiles(model1):
+    da = pytest.importorskip("dask.array")
+    lazy = da.from_array(grid(missing=False), chunks=(9, 18))
+    wrapped = downscale(lazy, 2, str(model1), device="cpu", periodic=True)
+    plain = downscale(lazy, 2, str(model1), device="cpu")
+    assert wrapped.name != plain.name
+    both = da.stack([wrapped, plain]).compute()  # one graph: each keeps its own tiles
+    np.testing.assert_allclose(both[0], wrapped.compute(), atol=1e-5)
+    np.testing.assert_allclose(both[1], plain.compute(), atol=1e-5)
+    assert np.abs(both[0] - both[1]).max() > 1e-3
+
+
+def test_the_output_says_whether_it_wrapped(cli, tmp_path, model1):
+    z = grid(missing=False)
+    assert lonlat(z).geosr.downscale(2, model=str(model1), device="cpu").attrs["geosr_periodic"] == "yes"
+    assert lonlat(z[:, :35]).geosr.downscale(2, model=str(model1), device="cpu").attrs["geosr_periodic"] == "no"
+    for name, data, wraps in (("global.tif", z, "yes"), ("regional.tif", z[:, :35], "no")):
+        src = global_tif(tmp_path / name, data)
+        result = cli("downscale", src, "--scale", 2, "--model", model1, "--device", "cpu", "-q")
+        assert result.code == 0, result.err
+        with rasterio.open(tmp_path / name.replace(".tif", "_x2.tif")) as out:
+            assert out.tags()["GEOSR_PERIODIC"] == wraps
