@@ -25,7 +25,9 @@ with the window's far edges where they differ (those of the mirrored raster: up 
 so that the gains mirror too. A border of 2 x scale pixels is left out of the sums when
 the averaged copy has at least :data:`CROP_CELLS` cells on each side. The restorations conserve
 (each input cell's mean kept), whether or not the run does, so a plain and a conserved run of the
-same raster get the same gains and differ only by conservation.
+same raster get the same gains and differ only by conservation. On a global grid whose window is every column
+(:func:`residual_gains`' ``periodic``), the restorations wrap around, no columns are left out of the sums and
+they take the cells starting at every column offset: the gains do not depend on where its columns start.
 """
 
 from __future__ import annotations
@@ -73,17 +75,23 @@ def band_groups(bands: int, channels: int) -> list[list[int]]:
     return [[b] for b in range(bands)] if channels == 1 else [list(range(bands))]
 
 
-def residual_gains(downscaler: Any, source: np.ndarray, scale: float) -> np.ndarray:
+def residual_gains(downscaler: Any, source: np.ndarray, scale: float, periodic: bool = False) -> np.ndarray:
     """Per-band residual gains in [0, 1] for a (band, y, x) float input window with NaN for nodata
     (:func:`window` of the raster), estimated with ``downscaler`` (a :class:`geosr.predict.Downscaler`)
     as described in the module docstring. Ones where no estimate can be made: too small a window, or
-    fewer valid pixels than :data:`MIN_CELLS` x :data:`MIN_CELLS` cells."""
+    fewer valid pixels than :data:`MIN_CELLS` x :data:`MIN_CELLS` cells.
+
+    ``periodic``: the window is every column of a global grid (:func:`geosr.io.periodic_columns`). Where its
+    width is a whole number of cells, the restorations wrap around and the sums take the cells starting at
+    every column offset (0 to the scale - 1), so that the gains do not depend on where the grid's columns
+    start: the same grid from -180 or from 0 degrees gets the same gains, and its output is the same rolled."""
     factor = whole_scale(scale)
     at = None if factor is None else estimation_scale(source.shape[1:], factor)
     if at is None:
         return np.ones(source.shape[0])
     groups = band_groups(source.shape[0], downscaler.model.card.in_channels)
-    return np.concatenate([_group_gains(downscaler, source[group], at) for group in groups])
+    wrap = periodic and source.shape[-1] % at == 0
+    return np.concatenate([_group_gains(downscaler, source[group], at, wrap) for group in groups])
 
 
 def estimation_scale(shape: tuple[int, int], factor: int) -> int | None:
@@ -100,18 +108,23 @@ def estimation_scale(shape: tuple[int, int], factor: int) -> int | None:
     return None
 
 
-def _group_gains(downscaler: Any, source: np.ndarray, factor: int) -> np.ndarray:
+def _group_gains(downscaler: Any, source: np.ndarray, factor: int, periodic: bool = False) -> np.ndarray:
     bands = source.shape[0]
     # The cells start at the window's first pixel. A self-ensemble promises output that mirrors (and
     # rotates) exactly as the input does, so its gains must too: where the window is not a whole number
     # of cells, the sums also take the cells that end at its last pixel (those of the mirrored raster).
     shifts = [sorted({0, n % factor}) if downscaler.ensemble > 1 else [0] for n in source.shape[1:]]
+    if periodic:  # every column offset, the columns wrapping: the same sums wherever the grid's columns start
+        shifts[1] = list(range(factor))
     h, w = (n // factor * factor for n in source.shape[1:])
     products, powers, counts = np.zeros(bands), np.zeros(bands), np.zeros(bands)
     for dy in shifts[0]:
         for dx in shifts[1]:
-            target = np.asarray(source, dtype=np.float64)[:, dy : dy + h, dx : dx + w]
-            product, power, count = _sums(downscaler, target, factor)
+            if periodic:
+                target = np.roll(np.asarray(source, dtype=np.float64), -dx, axis=-1)[:, dy : dy + h]
+            else:
+                target = np.asarray(source, dtype=np.float64)[:, dy : dy + h, dx : dx + w]
+            product, power, count = _sums(downscaler, target, factor, periodic)
             products, powers, counts = products + product, powers + power, counts + count
     gains = np.ones(bands)
     enough = counts >= (MIN_CELLS * factor) ** 2 * len(shifts[0]) * len(shifts[1])
@@ -121,28 +134,40 @@ def _group_gains(downscaler: Any, source: np.ndarray, factor: int) -> np.ndarray
     return gains
 
 
-def _sums(downscaler: Any, target: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sums(
+    downscaler: Any, target: np.ndarray, factor: int, periodic: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per band, ``<input - interpolation, model - interpolation>``, ``|model - interpolation|^2`` and the
-    number of valid pixels of ``target`` (a whole number of cells) restored from its average by ``factor``."""
-    from geosr.predict import plan_tiles
+    number of valid pixels of ``target`` (a whole number of cells) restored from its average by ``factor``
+    (its columns wrapping around where ``periodic``)."""
+    from geosr.predict import plan_tiles, tile_window
 
     bands = target.shape[0]
     coarse = area_average(target, factor)
     stats = BandStats.of_block(coarse)
     # conserved, whatever the run asks, so that plain and conserved runs get the same gains
     missing = bool(np.isnan(coarse).any())
-    plan = plan_tiles(coarse.shape[1:], factor, downscaler.tile_size, downscaler.model, conserve=True, missing=missing)
+    plan = plan_tiles(
+        coarse.shape[1:],
+        factor,
+        downscaler.tile_size,
+        downscaler.model,
+        conserve=True,
+        missing=missing,
+        periodic=periodic,
+    )
 
     def restore(with_gains: np.ndarray) -> np.ndarray:
         out = np.empty_like(target)
-        tiles = ((t, coarse[:, t.rows.source.as_slice(), t.cols.source.as_slice()]) for t in plan)
+        tiles = ((t, tile_window(coarse, t, plan)) for t in plan)
         for tile, core in downscaler.run(plan, stats, tiles, gains=with_gains):
             out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
         return out
 
     base, full = restore(np.zeros(bands)), restore(np.ones(bands))
     border = 2 * factor if min(coarse.shape[1:]) >= CROP_CELLS else 0
-    inner = (slice(None), slice(border, target.shape[1] - border), slice(border, target.shape[2] - border))
+    side = 0 if periodic else border  # a global grid's columns have no edge to leave out
+    inner = (slice(None), slice(border, target.shape[1] - border), slice(side, target.shape[2] - side))
     error, detail = (target - base)[inner], (full - base)[inner]
     products, powers, counts = np.zeros(bands), np.zeros(bands), np.zeros(bands)
     for b in range(bands):

@@ -216,7 +216,7 @@ def downscale_raster(
             shape, scale, from_end=flips, missing=has_missing(stats, shape), periodic=periodic_columns(info)
         )
         cal = calibration_plan(
-            downscaler.model.card, downscaler.calibrate, info.count, (info.height, info.width), scale
+            downscaler.model.card, downscaler.calibrate, info.count, (info.height, info.width), scale, plan.periodic
         )
 
         def read_group(group: list[int]) -> np.ndarray:  # each band alone for a 1-band model

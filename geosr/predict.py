@@ -156,19 +156,28 @@ class CalibrationPlan:
     rows: slice
     cols: slice
     groups: list[list[int]]
+    #: the window is every column of a global grid: the gains' restorations wrap around (geosr.calibrate)
+    periodic: bool = False
 
 
 def calibration_plan(
-    card: ModelCard, calibrate: bool | None, bands: int, in_shape: tuple[int, int], scale: float
+    card: ModelCard,
+    calibrate: bool | None,
+    bands: int,
+    in_shape: tuple[int, int],
+    scale: float,
+    periodic: bool = False,
 ) -> CalibrationPlan | None:
     """How a run of ``bands`` bands of shape ``in_shape`` at ``scale`` estimates its gains, or ``None`` when it
     does not calibrate (:func:`calibrates`): the same for every front door, which reads each group's window
-    as it can (a GeoTIFF window, a numpy slice, a dask task) and passes it to :meth:`Downscaler.gains`."""
+    as it can (a GeoTIFF window, a numpy slice, a dask task) and passes it to :meth:`Downscaler.gains`.
+    ``periodic``: the raster's columns wrap around; its gains then wrap too where the window is every column."""
     at = calibration_scale(in_shape, scale)
     if not calibrates(card, calibrate, at):
         return None
     rows, cols = calibration_window(in_shape, at)
-    return CalibrationPlan(at, rows, cols, band_groups(bands, card.in_channels))
+    every_column = cols.start == 0 and cols.stop == in_shape[1]
+    return CalibrationPlan(at, rows, cols, band_groups(bands, card.in_channels), periodic and every_column)
 
 
 def plan_tiles(
@@ -409,11 +418,13 @@ class Downscaler:
             self.network = self.network.to(memory_format=_channels_last())
         self.calibrate = calibrate
 
-    def gains(self, source: np.ndarray, scale: float) -> np.ndarray | None:
+    def gains(self, source: np.ndarray, scale: float, periodic: bool = False) -> np.ndarray | None:
         """Per-band residual gains for a raster, or ``None`` when not calibrating (see
         :mod:`geosr.calibrate`). ``source`` is the raster's :func:`geosr.calibrate.window`, a (band, y,
-        x) float array with NaN for nodata."""
-        return residual_gains(self, source, scale) if calibrates(self.model.card, self.calibrate, scale) else None
+        x) float array with NaN for nodata (``periodic``: every column of a global grid)."""
+        if not calibrates(self.model.card, self.calibrate, scale):
+            return None
+        return residual_gains(self, source, scale, periodic)
 
     def planned_gains(self, cal: CalibrationPlan | None, read: Callable[[list[int]], np.ndarray]) -> np.ndarray | None:
         """Every band's gains by :func:`calibration_plan`'s ``cal`` (``None``: not calibrating, no gains),
@@ -421,7 +432,7 @@ class Downscaler:
         memory follows one group's window."""
         if cal is None:
             return None
-        return np.concatenate([self.gains(read(group), cal.scale) for group in cal.groups])
+        return np.concatenate([self.gains(read(group), cal.scale, cal.periodic) for group in cal.groups])
 
     @property
     def halo(self) -> int:
@@ -913,10 +924,10 @@ def downscale(
         plan = downscaler.plan(filled.shape[1:], scale, missing=bool(np.isnan(filled).any()), periodic=periodic)
         warn_untrained_scale(downscaler.model.card, scale)
         out = np.empty((filled.shape[0], *plan.out_shape), dtype=np.float32)
-        sources = ((t, _window(filled, t, plan)) for t in plan)
+        sources = ((t, tile_window(filled, t, plan)) for t in plan)
         stats = BandStats.of_block(filled)
         check_magnitudes(stats)
-        cal = calibration_plan(downscaler.model.card, calibrate, filled.shape[0], filled.shape[1:], scale)
+        cal = calibration_plan(downscaler.model.card, calibrate, filled.shape[0], filled.shape[1:], scale, periodic)
         gains = downscaler.planned_gains(cal, lambda group: filled[group, cal.rows, cal.cols])
         for done, (tile, core) in enumerate(downscaler.run(plan, stats, sources, gains, overlap=True), 1):
             out[:, tile.rows.core.as_slice(), tile.cols.core.as_slice()] = core
@@ -925,7 +936,7 @@ def downscale(
     return out[0] if squeeze else out
 
 
-def _window(raster: np.ndarray, tile: Tile, plan: TilePlan) -> np.ndarray:
+def tile_window(raster: np.ndarray, tile: Tile, plan: TilePlan) -> np.ndarray:
     """A tile's (band, y, x) source window of a whole ``raster``: its columns taken across the raster's edges
     on a periodic plan."""
     rows = raster[:, tile.rows.source.as_slice()]
@@ -1018,12 +1029,13 @@ def _gains_task(
     scale: float,
     stats: BandStats,
     nodata: float | None,
+    periodic: bool = False,
 ) -> np.ndarray | None:
     """The gains of one group of bands from the input chunks the calibration window touches (``window``
-    within them), as :func:`_tile_task` cuts a tile's."""
+    within them), as :func:`_tile_task` cuts a tile's (``periodic``: :attr:`CalibrationPlan.periodic`)."""
     check_magnitudes(stats)  # as the tiles would, before the network sees the window
     source = _assembled(blocks, window, group)
-    return _task_downscaler(model, options).gains(as_float(source, nodata), scale)
+    return _task_downscaler(model, options).gains(as_float(source, nodata), scale, periodic)
 
 
 def digest_downscaler(model: tuple[str, str], options: dict[str, Any]) -> Downscaler:
@@ -1107,7 +1119,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # the tasks load the model file where they run; its digest tells them (and the tasks' names) which one
     ref = (loaded.source, loaded.digest)
     gains = None
-    cal = calibration_plan(loaded.card, options["calibrate"], data.shape[0], data.shape[1:], scale)
+    cal = calibration_plan(loaded.card, options["calibrate"], data.shape[0], data.shape[1:], scale, periodic)
     if cal is not None:  # one task per group of bands: memory follows one group's window
         # written out like the tiles, on the input's own chunk keys: a sliced dask array passed to
         # dask.delayed is optimised into a graph of new keys, which read the chunks again (a NetCDF variable
@@ -1116,7 +1128,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
         bi, rs = _touched(row_bounds, Span(cal.rows.start, cal.rows.stop))
         bj, cs = _touched(col_bounds, Span(cal.cols.start, cal.cols.stop))
         pieces = [[(data.name, 0, a, b) for b in bj] for a in bi]
-        args = (ref, options, cal.scale, _key(stats), nodata)  # stats: computed before the tasks
+        args = (ref, options, cal.scale, _key(stats), nodata, cal.periodic)  # stats: computed before the tasks
         gains_layer: dict[Any, Any] = {
             (gains_name, k): (_gains_task, pieces, (rs, cs), group, *args) for k, group in enumerate(cal.groups)
         }

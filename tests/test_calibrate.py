@@ -312,7 +312,9 @@ def test_gains_are_estimated_band_by_band_for_a_one_band_model(calibrating, make
     stack = np.stack([fbm_surface((40, 40), seed=s) for s in range(5)]).astype(np.float64)
     seen: list[int] = []
     original = calibrate._sums
-    monkeypatch.setattr(calibrate, "_sums", lambda d, target, f: seen.append(target.shape[0]) or original(d, target, f))
+    monkeypatch.setattr(
+        calibrate, "_sums", lambda d, target, f, *wrap: seen.append(target.shape[0]) or original(d, target, f, *wrap)
+    )
     whole = downscale(stack, 2, calibrating, device="cpu")
     assert seen == [1] * 5
     lazy = downscale(dsa.from_array(stack, chunks=(5, 20, 20)), 2, calibrating, device="cpu")

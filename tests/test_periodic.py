@@ -21,7 +21,7 @@ from rasterio.transform import from_origin
 from geosr.accessor import periodic_longitudes
 from geosr.io import full_turn, periodic_columns, raster_info, read_window
 from geosr.predict import downscale
-from geosr.testing import fbm_surface
+from geosr.testing import fbm_surface, random_model
 from geosr.tiling import Span, plan_axis, wrapped_indices, wrapped_pieces
 
 NY, NX = 18, 36  # 10-degree cells: a global grid
@@ -293,3 +293,64 @@ def test_the_output_says_whether_it_wrapped(cli, tmp_path, model1):
         assert result.code == 0, result.err
         with rasterio.open(tmp_path / name.replace(".tif", "_x2.tif")) as out:
             assert out.tags()["GEOSR_PERIODIC"] == wraps
+
+
+@pytest.fixture(scope="module")
+def calibrating(tmp_path_factory):
+    """A random self-calibrating model whose gain on :func:`calibrated_grid` lies inside (0, 1)."""
+    path = tmp_path_factory.mktemp("cal") / "cal.safetensors"
+    return str(
+        random_model(
+            path, depth=4, width=8, seed=3, name="cal", interpolation="consistent", conserve=True, calibrate=True
+        )
+    )
+
+
+def calibrated_grid() -> np.ndarray:
+    return fbm_surface((36, 72), seed=1, relief=500.0)
+
+
+def test_a_self_calibrating_model_gets_the_same_gains_wherever_the_columns_start(calibrating):
+    from geosr.calibrate import residual_gains
+    from geosr.predict import Downscaler
+
+    downscaler = Downscaler(calibrating, device="cpu")
+    z = calibrated_grid()
+    gains = [float(residual_gains(downscaler, np.roll(z, k, axis=1)[None], 2, periodic=True)[0]) for k in (0, 1, 37)]
+    assert 0.01 < gains[0] < 0.99  # an estimate, neither clipped end
+    assert gains[1] == pytest.approx(gains[0], abs=1e-12) and gains[2] == pytest.approx(gains[0], abs=1e-12)
+    plain = [float(residual_gains(downscaler, np.roll(z, k, axis=1)[None], 2)[0]) for k in (0, 37)]
+    assert plain[0] != pytest.approx(plain[1], abs=1e-6)  # without the wrap, they move with the seam
+
+
+def test_a_self_calibrating_models_output_rolls_with_a_global_grid(cli, tmp_path, calibrating):
+    da = pytest.importorskip("dask.array")
+    z = calibrated_grid()
+    whole = downscale(z, 2, calibrating, device="cpu", periodic=True)
+    for k in (1, 37):
+        rolled = downscale(np.roll(z, k, axis=1), 2, calibrating, device="cpu", periodic=True, tile_size=(24, 20))
+        np.testing.assert_allclose(np.roll(rolled, -2 * k, axis=1), whole, rtol=1e-5, atol=1e-3)
+    lazy = downscale(
+        da.from_array(np.roll(z, 37, axis=1), chunks=(12, 20)),
+        2,
+        calibrating,
+        device="cpu",
+        periodic=True,
+        tile_size=(24, 20),
+    ).compute()
+    np.testing.assert_allclose(np.roll(lazy, -74, axis=1), whole, rtol=1e-5, atol=1e-3)
+    # the same field from -180 and from 0 degrees: the same gains, the same values rolled
+    tags = []
+    for west, k in ((-180.0, 0), (0.0, 36)):
+        src = write_geotiff(
+            tmp_path / f"w{k}.tif",
+            np.roll(z, -k, axis=1).astype(np.float32),
+            transform=rasterio.Affine(5.0, 0.0, west, 0.0, -5.0, 90.0),
+            crs="EPSG:4326",
+        )
+        result = cli("downscale", src, "--scale", 2, "--model", calibrating, "--device", "cpu", "-q")
+        assert result.code == 0, result.err
+        with rasterio.open(tmp_path / f"w{k}_x2.tif") as out:
+            tags.append(out.tags()["GEOSR_CALIBRATE"])
+            np.testing.assert_allclose(np.roll(out.read(1), 2 * k, axis=1), whole, rtol=1e-5, atol=1e-3)
+    assert tags[0] == tags[1] != "no"
