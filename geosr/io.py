@@ -394,10 +394,15 @@ def periodic_columns(info: RasterInfo) -> bool:
     """Whether a raster's columns wrap around: a north-up (or south-up, east-to-west) grid in a geographic CRS
     whose columns span 360 degrees of longitude, to a quarter of a column (a global climate grid, -180 to 180
     or 0 to 360), so
-    that its last column neighbours its first and the output must not have a seam there. Rotated,
+    that its last column neighbours its first and the output must not have a seam there; also one without a
+    CRS whose netCDF metadata says its columns are longitudes (:func:`_netcdf_longitudes`). Rotated,
     ground-control-point and projected rasters never do."""
     t, crs = info.transform, info.crs
-    if not info.georeferenced or info.gcps or crs is None or t.b != 0 or t.d != 0 or not crs.is_geographic:
+    if not info.georeferenced or info.gcps or t.b != 0 or t.d != 0:
+        return False
+    if crs is None:  # GDAL's reading of a NetCDF without a grid mapping: its longitude says so in the metadata
+        return _netcdf_longitudes(info.tags) and full_turn(t.a * info.width, t.a)
+    if not crs.is_geographic:
         return False
     try:  # degrees for nearly every geographic CRS; grads (EPSG:4807) or radians turn at other numbers
         radians = float(crs.units_factor[1])
@@ -405,6 +410,25 @@ def periodic_columns(info: RasterInfo) -> bool:
     except Exception:  # noqa: BLE001 - a CRS whose unit rasterio cannot tell: degrees, as most are
         per_turn = 360.0
     return full_turn(t.a * info.width, t.a, per_turn)
+
+
+#: CF's units of longitude (any case), as GDAL's netCDF driver lists them in a raster's metadata (``lon#units``)
+NETCDF_LONGITUDE_UNITS = ("degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese")
+
+
+def _netcdf_longitudes(tags: dict[str, str]) -> bool:
+    """Whether a raster without a CRS has longitudes for columns by its netCDF metadata, as GDAL's netCDF driver
+    reads a file without a grid mapping (``lon#units=degrees_east``, ``lon#standard_name=longitude``), and as
+    ``gdal_translate`` carries it into a GeoTIFF: the accessor then calls the same grid global (a ``lon`` axis),
+    and both doors must wrap it alike."""
+    for key, value in tags.items():
+        name, _, attribute = key.rpartition("#")
+        text = str(value).strip().lower()
+        if name and attribute == "units" and text in NETCDF_LONGITUDE_UNITS:
+            return True
+        if name and attribute == "standard_name" and text == "longitude":
+            return True
+    return False
 
 
 def mirrored(span: Span, size: int, flip: bool) -> Span:
@@ -1134,7 +1158,15 @@ def open_grid(path: str | Path, variable: str) -> Any:
             # NetCDF lazily, without dask: chunks={} makes one dask chunk of each stored chunk, the whole
             # variable for a contiguous one (every time step at once); the caller chunks it by tile, and each
             # chunk then reads only its part of the file
-            ds = xr.open_zarr(path) if kind == "zarr" else xr.open_dataset(path)
+            try:
+                ds = xr.open_zarr(path) if kind == "zarr" else xr.open_dataset(path)
+            except ValueError as exc:
+                if "decode" not in str(exc) or "time" not in str(exc):
+                    raise
+                # times xarray cannot decode ("months since 1958-1-1", as NCEP's and NCL's files have): read as
+                # the numbers they are stored as, which are written back unchanged with their units and calendar
+                opener = xr.open_zarr if kind == "zarr" else xr.open_dataset
+                ds = opener(path, decode_times=False)
     except (OSError, ValueError, KeyError) as exc:
         if "dependencies may not be installed" in str(exc):  # a NetCDF-4 file, and only scipy to read it
             raise _needs_library(kind, "input", path) from None
