@@ -37,6 +37,12 @@ X_NAMES = ("x", "lon", "longitude", "rlon", "easting", "west_east")
 def spatial_dims(obj: xr.DataArray | xr.Dataset, y_dim: str | None = None, x_dim: str | None = None) -> tuple[str, str]:
     """Names of the (y, x) dimensions of ``obj``: ``y_dim``/``x_dim`` if given, else recognised by name."""
     dims = [str(d) for d in obj.dims]
+    if isinstance(obj, xr.DataArray) and obj.ndim < 2:  # a time series, a scalar: renaming would not make a grid
+        what = f"variable {obj.name!r}" if obj.name is not None else "the DataArray"
+        raise InputError(
+            f"{what} is not a grid: it has {obj.ndim} dimension{'s' * (obj.ndim != 1)} ({dims}), and a grid needs "
+            "two spatial ones; pick a gridded variable"
+        )
 
     def find(given: str | None, names: tuple[str, ...], axis: str) -> str:
         if given is not None:

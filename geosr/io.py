@@ -1173,8 +1173,14 @@ def open_grid(path: str | Path, variable: str) -> Any:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"'{path}' is not a {kind} dataset xarray can read ({reason})") from None
     if variable not in ds.data_vars:
+        coordinate = variable in ds.coords
         ds.close()
         names = ", ".join(str(v) for v in ds.data_vars) or "none"
+        if coordinate:  # it is in the file, as a coordinate: "has no variable" would send the user looking for it
+            raise InputError(
+                f"{variable!r} is a coordinate of '{path}', not a data variable (its data variables: {names}); pick "
+                "one of those with --variable"
+            )
         raise InputError(f"'{path}' has no variable {variable!r} (its variables: {names}); pick one with --variable")
     bounds = {str(v.attrs.get("bounds")) for v in ds.variables.values()}  # CF cell bounds: no grids either
     if ds[variable].ndim < 2 or variable in bounds:  # such as a grid mapping, a scalar, time bounds: no grid

@@ -115,3 +115,17 @@ def test_a_netcdf_without_longitudes_does_not_wrap(tmp_path):
     src = monthly(tmp_path / "x.nc", lon_units="km")
     with rasterio.open(src) as dataset:
         assert not periodic_columns(raster_info(dataset))
+
+
+def test_a_coordinate_given_as_the_variable_is_called_a_coordinate(cli, tmp_path, model1):
+    src = monthly(tmp_path / "hgt.nc")
+    result = cli("downscale", src, "--variable", "time", "--scale", 2, "--model", model1, "-o", tmp_path / "o.nc")
+    assert result.code == 1 and not (tmp_path / "o.nc").exists()
+    assert "'time' is a coordinate" in result.err and "HGT" in result.err and "has no variable" not in result.err
+
+
+def test_a_one_dimensional_variable_is_not_a_grid_for_the_accessor(model1):
+    series = xr.DataArray(np.arange(5.0), dims=("time",), name="forecast_period")
+    with pytest.raises(Exception, match="'forecast_period' is not a grid: it has 1 dimension") as caught:
+        series.geosr.downscale(2, model=str(model1))
+    assert "rename" not in str(caught.value)
