@@ -42,23 +42,16 @@ def monthly(path, lon_units="degrees_east", nx=36):
     return path
 
 
+def variable_run(cli, src, model, out):
+    """``geosr downscale SRC --variable HGT --scale 2`` with ``model`` on the CPU, quietly, into ``out``."""
+    return cli(
+        "downscale", src, "--variable", "HGT", "--scale", 2, "--model", model, "--device", "cpu", "-q", "-o", out
+    )
+
+
 def test_times_xarray_cannot_decode_are_carried_as_stored(cli, tmp_path, model1):
     src = monthly(tmp_path / "hgt.nc")
-    result = cli(
-        "downscale",
-        src,
-        "--variable",
-        "HGT",
-        "--scale",
-        2,
-        "--model",
-        model1,
-        "--device",
-        "cpu",
-        "-q",
-        "-o",
-        tmp_path / "out.nc",
-    )
+    result = variable_run(cli, src, model1, tmp_path / "out.nc")
     assert result.code == 0, result.err
     with netCDF4.Dataset(tmp_path / "out.nc") as out:
         assert list(out["time"][:]) == [0.0, 1.0]
@@ -87,21 +80,7 @@ def test_a_global_netcdf_wraps_through_gdal_as_through_the_accessor(cli, tmp_pat
     )
     assert result.code == 0, result.err
     via_variable = tmp_path / "variable_x2.nc"
-    result = cli(
-        "downscale",
-        src,
-        "--variable",
-        "HGT",
-        "--scale",
-        2,
-        "--model",
-        model_like_shipped,
-        "--device",
-        "cpu",
-        "-q",
-        "-o",
-        via_variable,
-    )
+    result = variable_run(cli, src, model_like_shipped, via_variable)
     assert result.code == 0, result.err
     with rasterio.open(via_gdal) as out, xr.open_dataset(via_variable, decode_times=False) as grid:
         assert out.tags()["GEOSR_PERIODIC"] == "yes" and grid.HGT.attrs["geosr_periodic"] == "yes"
