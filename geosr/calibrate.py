@@ -53,19 +53,30 @@ def whole_scale(scale: float) -> int | None:
     return rounded if rounded >= 2 and abs(float(scale) - rounded) < 1e-9 else None
 
 
-def window(shape: tuple[int, int], scale: float) -> tuple[slice, slice]:
+def window(shape: tuple[int, int], scale: float, periodic: bool = False) -> tuple[slice, slice]:
     """The central window of an input of ``shape`` (y, x) the gains are estimated on: a whole number of
     ``scale`` x ``scale`` cells, at most :data:`MAX_WINDOW` pixels per side, and one pixel more where that
     centres it exactly (so that a flipped raster's window is the flipped window; at a fractional
-    scale, which is not calibrated, any whole number of pixels)."""
+    scale, which is not calibrated, any whole number of pixels).
+
+    ``periodic`` (a global grid, whose columns wrap around): every column, and as many central rows as keep
+    the window's area within :data:`MAX_WINDOW` x :data:`MAX_WINDOW` pixels (728 rows of a 0.25-degree grid's
+    1440 columns, 291 of a 0.1-degree grid's 3600), so that the window does not move with the meridian where
+    the columns start."""
     factor = whole_scale(scale) or 1
-    spans = []
-    for n in shape:
-        size = min(n, MAX_WINDOW) // factor * factor
-        size += (n - size) % 2
-        start = (n - size) // 2
-        spans.append(slice(start, start + size))
-    return spans[0], spans[1]
+    if periodic:  # every column; the rows that keep the window's area within MAX_WINDOW x MAX_WINDOW
+        rows = max(MAX_WINDOW * MAX_WINDOW // max(shape[1], 1), factor)
+        return _centred(shape[0], rows, factor), slice(0, shape[1])
+    return _centred(shape[0], MAX_WINDOW, factor), _centred(shape[1], MAX_WINDOW, factor)
+
+
+def _centred(n: int, limit: int, factor: int) -> slice:
+    """The central span of an axis of ``n`` pixels: a whole number of cells of ``factor``, at most ``limit``
+    pixels, and one pixel more where that centres it exactly."""
+    size = min(n, limit) // factor * factor
+    size += (n - size) % 2
+    start = (n - size) // 2
+    return slice(start, start + size)
 
 
 def band_groups(bands: int, channels: int) -> list[list[int]]:

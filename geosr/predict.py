@@ -175,7 +175,7 @@ def calibration_plan(
     at = calibration_scale(in_shape, scale)
     if not calibrates(card, calibrate, at):
         return None
-    rows, cols = calibration_window(in_shape, at)
+    rows, cols = calibration_window(in_shape, at, periodic)  # a global grid's: every column
     every_column = cols.start == 0 and cols.stop == in_shape[1]
     return CalibrationPlan(at, rows, cols, band_groups(bands, card.in_channels), periodic and every_column)
 

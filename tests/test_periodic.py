@@ -354,3 +354,16 @@ def test_a_self_calibrating_models_output_rolls_with_a_global_grid(cli, tmp_path
             tags.append(out.tags()["GEOSR_CALIBRATE"])
             np.testing.assert_allclose(np.roll(out.read(1), 2 * k, axis=1), whole, rtol=1e-5, atol=1e-3)
     assert tags[0] == tags[1] != "no"
+
+
+def test_a_global_grid_wider_than_the_calibration_window_keeps_every_column(calibrating, monkeypatch):
+    from geosr import calibrate
+
+    monkeypatch.setattr(calibrate, "MAX_WINDOW", 32)  # a 72-column grid now stands for one wider than 1024
+    rows, cols = calibrate.window((36, 72), 2, periodic=True)
+    assert cols == slice(0, 72) and (rows.stop - rows.start) * 72 <= 32 * 32 + 2 * 72
+    assert calibrate.window((36, 72), 2) == (slice(2, 34), slice(20, 52))  # a regional grid's: central, as before
+    z = calibrated_grid()
+    whole = downscale(z, 2, calibrating, device="cpu", periodic=True)
+    rolled = downscale(np.roll(z, 37, axis=1), 2, calibrating, device="cpu", periodic=True, tile_size=(24, 20))
+    np.testing.assert_allclose(np.roll(rolled, -74, axis=1), whole, rtol=1e-5, atol=1e-3)
