@@ -62,9 +62,10 @@ def window(shape: tuple[int, int], scale: float, periodic: bool = False) -> tupl
     ``periodic`` (a global grid, whose columns wrap around): every column, and as many central rows as keep
     the window's area within :data:`MAX_WINDOW` x :data:`MAX_WINDOW` pixels (728 rows of a 0.25-degree grid's
     1440 columns, 291 of a 0.1-degree grid's 3600), so that the window does not move with the meridian where
-    the columns start."""
+    the columns start. Where the columns are not a whole number of cells (they cannot wrap in cells), the
+    central window as for any grid."""
     factor = whole_scale(scale) or 1
-    if periodic:  # every column; the rows that keep the window's area within MAX_WINDOW x MAX_WINDOW
+    if periodic and shape[1] % factor == 0:  # every column (whole cells round the globe); fewer rows if wide
         rows = max(MAX_WINDOW * MAX_WINDOW // max(shape[1], 1), factor)
         return _centred(shape[0], rows, factor), slice(0, shape[1])
     return _centred(shape[0], MAX_WINDOW, factor), _centred(shape[1], MAX_WINDOW, factor)

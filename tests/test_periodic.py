@@ -363,6 +363,7 @@ def test_a_global_grid_wider_than_the_calibration_window_keeps_every_column(cali
     rows, cols = calibrate.window((36, 72), 2, periodic=True)
     assert cols == slice(0, 72) and (rows.stop - rows.start) * 72 <= 32 * 32 + 2 * 72
     assert calibrate.window((36, 72), 2) == (slice(2, 34), slice(20, 52))  # a regional grid's: central, as before
+    assert calibrate.window((36, 72), 5, periodic=True) == calibrate.window((36, 72), 5)  # 72 is no whole cells
     z = calibrated_grid()
     whole = downscale(z, 2, calibrating, device="cpu", periodic=True)
     rolled = downscale(np.roll(z, 37, axis=1), 2, calibrating, device="cpu", periodic=True, tile_size=(24, 20))
