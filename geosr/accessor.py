@@ -28,7 +28,7 @@ import xarray as xr
 
 from geosr.errors import GeosrWarning, InputError, ModelError
 from geosr.georef import check_scale, output_shape
-from geosr.io import markers_in_type, mirrored_array
+from geosr.io import LATITUDE_UNITS, LONGITUDE_UNITS, markers_in_type, mirrored_array
 
 Y_NAMES = ("y", "lat", "latitude", "rlat", "northing", "south_north")
 X_NAMES = ("x", "lon", "longitude", "rlon", "easting", "west_east")
@@ -853,11 +853,6 @@ def not_a_field(var: xr.DataArray, measure: bool = False) -> str | None:
     if measure or var.attrs.get("standard_name") in ("cell_area", "cell_thickness"):
         return "a cell measure"
     return None
-
-
-#: CF's units of latitude and of longitude (any case)
-LATITUDE_UNITS = ("degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn")
-LONGITUDE_UNITS = ("degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese")
 
 
 def periodic_longitudes(da: xr.DataArray, xdim: str, mapping: str | None, step: float) -> bool:

@@ -412,8 +412,10 @@ def periodic_columns(info: RasterInfo) -> bool:
     return full_turn(t.a * info.width, t.a, per_turn)
 
 
-#: CF's units of longitude (any case), as GDAL's netCDF driver lists them in a raster's metadata (``lon#units``)
-NETCDF_LONGITUDE_UNITS = ("degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese")
+#: CF's units of latitude and of longitude (any case): of a NetCDF's coordinates (the accessor), and as GDAL's
+#: netCDF driver lists them in a raster's metadata (``lon#units``)
+LATITUDE_UNITS = ("degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn")
+LONGITUDE_UNITS = ("degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese")
 
 
 def _netcdf_longitudes(tags: dict[str, str]) -> bool:
@@ -424,7 +426,7 @@ def _netcdf_longitudes(tags: dict[str, str]) -> bool:
     for key, value in tags.items():
         name, _, attribute = key.rpartition("#")
         text = str(value).strip().lower()
-        if name and attribute == "units" and text in NETCDF_LONGITUDE_UNITS:
+        if name and attribute == "units" and text in LONGITUDE_UNITS:
             return True
         if name and attribute == "standard_name" and text == "longitude":
             return True

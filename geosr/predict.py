@@ -910,17 +910,16 @@ def downscale(
         "conserve": conserve,
         "ensemble": ensemble,
         "calibrate": calibrate,
-        "periodic": bool(periodic),
     }
     if is_dask(bands):
         from geosr.models.files import LoadedModel, load_model
 
         loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
-        out = _downscale_dask(bands, scale, loaded, nodata, options)
+        out = _downscale_dask(bands, scale, loaded, nodata, options, bool(periodic))
         warn_untrained_scale(loaded.card, scale)  # the graph is made, every check passed; nothing ran yet
     else:
         filled = as_float(np.asarray(bands), nodata)
-        downscaler = Downscaler(model, **{k: v for k, v in options.items() if k != "periodic"})
+        downscaler = Downscaler(model, **options)
         plan = downscaler.plan(filled.shape[1:], scale, missing=bool(np.isnan(filled).any()), periodic=periodic)
         warn_untrained_scale(downscaler.model.card, scale)
         out = np.empty((filled.shape[0], *plan.out_shape), dtype=np.float32)
@@ -1094,7 +1093,9 @@ def _assembled(
     return whole[:, window[0], window[1]]
 
 
-def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, options: dict[str, Any]) -> Any:
+def _downscale_dask(
+    data: Any, scale: float, model: Any, nodata: float | None, options: dict[str, Any], periodic: bool = False
+) -> Any:
     import dask
     import dask.array as da
     from dask.base import tokenize
@@ -1109,8 +1110,6 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     data = data.rechunk({0: -1})
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
     tiles = tile_pair(options["tile_size"])
-    options = dict(options)
-    periodic = bool(options.pop("periodic", False))  # the plan's, not the tasks' Downscaler's
     plan = plan_tiles(data.shape[1:], scale, tiles, loaded, options["conserve"], periodic=periodic)
     check_bands(loaded.card, data.shape[0])  # before the statistics, which may be computed now
     parts = [dask.delayed(_block_stats, pure=True)(block, nodata) for block in data.to_delayed().ravel()]
@@ -1145,7 +1144,7 @@ def _downscale_dask(data: Any, scale: float, model: Any, nodata: float | None, o
     # to lay out a 12000 x 12000 grid). A tile takes the input chunks its window touches and cuts the window
     # itself; it waits for the tiles two rows up (a token per row), so dask reads the input row by row and
     # does not read ahead of the network (it held up to half the input at 12000 x 12000).
-    # the plan's wrap (periodic) is left out of the tasks' options: named here, or a periodic and a plain run of the
+    # the plan's wrap (periodic) is not among the tasks' options: named here, or a periodic and a plain run of the
     # same array would share their keys (and one take the other's tiles in a graph or on a cluster)
     name = TILE_TASKS + tokenize(data, scale, ref, options, nodata, stats, gains, periodic)
     # Each row's tiles wait for one token, "read", that stands for the row's input chunks and the tiles two rows
