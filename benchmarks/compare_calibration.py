@@ -18,8 +18,13 @@ With ``--smoothed 1,2``, every part P also gets copies of its grids smoothed by 
 fine pixels (parts ``P~1``, ``P~2``; nodata left as it is, the smoothing renormalised over valid pixels):
 fields with the detail below their grid removed, such as a climate model's orography.
 
+With ``--max-gain 1.5,2,3``, every pair also runs calibrated with the gains clipped to [0, G] instead of
+the card's ``calibrate_max`` (1 for the shipped models: never amplify), for each G; per part the mean log ratio
+of each G's RMSE to the calibrated one's, the worst pair, and where each loses to the best classical method
+(``benchmarks/results/calibration_max_gain.md``).
+
 Usage: python benchmarks/compare_calibration.py [KIND] [MODEL] [--threads N] [--compare-fallback] [--parts a,b,c,d]
-       [--smoothed SIGMAS] (default: climate climate)
+       [--smoothed SIGMAS] [--max-gain GAINS] (default: climate climate)
 """
 
 from __future__ import annotations
@@ -87,6 +92,12 @@ def main() -> None:
         metavar="SIGMAS",
         help="also every part's grids smoothed by Gaussians of these widths in fine pixels (comma-separated)",
     )
+    parser.add_argument(
+        "--max-gain",
+        default=None,
+        metavar="GAINS",
+        help="also run calibrated with the gains clipped to [0, G] for each of these G (comma-separated)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -108,6 +119,10 @@ def main() -> None:
     if args.compare_fallback:
         losing["calibrated without the fallback"] = []
     fallback_ratios: dict[str, list[float]] = {}
+    max_gains = [float(v) for v in args.max_gain.split(",")] if args.max_gain else []
+    clip_ratios: dict[float, dict[str, list[float]]] = {g: {} for g in max_gains}
+    for g in max_gains:
+        losing[f"calibrated, gains up to {g:g}"] = []
     parts = validation_parts(args.kind)
     if args.parts:
         if args.kind == "climate":
@@ -149,6 +164,17 @@ def main() -> None:
                     calibrate.estimation_scale = with_fallback
                 line += f", without the fallback {without:.5g}"
             fallback_ratios.setdefault(part, []).append(math.log(calibrated / without))
+        clipped: dict[float, float] = {}
+        shipped_max = model.card.calibrate_max
+        for g in max_gains:
+            model.card.calibrate_max = g
+            try:
+                clipped[g] = rmse(downscale(coarse, scale, model, device="cpu", calibrate=True))
+                gain = residual_gains(downscaler, source, scale)[0]
+            finally:
+                model.card.calibrate_max = shipped_max
+            clip_ratios[g].setdefault(part, []).append(math.log(clipped[g] / calibrated))
+            line += f", up to {g:g}: {clipped[g]:.5g} (gain {gain:.2f})"
         if np.isfinite(truth).all():
             methods = ("cubic_spline", "lanczos", "backprojection")
             best_name, best = min(((m, rmse(classical(coarse, scale, m))) for m in methods), key=lambda x: x[1])
@@ -156,6 +182,7 @@ def main() -> None:
             compared = [("uncalibrated", plain), ("calibrated", calibrated)]
             if args.compare_fallback:
                 compared.append(("calibrated without the fallback", without))
+            compared += [(f"calibrated, gains up to {g:g}", value) for g, value in clipped.items()]
             for name, value in compared:
                 if value > best:
                     losing[name].append(f"{part}{i} x{scale} ({100 * (1 - value / best):+.1f}%)")
@@ -170,6 +197,13 @@ def main() -> None:
             print(f"part {part}: mean log ratio with / without the fallback {100 * value:+.2f}%")
         overall = 100 * float(np.mean(list(fallback_means.values())))
         print(f"mean over parts, with / without the fallback: {overall:+.2f}%")
+    for g, by_part in clip_ratios.items():
+        clip_means = {part: float(np.mean(r)) for part, r in by_part.items()}
+        for part, value in clip_means.items():
+            worst = 100 * max(by_part[part])
+            print(f"part {part}: gains up to {g:g}, mean log ratio to calibrated {100 * value:+.2f}%", end="")
+            print(f" (worst pair {worst:+.2f}%)")
+        print(f"gains up to {g:g}: mean over parts {100 * float(np.mean(list(clip_means.values()))):+.2f}%")
     for name, pairs in losing.items():
         print(f"{name} loses to the best classical method on {len(pairs)}: {', '.join(pairs) or 'none'}")
 

@@ -142,7 +142,7 @@ def _group_gains(downscaler: Any, source: np.ndarray, factor: int, periodic: boo
     enough = counts >= (MIN_CELLS * factor) ** 2 * len(shifts[0]) * len(shifts[1])
     for b in range(bands):
         if powers[b] > 0 and enough[b]:
-            gains[b] = float(np.clip(products[b] / powers[b], 0.0, 1.0))
+            gains[b] = float(np.clip(products[b] / powers[b], 0.0, downscaler.model.card.calibrate_max))
     return gains
 
 
