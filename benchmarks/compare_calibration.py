@@ -19,7 +19,7 @@ fine pixels (parts ``P~1``, ``P~2``; nodata left as it is, the smoothing renorma
 fields with the detail below their grid removed, such as a climate model's orography.
 
 With ``--max-gain 1.5,2,3``, every pair also runs calibrated with the gains clipped to [0, G] instead of
-the card's ``calibrate_max`` (1 for the shipped models: never amplify), for each G; per part the mean log ratio
+``geosr.calibrate.MAX_GAIN`` (1: never amplify), for each G; per part the mean log ratio
 of each G's RMSE to the calibrated one's, the worst pair, and where each loses to the best classical method
 (``benchmarks/results/calibration_max_gain.md``).
 
@@ -165,14 +165,14 @@ def main() -> None:
                 line += f", without the fallback {without:.5g}"
             fallback_ratios.setdefault(part, []).append(math.log(calibrated / without))
         clipped: dict[float, float] = {}
-        shipped_max = model.card.calibrate_max
+        shipped_max = calibrate.MAX_GAIN
         for g in max_gains:
-            model.card.calibrate_max = g
+            calibrate.MAX_GAIN = g
             try:
                 clipped[g] = rmse(downscale(coarse, scale, model, device="cpu", calibrate=True))
                 gain = residual_gains(downscaler, source, scale)[0]
             finally:
-                model.card.calibrate_max = shipped_max
+                calibrate.MAX_GAIN = shipped_max
             clip_ratios[g].setdefault(part, []).append(math.log(clipped[g] / calibrated))
             line += f", up to {g:g}: {clipped[g]:.5g} (gain {gain:.2f})"
         if np.isfinite(truth).all():

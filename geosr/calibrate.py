@@ -45,6 +45,9 @@ MAX_WINDOW = 1024
 MIN_CELLS = 6
 #: Cells per side from which a border of 2 x scale pixels is left out of the estimate
 CROP_CELLS = 12
+#: Largest gain: the detail is withdrawn, never amplified (higher clips were measured and not adopted:
+#: benchmarks/results/calibration_max_gain.md)
+MAX_GAIN = 1.0
 
 
 def whole_scale(scale: float) -> int | None:
@@ -142,7 +145,7 @@ def _group_gains(downscaler: Any, source: np.ndarray, factor: int, periodic: boo
     enough = counts >= (MIN_CELLS * factor) ** 2 * len(shifts[0]) * len(shifts[1])
     for b in range(bands):
         if powers[b] > 0 and enough[b]:
-            gains[b] = float(np.clip(products[b] / powers[b], 0.0, downscaler.model.card.calibrate_max))
+            gains[b] = float(np.clip(products[b] / powers[b], 0.0, MAX_GAIN))
     return gains
 
 

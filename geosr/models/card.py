@@ -51,9 +51,6 @@ class ModelCard:
         Self-calibrate by default: scale each band's residual by how much of it the input's own
         coarser copy supports (:mod:`geosr.calibrate`), for models whose detail suits some fields
         and not others.
-    calibrate_max
-        The largest gain self-calibration may give a band's residual (at least 1): 1, it only withdraws
-        detail the input does not support; above 1, it may also amplify detail the network under-predicts.
     fill_trend
         The trend of the fill of missing cells next to data (:func:`geosr.tiling.extend_into_missing`):
         0, each filled cell the mean of its known neighbours; t > 0, in the first ring a neighbour's
@@ -81,7 +78,6 @@ class ModelCard:
     conserve: bool = False
     cell_input: bool = False
     calibrate: bool = False
-    calibrate_max: float = 1.0
     fill_trend: float = 0.0
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -151,7 +147,6 @@ def _check_fields(card: ModelCard) -> None:
         "conserve": (lambda v: isinstance(v, bool), "true or false"),
         "cell_input": (lambda v: isinstance(v, bool), "true or false"),
         "calibrate": (lambda v: isinstance(v, bool), "true or false"),
-        "calibrate_max": (lambda v: number(v) and 1 <= v <= 100, "a number from 1 to 100"),
         "fill_trend": (lambda v: number(v) and 0 <= v <= 1, "a number from 0 to 1"),
         "training": (lambda v: isinstance(v, dict), "an object"),
         "metrics": (lambda v: isinstance(v, dict), "an object"),
