@@ -27,3 +27,8 @@ def __getattr__(name: str) -> Any:
 
         return downscale_raster
     raise AttributeError(f"module 'geosr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names with the two loaded on first use: tab completion and ``dir(geosr)`` show them."""
+    return sorted({*globals(), "downscale", "downscale_raster"})

@@ -19,8 +19,10 @@ latitudes gives the same values through every front door.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -555,7 +557,6 @@ def _checked_magnitudes(arranged: xr.DataArray, nodata: Any, what: str) -> Any:
     refusal named a band numbered within the slice or the dask chunk it was given, with GDAL's remedies. For
     dask data the check is a task before every chunk's first use, at compute time."""
     from geosr.predict import FLOAT32_MAX, is_dask
-    from geosr.stats import unmasked, valid_mask
 
     data = arranged.data
     if np.dtype(data.dtype).kind != "f" or np.finfo(data.dtype).max < FLOAT32_MAX:  # integers, float16: in range
@@ -563,35 +564,44 @@ def _checked_magnitudes(arranged: xr.DataArray, nodata: Any, what: str) -> Any:
     dims = [str(d) for d in arranged.dims]
     labels = {d: arranged[d].values for d in dims if d in arranged.coords}
 
-    def check(block: Any, origin: tuple[int, ...]) -> Any:
-        values = np.asarray(unmasked(block))
-        with np.errstate(invalid="ignore"):
-            bad = valid_mask(values, nodata) & (np.abs(values) >= FLOAT32_MAX)
-        if bad.any():
-            first = tuple(np.argwhere(bad)[0])
-            at = [int(i) + o for i, o in zip(first, origin, strict=True)]
-            where = ", ".join(
-                f"{d}={labels[d][i]} (index {i})" if d in labels else f"{d} index {i}"
-                for d, i in zip(dims, at, strict=True)
-            )
-            value = abs(float(values[first]))
-            limit = (
-                "beyond the range of float32" if value > FLOAT32_MAX else "float32's limit, a usual missing-data marker"
-            )
-            raise InputError(
-                f"{what} holds a value of magnitude {value:.7g} ({limit}) at {where}; if such values mark missing "
-                "data, mask them (.where(abs(da) < 1e38)) or declare them (nodata=, _FillValue), else rescale it"
-            )
-        return block
-
+    check = functools.partial(_check_magnitudes, nodata=nodata, dims=dims, labels=labels, what=what)
     if not is_dask(data):
         return check(data, (0,) * data.ndim)
+    # a module-level function and its arguments, not a closure: the lazy result pickles (joblib, multiprocessing)
+    return data.map_blocks(_check_chunk, check, dtype=data.dtype, meta=data._meta)
 
-    def check_chunk(block: Any, block_info: dict[Any, Any] | None = None) -> Any:
-        location = (block_info or {}).get(0, {}).get("array-location") or [(0, 0)] * block.ndim
-        return check(block, tuple(start for start, _ in location))
 
-    return data.map_blocks(check_chunk, dtype=data.dtype, meta=data._meta)
+def _check_magnitudes(
+    block: Any, origin: tuple[int, ...], *, nodata: Any, dims: list[str], labels: dict[str, Any], what: str
+) -> Any:
+    """``block`` (of :func:`_checked_magnitudes`' data, starting at ``origin``), refused if it holds a valid value
+    beyond float32's range or at its limit."""
+    from geosr.predict import FLOAT32_MAX
+    from geosr.stats import unmasked, valid_mask
+
+    values = np.asarray(unmasked(block))
+    with np.errstate(invalid="ignore"):
+        bad = valid_mask(values, nodata) & (np.abs(values) >= FLOAT32_MAX)
+    if bad.any():
+        first = tuple(np.argwhere(bad)[0])
+        at = [int(i) + o for i, o in zip(first, origin, strict=True)]
+        where = ", ".join(
+            f"{d}={labels[d][i]} (index {i})" if d in labels else f"{d} index {i}"
+            for d, i in zip(dims, at, strict=True)
+        )
+        value = abs(float(values[first]))
+        limit = "beyond the range of float32" if value > FLOAT32_MAX else "float32's limit, a usual missing-data marker"
+        raise InputError(
+            f"{what} holds a value of magnitude {value:.7g} ({limit}) at {where}; if such values mark missing "
+            "data, mask them (.where(abs(da) < 1e38)) or declare them (nodata=, _FillValue), else rescale it"
+        )
+    return block
+
+
+def _check_chunk(block: Any, check: Callable[[Any, tuple[int, ...]], Any], block_info: Any = None) -> Any:
+    """``check`` (of :func:`_checked_magnitudes`) on a dask chunk, told where the chunk lies in the array."""
+    location = (block_info or {}).get(0, {}).get("array-location") or [(0, 0)] * block.ndim
+    return check(block, tuple(start for start, _ in location))
 
 
 #: Attributes bounding the input's values (or coordinates), which the output's overshoot
@@ -639,7 +649,7 @@ class GeosrDataArrayAccessor:
         conserve: bool | None = None,
         ensemble: int = 1,
         calibrate: bool | None = None,
-        nodata: float | None = None,
+        nodata: float | Sequence[float] | None = None,
         y_dim: str | None = None,
         x_dim: str | None = None,
         band_dim: str | None = None,
@@ -660,7 +670,7 @@ class GeosrDataArrayAccessor:
             Fine pixels per tile side. By default, for dask-backed data, each fine chunk (the input's
             spatial chunk times the scale) split evenly into tiles of at most 1024; else 1024.
         nodata
-            Missing-data value besides NaN (default: rioxarray's nodata, and every ``_FillValue``,
+            Missing-data value besides NaN, or several (default: rioxarray's nodata, and every ``_FillValue``,
             ``nodata`` and ``missing_value`` of the attributes, or of the encoding when it does not
             scale the stored numbers). Values beyond the CF ``valid_range`` (or ``valid_min``,
             ``valid_max``; in packed units for packed data) are missing too, and for float data without
@@ -734,9 +744,9 @@ class GeosrDataArrayAccessor:
             missing = _nodata(da)
         else:
             try:
-                missing = _numbers(nodata)[:1]
+                missing = _numbers(nodata)
             except (TypeError, ValueError):
-                raise InputError(f"nodata must be a number, got {nodata!r}") from None
+                raise InputError(f"nodata must be a number or a list of numbers, got {nodata!r}") from None
         # a float variable's cells never written hold netCDF's default fill, without a _FillValue to say so
         missing += [value for value in _default_fill(da) if value not in missing]
         bounds = _valid_bounds(da)  # CF valid_range (or valid_min/valid_max): the values beyond are missing

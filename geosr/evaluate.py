@@ -337,7 +337,13 @@ def evaluate_array(
     With a ``model``, adds ``model`` (its plain output, ``conserve=False``) and ``model_conserved``
     (with ``conserve``, the default output of a model whose card says ``conserve``).
     """
-    return evaluate_bands(np.asarray(fine)[None], scale, model, pixel_sizes=[pixel_size], methods=methods, **options)[0]
+    from geosr.errors import InputError
+
+    fine = np.asarray(fine)
+    if fine.ndim != 2:
+        hint = "; evaluate_bands takes (band, y, x)" if fine.ndim == 3 else ""
+        raise InputError(f"evaluate_array takes a (y, x) raster, got {fine.ndim} dimensions {fine.shape}{hint}")
+    return evaluate_bands(fine[None], scale, model, pixel_sizes=[pixel_size], methods=methods, **options)[0]
 
 
 def evaluate_bands(
@@ -358,9 +364,19 @@ def evaluate_bands(
 
     Raises :class:`geosr.errors.ModelError` if the model's output is not finite.
     """
-    from geosr.errors import ModelError
+    from geosr.errors import InputError, ModelError
     from geosr.predict import downscale, quiet_scale_warning
 
+    try:
+        whole = not isinstance(scale, bool) and float(scale).is_integer() and float(scale) >= 2
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise InputError(f"evaluation needs a whole scale of at least 2 (its pairs are cell averages), got {scale!r}")
+    scale = int(float(scale))
+    fine = np.asarray(fine)
+    if fine.ndim != 3:
+        raise InputError(f"evaluate_bands takes a (band, y, x) raster, got {fine.ndim} dimensions {fine.shape}")
     bands = fine.shape[0]
     sizes = pixel_sizes if pixel_sizes is not None else [None] * bands
     h, w = (fine.shape[1] // scale) * scale, (fine.shape[2] // scale) * scale

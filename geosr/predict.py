@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import functools
 import math
 import threading
@@ -134,7 +135,7 @@ def calibrates(card: ModelCard, calibrate: bool | None, scale: float) -> bool:
     if calibrate and whole_scale(scale) is None:  # asked for, like --conserve, it is refused where it cannot be
         raise InputError(
             f"self-calibration needs a whole scale (2, 3, 4...), got {scale:.10g}; "
-            "drop --calibrate or use a whole scale"
+            "drop --calibrate (calibrate=True in Python) or use a whole scale"
         )
     return bool(card.calibrate if calibrate is None else calibrate) and whole_scale(scale) is not None
 
@@ -201,7 +202,8 @@ def plan_tiles(
     if conserve:
         if not _whole(in_shape, scale):
             raise ScaleError(
-                f"conservation needs a whole scale (2, 3, 4...), got {scale:.10g}; drop --conserve or use a whole scale"
+                f"conservation needs a whole scale (2, 3, 4...), got {scale:.10g}; drop --conserve (conserve=True in "
+                "Python) or use a whole scale"
             )
         halo += round(scale)
     out_shape = output_shape(in_shape[0], in_shape[1], scale)
@@ -233,7 +235,7 @@ def select_device(device: str | None = "auto") -> torch.device:
     """The torch device for a name: ``auto`` picks CUDA, then Apple MPS, then the CPU."""
     import torch
 
-    name = (device or "auto").lower()
+    name = device_name(device)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -241,13 +243,40 @@ def select_device(device: str | None = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     kind = name.split(":")[0]
-    if kind not in DEVICES:
-        raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    instead = "use --device cpu or auto (device='cpu' in Python)"
     if kind == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
+        raise DeviceError(f"device {name!r} was asked for but no CUDA GPU is available; {instead}")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError("device 'mps' was asked for but Apple MPS is not available; use --device cpu or auto")
-    return torch.device(name)
+        raise DeviceError(f"device {name!r} was asked for but Apple MPS is not available; {instead}")
+    try:
+        return torch.device(name)
+    except RuntimeError:  # 'cuda:x', 'cpu:1:2'
+        raise DeviceError(
+            f"unknown device {name!r}; choose one of {', '.join(DEVICES)} (cuda:N for the Nth GPU)"
+        ) from None
+
+
+def device_name(device: Any) -> str:
+    """The lower-case name of a device given as text, a ``torch.device`` or ``None`` (``auto``), refused unless it is
+    one of :data:`DEVICES` (``cuda:1``: a numbered one). Whether it is present is :func:`select_device`'s to say, where
+    the work runs (a lazy result's tasks may run on a cluster's GPU workers)."""
+    name = "auto" if device is None else str(device).strip().lower()
+    if not isinstance(device, str | type(None)) and type(device).__name__ != "device":
+        raise DeviceError(f"device must be a name such as 'cpu' or 'cuda', got a {type(device).__name__}")
+    if name.split(":")[0] not in DEVICES:
+        raise DeviceError(f"unknown device {str(device)!r}; choose one of {', '.join(DEVICES)}")
+    return name
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` as a whole number of tiles of at least 1, else refused in one line."""
+    try:
+        batch = int(batch_size) if float(batch_size) == int(batch_size) else 0
+    except (TypeError, ValueError, OverflowError):
+        batch = 0
+    if batch < 1 or isinstance(batch_size, bool):
+        raise InputError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
+    return batch
 
 
 def _autocast_dtype(precision: str) -> Any:
@@ -397,23 +426,20 @@ class Downscaler:
             self.tile_size = tile_pair(tile_size)
         except (TypeError, ValueError):
             raise InputError(f"tile size must be a positive number of pixels, got {tile_size}") from None
-        try:
-            batch = int(batch_size)
-        except (TypeError, ValueError):
-            batch = 0
-        if batch < 1:
-            raise InputError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
+        batch = check_batch_size(batch_size)
         self.device = select_device(device)
         self.autocast = _autocast_dtype(precision)
         self.precision = precision
         warn_emulated_precision(self.device, precision)
-        self.batch_size = int(batch_size)
+        self.batch_size = batch
         check_switch(conserve, "conserve")
         check_switch(calibrate, "calibrate")
         self.conserve = None if conserve is None else bool(conserve)
         self.ensemble = check_ensemble(ensemble)
         self.model: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
-        self.network = self.model.network.to(self.device)
+        # moving a network (device, memory layout) moves it in place: a caller's loaded model is left as it was
+        network = copy.deepcopy(model.network) if isinstance(model, LoadedModel) else self.model.network
+        self.network = network.to(self.device)
         if self.device.type in ("cpu", "cuda"):
             self.network = self.network.to(memory_format=_channels_last())
         self.calibrate = calibrate
@@ -884,6 +910,15 @@ def downscale(
         When ``scale`` lies outside the range of the scales the model was trained at (x8 with the
         shipped models' 2, 3, 4): the detail it adds may be worse than plain interpolation.
     """
+    library = type(data).__module__.split(".")[0]
+    if library == "xarray":  # its coordinates would be dropped and its dimensions taken in stored order
+        name = "ds" if type(data).__name__ == "Dataset" else "da"
+        raise InputError(
+            f"data is an xarray {type(data).__name__}; use its accessor, {name}.geosr.downscale(scale=...), which "
+            "keeps its coordinates, dimensions and CRS (or pass the values, .values or .data, as (band, y, x))"
+        )
+    if library == "torch":
+        raise InputError("data is a torch tensor; pass tensor.cpu().numpy()")
     if not hasattr(data, "dtype") or not hasattr(data, "ndim"):  # a list, a path, None
         raise InputError(
             f"data must be a NumPy or dask array, got {type(data).__name__}; pass np.asarray(...) of the values "
@@ -902,11 +937,11 @@ def downscale(
     bands, squeeze = _as_bands(data)
     if 0 in bands.shape:
         raise InputError(f"array has zero size {tuple(data.shape)}; nothing to downscale")
-    options = {
-        "device": device,
+    options = {  # checked now, as a lazy result's tasks would only at compute time; and hashable (its cache key)
+        "device": device_name(device),
         "precision": precision,
-        "tile_size": tile_size,
-        "batch_size": batch_size,
+        "tile_size": tile_pair(tile_size),
+        "batch_size": check_batch_size(batch_size),
         "conserve": conserve,
         "ensemble": ensemble,
         "calibrate": calibrate,

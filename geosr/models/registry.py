@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from geosr.errors import ModelError
@@ -19,7 +20,12 @@ def list_models() -> dict[str, ModelCard]:
 
 def resolve_model(model: str | Path | None) -> Path:
     """Path of a model given by shipped name or by file path (``None`` means the default model)."""
-    name = DEFAULT_MODEL if model is None else str(model)
+    if model is not None and not isinstance(model, str | os.PathLike):  # a network, a number: str() is no name
+        raise ModelError(
+            f"model must be a shipped model's name, a model file's path or a loaded model "
+            f"(geosr.models.files.load_model), got a {type(model).__name__}"
+        )
+    name = DEFAULT_MODEL if model is None else os.fspath(model)
     # a name with a folder or the suffix in it ('./dem', 'dem.safetensors') is a path, never a shipped model
     looks_like_path = isinstance(model, Path) or "/" in name or "\\" in name or name.endswith(".safetensors")
     shipped = WEIGHTS_DIR / f"{name}.safetensors"
