@@ -881,8 +881,8 @@ def downscale(
     Parameters
     ----------
     data
-        numpy or dask array. NaN and ``nodata`` cells (and the masked cells of a NumPy masked array) are
-        treated as missing.
+        numpy or dask array. NaN, infinite and ``nodata`` cells (and the masked cells of a NumPy masked array)
+        are treated as missing; an array with no valid cell gives all NaN.
     scale
         Refinement factor (> 1); the output has ``round(n * scale)`` pixels along each axis.
     model
