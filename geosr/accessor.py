@@ -30,7 +30,7 @@ import xarray as xr
 
 from geosr.errors import GeosrWarning, InputError, ModelError
 from geosr.georef import check_scale, output_shape
-from geosr.io import LATITUDE_UNITS, LONGITUDE_UNITS, markers_in_type, mirrored_array
+from geosr.io import LATITUDE_UNITS, LONGITUDE_UNITS, STALE_RANGES, markers_in_type, mirrored_array
 
 Y_NAMES = ("y", "lat", "latitude", "rlat", "northing", "south_north")
 X_NAMES = ("x", "lon", "longitude", "rlon", "easting", "west_east")
@@ -602,10 +602,6 @@ def _check_chunk(block: Any, check: Callable[[Any, tuple[int, ...]], Any], block
     """``check`` (of :func:`_checked_magnitudes`) on a dask chunk, told where the chunk lies in the array."""
     location = (block_info or {}).get(0, {}).get("array-location") or [(0, 0)] * block.ndim
     return check(block, tuple(start for start, _ in location))
-
-
-#: Attributes bounding the input's values (or coordinates), which the output's overshoot
-STALE_RANGES = ("valid_range", "valid_min", "valid_max", "actual_range")
 
 
 def _fine_coords(da: xr.DataArray, dims: tuple[str, str], shape: tuple[int, int]) -> dict[str, Any]:

@@ -62,6 +62,32 @@ def _gdal_name(name: str) -> bool:
     return name.startswith("/vsi") or re.match(r"^[A-Za-z][A-Za-z0-9_]+:", name) is not None
 
 
+def _missing_subdataset(name: str) -> str | None:
+    """For a subdataset name (``NETCDF:"file.nc":var``) whose file exists but that GDAL cannot open, what the
+    file holds instead, in one line; else None. GDAL says 'No such file or directory' of an existing file."""
+    import rasterio
+
+    match = re.match(r'^([A-Za-z][A-Za-z0-9_]+):"?(.+?)"?:([^:"]+)$', name)
+    if match is None or not Path(match.group(2)).is_file():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(match.group(2)) as whole:
+                subdatasets, bands = list(whole.subdatasets), whole.count
+    except Exception:  # noqa: BLE001 - not a file GDAL reads either: the general message says so
+        return None
+    if not subdatasets:
+        if not bands:
+            return None
+        return f"'{match.group(2)}' has no subdataset {match.group(3)!r}: it holds one raster; pass the file itself"
+    names = ", ".join(sub.rsplit(":", 1)[-1] for sub in subdatasets)
+    return (
+        f"'{match.group(2)}' has no subdataset {match.group(3)!r} (its subdatasets: {names}); pass one of them, "
+        f"for example '{subdatasets[0]}'"
+    )
+
+
 def _open(name: str | Path) -> Any:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
@@ -80,6 +106,9 @@ def _open(name: str | Path) -> Any:
             return rasterio.open(str(name))
     except RasterioIOError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "unrecognised format"
+        missing = _missing_subdataset(str(name))
+        if missing is not None:
+            raise InputError(missing) from None
         raise InputError(
             f"'{path}' is not a raster GDAL can read ({reason}); pass a GeoTIFF or another GDAL raster"
         ) from None
@@ -151,10 +180,13 @@ def raster_info(dataset: Any) -> RasterInfo:
     """Shape, georeferencing and metadata of an open rasterio dataset."""
     if dataset.count == 0 and dataset.subdatasets:
         names = ", ".join(sub.rsplit(":", 1)[-1] for sub in dataset.subdatasets)
+        # --variable reads NetCDF and Zarr only: offered for a container of another kind (HDF5, GeoPackage), it
+        # was then refused
+        grid = grid_format(Path(str(dataset.name))) is not None
+        variable = "pass --variable NAME to write NetCDF or Zarr, or " if grid else "pass "
         raise InputError(
             f"'{dataset.name}' holds {len(dataset.subdatasets)} subdatasets ({names}) but no band of its own; "
-            f"pass --variable NAME to write NetCDF or Zarr, or one subdataset as INPUT for a GeoTIFF, "
-            f"for example '{dataset.subdatasets[0]}'"
+            f"{variable}one subdataset as INPUT for a GeoTIFF, for example '{dataset.subdatasets[0]}'"
         )
     if dataset.width == 0 or dataset.height == 0 or dataset.count == 0:
         raise InputError(
@@ -331,6 +363,12 @@ def _check_bands(dataset: Any) -> None:
     # mask); one of another type would leave its transparent pixels as data once --bands leaves it out
     masking = not alphas or all(_alpha_masks(every, b) for b in range(1, every.count + 1) if b not in alphas)
     for i, dtype, interp in zip(numbers, dataset.dtypes, dataset.colorinterp, strict=True):
+        kind = categorical(every.tags(i))
+        if kind is not None:
+            raise InputError(
+                f"band {i} of '{dataset.name}' is categorical ({kind}): its values are classes, and values between "
+                "them mean nothing; regrid it with nearest neighbour instead (gdalwarp -r near -tr XRES YRES)"
+            )
         if not _real_numbers(dtype):
             raise InputError(
                 f"band {i} of '{dataset.name}' holds {dtype} values, not real numbers; write its real part, "
@@ -357,6 +395,18 @@ def _check_bands(dataset: Any) -> None:
             "the other bands' mask (it does for a Byte or UInt16 alpha, on bands without a nodata value), so its "
             "transparent pixels would become data; turn them into nodata first (gdalwarp -dstnodata VALUE)"
         )
+
+
+def categorical(tags: dict[str, str]) -> str | None:
+    """What makes a band of these metadata a set of classes, in words, or None: CF's ``flag_values`` or
+    ``flag_masks`` (a NetCDF variable read through GDAL, as the xarray accessor refuses it) or a thematic layer
+    (``LAYER_TYPE=thematic``, ERDAS Imagine and KEA)."""
+    for key in ("flag_values", "flag_masks"):
+        if key in tags:
+            return f"{key} {tags[key]}"
+    if str(tags.get("LAYER_TYPE", "")).strip().lower() == "thematic":
+        return "LAYER_TYPE thematic"
+    return None
 
 
 def _alpha_masks(dataset: Any, band: int) -> bool:
@@ -470,14 +520,15 @@ def read_window(
     except RasterioIOError as exc:
         # rasterio says only 'Read failed. See previous exception for details.': GDAL's reason is its cause
         reason = first_line(exc.__cause__ or exc)
-        raise RasterIOError(
-            f"cannot read rows {rows.start}-{rows.stop} of '{dataset.name}' ({reason}); the file may be truncated or "
-            "damaged: check it with gdalinfo -checksum, and copy or download it again"
-        ) from None
+        advice = "the file may be truncated or damaged: check it with gdalinfo -checksum, and copy or download it again"
+        if "No such file or directory" in reason:  # a VRT's source, moved or deleted: nothing to download again
+            advice = "a file it reads from is missing: check the paths of its sources (a VRT's SourceFilename)"
+        where = f"rows {rows.start}-{rows.stop} of '{dataset.name}'"
+        raise RasterIOError(f"cannot read {where} ({reason}); {advice}") from None
     stored = [np.ma.getdata(p) for p in parts]
     data = np.concatenate([p.astype(np.float64) for p in stored])
     mask = np.concatenate([np.ma.getmaskarray(p) for p in parts])
-    for band, marker in _nodata_beside_mask(dataset):
+    for band, marker in [*_nodata_beside_mask(dataset), *_missing_values(dataset)]:
         # GDAL masks by a file's mask (internal, .msk) and then ignores the band's nodata: both are missing data
         values = stored[0][band] if len(stored) == 1 else stored[band][0]
         mask[band] |= values == marker
@@ -515,6 +566,32 @@ def _nodata_beside_mask(dataset: Any) -> list[tuple[int, Any]]:
                 found += [(i, marker) for marker in markers_in_type([value], np.dtype(dtype))]
     with contextlib.suppress(AttributeError):
         dataset._geosr_beside_mask = found
+    return found
+
+
+def _missing_values(dataset: Any) -> list[tuple[int, Any]]:
+    """(band index, marker in the band's own type) for each CF ``missing_value`` of a band (a NetCDF variable read
+    through GDAL, or a GeoTIFF that gdal_translate made of one) that is not the band's nodata: GDAL masks only the
+    ``_FillValue``, so cells holding the other marker read as data (the accessor and ``--variable`` mask both).
+    In stored units, as the markers are. Found once per open dataset."""
+    cached = getattr(dataset, "__dict__", {}).get("_geosr_missing_values")
+    if cached is not None:
+        return cached
+    every = getattr(dataset, "_dataset", dataset)
+    numbers = getattr(dataset, "band_numbers", range(1, dataset.count + 1))  # the raster's, under --bands
+    found: list[tuple[int, Any]] = []
+    for i, (number, dtype, nodata) in enumerate(zip(numbers, dataset.dtypes, dataset.nodatavals, strict=True)):
+        text = every.tags(number).get("missing_value")
+        if text is None:
+            continue
+        try:  # GDAL writes an attribute of several values as {a,b}
+            values = [float(v) for v in str(text).strip().strip("{}").split(",") if v.strip()]
+        except ValueError:
+            continue
+        kept = [v for v in markers_in_type(values, np.dtype(dtype)) if nodata is None or v != nodata]
+        found += [(i, marker) for marker in kept if not np.isnan(marker)]
+    with contextlib.suppress(AttributeError):
+        dataset._geosr_missing_values = found
     return found
 
 
@@ -852,6 +929,19 @@ def _missing_block(ds: Any, size: int) -> str | None:
     return None
 
 
+#: Attributes bounding the input's values, which the output's detail overshoots (and GDAL's NetCDF driver masks by)
+STALE_RANGES = ("valid_range", "valid_min", "valid_max", "actual_range")
+#: ACDD's attributes of the grid's resolution, which describe the input's cells
+STALE_RESOLUTIONS = ("geospatial_lat_resolution", "geospatial_lon_resolution")
+
+
+def _current(tags: dict[str, str]) -> dict[str, str]:
+    """``tags`` without those that describe the input and not the output (a NetCDF variable's ``valid_range``,
+    ``actual_range``, the ACDD resolution; as GDAL names them, ``tas#valid_range``, ``NC_GLOBAL#...``): the
+    xarray accessor drops or updates the same attributes."""
+    return {k: v for k, v in tags.items() if k.rsplit("#", 1)[-1] not in (*STALE_RANGES, *STALE_RESOLUTIONS)}
+
+
 class TileWriter:
     """Writes fine tiles into a temporary GeoTIFF, then moves it onto the destination atomically."""
 
@@ -964,12 +1054,12 @@ class TileWriter:
 
     def _write_metadata(self) -> None:
         ds, info = self._dataset, self.spec.info
-        ds.update_tags(**{**info.tags, **self.spec.tags})
+        ds.update_tags(**_current({**info.tags, **self.spec.tags}))
         for domain, tags in info.tag_domains.items():
             ds.update_tags(ns=domain, **tags)
         for i in range(1, ds.count + 1):
             if info.band_tags[i - 1]:
-                ds.update_tags(i, **info.band_tags[i - 1])
+                ds.update_tags(i, **_current(info.band_tags[i - 1]))
             for domain, tags in (info.band_tag_domains[i - 1] if info.band_tag_domains else {}).items():
                 ds.update_tags(i, ns=domain, **tags)
             if info.descriptions[i - 1]:
@@ -1016,6 +1106,9 @@ class TileWriter:
         # with a new file's mode (new_temp makes it private); GDAL's side files of the file replaced (which
         # describe it, not this output) are removed before the rename, so nothing is left to do after it
         _publish(final, self.dst, self.overwrite, keep=(self.spec.info.path,))
+        side = Path(f"{final}.aux.xml")  # what GeoTIFF cannot hold (a rotated pole's CRS), GDAL keeps in its
+        if side.is_file():  # side file: it goes along, as gdal_translate leaves it (deleted, the CRS was lost)
+            os.replace(side, Path(f"{self.dst}.aux.xml"))
         self.discard()
         return self.dst
 

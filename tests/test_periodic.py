@@ -318,7 +318,9 @@ def test_a_self_calibrating_model_gets_the_same_gains_wherever_the_columns_start
     z = calibrated_grid()
     gains = [float(residual_gains(downscaler, np.roll(z, k, axis=1)[None], 2, periodic=True)[0]) for k in (0, 1, 37)]
     assert 0.01 < gains[0] < 0.99  # an estimate, neither clipped end
-    assert gains[1] == pytest.approx(gains[0], abs=1e-12) and gains[2] == pytest.approx(gains[0], abs=1e-12)
+    # to float32's precision: the network's sums round differently with a pixel's place in its vector registers
+    # (1.5e-7 apart on an AVX-512 CPU, equal on the machine this was written on); without the wrap, by half
+    assert gains[1] == pytest.approx(gains[0], rel=1e-6) and gains[2] == pytest.approx(gains[0], rel=1e-6)
     plain = [float(residual_gains(downscaler, np.roll(z, k, axis=1)[None], 2)[0]) for k in (0, 37)]
     assert plain[0] != pytest.approx(plain[1], abs=1e-6)  # without the wrap, they move with the seam
 
