@@ -704,6 +704,23 @@ def files_read(dataset: Any) -> list[str]:
     return listed
 
 
+def check_world_file(src: Path | str, dst: Path) -> None:
+    """Refuse to write an output without georeferencing (the input has none) beside a world file GDAL would read
+    for it (``OUT.tfw``, ``OUT.tifw``, ``OUT.wld``, in any case): it would place the output where the input is not.
+    The file is left alone; it may be another raster's (a ``.wld`` serves every raster of its name)."""
+    suffixes = {f"{dst.suffix[:2]}{dst.suffix[-1:]}w".lower(), f"{dst.suffix}w".lower(), ".wld"}
+    wanted = {f"{dst.stem}{suffix}".lower() for suffix in suffixes}
+    try:
+        found = sorted(name for name in os.listdir(dst.parent) if name.lower() in wanted)
+    except OSError:
+        return
+    if found:
+        raise InputError(
+            f"'{dst.parent / found[0]}' is a world file GDAL would read for the output, placing it where the input "
+            f"'{src}' (which has no georeferencing) is not; move it away or choose another name with -o"
+        )
+
+
 def check_destination(
     src: Path, dst: Path, overwrite: bool, *, store: bool = False, input_files: Sequence[str] = ()
 ) -> None:

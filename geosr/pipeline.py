@@ -37,6 +37,7 @@ from geosr.io import (
     check_geotiff_name,
     check_nodata_writable,
     check_space,
+    check_world_file,
     files_read,
     geotiff_tile_size,
     grid_format,
@@ -183,6 +184,8 @@ def downscale_raster(
         out = Path(dst) if dst is not None else default_output(src, scale, resolution)
         check_geotiff_name(out)
         check_destination(src, out, overwrite, input_files=files_read(dataset))  # a VRT's sources too
+        if not info.georeferenced:
+            check_world_file(src, out)
         out_dtype = info.dtype if keep_dtype else "float32"
         if keep_dtype:
             check_nodata_writable(out_dtype, info.nodata, src)

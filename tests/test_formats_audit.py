@@ -160,3 +160,23 @@ def test_a_vrt_whose_source_is_gone_says_so(cli, tmp_path, dem_tif, model1):
     result = cli("downscale", vrt, "--scale", 2, "--model", model1, "-o", tmp_path / "out.tif")
     assert_one_line_error(result.err, 1, "a file it reads from is missing", "SourceFilename")
     assert "download it again" not in result.err
+
+
+@pytest.mark.parametrize("world", ["out.tfw", "OUT.TIFW", "out.wld"])
+def test_an_output_without_georeferencing_is_not_written_beside_a_world_file(cli, tmp_path, model1, world):
+    src = tmp_path / "pixels.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=24, height=20, count=1, dtype="float32") as ds:
+        ds.write(fbm_surface((20, 24), seed=4).astype("float32"), 1)
+    (tmp_path / world).write_text("100\n0\n0\n-100\n1000050\n2000050\n")  # left from an earlier out.tif
+    result = cli("downscale", src, "--scale", 2, "--model", model1, "-o", tmp_path / "out.tif")
+    assert_one_line_error(result.err, 1, world, "world file", "no georeferencing", "-o")
+    assert not (tmp_path / "out.tif").exists() and (tmp_path / world).exists()  # GDAL placed out.tif by it
+    assert cli("downscale", src, "--scale", 2, "--model", model1, "-o", tmp_path / "other.tif").code == 0
+
+
+def test_a_georeferenced_output_ignores_a_world_file(cli, dem_tif, model1):
+    (dem_tif.parent / "out.tfw").write_text("100\n0\n0\n-100\n1000050\n2000050\n")
+    out = dem_tif.parent / "out.tif"
+    assert cli("downscale", dem_tif, "--scale", 2, "--model", model1, "-o", out).code == 0
+    with rasterio.open(dem_tif) as src, rasterio.open(out) as ds:
+        assert ds.transform == src.transform * src.transform.scale(0.5)  # its own, not the world file's
