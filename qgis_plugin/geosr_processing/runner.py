@@ -517,6 +517,8 @@ PHRASES = {
     # an unforeseen failure: the tool has no --verbose, the command it ran (in the log) does
     "rerun with --verbose for details": "run the geosr command in the log with --verbose in a terminal for details",
 }
+#: What geosr's messages say for Python callers ("(device='cpu' in Python)"): not the dialog's words
+_PYTHON_WORDS = re.compile(r" \(\w+=[^()]* in Python\)")
 #: A quoted name in geosr's messages (a path, a model): left as it is
 _QUOTED = re.compile(r"('[^']*')")
 #: "pass --bands 2,3,4", "leave it out with --bands 1,2,3": the dialog's Bands (BANDS) take the same
@@ -543,6 +545,10 @@ def for_qgis(message: str) -> str:
     def quoted(part: str) -> str:  # click quotes the option it refuses a value of: "for '--tile-size': ..."
         return PARAMETER_NAMES.get(part[1:-1], part)
 
+    quotes = [m.span() for m in _QUOTED.finditer(message)]  # a path may hold anything: left as it is
+    python = [m.span() for m in _PYTHON_WORDS.finditer(message) if not any(a <= m.start() < b for a, b in quotes)]
+    for start, end in reversed(python):
+        message = message[:start] + message[end:]
     return "".join(quoted(part) if _QUOTED.fullmatch(part) else words(part) for part in _QUOTED.split(message))
 
 

@@ -292,8 +292,21 @@ def test_in_process_errors_and_cancel(jacksboro, tmp_path, tiny_model):
             "band 4 of 'rgba.tif' is an alpha band (a transparency mask, not data); leave it out with the Bands "
             "(BANDS) set to 1;2;3 (its transparent pixels become nodata), or turn it into nodata first",
         ),
+        # what the messages say for Python callers is left out
+        (
+            "device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto (device='cpu' in "
+            "Python)",
+            "device 'cuda' was asked for but no CUDA GPU is available; set the Device (DEVICE) to cpu or auto",
+        ),
+        (
+            "conservation needs a whole scale (2, 3, 4...), got 2.5; drop --conserve (conserve=True in Python) or use "
+            "a whole scale",
+            "conservation needs a whole scale (2, 3, 4...), got 2.5; set Conserve (CONSERVE) to model or off or use a "
+            "whole scale",
+        ),
         # quoted names (paths, models) stay as they are
         ("input file '/home/u/-o/dem.tif' does not exist", "input file '/home/u/-o/dem.tif' does not exist"),
+        ("input file '/d/a (b=c in Python).tif' is odd", "input file '/d/a (b=c in Python).tif' is odd"),
         (
             "unknown model '/m/try --scale 3.safetensors' (shipped: dem); pass --model",
             "unknown model '/m/try --scale 3.safetensors' (shipped: dem); pass the Model (MODEL)",
