@@ -80,9 +80,11 @@ helps on a GPU and uses more memory.</li>
 <li><b>Keep data type</b>: write the input's data type (for example int16; values rounded and clipped to \
 its range, nodata kept) instead of float32.</li>
 </ul>
-<p>Nodata stays nodata; band descriptions, units and tags carry over. The output is float32 GeoTIFF \
-(the input's data type with Keep data type) in the layer's CRS (the one set in QGIS when the file has \
-none). An existing output file is replaced, as Processing outputs are, but never a file the input is read \
+<p>Nodata stays nodata (the file's: no-data values set on the layer in QGIS are not used, with a \
+warning); band descriptions, units and tags carry over. The output is float32 GeoTIFF \
+(the input's data type with Keep data type) in the file's CRS (the one set in QGIS when the file has \
+none; a warning where the layer's differs). \
+An existing output file is replaced, as Processing outputs are, but never a file the input is read \
 from. In <code>qgis_process</code> the advanced parameters are <code>PRECISION=bf16</code> (or its option \
 number, <code>PRECISION=1</code>), <code>BATCH_SIZE=4</code>, <code>COG=true</code> and \
 <code>KEEP_DTYPE=true</code>, as <code>geosr downscale</code>'s <code>--precision</code>, \
@@ -297,7 +299,7 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         parameters = self._normalised(parameters)
         scale, resolution = self._scale_and_resolution(parameters, context)
         output = self._output(parameters, context)
-        source, bands = self._source(parameters, context, output)
+        source, bands = self._source(parameters, context, output, feedback)
         job = Job(
             source=source,
             output=output,
@@ -330,6 +332,11 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         type switches as true/false or 1/0 (:meth:`_flag`) turned into their options, and text that is not
         a number refused for the scale and the resolution (QGIS would read it as 0), and a batch size that
         is not a whole number of at least 1 refused (QGIS would quietly make 2.5 a whole number)."""
+        for name in (self.MODEL, self.SCALE, self.RESOLUTION):
+            if isinstance(parameters.get(name), (list, tuple)):  # given twice in qgis_process: QGIS read "" or 0
+                raise QgsProcessingException(
+                    _tr("{} takes one value, got {}").format(name, ", ".join(map(str, parameters[name])))
+                )
         for name in (self.SCALE, self.RESOLUTION):
             value = parameters.get(name)
             if isinstance(value, str) and value.strip():
@@ -512,12 +519,12 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
 
     def _choice(self, value: Any, name: str) -> str:
         """A Conserve or Calibrate choice as its option: given by name, by its number in ``qgis_process help``
-        (0 model, 1 on, 2 off), or, as the Conserve box of earlier versions took it, true (on) or false
-        (as the model says)."""
+        (0 model, 1 on, 2 off), or as true (on) or false: off for Calibrate, and for Conserve, as the box of
+        earlier versions took it, as the model says."""
         choices = list(self.SWITCHES)
         text = _as_text(value).lower()
         if text in ("true", "false"):
-            text = "on" if text == "true" else "model"
+            text = "on" if text == "true" else "model" if name == self.CONSERVE else "off"
         if text.isdigit() and int(text) < len(choices):
             text = choices[int(text)]
         if text not in choices:
@@ -561,6 +568,12 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         self, parameters: dict[str, Any], context: QgsProcessingContext
     ) -> tuple[float | None, float | None]:
         """The scale factor and the target resolution, exactly one of them set."""
+        for name in (self.SCALE, self.RESOLUTION):
+            value = parameters.get(name)
+            if isinstance(value, QgsProperty):  # QGIS reads an expression's text as 0: refused as given text is
+                text, _ = value.valueAsString(context.expressionContext(), "")
+                if _is_set(text):
+                    self._normalised({name: text})
         scale, resolution = (
             self.parameterAsDouble(parameters, name, context) if _is_set(parameters.get(name)) else None
             for name in (self.SCALE, self.RESOLUTION)
@@ -593,7 +606,13 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         name = "" if value is None else str(value)
         return "" if name in ("", QgsProcessing.TEMPORARY_OUTPUT) else name
 
-    def _source(self, parameters: dict[str, Any], context: QgsProcessingContext, output: str) -> tuple[str, list[int]]:
+    def _source(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        output: str,
+        feedback: QgsProcessingFeedback | None = None,
+    ) -> tuple[str, list[int]]:
         """The input as GDAL opens it, and the bands chosen (empty: all), which geosr picks itself.
 
         The input is the layer's source, or a VRT of it when QGIS opens it with GDAL open options
@@ -603,6 +622,13 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
+        if not layer.isValid():  # QGIS could not open it (a NetCDF of several variables): geosr's words would not fit
+            raise QgsProcessingException(
+                _tr(
+                    "'{}' is not a layer QGIS could open; add it as a layer that draws first (of a NetCDF or HDF5 "
+                    'file of several variables, one of them: NETCDF:"file.nc":name)'
+                ).format(layer.source())
+            )
         if layer.providerType() != "gdal":
             raise QgsProcessingException(
                 _tr("'{}' is a {} layer; geosr reads files through GDAL: save it as a GeoTIFF first").format(
@@ -615,7 +641,10 @@ class DownscaleAlgorithm(QgsProcessingAlgorithm):
         if bands == list(range(1, layer.bandCount() + 1)):
             bands = []
         _check_bands(layer, bands)
-        crs = _assigned_crs(layer, name, open_options)
+        crs, note = _assigned_crs(layer, name, open_options)
+        for warning in [note, _user_nodata_note(layer)]:
+            if warning and feedback is not None:
+                feedback.pushWarning(warning)
         if not open_options and not crs:
             return name, bands
         return _vrt(layer, name, open_options, crs), bands
@@ -712,20 +741,62 @@ def _files_read(name: str, open_options: list[str]) -> list[str]:
     return listed
 
 
-def _assigned_crs(layer: QgsRasterLayer, name: str, open_options: list[str]) -> str:
-    """The layer's CRS (WKT) when QGIS gives the layer one that its georeferenced file lacks, else "".
+def _assigned_crs(layer: QgsRasterLayer, name: str, open_options: list[str]) -> tuple[str, str]:
+    """The layer's CRS (WKT) when QGIS gives the layer one that its georeferenced file lacks, else "", and a
+    warning to show, else "".
 
-    A CRS the file has is kept even if the layer's differs: the file's may hold what QGIS's does not."""
+    A file without a CRS, or with only GDAL's unnamed local one (``LOCAL_CS["unnamed"]``, which QGIS shows as an
+    unknown CRS), takes the layer's (Set Layer CRS, or the project's). A CRS the file has is kept even if the
+    layer's differs, the file's may hold what QGIS's does not, with a warning: the output will not overlay the
+    layer as QGIS draws it."""
     if not layer.crs().isValid():
-        return ""
+        return "", ""
     dataset = _open(name, open_options)
-    if dataset is None or dataset.GetProjectionRef() or dataset.GetGCPCount():
-        return ""
+    if dataset is None or dataset.GetGCPCount():
+        return "", ""
     if dataset.GetGeoTransform(can_return_null=True) is None:  # pixel space: nothing to place in a CRS
-        return ""
+        return "", ""
     from qgis.core import QgsCoordinateReferenceSystem
 
-    return layer.crs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+    stored = dataset.GetProjectionRef()
+    if stored and not _unnamed_local(stored):
+        own = layer.dataProvider().crs()  # the file's, as QGIS reads it; the layer's is Set Layer CRS's
+        if own.isValid() and own != layer.crs():
+            return "", _tr(
+                "the layer's CRS ({}) is not its file's ({}); the output keeps the file's, as geosr downscale does: "
+                "assign the layer's to the file first (gdal_edit.py -a_srs) to have it"
+            ).format(layer.crs().authid() or layer.crs().description(), own.authid() or own.description())
+        return "", ""
+    return layer.crs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL), ""
+
+
+def _unnamed_local(wkt: str) -> bool:
+    """Whether a file's CRS is only GDAL's placeholder for none: a local (engineering) CRS named 'unnamed' or
+    'Unknown', as a GeoTIFF without CRS keys but with linear units reads."""
+    head = wkt.lstrip().upper()
+    if not head.startswith(("LOCAL_CS[", "ENGCRS[")):
+        return False
+    name = head.split("[", 1)[1].split(",", 1)[0].strip().strip('"').lower()
+    return name in ("unnamed", "unknown", "")
+
+
+def _user_nodata_note(layer: QgsRasterLayer) -> str:
+    """A warning where the layer has no-data settings of its own in QGIS (Properties > Transparency: additional
+    no-data values, or the file's no-data value not used), which geosr, reading the file, does not see; else ""."""
+    provider = layer.dataProvider()
+    changed = [
+        band
+        for band in range(1, layer.bandCount() + 1)
+        if len(provider.userNoDataValues(band))
+        or (provider.sourceHasNoDataValue(band) and not provider.useSourceNoDataValue(band))
+    ]
+    if not changed:
+        return ""
+    return _tr(
+        "the layer's own no-data settings in QGIS (band {}: Properties > Transparency) are not used: geosr reads "
+        "the file's nodata; to change it, set it in the file (gdal_edit.py -a_nodata VALUE) or save the layer as "
+        "a GeoTIFF with it"
+    ).format(changed[0])
 
 
 def _check_bands(layer: QgsRasterLayer, bands: list[int]) -> None:
