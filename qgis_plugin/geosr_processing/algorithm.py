@@ -60,7 +60,8 @@ pixels (it may be fractional, like 2.5); a target resolution is a pixel size in 
 <code>.safetensors</code> model file. Empty: geosr's default model, <i>dem</i>. A 1-band model \
 applies to every band; an N-band model needs N bands.</li>
 <li><b>Device</b>: where the network runs; <i>auto</i> picks CUDA, then Apple MPS, then the CPU.</li>
-<li><b>Tile size</b>: output pixels per tile side; memory grows with its square. Tiles are seam-free, \
+<li><b>Tile size</b>: output pixels per tile side (rounded up to a multiple of 16, GeoTIFF's block \
+unit); memory grows with its square. Tiles are seam-free, \
 and a global layer (a geographic CRS, its columns a full 360 degrees of longitude) wraps around: no seam \
 where its last column meets its first.</li>
 <li><b>Conserve</b>: <i>model</i> (default): as the model says (the shipped models conserve at whole \
@@ -76,7 +77,8 @@ versions; <i>bf16</i> or <i>fp16</i>: faster on a GPU (bf16 also on CPUs with bf
 results that differ slightly from fp32's.</li>
 <li><b>Batch size</b>: tile images (one per band for a 1-band model) per network call (default 1); more \
 helps on a GPU and uses more memory.</li>
-<li><b>Cloud Optimized GeoTIFF</b>: write a COG, with overviews, for web and cloud use.</li>
+<li><b>Cloud Optimized GeoTIFF</b>: write a COG, with overviews where it is larger than one 512 x 512 \
+block, for web and cloud use.</li>
 <li><b>Keep data type</b>: write the input's data type (for example int16; values rounded and clipped to \
 its range, nodata kept) instead of float32.</li>
 </ul>
@@ -824,5 +826,22 @@ def _vrt(layer: QgsRasterLayer, name: str, open_options: list[str], crs: str) ->
     source = None
     if dataset is None:
         raise QgsProcessingException(_tr("GDAL could not read '{}'").format(layer.source()))
+    _copy_metadata_domains(_open(name, open_options), dataset)
     dataset = None  # closing the dataset writes the VRT
     return path
+
+
+def _copy_metadata_domains(source: Any, vrt: Any) -> None:
+    """The named metadata domains of ``source`` and its bands, onto ``vrt``: gdal.Translate copies only the
+    default one, and geosr carries the others to the output (as it does reading the file itself)."""
+    if source is None:
+        return
+    # GDAL's own domains describe the file's structure or its georeferencing, which the VRT states itself
+    own = ("", "IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "SUBDATASETS", "RPC", "GEOLOCATION", "xml:XMP")
+    pairs = [(source, vrt)] + [
+        (source.GetRasterBand(i), vrt.GetRasterBand(i)) for i in range(1, source.RasterCount + 1)
+    ]
+    for src, dst in pairs:
+        for domain in src.GetMetadataDomainList() or []:
+            if domain not in own and not domain.startswith(("xml:", "json:")):
+                dst.SetMetadata(src.GetMetadata(domain), domain)

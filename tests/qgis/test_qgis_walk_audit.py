@@ -142,3 +142,20 @@ def test_set_layer_crs_replaces_gdals_unnamed_local_crs_and_a_differing_one_is_w
     run(processing, tiny_model, feedback, INPUT=utm, OUTPUT=str(tmp_path / "kept.tif"))
     assert QgsRasterLayer(str(tmp_path / "kept.tif"), "kept", "gdal").crs().authid() == "EPSG:32633"
     assert [w for w in feedback.warnings if "the layer's CRS (EPSG:3857) is not its file's (EPSG:32633)" in w]
+
+
+def test_named_metadata_domains_come_through_a_layer_opened_with_open_options(processing, tiny_model, tmp_path):
+    # the plugin reads such a layer through a VRT, which gdal.Translate made with the default domain only
+    from osgeo import gdal
+
+    dem = write_raster(tmp_path / "dem.tif")
+    dataset = gdal.Open(str(dem), gdal.GA_Update)
+    dataset.SetMetadata({"FOO": "bar"}, "MYDOMAIN")
+    dataset.GetRasterBand(1).SetMetadata({"SENSOR": "lidar"}, "BANDDOMAIN")
+    dataset = None
+    layer = QgsRasterLayer(f"{dem}|option:NUM_THREADS=2", "dem", "gdal")
+    for name, given in (("plain.tif", str(dem)), ("optioned.tif", layer)):
+        run(processing, tiny_model, INPUT=given, OUTPUT=str(tmp_path / name))
+        out = gdal.Open(str(tmp_path / name))
+        assert out.GetMetadata("MYDOMAIN") == {"FOO": "bar"}, name
+        assert out.GetRasterBand(1).GetMetadata("BANDDOMAIN") == {"SENSOR": "lidar"}, name
