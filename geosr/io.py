@@ -405,7 +405,7 @@ def categorical(tags: dict[str, str]) -> str | None:
         if key in tags:
             return f"{key} {tags[key]}"
     if str(tags.get("LAYER_TYPE", "")).strip().lower() == "thematic":
-        return "LAYER_TYPE thematic"
+        return "LAYER_TYPE thematic; if its values are quantities, set the band's LAYER_TYPE to athematic first"
     return None
 
 
@@ -705,9 +705,10 @@ def files_read(dataset: Any) -> list[str]:
 
 
 def check_world_file(src: Path | str, dst: Path) -> None:
-    """Refuse to write an output without georeferencing (the input has none) beside a world file GDAL would read
-    for it (``OUT.tfw``, ``OUT.tifw``, ``OUT.wld``, in any case): it would place the output where the input is not.
-    The file is left alone; it may be another raster's (a ``.wld`` serves every raster of its name)."""
+    """Refuse to write an output without a transform (the input has none, or only GCPs) beside a world file GDAL
+    would read for it (``OUT.tfw``, ``OUT.tifw``, ``OUT.wld``, in any case): it would place the output where the
+    input is not (and hide its GCPs). The file is left alone; it may be another raster's (a ``.wld`` serves every
+    raster of its name)."""
     suffixes = {f"{dst.suffix[:2]}{dst.suffix[-1:]}w".lower(), f"{dst.suffix}w".lower(), ".wld"}
     wanted = {f"{dst.stem}{suffix}".lower() for suffix in suffixes}
     try:
@@ -717,7 +718,7 @@ def check_world_file(src: Path | str, dst: Path) -> None:
     if found:
         raise InputError(
             f"'{dst.parent / found[0]}' is a world file GDAL would read for the output, placing it where the input "
-            f"'{src}' (which has no georeferencing) is not; move it away or choose another name with -o"
+            f"'{src}' (which has no transform) is not; move it away or choose another name with -o"
         )
 
 
@@ -955,8 +956,10 @@ STALE_RESOLUTIONS = ("geospatial_lat_resolution", "geospatial_lon_resolution")
 def _current(tags: dict[str, str]) -> dict[str, str]:
     """``tags`` without those that describe the input and not the output (a NetCDF variable's ``valid_range``,
     ``actual_range``, the ACDD resolution; as GDAL names them, ``tas#valid_range``, ``NC_GLOBAL#...``): the
-    xarray accessor drops or updates the same attributes."""
-    return {k: v for k, v in tags.items() if k.rsplit("#", 1)[-1] not in (*STALE_RANGES, *STALE_RESOLUTIONS)}
+    xarray accessor drops or updates the same attributes. And without ``missing_value``, whose cells
+    (:func:`_missing_values`) are written as the band's nodata: left, it would mask valid output values."""
+    stale = (*STALE_RANGES, *STALE_RESOLUTIONS, "missing_value")  # its cells are the output's nodata now
+    return {k: v for k, v in tags.items() if k.rsplit("#", 1)[-1] not in stale}
 
 
 class TileWriter:
@@ -1122,9 +1125,15 @@ class TileWriter:
             self._check_complete(final)
         # with a new file's mode (new_temp makes it private); GDAL's side files of the file replaced (which
         # describe it, not this output) are removed before the rename, so nothing is left to do after it
-        _publish(final, self.dst, self.overwrite, keep=(self.spec.info.path,))
         side = Path(f"{final}.aux.xml")  # what GeoTIFF cannot hold (a rotated pole's CRS), GDAL keeps in its
-        if side.is_file():  # side file: it goes along, as gdal_translate leaves it (deleted, the CRS was lost)
+        keeps = side.is_file()  # side file: it goes along, as gdal_translate leaves it (deleted, the CRS was lost)
+        if keeps and len(os.fsencode(f"{self.dst.name}.aux.xml")) > name_max(self.dst.parent):
+            raise RasterIOError(  # before the output is in place: published, it would have lost its CRS
+                f"the output's CRS can be kept only in a side file '{self.dst.name}.aux.xml' (GeoTIFF cannot hold "
+                "it), whose name would be too long; choose a shorter name with -o"
+            )
+        _publish(final, self.dst, self.overwrite, keep=(self.spec.info.path,))
+        if keeps:
             os.replace(side, Path(f"{self.dst}.aux.xml"))
         self.discard()
         return self.dst

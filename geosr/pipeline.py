@@ -184,7 +184,7 @@ def downscale_raster(
         out = Path(dst) if dst is not None else default_output(src, scale, resolution)
         check_geotiff_name(out)
         check_destination(src, out, overwrite, input_files=files_read(dataset))  # a VRT's sources too
-        if not info.georeferenced:
+        if not info.georeferenced or info.gcps:  # GDAL reads a world file before a GeoTIFF's GCPs too
             check_world_file(src, out)
         out_dtype = info.dtype if keep_dtype else "float32"
         if keep_dtype:

@@ -27,6 +27,7 @@ import functools
 import math
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ from geosr.background import ahead
 from geosr.calibrate import band_groups, residual_gains, whole_scale
 from geosr.calibrate import window as calibration_window
 from geosr.conserve import conserve
-from geosr.errors import DeviceError, GeosrError, InputError, ModelError, ScaleError
+from geosr.devices import DEVICES, device_name, select_device  # noqa: F401  (geosr.predict.select_device)
+from geosr.errors import GeosrError, InputError, ModelError, ScaleError
 from geosr.georef import check_scale, output_shape
 from geosr.models.card import ModelCard
 from geosr.stats import BandStats, as_float, unmasked
@@ -56,15 +58,12 @@ from geosr.tiling import (
 )
 
 if TYPE_CHECKING:
-    import torch
-
     from geosr.models.files import LoadedModel
 
 #: Output pixels per tile side. Large enough that the halo costs little (about 8% for an interior
 #: tile of a 20-layer model), small enough that a tile's activations stay near 1 GB.
 DEFAULT_TILE_SIZE = 1024
 PRECISIONS = ("fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Sizes of the self-ensemble: the model alone, averaged over the four flips (identity, left-right,
 #: up-down, both), or over all eight flips and 90-degree rotations (square pixels only).
 ENSEMBLES = (1, 4, 8)
@@ -231,43 +230,6 @@ def check_bands(card: ModelCard, n_bands: int) -> None:
         )
 
 
-def select_device(device: str | None = "auto") -> torch.device:
-    """The torch device for a name: ``auto`` picks CUDA, then Apple MPS, then the CPU."""
-    import torch
-
-    name = device_name(device)
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    kind = name.split(":")[0]
-    instead = "use --device cpu or auto (device='cpu' in Python)"
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {name!r} was asked for but no CUDA GPU is available; {instead}")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError(f"device {name!r} was asked for but Apple MPS is not available; {instead}")
-    try:
-        return torch.device(name)
-    except RuntimeError:  # 'cuda:x', 'cpu:1:2'
-        raise DeviceError(
-            f"unknown device {name!r}; choose one of {', '.join(DEVICES)} (cuda:N for the Nth GPU)"
-        ) from None
-
-
-def device_name(device: Any) -> str:
-    """The lower-case name of a device given as text, a ``torch.device`` or ``None`` (``auto``), refused unless it is
-    one of :data:`DEVICES` (``cuda:1``: a numbered one). Whether it is present is :func:`select_device`'s to say, where
-    the work runs (a lazy result's tasks may run on a cluster's GPU workers)."""
-    name = "auto" if device is None else str(device).strip().lower()
-    if not isinstance(device, str | type(None)) and type(device).__name__ != "device":
-        raise DeviceError(f"device must be a name such as 'cpu' or 'cuda', got a {type(device).__name__}")
-    if name.split(":")[0] not in DEVICES:
-        raise DeviceError(f"unknown device {str(device)!r}; choose one of {', '.join(DEVICES)}")
-    return name
-
-
 def check_batch_size(batch_size: Any) -> int:
     """``batch_size`` as a whole number of tiles of at least 1, else refused in one line."""
     try:
@@ -422,10 +384,7 @@ class Downscaler:
     ) -> None:
         from geosr.models.files import LoadedModel, load_model
 
-        try:
-            self.tile_size = tile_pair(tile_size)
-        except (TypeError, ValueError):
-            raise InputError(f"tile size must be a positive number of pixels, got {tile_size}") from None
+        self.tile_size = tile_pair(tile_size)  # one clear line for text or a bad pair
         batch = check_batch_size(batch_size)
         self.device = select_device(device)
         self.autocast = _autocast_dtype(precision)
@@ -437,11 +396,10 @@ class Downscaler:
         self.conserve = None if conserve is None else bool(conserve)
         self.ensemble = check_ensemble(ensemble)
         self.model: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
-        # moving a network (device, memory layout) moves it in place: a caller's loaded model is left as it was
-        network = copy.deepcopy(model.network) if isinstance(model, LoadedModel) else self.model.network
-        self.network = network.to(self.device)
-        if self.device.type in ("cpu", "cuda"):
-            self.network = self.network.to(memory_format=_channels_last())
+        if isinstance(model, LoadedModel):  # the caller's: moving it (device, layout) would move it in place
+            self.network = _placed(model.network, self.device)
+        else:
+            self.network = _moved(self.model.network, self.device)
         self.calibrate = calibrate
 
     def gains(self, source: np.ndarray, scale: float, periodic: bool = False) -> np.ndarray | None:
@@ -810,6 +768,32 @@ def _conserve_cells(fine: np.ndarray, coarse: np.ndarray, tile: Tile, scale: int
     fine[fine_cells] = conserve(fine[fine_cells], coarse[coarse_cells], scale)
 
 
+def _moved(network: Any, device: Any) -> Any:
+    """``network`` moved, in place, to ``device`` in the layout its convolutions run fastest in there."""
+    network = network.to(device)
+    return network.to(memory_format=_channels_last()) if device.type in ("cpu", "cuda") else network
+
+
+#: Copies of callers' networks moved to a device (:func:`_placed`): per network, per device, with the versions of
+#: the network's parameters they were copied at
+_PLACED: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple[int, ...], Any]]] = weakref.WeakKeyDictionary()
+_PLACED_LOCK = threading.Lock()
+
+
+def _placed(network: Any, device: Any) -> Any:
+    """A copy of a caller's ``network`` moved to ``device`` (:func:`_moved`), which stays where and as it was.
+    Made once per network and device, and again once its weights have changed (a model still training: torch
+    counts a tensor's changes in place), not for every call (the accessor runs each time step with one model)."""
+    versions = tuple(int(getattr(p, "_version", -1)) for p in network.parameters())
+    key = str(device)
+    with _PLACED_LOCK:
+        copies = _PLACED.setdefault(network, {})
+        cached = copies.get(key)
+        if cached is None or cached[0] != versions or -1 in versions:
+            cached = copies[key] = (versions, _moved(copy.deepcopy(network), device))
+        return cached[1]
+
+
 def _channels_last() -> Any:
     import torch
 
@@ -912,10 +896,12 @@ def downscale(
     """
     library = type(data).__module__.split(".")[0]
     if library == "xarray":  # its coordinates would be dropped and its dimensions taken in stored order
-        name = "ds" if type(data).__name__ == "Dataset" else "da"
+        kind = type(data).__name__
+        accessor = {"Dataset": "its accessor, ds.geosr.downscale", "DataArray": "its accessor, da.geosr.downscale"}
+        use = accessor.get(kind, "a DataArray of it with its coordinates and its accessor, da.geosr.downscale")
         raise InputError(
-            f"data is an xarray {type(data).__name__}; use its accessor, {name}.geosr.downscale(scale=...), which "
-            "keeps its coordinates, dimensions and CRS (or pass the values, .values or .data, as (band, y, x))"
+            f"data is an xarray {kind}; use {use}(scale=...), which keeps its coordinates, dimensions and CRS (or "
+            "pass the values, .values or .data, as (band, y, x))"
         )
     if library == "torch":
         raise InputError("data is a torch tensor; pass tensor.cpu().numpy()")

@@ -69,6 +69,17 @@ def test_a_crs_geotiff_cannot_hold_goes_along_in_the_outputs_side_file(cli, tmp_
     ]
 
 
+def test_a_crs_kept_beside_an_output_whose_side_file_name_would_be_too_long_is_refused_first(cli, tmp_path, model1):
+    src = tmp_path / "rotated.tif"
+    profile = dict(driver="GTiff", width=30, height=20, count=1, dtype="float32")
+    with rasterio.open(src, "w", **profile, crs=ROTATED_POLE, transform=from_origin(-6.6, 5.5, 0.22, 0.22)) as ds:
+        ds.write(fbm_surface((20, 30), seed=1).astype("float32"), 1)
+    out = tmp_path / ("a" * 246 + ".tif")  # 250 bytes: OUT.aux.xml would be 258
+    result = cli("downscale", src, "--scale", 2, "--model", model1, "-o", out)
+    assert_one_line_error(result.err, 1, ".aux.xml", "too long", "-o")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rotated.tif", "rotated.tif.aux.xml"]  # nothing published
+
+
 def test_an_ordinary_crs_leaves_no_side_file(cli, dem_tif, model1):
     out = dem_tif.parent / "out.tif"
     assert cli("downscale", dem_tif, "--scale", 2, "--model", model1, "-o", out).code == 0
@@ -91,7 +102,7 @@ def test_a_thematic_layer_is_refused(cli, tmp_path, model1):
         ds.write((fbm_surface((20, 24), seed=2) > 0).astype("uint8") + 1, 1)
         ds.update_tags(1, LAYER_TYPE="thematic")
     result = cli("downscale", src, "--scale", 2, "--model", model1, "-o", tmp_path / "out.tif")
-    assert_one_line_error(result.err, 1, "categorical (LAYER_TYPE thematic)")
+    assert_one_line_error(result.err, 1, "categorical (LAYER_TYPE thematic;", "LAYER_TYPE to athematic")
     assert not (tmp_path / "out.tif").exists()
 
 
@@ -110,6 +121,8 @@ def test_a_missing_value_beside_the_fill_value_is_missing_through_the_gdal_door_
     assert np.array_equal(np.isnan(by_gdal), np.isnan(by_variable))
     assert np.nanmin(by_gdal) > 279 and np.nanmax(by_gdal) < 282  # was -1425 .. 531 K
     np.testing.assert_allclose(by_gdal, by_variable, atol=1e-3)
+    with rasterio.open(gdal_door) as ds:  # its cells are the output's nodata: left, it would mask valid values
+        assert "missing_value" not in ds.tags(1) and ds.nodata == pytest.approx(1e20)
 
 
 def test_value_ranges_and_the_acdd_resolution_of_the_input_are_not_carried(cli, tmp_path, model1):
@@ -169,9 +182,26 @@ def test_an_output_without_georeferencing_is_not_written_beside_a_world_file(cli
         ds.write(fbm_surface((20, 24), seed=4).astype("float32"), 1)
     (tmp_path / world).write_text("100\n0\n0\n-100\n1000050\n2000050\n")  # left from an earlier out.tif
     result = cli("downscale", src, "--scale", 2, "--model", model1, "-o", tmp_path / "out.tif")
-    assert_one_line_error(result.err, 1, world, "world file", "no georeferencing", "-o")
+    assert_one_line_error(result.err, 1, world, "world file", "no transform", "-o")
     assert not (tmp_path / "out.tif").exists() and (tmp_path / world).exists()  # GDAL placed out.tif by it
     assert cli("downscale", src, "--scale", 2, "--model", model1, "-o", tmp_path / "other.tif").code == 0
+
+
+def test_an_output_placed_by_gcps_is_not_written_beside_a_world_file(cli, tmp_path, model1):
+    from rasterio.control import GroundControlPoint
+
+    src = tmp_path / "gcps.tif"
+    gcps = [GroundControlPoint(r, c, 500000 + 30 * c, 4000000 - 30 * r) for r, c in ((0, 0), (0, 24), (20, 0))]
+    with rasterio.open(src, "w", driver="GTiff", width=24, height=20, count=1, dtype="float32") as ds:
+        ds.write(fbm_surface((20, 24), seed=4).astype("float32"), 1)
+        ds.gcps = (gcps, "EPSG:32633")
+    (tmp_path / "out.tfw").write_text("100\n0\n0\n-100\n1000050\n2000050\n")
+    result = cli("downscale", src, "--scale", 2, "--model", model1, "-o", tmp_path / "out.tif")
+    assert_one_line_error(result.err, 1, "out.tfw", "world file")  # GDAL read it and hid the output's GCPs
+    (tmp_path / "out.tfw").unlink()
+    assert cli("downscale", src, "--scale", 2, "--model", model1, "-o", tmp_path / "out.tif").code == 0
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        assert len(ds.gcps[0]) == 3
 
 
 def test_a_georeferenced_output_ignores_a_world_file(cli, dem_tif, model1):

@@ -12,7 +12,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from geosr.errors import DeviceError, ModelError
+from geosr.devices import select_device
+from geosr.errors import ModelError
 from geosr.models.card import CARD_KEY, ModelCard, read_card
 from geosr.models.registry import resolve_model
 from geosr.models.vdsr import VDSR
@@ -132,11 +133,6 @@ def load_model(model: str | Path | None = None, device: Any = "cpu") -> LoadedMo
             f"model file {path} does not match its card ({mismatch}); re-save it with geosr or pass another model"
         )
     network.load_state_dict(tensors, strict=True)
-    try:
-        network.eval().requires_grad_(False).to(device)
-    except (AssertionError, RuntimeError, TypeError) as exc:  # torch asserts it was built without CUDA
-        raise DeviceError(
-            f"cannot load model {card.name!r} onto device {str(device)!r} ({exc}); use device 'cpu' or 'auto'"
-        ) from None
+    network.eval().requires_grad_(False).to(select_device(device))  # torch asserted, for CUDA it lacks
     # absolute: dask tasks carry the path, and may run in another working directory (or on another machine's worker)
     return LoadedModel(network, card, os.path.abspath(path), _digest(path))

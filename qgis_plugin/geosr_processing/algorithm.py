@@ -761,15 +761,44 @@ def _assigned_crs(layer: QgsRasterLayer, name: str, open_options: list[str]) -> 
     from qgis.core import QgsCoordinateReferenceSystem
 
     stored = dataset.GetProjectionRef()
+    own = layer.dataProvider().crs()  # the file's, as QGIS reads it; the layer's is Set Layer CRS's
+    if not _differ(own, layer.crs(), layer.extent()):
+        return "", ""  # as the file says (a GDAL 'unnamed' local CRS too, unless the layer was given another)
     if stored and not _unnamed_local(stored):
-        own = layer.dataProvider().crs()  # the file's, as QGIS reads it; the layer's is Set Layer CRS's
-        if own.isValid() and own != layer.crs():
-            return "", _tr(
-                "the layer's CRS ({}) is not its file's ({}); the output keeps the file's, as geosr downscale does: "
-                "assign the layer's to the file first (gdal_edit.py -a_srs) to have it"
-            ).format(layer.crs().authid() or layer.crs().description(), own.authid() or own.description())
-        return "", ""
+        return "", _tr(
+            "the layer's CRS ({}) is not its file's ({}); the output keeps the file's, as geosr downscale does: "
+            "assign the layer's to the file first (gdal_edit.py -a_srs) to have it"
+        ).format(_crs_name(layer.crs()), _crs_name(own))
     return layer.crs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL), ""
+
+
+def _differ(a: Any, b: Any, extent: Any) -> bool:
+    """Whether two CRSs place the coordinates of ``extent`` differently: not merely in name, axis order or spelling
+    (EPSG:4326 and OGC:CRS84, a CRS and the same one read from its PROJ string), which QGIS counts as different."""
+    from qgis.core import QgsCoordinateTransform, QgsPointXY, QgsProject
+
+    if not a.isValid() or not b.isValid():
+        return a.isValid() != b.isValid()
+    if a == b:
+        return False
+    if not a.toProj() or not b.toProj():  # an engineering CRS ('unnamed'): nothing to transform with
+        return True
+    try:
+        transform = QgsCoordinateTransform(a, b, QgsProject.instance())
+        corners = [
+            QgsPointXY(x, y)
+            for x in (extent.xMinimum(), extent.xMaximum())
+            for y in (extent.yMinimum(), extent.yMaximum())
+        ]
+        size = max(extent.width(), extent.height(), 1e-9)
+        return any(transform.transform(p).distance(p) > 1e-6 * size for p in corners)
+    except Exception:  # noqa: BLE001 - no transformation between them: they differ
+        return True
+
+
+def _crs_name(crs: Any) -> str:
+    """A CRS in a few words: its code, else its name, else its PROJ string."""
+    return crs.authid() or (crs.description() if crs.description() not in ("", "unknown") else "") or crs.toProj()
 
 
 def _unnamed_local(wkt: str) -> bool:

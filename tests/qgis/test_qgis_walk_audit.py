@@ -138,6 +138,13 @@ def test_set_layer_crs_replaces_gdals_unnamed_local_crs_and_a_differing_one_is_w
     feedback = Warnings()
     run(processing, tiny_model, feedback, INPUT=utm, OUTPUT=str(tmp_path / "same.tif"))
     assert not [w for w in feedback.warnings if "CRS" in w]
+    utm.setCrs(QgsCoordinateReferenceSystem.fromProj("+proj=utm +zone=33 +datum=WGS84 +units=m +no_defs"))
+    run(processing, tiny_model, feedback, INPUT=utm, OUTPUT=str(tmp_path / "spelled.tif"))
+    assert not [w for w in feedback.warnings if "CRS" in w]  # the same CRS spelled otherwise: no warning
+    geographic = QgsRasterLayer(str(write_raster(tmp_path / "wgs84.tif", srs="EPSG:4326")), "wgs84", "gdal")
+    geographic.setCrs(QgsCoordinateReferenceSystem("OGC:CRS84"))  # the same, longitude first
+    run(processing, tiny_model, feedback, INPUT=geographic, OUTPUT=str(tmp_path / "crs84.tif"))
+    assert not [w for w in feedback.warnings if "CRS" in w]
     utm.setCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
     run(processing, tiny_model, feedback, INPUT=utm, OUTPUT=str(tmp_path / "kept.tif"))
     assert QgsRasterLayer(str(tmp_path / "kept.tif"), "kept", "gdal").crs().authid() == "EPSG:32633"
