@@ -121,6 +121,24 @@ def processing(qgis_app: Any, geosr_executable: Path) -> Iterator[Any]:
     ProcessingConfig.setSettingValue(EXECUTABLE_SETTING, "")
 
 
+@pytest.fixture
+def warnings_feedback() -> Any:
+    """A QgsProcessingFeedback that keeps the warnings pushed to it (``.warnings``), for processing.run."""
+    pytest.importorskip("qgis.core", reason="QGIS's Python bindings are not importable here: run `make test-qgis`")
+    from qgis.core import QgsProcessingFeedback
+
+    class Feedback(QgsProcessingFeedback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.warnings: list[str] = []
+
+        def pushWarning(self, warning: str) -> None:  # noqa: N802
+            self.warnings.append(warning)
+            super().pushWarning(warning)
+
+    return Feedback()
+
+
 def qgis_process_program() -> str:
     """The qgis_process program. Debian's ``qgis_process`` wrapper passes ``--noversioncheck`` (from
     /etc/default/qgis), which qgis_process 3.22 rejects, so its ``qgis_process.bin`` is called directly."""

@@ -19,7 +19,6 @@ import numpy as np  # noqa: E402  (QGIS's Python has numpy when it has QGIS)
 from qgis.core import (  # noqa: E402
     QgsCoordinateReferenceSystem,
     QgsProcessingException,
-    QgsProcessingFeedback,
     QgsProperty,
     QgsRasterLayer,
     QgsRasterRange,
@@ -47,16 +46,6 @@ def write_raster(path: Path, srs: str | None = "EPSG:32633", nodata: float | Non
     band.WriteArray(values)
     dataset = None  # closing writes the file
     return path
-
-
-class Warnings(QgsProcessingFeedback):
-    def __init__(self) -> None:
-        super().__init__()
-        self.warnings: list[str] = []
-
-    def pushWarning(self, warning: str) -> None:  # noqa: N802
-        self.warnings.append(warning)
-        super().pushWarning(warning)
 
 
 def run(processing, tiny_model: Path, feedback=None, **parameters) -> dict:
@@ -113,10 +102,10 @@ def test_a_layer_qgis_could_not_open_is_refused_in_qgis_words(processing, tiny_m
     assert "--variable" not in str(error.value)
 
 
-def test_the_layers_own_nodata_settings_are_warned_about(processing, tiny_model, tmp_path):
+def test_the_layers_own_nodata_settings_are_warned_about(processing, tiny_model, tmp_path, warnings_feedback):
     dem = write_raster(tmp_path / "dem.tif")
     layer = QgsRasterLayer(str(dem), "dem", "gdal")
-    feedback = Warnings()
+    feedback = warnings_feedback
     run(processing, tiny_model, feedback, INPUT=layer, OUTPUT=str(tmp_path / "plain.tif"))
     assert not [w for w in feedback.warnings if "no-data" in w]
     layer.dataProvider().setUserNoDataValue(1, [QgsRasterRange(0, 150)])
@@ -125,7 +114,7 @@ def test_the_layers_own_nodata_settings_are_warned_about(processing, tiny_model,
 
 
 def test_set_layer_crs_replaces_gdals_unnamed_local_crs_and_a_differing_one_is_warned_about(
-    processing, tiny_model, tmp_path
+    processing, tiny_model, tmp_path, warnings_feedback
 ):
     unnamed = 'LOCAL_CS["unnamed",UNIT["metre",1,AUTHORITY["EPSG","9001"]],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
     local = write_raster(tmp_path / "local.tif", srs=unnamed)
@@ -135,7 +124,7 @@ def test_set_layer_crs_replaces_gdals_unnamed_local_crs_and_a_differing_one_is_w
     assert QgsRasterLayer(str(tmp_path / "local_x2.tif"), "x2", "gdal").crs().authid() == "EPSG:32633"  # was unnamed
     # a file with a CRS of its own keeps it, with a warning when the layer's differs
     utm = QgsRasterLayer(str(write_raster(tmp_path / "utm.tif")), "utm", "gdal")
-    feedback = Warnings()
+    feedback = warnings_feedback
     run(processing, tiny_model, feedback, INPUT=utm, OUTPUT=str(tmp_path / "same.tif"))
     assert not [w for w in feedback.warnings if "CRS" in w]
     utm.setCrs(QgsCoordinateReferenceSystem.fromProj("+proj=utm +zone=33 +datum=WGS84 +units=m +no_defs"))

@@ -111,19 +111,8 @@ def qgis_processing(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue("processing")
 
 
-def test_processing_run_pushes_the_warning(qgis_processing, jacksboro, tiny_model, tmp_path):
-    from qgis.core import QgsProcessingFeedback
-
-    class Feedback(QgsProcessingFeedback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.warnings: list[str] = []
-
-        def pushWarning(self, warning: str) -> None:  # noqa: N802
-            self.warnings.append(warning)
-            super().pushWarning(warning)
-
-    feedback = Feedback()
+def test_processing_run_pushes_the_warning(qgis_processing, jacksboro, tiny_model, tmp_path, warnings_feedback):
+    feedback = warnings_feedback
     out = tmp_path / "x1.5.tif"
     parameters = {"INPUT": str(jacksboro), "SCALE": 1.5, "MODEL": str(tiny_model), "DEVICE": "cpu", "OUTPUT": str(out)}
     result = qgis_processing.run("geosr:downscale", parameters, feedback=feedback)
