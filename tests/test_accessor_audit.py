@@ -316,7 +316,8 @@ def test_a_missing_value_that_is_not_a_number_is_refused_in_one_line(attrs, noda
         coords={"y": -np.arange(12.0), "x": np.arange(15.0)},
         attrs=attrs,
     )
-    with pytest.raises(InputError, match="N/A', not a number; set it to the number|nodata must be a number or a list of numbers, got 'x'"):
+    refused = "N/A', not a number; set it to the number|nodata must be a number or a list of numbers, got 'x'"
+    with pytest.raises(InputError, match=refused):
         da.geosr.downscale(2, model="backprojection", nodata=nodata)
 
 
