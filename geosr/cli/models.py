@@ -69,4 +69,10 @@ def models(model: str | None, as_json: bool) -> None:
             "pass a model file to `geosr downscale --model PATH`."
         )
         return
-    click.echo("\n\n".join(_format_card(name, card) for name, card in cards.items()))
+    click.echo(_shown("\n\n".join(_format_card(name, card) for name, card in cards.items())))
+
+
+def _shown(text: str) -> str:
+    """``text`` with every character a terminal would act on (escape sequences, carriage returns, bells) but the
+    newline shown as ``?``: a card's free text comes from whoever wrote the file."""
+    return "".join(c if c.isprintable() or c == "\n" else "?" for c in text)

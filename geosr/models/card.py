@@ -101,6 +101,10 @@ class ModelCard:
             known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
             card = cls(**known)
             _check_fields(card)
+        except RecursionError:  # JSON nested thousands deep: nothing geosr writes
+            raise ModelError(
+                f"{source} has an unreadable model card (nested too deeply); re-save it with geosr"
+            ) from None
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source} has an unreadable model card ({exc}); re-save it with geosr") from None
         if card.format_version > FORMAT_VERSION:
@@ -117,6 +121,20 @@ class ModelCard:
         return card
 
 
+#: The largest scale a card may name (a card of scale 1e308 or inf broke the warnings that quote it)
+MAX_SCALE = 1000
+#: How deep a card's training record and metrics may nest (geosr writes 2 or 3 levels: a fine-tuned model's chain)
+MAX_NESTING = 64
+
+
+def _nesting(value: Any, depth: int = 0) -> int:
+    """How deep ``value`` nests dicts and lists, counted up to :data:`MAX_NESTING` + 1 (no deeper recursion)."""
+    if depth > MAX_NESTING or not isinstance(value, dict | list):
+        return depth
+    items = value.values() if isinstance(value, dict) else value
+    return max((_nesting(item, depth + 1) for item in items), default=depth + 1)
+
+
 def _check_fields(card: ModelCard) -> None:
     """Raise ValueError naming the first field of ``card`` whose value has the wrong type."""
 
@@ -130,17 +148,23 @@ def _check_fields(card: ModelCard) -> None:
         return ok, "a whole number" + ("" if low is None else f" >= {low}")
 
     checks = {
-        "name": (lambda v: isinstance(v, str), "text"),
+        "name": (lambda v: isinstance(v, str) and v.isprintable(), "printable text"),
         "in_channels": whole(1),
         "depth": whole(2),
         "width": whole(1),
         "architecture": (lambda v: isinstance(v, str), "text"),
-        "bands": (lambda v: isinstance(v, list) and all(isinstance(b, str) for b in v), "a list of names"),
-        "units": (lambda v: isinstance(v, list) and all(u is None or isinstance(u, str) for u in v), "a list of units"),
+        "bands": (
+            lambda v: isinstance(v, list) and all(isinstance(b, str) and b.isprintable() for b in v),
+            "a list of names (printable text)",
+        ),
+        "units": (
+            lambda v: isinstance(v, list) and all(u is None or (isinstance(u, str) and u.isprintable()) for u in v),
+            "a list of units (printable text)",
+        ),
         "normalisation": (lambda v: isinstance(v, str), "text"),
         "scales": (
-            lambda v: isinstance(v, list) and v and all(number(x) and x > 1 for x in v),
-            "a list of numbers > 1",
+            lambda v: isinstance(v, list) and v and all(number(x) and 1 < x <= MAX_SCALE for x in v),
+            f"a list of numbers > 1 and at most {MAX_SCALE}",
         ),
         "degradation": (lambda v: isinstance(v, str), "text"),
         "interpolation": (lambda v: isinstance(v, str), "text"),
@@ -148,8 +172,14 @@ def _check_fields(card: ModelCard) -> None:
         "cell_input": (lambda v: isinstance(v, bool), "true or false"),
         "calibrate": (lambda v: isinstance(v, bool), "true or false"),
         "fill_trend": (lambda v: number(v) and 0 <= v <= 1, "a number from 0 to 1"),
-        "training": (lambda v: isinstance(v, dict), "an object"),
-        "metrics": (lambda v: isinstance(v, dict), "an object"),
+        "training": (
+            lambda v: isinstance(v, dict) and _nesting(v) <= MAX_NESTING,
+            f"an object nested at most {MAX_NESTING} deep",
+        ),
+        "metrics": (
+            lambda v: isinstance(v, dict) and _nesting(v) <= MAX_NESTING,
+            f"an object nested at most {MAX_NESTING} deep",
+        ),
         "description": (lambda v: isinstance(v, str), "text"),
         "format_version": whole(1),
     }

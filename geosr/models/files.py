@@ -55,8 +55,20 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def _state_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str:
-    """What differs between the tensors a network expects and those a file holds, in words ("" if none)."""
+def card_shapes(card: ModelCard) -> dict[str, tuple[int, ...]]:
+    """The tensors (name: shape) of the VDSR network a card describes (:class:`geosr.models.vdsr.VDSR`), without
+    building it: its convolutions ``body.0``, ``body.2``, ... (a ReLU between each)."""
+    first = card.in_channels * (2 if card.cell_input else 1)
+    channels = [first] + [card.width] * (card.depth - 1) + [card.in_channels]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(card.depth):
+        shapes[f"body.{2 * layer}.weight"] = (channels[layer + 1], channels[layer], 3, 3)
+        shapes[f"body.{2 * layer}.bias"] = (channels[layer + 1],)
+    return shapes
+
+
+def _state_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, Any]) -> str:
+    """What differs between the tensors (shapes) a network expects and those a file holds, in words ("" if none)."""
 
     def names(keys: list[str]) -> str:
         return ", ".join(keys[:3]) + (f"... and {len(keys) - 3} more" if len(keys) > 3 else "")
@@ -64,9 +76,9 @@ def _state_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str:
     missing = [k for k in expected if k not in found]
     extra = [k for k in found if k not in expected]
     shapes = [
-        f"{k} is {tuple(found[k].shape)}, the card's network has {tuple(expected[k].shape)}"
+        f"{k} is {tuple(found[k].shape)}, the card's network has {tuple(expected[k])}"
         for k in expected
-        if k in found and tuple(found[k].shape) != tuple(expected[k].shape)
+        if k in found and tuple(found[k].shape) != tuple(expected[k])
     ]
     parts = []
     if missing:
@@ -126,12 +138,28 @@ def load_model(model: str | Path | None = None, device: Any = "cpu") -> LoadedMo
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"cannot read model file {path} ({exc})") from None
-    network = VDSR(card.in_channels, depth=card.depth, width=card.width, cell_input=card.cell_input)
-    mismatch = _state_mismatch(network.state_dict(), tensors)
+    # checked against the card's shapes before the network is built: a card claiming a depth of 10^9 built layers
+    # until memory ran out
+    if 2 * card.depth > len(tensors) + 1000:  # counted first: a depth of 10^9 would make 2 x 10^9 expected shapes
+        mismatch = f"{len(tensors)} tensors, where the card's network of depth {card.depth} has {2 * card.depth}"
+    else:
+        mismatch = _state_mismatch(card_shapes(card), tensors)
     if mismatch:
         raise ModelError(
             f"model file {path} does not match its card ({mismatch}); re-save it with geosr or pass another model"
         )
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise ModelError(
+                f"model file {path} holds {str(tensor.dtype).replace('torch.', '')} weights ({name}), not floating "
+                "point numbers; re-save it with geosr or pass another model"
+            )
+        if not bool(torch.isfinite(tensor).all()):  # every output would be NaN, written as nodata without a word
+            raise ModelError(
+                f"model file {path} has NaN or infinite weights ({name}): a training that diverged, or a damaged "
+                "file; train it again or pass another model"
+            )
+    network = VDSR(card.in_channels, depth=card.depth, width=card.width, cell_input=card.cell_input)
     network.load_state_dict(tensors, strict=True)
     network.eval().requires_grad_(False).to(select_device(device))  # torch asserted, for CUDA it lacks
     # absolute: dask tasks carry the path, and may run in another working directory (or on another machine's worker)
