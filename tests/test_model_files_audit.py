@@ -104,3 +104,19 @@ def test_terminal_escapes_in_a_card_never_reach_the_terminal(cli, tmp_path):
     result = cli("models", described)
     assert result.code == 0 and "\x1b" not in result.out and "\x07" not in result.out
     assert "RED?[2J?]0;title?\nsecond line" in result.out  # shown, not acted on; the newline kept
+
+
+def test_a_model_trained_on_a_band_described_with_a_tab_loads(cli, tmp_path):
+    # the card's bands must be printable: train writes a description's tab (or a file name's) as a space
+    import rasterio
+    from conftest import TINY_TRAIN, write_geotiff
+
+    from geosr.testing import fbm_surface
+
+    hr = write_geotiff(tmp_path / "hr\tdem.tif", fbm_surface((64, 48), seed=3, relief=50.0), units=["m"])
+    with rasterio.open(hr, "r+") as ds:
+        ds.set_band_description(1, "elevation\tsurvey 2020")
+    model = tmp_path / "m.safetensors"
+    assert cli("train", hr, "-o", model, "--scales", "2", "--epochs", "1", *TINY_TRAIN).code == 0
+    card = load_model(model).card
+    assert card.bands == ["elevation survey 2020"] and card.name == "m"

@@ -354,7 +354,7 @@ def train(
 
     from geosr.errors import InputError, Interrupted, OutputExistsError
     from geosr.io import band_signs, iter_blocks, open_raster, raster_info
-    from geosr.models.card import ModelCard
+    from geosr.models.card import ModelCard, printable
     from geosr.predict import check_magnitudes, select_device
     from geosr.stats import BandStats
     from geosr.training.data import normalise
@@ -555,12 +555,12 @@ def train(
         fill_missing=fill_missing == "neighbours",
     )
     card = ModelCard(
-        name=name or output.stem,
+        name=name or printable(output.stem),  # --name is checked; a file name or a band's description may hold more
         in_channels=train_sets[0].shape[0],
         depth=depth,
         width=width,
-        bands=names,
-        units=units,
+        bands=[printable(n) for n in names],
+        units=[u if u is None else printable(u) for u in units],
         scales=[float(s) for s in scale_list],
         description=f"Trained with `geosr train` on {', '.join(Path(p).name for p in inputs)}.",
         training={

@@ -127,6 +127,12 @@ MAX_SCALE = 1000
 MAX_NESTING = 64
 
 
+def printable(text: str) -> str:
+    """``text`` with each character a terminal would act on (a tab, a newline, an escape code) as a space: what a
+    card's name, bands and units may hold (a band's description or a file's name may hold more)."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
 def _nesting(value: Any, depth: int = 0) -> int:
     """How deep ``value`` nests dicts and lists, counted up to :data:`MAX_NESTING` + 1 (no deeper recursion)."""
     if depth > MAX_NESTING or not isinstance(value, dict | list):
