@@ -363,8 +363,9 @@ def test_cli_refuses_a_model_whose_output_is_nan(tmp_path, cli):
     from geosr.testing import random_model
 
     broken = load_model(random_model(tmp_path / "ok.safetensors", depth=3, width=4))
-    with torch.no_grad():
-        broken.network.body[-1].bias.fill_(float("nan"))
+    with torch.no_grad():  # finite weights whose product is NaN (inf x 0; NaN weights are refused on load)
+        broken.network.body[0].weight.fill_(3e38)
+        broken.network.body[2].weight.fill_(0.0)
     save_model(broken.network, broken.card, tmp_path / "nan.safetensors")
     path = write_geotiff(tmp_path / "hr.tif", fbm_surface((40, 44), seed=7))
     result = cli("evaluate", path, "--scale", 2, "--model", tmp_path / "nan.safetensors", "--json", "--device", "cpu")
